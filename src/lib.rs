@@ -1,0 +1,1 @@
+//! ftpdlib: a blocking FTP server library.
