@@ -1,0 +1,204 @@
+//! Who may log in and what they may do: the [`Authorizer`] trait and the permission letters
+//! `elradfmwMT`, mirroring pyftpdlib's `authorizers` module.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::error::{AuthenticationFailed, AuthorizerError};
+
+mod dummy;
+pub use dummy::DummyAuthorizer;
+
+/// One permission letter, with pyftpdlib's meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Perm {
+    /// `e`: change directory (CWD, CDUP).
+    ChangeDir,
+    /// `l`: list files (LIST, NLST, STAT, MLSD, MLST, SIZE, MDTM).
+    List,
+    /// `r`: retrieve files (RETR).
+    Retrieve,
+    /// `a`: append data to an existing file (APPE).
+    Append,
+    /// `d`: delete files or directories (DELE, RMD).
+    Delete,
+    /// `f`: rename (RNFR, RNTO).
+    Rename,
+    /// `m`: create directories (MKD).
+    Mkdir,
+    /// `w`: store files (STOR, STOU).
+    Store,
+    /// `M`: change file mode (SITE CHMOD).
+    Chmod,
+    /// `T`: change file modification time (MFMT).
+    Mtime,
+}
+
+impl Perm {
+    /// Every letter, in pyftpdlib's order.
+    pub const ALL: [Perm; 10] = [
+        Perm::ChangeDir,
+        Perm::List,
+        Perm::Retrieve,
+        Perm::Append,
+        Perm::Delete,
+        Perm::Rename,
+        Perm::Mkdir,
+        Perm::Store,
+        Perm::Chmod,
+        Perm::Mtime,
+    ];
+
+    /// The permission's letter.
+    pub fn letter(self) -> char {
+        match self {
+            Perm::ChangeDir => 'e',
+            Perm::List => 'l',
+            Perm::Retrieve => 'r',
+            Perm::Append => 'a',
+            Perm::Delete => 'd',
+            Perm::Rename => 'f',
+            Perm::Mkdir => 'm',
+            Perm::Store => 'w',
+            Perm::Chmod => 'M',
+            Perm::Mtime => 'T',
+        }
+    }
+
+    /// The permission for a letter, if it is one of `elradfmwMT`.
+    pub fn from_letter(c: char) -> Option<Perm> {
+        Perm::ALL.into_iter().find(|p| p.letter() == c)
+    }
+
+    /// True for the write letters `adfmwMT` (pyftpdlib `write_perms`).
+    pub fn is_write(self) -> bool {
+        !matches!(self, Perm::ChangeDir | Perm::List | Perm::Retrieve)
+    }
+}
+
+/// A set of permissions, written as a string of letters (`"elr"`, `"elradfmwMT"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct PermSet(u16);
+
+impl PermSet {
+    /// pyftpdlib's `read_perms`.
+    pub const READ: &'static str = "elr";
+    /// pyftpdlib's `write_perms`.
+    pub const WRITE: &'static str = "adfmwMT";
+
+    /// Parses a permission string.
+    ///
+    /// # Errors
+    /// An [`AuthorizerError`] naming the first letter that is not one of `elradfmwMT`.
+    pub fn parse(s: &str) -> Result<PermSet, AuthorizerError> {
+        let mut set = PermSet(0);
+        for c in s.chars() {
+            let p = Perm::from_letter(c)
+                .ok_or_else(|| AuthorizerError(format!("no such permission {c:?}")))?;
+            set.0 |= 1 << (p as u16);
+        }
+        Ok(set)
+    }
+
+    /// Every permission (`"elradfmwMT"`).
+    pub fn all() -> PermSet {
+        PermSet((1 << Perm::ALL.len()) - 1)
+    }
+
+    /// True if `p` is in the set.
+    pub fn contains(self, p: Perm) -> bool {
+        self.0 & (1 << (p as u16)) != 0
+    }
+
+    /// True if any write letter is in the set.
+    pub fn has_write(self) -> bool {
+        Perm::ALL
+            .into_iter()
+            .any(|p| p.is_write() && self.contains(p))
+    }
+}
+
+impl fmt::Display for PermSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in Perm::ALL {
+            if self.contains(p) {
+                write!(f, "{}", p.letter())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decides who may log in, where their home is and what they may do.
+///
+/// Shared by every session (`Send + Sync`); methods may block (a database lookup is fine:
+/// each session runs on its own thread). Mirrors pyftpdlib's authorizer interface.
+pub trait Authorizer: Send + Sync {
+    /// Checks a user's password. `peer` is the client's address.
+    ///
+    /// # Errors
+    /// [`AuthenticationFailed`] with the text sent after `530 `.
+    fn validate_authentication(
+        &self,
+        username: &str,
+        password: &str,
+        peer: SocketAddr,
+    ) -> Result<(), AuthenticationFailed>;
+
+    /// The user's home directory, which becomes the virtual `/`.
+    ///
+    /// # Errors
+    /// [`AuthorizerError`] when the user is unknown.
+    fn get_home_dir(&self, username: &str) -> Result<PathBuf, AuthorizerError>;
+
+    /// Whether `username` has `perm`, on `path` (a real filesystem path) when given.
+    fn has_perm(&self, username: &str, perm: Perm, path: Option<&Path>) -> bool;
+
+    /// The user's permissions at home (used for MLSx `perm` facts).
+    fn get_perms(&self, username: &str) -> PermSet;
+
+    /// The text of the 230 reply after a successful login.
+    fn get_msg_login(&self, username: &str) -> String;
+
+    /// The text of the 221 reply to QUIT.
+    fn get_msg_quit(&self, username: &str) -> String;
+
+    /// Called after login, before any filesystem access, to take on the user's identity.
+    /// Default: nothing.
+    ///
+    /// # Errors
+    /// [`AuthorizerError`] if the identity cannot be taken on; the login is refused.
+    fn impersonate_user(&self, _username: &str, _password: &str) -> Result<(), AuthorizerError> {
+        Ok(())
+    }
+
+    /// Called when the session ends or logs out, to drop the user's identity. Default: nothing.
+    ///
+    /// # Errors
+    /// [`AuthorizerError`] if the identity cannot be dropped.
+    fn terminate_impersonation(&self, _username: &str) -> Result<(), AuthorizerError> {
+        Ok(())
+    }
+}
+
+/// True if `path` is `dir` or inside it (pyftpdlib `_issubpath`).
+pub(crate) fn is_subpath(path: &Path, dir: &Path) -> bool {
+    path.starts_with(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perm_strings_round_trip() {
+        let s = PermSet::parse("elradfmwMT").unwrap();
+        assert_eq!(s, PermSet::all());
+        assert_eq!(s.to_string(), "elradfmwMT");
+        assert_eq!(PermSet::parse("rle").unwrap().to_string(), "elr");
+        assert!(PermSet::parse("elx").is_err());
+        assert!(!PermSet::parse("elr").unwrap().has_write());
+        assert!(PermSet::parse("elrT").unwrap().has_write());
+    }
+}

@@ -1,0 +1,330 @@
+//! Pure protocol pieces: control-line framing (Telnet IAC stripping, RFC 2640 CR NUL),
+//! command splitting, and the PORT/EPRT/PASV/EPSV/TYPE/REST argument grammar
+//! (RFC 959 §4.1, RFC 1123 §4.1.2, RFC 2428, RFC 3659 §5).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Telnet "Interpret As Command" (RFC 854).
+const IAC: u8 = 0xFF;
+const WILL: u8 = 0xFB;
+const DONT: u8 = 0xFE;
+
+/// Finds the end of the first complete line in `buf`.
+///
+/// Returns `(line_len, consumed)`: the line without its terminator and the bytes to drop.
+/// RFC 959 lines end in CR LF; a bare LF is accepted too, as most servers do.
+pub fn find_line(buf: &[u8]) -> Option<(usize, usize)> {
+    let nl = buf.iter().position(|&b| b == b'\n')?;
+    let len = if nl > 0 && buf[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
+    Some((len, nl + 1))
+}
+
+/// Cleans a raw control line: removes Telnet IAC sequences (ABOR/STAT/QUIT may arrive behind
+/// `IAC IP IAC DM`, RFC 959 §4.1.3), undoes `IAC IAC` escaping and RFC 2640 §3.1's CR NUL.
+pub fn clean_line(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b == IAC {
+            match raw.get(i + 1) {
+                Some(&IAC) => {
+                    out.push(IAC);
+                    i += 2;
+                }
+                Some(&c) if (WILL..=DONT).contains(&c) => i += 3,
+                Some(_) => i += 2,
+                None => i += 1,
+            }
+        } else if b == b'\r' && raw.get(i + 1) == Some(&0) {
+            out.push(b'\r');
+            i += 2;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Splits a cleaned line into the upper-cased verb and its argument
+/// (RFC 959 §5.3: verbs are case-insensitive; one space separates verb and argument).
+pub fn split_command(line: &[u8]) -> (String, Vec<u8>) {
+    let (verb, arg) = match line.iter().position(|&b| b == b' ') {
+        Some(p) => (&line[..p], &line[p + 1..]),
+        None => (line, &[][..]),
+    };
+    let verb = String::from_utf8_lossy(verb).trim().to_ascii_uppercase();
+    (verb, arg.to_vec())
+}
+
+/// Escapes a name for a reply: a `"` doubled (RFC 959 §7, the 257 reply) and a CR sent as
+/// CR NUL (RFC 2640 §3.1).
+pub fn quote_path(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len() + 2);
+    for &b in path {
+        match b {
+            b'"' => out.extend_from_slice(b"\"\""),
+            b'\r' => out.extend_from_slice(b"\r\0"),
+            b'\n' => out.push(0),
+            _ => out.push(b),
+        }
+    }
+    out
+}
+
+/// Parses a PORT argument `h1,h2,h3,h4,p1,p2` (RFC 959 §4.1.2).
+///
+/// # Errors
+/// `Err(())` on any malformed argument; the caller answers `501 Invalid PORT format.`
+pub fn parse_port(arg: &str) -> Result<SocketAddr, ()> {
+    let nums: Vec<u16> = arg
+        .trim()
+        .split(',')
+        .map(|s| s.trim().parse::<u16>().map_err(|_| ()))
+        .collect::<Result<_, _>>()?;
+    if nums.len() != 6 || nums.iter().any(|&n| n > 255) {
+        return Err(());
+    }
+    let ip = Ipv4Addr::new(nums[0] as u8, nums[1] as u8, nums[2] as u8, nums[3] as u8);
+    Ok(SocketAddr::new(IpAddr::V4(ip), nums[4] * 256 + nums[5]))
+}
+
+/// Why an EPRT argument was refused (RFC 2428 §2).
+#[derive(Debug, PartialEq, Eq)]
+pub enum EprtError {
+    /// Not of the form `<d>proto<d>addr<d>port<d>`, or the address does not parse.
+    Syntax,
+    /// A protocol number other than 1 or 2.
+    UnknownProtocol,
+}
+
+/// Parses an EPRT argument `|1|132.235.1.2|6275|` or `|2|::1|5282|` (RFC 2428 §2): the first
+/// character is the delimiter.
+///
+/// # Errors
+/// [`EprtError`] says whether the syntax or the protocol number is wrong.
+pub fn parse_eprt(arg: &str) -> Result<SocketAddr, EprtError> {
+    let d = arg.chars().next().ok_or(EprtError::Syntax)?;
+    if !(33..=126).contains(&(d as u32)) {
+        return Err(EprtError::Syntax);
+    }
+    let parts: Vec<&str> = arg.split(d).collect();
+    if parts.len() != 5 || !parts[0].is_empty() || !parts[4].is_empty() {
+        return Err(EprtError::Syntax);
+    }
+    let port: u16 = parts[3].parse().map_err(|_| EprtError::Syntax)?;
+    let ip: IpAddr = match parts[1] {
+        "1" => IpAddr::V4(parts[2].parse::<Ipv4Addr>().map_err(|_| EprtError::Syntax)?),
+        "2" => IpAddr::V6(parts[2].parse::<Ipv6Addr>().map_err(|_| EprtError::Syntax)?),
+        _ => return Err(EprtError::UnknownProtocol),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// The 227 reply text for PASV (RFC 959 §4.1.2), in the exact shape clients parse.
+pub fn format_pasv(ip: Ipv4Addr, port: u16) -> String {
+    let o = ip.octets();
+    format!(
+        "Entering passive mode ({},{},{},{},{},{}).",
+        o[0],
+        o[1],
+        o[2],
+        o[3],
+        port >> 8,
+        port & 0xff
+    )
+}
+
+/// The 229 reply text for EPSV (RFC 2428 §3).
+pub fn format_epsv(port: u16) -> String {
+    format!("Entering extended passive mode (|||{port}|).")
+}
+
+/// Representation types (RFC 959 §3.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferType {
+    /// `TYPE A`: line endings converted to CR LF on the wire.
+    Ascii,
+    /// `TYPE I` / `TYPE L 8`: bytes as they are.
+    Binary,
+}
+
+/// Parses a TYPE argument: `A`, `A N`, `I`, `L 8` (and `L7` as pyftpdlib does).
+pub fn parse_type(arg: &str) -> Option<TransferType> {
+    let t: String = arg
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_uppercase();
+    match t.as_str() {
+        "A" | "AN" | "L7" => Some(TransferType::Ascii),
+        "I" | "L8" => Some(TransferType::Binary),
+        _ => None,
+    }
+}
+
+/// Parses a REST marker: a non-negative decimal byte offset (RFC 3659 §5).
+pub fn parse_rest(arg: &str) -> Option<u64> {
+    let a = arg.trim();
+    if a.is_empty() || !a.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    a.parse().ok()
+}
+
+/// Maps an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) to plain IPv4 (RFC 4291 §2.5.5.2),
+/// so a dual-stack socket never shows a mapped address to the protocol.
+pub fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+/// Converts bytes to ASCII-mode wire form: every bare LF becomes CR LF (RFC 959 §3.1.1.1).
+/// `last_cr` carries whether the previous chunk ended in CR, so a CR LF split across chunks
+/// is not doubled.
+pub fn to_crlf(src: &[u8], out: &mut Vec<u8>, last_cr: &mut bool) {
+    out.clear();
+    for &b in src {
+        if b == b'\n' && !*last_cr {
+            out.push(b'\r');
+        }
+        out.push(b);
+        *last_cr = b == b'\r';
+    }
+}
+
+/// Converts ASCII-mode wire data to the local form: CR LF becomes LF. `pending_cr` carries a
+/// CR that ended the previous chunk.
+pub fn from_crlf(src: &[u8], out: &mut Vec<u8>, pending_cr: &mut bool) {
+    out.clear();
+    for &b in src {
+        if *pending_cr {
+            *pending_cr = false;
+            if b != b'\n' {
+                out.push(b'\r');
+            }
+        }
+        if b == b'\r' {
+            *pending_cr = true;
+        } else {
+            out.push(b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_end_in_crlf_or_lf() {
+        assert_eq!(find_line(b"NOOP\r\nX"), Some((4, 6)));
+        assert_eq!(find_line(b"NOOP\nX"), Some((4, 5)));
+        assert_eq!(find_line(b"NOOP"), None);
+    }
+
+    #[test]
+    fn telnet_sequences_are_stripped() {
+        // Python's ftplib sends ABOR as IAC IP IAC DM "ABOR" (RFC 959 §4.1.3).
+        assert_eq!(clean_line(b"\xff\xf4\xff\xf2ABOR"), b"ABOR");
+        assert_eq!(clean_line(b"\xff\xfb\x01NOOP"), b"NOOP");
+        assert_eq!(clean_line(b"RETR a\xff\xffb"), b"RETR a\xffb");
+        // RFC 2640 §3.1: CR inside a name travels as CR NUL.
+        assert_eq!(clean_line(b"RETR a\r\0b"), b"RETR a\rb");
+    }
+
+    #[test]
+    fn commands_are_case_insensitive() {
+        assert_eq!(split_command(b"retr a b"), ("RETR".into(), b"a b".to_vec()));
+        assert_eq!(split_command(b"pwd"), ("PWD".into(), vec![]));
+    }
+
+    #[test]
+    fn port_grammar() {
+        assert_eq!(
+            parse_port("127,0,0,1,4,1"),
+            Ok("127.0.0.1:1025".parse().unwrap())
+        );
+        assert!(parse_port("127,0,0,1,4").is_err());
+        assert!(parse_port("256,0,0,1,4,1").is_err());
+        assert!(parse_port("1,2,3,4,5,x").is_err());
+        assert!(parse_port("1,2,3,4,5,-1").is_err());
+    }
+
+    #[test]
+    fn eprt_grammar_rfc2428() {
+        assert_eq!(
+            parse_eprt("|1|132.235.1.2|6275|"),
+            Ok("132.235.1.2:6275".parse().unwrap())
+        );
+        assert_eq!(
+            parse_eprt("|2|1080::8:800:200C:417A|5282|"),
+            Ok("[1080::8:800:200C:417A]:5282".parse().unwrap())
+        );
+        assert_eq!(parse_eprt("!1!1.2.3.4!80!"), Ok("1.2.3.4:80".parse().unwrap()));
+        assert_eq!(parse_eprt("|3|1.2.3.4|80|"), Err(EprtError::UnknownProtocol));
+        assert_eq!(parse_eprt("|1|::1|80|"), Err(EprtError::Syntax));
+        assert_eq!(parse_eprt("|1|1.2.3.4|99999|"), Err(EprtError::Syntax));
+        assert_eq!(parse_eprt(""), Err(EprtError::Syntax));
+        assert_eq!(parse_eprt("|1|1.2.3.4|80"), Err(EprtError::Syntax));
+    }
+
+    #[test]
+    fn pasv_and_epsv_replies() {
+        assert_eq!(
+            format_pasv(Ipv4Addr::new(10, 0, 0, 1), 1025),
+            "Entering passive mode (10,0,0,1,4,1)."
+        );
+        assert_eq!(format_epsv(2121), "Entering extended passive mode (|||2121|).");
+    }
+
+    #[test]
+    fn type_and_rest() {
+        assert_eq!(parse_type("a"), Some(TransferType::Ascii));
+        assert_eq!(parse_type("A N"), Some(TransferType::Ascii));
+        assert_eq!(parse_type("L 8"), Some(TransferType::Binary));
+        assert_eq!(parse_type("i"), Some(TransferType::Binary));
+        assert_eq!(parse_type("E"), None);
+        assert_eq!(parse_rest("100"), Some(100));
+        assert_eq!(parse_rest("-1"), None);
+        assert_eq!(parse_rest("1e3"), None);
+    }
+
+    #[test]
+    fn quoting_doubles_quotes() {
+        assert_eq!(quote_path(b"/a\"b"), b"/a\"\"b");
+    }
+
+    #[test]
+    fn ascii_conversion_across_chunks() {
+        let mut out = Vec::new();
+        let mut cr = false;
+        to_crlf(b"a\nb\r", &mut out, &mut cr);
+        assert_eq!(out, b"a\r\nb\r");
+        to_crlf(b"\nc\n", &mut out, &mut cr);
+        assert_eq!(out, b"\nc\r\n");
+        let mut p = false;
+        from_crlf(b"a\r\nb\r", &mut out, &mut p);
+        assert_eq!(out, b"a\nb");
+        from_crlf(b"\nc\rd", &mut out, &mut p);
+        assert_eq!(out, b"\nc\rd");
+    }
+
+    #[test]
+    fn mapped_addresses_unmap() {
+        let m: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(unmap(m), "127.0.0.1".parse::<IpAddr>().unwrap());
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(unmap(v6), v6);
+    }
+}
