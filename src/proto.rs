@@ -77,21 +77,22 @@ pub fn quote_path(path: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Parses a PORT argument `h1,h2,h3,h4,p1,p2` (RFC 959 §4.1.2).
-///
-/// # Errors
-/// `Err(())` on any malformed argument; the caller answers `501 Invalid PORT format.`
-pub fn parse_port(arg: &str) -> Result<SocketAddr, ()> {
-    let nums: Vec<u16> = arg
+/// Parses a PORT argument `h1,h2,h3,h4,p1,p2` (RFC 959 §4.1.2); `None` when malformed (the
+/// caller answers `501 Invalid PORT format.`).
+pub fn parse_port(arg: &str) -> Option<SocketAddr> {
+    let nums: Vec<u8> = arg
         .trim()
         .split(',')
-        .map(|s| s.trim().parse::<u16>().map_err(|_| ()))
-        .collect::<Result<_, _>>()?;
-    if nums.len() != 6 || nums.iter().any(|&n| n > 255) {
-        return Err(());
+        .map(|s| s.trim().parse::<u8>().ok())
+        .collect::<Option<_>>()?;
+    if nums.len() != 6 {
+        return None;
     }
-    let ip = Ipv4Addr::new(nums[0] as u8, nums[1] as u8, nums[2] as u8, nums[3] as u8);
-    Ok(SocketAddr::new(IpAddr::V4(ip), nums[4] * 256 + nums[5]))
+    let ip = Ipv4Addr::new(nums[0], nums[1], nums[2], nums[3]);
+    Some(SocketAddr::new(
+        IpAddr::V4(ip),
+        u16::from(nums[4]) * 256 + u16::from(nums[5]),
+    ))
 }
 
 /// Why an EPRT argument was refused (RFC 2428 §2).
@@ -119,8 +120,16 @@ pub fn parse_eprt(arg: &str) -> Result<SocketAddr, EprtError> {
     }
     let port: u16 = parts[3].parse().map_err(|_| EprtError::Syntax)?;
     let ip: IpAddr = match parts[1] {
-        "1" => IpAddr::V4(parts[2].parse::<Ipv4Addr>().map_err(|_| EprtError::Syntax)?),
-        "2" => IpAddr::V6(parts[2].parse::<Ipv6Addr>().map_err(|_| EprtError::Syntax)?),
+        "1" => IpAddr::V4(
+            parts[2]
+                .parse::<Ipv4Addr>()
+                .map_err(|_| EprtError::Syntax)?,
+        ),
+        "2" => IpAddr::V6(
+            parts[2]
+                .parse::<Ipv6Addr>()
+                .map_err(|_| EprtError::Syntax)?,
+        ),
         _ => return Err(EprtError::UnknownProtocol),
     };
     Ok(SocketAddr::new(ip, port))
@@ -253,12 +262,12 @@ mod tests {
     fn port_grammar() {
         assert_eq!(
             parse_port("127,0,0,1,4,1"),
-            Ok("127.0.0.1:1025".parse().unwrap())
+            Some("127.0.0.1:1025".parse().unwrap())
         );
-        assert!(parse_port("127,0,0,1,4").is_err());
-        assert!(parse_port("256,0,0,1,4,1").is_err());
-        assert!(parse_port("1,2,3,4,5,x").is_err());
-        assert!(parse_port("1,2,3,4,5,-1").is_err());
+        assert!(parse_port("127,0,0,1,4").is_none());
+        assert!(parse_port("256,0,0,1,4,1").is_none());
+        assert!(parse_port("1,2,3,4,5,x").is_none());
+        assert!(parse_port("1,2,3,4,5,-1").is_none());
     }
 
     #[test]
@@ -271,8 +280,14 @@ mod tests {
             parse_eprt("|2|1080::8:800:200C:417A|5282|"),
             Ok("[1080::8:800:200C:417A]:5282".parse().unwrap())
         );
-        assert_eq!(parse_eprt("!1!1.2.3.4!80!"), Ok("1.2.3.4:80".parse().unwrap()));
-        assert_eq!(parse_eprt("|3|1.2.3.4|80|"), Err(EprtError::UnknownProtocol));
+        assert_eq!(
+            parse_eprt("!1!1.2.3.4!80!"),
+            Ok("1.2.3.4:80".parse().unwrap())
+        );
+        assert_eq!(
+            parse_eprt("|3|1.2.3.4|80|"),
+            Err(EprtError::UnknownProtocol)
+        );
         assert_eq!(parse_eprt("|1|::1|80|"), Err(EprtError::Syntax));
         assert_eq!(parse_eprt("|1|1.2.3.4|99999|"), Err(EprtError::Syntax));
         assert_eq!(parse_eprt(""), Err(EprtError::Syntax));
@@ -285,7 +300,10 @@ mod tests {
             format_pasv(Ipv4Addr::new(10, 0, 0, 1), 1025),
             "Entering passive mode (10,0,0,1,4,1)."
         );
-        assert_eq!(format_epsv(2121), "Entering extended passive mode (|||2121|).");
+        assert_eq!(
+            format_epsv(2121),
+            "Entering extended passive mode (|||2121|)."
+        );
     }
 
     #[test]

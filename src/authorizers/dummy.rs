@@ -151,7 +151,10 @@ impl DummyAuthorizer {
 
 fn real_dir(dir: &Path) -> Result<PathBuf, AuthorizerError> {
     if !dir.is_dir() {
-        return Err(AuthorizerError(format!("no such directory: {}", dir.display())));
+        return Err(AuthorizerError(format!(
+            "no such directory: {}",
+            dir.display()
+        )));
     }
     dir.canonicalize()
         .map_err(|e| AuthorizerError(format!("{}: {e}", dir.display())))
@@ -173,9 +176,9 @@ impl Authorizer for DummyAuthorizer {
         _peer: SocketAddr,
     ) -> Result<(), AuthenticationFailed> {
         match self.users.get(username) {
-            None if username == "anonymous" => Err(AuthenticationFailed(
-                "Anonymous access not allowed.".into(),
-            )),
+            None if username == "anonymous" => {
+                Err(AuthenticationFailed("Anonymous access not allowed.".into()))
+            }
             None => Err(AuthenticationFailed("Authentication failed.".into())),
             Some(_) if username == "anonymous" => Ok(()),
             Some(u) if constant_time_eq(u.password.as_bytes(), password.as_bytes()) => Ok(()),
@@ -252,7 +255,9 @@ mod tests {
         let mut a = DummyAuthorizer::new();
         a.add_user("u", "p", dir.path(), "elr").unwrap();
         assert!(a.add_user("u", "p", dir.path(), "elr").is_err());
-        assert!(a.add_user("v", "p", dir.path().join("nope"), "elr").is_err());
+        assert!(a
+            .add_user("v", "p", dir.path().join("nope"), "elr")
+            .is_err());
         assert!(a.add_user("v", "p", dir.path(), "elrz").is_err());
         assert!(a.validate_authentication("u", "p", peer()).is_ok());
         assert_eq!(
@@ -289,7 +294,8 @@ mod tests {
         assert!(a.has_perm("u", Perm::Store, Some(&home.join("sub/f"))));
         assert!(!a.has_perm("u", Perm::Store, Some(&home.join("sub/deep/x"))));
         assert!(!a.has_perm("u", Perm::Store, Some(&home)));
-        a.override_perm("u", home.join("sub"), "elrw", true).unwrap();
+        a.override_perm("u", home.join("sub"), "elrw", true)
+            .unwrap();
         assert!(a.has_perm("u", Perm::Store, Some(&home.join("sub/deep/x"))));
         assert!(!a.has_perm("u", Perm::Store, None));
     }

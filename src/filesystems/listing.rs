@@ -116,7 +116,14 @@ pub fn parse_timeval(s: &str) -> Option<SystemTime> {
         return None;
     }
     let n = |a: usize, b: usize| s[a..b].parse::<u32>().ok();
-    let (y, mo, d, h, mi, se) = (n(0, 4)?, n(4, 6)?, n(6, 8)?, n(8, 10)?, n(10, 12)?, n(12, 14)?);
+    let (y, mo, d, h, mi, se) = (
+        n(0, 4)?,
+        n(4, 6)?,
+        n(6, 8)?,
+        n(8, 10)?,
+        n(10, 12)?,
+        n(12, 14)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -166,7 +173,11 @@ pub fn filemode(mode: u32, kind: FileKind) -> [u8; 10] {
             s[i + 1] = *c;
         }
     }
-    let special = [(0o4000, 3, b's', b'S'), (0o2000, 6, b's', b'S'), (0o1000, 9, b't', b'T')];
+    let special = [
+        (0o4000, 3, b's', b'S'),
+        (0o2000, 6, b's', b'S'),
+        (0o1000, 9, b't', b'T'),
+    ];
     for (bit, i, x, nox) in special {
         if mode & bit != 0 {
             s[i] = if s[i] == b'x' { x } else { nox };
@@ -275,8 +286,7 @@ pub fn mlsx_perms(perms: PermSet) -> (String, String) {
     let letters = perms.to_string();
     let mut dir: String = letters.chars().filter(|c| !"arw".contains(*c)).collect();
     let file: String = letters.chars().filter(|c| !"celmp".contains(*c)).collect();
-    if perms.contains(Perm::Store) || perms.contains(Perm::Append) || perms.contains(Perm::Rename)
-    {
+    if perms.contains(Perm::Store) || perms.contains(Perm::Append) || perms.contains(Perm::Rename) {
         dir.push('c');
     }
     if perms.contains(Perm::Delete) {
@@ -358,12 +368,26 @@ mod tests {
     fn calendar() {
         assert_eq!(
             gmtime(0),
-            Tm { year: 1970, month: 1, day: 1, hour: 0, min: 0, sec: 0 }
+            Tm {
+                year: 1970,
+                month: 1,
+                day: 1,
+                hour: 0,
+                min: 0,
+                sec: 0
+            }
         );
         // 2024-02-29 12:34:56 UTC
         assert_eq!(
             gmtime(1_709_210_096),
-            Tm { year: 2024, month: 2, day: 29, hour: 12, min: 34, sec: 56 }
+            Tm {
+                year: 2024,
+                month: 2,
+                day: 29,
+                hour: 12,
+                min: 34,
+                sec: 56
+            }
         );
         let t = parse_timeval("20240229123456").unwrap();
         assert_eq!(unix_secs(t), 1_709_210_096);
@@ -371,7 +395,10 @@ mod tests {
         assert!(parse_timeval("20230229123456").is_none());
         assert!(parse_timeval("2024022912345").is_none());
         assert!(parse_timeval("2024022912345x").is_none());
-        assert_eq!(unix_secs(parse_timeval("19600101000000").unwrap()), -315_619_200);
+        assert_eq!(
+            unix_secs(parse_timeval("19600101000000").unwrap()),
+            -315_619_200
+        );
     }
 
     #[test]
@@ -379,7 +406,9 @@ mod tests {
         let now = UNIX_EPOCH + Duration::from_secs(1_709_210_096);
         let mut out = Vec::new();
         let recent = st(FileKind::File, 0o100644, 1234, 1_709_210_096 - 3600);
-        list_line(&mut out, b"a.txt", &recent, "user", "staff", None, now, true);
+        list_line(
+            &mut out, b"a.txt", &recent, "user", "staff", None, now, true,
+        );
         assert_eq!(
             String::from_utf8(out.clone()).unwrap(),
             "-rw-r--r--   1 user     staff        1234 Feb 29 11:34 a.txt\r\n"

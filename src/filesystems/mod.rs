@@ -120,7 +120,7 @@ pub enum WriteMode {
 }
 
 /// A directory listing in progress: names only, produced one at a time.
-pub type DirIter<'a> = Box<dyn Iterator<Item = io::Result<OsString>> + Send + 'a>;
+pub type DirIter = Box<dyn Iterator<Item = io::Result<OsString>> + Send>;
 
 /// The operations a session performs on files. One value per session (built at login by
 /// [`FtpHandler::filesystem`](crate::handlers::FtpHandler::filesystem)), so `&mut self` needs
@@ -180,7 +180,7 @@ pub trait Filesystem: Send {
     ///
     /// # Errors
     /// Any I/O error opening the directory.
-    fn listdir(&mut self, path: &Path) -> io::Result<DirIter<'_>>;
+    fn listdir(&mut self, path: &Path) -> io::Result<DirIter>;
     /// The target of a symlink (shown as `name -> target` in LIST).
     ///
     /// # Errors
@@ -256,7 +256,7 @@ impl Filesystem for OsFilesystem {
         fs::symlink_metadata(path).map(|m| Stat::from(&m))
     }
 
-    fn listdir(&mut self, path: &Path) -> io::Result<DirIter<'_>> {
+    fn listdir(&mut self, path: &Path) -> io::Result<DirIter> {
         let rd = fs::read_dir(path)?;
         Ok(Box::new(rd.map(|e| e.map(|e| e.file_name()))))
     }

@@ -39,7 +39,6 @@ pub fn ftpnorm(cwd: &[u8], path: &[u8]) -> Vec<u8> {
     out
 }
 
-
 /// Translates a virtual path to a real one under `root` (pyftpdlib `ftp2fs`). Lexically the
 /// result is always `root` or below it; symlinks are judged by [`validpath`].
 pub fn ftp2fs(root: &Path, cwd: &[u8], path: &[u8]) -> PathBuf {

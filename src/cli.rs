@@ -1,0 +1,496 @@
+//! The command line (`ftpdlib [options]`), mirroring `python3 -m pyftpdlib`: the same flags,
+//! meanings and defaults, so a pyftpdlib command line works by changing only the program.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::authorizers::DummyAuthorizer;
+use crate::handlers::{Encoding, FtpHandler};
+use crate::servers::{Executor, FtpServer};
+use crate::Error;
+
+/// Everything the command line decides.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Options {
+    /// `-i`: address to listen on. Default: `::` (dual stack: IPv4 and IPv6).
+    pub interface: IpAddr,
+    /// `-p`: port. Default: 2121.
+    pub port: u16,
+    /// `-w`: grant write permissions.
+    pub write: bool,
+    /// `-d`: the directory served. Default: the current directory.
+    pub directory: PathBuf,
+    /// `-n`: address sent in PASV replies (NAT).
+    pub nat_address: Option<Ipv4Addr>,
+    /// `-r FROM-TO`: passive port range.
+    pub range: Option<(u16, u16)>,
+    /// `-u`: the one account (anonymous is then refused).
+    pub username: Option<String>,
+    /// `-P`: its password.
+    pub password: Option<String>,
+    /// Log level: 0 info, 1 `-V` debug, 2 `-D` trace.
+    pub verbosity: u8,
+    /// `--concurrency`.
+    pub concurrency: Executor,
+    /// `--timeout` seconds for control and data connections (0 disables). Default: 300.
+    pub timeout: u64,
+    /// `--banner`.
+    pub banner: Option<String>,
+    /// `--permit-foreign-addresses`.
+    pub permit_foreign_addresses: bool,
+    /// `--permit-privileged-ports`.
+    pub permit_privileged_ports: bool,
+    /// `--encoding`. Default: utf8.
+    pub encoding: Encoding,
+    /// `--use-localtime`.
+    pub use_localtime: bool,
+    /// `--disable-sendfile`.
+    pub disable_sendfile: bool,
+    /// `--max-cons`. Default: 512.
+    pub max_cons: usize,
+    /// `--max-cons-per-ip`. Default: 0 (unlimited).
+    pub max_cons_per_ip: usize,
+    /// `--max-login-attempts`. Default: 3.
+    pub max_login_attempts: u32,
+}
+
+/// What parsing the command line produced besides options.
+#[derive(Debug, PartialEq)]
+pub enum Parsed {
+    /// Run the server.
+    Run(Box<Options>),
+    /// Print this (help or version) and exit 0.
+    Print(String),
+}
+
+fn opts() -> getopts::Options {
+    let mut o = getopts::Options::new();
+    o.optopt(
+        "i",
+        "interface",
+        "specify the interface to run on (default all interfaces)",
+        "ADDRESS",
+    );
+    o.optopt(
+        "p",
+        "port",
+        "specify port number to run on (default 2121)",
+        "PORT",
+    );
+    o.optflag(
+        "w",
+        "write",
+        "grants write access for logged in user (default read-only)",
+    );
+    o.optopt(
+        "d",
+        "directory",
+        "specify the directory to share (default current directory)",
+        "FOLDER",
+    );
+    o.optopt(
+        "n",
+        "nat-address",
+        "the NAT address to use for passive connections",
+        "ADDRESS",
+    );
+    o.optopt(
+        "r",
+        "range",
+        "the range of TCP ports to use for passive connections (e.g. -r 8000-9000)",
+        "FROM-TO",
+    );
+    o.optflag("D", "debug", "enable DEBUG logging level");
+    o.optflag("v", "version", "print ftpdlib version and exit");
+    o.optflag("V", "verbose", "activate a more verbose logging");
+    o.optopt("u", "username", "specify username to login with (anonymous login will be disabled and password required if supplied)", "USERNAME");
+    o.optopt(
+        "P",
+        "password",
+        "specify a password to login with (username required to be useful)",
+        "PASSWORD",
+    );
+    o.optopt(
+        "",
+        "concurrency",
+        "concurrency model: pool (default; 'async' is a synonym), multi-thread",
+        "MODEL",
+    );
+    o.optopt(
+        "",
+        "timeout",
+        "connection timeout in seconds; 0 disables (default 300)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "banner",
+        "the message sent when client connects",
+        "TEXT",
+    );
+    o.optflag(
+        "",
+        "permit-foreign-addresses",
+        "allow data connections from/to foreign IP addresses (FXP)",
+    );
+    o.optflag(
+        "",
+        "permit-privileged-ports",
+        "allow data connections (PORT) to privileged ports",
+    );
+    o.optopt(
+        "",
+        "encoding",
+        "the encoding used for client / server communication (default utf8)",
+        "ENCODING",
+    );
+    o.optflag(
+        "",
+        "use-localtime",
+        "display directory listings with the time in your local time zone (default GMT)",
+    );
+    o.optflag(
+        "",
+        "disable-sendfile",
+        "disable sendfile() syscall (zero-copy) for faster uploads",
+    );
+    o.optopt(
+        "",
+        "max-cons",
+        "max number of simultaneous connections (default 512)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "max-cons-per-ip",
+        "maximum number connections from the same IP address (default 0 = unlimited)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "max-login-attempts",
+        "max number of failed authentications before disconnect (default 3)",
+        "N",
+    );
+    o.optflag("h", "help", "show this help message and exit");
+    o
+}
+
+fn num<T: std::str::FromStr>(m: &getopts::Matches, name: &str, default: T) -> Result<T, String> {
+    match m.opt_str(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("argument --{name}: invalid value: {v:?}")),
+    }
+}
+
+/// Parses the arguments (without the program name).
+///
+/// # Errors
+/// A message for a bad flag or value; the caller prints it and exits 2.
+pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, String> {
+    let o = opts();
+    let m = o.parse(args).map_err(|e| e.to_string())?;
+    if m.opt_present("h") {
+        return Ok(Parsed::Print(o.usage(
+            "Usage: ftpdlib [options]\n\nStart a stand alone anonymous FTP server.",
+        )));
+    }
+    if m.opt_present("v") {
+        return Ok(Parsed::Print(format!(
+            "ftpdlib {}",
+            env!("CARGO_PKG_VERSION")
+        )));
+    }
+    if !m.free.is_empty() {
+        return Err(format!("unrecognized arguments: {}", m.free.join(" ")));
+    }
+    let interface = match m.opt_str("i") {
+        None => IpAddr::from([0u16; 8]),
+        Some(s) if s.is_empty() => IpAddr::from([0u16; 8]),
+        Some(s) => s
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse()
+            .map_err(|_| format!("argument -i/--interface: invalid address: {s:?}"))?,
+    };
+    let port = num(&m, "port", 2121u16)?;
+    let directory = match m.opt_str("d") {
+        Some(d) => PathBuf::from(d),
+        None => std::env::current_dir().map_err(|e| format!("current directory: {e}"))?,
+    };
+    let nat_address = match m.opt_str("n") {
+        None => None,
+        Some(s) => Some(
+            s.parse::<Ipv4Addr>()
+                .map_err(|_| format!("argument -n/--nat-address: not an IPv4 address: {s:?}"))?,
+        ),
+    };
+    let range = match m.opt_str("r") {
+        None => None,
+        Some(s) => {
+            let bad = || format!("argument -r/--range: invalid range {s:?} (expected FROM-TO)");
+            let (a, b) = s.split_once('-').ok_or_else(bad)?;
+            let (a, b): (u16, u16) = (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            );
+            if a == 0 || a > b {
+                return Err(bad());
+            }
+            Some((a, b))
+        }
+    };
+    let username = m.opt_str("u");
+    let password = m.opt_str("P");
+    if username.is_some() && password.is_none() {
+        return Err("if username (-u) is supplied, password (-P) is required".into());
+    }
+    let concurrency = match m.opt_str("concurrency").as_deref() {
+        None | Some("pool") | Some("async") => Executor::Pool,
+        Some("multi-thread") | Some("thread") => Executor::Thread,
+        Some(other) => {
+            return Err(format!(
+                "argument --concurrency: invalid choice: {other:?} (choose from 'pool', 'async', 'multi-thread')"
+            ))
+        }
+    };
+    let encoding = match m.opt_str("encoding") {
+        None => Encoding::Utf8,
+        Some(e) => Encoding::parse(&e).ok_or_else(|| {
+            format!("argument --encoding: unsupported encoding {e:?} (utf8 or latin-1)")
+        })?,
+    };
+    let verbosity = if m.opt_present("D") {
+        2
+    } else {
+        u8::from(m.opt_present("V"))
+    };
+    Ok(Parsed::Run(Box::new(Options {
+        interface,
+        port,
+        write: m.opt_present("w"),
+        directory,
+        nat_address,
+        range,
+        username,
+        password,
+        verbosity,
+        concurrency,
+        timeout: num(&m, "timeout", 300u64)?,
+        banner: m.opt_str("banner"),
+        permit_foreign_addresses: m.opt_present("permit-foreign-addresses"),
+        permit_privileged_ports: m.opt_present("permit-privileged-ports"),
+        encoding,
+        use_localtime: m.opt_present("use-localtime"),
+        disable_sendfile: m.opt_present("disable-sendfile"),
+        max_cons: num(&m, "max-cons", 512usize)?,
+        max_cons_per_ip: num(&m, "max-cons-per-ip", 0usize)?,
+        max_login_attempts: num(&m, "max-login-attempts", 3u32)?,
+    })))
+}
+
+/// Builds the handler the options describe.
+///
+/// # Errors
+/// The directory does not exist, or another setting is invalid.
+pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
+    let perm = if o.write { "elradfmwMT" } else { "elr" };
+    let mut auth = DummyAuthorizer::new();
+    match (&o.username, &o.password) {
+        (Some(u), Some(p)) => auth.add_user(u, p, &o.directory, perm)?,
+        _ => auth.add_anonymous(&o.directory, perm)?,
+    }
+    let mut h = FtpHandler::new(Arc::new(auth));
+    let t = (o.timeout > 0).then(|| Duration::from_secs(o.timeout));
+    h.timeout = t;
+    h.data_timeout = t;
+    if let Some(b) = &o.banner {
+        h.banner = b.clone();
+    }
+    h.masquerade_address = o.nat_address;
+    h.passive_ports = o.range.map(|(a, b)| a..=b);
+    h.permit_foreign_addresses = o.permit_foreign_addresses;
+    h.permit_privileged_ports = o.permit_privileged_ports;
+    h.encoding = o.encoding;
+    h.use_gmt_times = !o.use_localtime;
+    h.use_sendfile = !o.disable_sendfile;
+    h.max_login_attempts = o.max_login_attempts;
+    Ok(h)
+}
+
+/// Builds the server the options describe (binds the port).
+///
+/// # Errors
+/// As [`build_handler`], or the address cannot be bound.
+pub fn build_server(o: &Options) -> Result<FtpServer, Error> {
+    let handler = build_handler(o)?;
+    let listener = crate::servers::bind(SocketAddr::new(o.interface, o.port))?;
+    let mut server = FtpServer::from_listener(listener, handler)?.with_executor(o.concurrency);
+    server.max_cons = o.max_cons;
+    server.max_cons_per_ip = o.max_cons_per_ip;
+    Ok(server)
+}
+
+fn init_logging(verbosity: u8) {
+    let level = match verbosity {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let env = env_logger::Env::default().default_filter_or(level);
+    let _ = env_logger::Builder::from_env(env)
+        .format(|buf, rec| {
+            let l = rec.level().as_str().chars().next().unwrap_or('?');
+            writeln!(buf, "[{l} {}] {}", buf.timestamp_seconds(), rec.args())
+        })
+        .target(env_logger::Target::Stderr)
+        .try_init();
+}
+
+/// Runs the command line: parse, build, serve until SIGINT/SIGTERM. Exit codes: 0 after a
+/// clean stop, 1 when the server cannot start, 2 for a bad command line.
+pub fn main() -> ExitCode {
+    let parsed = match parse_args(std::env::args_os().skip(1)) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("ftpdlib: error: {e}\nTry 'ftpdlib --help' for more information.");
+            return ExitCode::from(2);
+        }
+    };
+    let o = match parsed {
+        Parsed::Print(s) => {
+            println!("{s}");
+            return ExitCode::SUCCESS;
+        }
+        Parsed::Run(o) => o,
+    };
+    init_logging(o.verbosity);
+    let mut server = match build_server(&o) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ftpdlib: error: {e}");
+            return ExitCode::from(match e {
+                Error::Config(_) | Error::Authorizer(_) | Error::Tls(_) => 2,
+                _ => 1,
+            });
+        }
+    };
+    if let Err(e) = server.stop_on_signals() {
+        log::warn!("cannot install signal handling: {e}");
+    }
+    match server.serve_forever() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ftpdlib: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Parsed, String> {
+        parse_args(args.iter().map(OsString::from))
+    }
+
+    fn run(args: &[&str]) -> Options {
+        match parse(args) {
+            Ok(Parsed::Run(o)) => *o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_pyftpdlib() {
+        let o = run(&["-d", "/tmp"]);
+        assert_eq!(o.port, 2121);
+        assert_eq!(o.interface, "::".parse::<IpAddr>().unwrap());
+        assert!(!o.write);
+        assert_eq!(o.timeout, 300);
+        assert_eq!(o.max_cons, 512);
+        assert_eq!(o.max_cons_per_ip, 0);
+        assert_eq!(o.max_login_attempts, 3);
+        assert_eq!(o.concurrency, Executor::Pool);
+        assert_eq!(o.encoding, Encoding::Utf8);
+    }
+
+    #[test]
+    fn flags_parse() {
+        let o = run(&[
+            "-i",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "-w",
+            "-d",
+            "/tmp",
+            "-n",
+            "1.2.3.4",
+            "-r",
+            "60000-60010",
+            "-u",
+            "bob",
+            "-P",
+            "pw",
+            "-V",
+            "--concurrency",
+            "multi-thread",
+            "--timeout",
+            "0",
+            "--banner",
+            "hi",
+            "--permit-foreign-addresses",
+            "--permit-privileged-ports",
+            "--encoding",
+            "latin-1",
+            "--use-localtime",
+            "--disable-sendfile",
+            "--max-cons",
+            "10",
+            "--max-cons-per-ip",
+            "2",
+            "--max-login-attempts",
+            "5",
+        ]);
+        assert_eq!(o.port, 0);
+        assert!(o.write);
+        assert_eq!(o.nat_address, Some(Ipv4Addr::new(1, 2, 3, 4)));
+        assert_eq!(o.range, Some((60000, 60010)));
+        assert_eq!(o.username.as_deref(), Some("bob"));
+        assert_eq!(o.verbosity, 1);
+        assert_eq!(o.concurrency, Executor::Thread);
+        assert_eq!(o.timeout, 0);
+        assert_eq!(o.encoding, Encoding::Latin1);
+        assert!(o.use_localtime && o.disable_sendfile && o.permit_foreign_addresses);
+        assert_eq!(
+            (o.max_cons, o.max_cons_per_ip, o.max_login_attempts),
+            (10, 2, 5)
+        );
+        assert_eq!(run(&["--concurrency", "async"]).concurrency, Executor::Pool);
+    }
+
+    #[test]
+    fn bad_flags_are_errors() {
+        assert!(parse(&["--bogus"]).is_err());
+        assert!(parse(&["-p", "x"]).is_err());
+        assert!(parse(&["-p", "70000"]).is_err());
+        assert!(parse(&["-r", "9-1"]).is_err());
+        assert!(parse(&["-n", "::1"]).is_err());
+        assert!(parse(&["-u", "bob"]).is_err());
+        assert!(parse(&["--concurrency", "nope"]).is_err());
+        assert!(parse(&["--encoding", "klingon"]).is_err());
+        assert!(parse(&["extra"]).is_err());
+        assert!(matches!(parse(&["-v"]), Ok(Parsed::Print(s)) if s.starts_with("ftpdlib ")));
+        assert!(matches!(parse(&["-h"]), Ok(Parsed::Print(_))));
+    }
+}

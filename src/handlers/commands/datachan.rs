@@ -1,0 +1,166 @@
+//! Data channel setup: PORT, EPRT (active; RFC 959 §4.1.2, RFC 2428 §2) and PASV, EPSV
+//! (passive; RFC 2428 §3), with RFC 2577's bounce protection: no PORT to a foreign address
+//! or a privileged port unless permitted.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use crate::handlers::data::DataSetup;
+use crate::handlers::stream::Stream;
+use crate::handlers::{Request, Session};
+use crate::proto::{self, EprtError};
+
+/// How long an active connection attempt may take (pyftpdlib `ActiveDTP.timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn af_hint(s: &Session) -> &'static str {
+    if s.local.is_ipv4() {
+        "1"
+    } else {
+        "2"
+    }
+}
+
+pub(super) fn port(s: &mut Session, req: &Request) -> io::Result<()> {
+    if s.epsv_all {
+        return s.reply(501, "PORT not allowed after EPSV ALL.");
+    }
+    match proto::parse_port(&req.arg_str()) {
+        Some(addr) => make_eport(s, addr),
+        None => s.reply(501, "Invalid PORT format."),
+    }
+}
+
+pub(super) fn eprt(s: &mut Session, req: &Request) -> io::Result<()> {
+    if s.epsv_all {
+        return s.reply(501, "EPRT not allowed after EPSV ALL.");
+    }
+    match proto::parse_eprt(&req.arg_str()) {
+        Ok(addr) => {
+            if addr.is_ipv4() != s.local.is_ipv4() {
+                let msg = format!("Network protocol not supported (use {}).", af_hint(s));
+                return s.reply(522, &msg);
+            }
+            make_eport(s, addr)
+        }
+        Err(EprtError::Syntax) => s.reply(501, "Invalid EPRT format."),
+        Err(EprtError::UnknownProtocol) => {
+            let msg = format!("Unknown network protocol (use {}).", af_hint(s));
+            s.reply(501, &msg)
+        }
+    }
+}
+
+/// Connects to the client's data port (pyftpdlib `_make_eport`).
+fn make_eport(s: &mut Session, addr: SocketAddr) -> io::Result<()> {
+    let ip = proto::unmap(addr.ip());
+    if ip != s.peer.ip() && !s.h.permit_foreign_addresses {
+        log::warn!("{} PORT/EPRT to foreign address {addr} refused", s.prefix);
+        return s.reply(
+            501,
+            &format!(
+                "Rejected data connection to foreign address {ip}:{}.",
+                addr.port()
+            ),
+        );
+    }
+    if addr.port() < 1024 && !s.h.permit_privileged_ports {
+        log::warn!(
+            "{} PORT/EPRT to privileged port {} refused",
+            s.prefix,
+            addr.port()
+        );
+        return s.reply(
+            501,
+            &format!(
+                "PORT against the privileged port \"{}\" refused.",
+                addr.port()
+            ),
+        );
+    }
+    s.data = DataSetup::None;
+    match TcpStream::connect_timeout(&SocketAddr::new(ip, addr.port()), CONNECT_TIMEOUT) {
+        Ok(stream) => {
+            s.data = DataSetup::Active(Stream::Tcp(stream));
+            s.reply(200, "Active data connection established.")
+        }
+        Err(e) => {
+            log::info!("{} active connection to {addr} failed: {e}", s.prefix);
+            s.reply(425, "Can't connect to specified address.")
+        }
+    }
+}
+
+pub(super) fn pasv(s: &mut Session, _req: &Request) -> io::Result<()> {
+    if s.epsv_all {
+        return s.reply(501, "PASV not allowed after EPSV ALL.");
+    }
+    let ip4 = match (s.h.masquerade_for(s.local.ip()), s.local.ip()) {
+        (Some(m), _) => m,
+        (None, IpAddr::V4(v4)) => v4,
+        (None, IpAddr::V6(_)) => {
+            return s.reply(425, "Can't use PASV on an IPv6 connection; use EPSV.");
+        }
+    };
+    match open_passive(s) {
+        Some(port) => s.reply(227, &proto::format_pasv(ip4, port)),
+        None => s.reply(425, "Can't open passive connection."),
+    }
+}
+
+pub(super) fn epsv(s: &mut Session, req: &Request) -> io::Result<()> {
+    let arg = req.arg_str().trim().to_ascii_uppercase();
+    match arg.as_str() {
+        "" => {}
+        "1" if !s.local.is_ipv4() => {
+            return s.reply(522, "Network protocol not supported (use 2).")
+        }
+        "2" if s.local.is_ipv4() => return s.reply(522, "Network protocol not supported (use 1)."),
+        "1" | "2" => {}
+        "ALL" => {
+            s.epsv_all = true;
+            return s.reply(200, "Other commands other than EPSV are now disabled.");
+        }
+        _ => {
+            let msg = format!("Unknown network protocol (use {}).", af_hint(s));
+            return s.reply(501, &msg);
+        }
+    }
+    match open_passive(s) {
+        Some(port) => s.reply(229, &proto::format_epsv(port)),
+        None => s.reply(425, "Can't open passive connection."),
+    }
+}
+
+/// Binds a passive listener on the control connection's local address, in `passive_ports`
+/// when configured (starting at a random port, so sessions spread over the range). Replaces
+/// any earlier data setup: PASV is per transfer.
+fn open_passive(s: &mut Session) -> Option<u16> {
+    s.data = DataSetup::None;
+    let ip = s.local.ip();
+    let listener = match &s.h.passive_ports {
+        None => TcpListener::bind(SocketAddr::new(ip, 0)).ok(),
+        Some(range) => {
+            let (lo, hi) = (*range.start(), *range.end());
+            let n = u32::from(hi - lo) + 1;
+            let start = (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+                ^ std::process::id())
+                % n;
+            (0..n).find_map(|i| {
+                let port = lo + ((start + i) % n) as u16;
+                TcpListener::bind(SocketAddr::new(ip, port)).ok()
+            })
+        }
+    };
+    let Some(listener) = listener else {
+        log::warn!("{} no passive port available", s.prefix);
+        return None;
+    };
+    let port = listener.local_addr().ok()?.port();
+    s.data = DataSetup::Passive(listener);
+    Some(port)
+}

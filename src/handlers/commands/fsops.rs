@@ -1,0 +1,167 @@
+//! Files and directories: MKD, RMD, DELE, RNFR/RNTO, SIZE, MDTM, MFMT, SITE CHMOD
+//! (RFC 959 §4.1.3, RFC 3659 §3–4, draft-somers-ftp-mfxx; pyftpdlib's texts).
+
+use std::io;
+
+use super::{fs_error, quoted, vpath};
+use crate::filesystems::listing::{format_timeval, parse_timeval};
+use crate::handlers::{Request, Session};
+use crate::proto::TransferType;
+
+fn target(req: &Request) -> &std::path::Path {
+    req.path
+        .as_deref()
+        .unwrap_or(std::path::Path::new("/nonexistent"))
+}
+
+pub(super) fn mkd(s: &mut Session, req: &Request) -> io::Result<()> {
+    let path = target(req);
+    let Some(fs) = s.fs.as_mut() else {
+        return Ok(());
+    };
+    match fs.fs().mkdir(path) {
+        Ok(()) => {
+            let v = fs.fs2ftp(path);
+            let mut msg = quoted(s, &v);
+            msg.extend_from_slice(b" directory created.");
+            s.reply_bytes(257, &msg)
+        }
+        Err(e) => fs_error(s, &e),
+    }
+}
+
+pub(super) fn rmd(s: &mut Session, req: &Request) -> io::Result<()> {
+    let path = target(req);
+    let Some(fs) = s.fs.as_mut() else {
+        return Ok(());
+    };
+    if path == fs.root() {
+        return s.reply(550, "Can't remove root directory.");
+    }
+    match fs.fs().rmdir(path) {
+        Ok(()) => s.reply(250, "Directory removed."),
+        Err(e) => fs_error(s, &e),
+    }
+}
+
+pub(super) fn dele(s: &mut Session, req: &Request) -> io::Result<()> {
+    let path = target(req);
+    let Some(fs) = s.fs.as_mut() else {
+        return Ok(());
+    };
+    match fs.fs().remove(path) {
+        Ok(()) => s.reply(250, "File removed."),
+        Err(e) => fs_error(s, &e),
+    }
+}
+
+pub(super) fn rnfr(s: &mut Session, req: &Request) -> io::Result<()> {
+    let path = target(req).to_path_buf();
+    let Some(fs) = s.fs.as_mut() else {
+        return Ok(());
+    };
+    if path == fs.root() {
+        return s.reply(550, "Can't rename home directory.");
+    }
+    match fs.fs().lstat(&path) {
+        Ok(_) => {
+            s.rnfr = Some(path);
+            s.reply(350, "Ready for destination name.")
+        }
+        Err(e) => fs_error(s, &e),
+    }
+}
+
+pub(super) fn rnto(s: &mut Session, req: &Request) -> io::Result<()> {
+    let Some(src) = s.rnfr.take() else {
+        return s.reply(503, "Bad sequence of commands: use RNFR first.");
+    };
+    let dst = target(req);
+    let Some(fs) = s.fs.as_mut() else {
+        return Ok(());
+    };
+    if dst == fs.root() {
+        return s.reply(550, "Can't overwrite home directory.");
+    }
+    match fs.fs().rename(&src, dst) {
+        Ok(()) => s.reply(250, "Renaming ok."),
+        Err(e) => fs_error(s, &e),
+    }
+}
+
+/// `550 <path> is not retrievable.` unless the path is a regular file.
+fn regular_file(
+    s: &mut Session,
+    path: &std::path::Path,
+) -> io::Result<Option<crate::filesystems::Stat>> {
+    let st = s.fs.as_mut().map(|fs| fs.fs().stat(path));
+    match st {
+        Some(Ok(st)) if st.is_file() => Ok(Some(st)),
+        _ => {
+            let mut msg = vpath(s, path);
+            msg.extend_from_slice(b" is not retrievable.");
+            s.reply_bytes(550, &msg)?;
+            Ok(None)
+        }
+    }
+}
+
+pub(super) fn size(s: &mut Session, req: &Request) -> io::Result<()> {
+    // RFC 3659 §4: in ASCII mode the size would need the whole file converted; pyftpdlib
+    // refuses instead.
+    if s.ttype == TransferType::Ascii {
+        return s.reply(550, "SIZE not allowed in ASCII mode.");
+    }
+    if let Some(st) = regular_file(s, target(req))? {
+        s.reply(213, &st.size.to_string())?;
+    }
+    Ok(())
+}
+
+pub(super) fn mdtm(s: &mut Session, req: &Request) -> io::Result<()> {
+    if let Some(st) = regular_file(s, target(req))? {
+        let t = format_timeval(st.mtime, s.h.use_gmt_times);
+        s.reply(213, &t)?;
+    }
+    Ok(())
+}
+
+pub(super) fn mfmt(s: &mut Session, req: &Request) -> io::Result<()> {
+    let timeval = req.extra.clone().unwrap_or_default();
+    let path = target(req).to_path_buf();
+    let Some(t) = parse_timeval(&timeval).filter(|_| timeval.len() == 14) else {
+        return s.reply(550, "Invalid time format; expected: YYYYMMDDHHMMSS.");
+    };
+    if regular_file(s, &path)?.is_none() {
+        return Ok(());
+    }
+    let Some(fs) = s.fs.as_mut() else {
+        return Ok(());
+    };
+    match fs.fs().utime(&path, t) {
+        Ok(()) => {
+            let mut msg = format!("Modify={timeval}; ").into_bytes();
+            msg.extend_from_slice(&vpath(s, &path));
+            msg.push(b'.');
+            s.reply_bytes(213, &msg)
+        }
+        Err(e) => fs_error(s, &e),
+    }
+}
+
+pub(super) fn site_chmod(s: &mut Session, req: &Request) -> io::Result<()> {
+    let mode = req.extra.clone().unwrap_or_default();
+    let valid =
+        !mode.is_empty() && mode.len() <= 4 && mode.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    let Some(mode) = valid.then(|| u32::from_str_radix(&mode, 8).ok()).flatten() else {
+        return s.reply(501, "Invalid SITE CHMOD format.");
+    };
+    let path = target(req);
+    let Some(fs) = s.fs.as_mut() else {
+        return Ok(());
+    };
+    match fs.fs().chmod(path, mode) {
+        Ok(()) => s.reply(200, "SITE CHMOD successful."),
+        Err(e) => fs_error(s, &e),
+    }
+}

@@ -1,0 +1,280 @@
+//! Listings: LIST, NLST, MLSD over the data connection, MLST and `STAT path` over the control
+//! connection (RFC 959 §4.1.3, RFC 3659 §7). Entries stream one at a time: a directory of a
+//! million names is never held whole. Small directories (up to [`SORT_LIMIT`] names) are
+//! sorted, as RFC 959 recommends and pyftpdlib does.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::{fs_error, quoted};
+use crate::filesystems::listing::{self, NameCache};
+use crate::filesystems::{AbstractedFs, DirIter, FileKind};
+use crate::handlers::data::Source;
+use crate::handlers::{Encoding, Request, Session};
+
+/// Directories up to this many names are sorted before listing; larger ones stream unsorted.
+pub const SORT_LIMIT: usize = 4096;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    List,
+    Nlst,
+    Mlsd,
+}
+
+/// Produces listing lines one entry at a time.
+struct Lister<'a> {
+    fs: &'a mut AbstractedFs,
+    dir: PathBuf,
+    first: std::vec::IntoIter<OsString>,
+    rest: Option<DirIter>,
+    kind: Kind,
+    names: NameCache,
+    now: SystemTime,
+    use_gmt: bool,
+    enc: Encoding,
+    perms: (String, String),
+    facts: Vec<String>,
+}
+
+impl<'a> Lister<'a> {
+    /// A listing of directory `dir`, or of the single entry `only` inside it.
+    fn new(
+        s: &Session,
+        fs: &'a mut AbstractedFs,
+        dir: PathBuf,
+        only: Option<OsString>,
+        kind: Kind,
+    ) -> io::Result<Self> {
+        let (first, rest) = match only {
+            Some(name) => (vec![name], None),
+            None => {
+                let mut it = fs.fs().listdir(&dir)?;
+                let mut first = Vec::new();
+                for n in it.by_ref() {
+                    first.push(n?);
+                    if first.len() >= SORT_LIMIT {
+                        break;
+                    }
+                }
+                if first.len() < SORT_LIMIT {
+                    first.sort();
+                    (first, None)
+                } else {
+                    (first, Some(it))
+                }
+            }
+        };
+        Ok(Lister {
+            fs,
+            dir,
+            first: first.into_iter(),
+            rest,
+            kind,
+            names: NameCache::default(),
+            now: SystemTime::now(),
+            use_gmt: s.h.use_gmt_times,
+            enc: s.h.encoding,
+            perms: listing::mlsx_perms(s.h.authorizer.get_perms(&s.username)),
+            facts: s.facts.clone(),
+        })
+    }
+
+    /// Appends the next entry's line; false once every entry is out.
+    fn fill(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+        loop {
+            let name = match self.first.next() {
+                Some(n) => n,
+                None => match self.rest.as_mut().and_then(|r| r.next()) {
+                    Some(Ok(n)) => n,
+                    Some(Err(_)) => continue,
+                    None => return Ok(false),
+                },
+            };
+            // An entry that vanished or cannot be read is left out, as pyftpdlib does.
+            if self.entry(&name, out).is_ok() {
+                return Ok(true);
+            }
+        }
+    }
+
+    fn entry(&mut self, name: &OsString, out: &mut Vec<u8>) -> io::Result<()> {
+        let path = self.dir.join(name);
+        let wire = self.enc.encode(name.as_bytes());
+        match self.kind {
+            Kind::Nlst => {
+                out.extend_from_slice(&wire);
+                out.extend_from_slice(b"\r\n");
+            }
+            Kind::List => {
+                let st = self.fs.fs().lstat(&path)?;
+                let target = if st.kind == FileKind::Symlink {
+                    self.fs
+                        .fs()
+                        .readlink(&path)
+                        .ok()
+                        .map(|t| self.enc.encode(t.as_os_str().as_bytes()))
+                } else {
+                    None
+                };
+                let owner = self.names.user(st.uid).to_owned();
+                let group = self.names.group(st.gid);
+                listing::list_line(
+                    out,
+                    &wire,
+                    &st,
+                    &owner,
+                    group,
+                    target.as_deref(),
+                    self.now,
+                    self.use_gmt,
+                );
+            }
+            Kind::Mlsd => {
+                // RFC 3659 §7.5.2: `unique` follows symlinks, so MLSx uses stat.
+                let st = self.fs.fs().stat(&path)?;
+                listing::mlsx_line(out, &wire, &st, &self.facts, &self.perms, self.use_gmt);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits a path into (directory to list, single entry) the way pyftpdlib's LIST does.
+fn what_to_list(
+    fs: &mut AbstractedFs,
+    path: &Path,
+    follow: bool,
+) -> io::Result<(PathBuf, Option<OsString>)> {
+    let st = fs.fs().stat(path);
+    if matches!(&st, Ok(st) if st.is_dir()) {
+        return Ok((path.to_path_buf(), None));
+    }
+    if follow {
+        st?;
+    } else {
+        fs.fs().lstat(path)?;
+    }
+    let dir = path.parent().unwrap_or(path).to_path_buf();
+    let name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    Ok((dir, Some(name)))
+}
+
+fn list_over_data(s: &mut Session, req: &Request, kind: Kind) -> io::Result<()> {
+    let Some(path) = req.path.clone() else {
+        return Ok(());
+    };
+    let Some(mut fs) = s.fs.take() else {
+        return Ok(());
+    };
+    let r = list_with(s, &mut fs, &path, kind);
+    s.fs = Some(fs);
+    match r {
+        Ok(Some(outcome)) => s.finish_transfer(&req.verb, &path, false, outcome),
+        Ok(None) => Ok(()),
+        Err(ListError::Fs(e)) => fs_error(s, &e),
+        Err(ListError::NotDir) => s.reply(501, "No such directory."),
+        Err(ListError::Ctrl(e)) => Err(e),
+    }
+}
+
+enum ListError {
+    Fs(io::Error),
+    NotDir,
+    Ctrl(io::Error),
+}
+
+fn list_with(
+    s: &mut Session,
+    fs: &mut AbstractedFs,
+    path: &Path,
+    kind: Kind,
+) -> Result<Option<crate::handlers::data::Outcome>, ListError> {
+    let (dir, only) = what_to_list(fs, path, kind == Kind::Mlsd).map_err(ListError::Fs)?;
+    if kind == Kind::Mlsd && only.is_some() {
+        return Err(ListError::NotDir);
+    }
+    let mut lister = Lister::new(s, fs, dir, only, kind).map_err(ListError::Fs)?;
+    let Some(mut conn) = s.open_data(None).map_err(ListError::Ctrl)? else {
+        return Ok(None);
+    };
+    let mut fill = |out: &mut Vec<u8>| lister.fill(out);
+    Ok(Some(s.send_data(&mut conn, Source::Lines(&mut fill))))
+}
+
+pub(super) fn list(s: &mut Session, req: &Request) -> io::Result<()> {
+    list_over_data(s, req, Kind::List)
+}
+
+pub(super) fn nlst(s: &mut Session, req: &Request) -> io::Result<()> {
+    list_over_data(s, req, Kind::Nlst)
+}
+
+pub(super) fn mlsd(s: &mut Session, req: &Request) -> io::Result<()> {
+    list_over_data(s, req, Kind::Mlsd)
+}
+
+pub(super) fn mlst(s: &mut Session, req: &Request) -> io::Result<()> {
+    let Some(path) = req.path.clone() else {
+        return Ok(());
+    };
+    let Some(fs) = s.fs.as_mut() else {
+        return Ok(());
+    };
+    let st = match fs.fs().stat(&path) {
+        Ok(st) => st,
+        Err(e) => return fs_error(s, &e),
+    };
+    let v = fs.fs2ftp(&path);
+    let wire = s.h.encoding.encode(&v);
+    let perms = listing::mlsx_perms(s.h.authorizer.get_perms(&s.username));
+    // RFC 3659 §7.2: with TVFS the fact line names the full path.
+    let mut line = Vec::new();
+    listing::mlsx_line(&mut line, &wire, &st, &s.facts, &perms, s.h.use_gmt_times);
+    line.truncate(line.len().saturating_sub(2));
+    let mut head = b"Listing ".to_vec();
+    head.extend_from_slice(&quoted(s, &v));
+    head.push(b':');
+    let mut out = b"250-".to_vec();
+    out.extend_from_slice(&head);
+    out.extend_from_slice(b"\r\n ");
+    out.extend_from_slice(&line);
+    out.extend_from_slice(b"\r\n250 End MLST.\r\n");
+    s.send_raw(&out)
+}
+
+pub(super) fn stat(s: &mut Session, req: &Request) -> io::Result<()> {
+    let Some(path) = req.path.clone() else {
+        return s.status_reply();
+    };
+    let Some(mut fs) = s.fs.take() else {
+        return Ok(());
+    };
+    let r = (|| -> io::Result<Vec<u8>> {
+        let (dir, only) = what_to_list(&mut fs, &path, true)?;
+        let v = fs.fs2ftp(&path);
+        let mut out = b"213-Status of ".to_vec();
+        out.extend_from_slice(&quoted(s, &v));
+        out.extend_from_slice(b":\r\n");
+        let mut lister = Lister::new(s, &mut fs, dir, only, Kind::List)?;
+        while lister.fill(&mut out)? {
+            if out.len() > 1 << 16 {
+                s.send_raw(&out)?;
+                out.clear();
+            }
+        }
+        out.extend_from_slice(b"213 End of status.\r\n");
+        Ok(out)
+    })();
+    s.fs = Some(fs);
+    match r {
+        Ok(out) => s.send_raw(&out),
+        Err(e) => fs_error(s, &e),
+    }
+}

@@ -1,0 +1,134 @@
+//! Access commands: USER, PASS, REIN, QUIT (RFC 959 §4.1.1; pyftpdlib `ftp_USER` …).
+
+use std::io;
+
+use crate::filesystems::AbstractedFs;
+use crate::handlers::data::DataSetup;
+use crate::handlers::{Request, Session};
+use crate::proto::TransferType;
+
+pub(super) fn user(s: &mut Session, req: &Request) -> io::Result<()> {
+    // RFC 2577 §5: always 331, so a client cannot learn which names exist.
+    if s.authenticated {
+        s.flush_account();
+        s.username = req.arg_str();
+        s.reply(
+            331,
+            "Previous account information was flushed, send password.",
+        )
+    } else {
+        s.username = req.arg_str();
+        s.reply(331, "Username ok, send password.")
+    }
+}
+
+pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
+    if s.authenticated {
+        return s.reply(503, "User already authenticated.");
+    }
+    if s.username.is_empty() {
+        return s.reply(503, "Login with USER first.");
+    }
+    let user = s.username.clone();
+    let password = req.arg_str();
+    match login(s, &user, &password) {
+        Ok((fs, msg)) => {
+            s.fs = Some(fs);
+            s.authenticated = true;
+            s.attempted_logins = 0;
+            s.prefix = format!("{}:{}-[{}]", s.peer.ip(), s.peer.port(), user);
+            s.reply_lines(230, &msg)?;
+            log::info!("{} USER '{}' logged in.", s.prefix, user);
+            s.cb.on_login(&user);
+            Ok(())
+        }
+        Err(msg) => {
+            // Slow down password guessing; only this session waits.
+            std::thread::sleep(s.h.auth_failed_timeout);
+            s.attempted_logins += 1;
+            s.username.clear();
+            let mut msg = capitalize(&msg);
+            if s.attempted_logins >= s.h.max_login_attempts {
+                msg.push_str(" Disconnecting.");
+                s.closing = true;
+            }
+            s.reply(530, &msg)?;
+            log::info!("{} USER '{}' failed login.", s.prefix, user);
+            s.cb.on_login_failed(&user, &password);
+            Ok(())
+        }
+    }
+}
+
+/// Validates, finds the home, takes on the user's identity and builds the filesystem.
+fn login(s: &Session, user: &str, password: &str) -> Result<(AbstractedFs, String), String> {
+    let auth = &s.h.authorizer;
+    auth.validate_authentication(user, password, s.peer)
+        .map_err(|e| non_empty(e.0, user))?;
+    let home = auth.get_home_dir(user).map_err(|e| non_empty(e.0, user))?;
+    let msg = auth.get_msg_login(user);
+    auth.impersonate_user(user, password).map_err(|e| {
+        log::error!("{} impersonate_user({user}): {e}", s.prefix);
+        "Authentication failed.".to_string()
+    })?;
+    let fs = (s.h.filesystem)(user, &home)
+        .and_then(|fs| AbstractedFs::new(&home, fs))
+        .map_err(|e| {
+            log::error!(
+                "{} filesystem for {user} at {}: {e}",
+                s.prefix,
+                home.display()
+            );
+            let _ = auth.terminate_impersonation(user);
+            "Authentication failed.".to_string()
+        })?;
+    Ok((fs, msg))
+}
+
+fn non_empty(msg: String, user: &str) -> String {
+    if !msg.is_empty() {
+        msg
+    } else if user == "anonymous" {
+        "Anonymous access not allowed.".into()
+    } else {
+        "Authentication failed.".into()
+    }
+}
+
+/// RFC 959 replies start with a capital letter (pyftpdlib capitalizes error texts).
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+pub(super) fn rein(s: &mut Session, _req: &Request) -> io::Result<()> {
+    s.flush_account();
+    s.reply(230, "Ready for new user.")
+}
+
+pub(super) fn quit(s: &mut Session, _req: &Request) -> io::Result<()> {
+    let msg = if s.authenticated {
+        s.h.authorizer.get_msg_quit(&s.username)
+    } else {
+        "Goodbye.".to_string()
+    };
+    s.reply_lines(221, &msg)?;
+    s.closing = true;
+    Ok(())
+}
+
+impl Session {
+    /// Resets the account and transfer parameters (pyftpdlib `flush_account`: REIN, or USER
+    /// while logged in).
+    pub(crate) fn flush_account(&mut self) {
+        self.data = DataSetup::None;
+        self.logout();
+        self.attempted_logins = 0;
+        self.ttype = TransferType::Ascii;
+        self.epsv_all = false;
+        self.quit_pending = false;
+    }
+}

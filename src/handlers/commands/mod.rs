@@ -1,0 +1,450 @@
+//! The built-in command table (pyftpdlib `proto_cmds`: permission letter, login, argument
+//! rule, help text) and the helpers the command functions share.
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Arg, Command, Request, Session};
+use crate::authorizers::Perm;
+use crate::filesystems::strerror;
+use crate::proto;
+
+mod datachan;
+mod fsops;
+mod listing;
+mod login;
+mod misc;
+mod nav;
+mod transfer;
+
+type Builtin = fn(&mut Session, &Request) -> io::Result<()>;
+
+fn row(name: &str, perm: Option<Perm>, auth: bool, arg: Arg, help: &str, f: Builtin) -> Command {
+    Command {
+        name: name.to_owned(),
+        auth,
+        arg,
+        perm,
+        help: help.to_owned(),
+        feat: None,
+        run: Arc::new(f),
+    }
+}
+
+/// Every built-in command, with pyftpdlib's properties and help texts.
+pub(super) fn builtin() -> Vec<Command> {
+    use Arg::{Forbidden as F, Optional as O, Required as R};
+    use Perm::*;
+    vec![
+        row(
+            "ABOR",
+            None,
+            true,
+            F,
+            "Syntax: ABOR (abort transfer).",
+            transfer::abor,
+        ),
+        row(
+            "ALLO",
+            None,
+            true,
+            R,
+            "Syntax: ALLO <SP> bytes (noop; allocate storage).",
+            transfer::allo,
+        ),
+        row(
+            "APPE",
+            Some(Append),
+            true,
+            R,
+            "Syntax: APPE <SP> file-name (append data to file).",
+            transfer::appe,
+        ),
+        row(
+            "CDUP",
+            Some(ChangeDir),
+            true,
+            F,
+            "Syntax: CDUP (go to parent directory).",
+            nav::cwd,
+        ),
+        row(
+            "CWD",
+            Some(ChangeDir),
+            true,
+            O,
+            "Syntax: CWD [<SP> dir-name] (change working directory).",
+            nav::cwd,
+        ),
+        row(
+            "DELE",
+            Some(Delete),
+            true,
+            R,
+            "Syntax: DELE <SP> file-name (delete file).",
+            fsops::dele,
+        ),
+        row(
+            "EPRT",
+            None,
+            true,
+            R,
+            "Syntax: EPRT <SP> |proto|ip|port| (extended active mode).",
+            datachan::eprt,
+        )
+        .feat("EPRT"),
+        row(
+            "EPSV",
+            None,
+            true,
+            O,
+            "Syntax: EPSV [<SP> proto/\"ALL\"] (extended passive mode).",
+            datachan::epsv,
+        )
+        .feat("EPSV"),
+        row(
+            "FEAT",
+            None,
+            false,
+            F,
+            "Syntax: FEAT (list all new features supported).",
+            misc::feat,
+        ),
+        row(
+            "HELP",
+            None,
+            false,
+            O,
+            "Syntax: HELP [<SP> cmd] (show help).",
+            misc::help,
+        ),
+        row(
+            "LIST",
+            Some(List),
+            true,
+            O,
+            "Syntax: LIST [<SP> path] (list files).",
+            listing::list,
+        ),
+        row(
+            "MDTM",
+            Some(List),
+            true,
+            R,
+            "Syntax: MDTM [<SP> path] (file last modification time).",
+            fsops::mdtm,
+        )
+        .feat("MDTM"),
+        row(
+            "MFMT",
+            Some(Mtime),
+            true,
+            R,
+            "Syntax: MFMT <SP> timeval <SP> path (file update last modification time).",
+            fsops::mfmt,
+        )
+        .feat("MFMT"),
+        row(
+            "MLSD",
+            Some(List),
+            true,
+            O,
+            "Syntax: MLSD [<SP> path] (list directory).",
+            listing::mlsd,
+        ),
+        row(
+            "MLST",
+            Some(List),
+            true,
+            O,
+            "Syntax: MLST [<SP> path] (show information about path).",
+            listing::mlst,
+        ),
+        row(
+            "MODE",
+            None,
+            true,
+            R,
+            "Syntax: MODE <SP> mode (noop; set data transfer mode).",
+            transfer::mode,
+        ),
+        row(
+            "MKD",
+            Some(Mkdir),
+            true,
+            R,
+            "Syntax: MKD <SP> path (create directory).",
+            fsops::mkd,
+        ),
+        row(
+            "NLST",
+            Some(List),
+            true,
+            O,
+            "Syntax: NLST [<SP> path] (list path in a compact form).",
+            listing::nlst,
+        ),
+        row(
+            "NOOP",
+            None,
+            false,
+            F,
+            "Syntax: NOOP (just do nothing).",
+            misc::noop,
+        ),
+        row(
+            "OPTS",
+            None,
+            true,
+            R,
+            "Syntax: OPTS <SP> cmd [<SP> option] (set option for command).",
+            misc::opts,
+        ),
+        row(
+            "PASS",
+            None,
+            false,
+            O,
+            "Syntax: PASS [<SP> password] (set user password).",
+            login::pass,
+        ),
+        row(
+            "PASV",
+            None,
+            true,
+            F,
+            "Syntax: PASV (open passive data connection).",
+            datachan::pasv,
+        ),
+        row(
+            "PORT",
+            None,
+            true,
+            R,
+            "Syntax: PORT <sp> h,h,h,h,p,p (open active data connection).",
+            datachan::port,
+        ),
+        row(
+            "PWD",
+            None,
+            true,
+            F,
+            "Syntax: PWD (get current working directory).",
+            nav::pwd,
+        ),
+        row(
+            "QUIT",
+            None,
+            false,
+            F,
+            "Syntax: QUIT (quit current session).",
+            login::quit,
+        ),
+        row(
+            "REIN",
+            None,
+            true,
+            F,
+            "Syntax: REIN (flush account).",
+            login::rein,
+        ),
+        row(
+            "REST",
+            None,
+            true,
+            R,
+            "Syntax: REST <SP> offset (set file offset).",
+            transfer::rest,
+        )
+        .feat("REST STREAM"),
+        row(
+            "RETR",
+            Some(Retrieve),
+            true,
+            R,
+            "Syntax: RETR <SP> file-name (retrieve a file).",
+            transfer::retr,
+        ),
+        row(
+            "RMD",
+            Some(Delete),
+            true,
+            R,
+            "Syntax: RMD <SP> dir-name (remove directory).",
+            fsops::rmd,
+        ),
+        row(
+            "RNFR",
+            Some(Rename),
+            true,
+            R,
+            "Syntax: RNFR <SP> file-name (rename (source name)).",
+            fsops::rnfr,
+        ),
+        row(
+            "RNTO",
+            Some(Rename),
+            true,
+            R,
+            "Syntax: RNTO <SP> file-name (rename (destination name)).",
+            fsops::rnto,
+        ),
+        row(
+            "SITE",
+            None,
+            false,
+            R,
+            "Syntax: SITE <SP> site-command (execute SITE command).",
+            misc::site,
+        ),
+        row(
+            "SITE CHMOD",
+            Some(Chmod),
+            true,
+            R,
+            "Syntax: SITE CHMOD <SP> mode path (change file mode).",
+            fsops::site_chmod,
+        ),
+        row(
+            "SITE HELP",
+            None,
+            false,
+            O,
+            "Syntax: SITE HELP [<SP> cmd] (show SITE command help).",
+            misc::site_help,
+        ),
+        row(
+            "SIZE",
+            Some(List),
+            true,
+            R,
+            "Syntax: SIZE <SP> file-name (get file size).",
+            fsops::size,
+        )
+        .feat("SIZE"),
+        row(
+            "STAT",
+            Some(List),
+            false,
+            O,
+            "Syntax: STAT [<SP> path name] (server stats [list files]).",
+            listing::stat,
+        ),
+        row(
+            "STOR",
+            Some(Store),
+            true,
+            R,
+            "Syntax: STOR <SP> file-name (store a file).",
+            transfer::stor,
+        ),
+        row(
+            "STOU",
+            Some(Store),
+            true,
+            O,
+            "Syntax: STOU [<SP> name] (store a file with a unique name).",
+            transfer::stou,
+        ),
+        row(
+            "STRU",
+            None,
+            true,
+            R,
+            "Syntax: STRU <SP> type (noop; set file structure).",
+            transfer::stru,
+        ),
+        row(
+            "SYST",
+            None,
+            false,
+            F,
+            "Syntax: SYST (get operating system type).",
+            misc::syst,
+        ),
+        row(
+            "TYPE",
+            None,
+            true,
+            R,
+            "Syntax: TYPE <SP> [A | I] (set transfer type).",
+            transfer::type_,
+        ),
+        row(
+            "USER",
+            None,
+            false,
+            R,
+            "Syntax: USER <SP> user-name (set username).",
+            login::user,
+        ),
+        row(
+            "XCUP",
+            Some(ChangeDir),
+            true,
+            F,
+            "Syntax: XCUP (obsolete; go to parent directory).",
+            nav::cwd,
+        ),
+        row(
+            "XCWD",
+            Some(ChangeDir),
+            true,
+            O,
+            "Syntax: XCWD [<SP> dir-name] (obsolete; change directory).",
+            nav::cwd,
+        ),
+        row(
+            "XMKD",
+            Some(Mkdir),
+            true,
+            R,
+            "Syntax: XMKD <SP> dir-name (obsolete; create directory).",
+            fsops::mkd,
+        ),
+        row(
+            "XPWD",
+            None,
+            true,
+            F,
+            "Syntax: XPWD (obsolete; get current dir).",
+            nav::pwd,
+        ),
+        row(
+            "XRMD",
+            Some(Delete),
+            true,
+            R,
+            "Syntax: XRMD <SP> dir-name (obsolete; remove directory).",
+            fsops::rmd,
+        ),
+    ]
+}
+
+/// `"path"` for a reply: wire-encoded, quotes doubled (RFC 959 §7).
+pub(crate) fn quoted(s: &Session, vpath: &[u8]) -> Vec<u8> {
+    let mut out = vec![b'"'];
+    out.extend_from_slice(&proto::quote_path(&s.h.encoding.encode(vpath)));
+    out.push(b'"');
+    out
+}
+
+/// The virtual form of a real path, wire-encoded.
+pub(crate) fn vpath(s: &Session, real: &Path) -> Vec<u8> {
+    let v =
+        s.fs.as_ref()
+            .map(|f| f.fs2ftp(real))
+            .unwrap_or_else(|| b"/".to_vec());
+    s.h.encoding.encode(&v)
+}
+
+/// Replies to a filesystem error: `550 <strerror>.` (pyftpdlib `_strerror`), `452` for a
+/// full disk.
+pub(crate) fn fs_error(s: &mut Session, e: &io::Error) -> io::Result<()> {
+    log::info!("{} filesystem error: {e}", s.prefix);
+    if e.raw_os_error() == Some(nix::libc::ENOSPC) || e.raw_os_error() == Some(nix::libc::EDQUOT) {
+        return s.reply(452, "Insufficient storage space.");
+    }
+    s.reply(550, &format!("{}.", strerror(e)))
+}

@@ -1,0 +1,648 @@
+//! The data connection and the transfer loop (pyftpdlib `PassiveDTP`, `ActiveDTP`,
+//! `DTPHandler`): opening the channel (RFC 959 §3.2, 125 vs 150), moving the bytes with
+//! sendfile(2) or a reused buffer, ASCII conversion (RFC 959 §3.1.1), token-bucket
+//! throttling, and answering ABOR/STAT/NOOP while a transfer runs (RFC 1123 §4.1.3.4):
+//! the loop polls the data and control sockets together, so one thread does both.
+
+use std::io::{self, Read, Write};
+use std::net::TcpListener;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::session::Session;
+use super::stream::Stream;
+use super::throttle::TokenBucket;
+use crate::filesystems::ReadStream;
+use crate::proto::{self, TransferType};
+
+/// How the next data connection will be made.
+#[derive(Debug, Default)]
+pub(crate) enum DataSetup {
+    /// Neither PORT nor PASV yet (or the last transfer used it up).
+    #[default]
+    None,
+    /// PASV/EPSV: a listener waiting for the client.
+    Passive(TcpListener),
+    /// PORT/EPRT: already connected to the client (pyftpdlib connects at PORT time).
+    Active(Stream),
+}
+
+/// Bytes moved by the running transfer (for STAT).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Progress {
+    pub(crate) sent: u64,
+    pub(crate) received: u64,
+    pub(crate) start: Instant,
+}
+
+/// How a transfer ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Every byte moved.
+    Complete,
+    /// ABOR arrived.
+    Aborted,
+    /// The client closed or reset the data connection too early.
+    PeerClosed,
+    /// No progress for `data_timeout`.
+    DataTimeout,
+    /// Reading or writing the local file failed.
+    LocalError(io::Error),
+    /// The control connection is gone.
+    ControlGone,
+}
+
+/// What a download reads from.
+pub(crate) enum Source<'a> {
+    /// A file (sendfile(2) when it is a real one and the mode allows).
+    File(ReadStream),
+    /// Generated lines (listings): `fill` appends the next lines, false at the end.
+    Lines(&'a mut dyn FnMut(&mut Vec<u8>) -> io::Result<bool>),
+}
+
+/// What control input did during a transfer.
+enum Ctl {
+    Continue,
+    Abort,
+    Gone,
+}
+
+/// Largest single sendfile(2) call: bounded so the control socket is polled often.
+const SENDFILE_CHUNK: usize = 1 << 20;
+
+fn timeout_ms(d: Option<Duration>) -> PollTimeout {
+    match d {
+        None => PollTimeout::NONE,
+        Some(d) => {
+            PollTimeout::try_from(d.max(Duration::from_millis(1))).unwrap_or(PollTimeout::MAX)
+        }
+    }
+}
+
+impl Session {
+    /// Takes the prepared data connection, replying 125 (already open) or 150 (about to
+    /// open), then waiting for a passive client. `None` when a reply already refused it.
+    pub(crate) fn open_data(&mut self, mark: Option<&[u8]>) -> io::Result<Option<Stream>> {
+        let prelim = |open: bool| -> Vec<u8> {
+            match mark {
+                Some(m) => m.to_vec(),
+                None if open => b"Data connection already open. Transfer starting.".to_vec(),
+                None => b"File status okay. About to open data connection.".to_vec(),
+            }
+        };
+        match std::mem::take(&mut self.data) {
+            DataSetup::None => {
+                self.reply(425, "Use PORT or PASV first.")?;
+                Ok(None)
+            }
+            DataSetup::Active(s) => {
+                self.reply_bytes(125, &prelim(true))?;
+                Ok(Some(s))
+            }
+            DataSetup::Passive(listener) => {
+                listener.set_nonblocking(true)?;
+                if let Some(s) = self.accept_data(&listener)? {
+                    self.reply_bytes(125, &prelim(true))?;
+                    return Ok(Some(s));
+                }
+                self.reply_bytes(150, &prelim(false))?;
+                let deadline = Instant::now() + self.h.passive_accept_timeout;
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        log::info!("{} passive data channel timed out", self.prefix);
+                        self.reply(425, "Can't open data connection.")?;
+                        return Ok(None);
+                    }
+                    let (lrev, crev) = {
+                        let mut fds = [
+                            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+                            PollFd::new(self.ctrl.as_fd(), PollFlags::POLLIN),
+                        ];
+                        let t = if self.has_buffered_line() {
+                            Some(Duration::ZERO)
+                        } else {
+                            Some(left)
+                        };
+                        match poll(&mut fds, timeout_ms(t)) {
+                            Ok(_) => {}
+                            Err(nix::errno::Errno::EINTR) => continue,
+                            Err(e) => return Err(e.into()),
+                        }
+                        (
+                            fds[0].revents().map(|r| !r.is_empty()).unwrap_or(false),
+                            fds[1].revents().map(|r| !r.is_empty()).unwrap_or(false),
+                        )
+                    };
+                    if crev || self.has_buffered_line() {
+                        match self.service_control()? {
+                            Ctl::Continue => {}
+                            Ctl::Abort => {
+                                self.reply(426, "Connection closed; transfer aborted.")?;
+                                self.reply(226, "ABOR command successful.")?;
+                                return Ok(None);
+                            }
+                            Ctl::Gone => {
+                                self.closing = true;
+                                return Ok(None);
+                            }
+                        }
+                    }
+                    if lrev {
+                        if let Some(s) = self.accept_data(&listener)? {
+                            return Ok(Some(s));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Accepts pending passive connections, dropping any from a foreign address
+    /// (RFC 2577 §3: data connections only from the client's own address).
+    fn accept_data(&mut self, listener: &TcpListener) -> io::Result<Option<Stream>> {
+        loop {
+            match listener.accept() {
+                Ok((s, addr)) => {
+                    let ip = proto::unmap(addr.ip());
+                    if ip != self.peer.ip() && !self.h.permit_foreign_addresses {
+                        log::warn!(
+                            "{} rejected data connection from foreign address {addr}",
+                            self.prefix
+                        );
+                        continue;
+                    }
+                    s.set_nonblocking(false)?;
+                    return Ok(Some(Stream::Tcp(s)));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads what the control connection has and handles the lines a transfer must answer
+    /// at once; the rest wait in `pending` until the transfer ends.
+    fn service_control(&mut self) -> io::Result<Ctl> {
+        if !self.has_buffered_line() {
+            match self.read_once() {
+                Ok(0) => return Ok(Ctl::Gone),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::Interrupted
+                            | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return Ok(Ctl::Gone),
+            }
+        }
+        while let Some(input) = self.take_line() {
+            let line = match input {
+                super::session::Input::Line(l) => l,
+                super::session::Input::TooLong => {
+                    self.reply(500, "Command too long.")?;
+                    continue;
+                }
+                _ => continue,
+            };
+            let clean = proto::clean_line(&line);
+            let (verb, arg) = proto::split_command(&clean);
+            let tail = verb.get(verb.len().saturating_sub(4)..).unwrap_or("");
+            match (tail, arg.is_empty()) {
+                ("ABOR", _) => {
+                    log::debug!("{} <- ABOR", self.prefix);
+                    return Ok(Ctl::Abort);
+                }
+                ("STAT", true) => {
+                    log::debug!("{} <- STAT", self.prefix);
+                    self.status_reply()?;
+                }
+                ("NOOP", _) if verb == "NOOP" => {
+                    self.reply(200, "I successfully done nothin'.")?;
+                }
+                ("QUIT", _) if verb.ends_with("QUIT") => {
+                    log::debug!("{} <- QUIT (after the transfer)", self.prefix);
+                    self.quit_pending = true;
+                }
+                _ => self.pending.push_back(line),
+            }
+        }
+        Ok(Ctl::Continue)
+    }
+
+    /// Polls the data socket for `events` and the control socket for input, up to `wait`.
+    /// Returns (data ready, control ready).
+    fn wait_io(
+        &self,
+        conn: &Stream,
+        events: PollFlags,
+        wait: Option<Duration>,
+    ) -> io::Result<(bool, bool)> {
+        if self.has_buffered_line() {
+            return Ok((false, true));
+        }
+        if events.contains(PollFlags::POLLIN) && conn.has_buffered_input() {
+            return Ok((true, false));
+        }
+        let mut fds = [
+            PollFd::new(conn.as_fd(), events),
+            PollFd::new(self.ctrl.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, timeout_ms(wait)) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => return Ok((false, false)),
+            Err(e) => return Err(e.into()),
+        }
+        let d = fds[0].revents().map(|r| !r.is_empty()).unwrap_or(false);
+        let c = fds[1].revents().map(|r| !r.is_empty()).unwrap_or(false);
+        Ok((d, c))
+    }
+
+    /// Sends a download or a listing over `conn`.
+    pub(crate) fn send_data(&mut self, conn: &mut Stream, mut src: Source<'_>) -> Outcome {
+        self.progress = Some(Progress {
+            sent: 0,
+            received: 0,
+            start: Instant::now(),
+        });
+        let r = self.send_loop(conn, &mut src);
+        let outcome = match r {
+            Ok(o) => o,
+            Err(e) => Outcome::LocalError(e),
+        };
+        if let Outcome::Complete = outcome {
+            let _ = conn.tcp().set_nonblocking(false);
+            if conn.finish().is_err() {
+                return Outcome::PeerClosed;
+            }
+        }
+        outcome
+    }
+
+    fn send_loop(&mut self, conn: &mut Stream, src: &mut Source<'_>) -> io::Result<Outcome> {
+        conn.tcp().set_nonblocking(true)?;
+        let ascii = self.ttype == TransferType::Ascii;
+        let mut use_sendfile = self.h.use_sendfile
+            && !ascii
+            && matches!(src, Source::File(ReadStream::File(_)))
+            && conn.sendfile_socket().is_some();
+        let mut bucket = TokenBucket::new(self.h.write_limit);
+        let bufsize = self.h.ac_out_buffer_size;
+        let mut out: Vec<u8> = Vec::new();
+        let mut raw: Vec<u8> = Vec::new();
+        let mut pos = 0usize;
+        let mut last_cr = false;
+        let mut eof = false;
+        let mut last_progress = Instant::now();
+        loop {
+            // Refill the output buffer (every path but sendfile).
+            if !use_sendfile && pos >= out.len() {
+                if eof {
+                    return Ok(Outcome::Complete);
+                }
+                out.clear();
+                pos = 0;
+                match src {
+                    Source::File(f) => {
+                        raw.resize(bufsize, 0);
+                        let n = match f.read(&mut raw) {
+                            Ok(n) => n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Ok(Outcome::LocalError(e)),
+                        };
+                        if n == 0 {
+                            return Ok(Outcome::Complete);
+                        }
+                        if ascii {
+                            proto::to_crlf(&raw[..n], &mut out, &mut last_cr);
+                        } else {
+                            std::mem::swap(&mut out, &mut raw);
+                            out.truncate(n);
+                        }
+                    }
+                    Source::Lines(fill) => {
+                        while out.len() < bufsize && !eof {
+                            match fill(&mut out) {
+                                Ok(more) => eof = !more,
+                                Err(e) => return Ok(Outcome::LocalError(e)),
+                            }
+                        }
+                        if out.is_empty() {
+                            return Ok(Outcome::Complete);
+                        }
+                    }
+                }
+            }
+            let want = if use_sendfile {
+                SENDFILE_CHUNK
+            } else {
+                out.len() - pos
+            };
+            let grant = bucket.take(want);
+            if grant == 0 {
+                let wait = bucket.wait(want);
+                let (_, c) = self.wait_io_ctrl(wait)?;
+                if c {
+                    match self.service_control()? {
+                        Ctl::Continue => {}
+                        Ctl::Abort => return Ok(Outcome::Aborted),
+                        Ctl::Gone => return Ok(Outcome::ControlGone),
+                    }
+                }
+                continue;
+            }
+            let (d, c) = self.wait_io(conn, PollFlags::POLLOUT, self.h.data_timeout)?;
+            if c {
+                match self.service_control()? {
+                    Ctl::Continue => {}
+                    Ctl::Abort => return Ok(Outcome::Aborted),
+                    Ctl::Gone => return Ok(Outcome::ControlGone),
+                }
+            }
+            if !d {
+                bucket.refund(grant);
+                if let Some(t) = self.h.data_timeout {
+                    if last_progress.elapsed() >= t {
+                        return Ok(Outcome::DataTimeout);
+                    }
+                }
+                continue;
+            }
+            let written = if use_sendfile {
+                let (Source::File(ReadStream::File(file)), Some(sock)) =
+                    (&mut *src, conn.sendfile_socket())
+                else {
+                    use_sendfile = false;
+                    bucket.refund(grant);
+                    continue;
+                };
+                match nix::sys::sendfile::sendfile(sock.as_fd(), file.as_fd(), None, grant) {
+                    Ok(0) => return Ok(Outcome::Complete),
+                    Ok(n) => n,
+                    Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => 0,
+                    Err(nix::errno::Errno::EINVAL)
+                    | Err(nix::errno::Errno::ENOSYS)
+                    | Err(nix::errno::Errno::EOPNOTSUPP) => {
+                        log::debug!("{} sendfile(2) refused; using buffered copy", self.prefix);
+                        use_sendfile = false;
+                        0
+                    }
+                    Err(nix::errno::Errno::EPIPE) | Err(nix::errno::Errno::ECONNRESET) => {
+                        return Ok(Outcome::PeerClosed)
+                    }
+                    Err(e) => return Ok(Outcome::LocalError(e.into())),
+                }
+            } else {
+                match conn.write(&out[pos..pos + grant]) {
+                    Ok(n) => {
+                        pos += n;
+                        n
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        0
+                    }
+                    Err(_) => return Ok(Outcome::PeerClosed),
+                }
+            };
+            bucket.refund(grant - written.min(grant));
+            if written > 0 {
+                last_progress = Instant::now();
+                if let Some(p) = self.progress.as_mut() {
+                    p.sent += written as u64;
+                }
+            }
+        }
+    }
+
+    /// Waits on the control socket alone (a throttled transfer sleeping for tokens).
+    fn wait_io_ctrl(&self, wait: Duration) -> io::Result<(bool, bool)> {
+        if self.has_buffered_line() {
+            return Ok((false, true));
+        }
+        let mut fds = [PollFd::new(self.ctrl.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout_ms(Some(wait))) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => return Ok((false, false)),
+            Err(e) => return Err(e.into()),
+        }
+        Ok((
+            false,
+            fds[0].revents().map(|r| !r.is_empty()).unwrap_or(false),
+        ))
+    }
+
+    /// Receives an upload from `conn` into `sink`.
+    pub(crate) fn recv_data(&mut self, conn: &mut Stream, sink: &mut dyn Write) -> Outcome {
+        self.progress = Some(Progress {
+            sent: 0,
+            received: 0,
+            start: Instant::now(),
+        });
+        match self.recv_loop(conn, sink) {
+            Ok(o) => o,
+            Err(e) => Outcome::LocalError(e),
+        }
+    }
+
+    fn recv_loop(&mut self, conn: &mut Stream, sink: &mut dyn Write) -> io::Result<Outcome> {
+        conn.tcp().set_nonblocking(true)?;
+        let ascii = self.ttype == TransferType::Ascii;
+        let mut bucket = TokenBucket::new(self.h.read_limit);
+        let mut buf = vec![0u8; self.h.ac_in_buffer_size];
+        let mut conv: Vec<u8> = Vec::new();
+        let mut pending_cr = false;
+        let mut last_progress = Instant::now();
+        loop {
+            let grant = bucket.take(buf.len());
+            if grant == 0 {
+                let wait = bucket.wait(buf.len());
+                let (_, c) = self.wait_io_ctrl(wait)?;
+                if c {
+                    match self.service_control()? {
+                        Ctl::Continue => {}
+                        Ctl::Abort => return Ok(Outcome::Aborted),
+                        Ctl::Gone => return Ok(Outcome::ControlGone),
+                    }
+                }
+                continue;
+            }
+            let (d, c) = self.wait_io(conn, PollFlags::POLLIN, self.h.data_timeout)?;
+            if c {
+                match self.service_control()? {
+                    Ctl::Continue => {}
+                    Ctl::Abort => return Ok(Outcome::Aborted),
+                    Ctl::Gone => return Ok(Outcome::ControlGone),
+                }
+            }
+            if !d {
+                bucket.refund(grant);
+                if let Some(t) = self.h.data_timeout {
+                    if last_progress.elapsed() >= t {
+                        return Ok(Outcome::DataTimeout);
+                    }
+                }
+                continue;
+            }
+            let n = match conn.read(&mut buf[..grant]) {
+                Ok(0) => {
+                    if pending_cr {
+                        if let Err(e) = sink.write_all(b"\r") {
+                            return Ok(Outcome::LocalError(e));
+                        }
+                    }
+                    return Ok(match sink.flush() {
+                        Ok(()) => Outcome::Complete,
+                        Err(e) => Outcome::LocalError(e),
+                    });
+                }
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    bucket.refund(grant);
+                    continue;
+                }
+                Err(_) => return Ok(Outcome::PeerClosed),
+            };
+            bucket.refund(grant - n);
+            last_progress = Instant::now();
+            if let Some(p) = self.progress.as_mut() {
+                p.received += n as u64;
+            }
+            let w = if ascii {
+                proto::from_crlf(&buf[..n], &mut conv, &mut pending_cr);
+                sink.write_all(&conv)
+            } else {
+                sink.write_all(&buf[..n])
+            };
+            if let Err(e) = w {
+                return Ok(Outcome::LocalError(e));
+            }
+        }
+    }
+
+    /// The 211 reply to STAT without an argument (pyftpdlib `ftp_STAT`).
+    pub(crate) fn status_reply(&mut self) -> io::Result<()> {
+        let mut s: Vec<Vec<u8>> = Vec::new();
+        s.push(format!("Connected to: {}", self.local).into_bytes());
+        if self.authenticated {
+            s.push(format!("Logged in as: {}", self.username).into_bytes());
+        } else if self.username.is_empty() {
+            s.push(b"Waiting for username.".to_vec());
+        } else {
+            s.push(b"Waiting for password.".to_vec());
+        }
+        let t = if self.ttype == TransferType::Ascii {
+            "ASCII"
+        } else {
+            "Binary"
+        };
+        s.push(format!("TYPE: {t}; STRUcture: File; MODE: Stream").into_bytes());
+        if let Some(p) = self.progress {
+            s.push(b"Data connection open:".to_vec());
+            s.push(format!("Total bytes sent: {}", p.sent).into_bytes());
+            s.push(format!("Total bytes received: {}", p.received).into_bytes());
+            s.push(
+                format!(
+                    "Transfer elapsed time: {:.3} secs",
+                    p.start.elapsed().as_secs_f64()
+                )
+                .into_bytes(),
+            );
+        } else {
+            match self.data {
+                DataSetup::Passive(_) => {
+                    s.push(b"Passive data channel waiting for connection.".to_vec())
+                }
+                DataSetup::Active(_) => s.push(b"Data connection open.".to_vec()),
+                DataSetup::None => s.push(b"Data connection closed.".to_vec()),
+            }
+        }
+        self.reply_multi(211, "FTP server status:", &s, "End of status.")
+    }
+
+    /// Replies to the end of a transfer and logs it (pyftpdlib's
+    /// `RETR /f completed=1 bytes=N seconds=S`), firing the file callbacks.
+    pub(crate) fn finish_transfer(
+        &mut self,
+        cmd: &str,
+        path: &std::path::Path,
+        upload: bool,
+        outcome: Outcome,
+    ) -> io::Result<()> {
+        let p = self.progress.take();
+        let bytes = p
+            .map(|p| if upload { p.received } else { p.sent })
+            .unwrap_or(0);
+        let secs = p.map(|p| p.start.elapsed().as_secs_f64()).unwrap_or(0.0);
+        let complete = matches!(outcome, Outcome::Complete);
+        let vpath = self.fs.as_ref().map(|f| f.fs2ftp(path)).unwrap_or_default();
+        log::info!(
+            "{} {cmd} {} completed={} bytes={bytes} seconds={secs:.3}",
+            self.prefix,
+            String::from_utf8_lossy(&vpath),
+            u8::from(complete)
+        );
+        let is_file = cmd != "LIST" && cmd != "NLST" && cmd != "MLSD";
+        if is_file {
+            match (upload, complete) {
+                (false, true) => self.cb.on_file_sent(path),
+                (false, false) => self.cb.on_incomplete_file_sent(path),
+                (true, true) => self.cb.on_file_received(path),
+                (true, false) => self.cb.on_incomplete_file_received(path),
+            }
+        }
+        match outcome {
+            Outcome::Complete => self.reply(226, "Transfer complete.")?,
+            Outcome::Aborted => {
+                self.reply(426, "Transfer aborted via ABOR.")?;
+                self.reply(226, "ABOR command successful.")?;
+            }
+            Outcome::PeerClosed => self.reply(426, "Connection closed; transfer aborted.")?,
+            Outcome::DataTimeout => {
+                self.reply(421, "Data connection timed out.")?;
+                self.closing = true;
+            }
+            Outcome::LocalError(e) => {
+                log::error!("{} {cmd} local error: {e}", self.prefix);
+                if e.raw_os_error() == Some(nix::libc::ENOSPC)
+                    || e.raw_os_error() == Some(nix::libc::EDQUOT)
+                {
+                    self.reply(452, "Insufficient storage space.")?;
+                } else {
+                    let why = crate::filesystems::strerror(&e);
+                    self.reply(451, &format!("Local error: {why}; transfer aborted."))?;
+                }
+            }
+            Outcome::ControlGone => {
+                self.closing = true;
+                return Ok(());
+            }
+        }
+        if self.quit_pending {
+            self.quit_pending = false;
+            let msg = if self.authenticated {
+                self.h.authorizer.get_msg_quit(&self.username)
+            } else {
+                "Goodbye.".to_string()
+            };
+            self.reply_lines(221, &msg)?;
+            self.closing = true;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,180 @@
+//! Command dispatch: the only place for the checks every command shares, in pyftpdlib's
+//! order and texts (`pre_process_command`): unknown → 500, argument rule → 501, not logged in
+//! → 530, path outside the root → 550, permission → 550; then the command runs.
+
+use std::io;
+
+use super::session::Session;
+use super::{Arg, Request};
+use crate::proto;
+
+/// RFC 959 commands ftpdlib knows but does not implement (502, not 500).
+const NOT_IMPLEMENTED: &[&str] = &["ACCT", "SMNT"];
+
+impl Session {
+    /// Runs one raw command line.
+    pub(crate) fn handle_line(&mut self, raw: &[u8]) -> io::Result<()> {
+        let line = proto::clean_line(raw);
+        let (mut verb, arg) = proto::split_command(&line);
+        let mut arg = self.h.encoding.decode(&arg);
+        if verb == "SITE" && !arg.is_empty() {
+            let (sub, rest) = proto::split_command(&arg);
+            verb = format!("SITE {sub}");
+            arg = rest;
+        }
+        if verb == "PASS" {
+            log::debug!("{} <- PASS ******", self.prefix);
+        } else {
+            log::debug!("{} <- {}", self.prefix, String::from_utf8_lossy(&line));
+        }
+
+        let cmd = match self.h.commands.get(&verb) {
+            Some(c) => c,
+            None if NOT_IMPLEMENTED.contains(&verb.as_str()) => {
+                return self.reply(502, "Command not implemented.");
+            }
+            None => {
+                // Clients that send ABOR/STAT/QUIT behind a Telnet sequence sometimes leave
+                // stray bytes in front of the verb (pyftpdlib checks the last 4 characters).
+                let tail = verb.get(verb.len().saturating_sub(4)..).unwrap_or("");
+                match self.h.commands.get(tail) {
+                    Some(c) if matches!(tail, "ABOR" | "STAT" | "QUIT") => c,
+                    _ => {
+                        log::info!("{} unknown command {verb:?}", self.prefix);
+                        let shown: String = verb.chars().take(64).collect();
+                        return self.reply(500, &format!("Command \"{shown}\" not understood."));
+                    }
+                }
+            }
+        };
+        let (name, auth, rule, perm, run) = (
+            cmd.name.clone(),
+            cmd.auth,
+            cmd.arg,
+            cmd.perm,
+            cmd.run.clone(),
+        );
+
+        if arg.is_empty() && rule == Arg::Required {
+            return self.reply(501, "Syntax error: command needs an argument.");
+        }
+        if !arg.is_empty() && rule == Arg::Forbidden {
+            return self.reply(501, "Syntax error: command does not accept arguments.");
+        }
+        if !self.authenticated && (auth || (name == "STAT" && !arg.is_empty())) {
+            return self.reply(530, "Log in with USER and PASS first.");
+        }
+
+        let mut req = Request {
+            verb: name.clone(),
+            arg,
+            path: None,
+            extra: None,
+        };
+        if self.authenticated {
+            if let Some(perm) = perm {
+                if name != "STOU" && !(name == "STAT" && req.arg.is_empty()) {
+                    if !self.resolve(&mut req)? {
+                        return Ok(());
+                    }
+                    let path = req.path.as_deref();
+                    if !self.h.authorizer.has_perm(&self.username, perm, path) {
+                        log::info!("{} {name}: not enough privileges", self.prefix);
+                        return self.reply(550, "Not enough privileges.");
+                    }
+                }
+            }
+        }
+        run(self, &req)
+    }
+
+    /// Resolves a command's path argument and checks the jail. Returns false when a reply
+    /// has already refused the command.
+    fn resolve(&mut self, req: &mut Request) -> io::Result<bool> {
+        let Some(fs) = self.fs.as_ref() else {
+            return Ok(false);
+        };
+        let target: Vec<u8> = match req.verb.as_str() {
+            "CWD" | "XCWD" => {
+                if req.arg.is_empty() {
+                    b"/".to_vec()
+                } else {
+                    req.arg.clone()
+                }
+            }
+            "CDUP" | "XCUP" => b"..".to_vec(),
+            "LIST" | "NLST" | "STAT" => strip_ls_options(&req.arg).to_vec(),
+            "SITE CHMOD" | "MFMT" => {
+                let Some(sp) = req.arg.iter().position(|&b| b == b' ') else {
+                    self.reply(501, "Syntax error: command needs two arguments.")?;
+                    return Ok(false);
+                };
+                req.extra = Some(String::from_utf8_lossy(&req.arg[..sp]).into_owned());
+                req.arg[sp + 1..].to_vec()
+            }
+            _ => req.arg.clone(),
+        };
+        if req.verb == "STAT" && target.iter().any(|b| b"*?[".contains(b)) {
+            self.reply(550, "Globbing not supported.")?;
+            return Ok(false);
+        }
+        if target.contains(&0) {
+            log::warn!("{} {}: NUL byte in path", self.prefix, req.verb);
+            self.reply(501, "Invalid path: NUL byte.")?;
+            return Ok(false);
+        }
+        let vpath = if target.is_empty() {
+            fs.cwd().to_vec()
+        } else {
+            target
+        };
+        let real = fs.ftp2fs(&vpath);
+        if !fs.validpath(&real) {
+            log::warn!(
+                "{} {} refused: {:?} is outside the user's root",
+                self.prefix,
+                req.verb,
+                String::from_utf8_lossy(&vpath)
+            );
+            let mut msg = b"\"".to_vec();
+            msg.extend_from_slice(&proto::quote_path(
+                &self.h.encoding.encode(&fs.ftpnorm(&vpath)),
+            ));
+            msg.extend_from_slice(
+                b"\" points to a path which is outside the user's root directory.",
+            );
+            self.reply_bytes(550, &msg)?;
+            return Ok(false);
+        }
+        req.path = Some(real);
+        Ok(true)
+    }
+}
+
+/// Drops the `ls` options many clients put first (`LIST -la`, `LIST -a dir`, `NLST -l`).
+pub(crate) fn strip_ls_options(arg: &[u8]) -> &[u8] {
+    let mut rest = arg;
+    while rest.first() == Some(&b'-') {
+        match rest.iter().position(|&b| b == b' ') {
+            Some(p) => rest = &rest[p + 1..],
+            None => return &[],
+        }
+        while rest.first() == Some(&b' ') {
+            rest = &rest[1..];
+        }
+    }
+    rest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_ls_options;
+
+    #[test]
+    fn ls_options_are_ignored() {
+        assert_eq!(strip_ls_options(b"-la"), b"");
+        assert_eq!(strip_ls_options(b"-a dir"), b"dir");
+        assert_eq!(strip_ls_options(b"-l -a  dir x"), b"dir x");
+        assert_eq!(strip_ls_options(b"dir"), b"dir");
+    }
+}

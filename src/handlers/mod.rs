@@ -1,0 +1,409 @@
+//! The protocol handler: [`FtpHandler`] (the configuration, pyftpdlib `FTPHandler`'s class
+//! attributes with the same defaults), the [`Callbacks`] trait (the `on_*` hooks) and the
+//! command table ([`Command`], pyftpdlib `proto_cmds`). A [`Session`] runs one connection.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::authorizers::{Authorizer, Perm};
+use crate::filesystems::{Filesystem, OsFilesystem};
+
+mod commands;
+mod data;
+mod dispatch;
+mod session;
+mod stream;
+pub mod throttle;
+
+pub use session::Session;
+
+/// The events of a session (pyftpdlib's `on_*` methods). One value per connection, built by
+/// [`FtpHandler::callbacks`], so `&mut self` needs no lock; a method may block (a database
+/// call) without stalling any other session. Every method defaults to doing nothing.
+pub trait Callbacks: Send {
+    /// A client connected (after the 220 banner was sent).
+    fn on_connect(&mut self, _peer: SocketAddr) {}
+    /// The connection closed.
+    fn on_disconnect(&mut self) {}
+    /// A user logged in.
+    fn on_login(&mut self, _username: &str) {}
+    /// A login was refused.
+    fn on_login_failed(&mut self, _username: &str, _password: &str) {}
+    /// A user logged out (QUIT, REIN, USER again or disconnect).
+    fn on_logout(&mut self, _username: &str) {}
+    /// A download completed.
+    fn on_file_sent(&mut self, _path: &Path) {}
+    /// An upload completed.
+    fn on_file_received(&mut self, _path: &Path) {}
+    /// A download was cut short.
+    fn on_incomplete_file_sent(&mut self, _path: &Path) {}
+    /// An upload was cut short; the partial file stays where it is.
+    fn on_incomplete_file_received(&mut self, _path: &Path) {}
+}
+
+/// Callbacks that do nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCallbacks;
+impl Callbacks for NoCallbacks {}
+
+/// Builds the callbacks of a new connection.
+pub type CallbacksFactory = Arc<dyn Fn() -> Box<dyn Callbacks> + Send + Sync>;
+
+/// Builds the filesystem of a session at login, from the user's name and home directory.
+pub type FilesystemFactory =
+    Arc<dyn Fn(&str, &Path) -> io::Result<Box<dyn Filesystem>> + Send + Sync>;
+
+/// How a command treats its argument (pyftpdlib `proto_cmds[...]['arg']`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arg {
+    /// An argument is needed (501 without one).
+    Required,
+    /// No argument is accepted (501 with one).
+    Forbidden,
+    /// Either.
+    Optional,
+}
+
+/// What a command function receives.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The verb, upper-cased (`"RETR"`, `"SITE CHMOD"`).
+    pub verb: String,
+    /// The argument as the client sent it (bytes: names need not be UTF-8).
+    pub arg: Vec<u8>,
+    /// For commands with a permission letter: the argument (or the working directory)
+    /// resolved to a real path that passed the jail.
+    pub path: Option<std::path::PathBuf>,
+    /// The first word of two-argument commands (the mode of SITE CHMOD, the time of MFMT).
+    pub extra: Option<String>,
+}
+
+impl Request {
+    /// The argument as text (bytes that are not UTF-8 replaced).
+    pub fn arg_str(&self) -> String {
+        String::from_utf8_lossy(&self.arg).into_owned()
+    }
+}
+
+/// The function that runs a command. It returns `Err` only when the control connection is
+/// dead; every protocol failure is a reply.
+pub type CommandFn = Arc<dyn Fn(&mut Session, &Request) -> io::Result<()> + Send + Sync>;
+
+/// One row of the command table (pyftpdlib `proto_cmds`).
+#[derive(Clone)]
+pub struct Command {
+    /// The verb, upper case; SITE commands as `"SITE NAME"`.
+    pub name: String,
+    /// Login required.
+    pub auth: bool,
+    /// Argument rule.
+    pub arg: Arg,
+    /// Permission checked with [`Authorizer::has_perm`] on the resolved path.
+    pub perm: Option<Perm>,
+    /// HELP text: `"Syntax: RETR <SP> file-name (retrieve a file)."`.
+    pub help: String,
+    /// The line FEAT shows for this command, if any.
+    pub feat: Option<String>,
+    pub(crate) run: CommandFn,
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Command")
+            .field("name", &self.name)
+            .field("auth", &self.auth)
+            .field("arg", &self.arg)
+            .field("perm", &self.perm)
+            .finish()
+    }
+}
+
+impl Command {
+    /// A command that needs login and takes an optional argument; change it with the
+    /// builder methods.
+    pub fn new(
+        name: &str,
+        help: &str,
+        run: impl Fn(&mut Session, &Request) -> io::Result<()> + Send + Sync + 'static,
+    ) -> Command {
+        Command {
+            name: name.to_ascii_uppercase(),
+            auth: true,
+            arg: Arg::Optional,
+            perm: None,
+            help: help.to_owned(),
+            feat: None,
+            run: Arc::new(run),
+        }
+    }
+
+    /// Sets whether login is required.
+    pub fn auth(mut self, auth: bool) -> Command {
+        self.auth = auth;
+        self
+    }
+
+    /// Sets the argument rule.
+    pub fn arg(mut self, arg: Arg) -> Command {
+        self.arg = arg;
+        self
+    }
+
+    /// Sets the permission letter (the argument is then resolved as a path and checked).
+    pub fn perm(mut self, perm: Option<Perm>) -> Command {
+        self.perm = perm;
+        self
+    }
+
+    /// Sets the FEAT line.
+    pub fn feat(mut self, feat: &str) -> Command {
+        self.feat = Some(feat.to_owned());
+        self
+    }
+}
+
+/// The commands a handler understands, by verb.
+#[derive(Clone, Debug)]
+pub struct CommandTable {
+    cmds: BTreeMap<String, Command>,
+}
+
+impl CommandTable {
+    /// The built-in commands.
+    pub fn builtin() -> CommandTable {
+        let mut cmds = BTreeMap::new();
+        for c in commands::builtin() {
+            cmds.insert(c.name.clone(), c);
+        }
+        CommandTable { cmds }
+    }
+
+    /// Adds or replaces a command.
+    pub fn insert(&mut self, cmd: Command) {
+        self.cmds.insert(cmd.name.clone(), cmd);
+    }
+
+    /// Removes a command (it then gets 500 like any unknown verb).
+    pub fn remove(&mut self, name: &str) -> Option<Command> {
+        self.cmds.remove(&name.to_ascii_uppercase())
+    }
+
+    /// Looks a command up.
+    pub fn get(&self, name: &str) -> Option<&Command> {
+        self.cmds.get(name)
+    }
+
+    /// Every command, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Command> {
+        self.cmds.values()
+    }
+}
+
+/// Encodings for names on the wire. The filesystem side is always the raw bytes the OS uses
+/// (UTF-8 on any modern system).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// UTF-8 (RFC 2640); bytes that are not UTF-8 pass through unchanged, both ways.
+    Utf8,
+    /// ISO-8859-1 on the wire, transcoded to UTF-8 for the filesystem.
+    Latin1,
+}
+
+impl Encoding {
+    /// Parses an encoding name as Python spells it (`utf8`, `utf-8`, `latin-1`, `iso-8859-1`).
+    pub fn parse(name: &str) -> Option<Encoding> {
+        match name.to_ascii_lowercase().replace('_', "-").as_str() {
+            "utf8" | "utf-8" => Some(Encoding::Utf8),
+            "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1" | "l1" => Some(Encoding::Latin1),
+            _ => None,
+        }
+    }
+
+    /// Wire bytes → filesystem bytes.
+    pub fn decode(self, wire: &[u8]) -> Vec<u8> {
+        match self {
+            Encoding::Utf8 => wire.to_vec(),
+            Encoding::Latin1 => wire
+                .iter()
+                .map(|&b| b as char)
+                .collect::<String>()
+                .into_bytes(),
+        }
+    }
+
+    /// Filesystem bytes → wire bytes.
+    pub fn encode(self, fs: &[u8]) -> Vec<u8> {
+        match self {
+            Encoding::Utf8 => fs.to_vec(),
+            Encoding::Latin1 => match std::str::from_utf8(fs) {
+                Ok(s) => s
+                    .chars()
+                    .map(|c| if (c as u32) < 256 { c as u8 } else { b'?' })
+                    .collect(),
+                Err(_) => fs.to_vec(),
+            },
+        }
+    }
+}
+
+/// The configuration of every session a server runs (pyftpdlib `FTPHandler` attributes, with
+/// pyftpdlib's names and defaults). Build it with [`FtpHandler::new`], then set fields.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct FtpHandler {
+    /// Who may log in. Required.
+    pub authorizer: Arc<dyn Authorizer>,
+    /// The 220 greeting. Default: `"ftpdlib <version> ready."`.
+    pub banner: String,
+    /// Idle timeout of the control connection; `None` disables it. Default: 300 s.
+    pub timeout: Option<Duration>,
+    /// Stall timeout of a data transfer (pyftpdlib `DTPHandler.timeout`); `None` disables it.
+    /// Default: 300 s.
+    pub data_timeout: Option<Duration>,
+    /// How long a passive listener waits for the client (pyftpdlib `PassiveDTP.timeout`).
+    /// Default: 30 s.
+    pub passive_accept_timeout: Duration,
+    /// Failed logins before the connection is closed. Default: 3.
+    pub max_login_attempts: u32,
+    /// Delay before answering a failed login. Default: 3 s.
+    pub auth_failed_timeout: Duration,
+    /// Allow PORT/EPRT to an address other than the client's and passive connections from
+    /// one (FXP). Default: false (RFC 2577 bounce protection).
+    pub permit_foreign_addresses: bool,
+    /// Allow PORT/EPRT to ports below 1024. Default: false.
+    pub permit_privileged_ports: bool,
+    /// The IPv4 address sent in PASV replies instead of the local one (NAT). Default: none.
+    pub masquerade_address: Option<Ipv4Addr>,
+    /// Per-local-address masquerade addresses (pyftpdlib `masquerade_address_map`).
+    /// Default: empty.
+    pub masquerade_address_map: Vec<(IpAddr, Ipv4Addr)>,
+    /// Ports passive listeners use; `None` lets the kernel choose. Default: none.
+    pub passive_ports: Option<RangeInclusive<u16>>,
+    /// Listing and MDTM times in UTC (true) or local time. Default: true.
+    pub use_gmt_times: bool,
+    /// TCP_NODELAY on the control connection. Default: true.
+    pub tcp_no_delay: bool,
+    /// Send downloads with sendfile(2) when possible. Default: true.
+    pub use_sendfile: bool,
+    /// Wire encoding of names. Default: UTF-8.
+    pub encoding: Encoding,
+    /// Receive buffer for uploads, bytes (pyftpdlib `ac_in_buffer_size`). Default: 65536.
+    pub ac_in_buffer_size: usize,
+    /// Send buffer for downloads that cannot use sendfile (pyftpdlib `ac_out_buffer_size`).
+    /// Default: 65536.
+    pub ac_out_buffer_size: usize,
+    /// Longest command line accepted; longer lines get `500 Command too long.`.
+    /// Default: 2048.
+    pub max_line_length: usize,
+    /// Upload rate limit per session, bytes/s (pyftpdlib `ThrottledDTPHandler.read_limit`);
+    /// 0 is unlimited. Default: 0.
+    pub read_limit: u64,
+    /// Download rate limit per session, bytes/s (`ThrottledDTPHandler.write_limit`); 0 is
+    /// unlimited. Default: 0.
+    pub write_limit: u64,
+    /// Builds the callbacks of each connection. Default: [`NoCallbacks`].
+    pub callbacks: CallbacksFactory,
+    /// Builds each session's filesystem at login. Default: [`OsFilesystem`].
+    pub filesystem: FilesystemFactory,
+    /// The command table; add custom commands with [`FtpHandler::add_command`].
+    pub commands: CommandTable,
+}
+
+impl fmt::Debug for FtpHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FtpHandler")
+            .field("banner", &self.banner)
+            .field("timeout", &self.timeout)
+            .field("masquerade_address", &self.masquerade_address)
+            .field("passive_ports", &self.passive_ports)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FtpHandler {
+    /// A handler with pyftpdlib's defaults and the given authorizer.
+    pub fn new(authorizer: Arc<dyn Authorizer>) -> FtpHandler {
+        FtpHandler {
+            authorizer,
+            banner: format!("ftpdlib {} ready.", env!("CARGO_PKG_VERSION")),
+            timeout: Some(Duration::from_secs(300)),
+            data_timeout: Some(Duration::from_secs(300)),
+            passive_accept_timeout: Duration::from_secs(30),
+            max_login_attempts: 3,
+            auth_failed_timeout: Duration::from_secs(3),
+            permit_foreign_addresses: false,
+            permit_privileged_ports: false,
+            masquerade_address: None,
+            masquerade_address_map: Vec::new(),
+            passive_ports: None,
+            use_gmt_times: true,
+            tcp_no_delay: true,
+            use_sendfile: true,
+            encoding: Encoding::Utf8,
+            ac_in_buffer_size: 65536,
+            ac_out_buffer_size: 65536,
+            max_line_length: 2048,
+            read_limit: 0,
+            write_limit: 0,
+            callbacks: Arc::new(|| Box::new(NoCallbacks)),
+            filesystem: Arc::new(|_, _| Ok(Box::new(OsFilesystem))),
+            commands: CommandTable::builtin(),
+        }
+    }
+
+    /// Adds (or replaces) a command, e.g. a `SITE` extension; it shows in HELP/SITE HELP.
+    pub fn add_command(&mut self, cmd: Command) {
+        self.commands.insert(cmd);
+    }
+
+    /// Sets the callbacks factory from a closure.
+    pub fn set_callbacks<C: Callbacks + 'static>(
+        &mut self,
+        make: impl Fn() -> C + Send + Sync + 'static,
+    ) {
+        self.callbacks = Arc::new(move || Box::new(make()));
+    }
+
+    /// Checks the configuration once, when a server is built.
+    ///
+    /// # Errors
+    /// A message naming the invalid field.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        if let Some(r) = &self.passive_ports {
+            if r.start() > r.end() || *r.start() == 0 {
+                return Err(crate::Error::Config(format!(
+                    "passive_ports: invalid range {}-{}",
+                    r.start(),
+                    r.end()
+                )));
+            }
+        }
+        if self.max_login_attempts == 0 {
+            return Err(crate::Error::Config(
+                "max_login_attempts must be ≥ 1".into(),
+            ));
+        }
+        if self.ac_in_buffer_size == 0 || self.ac_out_buffer_size == 0 {
+            return Err(crate::Error::Config("buffer sizes must be > 0".into()));
+        }
+        if self.max_line_length < 64 {
+            return Err(crate::Error::Config("max_line_length must be ≥ 64".into()));
+        }
+        Ok(())
+    }
+
+    /// The masquerade address for a local address, if any.
+    pub(crate) fn masquerade_for(&self, local: IpAddr) -> Option<Ipv4Addr> {
+        self.masquerade_address_map
+            .iter()
+            .find(|(l, _)| *l == local)
+            .map(|(_, m)| *m)
+            .or(self.masquerade_address)
+    }
+}

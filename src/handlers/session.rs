@@ -1,0 +1,335 @@
+//! One FTP session: the control connection of one client, from the 220 greeting to the last
+//! byte (pyftpdlib `FTPHandler`'s connection state). Reads length-capped command lines,
+//! dispatches them and writes replies (RFC 959 §4.2).
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::data::DataSetup;
+use super::stream::Stream;
+use super::{Callbacks, FtpHandler};
+use crate::filesystems::listing::DEFAULT_FACTS;
+use crate::filesystems::AbstractedFs;
+use crate::proto::{self, TransferType};
+
+/// What reading the control connection produced.
+pub(crate) enum Input {
+    /// A complete command line (terminator removed, not yet cleaned).
+    Line(Vec<u8>),
+    /// A line longer than `max_line_length` (discarded).
+    TooLong,
+    /// The client closed the connection.
+    Eof,
+    /// Nothing arrived within the idle timeout.
+    Timeout,
+}
+
+/// The state of one client connection. Custom commands receive it to reply and to reach the
+/// user's filesystem.
+pub struct Session {
+    pub(crate) h: Arc<FtpHandler>,
+    pub(crate) ctrl: Stream,
+    inbuf: Vec<u8>,
+    discarding: bool,
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) prefix: String,
+    pub(crate) username: String,
+    pub(crate) authenticated: bool,
+    pub(crate) attempted_logins: u32,
+    pub(crate) fs: Option<AbstractedFs>,
+    pub(crate) cb: Box<dyn Callbacks>,
+    pub(crate) ttype: TransferType,
+    pub(crate) rest: u64,
+    pub(crate) rnfr: Option<PathBuf>,
+    pub(crate) facts: Vec<String>,
+    pub(crate) epsv_all: bool,
+    pub(crate) data: DataSetup,
+    /// Lines that arrived during a transfer, run once it ends (pipelining).
+    pub(crate) pending: VecDeque<Vec<u8>>,
+    /// QUIT arrived during a transfer: close once it ends.
+    pub(crate) quit_pending: bool,
+    /// End the session after the current command.
+    pub(crate) closing: bool,
+    /// Bytes moved and start time of the running transfer (for STAT).
+    pub(crate) progress: Option<super::data::Progress>,
+}
+
+impl Session {
+    /// Serves one accepted connection until the client leaves, the session times out or the
+    /// socket fails. Every way a connection arrives (acceptor, forked child, inetd, systemd)
+    /// ends here.
+    ///
+    /// # Errors
+    /// Only errors of the control connection itself (the client vanished).
+    pub fn run(stream: TcpStream, handler: Arc<FtpHandler>) -> io::Result<()> {
+        let peer = stream.peer_addr()?;
+        let local = stream.local_addr()?;
+        let peer = SocketAddr::new(proto::unmap(peer.ip()), peer.port());
+        let local = SocketAddr::new(proto::unmap(local.ip()), local.port());
+        let _ = stream.set_nodelay(handler.tcp_no_delay);
+        // Telnet Synch arrives as TCP urgent data (RFC 959 §4.1.3): keep it in the stream so
+        // the IAC bytes before ABOR are stripped instead of lost.
+        let _ = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::OobInline, &true);
+        stream.set_read_timeout(handler.timeout)?;
+        stream.set_write_timeout(Some(handler.timeout.unwrap_or(Duration::from_secs(300))))?;
+        let cb = (handler.callbacks)();
+        let mut s = Session {
+            prefix: format!("{}:{}-[]", peer.ip(), peer.port()),
+            h: handler,
+            ctrl: Stream::Tcp(stream),
+            inbuf: Vec::new(),
+            discarding: false,
+            peer,
+            local,
+            username: String::new(),
+            authenticated: false,
+            attempted_logins: 0,
+            fs: None,
+            cb,
+            ttype: TransferType::Ascii,
+            rest: 0,
+            rnfr: None,
+            facts: DEFAULT_FACTS.iter().map(|s| s.to_string()).collect(),
+            epsv_all: false,
+            data: DataSetup::None,
+            pending: VecDeque::new(),
+            quit_pending: false,
+            closing: false,
+            progress: None,
+        };
+        log::info!("{} FTP session opened (connect)", s.prefix);
+        let r = s.serve();
+        s.end();
+        r
+    }
+
+    fn serve(&mut self) -> io::Result<()> {
+        let banner = self.h.banner.clone();
+        self.reply_lines(220, &banner)?;
+        let peer = self.peer;
+        self.cb.on_connect(peer);
+        while !self.closing {
+            let line = match self.pending.pop_front() {
+                Some(l) => l,
+                None => match self.read_input()? {
+                    Input::Line(l) => l,
+                    Input::TooLong => {
+                        log::warn!("{} command too long", self.prefix);
+                        self.reply(500, "Command too long.")?;
+                        continue;
+                    }
+                    Input::Eof => break,
+                    Input::Timeout => {
+                        log::info!("{} control connection timed out", self.prefix);
+                        self.reply(421, "Control connection timed out.")?;
+                        break;
+                    }
+                },
+            };
+            self.handle_line(&line)?;
+        }
+        Ok(())
+    }
+
+    /// Logout and disconnect callbacks, impersonation ended.
+    fn end(&mut self) {
+        self.data = DataSetup::None;
+        self.logout();
+        self.cb.on_disconnect();
+        log::info!("{} FTP session closed (disconnect).", self.prefix);
+    }
+
+    /// Forgets the logged-in user (REIN, USER again, QUIT, disconnect).
+    pub(crate) fn logout(&mut self) {
+        if self.authenticated {
+            let user = std::mem::take(&mut self.username);
+            if let Err(e) = self.h.authorizer.terminate_impersonation(&user) {
+                log::error!("{} terminate_impersonation: {e}", self.prefix);
+            }
+            self.cb.on_logout(&user);
+            log::info!("{} USER '{}' logged out.", self.prefix, user);
+        }
+        self.authenticated = false;
+        self.username.clear();
+        self.fs = None;
+        self.rnfr = None;
+        self.rest = 0;
+        self.prefix = format!("{}:{}-[]", self.peer.ip(), self.peer.port());
+    }
+
+    /// Reads the next control line, waiting up to the idle timeout.
+    pub(crate) fn read_input(&mut self) -> io::Result<Input> {
+        loop {
+            if let Some(input) = self.take_line() {
+                return Ok(input);
+            }
+            match self.read_once() {
+                Ok(0) => return Ok(Input::Eof),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(Input::Timeout)
+                }
+                Err(e) if is_disconnect(&e) => return Ok(Input::Eof),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Splits the next complete line off the input buffer, if there is one.
+    pub(crate) fn take_line(&mut self) -> Option<Input> {
+        let (len, consumed) = proto::find_line(&self.inbuf)?;
+        let line: Vec<u8> = self.inbuf[..len].to_vec();
+        self.inbuf.drain(..consumed);
+        if std::mem::take(&mut self.discarding) || len > self.h.max_line_length {
+            return Some(Input::TooLong);
+        }
+        Some(Input::Line(line))
+    }
+
+    /// One read(2) from the control connection into the input buffer. A line growing past
+    /// `max_line_length` is dropped as it arrives and reported as too long at its end, so
+    /// memory stays bounded.
+    pub(crate) fn read_once(&mut self) -> io::Result<usize> {
+        if self.inbuf.len() > self.h.max_line_length && proto::find_line(&self.inbuf).is_none() {
+            self.discarding = true;
+            self.inbuf.clear();
+        }
+        let mut chunk = [0u8; 4096];
+        let n = self.ctrl.read(&mut chunk)?;
+        self.inbuf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// True when a complete line is already buffered.
+    pub(crate) fn has_buffered_line(&self) -> bool {
+        proto::find_line(&self.inbuf).is_some() || self.ctrl.has_buffered_input()
+    }
+
+    /// Sends a one-line reply `code text`.
+    ///
+    /// # Errors
+    /// The control connection failed.
+    pub fn reply(&mut self, code: u16, text: &str) -> io::Result<()> {
+        self.reply_bytes(code, text.as_bytes())
+    }
+
+    /// Sends a one-line reply whose text may hold non-UTF-8 bytes (a path).
+    ///
+    /// # Errors
+    /// The control connection failed.
+    pub fn reply_bytes(&mut self, code: u16, text: &[u8]) -> io::Result<()> {
+        let mut out = Vec::with_capacity(text.len() + 6);
+        out.extend_from_slice(code.to_string().as_bytes());
+        out.push(b' ');
+        out.extend(
+            text.iter()
+                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+        );
+        out.extend_from_slice(b"\r\n");
+        log::debug!(
+            "{} -> {}",
+            self.prefix,
+            String::from_utf8_lossy(&out).trim_end()
+        );
+        self.send_raw(&out)
+    }
+
+    /// Sends a reply whose text may span lines: `code-first` … `code last` (RFC 959 §4.2).
+    ///
+    /// # Errors
+    /// The control connection failed.
+    pub fn reply_lines(&mut self, code: u16, text: &str) -> io::Result<()> {
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.len() <= 1 {
+            return self.reply(code, text.trim_end());
+        }
+        let mut out = String::new();
+        for (i, l) in lines.iter().enumerate() {
+            if i + 1 == lines.len() {
+                out.push_str(&format!("{code} {l}\r\n"));
+            } else if i == 0 {
+                out.push_str(&format!("{code}-{l}\r\n"));
+            } else {
+                // Continuation lines start with a space so none looks like a final line.
+                out.push_str(&format!(" {l}\r\n"));
+            }
+        }
+        self.send_raw(out.as_bytes())
+    }
+
+    /// Sends a multi-line reply: `code-first`, each body line indented by one space, then
+    /// `code last`.
+    ///
+    /// # Errors
+    /// The control connection failed.
+    pub fn reply_multi(
+        &mut self,
+        code: u16,
+        first: &str,
+        body: &[Vec<u8>],
+        last: &str,
+    ) -> io::Result<()> {
+        let mut out = format!("{code}-{first}\r\n").into_bytes();
+        for l in body {
+            out.push(b' ');
+            out.extend_from_slice(l);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(format!("{code} {last}\r\n").as_bytes());
+        self.send_raw(&out)
+    }
+
+    /// Writes bytes to the control connection as they are.
+    pub(crate) fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.ctrl.write_all(bytes)?;
+        self.ctrl.flush()
+    }
+
+    /// The logged-in user, if any.
+    pub fn username(&self) -> Option<&str> {
+        self.authenticated.then_some(self.username.as_str())
+    }
+
+    /// The client's address (IPv4-mapped addresses shown as IPv4).
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The user's jailed filesystem, once logged in.
+    pub fn fs(&mut self) -> Option<&mut AbstractedFs> {
+        self.fs.as_mut()
+    }
+
+    /// The handler configuration this session runs with.
+    pub fn handler(&self) -> &FtpHandler {
+        &self.h
+    }
+
+    /// Ends the session after the current command.
+    pub fn close_when_done(&mut self) {
+        self.closing = true;
+    }
+}
+
+/// True for the errors that just mean "the other side is gone".
+pub(crate) fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::NotConnected
+    )
+}

@@ -1,0 +1,170 @@
+//! The one accept loop: polls the listeners and a wake-up pipe (and a signalfd when the
+//! server stops on signals), enforces `max_cons` and `max_cons_per_ip` with a 421 reply,
+//! and hands each connection to the executor (pyftpdlib `FTPServer.handle_accepted`).
+
+use std::io::{self, Write};
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use super::executor::Runner;
+use super::Shared;
+use crate::handlers::{FtpHandler, Session};
+use crate::proto;
+
+/// Why the loop stopped.
+pub(crate) enum Stop {
+    /// `close()` or `close_all()`.
+    Closed,
+    /// A signal from the signalfd.
+    Signal(nix::sys::signal::Signal),
+}
+
+/// Accepts until closed.
+pub(crate) fn run(
+    listeners: &[TcpListener],
+    shared: &Arc<Shared>,
+    handler: &Arc<FtpHandler>,
+    runner: &Runner,
+    max_cons: usize,
+    max_cons_per_ip: usize,
+) -> io::Result<Stop> {
+    for l in listeners {
+        l.set_nonblocking(true)?;
+    }
+    loop {
+        if shared.shutdown.load(Ordering::SeqCst) {
+            return Ok(Stop::Closed);
+        }
+        let (ready, woke, signalled) = {
+            let mut fds: Vec<PollFd> = listeners
+                .iter()
+                .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN))
+                .collect();
+            fds.push(PollFd::new(shared.wake_rx.as_fd(), PollFlags::POLLIN));
+            let sig = shared.signals.as_ref();
+            if let Some(sfd) = sig {
+                fds.push(PollFd::new(sfd.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let hit = |f: &PollFd| f.revents().map(|r| !r.is_empty()).unwrap_or(false);
+            let ready: Vec<bool> = fds[..listeners.len()].iter().map(hit).collect();
+            let woke = hit(&fds[listeners.len()]);
+            let signalled = sig.is_some() && hit(&fds[listeners.len() + 1]);
+            (ready, woke, signalled)
+        };
+        if signalled {
+            if let Some(sfd) = shared.signals.as_ref() {
+                if let Ok(Some(info)) = sfd.read_signal() {
+                    let sig = nix::sys::signal::Signal::try_from(info.ssi_signo as i32)
+                        .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+                    return Ok(Stop::Signal(sig));
+                }
+            }
+        }
+        if woke {
+            return Ok(Stop::Closed);
+        }
+        for (l, _) in listeners.iter().zip(ready).filter(|(_, r)| *r) {
+            accept_all(l, shared, handler, runner, max_cons, max_cons_per_ip);
+        }
+    }
+}
+
+fn accept_all(
+    l: &TcpListener,
+    shared: &Arc<Shared>,
+    handler: &Arc<FtpHandler>,
+    runner: &Runner,
+    max_cons: usize,
+    max_cons_per_ip: usize,
+) {
+    loop {
+        let (stream, addr) = match l.accept() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // EMFILE, ENFILE, ECONNABORTED…: log and keep serving.
+                log::warn!("accept failed: {e}");
+                if matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::EMFILE) | Some(nix::libc::ENFILE)
+                ) {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                return;
+            }
+        };
+        let ip = proto::unmap(addr.ip());
+        let _ = stream.set_nonblocking(false);
+        if max_cons > 0 && shared.count.load(Ordering::SeqCst) >= max_cons {
+            log::info!("{ip}:{} refused: too many connections", addr.port());
+            refuse(
+                stream,
+                "421 Too many connections. Service temporarily unavailable.\r\n",
+            );
+            continue;
+        }
+        if max_cons_per_ip > 0 && shared.per_ip_count(ip) >= max_cons_per_ip {
+            log::info!(
+                "{ip}:{} refused: too many connections from this address",
+                addr.port()
+            );
+            refuse(
+                stream,
+                "421 Too many connections from the same IP address.\r\n",
+            );
+            continue;
+        }
+        let guard = shared.register(&stream, ip);
+        let handler = handler.clone();
+        runner.spawn(Box::new(move || serve_guarded(stream, handler, guard)));
+    }
+}
+
+/// Writes a refusal without letting a slow client stall the accept loop.
+fn refuse(mut stream: TcpStream, msg: &str) {
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.write_all(msg.as_bytes());
+}
+
+/// Runs one session, turning a panic into a log line and a 421.
+pub(crate) fn serve_guarded(stream: TcpStream, handler: Arc<FtpHandler>, guard: super::ConnGuard) {
+    let spare = stream.try_clone().ok();
+    let r = catch_unwind(AssertUnwindSafe(|| Session::run(stream, handler)));
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log::debug!("session ended: {e}"),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            log::error!("session panicked: {what}");
+            if let Some(mut s) = spare {
+                let _ = s.write_all(b"421 Internal error; closing connection.\r\n");
+            }
+        }
+    }
+    drop(guard);
+}
+
+/// Counts for an address (used by the per-IP limit).
+impl Shared {
+    pub(crate) fn per_ip_count(&self, ip: IpAddr) -> usize {
+        self.per_ip
+            .lock()
+            .map(|m| m.get(&ip).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+}

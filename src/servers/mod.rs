@@ -1,0 +1,378 @@
+//! Servers: [`FtpServer`] binds or adopts listeners and serves them with an [`Executor`]
+//! (pyftpdlib `FTPServer`, `ThreadedFTPServer`); [`ServerHandle`] stops it from another
+//! thread (`close`, `close_all`).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{
+    self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
+};
+
+use crate::error::Error;
+use crate::handlers::FtpHandler;
+
+mod acceptor;
+mod executor;
+
+pub use executor::{Executor, DEFAULT_STACK_SIZE};
+
+/// State shared by the acceptor, the sessions' guards and every [`ServerHandle`].
+pub(crate) struct Shared {
+    shutdown: AtomicBool,
+    wake_rx: OwnedFd,
+    wake_tx: Mutex<std::fs::File>,
+    signals: Option<SignalFd>,
+    count: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// A duplicate of each session's socket, only to shut it down for `close_all`.
+    sessions: Mutex<HashMap<u64, TcpStream>>,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn new(signals: Option<SignalFd>) -> Result<Arc<Shared>, Error> {
+        let (rx, tx) = nix::unistd::pipe().map_err(std::io::Error::from)?;
+        Ok(Arc::new(Shared {
+            shutdown: AtomicBool::new(false),
+            wake_rx: rx,
+            wake_tx: Mutex::new(std::fs::File::from(tx)),
+            signals,
+            count: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }))
+    }
+
+    /// Counts a new session; the guard uncounts it when dropped (even after a panic).
+    pub(crate) fn register(self: &Arc<Self>, stream: &TcpStream, ip: IpAddr) -> ConnGuard {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut m) = self.per_ip.lock() {
+            *m.entry(ip).or_insert(0) += 1;
+        }
+        if let (Ok(dup), Ok(mut m)) = (stream.try_clone(), self.sessions.lock()) {
+            m.insert(id, dup);
+        }
+        ConnGuard {
+            shared: self.clone(),
+            id,
+            ip,
+        }
+    }
+
+    fn wake(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        if let Ok(mut w) = self.wake_tx.lock() {
+            let _ = w.write_all(b"x");
+        }
+    }
+
+    fn close_sessions(&self) {
+        if let Ok(m) = self.sessions.lock() {
+            for s in m.values() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Uncounts a session when it ends.
+pub(crate) struct ConnGuard {
+    shared: Arc<Shared>,
+    id: u64,
+    ip: IpAddr,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.shared.count.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(mut m) = self.shared.per_ip.lock() {
+            if let Some(n) = m.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.ip);
+                }
+            }
+        }
+        if let Ok(mut m) = self.shared.sessions.lock() {
+            m.remove(&self.id);
+        }
+    }
+}
+
+/// Stops a running server from any thread.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// Stops accepting new connections; running sessions go on (pyftpdlib `close`).
+    pub fn close(&self) {
+        self.shared.wake();
+    }
+
+    /// Stops accepting and ends every session (pyftpdlib `close_all`).
+    pub fn close_all(&self) {
+        self.shared.wake();
+        self.shared.close_sessions();
+    }
+
+    /// Sessions running now.
+    pub fn connection_count(&self) -> usize {
+        self.shared.count.load(Ordering::SeqCst)
+    }
+}
+
+/// An FTP server: listeners, a handler configuration and a concurrency model.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use ftpdlib::authorizers::DummyAuthorizer;
+/// use ftpdlib::handlers::FtpHandler;
+/// use ftpdlib::servers::FtpServer;
+///
+/// let mut auth = DummyAuthorizer::new();
+/// auth.add_anonymous("/srv/ftp", "elr").unwrap();
+/// let handler = FtpHandler::new(Arc::new(auth));
+/// let server = FtpServer::new("127.0.0.1:2121", handler).unwrap();
+/// server.serve_forever().unwrap();
+/// ```
+pub struct FtpServer {
+    listeners: Vec<TcpListener>,
+    handler: Arc<FtpHandler>,
+    executor: Executor,
+    shared: Arc<Shared>,
+    /// Most sessions at once; beyond it clients get 421. Default: 512.
+    pub max_cons: usize,
+    /// Most sessions from one address; 0 is unlimited. Default: 0.
+    pub max_cons_per_ip: usize,
+    /// Stack size of session threads. Default: [`DEFAULT_STACK_SIZE`].
+    pub stack_size: usize,
+}
+
+impl FtpServer {
+    /// Binds `addr` and builds a server. An unspecified IPv6 address (`[::]:port`) accepts
+    /// IPv4 clients too (dual stack) where the system allows.
+    ///
+    /// # Errors
+    /// The address does not resolve or cannot be bound, or the handler is invalid.
+    pub fn new(addr: impl ToSocketAddrs, handler: FtpHandler) -> Result<FtpServer, Error> {
+        let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
+        let first = *addrs
+            .first()
+            .ok_or_else(|| Error::Config("address resolves to nothing".into()))?;
+        Self::from_listener(bind(first)?, handler)
+    }
+
+    /// Serves a listener the caller already has (inetd "wait", systemd, tests).
+    ///
+    /// # Errors
+    /// The handler is invalid.
+    pub fn from_listener(listener: TcpListener, handler: FtpHandler) -> Result<FtpServer, Error> {
+        Self::from_listeners(vec![listener], handler)
+    }
+
+    /// Serves several listeners at once (e.g. IPv4 and IPv6 sockets).
+    ///
+    /// # Errors
+    /// No listener, or the handler is invalid.
+    pub fn from_listeners(
+        listeners: Vec<TcpListener>,
+        handler: FtpHandler,
+    ) -> Result<FtpServer, Error> {
+        if listeners.is_empty() {
+            return Err(Error::Config("no listener".into()));
+        }
+        handler.validate()?;
+        Ok(FtpServer {
+            listeners,
+            handler: Arc::new(handler),
+            executor: Executor::Pool,
+            shared: Shared::new(None)?,
+            max_cons: 512,
+            max_cons_per_ip: 0,
+            stack_size: DEFAULT_STACK_SIZE,
+        })
+    }
+
+    /// Chooses the concurrency model.
+    pub fn with_executor(mut self, executor: Executor) -> FtpServer {
+        self.executor = executor;
+        self
+    }
+
+    /// The concurrency model.
+    pub fn executor(&self) -> Executor {
+        self.executor
+    }
+
+    /// Stops the server cleanly on SIGINT and SIGTERM: they are blocked in the calling
+    /// thread (and so in every thread started after) and read from a signalfd by the accept
+    /// loop. Call before any other thread starts.
+    ///
+    /// # Errors
+    /// The signal mask or the signalfd cannot be set up.
+    pub fn stop_on_signals(&mut self) -> Result<(), Error> {
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGINT);
+        set.add(Signal::SIGTERM);
+        set.thread_block().map_err(std::io::Error::from)?;
+        let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(std::io::Error::from)?;
+        self.shared = Shared::new(Some(sfd))?;
+        Ok(())
+    }
+
+    /// The addresses the server listens on.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// The handler configuration.
+    pub fn handler(&self) -> &FtpHandler {
+        &self.handler
+    }
+
+    /// A handle that can stop the server from another thread.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Stops accepting (see [`ServerHandle::close`]).
+    pub fn close(&self) {
+        self.handle().close()
+    }
+
+    /// Stops accepting and ends every session (see [`ServerHandle::close_all`]).
+    pub fn close_all(&self) {
+        self.handle().close_all()
+    }
+
+    /// Accepts and serves connections until [`close`](Self::close) or a stop signal.
+    ///
+    /// # Errors
+    /// The accept loop failed (poll(2) itself failed).
+    pub fn serve_forever(&self) -> Result<(), Error> {
+        self.log_banner();
+        let runner = executor::Runner::new(self.executor, self.stack_size);
+        let stop = acceptor::run(
+            &self.listeners,
+            &self.shared,
+            &self.handler,
+            &runner,
+            self.max_cons,
+            self.max_cons_per_ip,
+        )?;
+        if let acceptor::Stop::Signal(sig) = stop {
+            log::info!("received {sig}, shutting down");
+            self.close_all();
+        }
+        log::info!(
+            ">>> shutting down FTP server ({} sessions, {} idle workers) <<<",
+            self.handle().connection_count(),
+            runner.workers()
+        );
+        Ok(())
+    }
+
+    fn log_banner(&self) {
+        for a in self.local_addrs() {
+            log::info!(
+                ">>> starting FTP server on {a}, pid={} <<<",
+                std::process::id()
+            );
+        }
+        let h = &self.handler;
+        log::info!("concurrency model: {}", self.executor.name());
+        log::info!(
+            "masquerade (NAT) address: {}",
+            h.masquerade_address
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "None".into())
+        );
+        log::info!(
+            "passive ports: {}",
+            h.passive_ports
+                .as_ref()
+                .map(|r| format!("{}->{}", r.start(), r.end()))
+                .unwrap_or_else(|| "None".into())
+        );
+        log::info!("use sendfile(2): {}", h.use_sendfile);
+        log::info!(
+            "max connections: {} (per IP: {})",
+            self.max_cons,
+            self.max_cons_per_ip
+        );
+    }
+}
+
+/// pyftpdlib's `ThreadedFTPServer`: an [`FtpServer`] with a thread per connection.
+#[derive(Debug)]
+pub struct ThreadedFtpServer;
+
+impl ThreadedFtpServer {
+    /// Binds `addr` and builds a thread-per-connection server.
+    ///
+    /// # Errors
+    /// As [`FtpServer::new`].
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(addr: impl ToSocketAddrs, handler: FtpHandler) -> Result<FtpServer, Error> {
+        Ok(FtpServer::new(addr, handler)?.with_executor(Executor::Thread))
+    }
+}
+
+/// Binds a listening socket with the largest backlog the system allows (a burst of a
+/// thousand connecting clients must not overflow it). `[::]` is bound dual-stack
+/// (IPV6_V6ONLY off) so IPv4 clients are served too; if IPv6 is unavailable, `0.0.0.0` is
+/// used instead.
+///
+/// # Errors
+/// The socket cannot be created or bound (e.g. the port is busy).
+pub fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    match listen_on(addr) {
+        Err(e)
+            if e.raw_os_error() == Some(nix::libc::EAFNOSUPPORT)
+                && addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) =>
+        {
+            log::warn!("IPv6 unavailable; listening on 0.0.0.0");
+            Ok(listen_on(SocketAddr::from(([0, 0, 0, 0], addr.port())))?)
+        }
+        r => Ok(r?),
+    }
+}
+
+fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket::socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+    match addr {
+        SocketAddr::V4(a) => socket::bind(raw, &SockaddrIn::from(a))?,
+        SocketAddr::V6(a) => {
+            if a.ip().is_unspecified() {
+                socket::setsockopt(&fd, sockopt::Ipv6V6Only, &false)?;
+            }
+            socket::bind(raw, &SockaddrIn6::from(a))?
+        }
+    }
+    socket::listen(&fd, Backlog::MAXCONN)?;
+    Ok(TcpListener::from(fd))
+}
