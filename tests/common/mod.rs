@@ -1,0 +1,303 @@
+//! Shared test harness: a server on port 0 in a fresh temp dir, shut down on drop; the real
+//! `suppaftp` client; a raw client for malformed input and exact replies.
+#![allow(dead_code, unused_imports)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ftpdlib::authorizers::DummyAuthorizer;
+use ftpdlib::handlers::FtpHandler;
+use ftpdlib::servers::{Executor, FtpServer, ServerHandle};
+pub use suppaftp::types::FileType;
+pub use suppaftp::{FtpError, FtpStream, Mode, Status};
+
+pub const USER: &str = "user";
+pub const PASS: &str = "12345";
+/// How long any test client waits for a reply before failing (never a hang).
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs a test body once per in-process concurrency model:
+/// `models!(name1, name2)` expects `fn name1(ex: Executor)` in scope.
+#[macro_export]
+macro_rules! models {
+    ($($name:ident),* $(,)?) => {
+        mod pool {
+            $( #[test] fn $name() { super::$name(ftpdlib::servers::Executor::Pool) } )*
+        }
+        mod thread {
+            $( #[test] fn $name() { super::$name(ftpdlib::servers::Executor::Thread) } )*
+        }
+    };
+}
+
+type AuthFn = Box<dyn FnOnce(&mut DummyAuthorizer, &Path)>;
+type HandlerFn = Box<dyn FnOnce(&mut FtpHandler)>;
+
+/// Builds a test server.
+pub struct Builder {
+    executor: Executor,
+    bind: String,
+    auth: Option<AuthFn>,
+    handler: Option<HandlerFn>,
+    max_cons: usize,
+    max_cons_per_ip: usize,
+}
+
+impl Builder {
+    pub fn executor(mut self, ex: Executor) -> Self {
+        self.executor = ex;
+        self
+    }
+    pub fn bind(mut self, addr: &str) -> Self {
+        self.bind = addr.to_string();
+        self
+    }
+    /// Replaces the default users (`user`/`12345` with all perms, anonymous read-only).
+    pub fn auth(mut self, f: impl FnOnce(&mut DummyAuthorizer, &Path) + 'static) -> Self {
+        self.auth = Some(Box::new(f));
+        self
+    }
+    pub fn handler(mut self, f: impl FnOnce(&mut FtpHandler) + 'static) -> Self {
+        self.handler = Some(Box::new(f));
+        self
+    }
+    pub fn max_cons(mut self, n: usize, per_ip: usize) -> Self {
+        self.max_cons = n;
+        self.max_cons_per_ip = per_ip;
+        self
+    }
+
+    pub fn start(self) -> Server {
+        let _ = env_logger_init();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().canonicalize().expect("canonicalize");
+        let mut auth = DummyAuthorizer::new();
+        match self.auth {
+            Some(f) => f(&mut auth, &root),
+            None => {
+                auth.add_user(USER, PASS, &root, "elradfmwMT")
+                    .expect("add_user");
+                auth.add_anonymous(&root, "elr").expect("add_anonymous");
+            }
+        }
+        let mut h = FtpHandler::new(Arc::new(auth));
+        h.auth_failed_timeout = Duration::ZERO;
+        h.timeout = Some(Duration::from_secs(60));
+        h.data_timeout = Some(Duration::from_secs(60));
+        h.passive_accept_timeout = Duration::from_secs(10);
+        if let Some(f) = self.handler {
+            f(&mut h);
+        }
+        let mut server = FtpServer::new(self.bind.as_str(), h)
+            .expect("bind")
+            .with_executor(self.executor);
+        server.max_cons = self.max_cons;
+        server.max_cons_per_ip = self.max_cons_per_ip;
+        let addr = server.local_addrs()[0];
+        let handle = server.handle();
+        let thread = std::thread::spawn(move || {
+            server.serve_forever().expect("serve_forever");
+        });
+        Server {
+            addr,
+            root,
+            dir,
+            handle,
+            thread: Some(thread),
+        }
+    }
+}
+
+fn env_logger_init() -> Result<(), ()> {
+    // Tests log nothing by default; set RUST_LOG to see the server.
+    Ok(())
+}
+
+/// A running server; dropping it ends every session and joins the acceptor.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub handle: ServerHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.handle.close_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn builder() -> Builder {
+    Builder {
+        executor: Executor::Pool,
+        bind: "127.0.0.1:0".into(),
+        auth: None,
+        handler: None,
+        max_cons: 512,
+        max_cons_per_ip: 0,
+    }
+}
+
+/// A server with the default users under `ex`.
+pub fn start(ex: Executor) -> Server {
+    builder().executor(ex).start()
+}
+
+impl Server {
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+    pub fn write(&self, rel: &str, data: &[u8]) {
+        let p = self.path(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(p, data).unwrap();
+    }
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.path(rel)).unwrap()
+    }
+    /// A connected, not logged-in suppaftp client.
+    pub fn connect(&self) -> FtpStream {
+        let c = FtpStream::connect_timeout(self.addr, IO_TIMEOUT).expect("connect");
+        c.get_ref().set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        c
+    }
+    /// Logged in as `user`, binary mode, passive.
+    pub fn login(&self) -> FtpStream {
+        let mut c = self.connect();
+        c.login(USER, PASS).expect("login");
+        c.transfer_type(FileType::Binary).expect("TYPE I");
+        c
+    }
+    /// Logged in as anonymous.
+    pub fn anon(&self) -> FtpStream {
+        let mut c = self.connect();
+        c.login("anonymous", "guest@example.com")
+            .expect("anonymous login");
+        c.transfer_type(FileType::Binary).expect("TYPE I");
+        c
+    }
+    /// A raw control connection with the 220 greeting already read.
+    pub fn raw(&self) -> Raw {
+        let s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut r = Raw {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            stream: s,
+        };
+        let (code, _) = r.reply();
+        assert_eq!(code, 220);
+        r
+    }
+    /// A raw connection logged in as `user`.
+    pub fn raw_login(&self) -> Raw {
+        let mut r = self.raw();
+        assert_eq!(r.cmd(&format!("USER {USER}")).0, 331);
+        assert_eq!(r.cmd(&format!("PASS {PASS}")).0, 230);
+        r
+    }
+}
+
+/// A control connection driven by hand.
+pub struct Raw {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Raw {
+    pub fn send(&mut self, line: &str) {
+        self.send_bytes(format!("{line}\r\n").as_bytes());
+    }
+    pub fn send_bytes(&mut self, b: &[u8]) {
+        self.stream.write_all(b).expect("send");
+    }
+    /// Reads one whole reply (multi-line aware): (code, full text).
+    pub fn reply(&mut self) -> (u32, String) {
+        let mut text = String::new();
+        let mut first = Vec::new();
+        self.reader
+            .read_until(b'\n', &mut first)
+            .expect("read reply");
+        let line = String::from_utf8_lossy(&first).to_string();
+        assert!(line.len() >= 4, "short reply line {line:?}");
+        let code: u32 = line[..3]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad reply {line:?}"));
+        text.push_str(&line);
+        if line.as_bytes()[3] == b'-' {
+            loop {
+                let mut l = Vec::new();
+                let n = self.reader.read_until(b'\n', &mut l).expect("read reply");
+                assert!(n > 0, "EOF in multi-line reply: {text}");
+                let l = String::from_utf8_lossy(&l).to_string();
+                text.push_str(&l);
+                if l.starts_with(&format!("{code} ")) {
+                    break;
+                }
+            }
+        }
+        (code, text)
+    }
+    pub fn cmd(&mut self, line: &str) -> (u32, String) {
+        self.send(line);
+        self.reply()
+    }
+    /// PASV and connect to the announced port.
+    pub fn pasv(&mut self) -> TcpStream {
+        let (code, text) = self.cmd("PASV");
+        assert_eq!(code, 227, "{text}");
+        let inner = &text[text.find('(').unwrap() + 1..text.find(')').unwrap()];
+        let n: Vec<u16> = inner
+            .split(',')
+            .map(|x| x.trim().parse().unwrap())
+            .collect();
+        let addr = format!("{}.{}.{}.{}:{}", n[0], n[1], n[2], n[3], n[4] * 256 + n[5]);
+        let s = TcpStream::connect(addr).expect("data connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s
+    }
+    /// True once the server has closed the connection.
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.reader.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+/// Reads a data connection to its end.
+pub fn read_all(mut s: TcpStream) -> Vec<u8> {
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).expect("read data");
+    v
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pattern(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x1234_5678;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// True if an external program is on PATH (tests that need it skip with a message otherwise).
+pub fn have(cmd: &str) -> bool {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
