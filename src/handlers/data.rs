@@ -13,7 +13,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::session::Session;
 use super::stream::Stream;
-use super::throttle::TokenBucket;
+use super::throttle::Direction;
 use crate::filesystems::ReadStream;
 use crate::proto::{self, TransferType};
 
@@ -292,7 +292,7 @@ impl Session {
             && !ascii
             && matches!(src, Source::File(ReadStream::File(_)))
             && conn.sendfile_socket().is_some();
-        let mut bucket = TokenBucket::new(self.h.write_limit);
+        let mut bucket = self.limits.throttle(&self.h, Direction::Write);
         let bufsize = self.h.ac_out_buffer_size;
         let mut out: Vec<u8> = Vec::new();
         let mut raw: Vec<u8> = Vec::new();
@@ -458,7 +458,7 @@ impl Session {
     fn recv_loop(&mut self, conn: &mut Stream, sink: &mut dyn Write) -> io::Result<Outcome> {
         conn.tcp().set_nonblocking(true)?;
         let ascii = self.ttype == TransferType::Ascii;
-        let mut bucket = TokenBucket::new(self.h.read_limit);
+        let mut bucket = self.limits.throttle(&self.h, Direction::Read);
         let mut buf = vec![0u8; self.h.ac_in_buffer_size];
         let mut conv: Vec<u8> = Vec::new();
         let mut pending_cr = false;

@@ -57,6 +57,8 @@ pub struct Session {
     pub(crate) closing: bool,
     /// Bytes moved and start time of the running transfer (for STAT).
     pub(crate) progress: Option<super::data::Progress>,
+    /// Rate limits of the logged-in user (decided at login).
+    pub(crate) limits: super::throttle::SessionLimits,
 }
 
 impl Session {
@@ -101,6 +103,7 @@ impl Session {
             quit_pending: false,
             closing: false,
             progress: None,
+            limits: Default::default(),
         };
         log::info!("{} FTP session opened (connect)", s.prefix);
         let r = s.serve();
@@ -157,6 +160,7 @@ impl Session {
         self.authenticated = false;
         self.username.clear();
         self.fs = None;
+        self.limits = Default::default();
         self.rnfr = None;
         self.rest = 0;
         self.prefix = format!("{}:{}-[]", self.peer.ip(), self.peer.port());
