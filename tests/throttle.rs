@@ -82,6 +82,39 @@ fn abor_and_stat_answer_during_throttled_download(ex: Executor) {
     assert_eq!(r.cmd("NOOP").0, 200);
 }
 
+fn abor_answers_during_throttled_upload(ex: Executor) {
+    let s = builder()
+        .executor(ex)
+        .handler(|h| h.read_limit = 64 * 1024)
+        .start();
+    let mut r = s.raw_login();
+    assert_eq!(r.cmd("TYPE I").0, 200);
+    let mut data = r.pasv();
+    let (code, _) = r.cmd("STOR up");
+    assert!(code == 125 || code == 150, "{code}");
+    // More than the socket buffers hold, from another thread, so the server is throttled.
+    let writer = std::thread::spawn(move || {
+        let chunk = pattern(64 * 1024);
+        for _ in 0..64 {
+            if std::io::Write::write_all(&mut data, &chunk).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    r.send("ABOR");
+    let first = r.reply().0;
+    assert!(first == 426 || first == 226, "{first}");
+    if first == 426 {
+        assert_eq!(r.reply().0, 226);
+    }
+    let t = t0.elapsed();
+    assert!(t < Duration::from_secs(3), "ABOR answered after {t:?}");
+    writer.join().unwrap();
+    assert!(s.read("up").len() < 4 * MIB, "the upload was cut short");
+}
+
 /// Downloads `file` in each of `clients` concurrently; returns the time until all finished.
 fn concurrent_downloads(s: &Server, clients: Vec<FtpStream>, file: &str, len: usize) -> Duration {
     let t0 = Instant::now();
@@ -166,6 +199,7 @@ models!(
     download_at_write_limit,
     upload_at_read_limit,
     abor_and_stat_answer_during_throttled_download,
+    abor_answers_during_throttled_upload,
 );
 
 mod shared {

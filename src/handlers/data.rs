@@ -72,6 +72,10 @@ enum Ctl {
 /// Largest single sendfile(2) call: bounded so the control socket is polled often.
 const SENDFILE_CHUNK: usize = 1 << 20;
 
+/// An upload that keeps filling its buffer skips poll(2), but polls (and so looks at the
+/// control connection) at least once every this many reads.
+const CTRL_EVERY: u32 = 16;
+
 fn timeout_ms(d: Option<Duration>) -> PollTimeout {
     match d {
         None => PollTimeout::NONE,
@@ -463,6 +467,9 @@ impl Session {
         let mut conv: Vec<u8> = Vec::new();
         let mut pending_cr = false;
         let mut last_progress = Instant::now();
+        // While reads fill their grant, more data is waiting: read again without poll(2),
+        // still looking at the control connection every CTRL_EVERY chunks (ABOR, STAT).
+        let mut flowing = 0u32;
         loop {
             let grant = bucket.take(buf.len());
             if grant == 0 {
@@ -477,7 +484,11 @@ impl Session {
                 }
                 continue;
             }
-            let (d, c) = self.wait_io(conn, PollFlags::POLLIN, self.h.data_timeout)?;
+            let (d, c) = if flowing > 0 && flowing % CTRL_EVERY != 0 {
+                (true, false)
+            } else {
+                self.wait_io(conn, PollFlags::POLLIN, self.h.data_timeout)?
+            };
             if c {
                 match self.service_control()? {
                     Ctl::Continue => {}
@@ -514,10 +525,12 @@ impl Session {
                     ) =>
                 {
                     bucket.refund(grant);
+                    flowing = 0;
                     continue;
                 }
                 Err(_) => return Ok(Outcome::PeerClosed),
             };
+            flowing = if n == grant { flowing + 1 } else { 0 };
             bucket.refund(grant - n);
             last_progress = Instant::now();
             if let Some(p) = self.progress.as_mut() {
