@@ -195,7 +195,43 @@ fn authorizer_limits_apply_to_that_user(ex: Executor) {
     );
 }
 
+fn user_slots_are_taken_at_login_and_released_at_logout(ex: Executor) {
+    let cell = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let c2 = cell.clone();
+    let s = builder()
+        .executor(ex)
+        .handler(move |h| {
+            h.user_read_limit = MIB as u64;
+            *c2.lock().unwrap() = Some(h.limits.clone());
+        })
+        .start();
+    let limits = cell.lock().unwrap().clone().unwrap();
+    assert!(limits.is_process_shared());
+    let wait_for = |n: usize| {
+        let t0 = Instant::now();
+        while limits.active_users() != n && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(limits.active_users(), n);
+    };
+    let mut a = s.login();
+    let mut b = s.login();
+    let mut anon = s.anon();
+    wait_for(2);
+    a.quit().unwrap();
+    wait_for(2);
+    b.quit().unwrap();
+    wait_for(1);
+    let mut r = s.raw_login();
+    wait_for(2);
+    assert_eq!(r.cmd("REIN").0, 230);
+    wait_for(1);
+    anon.quit().unwrap();
+    wait_for(0);
+}
+
 models!(
+    user_slots_are_taken_at_login_and_released_at_logout,
     download_at_write_limit,
     upload_at_read_limit,
     abor_and_stat_answer_during_throttled_download,

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use nix::time::{clock_gettime, ClockId};
 
-pub use super::limits::{Limits, UserSlot};
+pub use super::limits::{Limits, UserSlot, DEFAULT_USER_SLOTS};
 use super::FtpHandler;
 use crate::authorizers::UserLimits;
 
