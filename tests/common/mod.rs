@@ -214,6 +214,18 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// Connects to any address and reads the 220 greeting.
+    pub fn connect(addr: &str) -> Raw {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut r = Raw {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            stream: s,
+        };
+        assert_eq!(r.reply().0, 220);
+        r
+    }
+
     pub fn send(&mut self, line: &str) {
         self.send_bytes(format!("{line}\r\n").as_bytes());
     }
