@@ -214,6 +214,16 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// Connects without reading anything (for refusals sent instead of the greeting).
+    pub fn connect_any(addr: &str) -> Raw {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        Raw {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            stream: s,
+        }
+    }
+
     /// Connects to any address and reads the 220 greeting.
     pub fn connect(addr: &str) -> Raw {
         let s = TcpStream::connect(addr).expect("connect");
