@@ -314,7 +314,7 @@ fn help_feat_syst(ex: Executor) {
     assert_eq!(r.cmd("SYST").1.trim_end(), "215 UNIX Type: L8");
     assert_eq!(
         r.cmd("NOOP").1.trim_end(),
-        "200 I successfully done nothin'."
+        "200 I successfully did nothing'."
     );
     assert_eq!(
         r.cmd("OPTS UTF8 ON").0,

@@ -111,7 +111,7 @@ fn size_mdtm_mfmt(ex: Executor) {
     r.cmd("TYPE I");
     assert_eq!(r.cmd("SIZE f").1.trim_end(), "213 1234");
     std::fs::create_dir(s.path("d")).unwrap();
-    assert_eq!(r.cmd("SIZE d").1.trim_end(), "550 /d is not retrievable.");
+    assert_eq!(r.cmd("SIZE d").1.trim_end(), "550 /d is not retrievable");
     let (code, text) = r.cmd("MFMT 20200102030405 f");
     assert_eq!(
         (code, text.trim_end()),

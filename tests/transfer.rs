@@ -88,6 +88,14 @@ fn rest_resumes(ex: Executor) {
     c.resume_transfer(60_000).unwrap();
     let tail = c.retr_as_buffer("f").unwrap().into_inner();
     assert_eq!(tail, &data[60_000..]);
+    // APPE after REST is refused (pyftpdlib), STOR after REST resumes.
+    let mut r = s.raw_login();
+    r.cmd("TYPE I");
+    r.cmd("REST 10");
+    assert_eq!(
+        r.cmd("APPE f").1.trim_end(),
+        "450 Can't APPE while REST request is pending."
+    );
     // Resume an upload.
     s.write("part", &data[..40_000]);
     c.resume_transfer(40_000).unwrap();
@@ -150,7 +158,7 @@ fn extended_passive_and_epsv_all(ex: Executor) {
         text.starts_with("229 Entering extended passive mode (|||"),
         "{text}"
     );
-    assert_eq!(r.cmd("EPSV ALL").0, 200);
+    assert_eq!(r.cmd("EPSV ALL").0, 220);
     assert_eq!(r.cmd("PASV").0, 501);
     assert_eq!(r.cmd("PORT 127,0,0,1,4,1").0, 501);
     assert_eq!(r.cmd("EPRT |1|127.0.0.1|1025|").0, 501);

@@ -224,7 +224,7 @@ impl Session {
                     self.status_reply()?;
                 }
                 ("NOOP", _) if verb == "NOOP" => {
-                    self.reply(200, "I successfully done nothin'.")?;
+                    self.reply(200, "I successfully did nothing'.")?;
                 }
                 ("QUIT", _) if verb.ends_with("QUIT") => {
                     log::debug!("{} <- QUIT (after the transfer)", self.prefix);
@@ -612,7 +612,13 @@ impl Session {
                 self.reply(426, "Transfer aborted via ABOR.")?;
                 self.reply(226, "ABOR command successful.")?;
             }
-            Outcome::PeerClosed => self.reply(426, "Connection closed; transfer aborted.")?,
+            Outcome::PeerClosed if upload => {
+                self.reply(426, "Connection closed by peer; transfer aborted.")?
+            }
+            Outcome::PeerClosed => self.reply(
+                426,
+                &format!("Transfer aborted; {bytes} bytes transmitted."),
+            )?,
             Outcome::DataTimeout => {
                 self.reply(421, "Data connection timed out.")?;
                 self.closing = true;

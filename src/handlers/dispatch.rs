@@ -136,12 +136,12 @@ impl Session {
                 req.verb,
                 String::from_utf8_lossy(&vpath)
             );
-            let mut msg = b"\"".to_vec();
-            msg.extend_from_slice(&proto::quote_path(
-                &self.h.encoding.encode(&fs.ftpnorm(&vpath)),
-            ));
+            // pyftpdlib quotes the path with Python's repr: '/path'.
+            let mut msg = b"'".to_vec();
+            let shown = self.h.encoding.encode(&fs.ftpnorm(&vpath));
+            msg.extend_from_slice(&proto::quote_path(&shown));
             msg.extend_from_slice(
-                b"\" points to a path which is outside the user's root directory.",
+                b"' points to a path which is outside the user's root directory.",
             );
             self.reply_bytes(550, &msg)?;
             return Ok(false);

@@ -125,5 +125,5 @@ pub(super) fn syst(s: &mut Session, _req: &Request) -> io::Result<()> {
 }
 
 pub(super) fn noop(s: &mut Session, _req: &Request) -> io::Result<()> {
-    s.reply(200, "I successfully done nothin'.")
+    s.reply(200, "I successfully did nothing'.")
 }
