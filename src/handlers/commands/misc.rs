@@ -8,7 +8,13 @@ use crate::handlers::{Request, Session};
 
 pub(super) fn feat(s: &mut Session, _req: &Request) -> io::Result<()> {
     let mut feats: Vec<String> = vec!["UTF8".into(), "TVFS".into()];
+    if s.h.tls.is_some() {
+        feats.push("AUTH SSL".into());
+    }
     for c in s.h.commands.iter() {
+        if s.h.tls.is_none() && crate::handlers::tls::TLS_VERBS.contains(&c.name.as_str()) {
+            continue;
+        }
         if c.name == "MLST" {
             feats.push(mlst_feat(&s.facts));
         } else if let Some(f) = &c.feat {
@@ -67,6 +73,9 @@ pub(super) fn help(s: &mut Session, req: &Request) -> io::Result<()> {
         s.h.commands
             .iter()
             .filter(|c| !c.name.starts_with("SITE "))
+            .filter(|c| {
+                s.h.tls.is_some() || !crate::handlers::tls::TLS_VERBS.contains(&c.name.as_str())
+            })
             .map(|c| c.name.clone())
             .collect();
     let body: Vec<Vec<u8>> = names
