@@ -124,7 +124,7 @@ impl TlsConfig {
         let mut ctrl = (*self.server_config).clone();
         ctrl.session_storage = store.clone();
         ctrl.ticketer = Arc::new(NoTickets);
-        ctrl.send_tls13_tickets = ctrl.send_tls13_tickets.clamp(2, 8);
+        ctrl.send_tls13_tickets = ctrl.send_tls13_tickets.max(CONTROL_TICKETS);
         ctrl.max_early_data_size = 0;
         let mut data = ctrl.clone();
         data.session_storage = Arc::new(LookupOnly(store));
@@ -135,6 +135,12 @@ impl TlsConfig {
         }
     }
 }
+
+/// TLS 1.3 tickets sent on a control connection. OpenSSL (curl) and GnuTLS (lftp) offer
+/// one ticket again for every data connection; rustls clients use each ticket once (RFC 8446
+/// §C.4) and keep at most 8 per server, so a rustls client gets 8 resumed data connections
+/// per control connection under TLS 1.3 (TLS 1.2 session IDs have no such limit).
+const CONTROL_TICKETS: usize = 8;
 
 /// The rustls configurations of one control connection.
 #[derive(Clone)]
@@ -526,6 +532,10 @@ impl Session {
                     t.describe()
                 );
                 self.ctrl = Stream::Tls(Box::new(t));
+                // RFC 4217 §4: a new security exchange resets PBSZ/PROT. Implicit FTPS
+                // protects data connections from the start (as vsftpd and most servers do).
+                self.tls.pbsz = self.tls.implicit;
+                self.tls.prot_private = self.tls.implicit;
                 Ok(true)
             }
             Err(e) => {

@@ -15,12 +15,7 @@ pub(super) fn auth(s: &mut Session, req: &Request) -> io::Result<()> {
         // RFC 4217 §4: TLS and SSL self-negotiate; TLS-C and TLS-P are old synonyms.
         "TLS" | "TLS-C" | "SSL" | "TLS-P" => {
             s.reply(234, &format!("AUTH {arg} successful."))?;
-            if s.secure_control()? {
-                // RFC 4217 §4: a new security exchange resets PBSZ/PROT.
-                s.tls.pbsz = false;
-                s.tls.prot_private = false;
-            }
-            Ok(())
+            s.secure_control().map(drop)
         }
         // RFC 4217 §4 / RFC 2228: an unknown mechanism gets 504.
         _ => s.reply(504, "Unrecognized encryption type (use TLS or SSL)."),
