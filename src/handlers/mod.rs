@@ -21,6 +21,7 @@ mod session;
 mod stream;
 pub mod throttle;
 mod tls;
+mod tls_stream;
 
 pub use session::Session;
 pub use tls::TlsConfig;

@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use super::tls::{Cleared, TlsStream};
+use super::tls_stream::{Cleared, TlsStream};
 
 /// A connection, plain or (with FTPS) encrypted.
 #[derive(Debug)]
