@@ -764,17 +764,29 @@ fn upload_without_close_notify_is_incomplete() {
     t.login();
     t.protect();
     let cfg = t.cfg.clone();
-    // A complete upload (close_notify sent) is a 226.
+    // A complete upload (close_notify sent) is a 226. The client never reads the data
+    // connection: had the server sent TLS 1.3 tickets there, closing the socket with them
+    // unread would reset it and the kernel could drop the end of the upload.
     let sock = t.epsv();
     t.s.write_all(b"STOR whole.bin\r\n").unwrap();
     assert!(matches!(read_reply(&mut t.s).0, 125 | 150));
     let mut d = tls_connect(&cfg, sock);
-    d.write_all(&pattern(50_000)).unwrap();
+    // Nothing arrives after the handshake: no NewSessionTicket on data connections.
+    d.sock
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut peek = [0u8; 1];
+    assert!(
+        d.sock.peek(&mut peek).is_err(),
+        "the server sent bytes after the handshake"
+    );
+    d.sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    d.write_all(&pattern(2_000_000)).unwrap();
     d.conn.send_close_notify();
     d.flush().unwrap();
     drop(d);
     assert_eq!(read_reply(&mut t.s).0, 226);
-    assert_eq!(s.read("whole.bin"), pattern(50_000));
+    assert_eq!(s.read("whole.bin"), pattern(2_000_000));
 
     // Cut: TCP closed without close_notify (a truncation attack or a crashed client).
     let sock = t.epsv();
@@ -826,4 +838,48 @@ fn bad_certificates_are_startup_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/cert.pem"));
+}
+
+// ---------------------------------------------------------------- the transfer loop over TLS
+
+#[test]
+fn abor_during_a_tls_download() {
+    let c = need!(certs());
+    let s = tls_server(&c);
+    s.write("big.bin", &pattern(16 << 20));
+    let mut t = auth_tls(&s, false);
+    t.login();
+    t.protect();
+    let cfg = t.cfg.clone();
+    let sock = t.epsv();
+    t.s.write_all(b"RETR big.bin\r\n").unwrap();
+    assert!(matches!(read_reply(&mut t.s).0, 125 | 150));
+    // Handshake, then read nothing: the server blocks on a full socket and must still hear
+    // ABOR on the (encrypted) control connection.
+    let d = tls_connect(&cfg, sock);
+    t.s.write_all(b"ABOR\r\n").unwrap();
+    let (code, text) = read_reply(&mut t.s);
+    assert_eq!(code, 426, "{text}");
+    assert_eq!(read_reply(&mut t.s).0, 226);
+    drop(d);
+    assert_eq!(t.cmd("NOOP").0, 200);
+}
+
+#[test]
+fn throttled_transfers_over_tls() {
+    let c = need!(certs());
+    let (cert, key) = (c.cert.clone(), c.key.clone());
+    let s = builder()
+        .handler(move |h| {
+            h.tls = Some(TlsConfig::from_pem_files(&cert, Some(&key)).unwrap());
+            h.read_limit = 256 * 1024;
+            h.write_limit = 256 * 1024;
+        })
+        .start();
+    let data = pattern(400_000);
+    s.write("dl.bin", &data);
+    let mut ftp = suppaftp_secure(&s, client_config(false));
+    assert_eq!(ftp.retr_as_buffer("dl.bin").unwrap().into_inner(), data);
+    ftp.put_file("up.bin", &mut &data[..]).unwrap();
+    assert_eq!(s.read("up.bin"), data);
 }

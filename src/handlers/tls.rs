@@ -128,6 +128,8 @@ impl TlsConfig {
         ctrl.max_early_data_size = 0;
         let mut data = ctrl.clone();
         data.session_storage = Arc::new(LookupOnly(store));
+        // No tickets on data connections (and `LookupOnly::put` refusing would stop rustls
+        // from issuing any even if this were raised).
         data.send_tls13_tickets = 0;
         SessionConfigs {
             ctrl: Arc::new(ctrl),
