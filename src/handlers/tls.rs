@@ -263,7 +263,8 @@ impl Session {
         let sock = self.ctrl.tcp().try_clone()?;
         self.discard_input();
         match TlsStream::accept(sock, configs.ctrl) {
-            Ok(t) => {
+            Ok(mut t) => {
+                t.close_on_drop = true;
                 log::info!(
                     "{} control connection secured: {}",
                     self.prefix,

@@ -20,6 +20,11 @@ pub(crate) struct TlsStream {
     sock: TcpStream,
     /// Decrypted bytes (or a close_notify) wait in rustls: poll(2) would not show them.
     buffered: bool,
+    /// Send close_notify when dropped (the control connection). Never for data connections:
+    /// an aborted download must not look complete to the client.
+    pub(super) close_on_drop: bool,
+    /// close_notify already sent.
+    closed: bool,
 }
 
 fn tls_error(e: rustls::Error) -> io::Error {
@@ -34,6 +39,8 @@ impl TlsStream {
             conn,
             sock,
             buffered: false,
+            close_on_drop: false,
+            closed: false,
         };
         while t.conn.is_handshaking() {
             t.flush_tls()?;
@@ -111,6 +118,7 @@ impl TlsStream {
     /// Flushes, sends close_notify and half-closes the socket (call in blocking mode).
     pub(crate) fn finish(&mut self) -> io::Result<()> {
         self.flush_tls()?;
+        self.closed = true;
         self.conn.send_close_notify();
         self.flush_tls()?;
         self.sock.shutdown(std::net::Shutdown::Write)
@@ -119,6 +127,7 @@ impl TlsStream {
     /// Ends TLS on the control connection (CCC, RFC 4217 §6): close_notify, then plain TCP.
     pub(super) fn into_cleared(mut self) -> io::Result<Cleared> {
         self.flush_tls()?;
+        self.closed = true;
         self.conn.send_close_notify();
         self.flush_tls()?;
         let sock = self.sock.try_clone()?;
@@ -188,14 +197,16 @@ impl Write for TlsStream {
 
 impl Drop for TlsStream {
     fn drop(&mut self) {
-        // Answer the client's close_notify after an upload (best effort, never blocking long:
-        // data sockets have timeouts).
-        if self.buffered
+        // Close the control connection cleanly, and answer the client's close_notify after
+        // an upload (best effort).
+        let peer_closed = self.buffered
             && self
                 .conn
                 .process_new_packets()
-                .is_ok_and(|s| s.peer_has_closed())
-        {
+                .is_ok_and(|s| s.peer_has_closed());
+        if !self.closed && (self.close_on_drop || peer_closed) {
+            // The socket is closing: one attempt, never a wait on a client that stopped reading.
+            let _ = self.sock.set_nonblocking(true);
             self.conn.send_close_notify();
             let _ = self.conn.write_tls(&mut self.sock);
         }

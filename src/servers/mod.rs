@@ -348,6 +348,16 @@ impl FtpServer {
                 .unwrap_or_else(|| "None".into())
         );
         log::info!("use sendfile(2): {}", h.use_sendfile);
+        if let Some(t) = &h.tls {
+            log::info!(
+                "FTPS: implicit listeners={}, tls_control_required={}, tls_data_required={}, \
+                 require_session_reuse={}",
+                self.implicit_tls.iter().filter(|i| **i).count(),
+                t.tls_control_required,
+                t.tls_data_required,
+                t.require_session_reuse
+            );
+        }
         log::info!(
             "max connections: {} (per IP: {})",
             self.max_cons,
