@@ -642,6 +642,7 @@ fn without_tls_config_the_commands_do_not_exist() {
     }
     let (_, help) = r.cmd("HELP");
     assert!(!help.contains("AUTH"), "{help}");
+    assert_eq!(r.cmd("HELP AUTH").0, 501);
 }
 
 #[test]

@@ -212,6 +212,11 @@ const DATA_REQUIRED: &str = "SSL/TLS required on the data channel.";
 /// Verbs that exist only when the handler has TLS.
 pub(crate) const TLS_VERBS: &[&str] = &["AUTH", "PBSZ", "PROT", "CCC"];
 
+/// False for the TLS verbs of a handler without TLS (FEAT and HELP then leave them out).
+pub(crate) fn command_available(h: &super::FtpHandler, name: &str) -> bool {
+    h.tls.is_some() || !TLS_VERBS.contains(&name)
+}
+
 impl Session {
     /// True when the control connection is encrypted now.
     pub(crate) fn control_is_tls(&self) -> bool {
