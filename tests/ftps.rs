@@ -884,3 +884,33 @@ fn throttled_transfers_over_tls() {
     ftp.put_file("up.bin", &mut &data[..]).unwrap();
     assert_eq!(s.read("up.bin"), data);
 }
+
+#[test]
+fn partial_control_record_does_not_stall_a_transfer() {
+    let c = need!(certs());
+    let s = tls_server(&c);
+    let data = pattern(16 << 20);
+    s.write("big.bin", &data);
+    let mut t = auth_tls(&s, false);
+    t.login();
+    t.protect();
+    let cfg = t.cfg.clone();
+    let sock = t.epsv();
+    t.s.write_all(b"RETR big.bin\r\n").unwrap();
+    assert!(matches!(read_reply(&mut t.s).0, 125 | 150));
+    let mut d = tls_connect(&cfg, sock);
+    // Half of an encrypted "NOOP" record on the control connection while the server waits
+    // on a full data socket: it must go back to the transfer, not wait for the other half.
+    t.s.conn.writer().write_all(b"NOOP\r\n").unwrap();
+    let mut record = Vec::new();
+    t.s.conn.write_tls(&mut record).unwrap();
+    let half = record.len() / 2;
+    t.s.sock.write_all(&record[..half]).unwrap();
+    let mut got = Vec::new();
+    d.read_to_end(&mut got).expect("download completes");
+    assert_eq!(got.len(), data.len());
+    assert!(got == data);
+    t.s.sock.write_all(&record[half..]).unwrap();
+    assert_eq!(read_reply(&mut t.s).0, 226);
+    assert_eq!(read_reply(&mut t.s).0, 200, "the NOOP, once whole");
+}

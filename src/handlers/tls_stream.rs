@@ -140,7 +140,12 @@ impl TlsStream {
 }
 
 impl Read for TlsStream {
+    /// At most one read(2) per call. When it brings no plaintext (part of a record, a
+    /// ticket, a key update) the answer is `Interrupted`: the callers retry (a blocking
+    /// control read) or go back to poll(2) (the transfer loop), so a partial record on the
+    /// control connection never stalls a transfer.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut fetched = false;
         loop {
             match self.conn.reader().read(buf) {
                 Ok(n) => {
@@ -149,6 +154,10 @@ impl Read for TlsStream {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
+            }
+            if fetched {
+                self.refresh();
+                return Err(io::ErrorKind::Interrupted.into());
             }
             // Alerts or key-update replies rustls queued; on a full socket they wait.
             match self.flush_tls() {
@@ -163,6 +172,7 @@ impl Read for TlsStream {
                 let _ = self.flush_tls();
                 return Err(tls_error(e));
             }
+            fetched = true;
         }
     }
 }
