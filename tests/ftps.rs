@@ -700,6 +700,11 @@ fn ccc_returns_the_control_connection_to_plaintext() {
     let TlsCtl {
         s: mut tls, cfg, ..
     } = t;
+    // The server's close_notify follows the 200; read it before going plaintext.
+    let mut rest = Vec::new();
+    tls.read_to_end(&mut rest)
+        .expect("close_notify from the server");
+    assert!(rest.is_empty(), "{rest:?}");
     tls.conn.send_close_notify();
     tls.conn.write_tls(&mut tls.sock).unwrap();
     let mut plain = tls.sock.try_clone().unwrap();
