@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use ftpdlib::handlers::{Callbacks, TlsConfig};
+use ftpdlib::servers::Executor;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -245,10 +246,9 @@ fn suppaftp_secure(s: &Server, cfg: Arc<ClientConfig>) -> RustlsFtpStream {
 
 // ---------------------------------------------------------------- suppaftp
 
-#[test]
-fn suppaftp_explicit_passive_and_active() {
+fn suppaftp_explicit_passive_and_active(ex: Executor) {
     let c = need!(certs());
-    let s = tls_server(&c);
+    let s = tls_builder(&c, |_| {}).executor(ex).start();
     let data = pattern(300_000);
     s.write("dl.bin", &data);
     let mut ftp = suppaftp_secure(&s, client_config(false));
@@ -319,10 +319,12 @@ fn suppaftp_explicit_tls12() {
     ftp.quit().unwrap();
 }
 
-#[test]
-fn suppaftp_implicit() {
+fn suppaftp_implicit(ex: Executor) {
     let c = need!(certs());
-    let s = tls_builder(&c, |_| {}).implicit_tls(true).start();
+    let s = tls_builder(&c, |_| {})
+        .executor(ex)
+        .implicit_tls(true)
+        .start();
     let data = pattern(100_000);
     s.write("dl.bin", &data);
     let mut ftp = RustlsFtpStream::connect_secure_implicit(
@@ -369,6 +371,9 @@ fn implicit_needs_tls_config() {
     let server = ftpdlib::servers::FtpServer::from_listener(l, h).unwrap();
     assert!(server.implicit_tls(true).is_err());
 }
+
+// Under every in-process concurrency model.
+models!(suppaftp_explicit_passive_and_active, suppaftp_implicit);
 
 // ---------------------------------------------------------------- curl and lftp
 
