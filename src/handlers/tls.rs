@@ -74,8 +74,13 @@ impl TlsConfig {
             )));
         }
         let keypath = keyfile.unwrap_or(certfile);
-        let key = PrivateKeyDer::from_pem_file(keypath)
-            .map_err(|e| Error::Tls(format!("keyfile {}: {e}", keypath.display())))?;
+        let key = PrivateKeyDer::from_pem_file(keypath).map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => Error::Tls(format!(
+                "keyfile {}: no private key found",
+                keypath.display()
+            )),
+            e => Error::Tls(format!("keyfile {}: {e}", keypath.display())),
+        })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
