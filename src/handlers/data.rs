@@ -99,13 +99,13 @@ impl Session {
             }
             DataSetup::Active(s) => {
                 self.reply_bytes(125, &prelim(true))?;
-                Ok(Some(s))
+                self.secure_data(s)
             }
             DataSetup::Passive(listener) => {
                 listener.set_nonblocking(true)?;
                 if let Some(s) = self.accept_data(&listener)? {
                     self.reply_bytes(125, &prelim(true))?;
-                    return Ok(Some(s));
+                    return self.secure_data(s);
                 }
                 self.reply_bytes(150, &prelim(false))?;
                 let deadline = Instant::now() + self.h.passive_accept_timeout;
@@ -152,7 +152,7 @@ impl Session {
                     }
                     if lrev {
                         if let Some(s) = self.accept_data(&listener)? {
-                            return Ok(Some(s));
+                            return self.secure_data(s);
                         }
                     }
                 }

@@ -28,6 +28,9 @@ impl Session {
             log::debug!("{} <- {}", self.prefix, String::from_utf8_lossy(&line));
         }
 
+        if !self.tls_precheck(&verb)? {
+            return Ok(());
+        }
         let cmd = match self.h.commands.get(&verb) {
             Some(c) => c,
             None if NOT_IMPLEMENTED.contains(&verb.as_str()) => {
