@@ -70,6 +70,20 @@ pub struct Options {
     pub max_read_rate: u64,
     /// `--max-write-rate`: download bytes/s shared by all sessions (0 = unlimited).
     pub max_write_rate: u64,
+    /// `--tls`: FTPS (needs `--certfile`).
+    pub tls: bool,
+    /// `--certfile`: PEM certificate chain (may hold the key too).
+    pub certfile: Option<PathBuf>,
+    /// `--keyfile`: PEM private key.
+    pub keyfile: Option<PathBuf>,
+    /// `--tls-control-required`.
+    pub tls_control_required: bool,
+    /// `--tls-data-required`.
+    pub tls_data_required: bool,
+    /// `--implicit-tls`: TLS from the first byte (port 990 style).
+    pub implicit_tls: bool,
+    /// `--disable-tls-reuse-check`: data connections need not resume the control session.
+    pub disable_tls_reuse_check: bool,
 }
 
 /// What parsing the command line produced besides options.
@@ -193,6 +207,43 @@ fn opts() -> getopts::Options {
     for (name, what) in RATE_FLAGS {
         o.optopt("", name, what, "RATE");
     }
+    o.optflag(
+        "",
+        "tls",
+        "enable FTPS (AUTH TLS, PROT P); needs --certfile",
+    );
+    o.optopt(
+        "",
+        "certfile",
+        "the PEM certificate chain for FTPS (may contain the key too)",
+        "FILE",
+    );
+    o.optopt(
+        "",
+        "keyfile",
+        "the PEM private key for FTPS (default: read from --certfile)",
+        "FILE",
+    );
+    o.optflag(
+        "",
+        "tls-control-required",
+        "impose TLS for the control connection (USER/PASS before AUTH refused)",
+    );
+    o.optflag(
+        "",
+        "tls-data-required",
+        "impose TLS for the data connection (transfers without PROT P refused)",
+    );
+    o.optflag(
+        "",
+        "implicit-tls",
+        "implicit FTPS: TLS from the first byte (usually port 990); implies --tls",
+    );
+    o.optflag(
+        "",
+        "disable-tls-reuse-check",
+        "accept PROT P data connections that do not resume the control TLS session",
+    );
     o.optflag("h", "help", "show this help message and exit");
     o
 }
@@ -348,6 +399,22 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
             format!("argument --encoding: unsupported encoding {e:?} (utf8 or latin-1)")
         })?,
     };
+    let implicit_tls = m.opt_present("implicit-tls");
+    let tls = m.opt_present("tls") || implicit_tls;
+    let certfile = m.opt_str("certfile").map(PathBuf::from);
+    let keyfile = m.opt_str("keyfile").map(PathBuf::from);
+    if tls && certfile.is_none() {
+        return Err("--tls requires --certfile".into());
+    }
+    if !tls
+        && (certfile.is_some()
+            || keyfile.is_some()
+            || m.opt_present("tls-control-required")
+            || m.opt_present("tls-data-required")
+            || m.opt_present("disable-tls-reuse-check"))
+    {
+        return Err("--certfile, --keyfile and --tls-* options require --tls".into());
+    }
     let verbosity = if m.opt_present("D") {
         2
     } else {
@@ -380,6 +447,13 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
         user_write_limit: rate(&m, "user-write-limit")?,
         max_read_rate: rate(&m, "max-read-rate")?,
         max_write_rate: rate(&m, "max-write-rate")?,
+        tls,
+        certfile,
+        keyfile,
+        tls_control_required: m.opt_present("tls-control-required"),
+        tls_data_required: m.opt_present("tls-data-required"),
+        implicit_tls,
+        disable_tls_reuse_check: m.opt_present("disable-tls-reuse-check"),
     })))
 }
 
@@ -415,6 +489,13 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
     h.user_write_limit = o.user_write_limit;
     h.max_read_rate = o.max_read_rate;
     h.max_write_rate = o.max_write_rate;
+    if let (true, Some(cert)) = (o.tls, &o.certfile) {
+        let mut t = crate::handlers::TlsConfig::from_pem_files(cert, o.keyfile.as_deref())?;
+        t.tls_control_required = o.tls_control_required;
+        t.tls_data_required = o.tls_data_required;
+        t.require_session_reuse = !o.disable_tls_reuse_check;
+        h.tls = Some(t);
+    }
     Ok(h)
 }
 
@@ -425,7 +506,9 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
 pub fn build_server(o: &Options) -> Result<FtpServer, Error> {
     let handler = build_handler(o)?;
     let listener = crate::servers::bind(SocketAddr::new(o.interface, o.port))?;
-    let mut server = FtpServer::from_listener(listener, handler)?.with_executor(o.concurrency);
+    let mut server = FtpServer::from_listener(listener, handler)?
+        .with_executor(o.concurrency)
+        .implicit_tls(o.implicit_tls)?;
     server.max_cons = o.max_cons;
     server.max_cons_per_ip = o.max_cons_per_ip;
     Ok(server)
@@ -618,6 +701,43 @@ mod tests {
             (10, 2, 5)
         );
         assert_eq!(run(&["--concurrency", "async"]).concurrency, Executor::Pool);
+    }
+
+    #[test]
+    fn tls_flags_parse() {
+        let o = run(&["-d", "/tmp"]);
+        assert!(!o.tls && !o.implicit_tls && o.certfile.is_none());
+        let o = run(&[
+            "--tls",
+            "--certfile",
+            "c.pem",
+            "--keyfile",
+            "k.pem",
+            "--tls-control-required",
+            "--tls-data-required",
+            "--disable-tls-reuse-check",
+        ]);
+        assert!(o.tls && o.tls_control_required && o.tls_data_required);
+        assert!(o.disable_tls_reuse_check && !o.implicit_tls);
+        assert_eq!(o.certfile, Some(PathBuf::from("c.pem")));
+        assert_eq!(o.keyfile, Some(PathBuf::from("k.pem")));
+        let o = run(&["--implicit-tls", "--certfile", "c.pem"]);
+        assert!(o.tls && o.implicit_tls && o.keyfile.is_none());
+        assert!(parse(&["--tls"]).is_err(), "--tls without --certfile");
+        assert!(
+            parse(&["--certfile", "c.pem"]).is_err(),
+            "--certfile without --tls"
+        );
+        assert!(parse(&["--tls-data-required"]).is_err());
+    }
+
+    #[test]
+    fn missing_certificate_is_a_tls_error() {
+        let o = run(&["-d", "/tmp", "--tls", "--certfile", "/nonexistent/cert.pem"]);
+        match build_handler(&o) {
+            Err(Error::Tls(m)) => assert!(m.contains("/nonexistent/cert.pem"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -21,8 +21,11 @@ mod limits;
 mod session;
 mod stream;
 pub mod throttle;
+mod tls;
+mod tls_stream;
 
 pub use session::Session;
+pub use tls::TlsConfig;
 
 /// The events of a session (pyftpdlib's `on_*` methods). One value per connection, built by
 /// [`FtpHandler::callbacks`], so `&mut self` needs no lock; a method may block (a database
@@ -330,6 +333,9 @@ pub struct FtpHandler {
     pub filesystem: FilesystemFactory,
     /// The command table; add custom commands with [`FtpHandler::add_command`].
     pub commands: CommandTable,
+    /// FTPS (pyftpdlib `TLS_FTPHandler`): AUTH/PBSZ/PROT/CCC exist only when set.
+    /// Default: none.
+    pub tls: Option<TlsConfig>,
 }
 
 impl fmt::Debug for FtpHandler {
@@ -376,6 +382,7 @@ impl FtpHandler {
             callbacks: Arc::new(|| Box::new(NoCallbacks)),
             filesystem: Arc::new(|_, _| Ok(Box::new(OsFilesystem))),
             commands: CommandTable::builtin(),
+            tls: None,
         }
     }
 

@@ -27,6 +27,7 @@ pub(crate) enum Stop {
 /// Accepts until closed.
 pub(crate) fn run(
     listeners: &[TcpListener],
+    implicit_tls: &[bool],
     shared: &Arc<Shared>,
     handler: &Arc<FtpHandler>,
     runner: &Runner,
@@ -73,8 +74,22 @@ pub(crate) fn run(
         if woke {
             return Ok(Stop::Closed);
         }
-        for (l, _) in listeners.iter().zip(ready).filter(|(_, r)| *r) {
-            accept_all(l, shared, handler, runner, max_cons, max_cons_per_ip);
+        for (i, (l, _)) in listeners
+            .iter()
+            .zip(ready)
+            .enumerate()
+            .filter(|(_, (_, r))| *r)
+        {
+            let implicit = implicit_tls.get(i).copied().unwrap_or(false);
+            accept_all(
+                l,
+                shared,
+                handler,
+                runner,
+                max_cons,
+                max_cons_per_ip,
+                implicit,
+            );
         }
     }
 }
@@ -86,6 +101,7 @@ fn accept_all(
     runner: &Runner,
     max_cons: usize,
     max_cons_per_ip: usize,
+    implicit_tls: bool,
 ) {
     loop {
         let (stream, addr) = match l.accept() {
@@ -127,7 +143,14 @@ fn accept_all(
         }
         let guard = shared.register(&stream, ip);
         let handler = handler.clone();
-        runner.spawn(Box::new(move || serve_guarded(stream, handler, guard)));
+        if implicit_tls {
+            // Implicit FTPS: the handshake runs in the session's thread, never here.
+            runner.spawn(Box::new(move || {
+                serve_guarded_with(stream, handler, guard, Session::run_implicit_tls)
+            }));
+        } else {
+            runner.spawn(Box::new(move || serve_guarded(stream, handler, guard)));
+        }
     }
 }
 
@@ -139,8 +162,21 @@ fn refuse(mut stream: TcpStream, msg: &str) {
 
 /// Runs one session, turning a panic into a log line and a 421.
 pub(crate) fn serve_guarded(stream: TcpStream, handler: Arc<FtpHandler>, guard: super::ConnGuard) {
+    serve_guarded_with(stream, handler, guard, Session::run)
+}
+
+/// Session entry points: [`Session::run`] or [`Session::run_implicit_tls`].
+type SessionFn = fn(TcpStream, Arc<FtpHandler>) -> io::Result<()>;
+
+/// [`serve_guarded`] with a chosen session entry point.
+pub(crate) fn serve_guarded_with(
+    stream: TcpStream,
+    handler: Arc<FtpHandler>,
+    guard: super::ConnGuard,
+    session: SessionFn,
+) {
     let spare = stream.try_clone().ok();
-    let r = catch_unwind(AssertUnwindSafe(|| Session::run(stream, handler)));
+    let r = catch_unwind(AssertUnwindSafe(|| session(stream, handler)));
     match r {
         Ok(Ok(())) => {}
         Ok(Err(e)) => log::debug!("session ended: {e}"),
