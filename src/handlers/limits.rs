@@ -148,7 +148,7 @@ impl Limits {
     pub fn acquire(self: &Arc<Self>, user: &str, now: Duration) -> Option<UserSlot> {
         let key = name_key(user);
         let slots = self.slots();
-        let _g = self.lock();
+        let g = self.lock();
         let used = self.used();
         let mut found = None;
         let mut reuse = None;
@@ -171,6 +171,7 @@ impl Limits {
                         used + 1
                     }
                     None => {
+                        drop(g);
                         log::warn!(
                             "all {} shared rate-limit slots in use; no user limit for {user:?}",
                             self.capacity()
@@ -187,6 +188,7 @@ impl Limits {
             }
         };
         slots[index].refs.fetch_add(1, Ordering::Relaxed);
+        drop(g);
         Some(UserSlot {
             limits: self.clone(),
             index,
