@@ -96,7 +96,26 @@ impl Session {
         stream.set_read_timeout(handler.timeout)?;
         stream.set_write_timeout(Some(handler.timeout.unwrap_or(Duration::from_secs(300))))?;
         let cb = (handler.callbacks)();
-        let mut s = Session {
+        // Built on the heap by a function of its own, whose frame (where the value is first
+        // assembled) is gone before the session runs: the frames under `serve` stay small,
+        // and so does the resident stack of an idle session's thread.
+        let mut s = Session::boxed(handler, stream, peer, local, cb);
+        s.tls.implicit = implicit_tls;
+        log::info!("{} FTP session opened (connect)", s.prefix);
+        let r = s.serve();
+        s.end();
+        r
+    }
+
+    #[inline(never)]
+    fn boxed(
+        handler: Arc<FtpHandler>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        cb: Box<dyn Callbacks>,
+    ) -> Box<Session> {
+        Box::new(Session {
             prefix: format!("{}:{}-[]", peer.ip(), peer.port()),
             h: handler,
             ctrl: Stream::Tcp(stream),
@@ -121,12 +140,7 @@ impl Session {
             progress: None,
             limits: Default::default(),
             tls: super::tls::TlsState::default(),
-        };
-        s.tls.implicit = implicit_tls;
-        log::info!("{} FTP session opened (connect)", s.prefix);
-        let r = s.serve();
-        s.end();
-        r
+        })
     }
 
     fn serve(&mut self) -> io::Result<()> {
@@ -230,10 +244,13 @@ impl Session {
             self.discarding = true;
             self.inbuf.clear();
         }
-        let mut chunk = [0u8; 4096];
-        let n = self.ctrl.read(&mut chunk)?;
-        self.inbuf.extend_from_slice(&chunk[..n]);
-        Ok(n)
+        // Straight into the line buffer's spare room, not through an array on the stack: the
+        // stack of an idle session's thread then stays two pages deep.
+        let start = self.inbuf.len();
+        self.inbuf.resize(start + 512, 0);
+        let r = self.ctrl.read(&mut self.inbuf[start..]);
+        self.inbuf.truncate(start + r.as_ref().map_or(0, |n| *n));
+        r
     }
 
     /// Drops every control byte received but not yet run: plaintext the client pipelined
