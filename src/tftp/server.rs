@@ -1,0 +1,445 @@
+//! The TFTP acceptor (fbtftp `BaseServer`): one UDP socket on the well-known port, a
+//! per-source rate limit and a session cap (anti-reflection), sessions on threads or forked
+//! children, and the periodic `server_stats_callback`. RFC 1350 §4 (TIDs).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+
+use super::options::Limits;
+use super::packet::{self, ErrorCode, Packet, ParseError, Request};
+use super::stats::ServerStats;
+use super::{session, RequestInfo, TftpHandler};
+
+/// Builds the handler of each request (fbtftp `BaseServer.get_handler`).
+pub type HandlerFactory = Arc<dyn Fn(&RequestInfo) -> Box<dyn TftpHandler> + Send + Sync>;
+
+/// Called every `stats_interval` with the live counters (fbtftp `server_stats_callback`);
+/// always from the acceptor thread, never concurrently with itself.
+pub type ServerStatsCallback = Arc<dyn Fn(&ServerStats) + Send + Sync>;
+
+/// How a session is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Executor {
+    /// One thread per session (default).
+    Thread,
+    /// One child process per session (fbtftp's model). The acceptor stays single-threaded
+    /// so that `fork()` is safe; server counters only see session outcomes.
+    Fork,
+}
+
+/// A TFTP server's configuration (fbtftp `BaseServer`). Build with [`TftpServer::new`],
+/// adjust the public fields, then [`TftpServer::bind`].
+#[non_exhaustive]
+pub struct TftpServer {
+    /// Address to listen on. Default: `::` (dual stack).
+    pub address: IpAddr,
+    /// UDP port. Default: 69.
+    pub port: u16,
+    /// Retransmissions before a session gives up. Default: 5.
+    pub retries: u32,
+    /// Retransmission timeout unless the client negotiates one. Default: 2 s.
+    pub timeout: Duration,
+    /// Builds the handler of each request.
+    pub handler_factory: HandlerFactory,
+    /// Called every `stats_interval`. Default: none.
+    pub server_stats_callback: Option<ServerStatsCallback>,
+    /// Period of `server_stats_callback`. Default: 60 s.
+    pub stats_interval: Duration,
+    /// Threads or forked children. Default: [`Executor::Thread`].
+    pub executor: Executor,
+    /// Sessions running at once; more requests get ERROR 0. Default: 512.
+    pub max_sessions: usize,
+    /// Requests per second accepted from one source address (a burst of twice that is
+    /// allowed); 0 disables the limit. Default: 100.
+    pub rate_limit: u32,
+    /// Option bounds (blksize, windowsize, bytes in flight). Default: [`Limits::default`].
+    pub limits: Limits,
+    /// Where write requests land; `None` refuses them with ERROR 2. Default: `None`.
+    pub upload_dir: Option<PathBuf>,
+    /// Largest upload in bytes. Default: 64 MiB.
+    pub max_upload: u64,
+    /// Stop serving after this long without requests or sessions (inetd "wait" mode).
+    /// Default: `None` (serve forever).
+    pub idle_timeout: Option<Duration>,
+}
+
+impl TftpServer {
+    /// A server with the defaults above and `handler_factory`.
+    pub fn new(handler_factory: HandlerFactory) -> Self {
+        TftpServer {
+            address: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            port: 69,
+            retries: 5,
+            timeout: Duration::from_secs(2),
+            handler_factory,
+            server_stats_callback: None,
+            stats_interval: Duration::from_secs(60),
+            executor: Executor::Thread,
+            max_sessions: 512,
+            rate_limit: 100,
+            limits: Limits::default(),
+            upload_dir: None,
+            max_upload: 64 * 1024 * 1024,
+            idle_timeout: None,
+        }
+    }
+
+    /// Binds the server socket.
+    ///
+    /// # Errors
+    /// The bind error.
+    pub fn bind(self) -> io::Result<BoundTftpServer> {
+        let sock = UdpSocket::bind(SocketAddr::new(self.address, self.port))?;
+        self.from_socket(sock)
+    }
+
+    /// Serves on an already bound socket (inetd "wait" mode hands over fd 0).
+    ///
+    /// # Errors
+    /// When the socket cannot report its address or take a read timeout.
+    pub fn from_socket(self, sock: UdpSocket) -> io::Result<BoundTftpServer> {
+        let local = sock.local_addr()?;
+        sock.set_read_timeout(Some(TICK))?;
+        let stats = Arc::new(ServerStats::new(self.stats_interval));
+        Ok(BoundTftpServer {
+            shared: Arc::new(Shared { cfg: self, stats }),
+            sock,
+            local,
+            shutdown: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+/// How often the acceptor wakes up without traffic (shutdown, stats, reaping, idleness).
+const TICK: Duration = Duration::from_millis(100);
+
+/// What sessions share: the configuration and the counters.
+pub(crate) struct Shared {
+    pub cfg: TftpServer,
+    pub stats: Arc<ServerStats>,
+}
+
+/// A bound server, ready to [`serve_forever`](BoundTftpServer::serve_forever).
+pub struct BoundTftpServer {
+    shared: Arc<Shared>,
+    sock: UdpSocket,
+    local: SocketAddr,
+    shutdown: Arc<AtomicBool>,
+}
+
+/// Stops a running server from another thread.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    shutdown: Arc<AtomicBool>,
+    addr: SocketAddr,
+}
+
+impl ServerHandle {
+    /// Asks the acceptor to stop (within 100 ms); running sessions finish on their own.
+    pub fn close(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// A per-source token bucket: `rate` requests per second, bursts of `2 × rate`.
+pub(crate) struct RateLimiter {
+    rate: f64,
+    buckets: HashMap<IpAddr, (f64, Instant)>,
+}
+
+impl RateLimiter {
+    pub fn new(rate: u32) -> Self {
+        RateLimiter {
+            rate: f64::from(rate),
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// True if a request from `ip` at `now` is allowed.
+    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.rate <= 0.0 {
+            return true;
+        }
+        let burst = self.rate * 2.0;
+        if self.buckets.len() > 8192 {
+            // Forget sources idle long enough to have a full bucket again.
+            let full_after = Duration::from_secs_f64(burst / self.rate);
+            self.buckets
+                .retain(|_, (_, t)| now.duration_since(*t) < full_after);
+        }
+        let (tokens, last) = self.buckets.entry(ip).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A job the acceptor hands back to the child after `fork()`.
+struct ChildJob {
+    req: Request,
+    peer: SocketAddr,
+}
+
+impl BoundTftpServer {
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// A handle to stop the server.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            shutdown: self.shutdown.clone(),
+            addr: self.local,
+        }
+    }
+
+    /// The live server counters.
+    pub fn stats(&self) -> Arc<ServerStats> {
+        self.shared.stats.clone()
+    }
+
+    /// Serves until [`ServerHandle::close`] (or the idle timeout).
+    ///
+    /// # Errors
+    /// A fatal error of the server socket.
+    pub fn serve_forever(self) -> io::Result<()> {
+        match self.accept_loop()? {
+            None => Ok(()),
+            Some(job) => {
+                // In a forked child: close the server socket, run the one session, exit.
+                let BoundTftpServer {
+                    shared,
+                    sock,
+                    local,
+                    ..
+                } = self;
+                drop(sock);
+                let ok = catch_unwind(AssertUnwindSafe(|| {
+                    session::run(&shared, job.req, job.peer, local)
+                        .error
+                        .is_none()
+                }))
+                .unwrap_or(false);
+                std::process::exit(if ok { 0 } else { 1 });
+            }
+        }
+    }
+
+    fn send_error(&self, to: SocketAddr, code: ErrorCode, msg: &str) {
+        if self.sock.send_to(&packet::error(code, msg), to).is_ok() {
+            self.shared.stats.error_sent(code.code());
+        }
+    }
+
+    fn accept_loop(&self) -> io::Result<Option<ChildJob>> {
+        let stats = &self.shared.stats;
+        let cfg = &self.shared.cfg;
+        let active = Arc::new(AtomicUsize::new(0));
+        let mut children: usize = 0;
+        let mut limiter = RateLimiter::new(cfg.rate_limit);
+        let mut buf = vec![0u8; 65536];
+        let mut next_stats = Instant::now() + cfg.stats_interval;
+        let mut last_activity = Instant::now();
+        while !self.shutdown.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            if cfg.executor == Executor::Fork {
+                children -= reap(stats, children);
+            }
+            if now >= next_stats {
+                next_stats = now + cfg.stats_interval;
+                if let Some(cb) = &cfg.server_stats_callback {
+                    cb(stats);
+                }
+            }
+            let running = active.load(Ordering::SeqCst) + children;
+            if running > 0 {
+                last_activity = now;
+            }
+            if cfg
+                .idle_timeout
+                .is_some_and(|idle| now.duration_since(last_activity) >= idle)
+            {
+                info!(
+                    "idle for {:?}, exiting",
+                    cfg.idle_timeout.unwrap_or_default()
+                );
+                return Ok(None);
+            }
+            let (n, peer) = match self.sock.recv_from(&mut buf) {
+                Ok(x) => x,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => {
+                    error!("server socket: {e}");
+                    return Err(e);
+                }
+            };
+            last_activity = Instant::now();
+            let req = match packet::parse(&buf[..n]) {
+                Ok(Packet::Request(r)) => r,
+                Ok(other) => {
+                    // DATA/ACK/ERROR/OACK on the server port belong to no session: silence.
+                    debug!("{peer} stray packet on the server port: {other:?}");
+                    ServerStats::add(&stats.bad_packets, 1);
+                    continue;
+                }
+                Err(e) => {
+                    debug!("{peer} bad packet ({n} bytes): {e}");
+                    ServerStats::add(&stats.bad_packets, 1);
+                    // Too short to be anything: silence. Otherwise a (rate-limited) ERROR 4.
+                    if e != ParseError::TooShort && limiter.allow(peer.ip(), Instant::now()) {
+                        self.send_error(
+                            peer,
+                            ErrorCode::IllegalOperation,
+                            "Illegal TFTP operation",
+                        );
+                    }
+                    continue;
+                }
+            };
+            if !limiter.allow(peer.ip(), Instant::now()) {
+                debug!("{peer} rate limited");
+                ServerStats::add(&stats.requests_rate_limited, 1);
+                continue;
+            }
+            if active.load(Ordering::SeqCst) + children >= cfg.max_sessions {
+                warn!("{peer} refused: {} sessions running", cfg.max_sessions);
+                ServerStats::add(&stats.requests_over_capacity, 1);
+                self.send_error(peer, ErrorCode::NotDefined, "Server busy, try again later");
+                continue;
+            }
+            ServerStats::add(&stats.sessions_started, 1);
+            match cfg.executor {
+                Executor::Thread => self.spawn_thread(req, peer, &active),
+                Executor::Fork => {
+                    if let Some(job) = self.fork(req, peer, &mut children) {
+                        return Ok(Some(job));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn spawn_thread(&self, req: Request, peer: SocketAddr, active: &Arc<AtomicUsize>) {
+        struct Guard(Arc<AtomicUsize>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        active.fetch_add(1, Ordering::SeqCst);
+        let guard = Guard(active.clone());
+        let shared = self.shared.clone();
+        let local = self.local;
+        let spawned = std::thread::Builder::new()
+            .name("tftp-session".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let _guard = guard;
+                let res =
+                    catch_unwind(AssertUnwindSafe(|| session::run(&shared, req, peer, local)));
+                match res {
+                    Ok(s) => shared.stats.session_done(&s),
+                    Err(_) => {
+                        error!("{peer} session panicked");
+                        shared.stats.session_result(false);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            error!("{peer} cannot start a session thread: {e}");
+            self.shared.stats.session_result(false);
+            self.send_error(peer, ErrorCode::NotDefined, "Server busy, try again later");
+        }
+    }
+
+    #[allow(unsafe_code)]
+    fn fork(&self, req: Request, peer: SocketAddr, children: &mut usize) -> Option<ChildJob> {
+        use nix::unistd::{fork, ForkResult};
+        // SAFETY: in Fork mode the acceptor is the only thread of the process (no stats
+        // thread, no session threads), so the child inherits no lock held by another thread.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => Some(ChildJob { req, peer }),
+            Ok(ForkResult::Parent { child }) => {
+                debug!("{peer} session in child {child}");
+                *children += 1;
+                None
+            }
+            Err(e) => {
+                error!("{peer} fork failed: {e}");
+                self.shared.stats.session_result(false);
+                self.send_error(peer, ErrorCode::NotDefined, "Server busy, try again later");
+                None
+            }
+        }
+    }
+}
+
+/// Reaps finished children without blocking; returns how many ended.
+fn reap(stats: &ServerStats, children: usize) -> usize {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let mut ended = 0;
+    while ended < children {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => {
+                stats.session_result(code == 0);
+                ended += 1;
+            }
+            Ok(WaitStatus::Signaled(..)) => {
+                stats.session_result(false);
+                ended += 1;
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    ended
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limiter_bursts_then_refills() {
+        let mut l = RateLimiter::new(5);
+        let t0 = Instant::now();
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        let other: IpAddr = "192.0.2.2".parse().expect("ip");
+        let allowed = (0..20).filter(|_| l.allow(ip, t0)).count();
+        assert_eq!(allowed, 10);
+        assert!(l.allow(other, t0));
+        assert!(!l.allow(ip, t0 + Duration::from_millis(100)));
+        assert!(l.allow(ip, t0 + Duration::from_millis(250)));
+        let mut off = RateLimiter::new(0);
+        assert!((0..1000).all(|_| off.allow(ip, t0)));
+    }
+}

@@ -1,0 +1,427 @@
+//! One transfer, from the first reply to the last ACK (fbtftp `BaseHandler.run` and its
+//! retransmission logic): RFC 1350 §2–§6 (lock-step, TIDs, ERROR 5 for strangers, block
+//! rollover), RFC 2347 (OACK handshake), RFC 7440 (windows of blocks).
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+
+use super::options::{self, Limits, Negotiated};
+use super::packet::{self, ErrorCode, Mode, Packet, Request};
+use super::response::{NetasciiEncoder, ResponseData};
+use super::server::Shared;
+use super::stats::SessionStats;
+use super::{upload, RequestInfo};
+
+/// The socket side of a session: its own UDP socket (the server TID), the peer, the
+/// retransmission settings and the running statistics.
+pub(crate) struct Ctx {
+    pub sock: UdpSocket,
+    pub peer: SocketAddr,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub stats: SessionStats,
+    pub buf: Vec<u8>,
+    deadline: Instant,
+    timeout_dirty: bool,
+}
+
+impl Ctx {
+    fn log_prefix(&self) -> String {
+        format!("{}-[{}]", self.peer, self.stats.file_path)
+    }
+
+    /// Sends a packet to the peer, counted.
+    pub fn send(&mut self, pkt: &[u8]) -> io::Result<()> {
+        self.sock.send_to(pkt, self.peer)?;
+        self.stats.packets_sent += 1;
+        Ok(())
+    }
+
+    /// Sends an ERROR to the peer and records it.
+    pub fn send_error(&mut self, code: ErrorCode, msg: &str) {
+        debug!("{} sending ERROR {} {msg}", self.log_prefix(), code.code());
+        if self.send(&packet::error(code, msg)).is_ok() {
+            self.stats.error_sent = Some((code.code(), msg.to_owned()));
+        }
+    }
+
+    /// Starts a new wait of one timeout (after each burst sent).
+    pub fn arm(&mut self) -> io::Result<()> {
+        if self.timeout_dirty {
+            self.sock.set_read_timeout(Some(self.timeout))?;
+            self.timeout_dirty = false;
+        }
+        self.deadline = Instant::now() + self.timeout;
+        Ok(())
+    }
+
+    /// Waits for the next packet from the peer until the armed deadline.
+    ///
+    /// Returns the packet length in `self.buf`, or `None` on timeout. A packet from any
+    /// other address or port gets ERROR 5 and the wait goes on (RFC 1350 §4).
+    pub fn recv(&mut self) -> io::Result<Option<usize>> {
+        loop {
+            match self.sock.recv_from(&mut self.buf) {
+                Ok((n, from)) if from == self.peer => {
+                    self.stats.packets_received += 1;
+                    return Ok(Some(n));
+                }
+                Ok((n, from)) => {
+                    debug!("{} packet from stranger {from}", self.log_prefix());
+                    // Never answer an ERROR with an ERROR (no ping-pong).
+                    if n >= 2 && self.buf[1] != packet::OP_ERROR as u8 {
+                        let e = packet::error(ErrorCode::UnknownTid, "Unknown transfer ID");
+                        if self.sock.send_to(&e, from).is_ok() {
+                            self.stats.packets_sent += 1;
+                        }
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            self.shrink_wait()?;
+            if Instant::now() >= self.deadline {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// After an ignored packet, waits only for what is left of the deadline, so a stream of
+    /// junk cannot keep a session alive.
+    pub fn shrink_wait(&mut self) -> io::Result<()> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        self.sock.set_read_timeout(Some(left))?;
+        self.timeout_dirty = true;
+        Ok(())
+    }
+
+    /// True once the deadline passed (checked after an ignored packet).
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+}
+
+/// Maps a handler's I/O error to the ERROR sent (messages never reveal server paths).
+pub(crate) fn io_error_reply(e: &io::Error) -> (ErrorCode, &'static str) {
+    match e.kind() {
+        io::ErrorKind::NotFound => (ErrorCode::FileNotFound, "File not found"),
+        io::ErrorKind::PermissionDenied => (ErrorCode::AccessViolation, "Access violation"),
+        io::ErrorKind::AlreadyExists => (ErrorCode::FileExists, "File already exists"),
+        _ => (ErrorCode::NotDefined, "Cannot read the file"),
+    }
+}
+
+/// The largest block size the route to `peer` carries without IP fragmentation
+/// (RFC 2348: the server may answer with a smaller blksize). IPv4 only; IPv6 keeps `max`.
+fn path_max_blksize(peer: SocketAddr, max: usize) -> usize {
+    use nix::sys::socket::{getsockopt, sockopt};
+    if !peer.is_ipv4() {
+        return max;
+    }
+    let mtu = UdpSocket::bind(("0.0.0.0", 0))
+        .and_then(|s| s.connect(peer).map(|()| s))
+        .ok()
+        .and_then(|s| getsockopt(&s, sockopt::IpMtu).ok());
+    match mtu {
+        Some(mtu) if mtu > 28 => max.min(mtu as usize - 28).max(options::MIN_BLKSIZE),
+        _ => max,
+    }
+}
+
+/// Runs one session to its end and returns its statistics.
+pub(crate) fn run(
+    shared: &Arc<Shared>,
+    req: Request,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> SessionStats {
+    let started = Instant::now();
+    let mut stats = SessionStats::new(peer, local, &req);
+    let sock = match UdpSocket::bind(SocketAddr::new(local.ip(), 0))
+        .and_then(|s| s.set_read_timeout(Some(shared.cfg.timeout)).map(|()| s))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            warn!("{peer} cannot open a session socket: {e}");
+            stats.error = Some(format!("socket: {e}"));
+            return stats;
+        }
+    };
+    let mut ctx = Ctx {
+        sock,
+        peer,
+        timeout: shared.cfg.timeout,
+        retries: shared.cfg.retries,
+        stats,
+        buf: vec![0; 65536 + 4],
+        deadline: Instant::now(),
+        timeout_dirty: false,
+    };
+    let info = RequestInfo {
+        server_addr: local,
+        peer,
+        path: req.filename.clone(),
+        mode: req.mode,
+        options: req.options.clone(),
+        write: req.write,
+    };
+    let mut handler = (shared.cfg.handler_factory)(&info);
+    info!(
+        "{} {} {} mode {} options {:?}",
+        peer,
+        if req.write { "WRQ" } else { "RRQ" },
+        req.filename,
+        req.mode,
+        req.options
+    );
+    let result = if req.mode == Mode::Mail {
+        ctx.send_error(ErrorCode::IllegalOperation, "Mail mode not supported");
+        Err("mail mode refused".to_owned())
+    } else if req.write {
+        upload::run(&mut ctx, shared, &req)
+    } else {
+        serve_read(&mut ctx, shared, &mut *handler, &info, &req)
+    };
+    ctx.stats.duration = started.elapsed();
+    match &result {
+        Ok(()) => info!(
+            "{} done: {} bytes sent, {} received, {} retransmits in {:?}",
+            ctx.log_prefix(),
+            ctx.stats.bytes_sent,
+            ctx.stats.bytes_received,
+            ctx.stats.retransmits,
+            ctx.stats.duration
+        ),
+        Err(e) => info!("{} failed: {e}", ctx.log_prefix()),
+    }
+    ctx.stats.error = result.err();
+    handler.session_stats_callback(&ctx.stats);
+    ctx.stats
+}
+
+/// Reads `buf.len()` bytes unless the data ends first.
+fn read_full(data: &mut dyn ResponseData, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match data.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n.min(buf.len() - got),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Negotiates against the session's limits (blksize bounded by the path MTU).
+pub(crate) fn negotiate(
+    ctx: &mut Ctx,
+    shared: &Shared,
+    req: &Request,
+    size: Option<u64>,
+) -> Result<Negotiated, String> {
+    let limits = Limits {
+        max_blksize: path_max_blksize(ctx.peer, shared.cfg.limits.max_blksize),
+        max_upload: Some(shared.cfg.max_upload),
+        ..shared.cfg.limits
+    };
+    match options::negotiate(&req.options, req.write, size, &limits) {
+        Ok(n) => {
+            if let Some(t) = n.timeout {
+                ctx.timeout = t;
+                ctx.sock
+                    .set_read_timeout(Some(t))
+                    .map_err(|e| e.to_string())?;
+            }
+            ctx.stats.blksize = n.blksize;
+            ctx.stats.windowsize = n.windowsize;
+            ctx.stats.negotiated = n.oack.clone();
+            Ok(n)
+        }
+        Err((code, msg)) => {
+            ctx.send_error(code, &msg);
+            Err(msg)
+        }
+    }
+}
+
+/// Sends the OACK and waits for its ACK 0 (RFC 2347 §2), retransmitting on timeout.
+fn oack_handshake(ctx: &mut Ctx, n: &Negotiated) -> Result<(), String> {
+    let oack = packet::oack(&n.oack);
+    ctx.send(&oack).map_err(|e| e.to_string())?;
+    ctx.arm().map_err(|e| e.to_string())?;
+    let mut tries = 0;
+    loop {
+        let Some(len) = ctx.recv().map_err(|e| e.to_string())? else {
+            tries += 1;
+            if tries > ctx.retries {
+                return Err("timeout waiting for the ACK of the OACK".into());
+            }
+            ctx.send(&oack).map_err(|e| e.to_string())?;
+            ctx.stats.retransmits += 1;
+            ctx.arm().map_err(|e| e.to_string())?;
+            continue;
+        };
+        match packet::parse(&ctx.buf[..len]) {
+            Ok(Packet::Ack(0)) => return Ok(()),
+            Ok(Packet::Ack(_)) => ctx.shrink_wait().map_err(|e| e.to_string())?,
+            Ok(Packet::Error(code, msg)) => {
+                return Err(format!("peer refused the options: ERROR {code} {msg}"))
+            }
+            _ => {
+                ctx.send_error(ErrorCode::IllegalOperation, "Expected ACK of OACK");
+                return Err("unexpected packet after OACK".into());
+            }
+        }
+        if ctx.expired() {
+            tries += 1;
+            if tries > ctx.retries {
+                return Err("timeout waiting for the ACK of the OACK".into());
+            }
+            ctx.send(&oack).map_err(|e| e.to_string())?;
+            ctx.stats.retransmits += 1;
+            ctx.arm().map_err(|e| e.to_string())?;
+        }
+    }
+}
+
+fn serve_read(
+    ctx: &mut Ctx,
+    shared: &Shared,
+    handler: &mut dyn super::TftpHandler,
+    info: &RequestInfo,
+    req: &Request,
+) -> Result<(), String> {
+    let mut data = match handler.get_response_data(info) {
+        Ok(d) => d,
+        Err(e) => {
+            let (code, msg) = io_error_reply(&e);
+            ctx.send_error(code, msg);
+            return Err(format!("no response data: {e}"));
+        }
+    };
+    if req.mode == Mode::Netascii {
+        data = Box::new(NetasciiEncoder::new(data));
+    }
+    let size = if req.mode == Mode::Octet {
+        data.size()
+    } else {
+        None
+    };
+    let result = negotiate(ctx, shared, req, size).and_then(|n| {
+        if !n.oack.is_empty() {
+            oack_handshake(ctx, &n)?;
+        }
+        send_blocks(ctx, &mut *data, &n)
+    });
+    data.close();
+    result
+}
+
+/// The sender: windows of `windowsize` blocks (RFC 7440), 1 without the option (RFC 1350
+/// lock-step). Only a timeout resends, and it resends what is unacknowledged: a duplicate
+/// ACK is ignored (Sorcerer's Apprentice, RFC 1123 §4.2.3.1), an ACK for a block not yet
+/// sent is ignored. Block numbers wrap 65535 → 0.
+fn send_blocks(ctx: &mut Ctx, data: &mut dyn ResponseData, n: &Negotiated) -> Result<(), String> {
+    let bs = n.blksize;
+    let w = u64::from(n.windowsize.max(1));
+    let mut window: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+    let mut spare: Vec<Vec<u8>> = Vec::new();
+    let mut base: u64 = 1; // first unacknowledged block
+    let mut next: u64 = 1; // next block never sent
+    let mut last: Option<u64> = None; // the final (short) block, once read
+    let mut tries = 0;
+    loop {
+        let mut sent = false;
+        while next < base + w && last.map_or(true, |l| next <= l) {
+            let mut b = spare.pop().unwrap_or_default();
+            b.resize(4 + bs, 0);
+            let got = read_full(data, &mut b[4..]).map_err(|e| {
+                ctx.send_error(ErrorCode::NotDefined, "Read error");
+                format!("read error: {e}")
+            })?;
+            b.truncate(4 + got);
+            packet::data_header(&mut b, next as u16);
+            if got < bs {
+                last = Some(next);
+            }
+            ctx.send(&b).map_err(|e| e.to_string())?;
+            ctx.stats.bytes_sent += got as u64;
+            window.push_back(b);
+            next += 1;
+            sent = true;
+        }
+        if sent {
+            ctx.arm().map_err(|e| e.to_string())?;
+        }
+        let got = ctx.recv().map_err(|e| e.to_string())?;
+        let timed_out = match got {
+            None => true,
+            Some(len) => match packet::parse(&ctx.buf[..len]) {
+                Ok(Packet::Ack(a)) => {
+                    // 0 = the last ACK again; beyond the outstanding count = a block never sent.
+                    let offset = u64::from(a.wrapping_sub((base - 1) as u16));
+                    if offset != 0 && offset <= next - base {
+                        for _ in 0..offset {
+                            if let Some(b) = window.pop_front() {
+                                spare.push(b);
+                            }
+                        }
+                        base += offset;
+                        tries = 0;
+                        ctx.stats.blocks = base - 1;
+                        if last == Some(base - 1) {
+                            return Ok(());
+                        }
+                        false
+                    } else if ctx.expired() {
+                        true
+                    } else {
+                        ctx.shrink_wait().map_err(|e| e.to_string())?;
+                        false
+                    }
+                }
+                Ok(Packet::Error(code, msg)) => {
+                    return Err(format!("peer sent ERROR {code} {msg}"));
+                }
+                _ => {
+                    ctx.send_error(ErrorCode::IllegalOperation, "Expected ACK");
+                    return Err("unexpected packet during a read".into());
+                }
+            },
+        };
+        if timed_out {
+            tries += 1;
+            if tries > ctx.retries {
+                return Err(format!("timeout after {} retries", ctx.retries));
+            }
+            debug!(
+                "{} timeout, resending {} block(s)",
+                ctx.log_prefix(),
+                window.len()
+            );
+            for b in &window {
+                ctx.sock.send_to(b, ctx.peer).map_err(|e| e.to_string())?;
+                ctx.stats.packets_sent += 1;
+                ctx.stats.retransmits += 1;
+                ctx.stats.bytes_sent += (b.len() - 4) as u64;
+            }
+            ctx.arm().map_err(|e| e.to_string())?;
+        }
+    }
+}
