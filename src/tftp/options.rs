@@ -123,7 +123,9 @@ pub fn negotiate(
                     n.tsize = Some(v);
                     n.oack.push((name.clone(), v.to_string()));
                 } else if v == 0 {
-                    if let Some(size) = size {
+                    // An empty file's tsize is left out: curl (7.x) rejects "tsize 0" in an
+                    // OACK as invalid, and omitting an option is always allowed (RFC 2347).
+                    if let Some(size) = size.filter(|s| *s > 0) {
                         n.tsize = Some(size);
                         n.oack.push((name.clone(), size.to_string()));
                     }
@@ -213,6 +215,8 @@ mod tests {
         let n = negotiate(&opts(&[("tsize", "0")]), false, Some(1234), &l).expect("ok");
         assert_eq!(n.oack, opts(&[("tsize", "1234")]));
         let n = negotiate(&opts(&[("tsize", "0")]), false, None, &l).expect("ok");
+        assert!(n.oack.is_empty());
+        let n = negotiate(&opts(&[("tsize", "0")]), false, Some(0), &l).expect("ok");
         assert!(n.oack.is_empty());
         let n = negotiate(&opts(&[("tsize", "100")]), true, None, &l).expect("ok");
         assert_eq!(n.tsize, Some(100));
