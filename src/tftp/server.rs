@@ -69,6 +69,11 @@ pub struct TftpServer {
     /// Stop serving after this long without requests or sessions (inetd "wait" mode).
     /// Default: `None` (serve forever).
     pub idle_timeout: Option<Duration>,
+    /// Busy-poll for the peer's answer instead of sleeping, when its measured round trip is
+    /// below this and at most half the CPUs have a session (thread mode only); zero never
+    /// spins. It trades a little CPU for one wake-up less per block on fast links.
+    /// Default: 50 µs.
+    pub busy_poll: Duration,
 }
 
 impl TftpServer {
@@ -89,6 +94,7 @@ impl TftpServer {
             upload_dir: None,
             max_upload: 64 * 1024 * 1024,
             idle_timeout: None,
+            busy_poll: Duration::from_micros(50),
         }
     }
 
@@ -109,8 +115,14 @@ impl TftpServer {
         let local = sock.local_addr()?;
         sock.set_read_timeout(Some(TICK))?;
         let stats = Arc::new(ServerStats::new(self.stats_interval));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(BoundTftpServer {
-            shared: Arc::new(Shared { cfg: self, stats }),
+            shared: Arc::new(Shared {
+                cfg: self,
+                stats,
+                active: Arc::new(AtomicUsize::new(0)),
+                spin_sessions: (cpus / 2).max(1),
+            }),
             sock,
             local,
             shutdown: Arc::new(AtomicBool::new(false)),
@@ -125,6 +137,18 @@ const TICK: Duration = Duration::from_millis(100);
 pub(crate) struct Shared {
     pub cfg: TftpServer,
     pub stats: Arc<ServerStats>,
+    /// Sessions running on threads.
+    pub active: Arc<AtomicUsize>,
+    /// Busy-polling is allowed while at most this many sessions run.
+    pub spin_sessions: usize,
+}
+
+impl Shared {
+    /// True when a session may busy-poll (see [`TftpServer::busy_poll`]).
+    pub fn spin_allowed(&self) -> bool {
+        self.cfg.executor == Executor::Thread
+            && self.active.load(Ordering::Relaxed) <= self.spin_sessions
+    }
 }
 
 /// A bound server, ready to [`serve_forever`](BoundTftpServer::serve_forever).
@@ -253,7 +277,7 @@ impl BoundTftpServer {
     fn accept_loop(&self) -> io::Result<Option<ChildJob>> {
         let stats = &self.shared.stats;
         let cfg = &self.shared.cfg;
-        let active = Arc::new(AtomicUsize::new(0));
+        let active = self.shared.active.clone();
         let mut children: usize = 0;
         let mut limiter = RateLimiter::new(cfg.rate_limit);
         let mut buf = vec![0u8; 65536];

@@ -27,6 +27,14 @@ pub(crate) struct Ctx {
     pub buf: Vec<u8>,
     deadline: Instant,
     timeout_dirty: bool,
+    /// When the last burst went out (for the round-trip estimate).
+    sent_at: Instant,
+    /// Smoothed round-trip time from a burst to the peer's answer.
+    rtt: Option<Duration>,
+    /// Busy-poll budget: the longest round trip worth spinning for (0 = never spin).
+    spin: Duration,
+    /// True while busy-polling is worth its CPU (few sessions running).
+    spin_ok: Box<dyn Fn() -> bool + Send>,
 }
 
 impl Ctx {
@@ -55,8 +63,98 @@ impl Ctx {
             self.sock.set_read_timeout(Some(self.timeout))?;
             self.timeout_dirty = false;
         }
-        self.deadline = Instant::now() + self.timeout;
+        self.sent_at = Instant::now();
+        self.deadline = self.sent_at + self.timeout;
         Ok(())
+    }
+
+    /// Sends packets to the peer, several per system call (sendmmsg(2)) — a window of
+    /// RFC 7440 blocks leaves in one burst, so the receiver drains it without sleeping.
+    pub fn send_burst(&mut self, pkts: &[&[u8]]) -> io::Result<()> {
+        use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+        let addr = match self.peer {
+            SocketAddr::V4(a) => SockaddrStorage::from(a),
+            SocketAddr::V6(a) => SockaddrStorage::from(a),
+        };
+        let mut done = 0;
+        while done < pkts.len() {
+            let rest = &pkts[done..];
+            if rest.len() == 1 {
+                self.send(rest[0])?;
+                done += 1;
+                continue;
+            }
+            let iovs: Vec<[IoSlice<'_>; 1]> = rest.iter().map(|p| [IoSlice::new(p)]).collect();
+            let addrs = vec![Some(addr); rest.len()];
+            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(rest.len(), None);
+            let cmsgs: [ControlMessage<'_>; 0] = [];
+            let sent = sendmmsg(
+                self.sock.as_raw_fd(),
+                &mut headers,
+                &iovs,
+                addrs,
+                cmsgs,
+                MsgFlags::empty(),
+            )
+            .map_err(io::Error::from)?
+            .count();
+            if sent == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "sendmmsg sent nothing",
+                ));
+            }
+            self.stats.packets_sent += sent as u64;
+            done += sent;
+        }
+        Ok(())
+    }
+
+    /// Busy-polls for a packet while the peer usually answers within the spin budget
+    /// (loopback or a fast LAN) and few sessions run: saves a sleep/wake-up per block in
+    /// lock-step transfers. Returns `(length, source)` or `None` when the budget is spent.
+    fn spin_recv(&mut self) -> io::Result<Option<(usize, SocketAddr)>> {
+        use nix::errno::Errno;
+        use nix::sys::socket::{recvmsg, MsgFlags, SockaddrStorage};
+        use std::io::IoSliceMut;
+        use std::os::fd::AsRawFd;
+        let worth = self.rtt.is_some_and(|r| r < self.spin) && (self.spin_ok)();
+        if !worth {
+            return Ok(None);
+        }
+        let fd = self.sock.as_raw_fd();
+        let until = self.sent_at + self.spin;
+        loop {
+            let mut iov = [IoSliceMut::new(&mut self.buf)];
+            match recvmsg::<SockaddrStorage>(fd, &mut iov, None, MsgFlags::MSG_DONTWAIT) {
+                Ok(msg) => {
+                    let from = msg.address.and_then(|a| {
+                        a.as_sockaddr_in()
+                            .map(|v4| SocketAddr::V4((*v4).into()))
+                            .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
+                    });
+                    if let Some(from) = from {
+                        return Ok(Some((msg.bytes, from)));
+                    }
+                }
+                Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if Instant::now() >= until {
+                return Ok(None);
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    fn note_rtt(&mut self) {
+        let sample = self.sent_at.elapsed();
+        self.rtt = Some(match self.rtt {
+            None => sample,
+            Some(r) => (r * 7 + sample) / 8,
+        });
     }
 
     /// Waits for the next packet from the peer until the armed deadline.
@@ -65,9 +163,14 @@ impl Ctx {
     /// other address or port gets ERROR 5 and the wait goes on (RFC 1350 §4).
     pub fn recv(&mut self) -> io::Result<Option<usize>> {
         loop {
-            match self.sock.recv_from(&mut self.buf) {
+            let got = match self.spin_recv()? {
+                Some(x) => Ok(x),
+                None => self.sock.recv_from(&mut self.buf),
+            };
+            match got {
                 Ok((n, from)) if from == self.peer => {
                     self.stats.packets_received += 1;
+                    self.note_rtt();
                     return Ok(Some(n));
                 }
                 Ok((n, from)) => {
@@ -171,6 +274,13 @@ pub(crate) fn run(
         buf: vec![0; 65536 + 4],
         deadline: Instant::now(),
         timeout_dirty: false,
+        sent_at: Instant::now(),
+        rtt: None,
+        spin: shared.cfg.busy_poll,
+        spin_ok: {
+            let shared = shared.clone();
+            Box::new(move || shared.spin_allowed())
+        },
     };
     let info = RequestInfo {
         server_addr: local,
@@ -347,7 +457,7 @@ fn send_blocks(ctx: &mut Ctx, data: &mut dyn ResponseData, n: &Negotiated) -> Re
     let mut last: Option<u64> = None; // the final (short) block, once read
     let mut tries = 0;
     loop {
-        let mut sent = false;
+        let first_new = window.len();
         while next < base + w && last.map_or(true, |l| next <= l) {
             let mut b = spare.pop().unwrap_or_default();
             b.resize(4 + bs, 0);
@@ -360,13 +470,13 @@ fn send_blocks(ctx: &mut Ctx, data: &mut dyn ResponseData, n: &Negotiated) -> Re
             if got < bs {
                 last = Some(next);
             }
-            ctx.send(&b).map_err(|e| e.to_string())?;
             ctx.stats.bytes_sent += got as u64;
             window.push_back(b);
             next += 1;
-            sent = true;
         }
-        if sent {
+        if window.len() > first_new {
+            let burst: Vec<&[u8]> = window.range(first_new..).map(Vec::as_slice).collect();
+            ctx.send_burst(&burst).map_err(|e| e.to_string())?;
             ctx.arm().map_err(|e| e.to_string())?;
         }
         let got = ctx.recv().map_err(|e| e.to_string())?;
@@ -415,9 +525,9 @@ fn send_blocks(ctx: &mut Ctx, data: &mut dyn ResponseData, n: &Negotiated) -> Re
                 ctx.log_prefix(),
                 window.len()
             );
+            let burst: Vec<&[u8]> = window.iter().map(Vec::as_slice).collect();
+            ctx.send_burst(&burst).map_err(|e| e.to_string())?;
             for b in &window {
-                ctx.sock.send_to(b, ctx.peer).map_err(|e| e.to_string())?;
-                ctx.stats.packets_sent += 1;
                 ctx.stats.retransmits += 1;
                 ctx.stats.bytes_sent += (b.len() - 4) as u64;
             }
