@@ -363,6 +363,17 @@ fn stranger_gets_error_5_and_session_continues() {
 }
 
 #[test]
+fn retransmitted_request_does_not_start_a_second_session() {
+    let s = start(|_| {});
+    s.file("f", &content(2000, 18));
+    let (sock, _peer, _) = first_block(&s, "f");
+    sock.send_to(&packet::request(false, "f", "octet", &[]), s.addr)
+        .expect("rrq again");
+    assert!(recv(&sock).is_none(), "a second session answered");
+    assert_eq!(s.stats.get_all_counters().sessions_started, 1);
+}
+
+#[test]
 fn duplicate_and_unsent_acks_trigger_nothing() {
     let s = start(|_| {});
     s.file("f", &content(5000, 11));

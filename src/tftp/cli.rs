@@ -49,7 +49,7 @@ pub struct Args {
     pub max_blksize: usize,
     /// `--max-windowsize N`, default 64.
     pub max_windowsize: u16,
-    /// `--busy-poll US` microseconds, default 50 (0 = never spin).
+    /// `--busy-poll US` microseconds, default 0 (never spin).
     pub busy_poll: Duration,
     /// `-v`/`--verbose`: debug logging.
     pub verbose: bool,
@@ -124,7 +124,7 @@ fn options() -> Options {
     o.optopt(
         "",
         "busy-poll",
-        "spin up to US microseconds for fast peers, 0 = off (default 50)",
+        "spin up to US microseconds for fast peers (default 0 = off)",
         "US",
     );
     o.optflag("v", "verbose", "debug logging");
@@ -195,7 +195,7 @@ where
         idle_timeout: secs(&m, "idle-timeout", 30, 1)?,
         max_blksize,
         max_windowsize,
-        busy_poll: Duration::from_micros(num(&m, "busy-poll", 50)?),
+        busy_poll: Duration::from_micros(num(&m, "busy-poll", 0)?),
         verbose: m.opt_present("verbose"),
     }))
 }
@@ -331,7 +331,7 @@ mod tests {
             "--idle-timeout",
             "5",
             "--busy-poll",
-            "0",
+            "40",
         ])
         .expect("ok")
         .expect("args");
@@ -340,7 +340,7 @@ mod tests {
         assert!(a.fork && a.inetd_wait);
         assert_eq!(a.allow_write, Some(PathBuf::from("/up")));
         assert_eq!(a.idle_timeout, Duration::from_secs(5));
-        assert_eq!(a.busy_poll, Duration::ZERO);
+        assert_eq!(a.busy_poll, Duration::from_micros(40));
         let s = build(&a);
         assert_eq!(s.executor, Executor::Fork);
         assert_eq!(s.idle_timeout, Some(Duration::from_secs(5)));

@@ -2,13 +2,13 @@
 //! per-source rate limit and a session cap (anti-reflection), sessions on threads or forked
 //! children, and the periodic `server_stats_callback`. RFC 1350 §4 (TIDs).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
@@ -71,8 +71,8 @@ pub struct TftpServer {
     pub idle_timeout: Option<Duration>,
     /// Busy-poll for the peer's answer instead of sleeping, when its measured round trip is
     /// below this and at most half the CPUs have a session (thread mode only); zero never
-    /// spins. It trades a little CPU for one wake-up less per block on fast links.
-    /// Default: 50 µs.
+    /// spins. It trades CPU for one wake-up less per block on fast, quiet links; on a busy
+    /// machine it loses (see docs/TFTP.md). Default: 0 (off).
     pub busy_poll: Duration,
 }
 
@@ -94,7 +94,7 @@ impl TftpServer {
             upload_dir: None,
             max_upload: 64 * 1024 * 1024,
             idle_timeout: None,
-            busy_poll: Duration::from_micros(50),
+            busy_poll: Duration::ZERO,
         }
     }
 
@@ -121,6 +121,7 @@ impl TftpServer {
                 cfg: self,
                 stats,
                 active: Arc::new(AtomicUsize::new(0)),
+                peers: Mutex::new(HashSet::new()),
                 spin_sessions: (cpus / 2).max(1),
             }),
             sock,
@@ -139,6 +140,8 @@ pub(crate) struct Shared {
     pub stats: Arc<ServerStats>,
     /// Sessions running on threads.
     pub active: Arc<AtomicUsize>,
+    /// Peers (client TIDs) with a session running on a thread.
+    pub peers: Mutex<HashSet<SocketAddr>>,
     /// Busy-polling is allowed while at most this many sessions run.
     pub spin_sessions: usize,
 }
@@ -268,6 +271,11 @@ impl BoundTftpServer {
         }
     }
 
+    fn peers(&self) -> MutexGuard<'_, HashSet<SocketAddr>> {
+        // A poisoned set is still a valid set: sessions never panic while holding it.
+        self.shared.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn send_error(&self, to: SocketAddr, code: ErrorCode, msg: &str) {
         if self.sock.send_to(&packet::error(code, msg), to).is_ok() {
             self.shared.stats.error_sent(code.code());
@@ -278,7 +286,8 @@ impl BoundTftpServer {
         let stats = &self.shared.stats;
         let cfg = &self.shared.cfg;
         let active = self.shared.active.clone();
-        let mut children: usize = 0;
+        // Forked sessions by pid, with their peer (Fork mode).
+        let mut children: HashMap<nix::unistd::Pid, SocketAddr> = HashMap::new();
         let mut limiter = RateLimiter::new(cfg.rate_limit);
         let mut buf = vec![0u8; 65536];
         let mut next_stats = Instant::now() + cfg.stats_interval;
@@ -286,7 +295,7 @@ impl BoundTftpServer {
         while !self.shutdown.load(Ordering::SeqCst) {
             let now = Instant::now();
             if cfg.executor == Executor::Fork {
-                children -= reap(stats, children);
+                reap(stats, &mut children);
             }
             if now >= next_stats {
                 next_stats = now + cfg.stats_interval;
@@ -294,7 +303,7 @@ impl BoundTftpServer {
                     cb(stats);
                 }
             }
-            let running = active.load(Ordering::SeqCst) + children;
+            let running = active.load(Ordering::SeqCst) + children.len();
             if running > 0 {
                 last_activity = now;
             }
@@ -353,7 +362,16 @@ impl BoundTftpServer {
                 ServerStats::add(&stats.requests_rate_limited, 1);
                 continue;
             }
-            if active.load(Ordering::SeqCst) + children >= cfg.max_sessions {
+            // A retransmitted request while its session runs is not a new transfer.
+            let duplicate = match cfg.executor {
+                Executor::Thread => self.peers().contains(&peer),
+                Executor::Fork => children.values().any(|p| *p == peer),
+            };
+            if duplicate {
+                debug!("{peer} duplicate request ignored: its session is running");
+                continue;
+            }
+            if active.load(Ordering::SeqCst) + children.len() >= cfg.max_sessions {
                 warn!("{peer} refused: {} sessions running", cfg.max_sessions);
                 ServerStats::add(&stats.requests_over_capacity, 1);
                 self.send_error(peer, ErrorCode::NotDefined, "Server busy, try again later");
@@ -373,14 +391,20 @@ impl BoundTftpServer {
     }
 
     fn spawn_thread(&self, req: Request, peer: SocketAddr, active: &Arc<AtomicUsize>) {
-        struct Guard(Arc<AtomicUsize>);
+        struct Guard(Arc<AtomicUsize>, Arc<Shared>, SocketAddr);
         impl Drop for Guard {
             fn drop(&mut self) {
+                self.1
+                    .peers
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&self.2);
                 self.0.fetch_sub(1, Ordering::SeqCst);
             }
         }
         active.fetch_add(1, Ordering::SeqCst);
-        let guard = Guard(active.clone());
+        self.peers().insert(peer);
+        let guard = Guard(active.clone(), self.shared.clone(), peer);
         let shared = self.shared.clone();
         let local = self.local;
         let spawned = std::thread::Builder::new()
@@ -406,7 +430,12 @@ impl BoundTftpServer {
     }
 
     #[allow(unsafe_code)]
-    fn fork(&self, req: Request, peer: SocketAddr, children: &mut usize) -> Option<ChildJob> {
+    fn fork(
+        &self,
+        req: Request,
+        peer: SocketAddr,
+        children: &mut HashMap<nix::unistd::Pid, SocketAddr>,
+    ) -> Option<ChildJob> {
         use nix::unistd::{fork, ForkResult};
         // SAFETY: in Fork mode the acceptor is the only thread of the process (no stats
         // thread, no session threads), so the child inherits no lock held by another thread.
@@ -414,7 +443,7 @@ impl BoundTftpServer {
             Ok(ForkResult::Child) => Some(ChildJob { req, peer }),
             Ok(ForkResult::Parent { child }) => {
                 debug!("{peer} session in child {child}");
-                *children += 1;
+                children.insert(child, peer);
                 None
             }
             Err(e) => {
@@ -427,25 +456,23 @@ impl BoundTftpServer {
     }
 }
 
-/// Reaps finished children without blocking; returns how many ended.
-fn reap(stats: &ServerStats, children: usize) -> usize {
+/// Reaps finished children without blocking.
+fn reap(stats: &ServerStats, children: &mut HashMap<nix::unistd::Pid, SocketAddr>) {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    let mut ended = 0;
-    while ended < children {
+    while !children.is_empty() {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => {
+            Ok(WaitStatus::Exited(pid, code)) => {
                 stats.session_result(code == 0);
-                ended += 1;
+                children.remove(&pid);
             }
-            Ok(WaitStatus::Signaled(..)) => {
+            Ok(WaitStatus::Signaled(pid, ..)) => {
                 stats.session_result(false);
-                ended += 1;
+                children.remove(&pid);
             }
             Ok(WaitStatus::StillAlive) | Err(_) => break,
             Ok(_) => {}
         }
     }
-    ended
 }
 
 #[cfg(test)]

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# TFTP benchmark: ftpdlib's `tftpd` against tftp-hpa's `in.tftpd`, side by side, on
+# loopback, with the same client (scripts/tftp-bench, a small Rust RFC 1350/7440 client).
+#
+# Prints MB/s (best of $ROUNDS interleaved runs, to damp the noise of a shared machine) for:
+#   - a 16 MiB download at blksize 512 (no options) and 1468, for both servers;
+#   - ftpdlib at windowsize 1 vs 16 (RFC 7440; tftp-hpa has no windowsize);
+#   - 50 concurrent 1 MiB downloads: best wall time, and server CPU per run measured with
+#     `perf stat -e task-clock` (all threads and forked children; installs linux-perf if
+#     missing).
+# ftpdlib runs twice: by default (sleeps for every ACK) and with --busy-poll 50 (spins up
+# to 50 us for a fast peer's ACK).
+#
+# Usage: scripts/tftp-bench.sh            (ROUNDS=5 by default; needs root to install
+#                                          tftpd-hpa and to let in.tftpd drop to user tftp)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-5}
+
+if ! [ -x /usr/sbin/in.tftpd ]; then
+  echo "installing tftpd-hpa (benchmark peer)..." >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends tftpd-hpa >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends tftpd-hpa >/dev/null; }
+fi
+command -v perf >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends linux-perf >/dev/null 2>&1 || true
+command -v perf >/dev/null 2>&1 || { echo "perf is needed for the CPU figures" >&2; exit 1; }
+cargo build --release --quiet --bin tftpd
+(cd scripts/tftp-bench && cargo build --release --quiet)
+CLIENT=scripts/tftp-bench/target/release/tftp-bench
+TFTPD=target/release/tftpd
+
+WORK=$(mktemp -d /tmp/tftp-bench.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+mkdir -p "$WORK/root"
+head -c 16777216 /dev/urandom > "$WORK/root/f16m"
+head -c 1048576 /dev/urandom > "$WORK/root/f1m"
+chmod -R a+rX "$WORK"
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# tftp-hpa: foreground, secure (chroot) mode, one forked child per transfer.
+HPA_PORT=$(free_port)
+HPA_USER=tftp; id tftp >/dev/null 2>&1 || HPA_USER=nobody
+/usr/sbin/in.tftpd -L -a "127.0.0.1:$HPA_PORT" -s -u "$HPA_USER" "$WORK/root" &
+PIDS+=($!); HPA_PID=$!
+
+start_ours() { # $1 = log file, rest = extra flags; prints "pid port"
+  local log=$1; shift
+  RUST_LOG=warn,ftpdlib::tftp::cli=info "$TFTPD" --root "$WORK/root" --address 127.0.0.1 --port 0 "$@" 2>"$log" &
+  local pid=$!
+  for _ in $(seq 50); do
+    grep -q "serving" "$log" 2>/dev/null && break
+    sleep 0.1
+  done
+  echo "$pid $(grep -o '127.0.0.1:[0-9]*' "$log" | head -1 | cut -d: -f2)"
+}
+read -r OURS_PID OURS_PORT < <(start_ours "$WORK/ours.log")
+PIDS+=("$OURS_PID")
+read -r SPIN_PID SPIN_PORT < <(start_ours "$WORK/spin.log" --busy-poll 50)
+PIDS+=("$SPIN_PID")
+sleep 0.3
+
+mbps() { # port, client args... -> MB/s of one run
+  local port=$1; shift
+  "$CLIENT" "127.0.0.1:$port" "$@" | sed -n 's/.*MBps=\([0-9.]*\).*/\1/p'
+}
+best() { # port, args... -> best MB/s of ROUNDS runs
+  local port=$1; shift
+  local b=0 r
+  for _ in $(seq "$ROUNDS"); do
+    r=$(mbps "$port" "$@")
+    b=$(awk -v a="$b" -v c="${r:-0}" 'BEGIN{print (c>a)?c:a}')
+  done
+  echo "$b"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
+
+echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), loopback, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "tftp-hpa: $(/usr/sbin/in.tftpd -V 2>&1 | head -1)   rounds: best of $ROUNDS"
+echo
+
+declare -A R
+for bs in 512 1468; do
+  for name in hpa ours spin; do
+    case $name in hpa) port=$HPA_PORT;; ours) port=$OURS_PORT;; spin) port=$SPIN_PORT;; esac
+    R[$name.$bs]=$(best "$port" f16m --blksize $bs --expect 16777216)
+  done
+done
+for name in ours spin; do
+  case $name in ours) port=$OURS_PORT;; spin) port=$SPIN_PORT;; esac
+  for bs in 512 1468; do
+    R[$name.w16.$bs]=$(best "$port" f16m --blksize $bs --windowsize 16 --expect 16777216)
+  done
+done
+
+printf '%-34s %10s %10s %10s %12s %12s\n' "16 MiB download (MB/s)" tftp-hpa ftpdlib "(spin 50)" "ftpdlib/hpa" "(spin 50)"
+for bs in 512 1468; do
+  printf '%-34s %10s %10s %10s %12s %12s\n' "blksize $bs, windowsize 1" "${R[hpa.$bs]}" "${R[ours.$bs]}" "${R[spin.$bs]}" \
+    "$(ratio "${R[ours.$bs]}" "${R[hpa.$bs]}")x" "$(ratio "${R[spin.$bs]}" "${R[hpa.$bs]}")x"
+done
+echo
+printf '%-34s %10s %10s %12s\n' "ftpdlib windowsize (MB/s)" "ws 1" "ws 16" "ws16/ws1"
+for bs in 512 1468; do
+  printf '%-34s %10s %10s %12s\n' "blksize $bs (default)" "${R[ours.$bs]}" "${R[ours.w16.$bs]}" "$(ratio "${R[ours.w16.$bs]}" "${R[ours.$bs]}")x"
+  printf '%-34s %10s %10s %12s\n' "blksize $bs (--busy-poll 50)" "${R[spin.$bs]}" "${R[spin.w16.$bs]}" "$(ratio "${R[spin.w16.$bs]}" "${R[spin.$bs]}")x"
+done
+echo
+
+# Concurrency: fresh instances under `perf stat -e task-clock`, which adds up the CPU of every
+# thread and forked child (tftp-hpa ignores SIGCHLD, so /proc cutime would miss its children).
+printf '%-34s %10s %16s\n' "50 concurrent 1 MiB (blksize 512)" "wall s" "server CPU s/run"
+for name in hpa ours spin; do
+  out="$WORK/perf.$name"
+  case $name in
+    hpa) port=$(free_port)
+         perf stat -x, -e task-clock -o "$out" -- /usr/sbin/in.tftpd -L -a "127.0.0.1:$port" -s -u "$HPA_USER" "$WORK/root" &
+         ;;
+    ours|spin)
+         port=$(free_port); flags=(); [ "$name" = spin ] && flags=(--busy-poll 50)
+         RUST_LOG=warn perf stat -x, -e task-clock -o "$out" -- "$TFTPD" --root "$WORK/root" --address 127.0.0.1 --port "$port" "${flags[@]}" &
+         ;;
+  esac
+  perf_pid=$!; PIDS+=("$perf_pid")
+  sleep 0.5
+  bw=999999
+  for _ in $(seq "$ROUNDS"); do
+    w=$("$CLIENT" "127.0.0.1:$port" f1m --count 50 --concurrency 50 --expect 1048576 | sed -n 's/.*secs=\([0-9.]*\).*/\1/p')
+    bw=$(awk -v a="$bw" -v b="${w:-999999}" 'BEGIN{print (b<a)?b:a}')
+  done
+  sleep 0.3
+  srv=$(pgrep -P "$perf_pid" | head -1)
+  kill "$srv" 2>/dev/null || true
+  wait "$perf_pid" 2>/dev/null || true
+  ms=$(awk -F, '/task-clock/{print $1}' "$out")
+  cpu=$(awk -v m="${ms:-0}" -v r="$ROUNDS" 'BEGIN{printf "%.3f", m/1000/r}')
+  label=$name; [ "$name" = hpa ] && label=tftp-hpa; [ "$name" = ours ] && label=ftpdlib; [ "$name" = spin ] && label="ftpdlib --busy-poll 50"
+  printf '%-34s %10s %16s\n' "$label" "$bw" "$cpu"
+done
