@@ -424,6 +424,50 @@ fn retransmits_on_timeout_then_gives_up() {
 }
 
 #[test]
+fn window_is_resent_whole_after_a_timeout() {
+    let s = start(|_| {});
+    let data = content(512 * 6 + 100, 19);
+    s.file("f", &data);
+    let sock = client_socket(s.addr, Duration::from_secs(3));
+    let rrq = packet::request(false, "f", "octet", &[("windowsize", "4")]);
+    sock.send_to(&rrq, s.addr).expect("rrq");
+    let (pkt, peer) = recv(&sock).expect("OACK");
+    assert_eq!(
+        packet::parse(&pkt),
+        Ok(Packet::Oack(pairs(&[("windowsize", "4")])))
+    );
+    sock.send_to(&packet::ack(0), peer).expect("ack 0");
+    let window: Vec<Vec<u8>> = (0..4).map(|_| recv(&sock).expect("DATA").0).collect();
+    for (i, p) in window.iter().enumerate() {
+        assert!(matches!(packet::parse(p), Ok(Packet::Data(b, _)) if usize::from(b) == i + 1));
+    }
+    // No ACK: after the timeout the whole unacknowledged window comes again, in order.
+    let again: Vec<Vec<u8>> = (0..4)
+        .map(|_| recv(&sock).expect("resent DATA").0)
+        .collect();
+    assert_eq!(again, window);
+    // ACK 2 of 4: the window slides to 3..=6 (3 and 4 already sent, 5 and 6 new).
+    sock.send_to(&packet::ack(2), peer).expect("ack 2");
+    for b in [5u16, 6] {
+        let (p, _) = recv(&sock).expect("DATA");
+        assert!(
+            matches!(packet::parse(&p), Ok(Packet::Data(n, _)) if n == b),
+            "{b}"
+        );
+    }
+    sock.send_to(&packet::ack(6), peer).expect("ack 6");
+    let (p, _) = recv(&sock).expect("last DATA");
+    let Ok(Packet::Data(7, d)) = packet::parse(&p) else {
+        panic!("not DATA 7")
+    };
+    assert_eq!(d, &data[512 * 6..]);
+    sock.send_to(&packet::ack(7), peer).expect("ack 7");
+    let st = s.wait_sessions(1);
+    assert!(st[0].error.is_none());
+    assert_eq!(st[0].retransmits, 4);
+}
+
+#[test]
 fn oack_refused_by_client_ends_session() {
     let s = start(|_| {});
     s.file("f", b"data");
