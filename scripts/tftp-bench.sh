@@ -121,11 +121,11 @@ for name in hpa ours spin; do
   out="$WORK/perf.$name"
   case $name in
     hpa) port=$(free_port)
-         perf stat -x, -e task-clock -o "$out" -- /usr/sbin/in.tftpd -L -a "127.0.0.1:$port" -s -u "$HPA_USER" "$WORK/root" &
+         perf stat -x, -e task-clock -o "$out" -- /usr/sbin/in.tftpd -L -a "127.0.0.1:$port" -s -u "$HPA_USER" "$WORK/root" 2>/dev/null &
          ;;
     ours|spin)
          port=$(free_port); flags=(); [ "$name" = spin ] && flags=(--busy-poll 50)
-         RUST_LOG=warn perf stat -x, -e task-clock -o "$out" -- "$TFTPD" --root "$WORK/root" --address 127.0.0.1 --port "$port" "${flags[@]}" &
+         RUST_LOG=warn perf stat -x, -e task-clock -o "$out" -- "$TFTPD" --root "$WORK/root" --address 127.0.0.1 --port "$port" "${flags[@]}" 2>/dev/null &
          ;;
   esac
   perf_pid=$!; PIDS+=("$perf_pid")
