@@ -31,6 +31,7 @@ pub mod response;
 pub mod server;
 mod session;
 pub mod stats;
+mod transport;
 mod upload;
 
 use std::io;

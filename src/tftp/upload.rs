@@ -13,7 +13,8 @@ use log::debug;
 use super::packet::{self, ErrorCode, Mode, Packet, Request};
 use super::response::{relative, NetasciiDecoder};
 use super::server::Shared;
-use super::session::{io_error_reply, negotiate, Ctx};
+use super::session::negotiate;
+use super::transport::{io_error_reply, Ctx};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 

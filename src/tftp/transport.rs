@@ -1,0 +1,333 @@
+//! The socket side of a session (fbtftp `BaseHandler`'s transmit/receive helpers): its own
+//! UDP socket (the server TID, RFC 1350 §4), deadlines, ERROR 5 for strangers, window bursts
+//! through UDP GSO or sendmmsg(2) (RFC 7440), optional busy-polling, and the route-MTU bound
+//! on blksize (RFC 2348).
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use log::debug;
+
+use super::options;
+use super::packet::{self, ErrorCode};
+use super::stats::SessionStats;
+
+/// The socket side of a session: its own UDP socket (the server TID), the peer, the
+/// retransmission settings and the running statistics.
+pub(crate) struct Ctx {
+    pub sock: UdpSocket,
+    pub peer: SocketAddr,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub stats: SessionStats,
+    pub buf: Vec<u8>,
+    deadline: Instant,
+    timeout_dirty: bool,
+    /// When the last burst went out (for the round-trip estimate).
+    sent_at: Instant,
+    /// Smoothed round-trip time from a burst to the peer's answer.
+    rtt: Option<Duration>,
+    /// Busy-poll budget: the longest round trip worth spinning for (0 = never spin).
+    spin: Duration,
+    /// True while busy-polling is worth its CPU (few sessions running).
+    spin_ok: Box<dyn Fn() -> bool + Send>,
+    /// UDP generic segmentation offload: the datagram size the socket cuts bursts into.
+    gso: Option<usize>,
+    gso_buf: Vec<u8>,
+}
+
+impl Ctx {
+    /// A session context on `sock` (already bound, with `timeout` as its read timeout).
+    pub fn new(
+        sock: UdpSocket,
+        peer: SocketAddr,
+        timeout: Duration,
+        retries: u32,
+        stats: SessionStats,
+        spin: Duration,
+        spin_ok: Box<dyn Fn() -> bool + Send>,
+    ) -> Ctx {
+        let now = Instant::now();
+        Ctx {
+            sock,
+            peer,
+            timeout,
+            retries,
+            stats,
+            buf: vec![0; 65536 + 4],
+            deadline: now,
+            timeout_dirty: false,
+            sent_at: now,
+            rtt: None,
+            spin,
+            spin_ok,
+            gso: None,
+            gso_buf: Vec::new(),
+        }
+    }
+
+    /// `peer-[file]`, the prefix of this session's log lines.
+    pub fn log_prefix(&self) -> String {
+        format!("{}-[{}]", self.peer, self.stats.file_path)
+    }
+    /// Sends a packet to the peer, counted.
+    pub fn send(&mut self, pkt: &[u8]) -> io::Result<()> {
+        self.sock.send_to(pkt, self.peer)?;
+        self.stats.packets_sent += 1;
+        Ok(())
+    }
+
+    /// Sends an ERROR to the peer and records it.
+    pub fn send_error(&mut self, code: ErrorCode, msg: &str) {
+        debug!("{} sending ERROR {} {msg}", self.log_prefix(), code.code());
+        if self.send(&packet::error(code, msg)).is_ok() {
+            self.stats.error_sent = Some((code.code(), msg.to_owned()));
+        }
+    }
+
+    /// Starts a new wait of one timeout (after each burst sent).
+    pub fn arm(&mut self) -> io::Result<()> {
+        if self.timeout_dirty {
+            self.sock.set_read_timeout(Some(self.timeout))?;
+            self.timeout_dirty = false;
+        }
+        self.sent_at = Instant::now();
+        self.deadline = self.sent_at + self.timeout;
+        Ok(())
+    }
+
+    /// Sends packets to the peer, several per system call (sendmmsg(2)) — a window of
+    /// RFC 7440 blocks leaves in one burst, so the receiver drains it without sleeping.
+    pub fn send_burst(&mut self, pkts: &[&[u8]]) -> io::Result<()> {
+        use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
+        use std::io::IoSlice;
+        use std::os::fd::AsRawFd;
+        let addr = match self.peer {
+            SocketAddr::V4(a) => SockaddrStorage::from(a),
+            SocketAddr::V6(a) => SockaddrStorage::from(a),
+        };
+        let mut done = 0;
+        if let Some(seg) = self.gso {
+            done = self.send_gso(pkts, seg);
+        }
+        while done < pkts.len() {
+            let rest = &pkts[done..];
+            if rest.len() == 1 {
+                self.send(rest[0])?;
+                done += 1;
+                continue;
+            }
+            let iovs: Vec<[IoSlice<'_>; 1]> = rest.iter().map(|p| [IoSlice::new(p)]).collect();
+            let addrs = vec![Some(addr); rest.len()];
+            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(rest.len(), None);
+            let cmsgs: [ControlMessage<'_>; 0] = [];
+            let sent = sendmmsg(
+                self.sock.as_raw_fd(),
+                &mut headers,
+                &iovs,
+                addrs,
+                cmsgs,
+                MsgFlags::empty(),
+            )
+            .map_err(io::Error::from)?
+            .count();
+            if sent == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "sendmmsg sent nothing",
+                ));
+            }
+            self.stats.packets_sent += sent as u64;
+            done += sent;
+        }
+        Ok(())
+    }
+
+    /// Turns on UDP GSO (UDP_SEGMENT) for bursts of `seg`-byte datagrams: the kernel then
+    /// walks its send path once per burst instead of once per block. Off if unsupported.
+    pub fn enable_gso(&mut self, seg: usize) {
+        use nix::sys::socket::{setsockopt, sockopt};
+        // Worth it only if at least two datagrams fit in one 64 KiB send.
+        if seg * 2 > GSO_MAX_BYTES {
+            return;
+        }
+        if let Ok(v) = i32::try_from(seg) {
+            if setsockopt(&self.sock, sockopt::UdpGsoSegment, &v).is_ok() {
+                self.gso = Some(seg);
+            }
+        }
+    }
+
+    /// Sends as much of `pkts` as possible through GSO (all full-size datagrams, the last
+    /// one may be shorter); returns how many were sent. On an error GSO is switched off and
+    /// the caller sends the rest one by one.
+    fn send_gso(&mut self, pkts: &[&[u8]], seg: usize) -> usize {
+        use nix::sys::socket::{setsockopt, sockopt};
+        let per_send = (GSO_MAX_BYTES / seg).min(GSO_MAX_SEGMENTS);
+        let mut done = 0;
+        while pkts.len() - done >= 2 {
+            let chunk = &pkts[done..(done + per_send).min(pkts.len())];
+            // Only the last datagram of a GSO send may be short.
+            let full = chunk.iter().take(chunk.len() - 1).all(|p| p.len() == seg);
+            if !full || chunk[chunk.len() - 1].len() > seg {
+                break;
+            }
+            self.gso_buf.clear();
+            for p in chunk {
+                self.gso_buf.extend_from_slice(p);
+            }
+            match self.sock.send_to(&self.gso_buf, self.peer) {
+                Ok(_) => {
+                    self.stats.packets_sent += chunk.len() as u64;
+                    done += chunk.len();
+                }
+                Err(e) => {
+                    debug!("{} UDP GSO off: {e}", self.log_prefix());
+                    let _ = setsockopt(&self.sock, sockopt::UdpGsoSegment, &0);
+                    self.gso = None;
+                    break;
+                }
+            }
+        }
+        done
+    }
+
+    /// Busy-polls for a packet while the peer usually answers within the spin budget
+    /// (loopback or a fast LAN) and few sessions run: saves a sleep/wake-up per block in
+    /// lock-step transfers. Returns `(length, source)` or `None` when the budget is spent.
+    fn spin_recv(&mut self) -> io::Result<Option<(usize, SocketAddr)>> {
+        use nix::errno::Errno;
+        use nix::sys::socket::{recvmsg, MsgFlags, SockaddrStorage};
+        use std::io::IoSliceMut;
+        use std::os::fd::AsRawFd;
+        let worth = self.rtt.is_some_and(|r| r < self.spin) && (self.spin_ok)();
+        if !worth {
+            return Ok(None);
+        }
+        let fd = self.sock.as_raw_fd();
+        let until = self.sent_at + self.spin;
+        loop {
+            let mut iov = [IoSliceMut::new(&mut self.buf)];
+            match recvmsg::<SockaddrStorage>(fd, &mut iov, None, MsgFlags::MSG_DONTWAIT) {
+                Ok(msg) => {
+                    let from = msg.address.and_then(|a| {
+                        a.as_sockaddr_in()
+                            .map(|v4| SocketAddr::V4((*v4).into()))
+                            .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
+                    });
+                    if let Some(from) = from {
+                        return Ok(Some((msg.bytes, from)));
+                    }
+                }
+                Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if Instant::now() >= until {
+                return Ok(None);
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    fn note_rtt(&mut self) {
+        let sample = self.sent_at.elapsed();
+        self.rtt = Some(match self.rtt {
+            None => sample,
+            Some(r) => (r * 7 + sample) / 8,
+        });
+    }
+
+    /// Waits for the next packet from the peer until the armed deadline.
+    ///
+    /// Returns the packet length in `self.buf`, or `None` on timeout. A packet from any
+    /// other address or port gets ERROR 5 and the wait goes on (RFC 1350 §4).
+    pub fn recv(&mut self) -> io::Result<Option<usize>> {
+        loop {
+            let got = match self.spin_recv()? {
+                Some(x) => Ok(x),
+                None => self.sock.recv_from(&mut self.buf),
+            };
+            match got {
+                Ok((n, from)) if from == self.peer => {
+                    self.stats.packets_received += 1;
+                    self.note_rtt();
+                    return Ok(Some(n));
+                }
+                Ok((n, from)) => {
+                    debug!("{} packet from stranger {from}", self.log_prefix());
+                    // Never answer an ERROR with an ERROR (no ping-pong).
+                    if n >= 2 && self.buf[1] != packet::OP_ERROR as u8 {
+                        let e = packet::error(ErrorCode::UnknownTid, "Unknown transfer ID");
+                        if self.sock.send_to(&e, from).is_ok() {
+                            self.stats.packets_sent += 1;
+                        }
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            self.shrink_wait()?;
+            if Instant::now() >= self.deadline {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// After an ignored packet, waits only for what is left of the deadline, so a stream of
+    /// junk cannot keep a session alive.
+    pub fn shrink_wait(&mut self) -> io::Result<()> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        self.sock.set_read_timeout(Some(left))?;
+        self.timeout_dirty = true;
+        Ok(())
+    }
+
+    /// True once the deadline passed (checked after an ignored packet).
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+}
+
+/// The most payload one GSO send carries (a UDP datagram's limit, with IPv6 headroom).
+const GSO_MAX_BYTES: usize = 65_000;
+/// The most datagrams one GSO send may be cut into (Linux UDP_MAX_SEGMENTS is 64 or 128).
+const GSO_MAX_SEGMENTS: usize = 64;
+
+/// Maps a handler's I/O error to the ERROR sent (messages never reveal server paths).
+pub(crate) fn io_error_reply(e: &io::Error) -> (ErrorCode, &'static str) {
+    match e.kind() {
+        io::ErrorKind::NotFound => (ErrorCode::FileNotFound, "File not found"),
+        io::ErrorKind::PermissionDenied => (ErrorCode::AccessViolation, "Access violation"),
+        io::ErrorKind::AlreadyExists => (ErrorCode::FileExists, "File already exists"),
+        _ => (ErrorCode::NotDefined, "Cannot read the file"),
+    }
+}
+
+/// The largest block size the route to `peer` carries without IP fragmentation
+/// (RFC 2348: the server may answer with a smaller blksize). IPv4 only; IPv6 keeps `max`.
+pub(crate) fn path_max_blksize(peer: SocketAddr, max: usize) -> usize {
+    use nix::sys::socket::{getsockopt, sockopt};
+    if !peer.is_ipv4() {
+        return max;
+    }
+    let mtu = UdpSocket::bind(("0.0.0.0", 0))
+        .and_then(|s| s.connect(peer).map(|()| s))
+        .ok()
+        .and_then(|s| getsockopt(&s, sockopt::IpMtu).ok());
+    match mtu {
+        Some(mtu) if mtu > 28 => max.min(mtu as usize - 28).max(options::MIN_BLKSIZE),
+        _ => max,
+    }
+}
