@@ -3,7 +3,7 @@
 //! rollover), RFC 2347 (OACK handshake), RFC 7440 (windows of blocks).
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,7 +14,7 @@ use super::packet::{self, ErrorCode, Mode, Packet, Request};
 use super::response::{NetasciiEncoder, ResponseData};
 use super::server::Shared;
 use super::stats::SessionStats;
-use super::transport::{io_error_reply, path_max_blksize, Ctx};
+use super::transport::{io_error_reply, open_sockets, path_max_blksize, Ctx};
 use super::{upload, RequestInfo};
 
 /// Runs one session to its end and returns its statistics.
@@ -26,9 +26,11 @@ pub(crate) fn run(
 ) -> SessionStats {
     let started = Instant::now();
     let mut stats = SessionStats::new(peer, local, &req);
-    let sock = match UdpSocket::bind(SocketAddr::new(local.ip(), 0))
-        .and_then(|s| s.set_read_timeout(Some(shared.cfg.timeout)).map(|()| s))
-    {
+    let sockets = open_sockets(local.ip(), peer).and_then(|(s, strays)| {
+        s.set_read_timeout(Some(shared.cfg.timeout))
+            .map(|()| (s, strays))
+    });
+    let (sock, strays) = match sockets {
         Ok(s) => s,
         Err(e) => {
             warn!("{peer} cannot open a session socket: {e}");
@@ -49,6 +51,7 @@ pub(crate) fn run(
         shared.cfg.busy_poll,
         spin_ok,
     );
+    ctx.set_strays(strays);
     let info = RequestInfo {
         server_addr: local,
         peer,

@@ -35,6 +35,62 @@ pub(crate) struct Ctx {
     /// UDP generic segmentation offload: the datagram size the socket cuts bursts into.
     gso: Option<usize>,
     gso_buf: Vec<u8>,
+    /// True when `sock` is connected to the peer (see [`open_sockets`]).
+    connected: bool,
+    /// With a connected `sock`: the unconnected socket on the same port that receives
+    /// everybody else's packets (non-blocking).
+    strays: Option<UdpSocket>,
+    /// Bursts sent since `strays` was last looked at.
+    since_strays: u32,
+}
+
+/// How many bursts may go by before packets from strangers are answered.
+const STRAY_CHECK_EVERY: u32 = 16;
+
+/// Binds a UDP socket with SO_REUSEADDR (so a second one can share its port).
+fn bind_reuse(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use nix::sys::socket::{
+        bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage,
+    };
+    use std::os::fd::AsRawFd;
+    let (family, sa) = match addr {
+        SocketAddr::V4(a) => (AddressFamily::Inet, SockaddrStorage::from(a)),
+        SocketAddr::V6(a) => (AddressFamily::Inet6, SockaddrStorage::from(a)),
+    };
+    let fd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    bind(fd.as_raw_fd(), &sa)?;
+    Ok(UdpSocket::from(fd))
+}
+
+/// Opens a session's sockets on an ephemeral port of `local_ip` (the server TID).
+///
+/// The main socket is connected to the peer, so the kernel filters the peer's packets for
+/// it and caches the route for every send; a second, unconnected socket bound to the same
+/// port (SO_REUSEADDR; the connected one wins for the peer's packets) receives everybody
+/// else's, answered with ERROR 5 (RFC 1350 §4). If that cannot be set up, one unconnected
+/// socket does both jobs.
+///
+/// # Errors
+/// When not even one socket can be bound.
+pub(crate) fn open_sockets(
+    local_ip: std::net::IpAddr,
+    peer: SocketAddr,
+) -> io::Result<(UdpSocket, Option<UdpSocket>)> {
+    let pair = || -> io::Result<(UdpSocket, UdpSocket)> {
+        let main = bind_reuse(SocketAddr::new(local_ip, 0))?;
+        let strays = bind_reuse(main.local_addr()?)?;
+        strays.set_nonblocking(true)?;
+        main.connect(peer)?;
+        Ok((main, strays))
+    };
+    match pair() {
+        Ok((main, strays)) => Ok((main, Some(strays))),
+        Err(e) => {
+            debug!("{peer} single unconnected session socket: {e}");
+            Ok((UdpSocket::bind(SocketAddr::new(local_ip, 0))?, None))
+        }
+    }
 }
 
 impl Ctx {
@@ -64,6 +120,48 @@ impl Ctx {
             spin_ok,
             gso: None,
             gso_buf: Vec::new(),
+            connected: false,
+            strays: None,
+            since_strays: 0,
+        }
+    }
+
+    /// Uses `strays` for packets from others; `self.sock` must be connected to the peer.
+    pub fn set_strays(&mut self, strays: Option<UdpSocket>) {
+        self.connected = strays.is_some();
+        self.strays = strays;
+    }
+
+    /// Answers what strangers sent to the session's port with ERROR 5 (RFC 1350 §4: "an
+    /// error packet should be sent to the source of the incorrect packet, while not
+    /// disturbing the transfer"); never an ERROR in reply to an ERROR.
+    pub fn answer_strays(&mut self) {
+        self.since_strays = 0;
+        let Some(strays) = &self.strays else { return };
+        let mut buf = [0u8; 4];
+        for _ in 0..16 {
+            // A datagram longer than `buf` is truncated: its opcode is all we look at.
+            let Ok((n, from)) = strays.recv_from(&mut buf) else {
+                return;
+            };
+            debug!(
+                "{}-[{}] packet from stranger {from}",
+                self.peer, self.stats.file_path
+            );
+            if n >= 2 && buf[1] != packet::OP_ERROR as u8 {
+                let e = packet::error(ErrorCode::UnknownTid, "Unknown transfer ID");
+                if strays.send_to(&e, from).is_ok() {
+                    self.stats.packets_sent += 1;
+                }
+            }
+        }
+    }
+
+    fn send_raw(&self, pkt: &[u8]) -> io::Result<usize> {
+        if self.connected {
+            self.sock.send(pkt)
+        } else {
+            self.sock.send_to(pkt, self.peer)
         }
     }
 
@@ -73,7 +171,7 @@ impl Ctx {
     }
     /// Sends a packet to the peer, counted.
     pub fn send(&mut self, pkt: &[u8]) -> io::Result<()> {
-        self.sock.send_to(pkt, self.peer)?;
+        self.send_raw(pkt)?;
         self.stats.packets_sent += 1;
         Ok(())
     }
@@ -91,6 +189,10 @@ impl Ctx {
         if self.timeout_dirty {
             self.sock.set_read_timeout(Some(self.timeout))?;
             self.timeout_dirty = false;
+        }
+        self.since_strays += 1;
+        if self.since_strays >= STRAY_CHECK_EVERY {
+            self.answer_strays();
         }
         self.sent_at = Instant::now();
         self.deadline = self.sent_at + self.timeout;
@@ -119,7 +221,8 @@ impl Ctx {
                 continue;
             }
             let iovs: Vec<[IoSlice<'_>; 1]> = rest.iter().map(|p| [IoSlice::new(p)]).collect();
-            let addrs = vec![Some(addr); rest.len()];
+            // A connected socket sends to its peer (and keeps its cached route).
+            let addrs = vec![if self.connected { None } else { Some(addr) }; rest.len()];
             let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(rest.len(), None);
             let cmsgs: [ControlMessage<'_>; 0] = [];
             let sent = sendmmsg(
@@ -177,7 +280,7 @@ impl Ctx {
             for p in chunk {
                 self.gso_buf.extend_from_slice(p);
             }
-            match self.sock.send_to(&self.gso_buf, self.peer) {
+            match self.send_raw(&self.gso_buf) {
                 Ok(_) => {
                     self.stats.packets_sent += chunk.len() as u64;
                     done += chunk.len();
@@ -270,7 +373,8 @@ impl Ctx {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Ok(None)
+                    self.answer_strays();
+                    return Ok(None);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
