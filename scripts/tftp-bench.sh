@@ -8,8 +8,7 @@
 #   - 50 concurrent 1 MiB downloads: best wall time, and server CPU per run measured with
 #     `perf stat -e task-clock` (all threads and forked children; installs linux-perf if
 #     missing).
-# ftpdlib runs twice: by default (sleeps for every ACK) and with --busy-poll 50 (spins up
-# to 50 us for a fast peer's ACK).
+# The concurrency run also shows ftpdlib's --fork mode (one child per session, as tftp-hpa).
 #
 # Usage: scripts/tftp-bench.sh            (ROUNDS=5 by default; needs root to install
 #                                          tftpd-hpa and to let in.tftpd drop to user tftp)
@@ -64,8 +63,6 @@ start_ours() { # $1 = log file, rest = extra flags; prints "pid port"
 }
 read -r OURS_PID OURS_PORT < <(start_ours "$WORK/ours.log")
 PIDS+=("$OURS_PID")
-read -r SPIN_PID SPIN_PORT < <(start_ours "$WORK/spin.log" --busy-poll 50)
-PIDS+=("$SPIN_PID")
 sleep 0.3
 
 mbps() { # port, client args... -> MB/s of one run
@@ -89,44 +86,38 @@ echo
 
 declare -A R
 for bs in 512 1468; do
-  for name in hpa ours spin; do
-    case $name in hpa) port=$HPA_PORT;; ours) port=$OURS_PORT;; spin) port=$SPIN_PORT;; esac
+  for name in hpa ours; do
+    case $name in hpa) port=$HPA_PORT;; ours) port=$OURS_PORT;; esac
     R[$name.$bs]=$(best "$port" f16m --blksize $bs --expect 16777216)
   done
-done
-for name in ours spin; do
-  case $name in ours) port=$OURS_PORT;; spin) port=$SPIN_PORT;; esac
-  for bs in 512 1468; do
-    R[$name.w16.$bs]=$(best "$port" f16m --blksize $bs --windowsize 16 --expect 16777216)
-  done
+  R[ours.w16.$bs]=$(best "$OURS_PORT" f16m --blksize $bs --windowsize 16 --expect 16777216)
 done
 
-printf '%-34s %10s %10s %10s %12s %12s\n' "16 MiB download (MB/s)" tftp-hpa ftpdlib "(spin 50)" "ftpdlib/hpa" "(spin 50)"
+printf '%-30s %10s %10s %12s\n' "16 MiB download (MB/s)" tftp-hpa ftpdlib "ftpdlib/hpa"
 for bs in 512 1468; do
-  printf '%-34s %10s %10s %10s %12s %12s\n' "blksize $bs, windowsize 1" "${R[hpa.$bs]}" "${R[ours.$bs]}" "${R[spin.$bs]}" \
-    "$(ratio "${R[ours.$bs]}" "${R[hpa.$bs]}")x" "$(ratio "${R[spin.$bs]}" "${R[hpa.$bs]}")x"
+  printf '%-30s %10s %10s %12s\n' "blksize $bs, windowsize 1" "${R[hpa.$bs]}" "${R[ours.$bs]}" \
+    "$(ratio "${R[ours.$bs]}" "${R[hpa.$bs]}")x"
 done
 echo
-printf '%-34s %10s %10s %12s\n' "ftpdlib windowsize (MB/s)" "ws 1" "ws 16" "ws16/ws1"
+printf '%-30s %10s %10s %12s\n' "ftpdlib windowsize (MB/s)" "ws 1" "ws 16" "ws16/ws1"
 for bs in 512 1468; do
-  printf '%-34s %10s %10s %12s\n' "blksize $bs (default)" "${R[ours.$bs]}" "${R[ours.w16.$bs]}" "$(ratio "${R[ours.w16.$bs]}" "${R[ours.$bs]}")x"
-  printf '%-34s %10s %10s %12s\n' "blksize $bs (--busy-poll 50)" "${R[spin.$bs]}" "${R[spin.w16.$bs]}" "$(ratio "${R[spin.w16.$bs]}" "${R[spin.$bs]}")x"
+  printf '%-30s %10s %10s %12s\n' "blksize $bs" "${R[ours.$bs]}" "${R[ours.w16.$bs]}" "$(ratio "${R[ours.w16.$bs]}" "${R[ours.$bs]}")x"
 done
 echo
 
 # Concurrency: fresh instances under `perf stat -e task-clock`, which adds up the CPU of every
 # thread and forked child (tftp-hpa ignores SIGCHLD, so /proc cutime would miss its children).
-printf '%-34s %10s %16s\n' "50 concurrent 1 MiB (blksize 512)" "wall s" "server CPU s/run"
-for name in hpa ours spin; do
+printf '%-30s %10s %16s\n' "50 concurrent 1 MiB, bs 512" "wall s" "server CPU s/run"
+for name in hpa ours fork; do
   out="$WORK/perf.$name"
+  port=$(free_port)
   case $name in
-    hpa) port=$(free_port)
-         perf stat -x, -e task-clock -o "$out" -- /usr/sbin/in.tftpd -L -a "127.0.0.1:$port" -s -u "$HPA_USER" "$WORK/root" 2>/dev/null &
-         ;;
-    ours|spin)
-         port=$(free_port); flags=(); [ "$name" = spin ] && flags=(--busy-poll 50)
-         RUST_LOG=warn perf stat -x, -e task-clock -o "$out" -- "$TFTPD" --root "$WORK/root" --address 127.0.0.1 --port "$port" "${flags[@]}" 2>/dev/null &
-         ;;
+    hpa) perf stat -x, -e task-clock -o "$out" -- /usr/sbin/in.tftpd -L -a "127.0.0.1:$port" -s -u "$HPA_USER" "$WORK/root" 2>/dev/null &
+         label=tftp-hpa ;;
+    ours) RUST_LOG=warn perf stat -x, -e task-clock -o "$out" -- "$TFTPD" --root "$WORK/root" --address 127.0.0.1 --port "$port" 2>/dev/null &
+         label=ftpdlib ;;
+    fork) RUST_LOG=warn perf stat -x, -e task-clock -o "$out" -- "$TFTPD" --root "$WORK/root" --address 127.0.0.1 --port "$port" --fork 2>/dev/null &
+         label="ftpdlib --fork" ;;
   esac
   perf_pid=$!; PIDS+=("$perf_pid")
   sleep 0.5
@@ -141,6 +132,5 @@ for name in hpa ours spin; do
   wait "$perf_pid" 2>/dev/null || true
   ms=$(awk -F, '/task-clock/{print $1}' "$out")
   cpu=$(awk -v m="${ms:-0}" -v r="$ROUNDS" 'BEGIN{printf "%.3f", m/1000/r}')
-  label=$name; [ "$name" = hpa ] && label=tftp-hpa; [ "$name" = ours ] && label=ftpdlib; [ "$name" = spin ] && label="ftpdlib --busy-poll 50"
-  printf '%-34s %10s %16s\n' "$label" "$bw" "$cpu"
+  printf '%-30s %10s %16s\n' "$label" "$bw" "$cpu"
 done

@@ -49,8 +49,6 @@ pub struct Args {
     pub max_blksize: usize,
     /// `--max-windowsize N`, default 64.
     pub max_windowsize: u16,
-    /// `--busy-poll US` microseconds, default 0 (never spin).
-    pub busy_poll: Duration,
     /// `-v`/`--verbose`: debug logging.
     pub verbose: bool,
 }
@@ -121,12 +119,6 @@ fn options() -> Options {
         "largest windowsize granted (default 64)",
         "N",
     );
-    o.optopt(
-        "",
-        "busy-poll",
-        "spin up to US microseconds for fast peers (default 0 = off)",
-        "US",
-    );
     o.optflag("v", "verbose", "debug logging");
     o.optflag("h", "help", "print this help");
     o
@@ -195,7 +187,6 @@ where
         idle_timeout: secs(&m, "idle-timeout", 30, 1)?,
         max_blksize,
         max_windowsize,
-        busy_poll: Duration::from_micros(num(&m, "busy-poll", 0)?),
         verbose: m.opt_present("verbose"),
     }))
 }
@@ -236,7 +227,6 @@ pub fn build(args: &Args) -> TftpServer {
     server.stats_interval = args.stats_interval;
     server.limits.max_blksize = args.max_blksize;
     server.limits.max_windowsize = args.max_windowsize;
-    server.busy_poll = args.busy_poll;
     server.server_stats_callback = Some(Arc::new(|stats: &ServerStats| {
         info!("server stats: {:?}", stats.get_and_reset_all_counters());
     }));
@@ -330,8 +320,6 @@ mod tests {
             "--inetd-wait",
             "--idle-timeout",
             "5",
-            "--busy-poll",
-            "40",
         ])
         .expect("ok")
         .expect("args");
@@ -340,7 +328,6 @@ mod tests {
         assert!(a.fork && a.inetd_wait);
         assert_eq!(a.allow_write, Some(PathBuf::from("/up")));
         assert_eq!(a.idle_timeout, Duration::from_secs(5));
-        assert_eq!(a.busy_poll, Duration::from_micros(40));
         let s = build(&a);
         assert_eq!(s.executor, Executor::Fork);
         assert_eq!(s.idle_timeout, Some(Duration::from_secs(5)));

@@ -69,11 +69,6 @@ pub struct TftpServer {
     /// Stop serving after this long without requests or sessions (inetd "wait" mode).
     /// Default: `None` (serve forever).
     pub idle_timeout: Option<Duration>,
-    /// Busy-poll for the peer's answer instead of sleeping, when its measured round trip is
-    /// below this and at most half the CPUs have a session (thread mode only); zero never
-    /// spins. It trades CPU for one wake-up less per block on fast, quiet links; on a busy
-    /// machine it loses (see docs/TFTP.md). Default: 0 (off).
-    pub busy_poll: Duration,
 }
 
 impl TftpServer {
@@ -94,7 +89,6 @@ impl TftpServer {
             upload_dir: None,
             max_upload: 64 * 1024 * 1024,
             idle_timeout: None,
-            busy_poll: Duration::ZERO,
         }
     }
 
@@ -115,14 +109,12 @@ impl TftpServer {
         let local = sock.local_addr()?;
         sock.set_read_timeout(Some(TICK))?;
         let stats = Arc::new(ServerStats::new(self.stats_interval));
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(BoundTftpServer {
             shared: Arc::new(Shared {
                 cfg: self,
                 stats,
                 active: Arc::new(AtomicUsize::new(0)),
                 peers: Mutex::new(HashSet::new()),
-                spin_sessions: (cpus / 2).max(1),
             }),
             sock,
             local,
@@ -142,16 +134,6 @@ pub(crate) struct Shared {
     pub active: Arc<AtomicUsize>,
     /// Peers (client TIDs) with a session running on a thread.
     pub peers: Mutex<HashSet<SocketAddr>>,
-    /// Busy-polling is allowed while at most this many sessions run.
-    pub spin_sessions: usize,
-}
-
-impl Shared {
-    /// True when a session may busy-poll (see [`TftpServer::busy_poll`]).
-    pub fn spin_allowed(&self) -> bool {
-        self.cfg.executor == Executor::Thread
-            && self.active.load(Ordering::Relaxed) <= self.spin_sessions
-    }
 }
 
 /// A bound server, ready to [`serve_forever`](BoundTftpServer::serve_forever).

@@ -38,19 +38,7 @@ pub(crate) fn run(
             return stats;
         }
     };
-    let spin_ok = {
-        let shared = shared.clone();
-        Box::new(move || shared.spin_allowed())
-    };
-    let mut ctx = Ctx::new(
-        sock,
-        peer,
-        shared.cfg.timeout,
-        shared.cfg.retries,
-        stats,
-        shared.cfg.busy_poll,
-        spin_ok,
-    );
+    let mut ctx = Ctx::new(sock, peer, shared.cfg.timeout, shared.cfg.retries, stats);
     ctx.set_strays(strays);
     let info = RequestInfo {
         server_addr: local,

@@ -1,7 +1,7 @@
 //! The socket side of a session (fbtftp `BaseHandler`'s transmit/receive helpers): its own
 //! UDP socket (the server TID, RFC 1350 §4), deadlines, ERROR 5 for strangers, window bursts
-//! through UDP GSO or sendmmsg(2) (RFC 7440), optional busy-polling, and the route-MTU bound
-//! on blksize (RFC 2348).
+//! through UDP GSO or sendmmsg(2) (RFC 7440), and the route-MTU bound on blksize
+//! (RFC 2348).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -24,14 +24,6 @@ pub(crate) struct Ctx {
     pub buf: Vec<u8>,
     deadline: Instant,
     timeout_dirty: bool,
-    /// When the last burst went out (for the round-trip estimate).
-    sent_at: Instant,
-    /// Smoothed round-trip time from a burst to the peer's answer.
-    rtt: Option<Duration>,
-    /// Busy-poll budget: the longest round trip worth spinning for (0 = never spin).
-    spin: Duration,
-    /// True while busy-polling is worth its CPU (few sessions running).
-    spin_ok: Box<dyn Fn() -> bool + Send>,
     /// UDP generic segmentation offload: the datagram size the socket cuts bursts into.
     gso: Option<usize>,
     gso_buf: Vec<u8>,
@@ -101,8 +93,6 @@ impl Ctx {
         timeout: Duration,
         retries: u32,
         stats: SessionStats,
-        spin: Duration,
-        spin_ok: Box<dyn Fn() -> bool + Send>,
     ) -> Ctx {
         let now = Instant::now();
         Ctx {
@@ -114,10 +104,6 @@ impl Ctx {
             buf: vec![0; 65536 + 4],
             deadline: now,
             timeout_dirty: false,
-            sent_at: now,
-            rtt: None,
-            spin,
-            spin_ok,
             gso: None,
             gso_buf: Vec::new(),
             connected: false,
@@ -194,8 +180,7 @@ impl Ctx {
         if self.since_strays >= STRAY_CHECK_EVERY {
             self.answer_strays();
         }
-        self.sent_at = Instant::now();
-        self.deadline = self.sent_at + self.timeout;
+        self.deadline = Instant::now() + self.timeout;
         Ok(())
     }
 
@@ -296,65 +281,15 @@ impl Ctx {
         done
     }
 
-    /// Busy-polls for a packet while the peer usually answers within the spin budget
-    /// (loopback or a fast LAN) and few sessions run: saves a sleep/wake-up per block in
-    /// lock-step transfers. Returns `(length, source)` or `None` when the budget is spent.
-    fn spin_recv(&mut self) -> io::Result<Option<(usize, SocketAddr)>> {
-        use nix::errno::Errno;
-        use nix::sys::socket::{recvmsg, MsgFlags, SockaddrStorage};
-        use std::io::IoSliceMut;
-        use std::os::fd::AsRawFd;
-        let worth = self.rtt.is_some_and(|r| r < self.spin) && (self.spin_ok)();
-        if !worth {
-            return Ok(None);
-        }
-        let fd = self.sock.as_raw_fd();
-        let until = self.sent_at + self.spin;
-        loop {
-            let mut iov = [IoSliceMut::new(&mut self.buf)];
-            match recvmsg::<SockaddrStorage>(fd, &mut iov, None, MsgFlags::MSG_DONTWAIT) {
-                Ok(msg) => {
-                    let from = msg.address.and_then(|a| {
-                        a.as_sockaddr_in()
-                            .map(|v4| SocketAddr::V4((*v4).into()))
-                            .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
-                    });
-                    if let Some(from) = from {
-                        return Ok(Some((msg.bytes, from)));
-                    }
-                }
-                Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-            if Instant::now() >= until {
-                return Ok(None);
-            }
-            std::hint::spin_loop();
-        }
-    }
-
-    fn note_rtt(&mut self) {
-        let sample = self.sent_at.elapsed();
-        self.rtt = Some(match self.rtt {
-            None => sample,
-            Some(r) => (r * 7 + sample) / 8,
-        });
-    }
-
     /// Waits for the next packet from the peer until the armed deadline.
     ///
     /// Returns the packet length in `self.buf`, or `None` on timeout. A packet from any
     /// other address or port gets ERROR 5 and the wait goes on (RFC 1350 §4).
     pub fn recv(&mut self) -> io::Result<Option<usize>> {
         loop {
-            let got = match self.spin_recv()? {
-                Some(x) => Ok(x),
-                None => self.sock.recv_from(&mut self.buf),
-            };
-            match got {
+            match self.sock.recv_from(&mut self.buf) {
                 Ok((n, from)) if from == self.peer => {
                     self.stats.packets_received += 1;
-                    self.note_rtt();
                     return Ok(Some(n));
                 }
                 Ok((n, from)) => {
