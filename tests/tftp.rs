@@ -630,6 +630,37 @@ fn ipv6_loopback() {
     }
 }
 
+#[test]
+fn wildcard_bind_answers_from_the_address_asked() {
+    // Bound to `::` (an ephemeral port, used over loopback only): each session must answer
+    // from the address the request went to, for IPv4 and IPv6 clients alike.
+    let Some(s) = start_on("::", |_| {}) else {
+        eprintln!("SKIP wildcard_bind: cannot bind ::");
+        return;
+    };
+    s.file("f", b"any address");
+    let port = s.addr.port();
+    for client in ["127.0.0.1", "::1"] {
+        let server: SocketAddr = SocketAddr::new(client.parse().expect("ip"), port);
+        let sock = client_socket(server, Duration::from_secs(3));
+        sock.send_to(&packet::request(false, "f", "octet", &[]), server)
+            .expect("rrq");
+        let (pkt, from) = recv(&sock).expect("DATA 1");
+        assert_eq!(from.ip(), server.ip(), "answer from the address asked");
+        assert_ne!(from.port(), port);
+        assert_eq!(
+            packet::parse(&pkt),
+            Ok(Packet::Data(1, &b"any address"[..]))
+        );
+        sock.send_to(&packet::ack(1), from).expect("ack");
+    }
+    let st = s.wait_sessions(2);
+    assert!(st.iter().all(|x| x.error.is_none()), "{st:?}");
+    assert!(st
+        .iter()
+        .any(|x| x.peer.is_ipv4() && x.server_addr.ip().to_string() == "127.0.0.1"));
+}
+
 /// Starts the built `tftpd` with `args` and returns it with its address (from its log).
 fn spawn_tftpd(args: &[&str]) -> (std::process::Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tftpd"))

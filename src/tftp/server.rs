@@ -16,7 +16,7 @@ use log::{debug, error, info, warn};
 use super::options::Limits;
 use super::packet::{self, ErrorCode, Packet, ParseError, Request};
 use super::stats::ServerStats;
-use super::{session, RequestInfo, TftpHandler};
+use super::{session, transport, RequestInfo, TftpHandler};
 
 /// Builds the handler of each request (fbtftp `BaseServer.get_handler`).
 pub type HandlerFactory = Arc<dyn Fn(&RequestInfo) -> Box<dyn TftpHandler> + Send + Sync>;
@@ -108,6 +108,7 @@ impl TftpServer {
     pub fn from_socket(self, sock: UdpSocket) -> io::Result<BoundTftpServer> {
         let local = sock.local_addr()?;
         sock.set_read_timeout(Some(TICK))?;
+        let pktinfo = transport::enable_pktinfo(&sock);
         let stats = Arc::new(ServerStats::new(self.stats_interval));
         Ok(BoundTftpServer {
             shared: Arc::new(Shared {
@@ -118,6 +119,7 @@ impl TftpServer {
             }),
             sock,
             local,
+            pktinfo,
             shutdown: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -141,6 +143,8 @@ pub struct BoundTftpServer {
     shared: Arc<Shared>,
     sock: UdpSocket,
     local: SocketAddr,
+    /// True when each request's destination address is known (wildcard bind).
+    pktinfo: bool,
     shutdown: Arc<AtomicBool>,
 }
 
@@ -205,6 +209,7 @@ impl RateLimiter {
 struct ChildJob {
     req: Request,
     peer: SocketAddr,
+    local: SocketAddr,
 }
 
 impl BoundTftpServer {
@@ -235,15 +240,10 @@ impl BoundTftpServer {
             None => Ok(()),
             Some(job) => {
                 // In a forked child: close the server socket, run the one session, exit.
-                let BoundTftpServer {
-                    shared,
-                    sock,
-                    local,
-                    ..
-                } = self;
+                let BoundTftpServer { shared, sock, .. } = self;
                 drop(sock);
                 let ok = catch_unwind(AssertUnwindSafe(|| {
-                    session::run(&shared, job.req, job.peer, local)
+                    session::run(&shared, job.req, job.peer, job.local)
                         .error
                         .is_none()
                 }))
@@ -299,8 +299,13 @@ impl BoundTftpServer {
                 );
                 return Ok(None);
             }
-            let (n, peer) = match self.sock.recv_from(&mut buf) {
-                Ok(x) => x,
+            let received = if self.pktinfo {
+                transport::recv_with_dst(&self.sock, &mut buf)
+            } else {
+                self.sock.recv_from(&mut buf).map(|(n, p)| (n, p, None))
+            };
+            let (n, peer, local) = match received {
+                Ok((n, peer, dst)) => self.session_addrs(n, peer, dst),
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -361,9 +366,9 @@ impl BoundTftpServer {
             }
             ServerStats::add(&stats.sessions_started, 1);
             match cfg.executor {
-                Executor::Thread => self.spawn_thread(req, peer, &active),
+                Executor::Thread => self.spawn_thread(req, peer, local, &active),
                 Executor::Fork => {
-                    if let Some(job) = self.fork(req, peer, &mut children) {
+                    if let Some(job) = self.fork(req, peer, local, &mut children) {
                         return Ok(Some(job));
                     }
                 }
@@ -372,7 +377,34 @@ impl BoundTftpServer {
         Ok(None)
     }
 
-    fn spawn_thread(&self, req: Request, peer: SocketAddr, active: &Arc<AtomicUsize>) {
+    /// The session's addresses: the peer (an IPv4-mapped peer as plain IPv4 when the request
+    /// came to an IPv4 address) and the server address the request was sent to.
+    fn session_addrs(
+        &self,
+        n: usize,
+        peer: SocketAddr,
+        dst: Option<IpAddr>,
+    ) -> (usize, SocketAddr, SocketAddr) {
+        match dst.map(|ip| ip.to_canonical()) {
+            Some(ip) if !ip.is_unspecified() => {
+                let peer = if ip.is_ipv4() {
+                    SocketAddr::new(peer.ip().to_canonical(), peer.port())
+                } else {
+                    peer
+                };
+                (n, peer, SocketAddr::new(ip, self.local.port()))
+            }
+            _ => (n, peer, self.local),
+        }
+    }
+
+    fn spawn_thread(
+        &self,
+        req: Request,
+        peer: SocketAddr,
+        local: SocketAddr,
+        active: &Arc<AtomicUsize>,
+    ) {
         struct Guard(Arc<AtomicUsize>, Arc<Shared>, SocketAddr);
         impl Drop for Guard {
             fn drop(&mut self) {
@@ -388,7 +420,6 @@ impl BoundTftpServer {
         self.peers().insert(peer);
         let guard = Guard(active.clone(), self.shared.clone(), peer);
         let shared = self.shared.clone();
-        let local = self.local;
         let spawned = std::thread::Builder::new()
             .name("tftp-session".into())
             .stack_size(256 * 1024)
@@ -416,13 +447,14 @@ impl BoundTftpServer {
         &self,
         req: Request,
         peer: SocketAddr,
+        local: SocketAddr,
         children: &mut HashMap<nix::unistd::Pid, SocketAddr>,
     ) -> Option<ChildJob> {
         use nix::unistd::{fork, ForkResult};
         // SAFETY: in Fork mode the acceptor is the only thread of the process (no stats
         // thread, no session threads), so the child inherits no lock held by another thread.
         match unsafe { fork() } {
-            Ok(ForkResult::Child) => Some(ChildJob { req, peer }),
+            Ok(ForkResult::Child) => Some(ChildJob { req, peer, local }),
             Ok(ForkResult::Parent { child }) => {
                 debug!("{peer} session in child {child}");
                 children.insert(child, peer);

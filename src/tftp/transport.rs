@@ -39,6 +39,77 @@ pub(crate) struct Ctx {
 /// How many bursts may go by before packets from strangers are answered.
 const STRAY_CHECK_EVERY: u32 = 16;
 
+/// On a server socket bound to a wildcard address, asks the kernel for each datagram's
+/// destination address (IP_PKTINFO / IPV6_RECVPKTINFO), so a session can answer from the
+/// address the client wrote to — on a multi-homed host any other source would be rejected
+/// by the client (RFC 1350 §4: the reply must come from the server the client chose).
+/// Returns whether it is on.
+pub(crate) fn enable_pktinfo(sock: &UdpSocket) -> bool {
+    use nix::sys::socket::{setsockopt, sockopt};
+    match sock.local_addr() {
+        Ok(SocketAddr::V4(a)) if a.ip().is_unspecified() => {
+            setsockopt(sock, sockopt::Ipv4PacketInfo, &true).is_ok()
+        }
+        Ok(SocketAddr::V6(a)) if a.ip().is_unspecified() => {
+            // IPv4 clients of a dual-stack socket report through IP_PKTINFO.
+            let _ = setsockopt(sock, sockopt::Ipv4PacketInfo, &true);
+            setsockopt(sock, sockopt::Ipv6RecvPacketInfo, &true).is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// Receives a datagram with its source and, when [`enable_pktinfo`] is on, the address it
+/// was sent to.
+///
+/// # Errors
+/// The receive error (a timeout is `WouldBlock`/`TimedOut`).
+pub(crate) fn recv_with_dst(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<std::net::IpAddr>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use std::io::IoSliceMut;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::os::fd::AsRawFd;
+    let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo, nix::libc::in_pktinfo);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrStorage>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )?;
+    let from = msg.address.and_then(|a| {
+        a.as_sockaddr_in()
+            .map(|v4| SocketAddr::V4((*v4).into()))
+            .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
+    });
+    let Some(from) = from else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "datagram without a source",
+        ));
+    };
+    let mut dst = None;
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            match c {
+                ControlMessageOwned::Ipv4PacketInfo(i) => {
+                    // ip(7): ipi_spec_dst is the local address to answer from (for a
+                    // broadcast request too); ipi_addr is the header's destination.
+                    dst = Some(Ipv4Addr::from(u32::from_be(i.ipi_spec_dst.s_addr)).into());
+                }
+                ControlMessageOwned::Ipv6PacketInfo(i) => {
+                    dst = Some(Ipv6Addr::from(i.ipi6_addr.s6_addr).into());
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok((msg.bytes, from, dst))
+}
+
 /// Binds a UDP socket with SO_REUSEADDR (so a second one can share its port).
 fn bind_reuse(addr: SocketAddr) -> io::Result<UdpSocket> {
     use nix::sys::socket::{
