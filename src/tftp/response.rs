@@ -100,6 +100,34 @@ pub fn relative(path: &str) -> io::Result<PathBuf> {
     Ok(rel)
 }
 
+/// Opens `rel` for reading without leaving `root`: openat2(2) with RESOLVE_BENEATH makes
+/// the kernel refuse any escape (`..`, absolute symlinks, symlinks pointing out) during the
+/// lookup itself, so no check-then-open race exists. Where openat2 is missing (Linux < 5.6,
+/// or filtered by a sandbox) it falls back to [`confine`] then open.
+///
+/// # Errors
+/// `PermissionDenied` for an escape, otherwise the open error.
+pub fn open_beneath(root: &Path, rel: &Path) -> io::Result<File> {
+    use nix::errno::Errno;
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    let dir = File::open(root)?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    match openat2(&dir, rel, how) {
+        Ok(fd) => Ok(File::from(fd)),
+        Err(Errno::EXDEV) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "path escapes the root",
+        )),
+        Err(Errno::ENOSYS) | Err(Errno::EPERM) => {
+            let real = confine(root, &rel.to_string_lossy())?;
+            File::open(real)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A file served from a root directory, with the confinement of [`confine`] built in.
 #[derive(Debug)]
 pub struct FileResponseData {
@@ -113,8 +141,7 @@ impl FileResponseData {
     /// # Errors
     /// `PermissionDenied` for escapes and non-regular files, `NotFound`, or the open error.
     pub fn open(root: &Path, path: &str) -> io::Result<Self> {
-        let real = confine(root, path)?;
-        let file = File::open(&real)?;
+        let file = open_beneath(root, &relative(path)?)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
             return Err(io::Error::new(
@@ -309,5 +336,11 @@ mod tests {
         assert_eq!(f.size(), Some(1));
         assert_eq!(drain(&mut f, 8), b"y");
         assert!(FileResponseData::open(dir.path(), ".").is_err());
+        let e = FileResponseData::open(dir.path(), "link").expect_err("escape");
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(FileResponseData::open(dir.path(), "inner").is_ok());
+        std::os::unix::fs::symlink("/etc", dir.path().join("etc")).expect("symlink");
+        let e = FileResponseData::open(dir.path(), "etc/hostname").expect_err("escape");
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
     }
 }
