@@ -567,13 +567,30 @@ fn writes_commit_atomically_with_a_size_cap() {
     assert_eq!(std::fs::read(up.path().join("b.bin")).expect("b"), data);
     assert_eq!(put(s.addr, "a.bin", &data, &[]).map_err(|e| e.0), Err(6));
     assert_eq!(put(s.addr, "../esc", &data, &[]).map_err(|e| e.0), Err(2));
+    // Into an existing subdirectory, yes; out through a symlinked directory, no.
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(up.path().join("logs")).expect("mkdir");
+    std::os::unix::fs::symlink(outside.path(), up.path().join("out")).expect("symlink");
+    assert_eq!(put(s.addr, "logs/m1.txt", b"boot log", &[]), Ok(None));
+    assert_eq!(
+        std::fs::read(up.path().join("logs/m1.txt")).expect("log"),
+        b"boot log"
+    );
+    assert_eq!(put(s.addr, "out/x", &data, &[]).map_err(|e| e.0), Err(2));
+    assert_eq!(put(s.addr, "nodir/x", &data, &[]).map_err(|e| e.0), Err(1));
+    assert_eq!(
+        std::fs::read_dir(outside.path()).expect("readdir").count(),
+        0
+    );
+    std::fs::remove_dir_all(up.path().join("logs")).expect("rm");
+    std::fs::remove_file(up.path().join("out")).expect("rm");
     assert_eq!(
         put(s.addr, "big", &data, &[("tsize", "200000")]).map_err(|e| e.0),
         Err(3)
     );
     let big = content(150_000, 14);
     assert_eq!(put(s.addr, "big", &big, &[]).map_err(|e| e.0), Err(3));
-    s.wait_sessions(6);
+    assert_eq!(s.wait_sessions(9).len(), 9);
     let names: Vec<String> = std::fs::read_dir(up.path())
         .expect("readdir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())

@@ -2,16 +2,21 @@
 //! and RFC 7440 windows, into a configured upload directory with an atomic commit
 //! (a temporary file, then a link to the final name) and a size cap (RFC 2349 tsize).
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsString;
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use log::debug;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::{fstatat, Mode as FileMode};
+use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
 
 use super::packet::{self, ErrorCode, Mode, Packet, Request};
-use super::response::{relative, NetasciiDecoder};
+use super::response::{open_beneath, relative, NetasciiDecoder};
 use super::server::Shared;
 use super::session::negotiate;
 use super::transport::{io_error_reply, Ctx};
@@ -19,48 +24,59 @@ use super::transport::{io_error_reply, Ctx};
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A file being received: written to a hidden temporary name in the target directory,
-/// linked to its final name only when complete, removed otherwise.
+/// linked to its final name only when complete, removed otherwise. Every step works
+/// relative to the directory's descriptor (opened beneath the upload root by openat2), so
+/// a directory swapped for a symlink meanwhile cannot redirect the file.
 struct Upload {
-    tmp: PathBuf,
-    target: PathBuf,
+    dir: OwnedFd,
+    tmp: Option<OsString>,
+    name: OsString,
     file: Option<BufWriter<File>>,
 }
 
 impl Upload {
-    /// Prepares `path` (as sent by the client) inside `dir`: the parent directory must
-    /// resolve inside `dir` and the target must not exist.
-    fn create(dir: &Path, path: &str) -> io::Result<Upload> {
+    /// Prepares `path` (as sent by the client) inside `root`: the parent directory must
+    /// exist inside `root` and the target must not exist.
+    fn create(root: &Path, path: &str) -> io::Result<Upload> {
         let rel = relative(path)?;
-        let root = dir.canonicalize()?;
         let name = rel
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::PermissionDenied, "no file name"))?
             .to_owned();
-        let parent = root
-            .join(rel.parent().unwrap_or(Path::new("")))
-            .canonicalize()?;
-        if !parent.starts_with(&root) {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "path escapes the root",
-            ));
+        let parent = rel.parent().filter(|p| !p.as_os_str().is_empty());
+        let dir: OwnedFd = match parent {
+            Some(p) => open_beneath(root, p)?.into(),
+            None => File::open(root)?.into(),
+        };
+        if !nix::sys::stat::fstat(&dir)
+            .is_ok_and(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR)
+        {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
         }
-        let target = parent.join(&name);
-        if fs::symlink_metadata(&target).is_ok() {
+        if fstatat(
+            &dir,
+            name.as_os_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .is_ok()
+        {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, "file exists"));
         }
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = parent.join(format!(
-            ".{}.{}-{}.part",
-            name.to_string_lossy(),
-            std::process::id(),
-            n
-        ));
-        let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut tmp = OsString::from(".");
+        tmp.push(&name);
+        tmp.push(format!(".{}-{}.part", std::process::id(), n));
+        let fd = openat(
+            &dir,
+            tmp.as_os_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            FileMode::from_bits_truncate(0o644),
+        )?;
         Ok(Upload {
-            tmp,
-            target,
-            file: Some(BufWriter::with_capacity(64 * 1024, file)),
+            dir,
+            tmp: Some(tmp),
+            name,
+            file: Some(BufWriter::with_capacity(64 * 1024, File::from(fd))),
         })
     }
 
@@ -78,17 +94,27 @@ impl Upload {
             let file = f.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()?;
         }
-        fs::hard_link(&self.tmp, &self.target)?;
-        let _ = fs::remove_file(&self.tmp);
-        self.tmp = PathBuf::new();
+        let Some(tmp) = &self.tmp else {
+            return Err(io::Error::other("upload already committed"));
+        };
+        linkat(
+            &self.dir,
+            tmp.as_os_str(),
+            &self.dir,
+            self.name.as_os_str(),
+            nix::fcntl::AtFlags::empty(),
+        )?;
+        if let Some(tmp) = self.tmp.take() {
+            let _ = unlinkat(&self.dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
+        }
         Ok(())
     }
 }
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        if !self.tmp.as_os_str().is_empty() {
-            let _ = fs::remove_file(&self.tmp);
+        if let Some(tmp) = self.tmp.take() {
+            let _ = unlinkat(&self.dir, tmp.as_os_str(), UnlinkatFlags::NoRemoveDir);
         }
     }
 }
