@@ -708,6 +708,21 @@ fn spawn_tftpd(args: &[&str]) -> (std::process::Child, SocketAddr) {
 }
 
 #[test]
+fn fork_executor_refused_in_a_threaded_process() {
+    let mut server = ftpdlib::tftp::TftpServer::new(ftpdlib::tftp::FileHandler::new(".").factory());
+    server.address = "127.0.0.1".parse().expect("ip");
+    server.port = 0;
+    server.executor = ftpdlib::tftp::Executor::Fork;
+    // The test harness runs threads, so fork() would be unsafe here.
+    let err = server
+        .bind()
+        .expect("bind")
+        .serve_forever()
+        .expect_err("refused");
+    assert!(err.to_string().contains("single-threaded"), "{err}");
+}
+
+#[test]
 fn binary_fork_mode() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = content(200_000, 17);

@@ -31,7 +31,8 @@ pub enum Executor {
     /// One thread per session (default).
     Thread,
     /// One child process per session (fbtftp's model). The acceptor stays single-threaded
-    /// so that `fork()` is safe; server counters only see session outcomes.
+    /// so that `fork()` is safe, and the process must run no other thread (checked);
+    /// server counters only see session outcomes.
     Fork,
 }
 
@@ -234,8 +235,21 @@ impl BoundTftpServer {
     /// Serves until [`ServerHandle::close`] (or the idle timeout).
     ///
     /// # Errors
-    /// A fatal error of the server socket.
+    /// A fatal error of the server socket, or [`Executor::Fork`] in a process that runs
+    /// other threads.
     pub fn serve_forever(self) -> io::Result<()> {
+        if self.shared.cfg.executor == Executor::Fork {
+            // fork() in a multi-threaded process can leave the child with locks held by
+            // threads that do not exist there; refuse rather than deadlock a child later.
+            let threads = std::fs::read_dir("/proc/self/task")
+                .map(|d| d.count())
+                .unwrap_or(1);
+            if threads > 1 {
+                return Err(io::Error::other(format!(
+                    "Executor::Fork needs a single-threaded process ({threads} threads running)"
+                )));
+            }
+        }
         match self.accept_loop()? {
             None => Ok(()),
             Some(job) => {
