@@ -27,6 +27,7 @@
 pub mod cli;
 pub mod options;
 pub mod packet;
+mod ratelimit;
 pub mod response;
 pub mod server;
 mod session;

@@ -15,6 +15,7 @@ use log::{debug, error, info, warn};
 
 use super::options::Limits;
 use super::packet::{self, ErrorCode, Packet, ParseError, Request};
+use super::ratelimit::RateLimiter;
 use super::stats::ServerStats;
 use super::{session, transport, RequestInfo, TftpHandler};
 
@@ -165,44 +166,6 @@ impl ServerHandle {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
-    }
-}
-
-/// A per-source token bucket: `rate` requests per second, bursts of `2 × rate`.
-pub(crate) struct RateLimiter {
-    rate: f64,
-    buckets: HashMap<IpAddr, (f64, Instant)>,
-}
-
-impl RateLimiter {
-    pub fn new(rate: u32) -> Self {
-        RateLimiter {
-            rate: f64::from(rate),
-            buckets: HashMap::new(),
-        }
-    }
-
-    /// True if a request from `ip` at `now` is allowed.
-    pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
-        if self.rate <= 0.0 {
-            return true;
-        }
-        let burst = self.rate * 2.0;
-        if self.buckets.len() > 8192 {
-            // Forget sources idle long enough to have a full bucket again.
-            let full_after = Duration::from_secs_f64(burst / self.rate);
-            self.buckets
-                .retain(|_, (_, t)| now.duration_since(*t) < full_after);
-        }
-        let (tokens, last) = self.buckets.entry(ip).or_insert((burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
     }
 }
 
@@ -500,25 +463,5 @@ fn reap(stats: &ServerStats, children: &mut HashMap<nix::unistd::Pid, SocketAddr
             Ok(WaitStatus::StillAlive) | Err(_) => break,
             Ok(_) => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_limiter_bursts_then_refills() {
-        let mut l = RateLimiter::new(5);
-        let t0 = Instant::now();
-        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
-        let other: IpAddr = "192.0.2.2".parse().expect("ip");
-        let allowed = (0..20).filter(|_| l.allow(ip, t0)).count();
-        assert_eq!(allowed, 10);
-        assert!(l.allow(other, t0));
-        assert!(!l.allow(ip, t0 + Duration::from_millis(100)));
-        assert!(l.allow(ip, t0 + Duration::from_millis(250)));
-        let mut off = RateLimiter::new(0);
-        assert!((0..1000).all(|_| off.allow(ip, t0)));
     }
 }
