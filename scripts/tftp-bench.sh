@@ -2,7 +2,7 @@
 # TFTP benchmark: ftpdlib's `tftpd` against tftp-hpa's `in.tftpd`, side by side, on
 # loopback, with the same client (scripts/tftp-bench, a small Rust RFC 1350/7440 client).
 #
-# Prints MB/s (best of $ROUNDS interleaved runs, to damp the noise of a shared machine) for:
+# Prints MB/s (best of $ROUNDS interleaved rounds, to damp the noise of a shared machine) for:
 #   - a 16 MiB download at blksize 512 (no options) and 1468, for both servers;
 #   - ftpdlib at windowsize 1 vs 16 (RFC 7440; tftp-hpa has no windowsize);
 #   - 50 concurrent 1 MiB downloads: best wall time, and server CPU per run measured with
@@ -69,30 +69,29 @@ mbps() { # port, client args... -> MB/s of one run
   local port=$1; shift
   "$CLIENT" "127.0.0.1:$port" "$@" | sed -n 's/.*MBps=\([0-9.]*\).*/\1/p'
 }
-best() { # port, args... -> best MB/s of ROUNDS runs
-  local port=$1; shift
-  local b=0 r
-  for _ in $(seq "$ROUNDS"); do
-    r=$(mbps "$port" "$@")
-    b=$(awk -v a="$b" -v c="${r:-0}" 'BEGIN{print (c>a)?c:a}')
-  done
-  echo "$b"
-}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else print "n/a" }'; }
 
 echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), loopback, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "tftp-hpa: $(/usr/sbin/in.tftpd -V 2>&1 | head -1)   rounds: best of $ROUNDS"
 echo
 
+# Rounds are interleaved (every configuration once per round), so a burst of load on the
+# shared machine hits all of them alike; each keeps its best round.
 declare -A R
-for bs in 512 1468; do
-  for name in hpa ours; do
-    case $name in hpa) port=$HPA_PORT;; ours) port=$OURS_PORT;; esac
-    R[$name.$bs]=$(best "$port" f16m --blksize $bs --expect 16777216)
+CONFIGS=("hpa 512" "ours 512" "ours.w16 512" "hpa 1468" "ours 1468" "ours.w16 1468")
+for _ in $(seq "$ROUNDS"); do
+  for c in "${CONFIGS[@]}"; do
+    read -r name bs <<<"$c"
+    args=(f16m --blksize "$bs" --expect 16777216)
+    case $name in
+      hpa) port=$HPA_PORT ;;
+      ours) port=$OURS_PORT ;;
+      ours.w16) port=$OURS_PORT; args+=(--windowsize 16) ;;
+    esac
+    r=$(mbps "$port" "${args[@]}")
+    R[$name.$bs]=$(awk -v a="${R[$name.$bs]:-0}" -v c="${r:-0}" 'BEGIN{print (c>a)?c:a}')
   done
-  R[ours.w16.$bs]=$(best "$OURS_PORT" f16m --blksize $bs --windowsize 16 --expect 16777216)
 done
-
 printf '%-30s %10s %10s %12s\n' "16 MiB download (MB/s)" tftp-hpa ftpdlib "ftpdlib/hpa"
 for bs in 512 1468; do
   printf '%-30s %10s %10s %12s\n' "blksize $bs, windowsize 1" "${R[hpa.$bs]}" "${R[ours.$bs]}" \
@@ -107,30 +106,34 @@ echo
 
 # Concurrency: fresh instances under `perf stat -e task-clock`, which adds up the CPU of every
 # thread and forked child (tftp-hpa ignores SIGCHLD, so /proc cutime would miss its children).
-printf '%-30s %10s %16s\n' "50 concurrent 1 MiB, bs 512" "wall s" "server CPU s/run"
-for name in hpa ours fork; do
-  out="$WORK/perf.$name"
+# All three run at once and the rounds are interleaved; CPU is the mean per round.
+declare -A PORT PERF WALL
+NAMES=(hpa ours fork)
+for name in "${NAMES[@]}"; do
   port=$(free_port)
+  out="$WORK/perf.$name"
   case $name in
-    hpa) perf stat -x, -e task-clock -o "$out" -- /usr/sbin/in.tftpd -L -a "127.0.0.1:$port" -s -u "$HPA_USER" "$WORK/root" 2>/dev/null &
-         label=tftp-hpa ;;
-    ours) RUST_LOG=warn perf stat -x, -e task-clock -o "$out" -- "$TFTPD" --root "$WORK/root" --address 127.0.0.1 --port "$port" 2>/dev/null &
-         label=ftpdlib ;;
-    fork) RUST_LOG=warn perf stat -x, -e task-clock -o "$out" -- "$TFTPD" --root "$WORK/root" --address 127.0.0.1 --port "$port" --fork 2>/dev/null &
-         label="ftpdlib --fork" ;;
+    hpa) perf stat -x, -e task-clock -o "$out" -- /usr/sbin/in.tftpd -L -a "127.0.0.1:$port" -s -u "$HPA_USER" "$WORK/root" 2>/dev/null & ;;
+    ours) RUST_LOG=warn perf stat -x, -e task-clock -o "$out" -- "$TFTPD" --root "$WORK/root" --address 127.0.0.1 --port "$port" 2>/dev/null & ;;
+    fork) RUST_LOG=warn perf stat -x, -e task-clock -o "$out" -- "$TFTPD" --root "$WORK/root" --address 127.0.0.1 --port "$port" --fork 2>/dev/null & ;;
   esac
-  perf_pid=$!; PIDS+=("$perf_pid")
-  sleep 0.5
-  bw=999999
-  for _ in $(seq "$ROUNDS"); do
-    w=$("$CLIENT" "127.0.0.1:$port" f1m --count 50 --concurrency 50 --expect 1048576 | sed -n 's/.*secs=\([0-9.]*\).*/\1/p')
-    bw=$(awk -v a="$bw" -v b="${w:-999999}" 'BEGIN{print (b<a)?b:a}')
+  PERF[$name]=$!; PIDS+=($!); PORT[$name]=$port; WALL[$name]=999999
+done
+sleep 0.5
+for _ in $(seq "$ROUNDS"); do
+  for name in "${NAMES[@]}"; do
+    w=$("$CLIENT" "127.0.0.1:${PORT[$name]}" f1m --count 50 --concurrency 50 --expect 1048576 | sed -n 's/.*secs=\([0-9.]*\).*/\1/p')
+    WALL[$name]=$(awk -v a="${WALL[$name]}" -v b="${w:-999999}" 'BEGIN{print (b<a)?b:a}')
   done
-  sleep 0.3
-  srv=$(pgrep -P "$perf_pid" | head -1)
+done
+sleep 0.3
+printf '%-30s %10s %16s\n' "50 concurrent 1 MiB, bs 512" "wall s" "server CPU s/run"
+for name in "${NAMES[@]}"; do
+  srv=$(pgrep -P "${PERF[$name]}" | head -1)
   kill "$srv" 2>/dev/null || true
-  wait "$perf_pid" 2>/dev/null || true
-  ms=$(awk -F, '/task-clock/{print $1}' "$out")
+  wait "${PERF[$name]}" 2>/dev/null || true
+  ms=$(awk -F, '/task-clock/{print $1}' "$WORK/perf.$name")
   cpu=$(awk -v m="${ms:-0}" -v r="$ROUNDS" 'BEGIN{printf "%.3f", m/1000/r}')
-  printf '%-30s %10s %16s\n' "$label" "$bw" "$cpu"
+  case $name in hpa) label=tftp-hpa;; ours) label=ftpdlib;; fork) label="ftpdlib --fork";; esac
+  printf '%-30s %10s %16s\n' "$label" "${WALL[$name]}" "$cpu"
 done
