@@ -588,9 +588,19 @@ fn writes_commit_atomically_with_a_size_cap() {
         put(s.addr, "big", &data, &[("tsize", "200000")]).map_err(|e| e.0),
         Err(3)
     );
+    // netascii on the wire, local line ends on disk, across block borders (RFC 764).
+    let mut wire = Vec::new();
+    for i in 0..300 {
+        wire.extend_from_slice(format!("line {i}\r\nbare cr\r\0").as_bytes());
+    }
+    assert_eq!(put_mode(s.addr, "n.txt", "netascii", &wire, &[]), Ok(None));
+    let text = std::fs::read(up.path().join("n.txt")).expect("n.txt");
+    let want: String = (0..300).map(|i| format!("line {i}\nbare cr\r")).collect();
+    assert_eq!(String::from_utf8_lossy(&text), want);
+    std::fs::remove_file(up.path().join("n.txt")).expect("rm");
     let big = content(150_000, 14);
     assert_eq!(put(s.addr, "big", &big, &[]).map_err(|e| e.0), Err(3));
-    assert_eq!(s.wait_sessions(9).len(), 9);
+    assert_eq!(s.wait_sessions(10).len(), 10);
     let names: Vec<String> = std::fs::read_dir(up.path())
         .expect("readdir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())

@@ -234,8 +234,19 @@ pub fn put(
     data: &[u8],
     options: &[(&str, &str)],
 ) -> Result<Option<Options>, (u16, String)> {
+    put_mode(server, file, "octet", data, options)
+}
+
+/// Like [`put`] in a given mode; `data` is sent as is (already in that mode's encoding).
+pub fn put_mode(
+    server: SocketAddr,
+    file: &str,
+    mode: &str,
+    data: &[u8],
+    options: &[(&str, &str)],
+) -> Result<Option<Options>, (u16, String)> {
     let sock = client_socket(server, Duration::from_secs(3));
-    let wrq = packet::request(true, file, "octet", options);
+    let wrq = packet::request(true, file, mode, options);
     sock.send_to(&wrq, server).expect("send wrq");
     let (pkt, peer) = recv(&sock).ok_or((99, "no answer".to_owned()))?;
     let (mut blksize, mut window) = (512usize, 1u64);
