@@ -110,7 +110,9 @@ pub(crate) fn recv_with_dst(
     Ok((msg.bytes, from, dst))
 }
 
-/// Binds a UDP socket with SO_REUSEADDR (so a second one can share its port).
+/// Binds a UDP socket with SO_REUSEPORT, so a second one can share its port. Unlike
+/// SO_REUSEADDR, the kernel lets only sockets of the same user join: another local user
+/// cannot bind the session's port to read or forge its packets.
 fn bind_reuse(addr: SocketAddr) -> io::Result<UdpSocket> {
     use nix::sys::socket::{
         bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage,
@@ -121,7 +123,7 @@ fn bind_reuse(addr: SocketAddr) -> io::Result<UdpSocket> {
         SocketAddr::V6(a) => (AddressFamily::Inet6, SockaddrStorage::from(a)),
     };
     let fd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
-    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    setsockopt(&fd, sockopt::ReusePort, &true)?;
     bind(fd.as_raw_fd(), &sa)?;
     Ok(UdpSocket::from(fd))
 }
@@ -130,7 +132,7 @@ fn bind_reuse(addr: SocketAddr) -> io::Result<UdpSocket> {
 ///
 /// The main socket is connected to the peer, so the kernel filters the peer's packets for
 /// it and caches the route for every send; a second, unconnected socket bound to the same
-/// port (SO_REUSEADDR; the connected one wins for the peer's packets) receives everybody
+/// port (SO_REUSEPORT; the connected one wins for the peer's packets) receives everybody
 /// else's, answered with ERROR 5 (RFC 1350 §4). If that cannot be set up, one unconnected
 /// socket does both jobs.
 ///
@@ -226,6 +228,7 @@ impl Ctx {
     pub fn log_prefix(&self) -> String {
         format!("{}-[{}]", self.peer, self.stats.file_path)
     }
+
     /// Sends a packet to the peer, counted.
     pub fn send(&mut self, pkt: &[u8]) -> io::Result<()> {
         self.send_raw(pkt)?;
