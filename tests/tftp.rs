@@ -759,6 +759,59 @@ fn binary_fork_mode() {
 }
 
 #[test]
+fn binary_drops_privileges_with_user() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIP binary_drops_privileges: not running as root");
+        return;
+    }
+    let Ok(Some(nobody)) = nix::unistd::User::from_name("nobody") else {
+        eprintln!("SKIP binary_drops_privileges: no user nobody");
+        return;
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(dir.path().join("f"), b"as nobody").expect("write");
+    std::fs::write(dir.path().join("secret"), b"root only").expect("write");
+    std::fs::set_permissions(
+        dir.path().join("secret"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
+    let root = dir.path().to_str().expect("utf-8 path");
+    let (mut child, addr) = spawn_tftpd(&[
+        "--root",
+        root,
+        "--port",
+        "0",
+        "--address",
+        "127.0.0.1",
+        "--user",
+        "nobody",
+    ]);
+    assert_eq!(get(addr, "f", "octet", &[]).data, b"as nobody");
+    // The file is there but not readable by the unprivileged server: access violation.
+    assert_eq!(
+        get(addr, "secret", "octet", &[]).error.map(|e| e.0),
+        Some(2)
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).expect("status");
+    let uid_line = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .expect("Uid line");
+    assert!(
+        uid_line
+            .split_whitespace()
+            .skip(1)
+            .all(|u| u == nobody.uid.to_string()),
+        "{uid_line}"
+    );
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+}
+
+#[test]
 fn binary_inetd_wait_mode_exits_when_idle() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("f"), b"from inetd").expect("write");

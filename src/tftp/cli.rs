@@ -49,6 +49,8 @@ pub struct Args {
     pub max_blksize: usize,
     /// `--max-windowsize N`, default 64.
     pub max_windowsize: u16,
+    /// `-u`/`--user NAME`: drop to this user (and its groups) once the socket is bound.
+    pub user: Option<String>,
     /// `-v`/`--verbose`: debug logging.
     pub verbose: bool,
 }
@@ -119,6 +121,12 @@ fn options() -> Options {
         "largest windowsize granted (default 64)",
         "N",
     );
+    o.optopt(
+        "u",
+        "user",
+        "run as this user once port 69 is bound (as tftp-hpa -u)",
+        "NAME",
+    );
     o.optflag("v", "verbose", "debug logging");
     o.optflag("h", "help", "print this help");
     o
@@ -187,6 +195,7 @@ where
         idle_timeout: secs(&m, "idle-timeout", 30, 1)?,
         max_blksize,
         max_windowsize,
+        user: m.opt_str("user"),
         verbose: m.opt_present("verbose"),
     }))
 }
@@ -236,6 +245,25 @@ pub fn build(args: &Args) -> TftpServer {
     server
 }
 
+/// Becomes `name` for good: its groups, then its gid, then its uid (the order that leaves
+/// no way back), like tftp-hpa's `-u`.
+///
+/// # Errors
+/// An unknown user or a failed set*id call.
+pub fn drop_privileges(name: &str) -> io::Result<()> {
+    use nix::unistd::{initgroups, setgid, setuid, User};
+    let user = User::from_name(name)
+        .map_err(io::Error::from)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such user"))?;
+    let cname = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in user name"))?;
+    initgroups(&cname, user.gid).map_err(io::Error::from)?;
+    setgid(user.gid).map_err(io::Error::from)?;
+    setuid(user.uid).map_err(io::Error::from)?;
+    info!("running as {name} (uid {}, gid {})", user.uid, user.gid);
+    Ok(())
+}
+
 /// The socket inetd hands over as stdin.
 fn inetd_socket() -> io::Result<UdpSocket> {
     use std::os::fd::AsFd;
@@ -275,6 +303,12 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(name) = &args.user {
+        if let Err(e) = drop_privileges(name) {
+            error!("cannot run as {name}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     info!(
         "serving {} on {} ({} mode)",
         args.root.display(),
