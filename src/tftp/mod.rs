@@ -1,6 +1,8 @@
-//! A framework for dynamic TFTP servers in the spirit of Facebook's fbtftp: [`TftpServer`]
-//! (fbtftp `BaseServer`), [`TftpHandler`] (`BaseHandler`) and [`ResponseData`]
-//! (`ResponseData`), with the `server_stats_callback` / `session_stats_callback` pair.
+//! A framework for dynamic TFTP servers in the spirit of Facebook's fbtftp:
+//! [`TftpServer`](crate::tftp::TftpServer) (fbtftp `BaseServer`),
+//! [`TftpHandler`](crate::tftp::TftpHandler) (`BaseHandler`) and
+//! [`ResponseData`](crate::tftp::ResponseData) (`ResponseData`), with the
+//! `server_stats_callback` / `session_stats_callback` pair.
 //! Protocol: RFC 1350, RFC 2347/2348/2349 options and RFC 7440 windowsize.
 //!
 //! A UDP acceptor parses each request, applies the per-source rate limit and the session
