@@ -67,7 +67,7 @@ pub(crate) fn run(
     };
     ctx.stats.duration = started.elapsed();
     match &result {
-        Ok(()) => info!(
+        Ok(()) => debug!(
             "{} done: {} bytes sent, {} received, {} retransmits in {:?}",
             ctx.log_prefix(),
             ctx.stats.bytes_sent,
@@ -104,7 +104,7 @@ pub(crate) fn negotiate(
     size: Option<u64>,
 ) -> Result<Negotiated, String> {
     let limits = Limits {
-        max_blksize: path_max_blksize(ctx.peer, shared.cfg.limits.max_blksize),
+        max_blksize: path_max_blksize(ctx, shared.cfg.limits.max_blksize),
         max_upload: Some(shared.cfg.max_upload),
         ..shared.cfg.limits
     };

@@ -430,15 +430,20 @@ pub(crate) fn io_error_reply(e: &io::Error) -> (ErrorCode, &'static str) {
 
 /// The largest block size the route to `peer` carries without IP fragmentation
 /// (RFC 2348: the server may answer with a smaller blksize). IPv4 only; IPv6 keeps `max`.
-pub(crate) fn path_max_blksize(peer: SocketAddr, max: usize) -> usize {
+pub(crate) fn path_max_blksize(ctx: &Ctx, max: usize) -> usize {
     use nix::sys::socket::{getsockopt, sockopt};
-    if !peer.is_ipv4() {
+    if !ctx.peer.is_ipv4() {
         return max;
     }
-    let mtu = UdpSocket::bind(("0.0.0.0", 0))
-        .and_then(|s| s.connect(peer).map(|()| s))
-        .ok()
-        .and_then(|s| getsockopt(&s, sockopt::IpMtu).ok());
+    // IP_MTU needs a connected socket: the session's own, or a throwaway one.
+    let mtu = if ctx.connected {
+        getsockopt(&ctx.sock, sockopt::IpMtu).ok()
+    } else {
+        UdpSocket::bind(("0.0.0.0", 0))
+            .and_then(|s| s.connect(ctx.peer).map(|()| s))
+            .ok()
+            .and_then(|s| getsockopt(&s, sockopt::IpMtu).ok())
+    };
     match mtu {
         Some(mtu) if mtu > 28 => max.min(mtu as usize - 28).max(options::MIN_BLKSIZE),
         _ => max,
