@@ -154,6 +154,34 @@ fn options_tsize_timeout_windowsize_negotiated() {
 }
 
 #[test]
+fn negotiated_timeout_drives_retransmission() {
+    // Server default 10 s; the client asks for 1 s (RFC 2349): the OACK comes again long
+    // before the server's own timeout would fire.
+    let s = start(|c| c.timeout = Duration::from_secs(10));
+    s.file("f", b"x");
+    let sock = client_socket(s.addr, Duration::from_secs(5));
+    let rrq = packet::request(false, "f", "octet", &[("timeout", "1")]);
+    sock.send_to(&rrq, s.addr).expect("rrq");
+    let (first, peer) = recv(&sock).expect("OACK");
+    assert_eq!(
+        packet::parse(&first),
+        Ok(Packet::Oack(pairs(&[("timeout", "1")])))
+    );
+    let (again, from) = recv(&sock).expect("OACK retransmitted within 5 s");
+    assert_eq!((again, from), (first, peer));
+    sock.send_to(&packet::ack(0), peer).expect("ack 0");
+    let (pkt, _) = recv(&sock).expect("DATA 1");
+    assert_eq!(packet::parse(&pkt), Ok(Packet::Data(1, &b"x"[..])));
+    sock.send_to(&packet::ack(1), peer).expect("ack 1");
+    let st = s.wait_sessions(1);
+    assert!(
+        st[0].error.is_none() && st[0].retransmits == 1,
+        "{:?}",
+        st[0]
+    );
+}
+
+#[test]
 fn invalid_options_are_never_echoed() {
     let s = start(|_| {});
     s.file("f", b"hello");
