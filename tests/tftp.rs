@@ -643,6 +643,52 @@ fn writes_commit_atomically_with_a_size_cap() {
 }
 
 #[test]
+fn windowed_upload_recovers_from_a_gap() {
+    let up = tempfile::tempdir().expect("tempdir");
+    let updir = up.path().to_owned();
+    let s = start(move |c| c.upload_dir = Some(updir));
+    let data = content(512 * 6 + 10, 20);
+    let block = |i: u16| {
+        let start = (usize::from(i) - 1) * 512;
+        let mut p = vec![0u8; 4];
+        packet::data_header(&mut p, i);
+        p.extend_from_slice(&data[start..(start + 512).min(data.len())]);
+        p
+    };
+    let sock = client_socket(s.addr, Duration::from_millis(500));
+    let wrq = packet::request(true, "w.bin", "octet", &[("windowsize", "4")]);
+    sock.send_to(&wrq, s.addr).expect("wrq");
+    let (pkt, peer) = recv(&sock).expect("OACK");
+    assert_eq!(
+        packet::parse(&pkt),
+        Ok(Packet::Oack(pairs(&[("windowsize", "4")])))
+    );
+    // Block 2 is lost: the server acknowledges block 1 once (RFC 7440), not once per
+    // out-of-order block.
+    for i in [1u16, 3, 4] {
+        sock.send_to(&block(i), peer).expect("data");
+    }
+    let (pkt, _) = recv(&sock).expect("ACK of the last block in order");
+    assert_eq!(packet::parse(&pkt), Ok(Packet::Ack(1)));
+    assert!(recv(&sock).is_none(), "one ACK per gap");
+    // The sender restarts its window after the acknowledged block: 2..=5, then 6 and 7.
+    for i in 2u16..=7 {
+        sock.send_to(&block(i), peer).expect("data");
+    }
+    let mut acks = Vec::new();
+    while let Some((pkt, _)) = recv(&sock) {
+        if let Ok(Packet::Ack(a)) = packet::parse(&pkt) {
+            acks.push(a);
+        }
+    }
+    assert_eq!(acks, [5, 7], "end of the new window, then the final block");
+    assert_eq!(
+        std::fs::read(up.path().join("w.bin")).expect("uploaded"),
+        data
+    );
+}
+
+#[test]
 fn rate_limit_and_session_cap() {
     let s = start(|c| c.rate_limit = 1);
     s.file("f", b"x");
