@@ -227,8 +227,9 @@ pub(crate) fn run(ctx: &mut Ctx, shared: &Shared, req: &Request) -> Result<(), S
                 if since_ack >= w {
                     ctx.send(&packet::ack(block)).map_err(io_str)?;
                     since_ack = 0;
-                    ctx.arm().map_err(io_str)?;
                 }
+                // The peer is alive: a long window is not a timeout.
+                ctx.arm().map_err(io_str)?;
             }
             Ok(Packet::Data(block, _)) => {
                 // A duplicate or a gap: re-ACK the last good block, once per gap when
