@@ -293,9 +293,16 @@ impl BoundTftpServer {
                 {
                     continue
                 }
-                Err(e) => {
+                Err(e) if is_fatal(&e) => {
                     error!("server socket: {e}");
                     return Err(e);
+                }
+                Err(e) => {
+                    // E.g. ENOBUFS or an ICMP error surfacing: one datagram lost, not the
+                    // server. The pause keeps a persistent error from spinning the loop.
+                    warn!("server socket: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
                 }
             };
             last_activity = Instant::now();
@@ -445,6 +452,12 @@ impl BoundTftpServer {
             }
         }
     }
+}
+
+/// Errors after which the server socket cannot be used again.
+fn is_fatal(e: &io::Error) -> bool {
+    use nix::libc::{EBADF, EFAULT, EINVAL, ENOTSOCK};
+    matches!(e.raw_os_error(), Some(EBADF | ENOTSOCK | EINVAL | EFAULT))
 }
 
 /// Reaps finished children without blocking.
