@@ -112,7 +112,9 @@ pub fn open_beneath(root: &Path, rel: &Path) -> io::Result<File> {
     use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
     let dir = File::open(root)?;
     let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO planted in the root must not block the session (it is
+        // refused as "not a regular file" next); reads of regular files ignore the flag.
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
         .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     match openat2(&dir, rel, how) {
         Ok(fd) => Ok(File::from(fd)),
@@ -121,8 +123,12 @@ pub fn open_beneath(root: &Path, rel: &Path) -> io::Result<File> {
             "path escapes the root",
         )),
         Err(Errno::ENOSYS) | Err(Errno::EPERM) => {
+            use std::os::unix::fs::OpenOptionsExt;
             let real = confine(root, &rel.to_string_lossy())?;
-            File::open(real)
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NONBLOCK)
+                .open(real)
         }
         Err(e) => Err(e.into()),
     }
@@ -339,6 +345,10 @@ mod tests {
         let e = FileResponseData::open(dir.path(), "link").expect_err("escape");
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
         assert!(FileResponseData::open(dir.path(), "inner").is_ok());
+        nix::unistd::mkfifo(&dir.path().join("fifo"), nix::sys::stat::Mode::S_IRWXU)
+            .expect("mkfifo");
+        let e = FileResponseData::open(dir.path(), "fifo").expect_err("a FIFO is no file");
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
         std::os::unix::fs::symlink("/etc", dir.path().join("etc")).expect("symlink");
         let e = FileResponseData::open(dir.path(), "etc/hostname").expect_err("escape");
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
