@@ -1,0 +1,4 @@
+//! `tftpd`: the TFTP server binary (fbtftp-style framework, tftp-hpa-style flags).
+fn main() -> std::process::ExitCode {
+    ftpdlib::tftp::cli::main()
+}

@@ -1,0 +1,256 @@
+//! Option negotiation (fbtftp's `BaseHandler._parse_options`): RFC 2347 (OACK), RFC 2348
+//! (blksize), RFC 2349 (timeout, tsize) and RFC 7440 (windowsize).
+
+use std::time::Duration;
+
+use super::packet::ErrorCode;
+
+/// The smallest block size RFC 2348 allows.
+pub const MIN_BLKSIZE: usize = 8;
+/// The largest block size RFC 2348 allows.
+pub const MAX_BLKSIZE: usize = 65464;
+/// The block size without options (RFC 1350).
+pub const DEFAULT_BLKSIZE: usize = 512;
+
+/// Server-side bounds applied while negotiating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest block size granted (already clamped to the path MTU by the caller).
+    pub max_blksize: usize,
+    /// The largest windowsize granted.
+    pub max_windowsize: u16,
+    /// windowsize × blksize never exceeds this many bytes in flight (the windowsize is
+    /// negotiated down to fit; at least one block is always allowed).
+    pub max_window_bytes: usize,
+    /// For a WRQ: the largest upload accepted (checked against the client's tsize).
+    pub max_upload: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_blksize: MAX_BLKSIZE,
+            max_windowsize: 64,
+            max_window_bytes: 256 * 1024,
+            max_upload: None,
+        }
+    }
+}
+
+/// The result of a negotiation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    /// Bytes per DATA packet.
+    pub blksize: usize,
+    /// Retransmission timeout, when the client set one (RFC 2349).
+    pub timeout: Option<Duration>,
+    /// Transfer size: sent in the OACK of an RRQ, announced by the client in a WRQ.
+    pub tsize: Option<u64>,
+    /// Blocks per window (RFC 7440); 1 without the option.
+    pub windowsize: u16,
+    /// The options to put in the OACK, in the client's order; empty means no OACK.
+    pub oack: Vec<(String, String)>,
+}
+
+impl Default for Negotiated {
+    fn default() -> Self {
+        Negotiated {
+            blksize: DEFAULT_BLKSIZE,
+            timeout: None,
+            tsize: None,
+            windowsize: 1,
+            oack: Vec::new(),
+        }
+    }
+}
+
+/// Parses a decimal option value; anything else (sign, spaces, overflow) is invalid.
+fn number(v: &str) -> Option<u64> {
+    if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok()
+}
+
+/// Negotiates the options of a request.
+///
+/// Unknown options and invalid values are ignored and never echoed (RFC 2347 §3: the
+/// server omits what it does not accept). `size` is the response size for an RRQ's tsize
+/// (`None` if unknown: then tsize is left out).
+///
+/// # Errors
+/// An error code and message to send when the request must be refused: a WRQ whose
+/// announced tsize exceeds [`Limits::max_upload`] gets ERROR 3 ("allocation exceeded"),
+/// the refusal RFC 2349 §4 allows the receiver before any data moves.
+pub fn negotiate(
+    options: &[(String, String)],
+    write: bool,
+    size: Option<u64>,
+    limits: &Limits,
+) -> Result<Negotiated, (ErrorCode, String)> {
+    let mut n = Negotiated::default();
+    let mut seen: Vec<&str> = Vec::new();
+    let mut want_window: Option<u16> = None;
+    for (name, value) in options {
+        // RFC 2347: a repeated option is a client bug; the first one wins.
+        if seen.contains(&name.as_str()) {
+            continue;
+        }
+        seen.push(name);
+        match name.as_str() {
+            "blksize" => {
+                // RFC 2348: 8..=65464; a bigger request may be answered with a smaller value.
+                if let Some(v) = number(value).filter(|v| *v >= MIN_BLKSIZE as u64) {
+                    let granted = (v.min(limits.max_blksize as u64) as usize).max(MIN_BLKSIZE);
+                    n.blksize = granted;
+                    n.oack.push((name.clone(), granted.to_string()));
+                }
+            }
+            "timeout" => {
+                // RFC 2349: 1..=255 seconds, echoed unchanged.
+                if let Some(v) = number(value).filter(|v| (1..=255).contains(v)) {
+                    n.timeout = Some(Duration::from_secs(v));
+                    n.oack.push((name.clone(), v.to_string()));
+                }
+            }
+            "tsize" => {
+                let Some(v) = number(value) else { continue };
+                if write {
+                    // RFC 2349: the client announces the size; refuse what will not fit.
+                    if limits.max_upload.is_some_and(|max| v > max) {
+                        return Err((ErrorCode::DiskFull, format!("file too large ({v} bytes)")));
+                    }
+                    n.tsize = Some(v);
+                    n.oack.push((name.clone(), v.to_string()));
+                } else if v == 0 {
+                    // An empty file's tsize is left out: curl (7.x) rejects "tsize 0" in an
+                    // OACK as invalid, and omitting an option is always allowed (RFC 2347).
+                    if let Some(size) = size.filter(|s| *s > 0) {
+                        n.tsize = Some(size);
+                        n.oack.push((name.clone(), size.to_string()));
+                    }
+                }
+            }
+            "windowsize" => {
+                // RFC 7440: 1..=65535; the server may answer with a smaller value.
+                if let Some(v) = number(value).filter(|v| (1..=65535).contains(v)) {
+                    want_window = Some(v as u16);
+                    n.oack.push((name.clone(), String::new()));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(w) = want_window {
+        // Bound the bytes in flight; decided after blksize whatever the option order.
+        let by_bytes = (limits.max_window_bytes / n.blksize).clamp(1, 65535) as u16;
+        let granted = w.min(limits.max_windowsize.max(1)).min(by_bytes);
+        n.windowsize = granted;
+        if let Some(entry) = n.oack.iter_mut().find(|(k, _)| k == "windowsize") {
+            entry.1 = granted.to_string();
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn no_options_no_oack() {
+        let n = negotiate(&[], false, Some(10), &Limits::default()).expect("ok");
+        assert_eq!(n, Negotiated::default());
+    }
+
+    #[test]
+    fn blksize_clamped_and_invalid_ignored() {
+        let l = Limits {
+            max_blksize: 1428,
+            ..Limits::default()
+        };
+        let n = negotiate(&opts(&[("blksize", "65464")]), false, None, &l).expect("ok");
+        assert_eq!(n.blksize, 1428);
+        assert_eq!(n.oack, opts(&[("blksize", "1428")]));
+        for bad in ["7", "0", "-1", "abc", "", " 512", "99999999999999999999999"] {
+            let n = negotiate(&opts(&[("blksize", bad)]), false, None, &l).expect("ok");
+            assert_eq!(n.blksize, 512, "{bad}");
+            assert!(n.oack.is_empty(), "{bad} echoed");
+        }
+        let n = negotiate(
+            &opts(&[("blksize", "70000")]),
+            false,
+            None,
+            &Limits::default(),
+        )
+        .expect("ok");
+        assert_eq!(n.blksize, MAX_BLKSIZE);
+    }
+
+    #[test]
+    fn timeout_range() {
+        let l = Limits::default();
+        let n = negotiate(&opts(&[("timeout", "3")]), false, None, &l).expect("ok");
+        assert_eq!(n.timeout, Some(Duration::from_secs(3)));
+        assert_eq!(n.oack, opts(&[("timeout", "3")]));
+        for bad in ["0", "256", "x"] {
+            let n = negotiate(&opts(&[("timeout", bad)]), false, None, &l).expect("ok");
+            assert!(n.timeout.is_none() && n.oack.is_empty());
+        }
+    }
+
+    #[test]
+    fn tsize_read_and_write() {
+        let l = Limits {
+            max_upload: Some(100),
+            ..Limits::default()
+        };
+        let n = negotiate(&opts(&[("tsize", "0")]), false, Some(1234), &l).expect("ok");
+        assert_eq!(n.oack, opts(&[("tsize", "1234")]));
+        let n = negotiate(&opts(&[("tsize", "0")]), false, None, &l).expect("ok");
+        assert!(n.oack.is_empty());
+        let n = negotiate(&opts(&[("tsize", "0")]), false, Some(0), &l).expect("ok");
+        assert!(n.oack.is_empty());
+        let n = negotiate(&opts(&[("tsize", "100")]), true, None, &l).expect("ok");
+        assert_eq!(n.tsize, Some(100));
+        let e = negotiate(&opts(&[("tsize", "101")]), true, None, &l).expect_err("too big");
+        assert_eq!(e.0, ErrorCode::DiskFull);
+    }
+
+    #[test]
+    fn windowsize_bounded_by_bytes_in_flight() {
+        let l = Limits {
+            max_window_bytes: 64 * 1024,
+            ..Limits::default()
+        };
+        let o = opts(&[("windowsize", "16"), ("blksize", "8192")]);
+        let n = negotiate(&o, false, None, &l).expect("ok");
+        assert_eq!(n.windowsize, 8);
+        assert_eq!(n.oack, opts(&[("windowsize", "8"), ("blksize", "8192")]));
+        let n = negotiate(&opts(&[("windowsize", "16")]), false, None, &l).expect("ok");
+        assert_eq!(n.windowsize, 16);
+        let n = negotiate(&opts(&[("windowsize", "0")]), false, None, &l).expect("ok");
+        assert_eq!((n.windowsize, n.oack.len()), (1, 0));
+        let big = Limits {
+            max_window_bytes: 1,
+            ..l
+        };
+        let n = negotiate(&opts(&[("windowsize", "4")]), false, None, &big).expect("ok");
+        assert_eq!(n.windowsize, 1);
+    }
+
+    #[test]
+    fn unknown_and_repeated_options() {
+        let o = opts(&[("multicast", ""), ("blksize", "1024"), ("blksize", "2048")]);
+        let n = negotiate(&o, false, None, &Limits::default()).expect("ok");
+        assert_eq!(n.blksize, 1024);
+        assert_eq!(n.oack, opts(&[("blksize", "1024")]));
+    }
+}
