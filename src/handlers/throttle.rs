@@ -6,13 +6,12 @@
 //! user, one for the whole server; see [`Limits`]): a [`Throttle`] takes from every bucket
 //! that applies, grants the smallest allowance and gives unused tokens back.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::time::{clock_gettime, ClockId};
 
-pub use super::limits::{Limits, UserSlot, DEFAULT_USER_SLOTS};
+pub use super::limits::{Limits, SharedBucket, UserSlot, DEFAULT_USER_SLOTS};
 use super::FtpHandler;
 use crate::authorizers::UserLimits;
 
@@ -124,101 +123,6 @@ impl<C: Clock> TokenBucket<C> {
             Duration::ZERO
         } else {
             Duration::from_secs_f64(need / self.rate)
-        }
-    }
-}
-
-/// Nanoseconds per second.
-const NS: u128 = 1_000_000_000;
-
-/// The smallest grant worth waiting for from a shared bucket (as [`TokenBucket`]'s).
-fn quantum(rate: u64) -> u64 {
-    (rate / 32).clamp(1, 16384)
-}
-
-/// Nanoseconds that `n` bytes cost at `rate` bytes/s, rounded up.
-fn cost_ns(n: u64, rate: u64) -> u64 {
-    (u128::from(n) * NS).div_ceil(u128::from(rate.max(1))) as u64
-}
-
-/// A token bucket that many sessions — threads, or processes sharing memory — draw from
-/// without a lock: one atomic holding the bucket's "theoretical arrival time" (the GCRA form
-/// of a token bucket). With `tat` in nanoseconds of [`MonotonicClock`] time, the bucket holds
-/// `(now - max(tat, now - 1 s)) × rate` tokens: at most one second's worth, and none while
-/// `tat` is `now`. Taking `n` tokens moves `tat` forward by `n / rate` seconds. The rate is
-/// passed to every call (it is configuration, not shared state), and a rate of 0 is never
-/// passed (callers skip unlimited buckets).
-#[derive(Debug, Default)]
-#[repr(transparent)]
-pub struct SharedBucket(AtomicU64);
-
-impl SharedBucket {
-    /// A bucket that is empty at `now`.
-    pub fn empty_at(now: Duration) -> SharedBucket {
-        SharedBucket(AtomicU64::new(now.as_nanos() as u64))
-    }
-
-    /// Empties the bucket at `now`.
-    pub fn reset(&self, now: Duration) {
-        self.0.store(now.as_nanos() as u64, Ordering::Relaxed);
-    }
-
-    /// Tokens available at `now` and the base the next grant is added to.
-    fn level(tat: u64, rate: u64, now: u64) -> (u64, u64) {
-        let base = tat.max(now.saturating_sub(NS as u64));
-        if now <= base {
-            return (0, base);
-        }
-        let tokens = u128::from(now - base) * u128::from(rate) / NS;
-        (tokens.min(u128::from(u64::MAX)) as u64, base)
-    }
-
-    /// Grants up to `want` bytes at `rate` bytes/s; 0 when fewer than the quantum (a 32nd of
-    /// a second's worth, at most 16 KiB, or `want` if smaller) are available.
-    pub fn take(&self, rate: u64, want: usize, now: Duration) -> usize {
-        let now = now.as_nanos() as u64;
-        let want = want as u64;
-        let need = quantum(rate).min(want);
-        let mut tat = self.0.load(Ordering::Relaxed);
-        loop {
-            let (tokens, base) = Self::level(tat, rate, now);
-            if tokens < need || want == 0 {
-                return 0;
-            }
-            let n = tokens.min(want);
-            let next = base.saturating_add(cost_ns(n, rate));
-            match self
-                .0
-                .compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return n as usize,
-                Err(cur) => tat = cur,
-            }
-        }
-    }
-
-    /// Gives back `n` unused tokens.
-    pub fn refund(&self, rate: u64, n: usize) {
-        if n == 0 {
-            return;
-        }
-        let back = (u128::from(n as u64) * NS / u128::from(rate.max(1))) as u64;
-        let _ = self
-            .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
-                Some(t.saturating_sub(back))
-            });
-    }
-
-    /// How long until a grant of up to `want` bytes is possible.
-    pub fn wait(&self, rate: u64, want: usize, now: Duration) -> Duration {
-        let now_ns = now.as_nanos() as u64;
-        let need = quantum(rate).min(want as u64);
-        let (tokens, _) = Self::level(self.0.load(Ordering::Relaxed), rate, now_ns);
-        if tokens >= need {
-            Duration::ZERO
-        } else {
-            Duration::from_nanos(cost_ns(need - tokens, rate))
         }
     }
 }
@@ -447,54 +351,6 @@ mod tests {
         b.refund(150);
         assert_eq!(b.take(usize::MAX), 250);
     }
-    fn secs(ms: u64) -> Duration {
-        Duration::from_millis(ms)
-    }
-
-    #[test]
-    fn shared_bucket_starts_empty_and_keeps_the_rate() {
-        let b = SharedBucket::empty_at(secs(5_000));
-        assert_eq!(b.take(1000, 100, secs(5_000)), 0, "starts empty");
-        assert_eq!(b.wait(1000, 100, secs(5_000)), Duration::from_millis(31));
-        let mut total = 0;
-        for step in 1..=100 {
-            total += b.take(1000, usize::MAX, secs(5_000 + step * 100));
-        }
-        assert!((9_990..=10_000).contains(&total), "{total}");
-    }
-
-    #[test]
-    fn shared_bucket_burst_is_one_second() {
-        let b = SharedBucket::empty_at(secs(1_000));
-        assert_eq!(b.take(1000, usize::MAX, secs(61_000)), 1000);
-        assert_eq!(b.take(1000, usize::MAX, secs(61_000)), 0);
-        b.refund(1000, 300);
-        assert_eq!(b.take(1000, usize::MAX, secs(61_000)), 300);
-        // Less than the quantum (31 bytes at 1000 B/s) is not granted…
-        assert_eq!(b.take(1000, usize::MAX, secs(61_020)), 0);
-        // …unless the caller wants less than that.
-        assert_eq!(b.take(1000, 10, secs(61_020)), 10);
-    }
-
-    #[test]
-    fn shared_bucket_threads_never_exceed_the_allowance() {
-        let b = Arc::new(SharedBucket::empty_at(secs(0)));
-        let hs: Vec<_> = (0..4)
-            .map(|_| {
-                let b = b.clone();
-                std::thread::spawn(move || {
-                    let mut got = 0;
-                    for _ in 0..1000 {
-                        got += b.take(100_000, 1000, secs(10_000));
-                    }
-                    got
-                })
-            })
-            .collect();
-        let total: usize = hs.into_iter().map(|h| h.join().unwrap()).sum();
-        assert_eq!(total, 100_000, "exactly one second's worth");
-    }
-
     #[test]
     fn composition_grants_the_smallest_allowance() {
         let clock = FakeClock::default();
