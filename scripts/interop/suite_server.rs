@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "timeout" => h.timeout = secs(v)?,
             "data_timeout" => h.data_timeout = secs(v)?,
             "passive_accept_timeout" => {
-                h.passive_accept_timeout = secs(v)?.unwrap_or(Duration::from_secs(30))
+                h.passive_accept_timeout = secs(v)?.unwrap_or(Duration::ZERO)
             }
             "banner" => h.banner = v.to_owned(),
             "max_login_attempts" => h.max_login_attempts = v.parse()?,

@@ -7,7 +7,11 @@ use crate::filesystems::listing::{mlst_feat, AVAILABLE_FACTS};
 use crate::handlers::{Request, Session};
 
 pub(super) fn feat(s: &mut Session, _req: &Request) -> io::Result<()> {
-    let mut feats: Vec<String> = vec!["UTF8".into(), "TVFS".into()];
+    let mut feats: Vec<String> = vec!["TVFS".into()];
+    // pyftpdlib announces UTF8 only when the wire encoding is UTF-8.
+    if s.h.encoding == crate::handlers::Encoding::Utf8 {
+        feats.push("UTF8".into());
+    }
     for c in s.h.commands.iter() {
         if c.name == "MLST" {
             feats.push(mlst_feat(&s.facts));
@@ -24,16 +28,17 @@ pub(super) fn feat(s: &mut Session, _req: &Request) -> io::Result<()> {
 
 pub(super) fn opts(s: &mut Session, req: &Request) -> io::Result<()> {
     let line = req.arg_str();
+    if line.matches(' ').count() > 1 {
+        return s.reply(501, "Invalid number of arguments.");
+    }
     let (cmd, arg) = match line.split_once(' ') {
         Some((c, a)) => (c.to_ascii_uppercase(), a.trim().to_string()),
         None => (line.to_ascii_uppercase(), String::new()),
     };
     if cmd == "UTF8" || cmd == "UTF-8" {
-        // RFC 2640: names are always exchanged as UTF-8 bytes here.
-        return match arg.to_ascii_uppercase().as_str() {
-            "ON" | "" => s.reply(200, "Always in UTF8 mode."),
-            _ => s.reply(504, "UTF8 cannot be disabled."),
-        };
+        // RFC 2640: names are always exchanged as UTF-8 bytes here; pyftpdlib gives this
+        // answer whatever the argument (ON, OFF or none).
+        return s.reply(200, "Always in UTF8 mode.");
     }
     if cmd != "MLST" || s.h.commands.get("MLST").is_none() {
         return s.reply(501, &format!("Unsupported command \"{cmd}\"."));

@@ -1,0 +1,126 @@
+//! Replies that pyftpdlib 2.2's own test suite (tests/test_functional.py) checks and that
+//! ftpdlib once answered differently: OPTS, FEAT, EPRT, a Telnet-prefixed ABOR, STOU before
+//! PORT, a busy passive port range (RFC 959 §4.1, RFC 2389, RFC 2428 §2).
+
+mod common;
+use common::*;
+use ftpdlib::servers::Executor;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+fn opts_argument_count(ex: Executor) {
+    let s = start(ex);
+    let mut r = s.raw_login();
+    assert_eq!(
+        r.cmd("OPTS MLST type ;").1.trim_end(),
+        "501 Invalid number of arguments."
+    );
+    assert_eq!(
+        r.cmd("OPTS MLST bad_fact").1.trim_end(),
+        "501 Invalid argument."
+    );
+    assert_eq!(
+        r.cmd("OPTS UTF8 OFF").1.trim_end(),
+        "200 Always in UTF8 mode."
+    );
+    assert_eq!(
+        r.cmd("OPTS UTF8 ON").1.trim_end(),
+        "200 Always in UTF8 mode."
+    );
+    let (_, feat) = r.cmd("FEAT");
+    assert!(feat.contains(" UTF8\r\n"), "{feat}");
+}
+
+fn eprt_checks_in_pyftpdlib_order(ex: Executor) {
+    let s = start(ex);
+    let mut r = s.raw_login();
+    // The protocol is checked against the connection before the address is parsed.
+    assert_eq!(
+        r.cmd("EPRT |2|1.2.3.256|2048|").1.trim_end(),
+        "522 Network protocol not supported (use 1)."
+    );
+    assert_eq!(
+        r.cmd("EPRT |1|1.2.3.256|2048|").1.trim_end(),
+        "501 Invalid EPRT format."
+    );
+    assert_eq!(r.cmd("EPRT |1|127.0.0.1|65536|").0, 501);
+    assert_eq!(
+        r.cmd("EPRT |3|127.0.0.1|2048|").1.trim_end(),
+        "501 Unknown network protocol (use 1)."
+    );
+    let (code, text) = r.cmd("EPRT |1|127.0.0.1|222|");
+    assert_eq!(code, 501);
+    assert!(text.contains("privileged port"), "{text}");
+}
+
+fn eprt_v6_unparsable_address_is_foreign(_ex: Executor) {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback");
+        return;
+    }
+    let s = builder().bind("[::1]:0").start();
+    let mut r = s.raw_login();
+    let (code, text) = r.cmd("EPRT |2|::foo|2222|");
+    assert_eq!(code, 501);
+    assert!(text.contains("foreign address"), "{text}");
+}
+
+fn abor_behind_out_of_band_ip(ex: Executor) {
+    // Python's test_oob_abor: IP and IAC as urgent bytes, then "abor".
+    let s = start(ex);
+    let mut r = s.raw_login();
+    r.send_bytes(b"\xf4\xffabor\r\n");
+    assert_eq!(r.reply().1.trim_end(), "225 No transfer to abort.");
+}
+
+fn stou_before_port(ex: Executor) {
+    // pyftpdlib test_stou: STOU first (150 FILE: name), PORT after it.
+    let s = start(ex);
+    let mut r = s.raw_login();
+    r.cmd("TYPE I");
+    let (code, text) = r.cmd("STOU");
+    assert_eq!(code, 150, "{text}");
+    let name = text
+        .trim_end()
+        .split("FILE: ")
+        .nth(1)
+        .expect("FILE: mark")
+        .to_string();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (code, text) = r.cmd(&format!("PORT 127,0,0,1,{},{}", port >> 8, port & 0xff));
+    assert_eq!(code, 200, "{text}");
+    let (mut d, _) = l.accept().unwrap();
+    d.write_all(b"unique data").unwrap();
+    drop(d);
+    assert_eq!(r.reply().0, 226);
+    assert_eq!(s.read(&name), b"unique data");
+}
+
+fn busy_passive_range_falls_back(ex: Executor) {
+    // pyftpdlib test_passive_ports_busy: the only configured port is taken, so the kernel
+    // picks one.
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let s = builder()
+        .executor(ex)
+        .handler(move |h| h.passive_ports = Some(port..=port))
+        .start();
+    let mut r = s.raw_login();
+    let mut d = r.pasv();
+    assert_ne!(d.local_addr().unwrap().port(), 0);
+    assert_ne!(d.peer_addr().unwrap().port(), port);
+    assert_eq!(r.cmd("LIST").0, 125);
+    let mut out = Vec::new();
+    d.read_to_end(&mut out).unwrap();
+    assert_eq!(r.reply().0, 226);
+}
+
+models!(
+    opts_argument_count,
+    eprt_checks_in_pyftpdlib_order,
+    eprt_v6_unparsable_address_is_foreign,
+    abor_behind_out_of_band_ip,
+    stou_before_port,
+    busy_passive_range_falls_back,
+);
