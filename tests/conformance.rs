@@ -116,7 +116,43 @@ fn busy_passive_range_falls_back(ex: Executor) {
     assert_eq!(r.reply().0, 226);
 }
 
+fn unspecified_port_address_means_the_client(ex: Executor) {
+    // lftp on IPv6 sends `EPRT |2|::|port|`; the IPv4 form is PORT 0,0,0,0,...
+    let s = start(ex);
+    s.write("f", b"data");
+    let mut r = s.raw_login();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (code, text) = r.cmd(&format!("PORT 0,0,0,0,{},{}", port >> 8, port & 0xff));
+    assert_eq!(code, 200, "{text}");
+    let (mut d, _) = l.accept().unwrap();
+    assert_eq!(r.cmd("RETR f").0, 125);
+    let mut out = Vec::new();
+    d.read_to_end(&mut out).unwrap();
+    assert_eq!(out, b"data");
+    assert_eq!(r.reply().0, 226);
+}
+
+fn transfer_after_refused_port_fails_at_once(ex: Executor) {
+    // lftp pipelines LIST after EPRT and falls back to passive mode on a 425.
+    let s = start(ex);
+    let mut r = s.raw_login();
+    r.send("PORT 1,2,3,4,4,4");
+    r.send("LIST");
+    let (code, text) = r.reply();
+    assert_eq!(code, 501, "{text}");
+    assert!(text.contains("foreign address"), "{text}");
+    assert_eq!(r.reply().1.trim_end(), "425 Use PORT or PASV first.");
+    let mut d = r.pasv();
+    assert_eq!(r.cmd("LIST").0, 125);
+    let mut out = Vec::new();
+    d.read_to_end(&mut out).unwrap();
+    assert_eq!(r.reply().0, 226);
+}
+
 models!(
+    unspecified_port_address_means_the_client,
+    transfer_after_refused_port_fails_at_once,
     opts_argument_count,
     eprt_checks_in_pyftpdlib_order,
     eprt_v6_unparsable_address_is_foreign,

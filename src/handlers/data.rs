@@ -100,6 +100,12 @@ impl Session {
         };
         let mut replied = false;
         let setup = match std::mem::take(&mut self.data) {
+            DataSetup::None if self.data_refused => {
+                // lftp pipelines LIST/RETR after its EPRT/PORT and falls back to passive
+                // mode on a 425; waiting here would stall it.
+                self.reply(425, "Use PORT or PASV first.")?;
+                return Ok(None);
+            }
             DataSetup::None => {
                 // pyftpdlib queues the transfer and answers 150: the data channel may still
                 // come from a PORT/EPRT/PASV/EPSV sent after the command.

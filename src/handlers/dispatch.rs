@@ -85,7 +85,11 @@ impl Session {
                 }
             }
         }
-        run(self, &req)
+        let r = run(self, &req);
+        if matches!(name.as_str(), "PORT" | "EPRT" | "PASV" | "EPSV") {
+            self.data_refused = matches!(self.data, super::data::DataSetup::None);
+        }
+        r
     }
 
     /// Resolves a command's path argument and checks the jail. Returns false when a reply

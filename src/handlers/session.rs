@@ -51,6 +51,9 @@ pub struct Session {
     pub(crate) data: DataSetup,
     /// When `data` was set up (PASV/PORT) or connected: its timers run from here.
     pub(crate) data_since: Instant,
+    /// The last PORT/EPRT/PASV/EPSV was refused: the next transfer command gets 425 at
+    /// once instead of waiting for a data channel (clients pipeline it after the refusal).
+    pub(crate) data_refused: bool,
     /// Lines that arrived during a transfer, run once it ends (pipelining).
     pub(crate) pending: VecDeque<Vec<u8>>,
     /// QUIT arrived during a transfer: close once it ends.
@@ -100,6 +103,7 @@ impl Session {
             epsv_all: false,
             data: DataSetup::None,
             data_since: Instant::now(),
+            data_refused: false,
             pending: VecDeque::new(),
             quit_pending: false,
             closing: false,

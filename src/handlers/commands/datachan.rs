@@ -82,7 +82,12 @@ fn refuse_foreign(s: &mut Session, ip: &str, port: u16) -> io::Result<()> {
 
 /// Connects to the client's data port (pyftpdlib `_make_eport`).
 fn make_eport(s: &mut Session, addr: SocketAddr) -> io::Result<()> {
-    let ip = proto::unmap(addr.ip());
+    let mut ip = proto::unmap(addr.ip());
+    if ip.is_unspecified() {
+        // lftp sends `EPRT |2|::|port|` on IPv6: "this host" can only mean the client itself,
+        // so it is no bounce risk (pyftpdlib refuses it as a foreign address).
+        ip = s.peer.ip();
+    }
     if ip != s.peer.ip() && !s.h.permit_foreign_addresses {
         return refuse_foreign(s, &ip.to_string(), addr.port());
     }
