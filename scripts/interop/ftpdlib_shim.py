@@ -22,6 +22,8 @@ import pytest
 
 SERVER = os.environ.get("FTPDLIB_SUITE_SERVER", "")
 LOG = os.environ.get("FTPDLIB_SUITE_LOG", os.devnull)
+# pool (default) or multi-thread, as the binary's --concurrency
+CONCURRENCY = os.environ.get("FTPDLIB_SUITE_CONCURRENCY", "pool")
 
 INTERNALS = "inspects or patches pyftpdlib internals"
 
@@ -106,6 +108,7 @@ class FtpdlibServer:
         s["write_limit"] = int(_default(h.dtp_handler, "write_limit", 0))
         s["max_cons"] = self.server.max_cons
         s["max_cons_per_ip"] = self.server.max_cons_per_ip
+        s["concurrency"] = CONCURRENCY
         return s
 
     def start(self):

@@ -5,7 +5,8 @@
 #
 # PYFTPDLIB_SRC: an unpacked pyftpdlib-2.2.0 source tree (with tests/); fetched from PyPI
 # into /tmp when unset and not found. VENV: where pytest + psutil + pyftpdlib are installed
-# (default /tmp/pyftpd-venv). The server log goes to $TMPDIR/ftpdlib-suite.log.
+# (default /tmp/pyftpd-venv). FTPDLIB_SUITE_CONCURRENCY: pool (default) or multi-thread.
+# The server log goes to $TMPDIR/ftpdlib-suite.log.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 VENV=${VENV:-/tmp/pyftpd-venv}

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ftpdlib::authorizers::DummyAuthorizer;
 use ftpdlib::handlers::{Encoding, FtpHandler};
-use ftpdlib::servers::FtpServer;
+use ftpdlib::servers::{Executor, FtpServer};
 
 fn secs(v: &str) -> Result<Option<Duration>, String> {
     let f: f64 = v.parse().map_err(|_| format!("bad seconds {v:?}"))?;
@@ -35,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     h.ac_in_buffer_size = 4096;
     h.ac_out_buffer_size = 4096;
     let (mut max_cons, mut max_cons_per_ip) = (0usize, 0usize);
+    let mut executor = Executor::Pool;
     for a in args {
         let (k, v) = a
             .split_once('=')
@@ -68,10 +69,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "write_limit" => h.write_limit = v.parse()?,
             "max_cons" => max_cons = v.parse()?,
             "max_cons_per_ip" => max_cons_per_ip = v.parse()?,
+            "concurrency" => {
+                executor = match v {
+                    "pool" => Executor::Pool,
+                    "multi-thread" => Executor::Thread,
+                    _ => return Err(format!("unknown concurrency {v:?}").into()),
+                }
+            }
             _ => return Err(format!("unknown setting {k:?}").into()),
         }
     }
-    let mut server = FtpServer::new(addr.as_str(), h)?;
+    let mut server = FtpServer::new(addr.as_str(), h)?.with_executor(executor);
     // pyftpdlib: 0 means unlimited.
     server.max_cons = if max_cons == 0 { usize::MAX } else { max_cons };
     server.max_cons_per_ip = max_cons_per_ip;
