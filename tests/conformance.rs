@@ -95,6 +95,16 @@ fn stou_before_port(ex: Executor) {
     drop(d);
     assert_eq!(r.reply().0, 226);
     assert_eq!(s.read(&name), b"unique data");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(s.path(&name))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "created like mkstemp, as pyftpdlib does"
+    );
 }
 
 fn busy_passive_range_falls_back(ex: Executor) {

@@ -751,7 +751,19 @@ impl Session {
                 DataSetup::Passive(_) => {
                     s.push(b"Passive data channel waiting for connection.".to_vec())
                 }
-                DataSetup::Active(_) => s.push(b"Data connection open.".to_vec()),
+                DataSetup::Active(_) => {
+                    // pyftpdlib: a connected channel shows its (zero) totals.
+                    s.push(b"Data connection open:".to_vec());
+                    s.push(b"Total bytes sent: 0".to_vec());
+                    s.push(b"Total bytes received: 0".to_vec());
+                    s.push(
+                        format!(
+                            "Transfer elapsed time: {:.3} secs",
+                            self.data_since.elapsed().as_secs_f64()
+                        )
+                        .into_bytes(),
+                    );
+                }
                 DataSetup::None => s.push(b"Data connection closed.".to_vec()),
             }
         }

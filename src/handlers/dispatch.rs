@@ -8,9 +8,6 @@ use super::session::Session;
 use super::{Arg, Request};
 use crate::proto;
 
-/// RFC 959 commands ftpdlib knows but does not implement (502, not 500).
-const NOT_IMPLEMENTED: &[&str] = &["ACCT", "SMNT"];
-
 impl Session {
     /// Runs one raw command line.
     pub(crate) fn handle_line(&mut self, raw: &[u8]) -> io::Result<()> {
@@ -30,9 +27,6 @@ impl Session {
 
         let cmd = match self.h.commands.get(&verb) {
             Some(c) => c,
-            None if NOT_IMPLEMENTED.contains(&verb.as_str()) => {
-                return self.reply(502, "Command not implemented.");
-            }
             None => {
                 // Clients that send ABOR/STAT/QUIT behind a Telnet sequence sometimes leave
                 // stray bytes in front of the verb (pyftpdlib checks the last 4 characters).

@@ -77,12 +77,12 @@ pub(super) fn help(s: &mut Session, req: &Request) -> io::Result<()> {
     let body: Vec<Vec<u8>> = names
         .chunks(8)
         .map(|row| {
+            // pyftpdlib: " %-6s" per name (the first space comes from reply_multi).
             row.iter()
-                .map(|n| format!("{n:<6} "))
-                .collect::<String>()
-                .trim_end()
-                .as_bytes()
-                .to_vec()
+                .map(|n| format!("{n:<6}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+                .into_bytes()
         })
         .collect();
     s.reply_multi(
