@@ -47,6 +47,25 @@ SEQUENCES = [
      "EPSV ALL", "PASV", "PORT 127,0,0,1,4,4", "QUIT"],
     ["USER user", "PASS 12345", "LIST nope", "NLST nope", "MLSD nope", "MLSD file.txt",
      "RETR /../../etc/passwd", "CWD /../..", "SIZE ../../../etc/passwd", "QUIT"],
+    ["USER user", "PASS bad", "PASS bad", "USER user", "PASS bad", "USER user", "PASS bad",
+     "NOOP"],
+    ["USER anonymous", "PASS", "PWD", "USER user", "PASS 12345", "QUIT"],
+    ["noop", "NoOp", "NOOP ", " NOOP", "USER", "user  user", "PASS 12345", "pwd", "XPWD x",
+     "CWD", "CWD ", "CWD file.txt", "CWD sub/", "CWD //", "CWD ~", "PWD", "CDUP", "CDUP",
+     "PWD", "MKD sp ace", "CWD sp ace", "PWD", "CWD /", "RMD sp ace", "MKD ", "SIZE ",
+     "MKD a/b/c", "RETR sub", "RETR", "STOR", "STOR sub", "APPE sub", "DELE sub",
+     "RMD file.txt", "MDTM sub", "SIZE sub", "SITE CHMOD 7777 file.txt",
+     "SITE CHMOD -1 file.txt", "SITE CHMOD 0644 file.txt", "SITE CHMOD 0o644 file.txt",
+     "MFMT 20991231235959 file.txt", "MFMT 2020010100000 file.txt", "MFMT 20201301000000 file.txt",
+     "TYPE I", "REST 100", "RETR file.txt", "REST 100", "STOR file.txt", "REST 0",
+     "REST 5", "APPE file.txt", "REST 5", "STOU", "QUIT"],
+    ["USER user", "PASS 12345", "PASV", "ABOR", "ABOR", "EPSV", "STAT", "PASV", "PASV",
+     "STAT", "EPSV 1", "EPSV ALL", "EPSV", "EPRT |1|127.0.0.1|5555|", "QUIT"],
+    ["USER user", "PASS 12345", "REIN", "STAT", "USER user", "STAT", "PASS 12345", "STAT",
+     "TYPE I", "STAT", "REIN", "QUIT"],
+    ["FEAT", "HELP", "HELP retr", "HELP site chmod", "SYST", "STAT", "SITE HELP",
+     "SITE CHMOD 777 x", "OPTS UTF8 ON", "MLST", "AUTH TLS", "PBSZ 0", "PROT P", "CCC",
+     "ALLO 1", "HELP FOO", "QUIT x", "QUIT"],
 ]
 
 MASKS = [
@@ -85,7 +104,12 @@ def transfers(port):
         out.append((label, mask(resp + "\n" + "\n".join(lines))))
 
     for cmd in ["LIST", "LIST -la", "LIST sub", "LIST file.txt", "LIST -a sub", "NLST",
-                "NLST sub", "NLST -l", "MLSD", "MLSD sub", "RETR file.txt"]:
+                "NLST sub", "NLST -l", "MLSD", "MLSD sub", "RETR file.txt", "LIST empty",
+                "NLST empty", "MLSD empty", "LIST link", "LIST outlink", "LIST dangling",
+                "RETR link", "RETR outlink", "RETR dangling", "NLST file.txt",
+                "MLSD link", "LIST /", "LIST ..", "LIST sp ace \u00e9\u4e2d.txt",
+                "RETR sp ace \u00e9\u4e2d.txt", "RETR nope", "RETR sub", "LIST nope",
+                "MLSD outlink"]:
         grab(cmd, cmd)
     c.voidcmd("TYPE A")
     grab("RETR file.txt (A, binary read)", "RETR file.txt", binary=True)
@@ -96,6 +120,14 @@ def transfers(port):
     c.voidcmd("TYPE I")
     c.sendcmd("REST 3")
     grab("REST 3 + RETR", "RETR file.txt", binary=True)
+    for cmd in ["MLST link", "MLST outlink", "MLST dangling", "STAT /", "STAT link",
+                "STAT outlink", "SIZE link", "SIZE outlink", "MDTM outlink", "CWD outlink",
+                "DELE dangling", "MLST .hidden", "SIZE sp ace \u00e9\u4e2d.txt"]:
+        try:
+            r = c.sendcmd(cmd)
+        except ftplib.Error as e:
+            r = str(e)
+        out.append((cmd, mask(r)))
     c.quit()
     return out
 
@@ -112,6 +144,14 @@ def seed(d):
     with open(os.path.join(d, "crlf.txt"), "wb") as f:
         f.write(b"a\r\nb\nc\rd\r\n")
     os.mkdir(os.path.join(d, "sub"))
+    os.mkdir(os.path.join(d, "empty"))
+    with open(os.path.join(d, ".hidden"), "w") as f:
+        f.write("h")
+    with open(os.path.join(d, "sp ace \u00e9\u4e2d.txt"), "w") as f:
+        f.write("u")
+    os.symlink("file.txt", os.path.join(d, "link"))
+    os.symlink("/etc/passwd", os.path.join(d, "outlink"))
+    os.symlink("nowhere", os.path.join(d, "dangling"))
     with open(os.path.join(d, "sub", "inner.txt"), "w") as f:
         f.write("x")
 
@@ -178,6 +218,8 @@ def main():
                 if ra != rb:
                     ndiff += 1
                     print(f"== {c}\n  pyftpdlib: {ra!r}\n  ftpdlib:   {rb!r}")
+            if len(a) < len(seq) or len(b) < len(seq):
+                print(f"-- sequence {seq[:2]}...: {len(a)}/{len(b)} of {len(seq)} answered")
             if len(a) != len(b):
                 print(f"== sequence {seq[:3]}... lengths differ {len(a)} vs {len(b)}")
         for (c, ra), (_, rb) in zip(transfers(py_port), transfers(rs_port)):
