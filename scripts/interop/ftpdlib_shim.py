@@ -55,6 +55,10 @@ SKIPS = {
 }
 
 
+# every server started, so none outlives the run (a test failing in tearDown never stops its)
+_STARTED = []
+
+
 def _default(cls, name, value):
     return getattr(cls, name, value)
 
@@ -119,6 +123,7 @@ class FtpdlibServer:
         args = [SERVER, HOME, bind] + [f"{k}={v}" for k, v in self._settings().items()]
         log = open(LOG, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log)
+        _STARTED.append(self)
         log.close()
         ready, _, _ = select.select([self.proc.stdout], [], [], 10)
         line = self.proc.stdout.readline().decode() if ready else ""
@@ -152,6 +157,11 @@ class FtpdlibServer:
 def pytest_configure(config):
     if not SERVER or not os.access(SERVER, os.X_OK):
         raise pytest.UsageError("FTPDLIB_SUITE_SERVER must name the server binary")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for server in _STARTED:
+        server.stop()
 
 
 def pytest_collection_modifyitems(session, config, items):
