@@ -75,6 +75,10 @@ const TRANSFER_CMDS: &[&str] = &["RETR", "STOR", "STOU", "APPE", "LIST", "NLST",
 /// Commands that set the data channel up.
 const SETUP_CMDS: &[&str] = &["PASV", "EPSV", "PORT", "EPRT"];
 
+/// Commands that change the control or data channel's protection (RFC 4217): never in the
+/// middle of a transfer.
+const TLS_CMDS: &[&str] = &["AUTH", "CCC", "PBSZ", "PROT"];
+
 /// Largest single sendfile(2) call: bounded so the control socket is polled often.
 const SENDFILE_CHUNK: usize = 1 << 20;
 
@@ -388,7 +392,8 @@ impl Session {
                 }
                 _ if !self.pending.is_empty()
                     || TRANSFER_CMDS.contains(&verb.as_str())
-                    || SETUP_CMDS.contains(&verb.as_str()) =>
+                    || SETUP_CMDS.contains(&verb.as_str())
+                    || TLS_CMDS.contains(&verb.as_str()) =>
                 {
                     // Commands that need the data channel wait for the transfer to end, and
                     // so does everything sent after them (replies stay in order).
