@@ -160,7 +160,26 @@ fn transfer_after_refused_port_fails_at_once(ex: Executor) {
     assert_eq!(r.reply().0, 226);
 }
 
+fn abor_and_quit_while_waiting_for_the_data_connection(ex: Executor) {
+    // pyftpdlib ftp_ABOR with a listening (not yet connected) passive socket: one 225.
+    let s = start(ex);
+    let mut r = s.raw_login();
+    assert_eq!(r.cmd("PASV").0, 227);
+    assert_eq!(r.cmd("LIST").0, 150);
+    assert_eq!(
+        r.cmd("ABOR").1.trim_end(),
+        "225 ABOR command successful; data channel closed."
+    );
+    assert_eq!(r.cmd("NOOP").0, 200);
+    // QUIT in the same state: 221, then the connection closes without waiting.
+    assert_eq!(r.cmd("PASV").0, 227);
+    assert_eq!(r.cmd("LIST").0, 150);
+    assert_eq!(r.cmd("QUIT").0, 221);
+    assert!(r.is_closed());
+}
+
 models!(
+    abor_and_quit_while_waiting_for_the_data_connection,
     unspecified_port_address_means_the_client,
     transfer_after_refused_port_fails_at_once,
     opts_argument_count,

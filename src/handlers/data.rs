@@ -172,10 +172,16 @@ impl Session {
                     };
                     if crev || self.has_buffered_line() {
                         match self.service_control()? {
+                            Ctl::Continue if self.quit_pending => {
+                                // pyftpdlib: QUIT before the data connection closes at once.
+                                self.quit_pending = false;
+                                self.closing = true;
+                                return Ok(None);
+                            }
                             Ctl::Continue => {}
                             Ctl::Abort => {
-                                self.reply(426, "Connection closed; transfer aborted.")?;
-                                self.reply(226, "ABOR command successful.")?;
+                                // pyftpdlib: nothing was transferred, so a single 225.
+                                self.reply(225, "ABOR command successful; data channel closed.")?;
                                 return Ok(None);
                             }
                             Ctl::Gone => {
