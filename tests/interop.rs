@@ -367,7 +367,7 @@ fn ftplib_suite(interface: &str, host: &str, mode: &str) {
         return;
     }
     let bin = Bin::start(interface);
-    std::fs::write(bin.root().join("big.dat"), vec![0u8; 64 << 20]).unwrap();
+    std::fs::write(bin.root().join("big.dat"), vec![0u8; 32 << 20]).unwrap();
     std::fs::write(bin.root().join("z.txt"), b"z").unwrap();
     let out =
         run(Command::new("python3").args(["-c", FTPLIB_SCRIPT, host, &bin.port.to_string(), mode]));
@@ -380,7 +380,7 @@ fn ftplib_suite(interface: &str, host: &str, mode: &str) {
         "pwd /",
         "abort 426",
         "after 226",
-        &format!("size {}", 64 << 20),
+        &format!("size {}", 32 << 20),
     ];
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(&lines[..expected.len()], &expected[..], "{text}");
