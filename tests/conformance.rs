@@ -178,7 +178,43 @@ fn abor_and_quit_while_waiting_for_the_data_connection(ex: Executor) {
     assert!(r.is_closed());
 }
 
+fn help_rows_and_stat_with_an_open_channel(ex: Executor) {
+    let s = start(ex);
+    let mut r = s.raw_login();
+    // pyftpdlib formats HELP rows as " %-6s" per name, eight names a row.
+    let (code, help) = r.cmd("HELP");
+    assert_eq!(code, 214);
+    let row = help.lines().nth(1).expect("a row");
+    assert!(row.starts_with(" ABOR   ALLO   APPE   "), "{row:?}");
+    assert_eq!(row.len(), 8 * 7, "{row:?}");
+    // A connected but unused data channel shows its totals.
+    let _d = r.pasv();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (code, stat) = r.cmd("STAT");
+    assert_eq!(code, 211);
+    assert!(stat.contains(" Data connection open:\r\n"), "{stat}");
+    assert!(stat.contains(" Total bytes sent: 0\r\n"), "{stat}");
+}
+
+fn quit_during_upload(ex: Executor) {
+    // pyftpdlib test_quit_during_transfer: 221 at once, the upload goes on, 226, closed.
+    let s = start(ex);
+    let mut r = s.raw_login();
+    r.cmd("TYPE I");
+    let mut d = r.pasv();
+    assert_eq!(r.cmd("STOR up").0, 125);
+    d.write_all(&pattern(100_000)).unwrap();
+    assert_eq!(r.cmd("QUIT").0, 221);
+    d.write_all(&pattern(100_000)).unwrap();
+    drop(d);
+    assert_eq!(r.reply().0, 226);
+    assert!(r.is_closed());
+    assert_eq!(std::fs::metadata(s.path("up")).unwrap().len(), 200_000);
+}
+
 models!(
+    help_rows_and_stat_with_an_open_channel,
+    quit_during_upload,
     abor_and_quit_while_waiting_for_the_data_connection,
     unspecified_port_address_means_the_client,
     transfer_after_refused_port_fails_at_once,
