@@ -2,7 +2,7 @@
 the same directory, user `user`/`12345` with `elradfmwMT` plus anonymous) and prints every
 reply that differs. Replies are compared after masking ports, times and pids.
 
-Usage: python3 diff_replies.py FTPDLIB_SUITE_SERVER   (run with the suite's venv python)
+Usage: python3 diff_replies.py FTPDLIB_SUITE_SERVER [ENCODING]   (with the suite's venv python)
 """
 
 import os
@@ -81,11 +81,11 @@ MASKS = [
 ]
 
 
-def transfers(port):
+def transfers(port, encoding):
     """Listings and downloads over the data channel, through ftplib."""
     import ftplib  # noqa: PLC0415
 
-    c = ftplib.FTP(timeout=5)
+    c = ftplib.FTP(timeout=5, encoding=encoding)
     c.connect("127.0.0.1", port)
     c.login("user", "12345")
     out = []
@@ -101,6 +101,8 @@ def transfers(port):
                 resp = c.retrlines(cmd, lines.append)
         except ftplib.Error as e:
             resp = str(e)
+        except UnicodeEncodeError:
+            resp = "<name not representable in the encoding>"
         out.append((label, mask(resp + "\n" + "\n".join(lines))))
 
     for cmd in ["LIST", "LIST -la", "LIST sub", "LIST file.txt", "LIST -a sub", "NLST",
@@ -127,6 +129,8 @@ def transfers(port):
             r = c.sendcmd(cmd)
         except ftplib.Error as e:
             r = str(e)
+        except UnicodeEncodeError:
+            r = "<name not representable in the encoding>"
         out.append((cmd, mask(r)))
     c.quit()
     return out
@@ -192,6 +196,7 @@ def session(port, cmds):
 
 def main():
     rust = sys.argv[1]
+    encoding = sys.argv[2] if len(sys.argv) > 2 else "utf8"
     base = tempfile.mkdtemp()
     d_py, d_rs = os.path.join(base, "py"), os.path.join(base, "rs")
     for d in (d_py, d_rs):
@@ -203,10 +208,12 @@ def main():
     FTPHandler.authorizer = auth
     FTPHandler.auth_failed_timeout = 0.001
     FTPHandler.banner = "pyftpdlib ready."
+    FTPHandler.encoding = encoding
     srv = FTPServer(("127.0.0.1", 0), FTPHandler)
     py_port = srv.socket.getsockname()[1]
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    p = subprocess.Popen([rust, d_rs, "127.0.0.1:0"], stdout=subprocess.PIPE,
+    p = subprocess.Popen([rust, d_rs, "127.0.0.1:0", f"encoding={encoding}"],
+                         stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL)
     rs_port = int(p.stdout.readline().split()[1])
     ndiff = 0
@@ -222,7 +229,7 @@ def main():
                 print(f"-- sequence {seq[:2]}...: {len(a)}/{len(b)} of {len(seq)} answered")
             if len(a) != len(b):
                 print(f"== sequence {seq[:3]}... lengths differ {len(a)} vs {len(b)}")
-        for (c, ra), (_, rb) in zip(transfers(py_port), transfers(rs_port)):
+        for (c, ra), (_, rb) in zip(transfers(py_port, encoding), transfers(rs_port, encoding)):
             if ra != rb:
                 ndiff += 1
                 print(f"== {c}\n  pyftpdlib: {ra!r}\n  ftpdlib:   {rb!r}")
