@@ -269,8 +269,8 @@ pub struct FtpHandler {
     /// Stall timeout of a data transfer (pyftpdlib `DTPHandler.timeout`); `None` disables it.
     /// Default: 300 s.
     pub data_timeout: Option<Duration>,
-    /// How long a passive listener waits for the client (pyftpdlib `PassiveDTP.timeout`).
-    /// Default: 30 s.
+    /// How long a passive listener waits for the client, from PASV/EPSV on (pyftpdlib
+    /// `PassiveDTP.timeout`); zero waits for ever. Default: 30 s.
     pub passive_accept_timeout: Duration,
     /// Failed logins before the connection is closed. Default: 3.
     pub max_login_attempts: u32,
