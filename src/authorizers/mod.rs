@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use crate::error::{AuthenticationFailed, AuthorizerError};
 
 mod dummy;
+mod unix;
 pub use dummy::DummyAuthorizer;
+pub(crate) use unix::restore_fs_ids;
+pub use unix::{crypt, drop_privileges, verify_password, UnixAuthorizer};
 
 /// One permission letter, with pyftpdlib's meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
