@@ -68,6 +68,8 @@ pub struct Options {
     pub run_as: Option<String>,
     /// `--shutdown-grace` seconds running transfers get after SIGTERM. Default: 10.
     pub shutdown_grace: u64,
+    /// `--unix-users`: log system accounts in (UnixAuthorizer + UnixFilesystem).
+    pub unix_users: bool,
 }
 
 /// What parsing the command line produced besides options.
@@ -165,6 +167,11 @@ fn opts() -> getopts::Options {
         "shutdown-grace",
         "seconds running transfers may go on after SIGTERM/SIGINT (default 10)",
         "SECS",
+    );
+    o.optflag(
+        "",
+        "unix-users",
+        "log in system accounts with their passwords, in their homes, as themselves (needs root)",
     );
     o.optopt(
         "",
@@ -356,6 +363,7 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
         idle_timeout: num(&m, "idle-timeout", 0u64)?,
         run_as: m.opt_str("user"),
         shutdown_grace: num(&m, "shutdown-grace", 10u64)?,
+        unix_users: m.opt_present("unix-users"),
     })))
 }
 
@@ -385,6 +393,12 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
     h.use_gmt_times = !o.use_localtime;
     h.use_sendfile = !o.disable_sendfile;
     h.max_login_attempts = o.max_login_attempts;
+    if o.unix_users {
+        let mut unix = crate::authorizers::UnixAuthorizer::new();
+        unix.global_perm(perm)?;
+        h.authorizer = Arc::new(unix);
+        crate::filesystems::UnixFilesystem::install(&mut h);
+    }
     Ok(h)
 }
 
