@@ -395,7 +395,11 @@ impl Server {
 
 /// A raw control connection to `addr` with the 220 greeting already read.
 pub fn raw_at(addr: SocketAddr) -> Raw {
-    let s = TcpStream::connect(addr).expect("connect");
+    raw_from(TcpStream::connect(addr).expect("connect"))
+}
+
+/// A raw control connection over an already connected socket, 220 greeting read.
+pub fn raw_from(s: TcpStream) -> Raw {
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     let mut r = Raw {
         reader: BufReader::new(s.try_clone().unwrap()),
