@@ -170,3 +170,113 @@ fn systemd_socket_activation_and_notify() {
         bin.log()
     );
 }
+
+/// The command lines of the sample service files under scripts/deploy.
+fn sample_command_lines() -> Vec<(String, Vec<String>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/deploy");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let mut out = Vec::new();
+    for line in read("inetd.conf").lines() {
+        let line = line.trim_start_matches('#');
+        let f = words(line);
+        if f.len() > 7 && f[0] == "ftp" {
+            out.push(("inetd.conf".to_string(), f[7..].to_vec()));
+        }
+    }
+    for x in ["xinetd-ftpdlib", "xinetd-ftpdlib-wait"] {
+        let text = read(x);
+        let args = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server_args"))
+            .map(|v| v.trim_start_matches([' ', '=']))
+            .unwrap();
+        out.push((x.to_string(), words(args)));
+    }
+    let unit = read("ftpdlib.service");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    out.push(("ftpdlib.service".to_string(), words(exec)[1..].to_vec()));
+    let plist = read("org.ftpdlib.ftpd.plist");
+    let array = plist
+        .split("<key>ProgramArguments</key>")
+        .nth(1)
+        .and_then(|r| r.split("</array>").next())
+        .unwrap();
+    let args: Vec<String> = array
+        .split("<string>")
+        .skip(1)
+        .filter_map(|s| s.split("</string>").next().map(String::from))
+        .collect();
+    out.push(("org.ftpdlib.ftpd.plist".to_string(), args[1..].to_vec()));
+    out
+}
+
+#[test]
+fn sample_service_files_are_valid_command_lines() {
+    let lines = sample_command_lines();
+    assert!(lines.len() >= 6, "{lines:?}");
+    for (file, args) in &lines {
+        match ftpdlib::cli::parse_args(args.iter().map(std::ffi::OsString::from)) {
+            Ok(ftpdlib::cli::Parsed::Run(o)) => {
+                if file.contains("wait") {
+                    assert!(o.inetd_wait && o.idle_timeout == 600, "{file}");
+                }
+            }
+            other => panic!("{file}: {args:?}: {other:?}"),
+        }
+    }
+}
+
+/// The inetd.conf "nowait" line, run as inetd would run it (as root, so `--user nobody`
+/// takes effect), with the served directory swapped for a temp dir.
+#[test]
+fn sample_inetd_conf_line_serves() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: the sample line switches to 'nobody', which needs root");
+        return;
+    }
+    let (_, args) = sample_command_lines()
+        .into_iter()
+        .find(|(f, a)| f == "inetd.conf" && a.iter().any(|x| x == "-I"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("hello.txt"), b"hi").unwrap();
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| {
+            if a == "/srv/ftp" {
+                dir.path().to_string_lossy().into_owned()
+            } else {
+                a
+            }
+        })
+        .collect();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stdin(Stdio::from(OwnedFd::from(conn)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut r = raw_from(client);
+    assert_eq!(r.cmd("USER anonymous").0, 331);
+    assert_eq!(r.cmd("PASS guest@").0, 230);
+    assert_eq!(retr(&mut r, "hello.txt"), b"hi");
+    assert_eq!(r.cmd("QUIT").0, 221);
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

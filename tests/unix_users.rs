@@ -217,3 +217,53 @@ fn fork_model_drops_to_the_user_for_good() {
     // A new login in the same process cannot take another identity back.
     c.quit().unwrap();
 }
+
+/// `--user`: bind as root, then serve as an unprivileged account for good.
+#[test]
+fn run_as_drops_root_after_binding() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: dropping privileges needs root");
+        return;
+    }
+    let Ok(Some(nobody)) = nix::unistd::User::from_name("nobody") else {
+        eprintln!("skipped: no 'nobody' account");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(root.join("pub.txt"), b"public").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftpdlib"));
+    cmd.args([
+        "-i",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "--user",
+        "nobody",
+        "-u",
+        USER,
+        "-P",
+        PASS,
+        "-d",
+    ])
+    .arg(&root);
+    let bin = BinServer::spawn(cmd, dir, root);
+    let mut c = FtpStream::connect_timeout(bin.addr, IO_TIMEOUT).unwrap();
+    c.get_ref().set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    c.login(USER, PASS).unwrap();
+    c.transfer_type(FileType::Binary).unwrap();
+    assert_eq!(c.retr_as_buffer("pub.txt").unwrap().into_inner(), b"public");
+    let pid = bin.child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uids: Vec<u32> = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .unwrap()
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(uids, vec![nobody.uid.as_raw(); 4]);
+    assert!(bin.log().contains("running as user"), "{}", bin.log());
+    c.quit().unwrap();
+}
