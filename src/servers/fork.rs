@@ -18,7 +18,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use super::acceptor::{self, serve_guarded, Dispatch};
-use super::{ConnGuard, Ending, FtpServer, Shared};
+use super::shutdown::Ending;
+use super::{ConnGuard, FtpServer, Shared};
 use crate::error::Error;
 use crate::handlers::FtpHandler;
 use crate::proto;

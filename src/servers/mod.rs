@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signalfd::SignalFd;
 use nix::sys::socket::{
     self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
 };
@@ -28,6 +27,7 @@ pub(crate) mod shutdown;
 
 pub use executor::{Executor, DEFAULT_STACK_SIZE};
 pub use fork::is_session_process;
+use shutdown::{stop_signals, Ending};
 
 /// State shared by the acceptor, the sessions' guards and every [`ServerHandle`].
 pub(crate) struct Shared {
@@ -281,9 +281,11 @@ impl FtpServer {
         self.executor
     }
 
-    /// Stops the server cleanly on SIGINT and SIGTERM: they are blocked in the calling
-    /// thread (and so in every thread started after) and read from a signalfd by the accept
-    /// loop. Call before any other thread starts.
+    /// Stops the server cleanly on SIGINT and SIGTERM (graceful: running transfers get
+    /// [`shutdown_grace`](Self::shutdown_grace)) and on SIGUSR1 (every session closed with
+    /// 421 at once): they are blocked in the calling thread (and so in every thread started
+    /// after) and read from a signalfd by the accept loop. Call before any other thread
+    /// starts.
     ///
     /// # Errors
     /// The signal mask or the signalfd cannot be set up.
@@ -346,31 +348,6 @@ impl FtpServer {
         }
     }
 
-    /// What to do with running sessions once the accept loop has stopped.
-    fn ending(&self, stop: &acceptor::Stop) -> Ending {
-        match stop {
-            acceptor::Stop::Signal(Signal::SIGUSR1) => Ending::Hard,
-            acceptor::Stop::Signal(sig) => {
-                log::info!("received {sig}, shutting down");
-                Ending::Graceful(self.shutdown_grace)
-            }
-            acceptor::Stop::Idle => {
-                log::info!("idle for {:?} with no session; exiting", self.idle_timeout);
-                Ending::Leave
-            }
-            acceptor::Stop::Closed => {
-                let grace = self.shared.grace.lock().ok().and_then(|g| *g);
-                if self.shared.hard.load(Ordering::SeqCst) {
-                    Ending::Hard
-                } else if let Some(g) = grace {
-                    Ending::Graceful(g)
-                } else {
-                    Ending::Leave
-                }
-            }
-        }
-    }
-
     /// Pool and Thread models: sessions are threads of this process.
     fn serve_threads(&self) -> Result<(), Error> {
         let runner = executor::Runner::new(self.executor, self.stack_size);
@@ -426,30 +403,6 @@ impl FtpServer {
             self.max_cons_per_ip
         );
     }
-}
-
-/// What happens to running sessions when a server stops accepting.
-pub(crate) enum Ending {
-    /// They go on (`close`, idle exit).
-    Leave,
-    /// Drain, wait up to the grace period, then 421 (signals, `shutdown`).
-    Graceful(Duration),
-    /// 421 now (`close_all`).
-    Hard,
-}
-
-/// Blocks SIGINT, SIGTERM and SIGUSR1 (the "close everything now" signal a pre-fork parent
-/// sends its workers) in the calling thread and returns a signalfd that reads them.
-fn stop_signals() -> Result<SignalFd, Error> {
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    set.add(Signal::SIGTERM);
-    set.add(Signal::SIGUSR1);
-    set.thread_block().map_err(std::io::Error::from)?;
-    Ok(
-        SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-            .map_err(std::io::Error::from)?,
-    )
 }
 
 /// pyftpdlib's `MultiprocessFTPServer`: an [`FtpServer`] with a child process per

@@ -16,7 +16,8 @@ use nix::unistd::{ForkResult, Pid};
 use super::acceptor::{self, Limits, Stop};
 use super::executor::{Executor, Runner};
 use super::fork::{ensure_single_thread, fork_process, parent_fds};
-use super::{stop_signals, Ending, FtpServer, Shared};
+use super::shutdown::{stop_signals, Ending};
+use super::{FtpServer, Shared};
 use crate::error::Error;
 
 /// The PreFork model's `serve_forever`.

@@ -10,9 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{self, MsgFlags};
 
-use super::Shared;
+use super::{acceptor, FtpServer, Shared};
+use crate::error::Error;
 
 /// The reply a session gets when the server closes it.
 pub(crate) const SHUTDOWN_REPLY: &[u8] = b"421 Server shutting down.\r\n";
@@ -130,6 +133,57 @@ impl Shared {
             );
             self.hard_close();
             self.wait_sessions(Duration::from_secs(5));
+        }
+    }
+}
+
+/// What happens to running sessions when a server stops accepting.
+pub(crate) enum Ending {
+    /// They go on (`close`, idle exit).
+    Leave,
+    /// Drain, wait up to the grace period, then 421 (signals, `shutdown`).
+    Graceful(Duration),
+    /// 421 now (`close_all`).
+    Hard,
+}
+
+/// Blocks SIGINT, SIGTERM and SIGUSR1 (the "close everything now" signal a pre-fork parent
+/// sends its workers) in the calling thread and returns a signalfd that reads them.
+pub(crate) fn stop_signals() -> Result<SignalFd, Error> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGUSR1);
+    set.thread_block().map_err(std::io::Error::from)?;
+    Ok(
+        SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(std::io::Error::from)?,
+    )
+}
+
+impl FtpServer {
+    /// What to do with running sessions once the accept loop has stopped.
+    pub(crate) fn ending(&self, stop: &acceptor::Stop) -> Ending {
+        match stop {
+            acceptor::Stop::Signal(Signal::SIGUSR1) => Ending::Hard,
+            acceptor::Stop::Signal(sig) => {
+                log::info!("received {sig}, shutting down");
+                Ending::Graceful(self.shutdown_grace)
+            }
+            acceptor::Stop::Idle => {
+                log::info!("idle for {:?} with no session; exiting", self.idle_timeout);
+                Ending::Leave
+            }
+            acceptor::Stop::Closed => {
+                let grace = self.shared.grace.lock().ok().and_then(|g| *g);
+                if self.shared.hard.load(Ordering::SeqCst) {
+                    Ending::Hard
+                } else if let Some(g) = grace {
+                    Ending::Graceful(g)
+                } else {
+                    Ending::Leave
+                }
+            }
         }
     }
 }
