@@ -70,6 +70,20 @@ pub struct Options {
     pub shutdown_grace: u64,
     /// `--unix-users`: log system accounts in (UnixAuthorizer + UnixFilesystem).
     pub unix_users: bool,
+    /// `--tls`: FTPS (needs `--certfile`).
+    pub tls: bool,
+    /// `--certfile`: PEM certificate chain (may hold the key too).
+    pub certfile: Option<PathBuf>,
+    /// `--keyfile`: PEM private key.
+    pub keyfile: Option<PathBuf>,
+    /// `--tls-control-required`.
+    pub tls_control_required: bool,
+    /// `--tls-data-required`.
+    pub tls_data_required: bool,
+    /// `--implicit-tls`: TLS from the first byte (port 990 style).
+    pub implicit_tls: bool,
+    /// `--disable-tls-reuse-check`: data connections need not resume the control session.
+    pub disable_tls_reuse_check: bool,
 }
 
 /// What parsing the command line produced besides options.
@@ -229,6 +243,43 @@ fn opts() -> getopts::Options {
         "max number of failed authentications before disconnect (default 3)",
         "N",
     );
+    o.optflag(
+        "",
+        "tls",
+        "enable FTPS (AUTH TLS, PROT P); needs --certfile",
+    );
+    o.optopt(
+        "",
+        "certfile",
+        "the PEM certificate chain for FTPS (may contain the key too)",
+        "FILE",
+    );
+    o.optopt(
+        "",
+        "keyfile",
+        "the PEM private key for FTPS (default: read from --certfile)",
+        "FILE",
+    );
+    o.optflag(
+        "",
+        "tls-control-required",
+        "impose TLS for the control connection (USER/PASS before AUTH refused)",
+    );
+    o.optflag(
+        "",
+        "tls-data-required",
+        "impose TLS for the data connection (transfers without PROT P refused)",
+    );
+    o.optflag(
+        "",
+        "implicit-tls",
+        "implicit FTPS: TLS from the first byte (usually port 990); implies --tls",
+    );
+    o.optflag(
+        "",
+        "disable-tls-reuse-check",
+        "accept PROT P data connections that do not resume the control TLS session",
+    );
     o.optflag("h", "help", "show this help message and exit");
     o
 }
@@ -332,6 +383,22 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
             format!("argument --encoding: unsupported encoding {e:?} (utf8 or latin-1)")
         })?,
     };
+    let implicit_tls = m.opt_present("implicit-tls");
+    let tls = m.opt_present("tls") || implicit_tls;
+    let certfile = m.opt_str("certfile").map(PathBuf::from);
+    let keyfile = m.opt_str("keyfile").map(PathBuf::from);
+    if tls && certfile.is_none() {
+        return Err("--tls requires --certfile".into());
+    }
+    if !tls
+        && (certfile.is_some()
+            || keyfile.is_some()
+            || m.opt_present("tls-control-required")
+            || m.opt_present("tls-data-required")
+            || m.opt_present("disable-tls-reuse-check"))
+    {
+        return Err("--certfile, --keyfile and --tls-* options require --tls".into());
+    }
     let verbosity = if m.opt_present("D") {
         2
     } else {
@@ -364,6 +431,13 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
         run_as: m.opt_str("user"),
         shutdown_grace: num(&m, "shutdown-grace", 10u64)?,
         unix_users: m.opt_present("unix-users"),
+        tls,
+        certfile,
+        keyfile,
+        tls_control_required: m.opt_present("tls-control-required"),
+        tls_data_required: m.opt_present("tls-data-required"),
+        implicit_tls,
+        disable_tls_reuse_check: m.opt_present("disable-tls-reuse-check"),
     })))
 }
 
@@ -399,6 +473,13 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
         h.authorizer = Arc::new(unix);
         crate::filesystems::UnixFilesystem::install(&mut h);
     }
+    if let (true, Some(cert)) = (o.tls, &o.certfile) {
+        let mut t = crate::handlers::TlsConfig::from_pem_files(cert, o.keyfile.as_deref())?;
+        t.tls_control_required = o.tls_control_required;
+        t.tls_data_required = o.tls_data_required;
+        t.require_session_reuse = !o.disable_tls_reuse_check;
+        h.tls = Some(t);
+    }
     Ok(h)
 }
 
@@ -411,7 +492,9 @@ pub fn build_server(o: &Options) -> Result<FtpServer, Error> {
     let listeners = crate::servers::inetd::listeners_for(o.inetd_wait, || {
         crate::servers::bind(SocketAddr::new(o.interface, o.port))
     })?;
-    let mut server = FtpServer::from_listeners(listeners, handler)?.with_executor(o.concurrency);
+    let mut server = FtpServer::from_listeners(listeners, handler)?
+        .with_executor(o.concurrency)
+        .implicit_tls(o.implicit_tls)?;
     server.max_cons = o.max_cons;
     server.max_cons_per_ip = o.max_cons_per_ip;
     server.idle_timeout = (o.idle_timeout > 0).then(|| Duration::from_secs(o.idle_timeout));
@@ -601,6 +684,43 @@ mod tests {
         assert_eq!((o.idle_timeout, o.shutdown_grace), (0, 10));
         assert!(parse(&["-I", "-W"]).is_err());
         assert!(parse(&["-t", "soon"]).is_err());
+    }
+
+    #[test]
+    fn tls_flags_parse() {
+        let o = run(&["-d", "/tmp"]);
+        assert!(!o.tls && !o.implicit_tls && o.certfile.is_none());
+        let o = run(&[
+            "--tls",
+            "--certfile",
+            "c.pem",
+            "--keyfile",
+            "k.pem",
+            "--tls-control-required",
+            "--tls-data-required",
+            "--disable-tls-reuse-check",
+        ]);
+        assert!(o.tls && o.tls_control_required && o.tls_data_required);
+        assert!(o.disable_tls_reuse_check && !o.implicit_tls);
+        assert_eq!(o.certfile, Some(PathBuf::from("c.pem")));
+        assert_eq!(o.keyfile, Some(PathBuf::from("k.pem")));
+        let o = run(&["--implicit-tls", "--certfile", "c.pem"]);
+        assert!(o.tls && o.implicit_tls && o.keyfile.is_none());
+        assert!(parse(&["--tls"]).is_err(), "--tls without --certfile");
+        assert!(
+            parse(&["--certfile", "c.pem"]).is_err(),
+            "--certfile without --tls"
+        );
+        assert!(parse(&["--tls-data-required"]).is_err());
+    }
+
+    #[test]
+    fn missing_certificate_is_a_tls_error() {
+        let o = run(&["-d", "/tmp", "--tls", "--certfile", "/nonexistent/cert.pem"]);
+        match build_handler(&o) {
+            Err(Error::Tls(m)) => assert!(m.contains("/nonexistent/cert.pem"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

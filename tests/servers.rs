@@ -1,5 +1,5 @@
 //! Concurrency models and shutdown (pyftpdlib `test_servers.py`): many sessions at once,
-//! `max_cons`, a panicking command, graceful shutdown by `ServerHandle::shutdown` and by
+//! `max_cons`, graceful shutdown by `ServerHandle::shutdown` and by
 //! SIGTERM. Fork and PreFork run through the built binary.
 
 mod common;
@@ -7,7 +7,6 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ftpdlib::handlers::{Arg, Command};
 use ftpdlib::servers::Executor;
 use nix::sys::signal::Signal;
 
@@ -72,30 +71,6 @@ fn many_concurrent_sessions(ex: Executor) {
     for i in (1..200).step_by(3) {
         assert_eq!(s.read(&format!("up{i}.bin")), pattern(1000 + i));
     }
-}
-
-/// A command that panics ends its own session with 421; the server keeps serving.
-fn panic_ends_only_that_session(ex: Executor) {
-    let s = builder()
-        .executor(ex)
-        .handler(|h| {
-            h.add_command(
-                Command::new("BOOM", "Syntax: BOOM (panics).", |_, _| {
-                    panic!("BOOM on purpose")
-                })
-                .auth(false)
-                .arg(Arg::Optional),
-            )
-        })
-        .start();
-    let mut other = s.raw_login();
-    let mut r = s.raw();
-    let (code, text) = r.cmd("BOOM");
-    assert_eq!(code, 421, "{text}");
-    assert!(r.is_closed());
-    assert_eq!(other.cmd("NOOP").0, 200, "another session is unaffected");
-    let mut c = s.login();
-    assert_eq!(c.pwd().unwrap(), "/");
 }
 
 /// Graceful shutdown: idle sessions get 421 at once, a running download completes (226,
@@ -177,8 +152,8 @@ fn max_cons_is_enforced(ex: Executor) {
     }
 }
 
+// A panicking command under Pool and Thread: tests/limits.rs; under Fork: tests/fork_custom.rs.
 models!(
-    panic_ends_only_that_session,
     shutdown_lets_transfer_finish,
     shutdown_cuts_overrunning_upload,
     max_cons_is_enforced;

@@ -99,13 +99,13 @@ impl Session {
             }
             DataSetup::Active(s) => {
                 self.reply_bytes(125, &prelim(true))?;
-                Ok(Some(s))
+                self.secure_data(s)
             }
             DataSetup::Passive(listener) => {
                 listener.set_nonblocking(true)?;
                 if let Some(s) = self.accept_data(&listener)? {
                     self.reply_bytes(125, &prelim(true))?;
-                    return Ok(Some(s));
+                    return self.secure_data(s);
                 }
                 self.reply_bytes(150, &prelim(false))?;
                 let deadline = Instant::now() + self.h.passive_accept_timeout;
@@ -152,7 +152,7 @@ impl Session {
                     }
                     if lrev {
                         if let Some(s) = self.accept_data(&listener)? {
-                            return Ok(Some(s));
+                            return self.secure_data(s);
                         }
                     }
                 }
@@ -224,7 +224,7 @@ impl Session {
                     self.status_reply()?;
                 }
                 ("NOOP", _) if verb == "NOOP" => {
-                    self.reply(200, "I successfully done nothin'.")?;
+                    self.reply(200, "I successfully did nothing'.")?;
                 }
                 ("QUIT", _) if verb.ends_with("QUIT") => {
                     log::debug!("{} <- QUIT (after the transfer)", self.prefix);
@@ -612,7 +612,13 @@ impl Session {
                 self.reply(426, "Transfer aborted via ABOR.")?;
                 self.reply(226, "ABOR command successful.")?;
             }
-            Outcome::PeerClosed => self.reply(426, "Connection closed; transfer aborted.")?,
+            Outcome::PeerClosed if upload => {
+                self.reply(426, "Connection closed by peer; transfer aborted.")?
+            }
+            Outcome::PeerClosed => self.reply(
+                426,
+                &format!("Transfer aborted; {bytes} bytes transmitted."),
+            )?,
             Outcome::DataTimeout => {
                 self.reply(421, "Data connection timed out.")?;
                 self.closing = true;

@@ -28,6 +28,9 @@ impl Session {
             log::debug!("{} <- {}", self.prefix, String::from_utf8_lossy(&line));
         }
 
+        if !self.tls_precheck(&verb)? {
+            return Ok(());
+        }
         let cmd = match self.h.commands.get(&verb) {
             Some(c) => c,
             None if NOT_IMPLEMENTED.contains(&verb.as_str()) => {
@@ -136,12 +139,12 @@ impl Session {
                 req.verb,
                 String::from_utf8_lossy(&vpath)
             );
-            let mut msg = b"\"".to_vec();
-            msg.extend_from_slice(&proto::quote_path(
-                &self.h.encoding.encode(&fs.ftpnorm(&vpath)),
-            ));
+            // pyftpdlib quotes the path with Python's repr: '/path'.
+            let mut msg = b"'".to_vec();
+            let shown = self.h.encoding.encode(&fs.ftpnorm(&vpath));
+            msg.extend_from_slice(&proto::quote_path(&shown));
             msg.extend_from_slice(
-                b"\" points to a path which is outside the user's root directory.",
+                b"' points to a path which is outside the user's root directory.",
             );
             self.reply_bytes(550, &msg)?;
             return Ok(false);

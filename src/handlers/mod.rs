@@ -20,8 +20,11 @@ mod dispatch;
 mod session;
 mod stream;
 pub mod throttle;
+mod tls;
+mod tls_stream;
 
 pub use session::Session;
+pub use tls::TlsConfig;
 
 /// The events of a session (pyftpdlib's `on_*` methods). One value per connection, built by
 /// [`FtpHandler::callbacks`], so `&mut self` needs no lock; a method may block (a database
@@ -318,6 +321,9 @@ pub struct FtpHandler {
     /// filesystem, no jail; see [`UnixFilesystem::install`](crate::filesystems::UnixFilesystem::install)).
     /// Default: none (the home is the root: a jail).
     pub root_dir: Option<std::path::PathBuf>,
+    /// FTPS (pyftpdlib `TLS_FTPHandler`): AUTH/PBSZ/PROT/CCC exist only when set.
+    /// Default: none.
+    pub tls: Option<TlsConfig>,
 }
 
 impl fmt::Debug for FtpHandler {
@@ -360,6 +366,7 @@ impl FtpHandler {
             filesystem: Arc::new(|_, _| Ok(Box::new(OsFilesystem))),
             commands: CommandTable::builtin(),
             root_dir: None,
+            tls: None,
         }
     }
 

@@ -57,6 +57,8 @@ pub struct Session {
     pub(crate) closing: bool,
     /// Bytes moved and start time of the running transfer (for STAT).
     pub(crate) progress: Option<super::data::Progress>,
+    /// FTPS state: PBSZ/PROT, implicit TLS, this connection's rustls configurations.
+    pub(crate) tls: super::tls::TlsState,
 }
 
 impl Session {
@@ -67,6 +69,20 @@ impl Session {
     /// # Errors
     /// Only errors of the control connection itself (the client vanished).
     pub fn run(stream: TcpStream, handler: Arc<FtpHandler>) -> io::Result<()> {
+        Self::start(stream, handler, false)
+    }
+
+    /// Like [`run`](Self::run) on an implicit FTPS connection (port 990 style): the TLS
+    /// handshake runs in this thread before the 220 greeting. The handler needs
+    /// [`FtpHandler::tls`].
+    ///
+    /// # Errors
+    /// Only errors of the control connection itself (the client vanished).
+    pub fn run_implicit_tls(stream: TcpStream, handler: Arc<FtpHandler>) -> io::Result<()> {
+        Self::start(stream, handler, true)
+    }
+
+    fn start(stream: TcpStream, handler: Arc<FtpHandler>, implicit_tls: bool) -> io::Result<()> {
         let peer = stream.peer_addr()?;
         let local = stream.local_addr()?;
         let peer = SocketAddr::new(proto::unmap(peer.ip()), peer.port());
@@ -101,7 +117,9 @@ impl Session {
             quit_pending: false,
             closing: false,
             progress: None,
+            tls: super::tls::TlsState::default(),
         };
+        s.tls.implicit = implicit_tls;
         log::info!("{} FTP session opened (connect)", s.prefix);
         let r = s.serve();
         s.end();
@@ -109,6 +127,9 @@ impl Session {
     }
 
     fn serve(&mut self) -> io::Result<()> {
+        if self.tls.implicit && !self.secure_control()? {
+            return Ok(());
+        }
         let banner = self.h.banner.clone();
         self.reply_lines(220, &banner)?;
         let peer = self.peer;
@@ -220,6 +241,14 @@ impl Session {
         let n = self.ctrl.read(&mut chunk)?;
         self.inbuf.extend_from_slice(&chunk[..n]);
         Ok(n)
+    }
+
+    /// Drops every control byte received but not yet run: plaintext the client pipelined
+    /// behind AUTH must never execute once TLS is up (RFC 4217 §4; STARTTLS injection).
+    pub(crate) fn discard_input(&mut self) {
+        self.inbuf.clear();
+        self.discarding = false;
+        self.pending.clear();
     }
 
     /// True when a complete line is already buffered.

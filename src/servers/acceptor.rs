@@ -35,13 +35,14 @@ pub(crate) struct Limits {
 
 /// Where accepted connections go: threads of this process, or forked children.
 pub(crate) trait Dispatch {
-    /// Serves an accepted, admitted connection.
+    /// Serves an accepted, admitted connection (`implicit_tls`: TLS from the first byte).
     fn dispatch(
         &self,
         stream: TcpStream,
         ip: IpAddr,
         handler: &Arc<FtpHandler>,
         shared: &Arc<Shared>,
+        implicit_tls: bool,
     );
     /// Called on every wake-up of the loop (the fork model reaps its children here).
     fn tick(&self) {}
@@ -54,6 +55,7 @@ pub(crate) trait Dispatch {
 /// Accepts until closed.
 pub(crate) fn run(
     listeners: &[TcpListener],
+    implicit_tls: &[bool],
     shared: &Arc<Shared>,
     handler: &Arc<FtpHandler>,
     runner: &dyn Dispatch,
@@ -116,9 +118,15 @@ pub(crate) fn run(
         if woke {
             return Ok(Stop::Closed);
         }
-        for (l, _) in listeners.iter().zip(ready).filter(|(_, r)| *r) {
+        for (i, (l, _)) in listeners
+            .iter()
+            .zip(ready)
+            .enumerate()
+            .filter(|(_, (_, r))| *r)
+        {
             last_busy = Instant::now();
-            accept_all(l, shared, handler, runner, limits);
+            let implicit = implicit_tls.get(i).copied().unwrap_or(false);
+            accept_all(l, shared, handler, runner, limits, implicit);
         }
     }
 }
@@ -129,6 +137,7 @@ fn accept_all(
     handler: &Arc<FtpHandler>,
     runner: &dyn Dispatch,
     limits: &Limits,
+    implicit_tls: bool,
 ) {
     let (max_cons, max_cons_per_ip) = (limits.max_cons, limits.max_cons_per_ip);
     loop {
@@ -169,7 +178,7 @@ fn accept_all(
             );
             continue;
         }
-        runner.dispatch(stream, ip, handler, shared);
+        runner.dispatch(stream, ip, handler, shared, implicit_tls);
     }
 }
 
@@ -179,11 +188,30 @@ fn refuse(mut stream: TcpStream, msg: &str) {
     let _ = stream.write_all(msg.as_bytes());
 }
 
-/// Runs one session, turning a panic into a log line and a 421.
-pub(crate) fn serve_guarded(stream: TcpStream, handler: Arc<FtpHandler>, guard: super::ConnGuard) {
+/// Session entry points: [`Session::run`] or [`Session::run_implicit_tls`].
+pub(crate) type SessionFn = fn(TcpStream, Arc<FtpHandler>) -> io::Result<()>;
+
+/// The session entry point for a listener: implicit FTPS or plain.
+pub(crate) fn entry(implicit_tls: bool) -> SessionFn {
+    if implicit_tls {
+        // Implicit FTPS: the handshake runs in the session's thread, never the acceptor's.
+        Session::run_implicit_tls
+    } else {
+        Session::run
+    }
+}
+
+/// Runs one session through `session` (see [`entry`]), turning a panic into a log line
+/// and a 421, and telling graceful shutdown whether the session is busy.
+pub(crate) fn serve_guarded_with(
+    stream: TcpStream,
+    handler: Arc<FtpHandler>,
+    guard: super::ConnGuard,
+    session: SessionFn,
+) {
     let spare = stream.try_clone().ok();
     super::shutdown::enter(&guard.shared, &guard.busy);
-    let r = catch_unwind(AssertUnwindSafe(|| Session::run(stream, handler)));
+    let r = catch_unwind(AssertUnwindSafe(|| session(stream, handler)));
     super::shutdown::leave();
     // A pool thread must not keep the filesystem identity of the user it just served.
     crate::authorizers::restore_fs_ids();

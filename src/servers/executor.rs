@@ -129,11 +129,13 @@ impl super::acceptor::Dispatch for Runner {
         ip: std::net::IpAddr,
         handler: &Arc<crate::handlers::FtpHandler>,
         shared: &Arc<super::Shared>,
+        implicit_tls: bool,
     ) {
         let guard = shared.register(&stream, ip);
         let handler = handler.clone();
+        let session = super::acceptor::entry(implicit_tls);
         self.spawn(Box::new(move || {
-            super::acceptor::serve_guarded(stream, handler, guard)
+            super::acceptor::serve_guarded_with(stream, handler, guard, session)
         }));
     }
 }

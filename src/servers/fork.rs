@@ -17,7 +17,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
-use super::acceptor::{self, serve_guarded, Dispatch};
+use super::acceptor::{self, serve_guarded_with, Dispatch};
 use super::shutdown::Ending;
 use super::{ConnGuard, FtpServer, Shared};
 use crate::error::Error;
@@ -69,6 +69,7 @@ impl Dispatch for Forker {
         ip: IpAddr,
         handler: &Arc<FtpHandler>,
         shared: &Arc<Shared>,
+        implicit_tls: bool,
     ) {
         let guard = shared.count_only(ip);
         match fork_process() {
@@ -82,7 +83,7 @@ impl Dispatch for Forker {
                 }
                 // The counters belong to the parent; the child leaves them alone.
                 std::mem::forget(guard);
-                let code = single_session(stream, handler.clone());
+                let code = single_session(stream, handler.clone(), implicit_tls);
                 std::process::exit(code);
             }
             Err(e) => {
@@ -190,6 +191,7 @@ pub(super) fn serve(server: &FtpServer) -> Result<(), Error> {
     };
     let stop = acceptor::run(
         &server.listeners,
+        &server.implicit_tls,
         &server.shared,
         &server.handler,
         &forker,
@@ -222,7 +224,11 @@ pub(super) fn parent_fds(server: &FtpServer, listeners: bool) -> Vec<RawFd> {
 /// Serves one connection in a process of its own (a forked child, inetd "nowait") and
 /// returns the exit code. SIGTERM/SIGINT drain the session (a transfer finishes, an idle
 /// session gets 421), SIGUSR1 closes it with 421 at once.
-pub(crate) fn single_session(stream: TcpStream, handler: Arc<FtpHandler>) -> i32 {
+pub(crate) fn single_session(
+    stream: TcpStream,
+    handler: Arc<FtpHandler>,
+    implicit_tls: bool,
+) -> i32 {
     SESSION_PROCESS.store(true, Ordering::SeqCst);
     let ip = stream
         .peer_addr()
@@ -237,7 +243,7 @@ pub(crate) fn single_session(stream: TcpStream, handler: Arc<FtpHandler>) -> i32
     };
     let guard = shared.register(&stream, ip);
     watch_signals(&shared);
-    serve_guarded(stream, handler, guard);
+    serve_guarded_with(stream, handler, guard, acceptor::entry(implicit_tls));
     0
 }
 

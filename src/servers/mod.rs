@@ -160,9 +160,11 @@ impl ServerHandle {
 
     /// Stops accepting and ends every session (pyftpdlib `close_all`).
     pub fn close_all(&self) {
+        // Sessions first: they end without a reply (as pyftpdlib's close_all), before the
+        // accept loop's own hard close could send them a 421.
+        self.shared.close_sessions();
         self.shared.hard.store(true, Ordering::SeqCst);
         self.shared.wake();
-        self.shared.close_sessions();
     }
 
     /// Graceful stop: new connections are refused at once, idle sessions get `421` and
@@ -206,6 +208,8 @@ impl ServerHandle {
 /// ```
 pub struct FtpServer {
     listeners: Vec<TcpListener>,
+    /// Per listener: implicit FTPS (TLS from the first byte).
+    implicit_tls: Vec<bool>,
     handler: Arc<FtpHandler>,
     executor: Executor,
     shared: Arc<Shared>,
@@ -258,6 +262,7 @@ impl FtpServer {
         }
         handler.validate()?;
         Ok(FtpServer {
+            implicit_tls: vec![false; listeners.len()],
             listeners,
             handler: Arc::new(handler),
             executor: Executor::Pool,
@@ -274,6 +279,38 @@ impl FtpServer {
     pub fn with_executor(mut self, executor: Executor) -> FtpServer {
         self.executor = executor;
         self
+    }
+
+    /// Makes every listener added so far implicit FTPS (`true`: TLS from the first byte,
+    /// conventionally port 990) or explicit (`false`, the default: plaintext until
+    /// `AUTH TLS`). The handshake runs in the session's thread, never the accept thread.
+    ///
+    /// # Errors
+    /// `true` without [`FtpHandler::tls`](crate::handlers::FtpHandler::tls).
+    pub fn implicit_tls(mut self, on: bool) -> Result<FtpServer, Error> {
+        if on && self.handler.tls.is_none() {
+            return Err(Error::Config(
+                "implicit TLS needs a TLS configuration".into(),
+            ));
+        }
+        self.implicit_tls.iter_mut().for_each(|i| *i = on);
+        Ok(self)
+    }
+
+    /// Adds a listener, implicit FTPS or not (e.g. port 21 explicit and port 990 implicit
+    /// on one server).
+    ///
+    /// # Errors
+    /// `implicit_tls` without [`FtpHandler::tls`](crate::handlers::FtpHandler::tls).
+    pub fn add_listener(&mut self, listener: TcpListener, implicit_tls: bool) -> Result<(), Error> {
+        if implicit_tls && self.handler.tls.is_none() {
+            return Err(Error::Config(
+                "implicit TLS needs a TLS configuration".into(),
+            ));
+        }
+        self.listeners.push(listener);
+        self.implicit_tls.push(implicit_tls);
+        Ok(())
     }
 
     /// The concurrency model.
@@ -353,6 +390,7 @@ impl FtpServer {
         let runner = executor::Runner::new(self.executor, self.stack_size);
         let stop = acceptor::run(
             &self.listeners,
+            &self.implicit_tls,
             &self.shared,
             &self.handler,
             &runner,
@@ -397,6 +435,16 @@ impl FtpServer {
                 .unwrap_or_else(|| "None".into())
         );
         log::info!("use sendfile(2): {}", h.use_sendfile);
+        if let Some(t) = &h.tls {
+            log::info!(
+                "FTPS: implicit listeners={}, tls_control_required={}, tls_data_required={}, \
+                 require_session_reuse={}",
+                self.implicit_tls.iter().filter(|i| **i).count(),
+                t.tls_control_required,
+                t.tls_data_required,
+                t.require_session_reuse
+            );
+        }
         log::info!(
             "max connections: {} (per IP: {})",
             self.max_cons,

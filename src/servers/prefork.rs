@@ -146,6 +146,7 @@ fn worker_main(server: &FtpServer, workers: usize) -> i32 {
     };
     match acceptor::run(
         &server.listeners,
+        &server.implicit_tls,
         &shared,
         &server.handler,
         &runner,

@@ -59,9 +59,15 @@ pub struct Builder {
     handler: Option<HandlerFn>,
     max_cons: usize,
     max_cons_per_ip: usize,
+    implicit_tls: bool,
 }
 
 impl Builder {
+    /// Serves implicit FTPS (the handler needs `tls`).
+    pub fn implicit_tls(mut self, on: bool) -> Self {
+        self.implicit_tls = on;
+        self
+    }
     pub fn executor(mut self, ex: Executor) -> Self {
         self.executor = ex;
         self
@@ -114,6 +120,9 @@ impl Builder {
             .with_executor(self.executor);
         server.max_cons = self.max_cons;
         server.max_cons_per_ip = self.max_cons_per_ip;
+        if self.implicit_tls {
+            server = server.implicit_tls(true).expect("implicit TLS");
+        }
         let addr = server.local_addrs()[0];
         let handle = server.handle();
         let thread = std::thread::spawn(move || {
@@ -329,6 +338,7 @@ pub fn builder() -> Builder {
         handler: None,
         max_cons: 512,
         max_cons_per_ip: 0,
+        implicit_tls: false,
     }
 }
 
@@ -417,6 +427,28 @@ pub struct Raw {
 }
 
 impl Raw {
+    /// Connects without reading anything (for refusals sent instead of the greeting).
+    pub fn connect_any(addr: &str) -> Raw {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        Raw {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            stream: s,
+        }
+    }
+
+    /// Connects to any address and reads the 220 greeting.
+    pub fn connect(addr: &str) -> Raw {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut r = Raw {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            stream: s,
+        };
+        assert_eq!(r.reply().0, 220);
+        r
+    }
+
     pub fn send(&mut self, line: &str) {
         self.send_bytes(format!("{line}\r\n").as_bytes());
     }

@@ -120,7 +120,8 @@ pub(super) fn epsv(s: &mut Session, req: &Request) -> io::Result<()> {
         "1" | "2" => {}
         "ALL" => {
             s.epsv_all = true;
-            return s.reply(200, "Other commands other than EPSV are now disabled.");
+            // pyftpdlib answers 220 here; any 2xx satisfies RFC 2428 §4.
+            return s.reply(220, "Other commands other than EPSV are now disabled.");
         }
         _ => {
             let msg = format!("Unknown network protocol (use {}).", af_hint(s));

@@ -89,7 +89,7 @@ pub(super) fn rnto(s: &mut Session, req: &Request) -> io::Result<()> {
     }
 }
 
-/// `550 <path> is not retrievable.` unless the path is a regular file.
+/// `550 <path> is not retrievable` (pyftpdlib's text, no period) unless the path is a regular file.
 fn regular_file(
     s: &mut Session,
     path: &std::path::Path,
@@ -99,7 +99,7 @@ fn regular_file(
         Some(Ok(st)) if st.is_file() => Ok(Some(st)),
         _ => {
             let mut msg = vpath(s, path);
-            msg.extend_from_slice(b" is not retrievable.");
+            msg.extend_from_slice(b" is not retrievable");
             s.reply_bytes(550, &msg)?;
             Ok(None)
         }

@@ -4,11 +4,18 @@
 use std::io;
 
 use crate::filesystems::listing::{mlst_feat, AVAILABLE_FACTS};
+use crate::handlers::tls::command_available;
 use crate::handlers::{Request, Session};
 
 pub(super) fn feat(s: &mut Session, _req: &Request) -> io::Result<()> {
     let mut feats: Vec<String> = vec!["UTF8".into(), "TVFS".into()];
+    if s.h.tls.is_some() {
+        feats.push("AUTH SSL".into());
+    }
     for c in s.h.commands.iter() {
+        if !command_available(&s.h, &c.name) {
+            continue;
+        }
         if c.name == "MLST" {
             feats.push(mlst_feat(&s.facts));
         } else if let Some(f) = &c.feat {
@@ -57,7 +64,11 @@ pub(super) fn opts(s: &mut Session, req: &Request) -> io::Result<()> {
 pub(super) fn help(s: &mut Session, req: &Request) -> io::Result<()> {
     let arg = req.arg_str().trim().to_ascii_uppercase();
     if !arg.is_empty() {
-        let text = s.h.commands.get(&arg).map(|c| c.help.clone());
+        let text =
+            s.h.commands
+                .get(&arg)
+                .filter(|c| command_available(&s.h, &c.name))
+                .map(|c| c.help.clone());
         return match text {
             Some(t) => s.reply(214, &t),
             None => s.reply(501, "Unrecognized command."),
@@ -67,6 +78,7 @@ pub(super) fn help(s: &mut Session, req: &Request) -> io::Result<()> {
         s.h.commands
             .iter()
             .filter(|c| !c.name.starts_with("SITE "))
+            .filter(|c| command_available(&s.h, &c.name))
             .map(|c| c.name.clone())
             .collect();
     let body: Vec<Vec<u8>> = names
@@ -125,5 +137,5 @@ pub(super) fn syst(s: &mut Session, _req: &Request) -> io::Result<()> {
 }
 
 pub(super) fn noop(s: &mut Session, _req: &Request) -> io::Result<()> {
-    s.reply(200, "I successfully done nothin'.")
+    s.reply(200, "I successfully did nothing'.")
 }

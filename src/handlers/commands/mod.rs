@@ -16,6 +16,7 @@ mod listing;
 mod login;
 mod misc;
 mod nav;
+mod tls;
 mod transfer;
 
 type Builtin = fn(&mut Session, &Request) -> io::Result<()>;
@@ -60,6 +61,23 @@ pub(super) fn builtin() -> Vec<Command> {
             R,
             "Syntax: APPE <SP> file-name (append data to file).",
             transfer::appe,
+        ),
+        row(
+            "AUTH",
+            None,
+            false,
+            R,
+            "Syntax: AUTH <SP> TLS|SSL (set up secure control channel).",
+            tls::auth,
+        )
+        .feat("AUTH TLS"),
+        row(
+            "CCC",
+            None,
+            false,
+            F,
+            "Syntax: CCC (clear command channel: back to plaintext).",
+            tls::ccc,
         ),
         row(
             "CDUP",
@@ -218,6 +236,15 @@ pub(super) fn builtin() -> Vec<Command> {
             datachan::pasv,
         ),
         row(
+            "PBSZ",
+            None,
+            false,
+            R,
+            "Syntax: PBSZ <SP> 0 (negotiate size of buffer for secure data transfer).",
+            tls::pbsz,
+        )
+        .feat("PBSZ"),
+        row(
             "PORT",
             None,
             true,
@@ -225,6 +252,15 @@ pub(super) fn builtin() -> Vec<Command> {
             "Syntax: PORT <sp> h,h,h,h,p,p (open active data connection).",
             datachan::port,
         ),
+        row(
+            "PROT",
+            None,
+            false,
+            R,
+            "Syntax: PROT <SP> [C|P] (set up un/secure data channel).",
+            tls::prot,
+        )
+        .feat("PROT"),
         row(
             "PWD",
             None,

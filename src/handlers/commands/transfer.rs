@@ -52,6 +52,11 @@ pub(super) fn appe(s: &mut Session, req: &Request) -> io::Result<()> {
 }
 
 fn store(s: &mut Session, req: &Request, append: bool) -> io::Result<()> {
+    if append && s.rest > 0 {
+        // pyftpdlib: APPE after REST makes no sense (the append point is the end).
+        s.rest = 0;
+        return s.reply(450, "Can't APPE while REST request is pending.");
+    }
     let rest = std::mem::take(&mut s.rest);
     let Some(path) = req.path.clone() else {
         return Ok(());

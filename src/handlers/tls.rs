@@ -1,0 +1,376 @@
+//! FTPS glue over rustls (pyftpdlib `TLS_FTPHandler`/`TLS_DTPHandler`; RFC 2228 §3, RFC 4217
+//! §4–§10): [`TlsConfig`] (certificate, key, required TLS, session binding), the encrypted
+//! stream the transfer loop drives on a non-blocking socket, the control-connection upgrade
+//! (`AUTH`, implicit FTPS, `CCC`) and the data-connection handshake that must resume the
+//! control connection's TLS session.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
+use rustls::ServerConfig;
+
+use super::session::Session;
+use super::stream::Stream;
+use super::tls_stream::TlsStream;
+use crate::Error;
+
+/// FTPS settings of a handler (pyftpdlib `TLS_FTPHandler`'s attributes). Build it with
+/// [`TlsConfig::from_pem_files`] or [`TlsConfig::from_server_config`], then set the flags.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct TlsConfig {
+    /// The PEM certificate file (chain: leaf first), if the config came from files.
+    pub certfile: Option<PathBuf>,
+    /// The PEM private-key file; `None` when the key sits in `certfile`.
+    pub keyfile: Option<PathBuf>,
+    /// Refuse USER/PASS before `AUTH TLS` (`550 SSL/TLS required on the control channel.`).
+    /// Default: false.
+    pub tls_control_required: bool,
+    /// Refuse PASV/EPSV/PORT/EPRT and transfers without `PROT P`
+    /// (`522 SSL/TLS required on the data channel.`). Default: false.
+    pub tls_data_required: bool,
+    /// Each `PROT P` data connection must resume the control connection's TLS session
+    /// (vsftpd's `require_ssl_reuse`); one that does not is refused with 522. This binds data
+    /// connections to the client that logged in: a third party who connects to the passive
+    /// port first cannot take the transfer. Turn it off only for old clients that cannot
+    /// resume. Default: true.
+    pub require_session_reuse: bool,
+    server_config: Arc<ServerConfig>,
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("certfile", &self.certfile)
+            .field("keyfile", &self.keyfile)
+            .field("tls_control_required", &self.tls_control_required)
+            .field("tls_data_required", &self.tls_data_required)
+            .field("require_session_reuse", &self.require_session_reuse)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsConfig {
+    /// Loads a PEM certificate chain and private key (TLS 1.2 and 1.3, rustls with ring).
+    /// `keyfile` may be `None` when `certfile` holds the key too, as pyftpdlib allows.
+    ///
+    /// # Errors
+    /// [`Error::Tls`] naming the file when it is missing, holds no certificate or key, or the
+    /// key does not fit the certificate.
+    pub fn from_pem_files(certfile: &Path, keyfile: Option<&Path>) -> Result<TlsConfig, Error> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certfile)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| Error::Tls(format!("certfile {}: {e}", certfile.display())))?;
+        if certs.is_empty() {
+            return Err(Error::Tls(format!(
+                "certfile {}: no certificate found",
+                certfile.display()
+            )));
+        }
+        let keypath = keyfile.unwrap_or(certfile);
+        let key = PrivateKeyDer::from_pem_file(keypath).map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => Error::Tls(format!(
+                "keyfile {}: no private key found",
+                keypath.display()
+            )),
+            e => Error::Tls(format!("keyfile {}: {e}", keypath.display())),
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| Error::Tls(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| {
+                Error::Tls(format!(
+                    "certificate {} / key {}: {e}",
+                    certfile.display(),
+                    keypath.display()
+                ))
+            })?;
+        let mut t = TlsConfig::from_server_config(Arc::new(config));
+        t.certfile = Some(certfile.to_path_buf());
+        t.keyfile = keyfile.map(Path::to_path_buf);
+        Ok(t)
+    }
+
+    /// Uses a `rustls::ServerConfig` the program built. Its session storage, ticketer and
+    /// ticket count are replaced per control connection (see
+    /// [`require_session_reuse`](Self::require_session_reuse)); everything else is kept.
+    pub fn from_server_config(config: Arc<ServerConfig>) -> TlsConfig {
+        TlsConfig {
+            certfile: None,
+            keyfile: None,
+            tls_control_required: false,
+            tls_data_required: false,
+            require_session_reuse: true,
+            server_config: config,
+        }
+    }
+
+    /// The rustls configuration sessions start from.
+    pub fn server_config(&self) -> &Arc<ServerConfig> {
+        &self.server_config
+    }
+
+    /// The control and data configurations of one control connection. Both share a session
+    /// store only this connection's sessions land in: the control side stores its TLS 1.2
+    /// session and its TLS 1.3 tickets there (stateful tickets: no ticketer), the data side
+    /// only looks sessions up and sends no TLS 1.3 tickets (a client that never reads them
+    /// would reset the connection on close and the kernel would drop the end of an upload).
+    fn per_session(&self) -> SessionConfigs {
+        let store = ServerSessionMemoryCache::new(64);
+        let mut ctrl = (*self.server_config).clone();
+        ctrl.session_storage = store.clone();
+        ctrl.ticketer = Arc::new(NoTickets);
+        ctrl.send_tls13_tickets = ctrl.send_tls13_tickets.max(CONTROL_TICKETS);
+        ctrl.max_early_data_size = 0;
+        let mut data = ctrl.clone();
+        data.session_storage = Arc::new(LookupOnly(store));
+        // No tickets on data connections (and `LookupOnly::put` refusing would stop rustls
+        // from issuing any even if this were raised).
+        data.send_tls13_tickets = 0;
+        SessionConfigs {
+            ctrl: Arc::new(ctrl),
+            data: Arc::new(data),
+        }
+    }
+}
+
+/// TLS 1.3 tickets sent on a control connection. OpenSSL (curl) and GnuTLS (lftp) offer
+/// one ticket again for every data connection; rustls clients use each ticket once (RFC 8446
+/// §C.4) and keep at most 8 per server, so a rustls client gets 8 resumed data connections
+/// per control connection under TLS 1.3 (TLS 1.2 session IDs have no such limit).
+const CONTROL_TICKETS: usize = 8;
+
+/// The rustls configurations of one control connection.
+#[derive(Clone)]
+struct SessionConfigs {
+    ctrl: Arc<ServerConfig>,
+    data: Arc<ServerConfig>,
+}
+
+/// No stateless tickets: TLS 1.3 tickets are then stateful and kept in the per-connection
+/// session store, so they resume only this connection's data channels.
+#[derive(Debug)]
+struct NoTickets;
+
+impl ProducesTickets for NoTickets {
+    fn enabled(&self) -> bool {
+        false
+    }
+    fn lifetime(&self) -> u32 {
+        0
+    }
+    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+    fn decrypt(&self, _cipher: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// The data side of a session store: looks sessions up, never adds one (a data connection
+/// that did a full handshake must not become resumable), and does not consume TLS 1.3
+/// tickets, since clients (OpenSSL, GnuTLS) offer the control connection's ticket again for
+/// every data connection.
+#[derive(Debug)]
+struct LookupOnly(Arc<ServerSessionMemoryCache>);
+
+impl StoresServerSessions for LookupOnly {
+    fn put(&self, _key: Vec<u8>, _value: Vec<u8>) -> bool {
+        false
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.get(key)
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.get(key)
+    }
+    fn can_cache(&self) -> bool {
+        false
+    }
+}
+
+/// The TLS state of a session.
+#[derive(Default)]
+pub(crate) struct TlsState {
+    /// The listener is implicit FTPS: handshake before the 220.
+    pub(crate) implicit: bool,
+    /// PBSZ was accepted (RFC 4217 §8: PROT needs it first).
+    pub(crate) pbsz: bool,
+    /// PROT P: data connections are encrypted.
+    pub(crate) prot_private: bool,
+    configs: Option<SessionConfigs>,
+}
+
+/// The texts pyftpdlib sends when TLS is required.
+const CONTROL_REQUIRED: &str = "SSL/TLS required on the control channel.";
+const DATA_REQUIRED: &str = "SSL/TLS required on the data channel.";
+
+/// Verbs that exist only when the handler has TLS.
+pub(crate) const TLS_VERBS: &[&str] = &["AUTH", "PBSZ", "PROT", "CCC"];
+
+/// False for the TLS verbs of a handler without TLS (FEAT and HELP then leave them out).
+pub(crate) fn command_available(h: &super::FtpHandler, name: &str) -> bool {
+    h.tls.is_some() || !TLS_VERBS.contains(&name)
+}
+
+impl Session {
+    /// True when the control connection is encrypted now.
+    pub(crate) fn control_is_tls(&self) -> bool {
+        matches!(self.ctrl, Stream::Tls(_))
+    }
+
+    fn tls_configs(&mut self) -> Option<SessionConfigs> {
+        let cfg = self.h.tls.as_ref()?;
+        if self.tls.configs.is_none() {
+            self.tls.configs = Some(cfg.per_session());
+        }
+        self.tls.configs.clone()
+    }
+
+    /// The checks TLS adds before dispatch (pyftpdlib `TLS_FTPHandler.pre_process_command`).
+    /// Returns false when a reply already refused the command.
+    pub(crate) fn tls_precheck(&mut self, verb: &str) -> io::Result<bool> {
+        let Some(cfg) = self.h.tls.as_ref() else {
+            if TLS_VERBS.contains(&verb) {
+                log::info!("{} {verb} refused: TLS is not configured", self.prefix);
+                self.reply(500, &format!("Command \"{verb}\" not understood."))?;
+                return Ok(false);
+            }
+            return Ok(true);
+        };
+        let (control_required, data_required) = (cfg.tls_control_required, cfg.tls_data_required);
+        match verb {
+            "USER" | "PASS" if control_required && !self.control_is_tls() => {
+                log::info!("{} {verb} refused: {CONTROL_REQUIRED}", self.prefix);
+                self.reply(550, CONTROL_REQUIRED)?;
+                Ok(false)
+            }
+            "PASV" | "EPSV" | "PORT" | "EPRT" if data_required && !self.tls.prot_private => {
+                log::info!("{} {verb} refused: {DATA_REQUIRED}", self.prefix);
+                self.reply(522, DATA_REQUIRED)?;
+                Ok(false)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// Upgrades the control connection (after `234`, or before the 220 on an implicit
+    /// listener). Input the client sent in plaintext behind AUTH is discarded, never run
+    /// (STARTTLS command injection). On failure the session ends.
+    pub(crate) fn secure_control(&mut self) -> io::Result<bool> {
+        let Some(configs) = self.tls_configs() else {
+            return Ok(false);
+        };
+        let sock = self.ctrl.tcp().try_clone()?;
+        self.discard_input();
+        match TlsStream::accept(sock, configs.ctrl) {
+            Ok(mut t) => {
+                t.close_on_drop = true;
+                log::info!(
+                    "{} control connection secured: {}",
+                    self.prefix,
+                    t.describe()
+                );
+                self.ctrl = Stream::Tls(Box::new(t));
+                // RFC 4217 §4: a new security exchange resets PBSZ/PROT. Implicit FTPS
+                // protects data connections from the start (as vsftpd and most servers do).
+                self.tls.pbsz = self.tls.implicit;
+                self.tls.prot_private = self.tls.implicit;
+                Ok(true)
+            }
+            Err(e) => {
+                log::info!(
+                    "{} TLS handshake failed on control connection: {e}",
+                    self.prefix
+                );
+                self.closing = true;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Secures a freshly opened data connection under PROT P (after the 125/150 reply):
+    /// handshake, then the session-reuse check. `None` when a reply already refused it.
+    pub(crate) fn secure_data(&mut self, s: Stream) -> io::Result<Option<Stream>> {
+        let Some(cfg) = self.h.tls.as_ref() else {
+            return Ok(Some(s));
+        };
+        let require_reuse = cfg.require_session_reuse;
+        if !self.tls.prot_private {
+            if cfg.tls_data_required {
+                log::info!("{} transfer refused: {DATA_REQUIRED}", self.prefix);
+                self.reply(522, DATA_REQUIRED)?;
+                return Ok(None);
+            }
+            return Ok(Some(s));
+        }
+        let Some(configs) = self.tls_configs() else {
+            return Ok(Some(s));
+        };
+        let Stream::Tcp(sock) = s else {
+            return Ok(Some(s));
+        };
+        let t: Option<Duration> = self.h.data_timeout;
+        sock.set_nonblocking(false)?;
+        sock.set_read_timeout(t)?;
+        sock.set_write_timeout(t)?;
+        match TlsStream::accept(sock, configs.data) {
+            Ok(tls) => {
+                let resumed = tls.resumed();
+                if require_reuse && !resumed {
+                    log::warn!(
+                        "{} data connection refused: its TLS session does not resume the \
+                         control connection's (require_session_reuse; a client that cannot \
+                         resume needs the check turned off)",
+                        self.prefix
+                    );
+                    self.reply(522, "SSL connection failed: session reuse required.")?;
+                    return Ok(None);
+                }
+                log::debug!(
+                    "{} data connection secured: {}",
+                    self.prefix,
+                    tls.describe()
+                );
+                Ok(Some(Stream::Tls(Box::new(tls))))
+            }
+            Err(e) => {
+                log::info!(
+                    "{} TLS handshake failed on data connection: {e}",
+                    self.prefix
+                );
+                self.reply(522, "SSL/TLS handshake failed on the data channel.")?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// CCC (RFC 4217 §6): back to a plaintext control connection on the same socket.
+    pub(crate) fn clear_control(&mut self) -> io::Result<()> {
+        let stand_in = placeholder(&self.ctrl)?;
+        let t = match std::mem::replace(&mut self.ctrl, stand_in) {
+            Stream::Tls(t) => t,
+            other => {
+                self.ctrl = other;
+                return Ok(());
+            }
+        };
+        self.ctrl = Stream::Cleared(Box::new(t.into_cleared()?));
+        log::info!("{} control connection back to plaintext (CCC)", self.prefix);
+        Ok(())
+    }
+}
+
+/// A stand-in stream while the control connection changes form.
+fn placeholder(s: &Stream) -> io::Result<Stream> {
+    Ok(Stream::Tcp(s.tcp().try_clone()?))
+}

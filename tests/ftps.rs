@@ -1,0 +1,926 @@
+//! FTPS (RFC 4217): AUTH TLS/SSL, PBSZ, PROT, CCC, implicit FTPS, required TLS, data
+//! connections bound to the control connection's TLS session, STARTTLS command injection and
+//! uploads cut without close_notify. Driven with suppaftp (rustls), curl, lftp and a raw rustls
+//! client. Certificates are made at test time with the `openssl` CLI (tests skip without it).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use ftpdlib::handlers::{Callbacks, TlsConfig};
+use ftpdlib::servers::Executor;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use suppaftp::{RustlsConnector, RustlsFtpStream};
+
+// ---------------------------------------------------------------- certificates and servers
+
+/// A throw-away self-signed certificate (P-256) for CN=localhost / 127.0.0.1.
+struct Certs {
+    _dir: tempfile::TempDir,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn certs() -> Option<Certs> {
+    if !have("openssl") {
+        eprintln!("skipped: openssl not installed");
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let st = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(st.status.success(), "openssl: {st:?}");
+    Some(Certs {
+        _dir: dir,
+        cert,
+        key,
+    })
+}
+
+macro_rules! need {
+    ($e:expr) => {
+        match $e {
+            Some(v) => v,
+            None => return,
+        }
+    };
+}
+
+/// A server builder whose handler has TLS from `c`, adjusted by `f`.
+fn tls_builder(c: &Certs, f: impl FnOnce(&mut TlsConfig) + 'static) -> Builder {
+    let (cert, key) = (c.cert.clone(), c.key.clone());
+    builder().handler(move |h| {
+        let mut t = TlsConfig::from_pem_files(&cert, Some(&key)).expect("load certificate");
+        f(&mut t);
+        h.tls = Some(t);
+    })
+}
+
+fn tls_server(c: &Certs) -> Server {
+    tls_builder(c, |_| {}).start()
+}
+
+// ---------------------------------------------------------------- a rustls client
+
+/// Accepts any server certificate (the tests' certificates are self-signed) but still checks
+/// the handshake signatures.
+#[derive(Debug)]
+struct AcceptAny(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A client configuration (its own session cache: connections sharing it can resume).
+fn client_config(tls12_only: bool) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&'static rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    Arc::new(
+        ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(versions)
+            .expect("versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+            .with_no_client_auth(),
+    )
+}
+
+type TlsSock = rustls::StreamOwned<ClientConnection, TcpStream>;
+
+/// Starts TLS on a connected socket (the handshake completes on first use).
+fn tls_connect(cfg: &Arc<ClientConfig>, sock: TcpStream) -> TlsSock {
+    sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = ClientConnection::new(cfg.clone(), name).expect("client connection");
+    let mut sock = sock;
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).expect("client handshake");
+    }
+    rustls::StreamOwned::new(conn, sock)
+}
+
+/// Reads one whole reply (multi-line aware) byte by byte: (code, text).
+fn read_reply(r: &mut impl Read) -> (u32, String) {
+    let read_line = |r: &mut dyn Read| {
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while !line.ends_with(b"\r\n") {
+            let n = r.read(&mut b).expect("read reply");
+            assert!(n > 0, "EOF in reply {:?}", String::from_utf8_lossy(&line));
+            line.push(b[0]);
+        }
+        String::from_utf8_lossy(&line).into_owned()
+    };
+    let first = read_line(r);
+    let code: u32 = first[..3].parse().expect("reply code");
+    let mut text = first.clone();
+    if first.as_bytes()[3] == b'-' {
+        loop {
+            let l = read_line(r);
+            text.push_str(&l);
+            if l.starts_with(&format!("{code} ")) {
+                break;
+            }
+        }
+    }
+    (code, text)
+}
+
+/// A control connection after AUTH TLS.
+struct TlsCtl {
+    s: TlsSock,
+    cfg: Arc<ClientConfig>,
+    addr: SocketAddr,
+}
+
+impl TlsCtl {
+    fn cmd(&mut self, line: &str) -> (u32, String) {
+        self.s.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        self.s.flush().unwrap();
+        read_reply(&mut self.s)
+    }
+    fn login(&mut self) {
+        assert_eq!(self.cmd(&format!("USER {USER}")).0, 331);
+        assert_eq!(self.cmd(&format!("PASS {PASS}")).0, 230);
+        assert_eq!(self.cmd("TYPE I").0, 200);
+    }
+    fn protect(&mut self) {
+        assert_eq!(self.cmd("PBSZ 0").0, 200);
+        assert_eq!(self.cmd("PROT P").0, 200);
+    }
+    /// EPSV and a plain TCP connection to the announced port.
+    fn epsv(&mut self) -> TcpStream {
+        let (code, text) = self.cmd("EPSV");
+        assert_eq!(code, 229, "{text}");
+        let port: u16 = text.split('|').nth(3).unwrap().parse().unwrap();
+        TcpStream::connect((self.addr.ip(), port)).expect("data connect")
+    }
+}
+
+/// AUTH TLS on a fresh connection, with its own client configuration.
+fn auth_tls(s: &Server, tls12_only: bool) -> TlsCtl {
+    let mut r = s.raw();
+    let (code, text) = r.cmd("AUTH TLS");
+    assert_eq!(code, 234, "{text}");
+    let cfg = client_config(tls12_only);
+    let sock = tls_connect(&cfg, r.stream.try_clone().unwrap());
+    TlsCtl {
+        s: sock,
+        cfg,
+        addr: s.addr,
+    }
+}
+
+fn suppaftp_secure(s: &Server, cfg: Arc<ClientConfig>) -> RustlsFtpStream {
+    let c = RustlsFtpStream::connect_timeout(s.addr, IO_TIMEOUT).expect("connect");
+    c.get_ref().set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut c = c
+        .into_secure(RustlsConnector::from(cfg), "localhost")
+        .expect("AUTH TLS");
+    c.login(USER, PASS).expect("login");
+    c.transfer_type(FileType::Binary).expect("TYPE I");
+    c
+}
+
+// ---------------------------------------------------------------- suppaftp
+
+fn suppaftp_explicit_passive_and_active(ex: Executor) {
+    let c = need!(certs());
+    let s = tls_builder(&c, |_| {}).executor(ex).start();
+    let data = pattern(300_000);
+    s.write("dl.bin", &data);
+    let mut ftp = suppaftp_secure(&s, client_config(false));
+    // rustls clients resume with the tickets the control connection got; each is used once
+    // and the client keeps 8, so 8 TLS 1.3 data connections pass the check (listed below).
+    for _ in 0..3 {
+        assert_eq!(ftp.retr_as_buffer("dl.bin").unwrap().into_inner(), data);
+    }
+    ftp.put_file("up.bin", &mut &data[..]).unwrap();
+    assert_eq!(s.read("up.bin"), data);
+    let names = ftp.nlst(None).unwrap();
+    assert!(names.iter().any(|n| n == "up.bin"), "{names:?}");
+    let mut ftp = ftp.active_mode(IO_TIMEOUT);
+    assert_eq!(ftp.retr_as_buffer("dl.bin").unwrap().into_inner(), data);
+    ftp.put_file("up2.bin", &mut &data[..]).unwrap();
+    assert_eq!(s.read("up2.bin"), data);
+    assert!(ftp
+        .list(None)
+        .unwrap()
+        .iter()
+        .any(|l| l.ends_with("up2.bin")));
+    ftp.quit().unwrap();
+}
+
+#[test]
+fn suppaftp_tls13_uses_each_ticket_once() {
+    let c = need!(certs());
+    let s = tls_server(&c);
+    s.write("f.txt", b"x");
+    // With the reuse check on, a rustls client has 8 resumable data connections per control
+    // connection under TLS 1.3 (one ticket each); the 9th does a full handshake: refused.
+    let mut ftp = suppaftp_secure(&s, client_config(false));
+    for i in 0..8 {
+        assert_eq!(
+            ftp.retr_as_buffer("f.txt").unwrap().into_inner(),
+            b"x",
+            "{i}"
+        );
+    }
+    let err = ftp.retr_as_buffer("f.txt").unwrap_err();
+    assert!(err.to_string().contains("522") || matches!(err, FtpError::ConnectionError(_)));
+    // With the check off, it goes on for ever.
+    let s = tls_builder(&c, |t| t.require_session_reuse = false).start();
+    s.write("f.txt", b"x");
+    let mut ftp = suppaftp_secure(&s, client_config(false));
+    for i in 0..12 {
+        assert_eq!(
+            ftp.retr_as_buffer("f.txt").unwrap().into_inner(),
+            b"x",
+            "{i}"
+        );
+    }
+}
+
+#[test]
+fn suppaftp_explicit_tls12() {
+    let c = need!(certs());
+    let s = tls_server(&c);
+    s.write("f.txt", b"tls one-two");
+    // TLS 1.2 session IDs: resumable any number of times.
+    let mut ftp = suppaftp_secure(&s, client_config(true));
+    for _ in 0..10 {
+        assert_eq!(
+            ftp.retr_as_buffer("f.txt").unwrap().into_inner(),
+            b"tls one-two"
+        );
+    }
+    ftp.quit().unwrap();
+}
+
+fn suppaftp_implicit(ex: Executor) {
+    let c = need!(certs());
+    let s = tls_builder(&c, |_| {})
+        .executor(ex)
+        .implicit_tls(true)
+        .start();
+    let data = pattern(100_000);
+    s.write("dl.bin", &data);
+    let mut ftp = RustlsFtpStream::connect_secure_implicit(
+        s.addr,
+        RustlsConnector::from(client_config(false)),
+        "localhost",
+    )
+    .expect("implicit connect");
+    ftp.login(USER, PASS).unwrap();
+    ftp.transfer_type(FileType::Binary).unwrap();
+    // Implicit FTPS protects data connections from the start (no PBSZ/PROT needed).
+    assert_eq!(ftp.retr_as_buffer("dl.bin").unwrap().into_inner(), data);
+    ftp.put_file("up.bin", &mut &data[..]).unwrap();
+    assert_eq!(s.read("up.bin"), data);
+    ftp.quit().unwrap();
+}
+
+#[test]
+fn implicit_listener_speaks_tls_first() {
+    let c = need!(certs());
+    let s = tls_builder(&c, |_| {}).implicit_tls(true).start();
+    // A plaintext client gets no 220: the server waits for a ClientHello.
+    let mut plain = TcpStream::connect(s.addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut b = [0u8; 3];
+    assert!(
+        !matches!(plain.read(&mut b), Ok(n) if n > 0 && &b[..n] == b"220"),
+        "plaintext greeting on an implicit listener"
+    );
+    let cfg = client_config(false);
+    let mut t = tls_connect(&cfg, TcpStream::connect(s.addr).unwrap());
+    assert_eq!(read_reply(&mut t).0, 220);
+    t.write_all(b"AUTH TLS\r\n").unwrap();
+    assert_eq!(read_reply(&mut t).0, 503, "already TLS");
+}
+
+#[test]
+fn implicit_needs_tls_config() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let h =
+        ftpdlib::handlers::FtpHandler::new(Arc::new(ftpdlib::authorizers::DummyAuthorizer::new()));
+    let server = ftpdlib::servers::FtpServer::from_listener(l, h).unwrap();
+    assert!(server.implicit_tls(true).is_err());
+}
+
+// Under every in-process concurrency model.
+models!(suppaftp_explicit_passive_and_active, suppaftp_implicit);
+
+// ---------------------------------------------------------------- curl and lftp
+
+fn curl(args: &[&str]) -> std::process::Output {
+    Command::new("curl")
+        .args(["-s", "-S", "-k", "--max-time", "30", "-u", "user:12345"])
+        .args(args)
+        .output()
+        .expect("run curl")
+}
+
+#[test]
+fn curl_explicit_passive() {
+    let c = need!(certs());
+    if !have("curl") {
+        eprintln!("skipped: curl not installed");
+        return;
+    }
+    let s = tls_server(&c);
+    let data = pattern(200_000);
+    s.write("dl.bin", &data);
+    let url = format!("ftp://127.0.0.1:{}/", s.addr.port());
+    let out = curl(&["--ssl-reqd", &format!("{url}dl.bin")]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, data);
+    let up = s.dir.path().join("local.bin");
+    std::fs::write(&up, &data).unwrap();
+    let out = curl(&[
+        "--ssl-reqd",
+        "-T",
+        up.to_str().unwrap(),
+        &format!("{url}up.bin"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(s.read("up.bin"), data);
+    let out = curl(&["--ssl-reqd", &url]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("up.bin"));
+    // TLS 1.2: session-ID resumption.
+    let out = curl(&["--ssl-reqd", "--tls-max", "1.2", &format!("{url}dl.bin")]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, data);
+    // --ftp-ssl-control: encrypted control, clear data (PROT C is the default).
+    let out = curl(&["--ftp-ssl-control", &format!("{url}dl.bin")]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, data);
+}
+
+#[test]
+fn curl_implicit_and_ccc() {
+    let c = need!(certs());
+    if !have("curl") {
+        eprintln!("skipped: curl not installed");
+        return;
+    }
+    let s = tls_builder(&c, |_| {}).implicit_tls(true).start();
+    s.write("f.txt", b"implicit");
+    let out = curl(&[&format!("ftps://127.0.0.1:{}/f.txt", s.addr.port())]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"implicit");
+
+    let s = tls_server(&c);
+    s.write("f.txt", b"after ccc");
+    // CCC: the client shuts TLS down and both go on in plaintext on the same socket.
+    let out = curl(&[
+        "--ssl-reqd",
+        "--ftp-ssl-ccc",
+        "--ftp-ssl-ccc-mode",
+        "active",
+        &format!("ftp://127.0.0.1:{}/f.txt", s.addr.port()),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"after ccc");
+}
+
+fn lftp(script: &str) -> std::process::Output {
+    Command::new("timeout")
+        .args(["120", "lftp", "-c", script])
+        .output()
+        .expect("run lftp")
+}
+
+#[test]
+fn lftp_passive_and_active() {
+    let c = need!(certs());
+    if !have("lftp") {
+        eprintln!("skipped: lftp not installed");
+        return;
+    }
+    let s = tls_builder(&c, |t| {
+        t.tls_control_required = true;
+        t.tls_data_required = true;
+    })
+    .start();
+    let data = pattern(500_000);
+    s.write("dl.bin", &data);
+    let local = tempfile::tempdir().unwrap();
+    let l = local.path();
+    std::fs::write(l.join("src.bin"), &data).unwrap();
+    let script = format!(
+        "set ftp:ssl-force true; set ftp:ssl-protect-data true; \
+         set ssl:verify-certificate no; set net:max-retries 1; set net:timeout 20; \
+         open -u {USER},{PASS} ftp://127.0.0.1:{port}; \
+         get dl.bin -o {l}/p.bin; put {l}/src.bin -o up_p.bin; cls -1 > {l}/p.txt; \
+         set ftp:passive-mode false; \
+         get dl.bin -o {l}/a.bin; put {l}/src.bin -o up_a.bin; cls -1 > {l}/a.txt; bye",
+        port = s.addr.port(),
+        l = l.display()
+    );
+    let out = lftp(&script);
+    assert!(out.status.success(), "{out:?}");
+    for f in ["p.bin", "a.bin"] {
+        assert_eq!(std::fs::read(l.join(f)).unwrap(), data, "{f}");
+    }
+    assert_eq!(s.read("up_p.bin"), data);
+    assert_eq!(s.read("up_a.bin"), data);
+    for f in ["p.txt", "a.txt"] {
+        let listing = std::fs::read_to_string(l.join(f)).unwrap();
+        assert!(listing.contains("dl.bin"), "{f}: {listing}");
+    }
+}
+
+// ---------------------------------------------------------------- session binding
+
+/// RETR over a PROT P data connection whose TLS uses `data_cfg`: (final code, bytes).
+fn retr_with(ctl: &mut TlsCtl, data_cfg: &Arc<ClientConfig>, name: &str) -> (u32, Vec<u8>) {
+    let sock = ctl.epsv();
+    ctl.s
+        .write_all(format!("RETR {name}\r\n").as_bytes())
+        .unwrap();
+    let (code, text) = read_reply(&mut ctl.s);
+    assert!(code == 125 || code == 150, "{text}");
+    sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let name_ = ServerName::try_from("localhost").unwrap();
+    let mut conn = ClientConnection::new(data_cfg.clone(), name_).unwrap();
+    let mut sock = sock;
+    let mut got = Vec::new();
+    let mut ok = true;
+    while conn.is_handshaking() {
+        if conn.complete_io(&mut sock).is_err() {
+            ok = false;
+            break;
+        }
+    }
+    if ok {
+        let mut t = rustls::StreamOwned::new(conn, sock);
+        // A clean end is close_notify: read_to_end fails on a TCP close without it.
+        let _ = t.read_to_end(&mut got);
+    }
+    (read_reply(&mut ctl.s).0, got)
+}
+
+#[test]
+fn data_connection_must_resume_the_control_session() {
+    let c = need!(certs());
+    let s = tls_server(&c);
+    s.write("f.txt", b"secret");
+    for tls12 in [false, true] {
+        let mut ctl = auth_tls(&s, tls12);
+        ctl.login();
+        ctl.protect();
+        let own = ctl.cfg.clone();
+        // Same client, same session cache: resumed, served, ended with close_notify.
+        assert_eq!(
+            retr_with(&mut ctl, &own, "f.txt"),
+            (226, b"secret".to_vec())
+        );
+        assert_eq!(
+            retr_with(&mut ctl, &own, "f.txt"),
+            (226, b"secret".to_vec())
+        );
+        // A connection with no session to resume (as a third party would have): refused.
+        let stranger = client_config(tls12);
+        let (code, got) = retr_with(&mut ctl, &stranger, "f.txt");
+        assert_eq!(code, 522, "tls12={tls12}");
+        assert!(got.is_empty());
+        // The session stays usable.
+        assert_eq!(
+            retr_with(&mut ctl, &own, "f.txt"),
+            (226, b"secret".to_vec())
+        );
+    }
+    // Another control connection's session does not open this one's data connections.
+    let mut a = auth_tls(&s, false);
+    a.login();
+    a.protect();
+    let mut b = auth_tls(&s, false);
+    b.login();
+    b.protect();
+    let a_cfg = a.cfg.clone();
+    assert_eq!(retr_with(&mut b, &a_cfg, "f.txt").0, 522);
+}
+
+#[test]
+fn reuse_check_can_be_turned_off() {
+    let c = need!(certs());
+    let s = tls_builder(&c, |t| t.require_session_reuse = false).start();
+    s.write("f.txt", b"old client");
+    let mut ctl = auth_tls(&s, false);
+    ctl.login();
+    ctl.protect();
+    let stranger = client_config(false);
+    assert_eq!(
+        retr_with(&mut ctl, &stranger, "f.txt"),
+        (226, b"old client".to_vec())
+    );
+}
+
+// ---------------------------------------------------------------- protocol rules
+
+#[test]
+fn starttls_injection_is_discarded() {
+    let c = need!(certs());
+    let s = tls_server(&c);
+    let mut r = s.raw();
+    // One write: the USER behind AUTH arrives in the same segment, before the handshake.
+    r.send_bytes(format!("AUTH TLS\r\nUSER {USER}\r\n").as_bytes());
+    assert_eq!(r.reply().0, 234);
+    let cfg = client_config(false);
+    let mut t = tls_connect(&cfg, r.stream.try_clone().unwrap());
+    t.write_all(format!("PASS {PASS}\r\n").as_bytes()).unwrap();
+    let (code, text) = read_reply(&mut t);
+    assert_eq!(code, 503, "the plaintext USER must not have run: {text}");
+    t.write_all(format!("USER {USER}\r\nPASS {PASS}\r\n").as_bytes())
+        .unwrap();
+    assert_eq!(read_reply(&mut t).0, 331);
+    assert_eq!(read_reply(&mut t).0, 230);
+}
+
+#[test]
+fn tls_commands_follow_rfc4217() {
+    let c = need!(certs());
+    let s = tls_server(&c);
+    let mut r = s.raw();
+    let (code, feat) = r.cmd("FEAT");
+    assert_eq!(code, 211);
+    for f in [" AUTH TLS\r\n", " AUTH SSL\r\n", " PBSZ\r\n", " PROT\r\n"] {
+        assert!(feat.contains(f), "{f:?} missing in {feat}");
+    }
+    assert_eq!(r.cmd("PBSZ 0").0, 503, "PBSZ before AUTH");
+    assert_eq!(r.cmd("PROT P").0, 503, "PROT before AUTH");
+    assert_eq!(r.cmd("CCC").0, 533, "CCC on a clear connection");
+    assert_eq!(r.cmd("AUTH KERBEROS_V4").0, 504);
+    assert_eq!(r.cmd("AUTH").0, 501);
+
+    let mut t = auth_tls(&s, false);
+    assert_eq!(t.cmd("AUTH TLS").0, 503, "already TLS");
+    let (code, text) = t.cmd("PROT P");
+    assert_eq!(code, 503, "PROT before PBSZ (RFC 4217 §9): {text}");
+    assert_eq!(t.cmd("PBSZ 0").0, 200);
+    assert_eq!(t.cmd("PROT S").0, 536);
+    assert_eq!(t.cmd("PROT E").0, 536);
+    assert_eq!(t.cmd("PROT X").0, 504);
+    assert_eq!(t.cmd("PROT C").0, 200);
+    assert_eq!(t.cmd("PROT P").0, 200);
+    // AUTH SSL is a synonym.
+    let mut r = s.raw();
+    assert_eq!(r.cmd("AUTH SSL").0, 234);
+}
+
+#[test]
+fn without_tls_config_the_commands_do_not_exist() {
+    let s = start(ftpdlib::servers::Executor::Pool);
+    let mut r = s.raw();
+    let (_, feat) = r.cmd("FEAT");
+    assert!(!feat.contains("AUTH") && !feat.contains("PROT"), "{feat}");
+    for cmd in ["AUTH TLS", "PBSZ 0", "PROT P", "CCC"] {
+        let (code, text) = r.cmd(cmd);
+        assert_eq!(code, 500, "{cmd}: {text}");
+        assert!(text.contains("not understood"), "{text}");
+    }
+    let (_, help) = r.cmd("HELP");
+    assert!(!help.contains("AUTH"), "{help}");
+    assert_eq!(r.cmd("HELP AUTH").0, 501);
+}
+
+#[test]
+fn required_tls_refusals() {
+    let c = need!(certs());
+    let s = tls_builder(&c, |t| {
+        t.tls_control_required = true;
+        t.tls_data_required = true;
+    })
+    .start();
+    let mut r = s.raw();
+    let (code, text) = r.cmd(&format!("USER {USER}"));
+    assert_eq!(
+        (code, text.trim_end()),
+        (550, "550 SSL/TLS required on the control channel.")
+    );
+    assert_eq!(r.cmd(&format!("PASS {PASS}")).0, 550);
+
+    let mut t = auth_tls(&s, false);
+    t.login();
+    for cmd in [
+        "PASV",
+        "EPSV",
+        "PORT 127,0,0,1,200,10",
+        "EPRT |1|127.0.0.1|51210|",
+    ] {
+        let (code, text) = t.cmd(cmd);
+        assert_eq!(
+            (code, text.trim_end()),
+            (522, "522 SSL/TLS required on the data channel."),
+            "{cmd}"
+        );
+    }
+    assert_eq!(t.cmd("PBSZ 0").0, 200);
+    assert_eq!(t.cmd("PROT C").0, 534, "clear data refused by policy");
+    assert_eq!(t.cmd("PROT P").0, 200);
+    assert_eq!(t.cmd("EPSV").0, 229);
+    assert_eq!(
+        t.cmd("CCC").0,
+        534,
+        "CCC refused when control TLS is required"
+    );
+}
+
+#[test]
+fn ccc_returns_the_control_connection_to_plaintext() {
+    let c = need!(certs());
+    let s = tls_server(&c);
+    s.write("f.txt", b"after ccc");
+    let mut t = auth_tls(&s, false);
+    t.login();
+    t.protect();
+    assert_eq!(t.cmd("CCC").0, 200);
+    // The client answers with its own close_notify, then speaks plaintext on the same socket.
+    let TlsCtl {
+        s: mut tls, cfg, ..
+    } = t;
+    // The server's close_notify follows the 200; read it before going plaintext.
+    let mut rest = Vec::new();
+    tls.read_to_end(&mut rest)
+        .expect("close_notify from the server");
+    assert!(rest.is_empty(), "{rest:?}");
+    tls.conn.send_close_notify();
+    tls.conn.write_tls(&mut tls.sock).unwrap();
+    let mut plain = tls.sock.try_clone().unwrap();
+    plain.write_all(b"NOOP\r\n").unwrap();
+    assert_eq!(read_reply(&mut plain).0, 200);
+    // PROT P still holds for data connections, which still resume the session.
+    let mut ctl = PlainCtl(plain);
+    let (code, got) = ctl.retr(&cfg, s.addr, "f.txt");
+    assert_eq!((code, got), (226, b"after ccc".to_vec()));
+}
+
+/// A plaintext control connection after CCC.
+struct PlainCtl(TcpStream);
+
+impl PlainCtl {
+    fn cmd(&mut self, line: &str) -> (u32, String) {
+        self.0.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        read_reply(&mut self.0)
+    }
+    fn retr(&mut self, cfg: &Arc<ClientConfig>, addr: SocketAddr, name: &str) -> (u32, Vec<u8>) {
+        let (code, text) = self.cmd("EPSV");
+        assert_eq!(code, 229, "{text}");
+        let port: u16 = text.split('|').nth(3).unwrap().parse().unwrap();
+        let sock = TcpStream::connect((addr.ip(), port)).unwrap();
+        self.0
+            .write_all(format!("RETR {name}\r\n").as_bytes())
+            .unwrap();
+        assert!(matches!(read_reply(&mut self.0).0, 125 | 150));
+        let mut t = tls_connect(cfg, sock);
+        let mut got = Vec::new();
+        let _ = t.read_to_end(&mut got);
+        (read_reply(&mut self.0).0, got)
+    }
+}
+
+// ---------------------------------------------------------------- truncated uploads
+
+#[derive(Clone, Default)]
+struct Events(Arc<Mutex<Vec<String>>>);
+
+impl Callbacks for Events {
+    fn on_file_received(&mut self, _path: &Path) {
+        self.0.lock().unwrap().push("received".into());
+    }
+    fn on_incomplete_file_received(&mut self, _path: &Path) {
+        self.0.lock().unwrap().push("incomplete".into());
+    }
+}
+
+#[test]
+fn upload_without_close_notify_is_incomplete() {
+    let c = need!(certs());
+    let events = Events::default();
+    let ev = events.clone();
+    let (cert, key) = (c.cert.clone(), c.key.clone());
+    let s = builder()
+        .handler(move |h| {
+            h.tls = Some(TlsConfig::from_pem_files(&cert, Some(&key)).unwrap());
+            h.set_callbacks(move || ev.clone());
+        })
+        .start();
+    let mut t = auth_tls(&s, false);
+    t.login();
+    t.protect();
+    let cfg = t.cfg.clone();
+    // A complete upload (close_notify sent) is a 226. The client never reads the data
+    // connection: had the server sent TLS 1.3 tickets there, closing the socket with them
+    // unread would reset it and the kernel could drop the end of the upload.
+    let sock = t.epsv();
+    t.s.write_all(b"STOR whole.bin\r\n").unwrap();
+    assert!(matches!(read_reply(&mut t.s).0, 125 | 150));
+    let mut d = tls_connect(&cfg, sock);
+    // Nothing arrives after the handshake: no NewSessionTicket on data connections.
+    d.sock
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut peek = [0u8; 1];
+    assert!(
+        d.sock.peek(&mut peek).is_err(),
+        "the server sent bytes after the handshake"
+    );
+    d.sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    d.write_all(&pattern(2_000_000)).unwrap();
+    d.conn.send_close_notify();
+    d.flush().unwrap();
+    drop(d);
+    assert_eq!(read_reply(&mut t.s).0, 226);
+    assert_eq!(s.read("whole.bin"), pattern(2_000_000));
+
+    // Cut: TCP closed without close_notify (a truncation attack or a crashed client).
+    let sock = t.epsv();
+    t.s.write_all(b"STOR cut.bin\r\n").unwrap();
+    assert!(matches!(read_reply(&mut t.s).0, 125 | 150));
+    let mut d = tls_connect(&cfg, sock);
+    d.write_all(&pattern(50_000)).unwrap();
+    d.flush().unwrap();
+    d.sock.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(d);
+    let (code, text) = read_reply(&mut t.s);
+    assert_eq!(code, 426, "{text}");
+    assert_eq!(t.cmd("NOOP").0, 200, "no 226 was queued behind the 426");
+    assert_eq!(
+        *events.0.lock().unwrap(),
+        vec!["received".to_string(), "incomplete".to_string()]
+    );
+}
+
+// ---------------------------------------------------------------- configuration errors
+
+#[test]
+fn bad_certificates_are_startup_errors() {
+    let c = need!(certs());
+    let missing = TlsConfig::from_pem_files(Path::new("/nonexistent/cert.pem"), None);
+    assert!(matches!(missing, Err(ftpdlib::Error::Tls(m)) if m.contains("/nonexistent")));
+    // A certificate file without a key, and no keyfile.
+    assert!(matches!(
+        TlsConfig::from_pem_files(&c.cert, None),
+        Err(ftpdlib::Error::Tls(_))
+    ));
+    // Certificate and key in one file, as pyftpdlib allows.
+    let both = c._dir.path().join("both.pem");
+    let mut pem = std::fs::read(&c.cert).unwrap();
+    pem.extend(std::fs::read(&c.key).unwrap());
+    std::fs::write(&both, pem).unwrap();
+    assert!(TlsConfig::from_pem_files(&both, None).is_ok());
+    // A key that does not belong to the certificate.
+    let other = certs().unwrap();
+    assert!(matches!(
+        TlsConfig::from_pem_files(&c.cert, Some(&other.key)),
+        Err(ftpdlib::Error::Tls(_))
+    ));
+    // The command line exits 2 with a clear message.
+    let out = Command::new(env!("CARGO_BIN_EXE_ftpdlib"))
+        .args(["-i", "127.0.0.1", "-p", "0", "--tls", "--certfile"])
+        .arg("/nonexistent/cert.pem")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/cert.pem"));
+}
+
+// ---------------------------------------------------------------- the transfer loop over TLS
+
+#[test]
+fn abor_during_a_tls_download() {
+    let c = need!(certs());
+    let s = tls_server(&c);
+    s.write("big.bin", &pattern(16 << 20));
+    let mut t = auth_tls(&s, false);
+    t.login();
+    t.protect();
+    let cfg = t.cfg.clone();
+    let sock = t.epsv();
+    t.s.write_all(b"RETR big.bin\r\n").unwrap();
+    assert!(matches!(read_reply(&mut t.s).0, 125 | 150));
+    // Handshake, then read nothing: the server blocks on a full socket and must still hear
+    // ABOR on the (encrypted) control connection.
+    let d = tls_connect(&cfg, sock);
+    t.s.write_all(b"ABOR\r\n").unwrap();
+    let (code, text) = read_reply(&mut t.s);
+    assert_eq!(code, 426, "{text}");
+    assert_eq!(read_reply(&mut t.s).0, 226);
+    drop(d);
+    assert_eq!(t.cmd("NOOP").0, 200);
+}
+
+#[test]
+fn throttled_transfers_over_tls() {
+    let c = need!(certs());
+    let (cert, key) = (c.cert.clone(), c.key.clone());
+    let s = builder()
+        .handler(move |h| {
+            h.tls = Some(TlsConfig::from_pem_files(&cert, Some(&key)).unwrap());
+            h.read_limit = 256 * 1024;
+            h.write_limit = 256 * 1024;
+        })
+        .start();
+    let data = pattern(400_000);
+    s.write("dl.bin", &data);
+    let mut ftp = suppaftp_secure(&s, client_config(false));
+    assert_eq!(ftp.retr_as_buffer("dl.bin").unwrap().into_inner(), data);
+    ftp.put_file("up.bin", &mut &data[..]).unwrap();
+    assert_eq!(s.read("up.bin"), data);
+}
+
+#[test]
+fn partial_control_record_does_not_stall_a_transfer() {
+    let c = need!(certs());
+    let s = tls_server(&c);
+    let data = pattern(16 << 20);
+    s.write("big.bin", &data);
+    let mut t = auth_tls(&s, false);
+    t.login();
+    t.protect();
+    let cfg = t.cfg.clone();
+    let sock = t.epsv();
+    t.s.write_all(b"RETR big.bin\r\n").unwrap();
+    assert!(matches!(read_reply(&mut t.s).0, 125 | 150));
+    let mut d = tls_connect(&cfg, sock);
+    // Half of an encrypted "NOOP" record on the control connection while the server waits
+    // on a full data socket: it must go back to the transfer, not wait for the other half.
+    t.s.conn.writer().write_all(b"NOOP\r\n").unwrap();
+    let mut record = Vec::new();
+    t.s.conn.write_tls(&mut record).unwrap();
+    let half = record.len() / 2;
+    t.s.sock.write_all(&record[..half]).unwrap();
+    let mut got = Vec::new();
+    d.read_to_end(&mut got).expect("download completes");
+    assert_eq!(got.len(), data.len());
+    assert!(got == data);
+    t.s.sock.write_all(&record[half..]).unwrap();
+    assert_eq!(read_reply(&mut t.s).0, 226);
+    assert_eq!(read_reply(&mut t.s).0, 200, "the NOOP, once whole");
+}
