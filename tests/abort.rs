@@ -128,6 +128,6 @@ models!(
     abor_during_stor,
     stat_and_noop_during_transfer,
     quit_waits_for_transfer,
-    client_closes_data_early,
-    abor_with_pending_passive,
+    client_closes_data_early;
+    bin: abor_with_pending_passive,
 );

@@ -35,6 +35,9 @@ macro_rules! models {
     // `models!(a, b; bin: c, d)`: a..d under the in-process models; c and d (whose
     // configuration is expressible as CLI flags: the default users, no closures) also under
     // Fork and PreFork, through the built binary.
+    (bin: $($bname:ident),* $(,)?) => {
+        $crate::models!(; bin: $($bname),*);
+    };
     ($($name:ident),* ; bin: $($bname:ident),* $(,)?) => {
         $crate::models!($($name,)* $($bname),*);
         mod fork {
