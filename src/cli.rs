@@ -377,6 +377,12 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
     if m.opt_present("I") && m.opt_present("W") {
         return Err("--inetd and --inetd-wait are exclusive".into());
     }
+    if m.opt_present("user") && m.opt_present("unix-users") {
+        return Err(
+            "--user and --unix-users are exclusive (Unix users need root to become themselves)"
+                .into(),
+        );
+    }
     let encoding = match m.opt_str("encoding") {
         None => Encoding::Utf8,
         Some(e) => Encoding::parse(&e).ok_or_else(|| {
@@ -684,6 +690,8 @@ mod tests {
         assert_eq!((o.idle_timeout, o.shutdown_grace), (0, 10));
         assert!(parse(&["-I", "-W"]).is_err());
         assert!(parse(&["-t", "soon"]).is_err());
+        assert!(parse(&["--user", "nobody", "--unix-users"]).is_err());
+        assert!(run(&["--unix-users"]).unix_users);
     }
 
     #[test]
