@@ -280,3 +280,38 @@ fn sample_inetd_conf_line_serves() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// inetd "nowait": SIGTERM ends an idle session with 421 and the process exits 0.
+#[test]
+fn inetd_nowait_sigterm_says_421() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["-I", "-u", USER, "-P", PASS, "-d"])
+        .arg(dir.path())
+        .stdin(Stdio::from(OwnedFd::from(conn)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut r = raw_from(client);
+    login(&mut r);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let (code, text) = r.reply();
+    assert_eq!(code, 421, "{text}");
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}
