@@ -39,6 +39,10 @@ fn can_run() -> bool {
 
 impl Account {
     fn create(password: &str) -> Account {
+        Self::create_with_shell(password, "/bin/sh")
+    }
+
+    fn create_with_shell(password: &str, shell: &str) -> Account {
         let name = format!(
             "ftpdt{}x{}",
             std::process::id(),
@@ -47,7 +51,7 @@ impl Account {
         let home = PathBuf::from(format!("/tmp/ftpdlib-test-home-{name}"));
         let _ = std::fs::remove_dir_all(&home);
         let st = Command::new("useradd")
-            .args(["-m", "-s", "/bin/sh", "-d"])
+            .args(["-m", "-s", shell, "-d"])
             .arg(&home)
             .arg(&name)
             .status()
@@ -269,4 +273,36 @@ fn run_as_drops_root_after_binding() {
     assert_eq!(uids, vec![nobody.uid.as_raw(); 4]);
     assert!(bin.log().contains("running as user"), "{}", bin.log());
     c.quit().unwrap();
+}
+
+/// `anonymous_user` serves `anonymous` as a system account (its home, read-only);
+/// `require_valid_shell` refuses an account whose shell is not in /etc/shells.
+#[test]
+fn anonymous_user_and_valid_shell() {
+    if !can_run() {
+        return;
+    }
+    let anon = Account::create("unused-pw");
+    let noshell = Account::create_with_shell("pw-N-1", "/usr/sbin/nologin");
+    std::fs::write(anon.home.join("pub.txt"), b"public").unwrap();
+    let anon_name = anon.name.clone();
+    let s = builder()
+        .handler(move |h| {
+            let mut auth = UnixAuthorizer::new();
+            auth.anonymous_user(&anon_name).unwrap();
+            h.authorizer = Arc::new(auth);
+            UnixFilesystem::install(h);
+        })
+        .start();
+    let mut c = s.anon();
+    assert_eq!(c.pwd().unwrap(), anon.home.to_str().unwrap());
+    assert_eq!(c.retr_as_buffer("pub.txt").unwrap().into_inner(), b"public");
+    let err = put(&mut c, "up.txt", b"x").unwrap_err();
+    assert!(err.to_string().contains("550"), "{err}");
+    c.quit().unwrap();
+    let mut r = s.raw();
+    r.cmd(&format!("USER {}", noshell.name));
+    let (code, text) = r.cmd("PASS pw-N-1");
+    assert_eq!(code, 530);
+    assert!(text.contains("doesn't have a valid shell"), "{text}");
 }
