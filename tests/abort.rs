@@ -168,6 +168,6 @@ models!(
     stat_and_noop_during_transfer,
     rein_and_user_during_transfer,
     quit_waits_for_transfer,
-    client_closes_data_early,
-    abor_with_pending_passive,
+    client_closes_data_early;
+    bin: abor_with_pending_passive,
 );

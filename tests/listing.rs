@@ -160,7 +160,7 @@ fn listing_with_curl(ex: Executor) {
 }
 
 models!(
-    list_format,
+    bin: list_format,
     nlst_names,
     mlsd_and_mlst,
     stat_over_control,

@@ -197,12 +197,6 @@ fn non_utf8_names_round_trip(ex: Executor) {
 }
 
 models!(
-    dotdot_and_absolute_paths_stay_inside,
-    symlinks_out_of_home_are_refused,
-    nul_bytes_are_refused,
-    port_bounce_protection,
-    permitted_foreign_and_privileged,
-    passive_connection_from_foreign_address_is_dropped,
-    long_lines_and_junk,
-    non_utf8_names_round_trip,
+    permitted_foreign_and_privileged;
+    bin: dotdot_and_absolute_paths_stay_inside, symlinks_out_of_home_are_refused, nul_bytes_are_refused, port_bounce_protection, passive_connection_from_foreign_address_is_dropped, long_lines_and_junk, non_utf8_names_round_trip,
 );

@@ -313,16 +313,7 @@ fn pipelined_commands_run_in_order(ex: Executor) {
 
 models!(
     binary_round_trip,
-    empty_file,
-    ascii_converts_line_endings,
-    appe_and_stou,
-    rest_resumes,
-    active_mode,
-    extended_passive_and_epsv_all,
     ipv6,
-    dual_stack_pasv_answers_ipv4,
-    preliminary_reply_125_vs_150,
-    mode_stru_allo,
-    curl_upload_download,
-    pipelined_commands_run_in_order,
+    dual_stack_pasv_answers_ipv4;
+    bin: empty_file, ascii_converts_line_endings, appe_and_stou, rest_resumes, active_mode, extended_passive_and_epsv_all, preliminary_reply_125_vs_150, mode_stru_allo, curl_upload_download, pipelined_commands_run_in_order,
 );

@@ -12,6 +12,8 @@ use std::time::SystemTime;
 
 pub mod listing;
 pub mod path;
+mod unix;
+pub use unix::UnixFilesystem;
 
 /// What a directory entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -316,6 +316,11 @@ pub struct FtpHandler {
     pub filesystem: FilesystemFactory,
     /// The command table; add custom commands with [`FtpHandler::add_command`].
     pub commands: CommandTable,
+    /// The virtual root of every session instead of the user's home; the session then
+    /// starts in its home below it. `Some("/")` is pyftpdlib's `UnixFilesystem` (the real
+    /// filesystem, no jail; see [`UnixFilesystem::install`](crate::filesystems::UnixFilesystem::install)).
+    /// Default: none (the home is the root: a jail).
+    pub root_dir: Option<std::path::PathBuf>,
     /// FTPS (pyftpdlib `TLS_FTPHandler`): AUTH/PBSZ/PROT/CCC exist only when set.
     /// Default: none.
     pub tls: Option<TlsConfig>,
@@ -360,6 +365,7 @@ impl FtpHandler {
             callbacks: Arc::new(|| Box::new(NoCallbacks)),
             filesystem: Arc::new(|_, _| Ok(Box::new(OsFilesystem))),
             commands: CommandTable::builtin(),
+            root_dir: None,
             tls: None,
         }
     }

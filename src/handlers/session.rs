@@ -142,6 +142,11 @@ impl Session {
         let peer = self.peer;
         self.cb.on_connect(peer);
         while !self.closing {
+            // Graceful shutdown: an idle session ends here (servers/shutdown.rs).
+            if self.pending.is_empty() && crate::servers::shutdown::going_idle() {
+                let _ = self.reply(421, "Server shutting down.");
+                break;
+            }
             let line = match self.pending.pop_front() {
                 Some(l) => l,
                 None => match self.read_idle()? {
@@ -151,7 +156,12 @@ impl Session {
                         self.reply(500, "Command too long.")?;
                         continue;
                     }
-                    Input::Eof => break,
+                    Input::Eof => {
+                        if crate::servers::shutdown::draining() {
+                            let _ = self.reply(421, "Server shutting down.");
+                        }
+                        break;
+                    }
                     Input::Timeout => {
                         log::info!("{} control connection timed out", self.prefix);
                         self.reply(421, "Control connection timed out.")?;
@@ -159,6 +169,7 @@ impl Session {
                     }
                 },
             };
+            crate::servers::shutdown::busy();
             self.handle_line(&line)?;
         }
         Ok(())
