@@ -70,6 +70,18 @@ pub struct Options {
     pub max_read_rate: u64,
     /// `--max-write-rate`: download bytes/s shared by all sessions (0 = unlimited).
     pub max_write_rate: u64,
+    /// `-I`/`--inetd`: serve the connection on stdin (inetd "nowait") and exit.
+    pub inetd: bool,
+    /// `-W`/`--inetd-wait`: serve the listening socket on stdin (inetd "wait").
+    pub inetd_wait: bool,
+    /// `-t`/`--idle-timeout` seconds with no session before exiting (0 never). Default: 0.
+    pub idle_timeout: u64,
+    /// `--user NAME`: the account to switch to once the port is bound.
+    pub run_as: Option<String>,
+    /// `--shutdown-grace` seconds running transfers get after SIGTERM. Default: 10.
+    pub shutdown_grace: u64,
+    /// `--unix-users`: log system accounts in (UnixAuthorizer + UnixFilesystem).
+    pub unix_users: bool,
     /// `--tls`: FTPS (needs `--certfile`).
     pub tls: bool,
     /// `--certfile`: PEM certificate chain (may hold the key too).
@@ -145,8 +157,47 @@ fn opts() -> getopts::Options {
     o.optopt(
         "",
         "concurrency",
-        "concurrency model: pool (default; 'async' is a synonym), multi-thread",
+        "concurrency model: pool (default; 'async' is a synonym), multi-thread, multi-proc, pre-fork",
         "MODEL",
+    );
+    o.optopt(
+        "",
+        "workers",
+        "worker processes of the pre-fork model (default: number of CPUs)",
+        "N",
+    );
+    o.optflag(
+        "I",
+        "inetd",
+        "inetd \"nowait\" service: serve the connection on stdin, then exit",
+    );
+    o.optflag(
+        "W",
+        "inetd-wait",
+        "inetd \"wait\" service: serve the listening socket on stdin",
+    );
+    o.optopt(
+        "t",
+        "idle-timeout",
+        "exit after SECS with no client (inetd-wait; default 0 = never)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "user",
+        "switch to this account once the port is bound (when started as root)",
+        "NAME",
+    );
+    o.optopt(
+        "",
+        "shutdown-grace",
+        "seconds running transfers may go on after SIGTERM/SIGINT (default 10)",
+        "SECS",
+    );
+    o.optflag(
+        "",
+        "unix-users",
+        "log in system accounts with their passwords, in their homes, as themselves (needs root)",
     );
     o.optopt(
         "",
@@ -387,12 +438,31 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
     let concurrency = match m.opt_str("concurrency").as_deref() {
         None | Some("pool") | Some("async") => Executor::Pool,
         Some("multi-thread") | Some("thread") => Executor::Thread,
+        Some("multi-proc") | Some("fork") => Executor::Fork,
+        Some("pre-fork") | Some("prefork") => Executor::PreFork {
+            workers: match m.opt_str("workers") {
+                Some(_) => num(&m, "workers", 1usize)?,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            },
+        },
         Some(other) => {
             return Err(format!(
-                "argument --concurrency: invalid choice: {other:?} (choose from 'pool', 'async', 'multi-thread')"
+                "argument --concurrency: invalid choice: {other:?} (choose from 'pool', 'async', 'multi-thread', 'multi-proc', 'pre-fork')"
             ))
         }
     };
+    if matches!(concurrency, Executor::PreFork { workers: 0 }) {
+        return Err("argument --workers: must be at least 1".into());
+    }
+    if m.opt_present("I") && m.opt_present("W") {
+        return Err("--inetd and --inetd-wait are exclusive".into());
+    }
+    if m.opt_present("user") && m.opt_present("unix-users") {
+        return Err(
+            "--user and --unix-users are exclusive (Unix users need root to become themselves)"
+                .into(),
+        );
+    }
     let encoding = match m.opt_str("encoding") {
         None => Encoding::Utf8,
         Some(e) => Encoding::parse(&e).ok_or_else(|| {
@@ -447,6 +517,12 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
         user_write_limit: rate(&m, "user-write-limit")?,
         max_read_rate: rate(&m, "max-read-rate")?,
         max_write_rate: rate(&m, "max-write-rate")?,
+        inetd: m.opt_present("I"),
+        inetd_wait: m.opt_present("W"),
+        idle_timeout: num(&m, "idle-timeout", 0u64)?,
+        run_as: m.opt_str("user"),
+        shutdown_grace: num(&m, "shutdown-grace", 10u64)?,
+        unix_users: m.opt_present("unix-users"),
         tls,
         certfile,
         keyfile,
@@ -489,6 +565,12 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
     h.user_write_limit = o.user_write_limit;
     h.max_read_rate = o.max_read_rate;
     h.max_write_rate = o.max_write_rate;
+    if o.unix_users {
+        let mut unix = crate::authorizers::UnixAuthorizer::new();
+        unix.global_perm(perm)?;
+        h.authorizer = Arc::new(unix);
+        crate::filesystems::UnixFilesystem::install(&mut h);
+    }
     if let (true, Some(cert)) = (o.tls, &o.certfile) {
         let mut t = crate::handlers::TlsConfig::from_pem_files(cert, o.keyfile.as_deref())?;
         t.tls_control_required = o.tls_control_required;
@@ -505,12 +587,16 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
 /// As [`build_handler`], or the address cannot be bound.
 pub fn build_server(o: &Options) -> Result<FtpServer, Error> {
     let handler = build_handler(o)?;
-    let listener = crate::servers::bind(SocketAddr::new(o.interface, o.port))?;
-    let mut server = FtpServer::from_listener(listener, handler)?
+    let listeners = crate::servers::inetd::listeners_for(o.inetd_wait, || {
+        crate::servers::bind(SocketAddr::new(o.interface, o.port))
+    })?;
+    let mut server = FtpServer::from_listeners(listeners, handler)?
         .with_executor(o.concurrency)
         .implicit_tls(o.implicit_tls)?;
     server.max_cons = o.max_cons;
     server.max_cons_per_ip = o.max_cons_per_ip;
+    server.idle_timeout = (o.idle_timeout > 0).then(|| Duration::from_secs(o.idle_timeout));
+    server.shutdown_grace = Duration::from_secs(o.shutdown_grace);
     Ok(server)
 }
 
@@ -548,6 +634,9 @@ pub fn main() -> ExitCode {
         Parsed::Run(o) => o,
     };
     init_logging(o.verbosity);
+    if o.inetd {
+        return crate::servers::inetd::main_nowait(build_handler(&o), o.run_as.as_deref());
+    }
     let mut server = match build_server(&o) {
         Ok(s) => s,
         Err(e) => {
@@ -558,10 +647,16 @@ pub fn main() -> ExitCode {
             });
         }
     };
+    if let Some(code) = crate::servers::inetd::before_serving(o.run_as.as_deref()) {
+        return code;
+    }
     if let Err(e) = server.stop_on_signals() {
         log::warn!("cannot install signal handling: {e}");
     }
-    match server.serve_forever() {
+    crate::servers::inetd::notify("READY=1");
+    let r = server.serve_forever();
+    crate::servers::inetd::notify("STOPPING=1");
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ftpdlib: error: {e}");
@@ -701,6 +796,43 @@ mod tests {
             (10, 2, 5)
         );
         assert_eq!(run(&["--concurrency", "async"]).concurrency, Executor::Pool);
+    }
+
+    #[test]
+    fn deployment_flags_parse() {
+        assert_eq!(
+            run(&["--concurrency", "multi-proc"]).concurrency,
+            Executor::Fork
+        );
+        assert_eq!(
+            run(&["--concurrency", "pre-fork", "--workers", "3"]).concurrency,
+            Executor::PreFork { workers: 3 }
+        );
+        assert!(matches!(
+            run(&["--concurrency", "pre-fork"]).concurrency,
+            Executor::PreFork { workers } if workers >= 1
+        ));
+        assert!(parse(&["--concurrency", "pre-fork", "--workers", "0"]).is_err());
+        let o = run(&[
+            "-W",
+            "-t",
+            "600",
+            "--user",
+            "nobody",
+            "--shutdown-grace",
+            "3",
+        ]);
+        assert!(o.inetd_wait && !o.inetd);
+        assert_eq!(o.idle_timeout, 600);
+        assert_eq!(o.run_as.as_deref(), Some("nobody"));
+        assert_eq!(o.shutdown_grace, 3);
+        let o = run(&["--inetd"]);
+        assert!(o.inetd);
+        assert_eq!((o.idle_timeout, o.shutdown_grace), (0, 10));
+        assert!(parse(&["-I", "-W"]).is_err());
+        assert!(parse(&["-t", "soon"]).is_err());
+        assert!(parse(&["--user", "nobody", "--unix-users"]).is_err());
+        assert!(run(&["--unix-users"]).unix_users);
     }
 
     #[test]

@@ -37,8 +37,11 @@ pub fn clean_line(raw: &[u8]) -> Vec<u8> {
                     i += 2;
                 }
                 Some(&c) if (WILL..=DONT).contains(&c) => i += 3,
-                Some(_) => i += 2,
-                None => i += 1,
+                // RFC 854: command codes are 240..=255.
+                Some(&c) if c >= 240 => i += 2,
+                // A lone IAC before an ordinary byte (`IP IAC abor` as sent out of band
+                // by some clients): drop the IAC only, keep the byte.
+                Some(_) | None => i += 1,
             }
         } else if b == b'\r' && raw.get(i + 1) == Some(&0) {
             out.push(b'\r');
@@ -247,6 +250,7 @@ mod tests {
         // Python's ftplib sends ABOR as IAC IP IAC DM "ABOR" (RFC 959 §4.1.3).
         assert_eq!(clean_line(b"\xff\xf4\xff\xf2ABOR"), b"ABOR");
         assert_eq!(clean_line(b"\xff\xfb\x01NOOP"), b"NOOP");
+        assert_eq!(clean_line(b"\xf4\xffabor"), b"\xf4abor");
         assert_eq!(clean_line(b"RETR a\xff\xffb"), b"RETR a\xffb");
         // RFC 2640 §3.1: CR inside a name travels as CR NUL.
         assert_eq!(clean_line(b"RETR a\r\0b"), b"RETR a\rb");

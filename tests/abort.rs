@@ -71,12 +71,43 @@ fn stat_and_noop_during_transfer(ex: Executor) {
     assert!(text.contains("Data connection open:"), "{text}");
     assert!(text.contains("Total bytes sent: "), "{text}");
     assert_eq!(r.cmd("NOOP").0, 200);
-    // A command that cannot run mid-transfer waits for the transfer to end.
-    r.send("PWD");
+    // pyftpdlib answers ordinary commands mid-transfer...
+    assert_eq!(r.cmd("PWD").0, 257, "PWD answered during the transfer");
+    // ...but one that needs the data channel waits for the transfer to end.
+    r.send("PASV");
     r.send("ABOR");
     assert_eq!(r.reply().0, 426);
     assert_eq!(r.reply().0, 226);
-    assert_eq!(r.reply().0, 257, "PWD answered after the transfer");
+    assert_eq!(r.reply().0, 227, "PASV answered after the transfer");
+}
+
+fn rein_and_user_during_transfer(ex: Executor) {
+    // pyftpdlib test_rein_during_transfer / test_user_during_transfer: the account is
+    // flushed at once, the transfer still completes with 226.
+    let s = builder()
+        .executor(ex)
+        .handler(|h| h.write_limit = 512 * 1024)
+        .start();
+    let data = pattern(1024 * 1024);
+    s.write("big", &data);
+    for flush in ["REIN", "USER user"] {
+        let mut r = s.raw_login();
+        r.cmd("TYPE I");
+        let mut d = r.pasv();
+        assert_eq!(r.cmd("RETR big").0, 125);
+        let mut buf = vec![0u8; 100_000];
+        d.read_exact(&mut buf).unwrap();
+        let code = r.cmd(flush).0;
+        assert!(code == 230 || code == 331, "{flush}: {code}");
+        assert_eq!(
+            r.cmd("TYPE A").1.trim_end(),
+            "530 Log in with USER and PASS first."
+        );
+        let rest = read_all(d);
+        assert_eq!(buf.len() + rest.len(), data.len(), "{flush}: all bytes");
+        assert_eq!(r.reply().0, 226);
+        assert_eq!(r.cmd("PWD").0, 530);
+    }
 }
 
 fn quit_waits_for_transfer(ex: Executor) {
@@ -90,10 +121,10 @@ fn quit_waits_for_transfer(ex: Executor) {
     r.cmd("TYPE I");
     let d = r.pasv();
     assert_eq!(r.cmd("RETR f").0, 125);
-    r.send("QUIT");
+    // RFC 959 / pyftpdlib: 221 at once, the transfer completes, its 226, then the close.
+    assert_eq!(r.cmd("QUIT").0, 221);
     assert_eq!(read_all(d), data, "the whole file arrives");
     assert_eq!(r.reply().0, 226);
-    assert_eq!(r.reply().0, 221);
     assert!(r.is_closed());
 }
 
@@ -120,14 +151,23 @@ fn abor_with_pending_passive(ex: Executor) {
         r.cmd("ABOR").1.trim_end(),
         "225 ABOR command successful; data channel closed."
     );
-    assert_eq!(r.cmd("LIST").0, 425, "the data channel is gone");
+    // pyftpdlib: a transfer asked for without a data channel gets 150 and waits for a
+    // PORT/PASV sent after it (tests/test_functional.py test_stou does STOU, then PORT).
+    assert_eq!(r.cmd("LIST").0, 150, "the data channel is gone");
+    let d = r.pasv();
+    read_all(d);
+    assert_eq!(r.reply().0, 226);
+    assert_eq!(r.cmd("LIST").0, 150);
+    assert_eq!(r.cmd("ABOR").1.trim_end(), "225 No transfer to abort.");
+    assert_eq!(r.cmd("NOOP").0, 200);
 }
 
 models!(
     abor_during_retr,
     abor_during_stor,
     stat_and_noop_during_transfer,
+    rein_and_user_during_transfer,
     quit_waits_for_transfer,
-    client_closes_data_early,
-    abor_with_pending_passive,
+    client_closes_data_early;
+    bin: abor_with_pending_passive,
 );

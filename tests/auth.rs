@@ -89,10 +89,10 @@ fn custom_login_message_and_quit(ex: Executor) {
 }
 
 models!(
-    login_and_wrong_password,
     anonymous_is_read_only,
     replies_are_pyftpdlibs,
     anonymous_refused_without_anonymous_user,
     max_login_attempts_disconnects,
-    custom_login_message_and_quit,
+    custom_login_message_and_quit;
+    bin: login_and_wrong_password,
 );

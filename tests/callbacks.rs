@@ -307,7 +307,7 @@ fn help_feat_syst(ex: Executor) {
         );
     }
     assert!(
-        text.contains(" MLST type*;perm*;size*;modify*;unique;unix.mode;unix.uid;unix.gid;"),
+        text.contains(" MLST type*;perm*;size*;modify*;unique*;unix.mode;unix.uid;unix.gid;"),
         "{text}"
     );
     assert!(text.ends_with("211 End FEAT.\r\n"));

@@ -195,6 +195,11 @@ fn sigterm_stops_cleanly_and_stdout_stays_empty() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        r.reply().0,
+        421,
+        "idle sessions get 421 (graceful shutdown)"
+    );
     assert!(r.is_closed(), "sessions are ended");
     let mut out = String::new();
     std::io::Read::read_to_string(b.child.stdout.as_mut().unwrap(), &mut out).unwrap();

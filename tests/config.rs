@@ -45,6 +45,11 @@ fn latin1_encoding(ex: Executor) {
     let d = r.pasv();
     assert_eq!(r.cmd("NLST").0, 125);
     assert_eq!(read_all(d), b"caf\xe9\r\n");
+    assert_eq!(r.reply().0, 226);
+    // pyftpdlib announces UTF8 in FEAT only when the encoding is UTF-8.
+    let (code, feat) = r.cmd("FEAT");
+    assert_eq!(code, 211);
+    assert!(!feat.contains("UTF8"), "{feat}");
 }
 
 fn data_timeout_closes(ex: Executor) {
@@ -64,6 +69,23 @@ fn data_timeout_closes(ex: Executor) {
     assert!(r.is_closed());
 }
 
+fn data_timeout_between_commands(ex: Executor) {
+    // pyftpdlib test_data_timeout / test_idle_data_timeout1: a data connection made and
+    // left unused ends the session, even with a shorter control idle timeout (suspended
+    // while a data connection is open).
+    let s = builder()
+        .executor(ex)
+        .handler(|h| {
+            h.data_timeout = Some(Duration::from_millis(400));
+            h.timeout = Some(Duration::from_millis(200));
+        })
+        .start();
+    let mut r = s.raw_login();
+    let _d = r.pasv();
+    assert_eq!(r.reply().1.trim_end(), "421 Data connection timed out.");
+    assert!(r.is_closed());
+}
+
 fn passive_accept_timeout(ex: Executor) {
     let s = builder()
         .executor(ex)
@@ -72,7 +94,19 @@ fn passive_accept_timeout(ex: Executor) {
     let mut r = s.raw_login();
     assert_eq!(r.cmd("PASV").0, 227);
     assert_eq!(r.cmd("LIST").0, 150);
-    assert_eq!(r.reply().0, 425, "nobody connected");
+    assert_eq!(
+        r.reply().1.trim_end(),
+        "421 Passive data channel timed out.",
+        "nobody connected"
+    );
+    assert_eq!(r.cmd("NOOP").0, 200);
+    // Between commands too (pyftpdlib test_pasv_timeout): an unsolicited 421, the session
+    // stays.
+    assert_eq!(r.cmd("PASV").0, 227);
+    assert_eq!(
+        r.reply().1.trim_end(),
+        "421 Passive data channel timed out."
+    );
     assert_eq!(r.cmd("NOOP").0, 200);
 }
 
@@ -189,6 +223,7 @@ models!(
     masquerade_map_per_local_address,
     latin1_encoding,
     data_timeout_closes,
+    data_timeout_between_commands,
     passive_accept_timeout,
     generated_content_filesystem,
 );

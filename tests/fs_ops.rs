@@ -187,10 +187,6 @@ fn permissions_are_enforced(ex: Executor) {
 }
 
 models!(
-    navigation,
-    directories,
-    delete_and_rename,
-    size_mdtm_mfmt,
-    site_chmod,
-    permissions_are_enforced,
+    permissions_are_enforced;
+    bin: navigation, directories, delete_and_rename, size_mdtm_mfmt, site_chmod,
 );

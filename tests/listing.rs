@@ -65,6 +65,8 @@ fn mlsd_and_mlst(ex: Executor) {
     let d = lines.iter().find(|l| l.ends_with(" d")).unwrap();
     assert!(d.contains("type=dir;"), "{d}");
     assert!(d.contains("perm=eldfmMTcp;"), "{d}");
+    // pyftpdlib on POSIX shows `unique` by default.
+    assert!(d.contains(";unique="), "{d}");
     let mut r = s.raw_login();
     let (code, text) = r.cmd("MLST f");
     assert_eq!(code, 250);
@@ -89,6 +91,9 @@ fn mlsd_and_mlst(ex: Executor) {
     let _data = r.pasv();
     let (code, _) = r.cmd("MLSD f");
     assert_eq!(code, 501);
+    // So is a missing one, with the same reply (pyftpdlib checks isdir only).
+    let (code, text) = r.cmd("MLSD missing");
+    assert_eq!((code, text.trim_end()), (501, "501 No such directory."));
 }
 
 fn stat_over_control(ex: Executor) {
@@ -155,7 +160,7 @@ fn listing_with_curl(ex: Executor) {
 }
 
 models!(
-    list_format,
+    bin: list_format,
     nlst_names,
     mlsd_and_mlst,
     stat_over_control,

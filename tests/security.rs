@@ -166,7 +166,11 @@ fn long_lines_and_junk(ex: Executor) {
     );
     assert_eq!(r.cmd("SITE FOO").0, 500);
     assert_eq!(r.cmd("SITE").0, 501);
-    assert_eq!(r.cmd("ACCT x").0, 502);
+    // pyftpdlib: verbs it does not implement are simply not understood.
+    assert_eq!(
+        r.cmd("ACCT x").1.trim_end(),
+        "500 Command \"ACCT\" not understood."
+    );
     assert_eq!(r.cmd("").0, 500);
     r.send_bytes(b"\xff\xfe\xfd garbage\r\n");
     assert_eq!(r.reply().0, 500);
@@ -193,12 +197,6 @@ fn non_utf8_names_round_trip(ex: Executor) {
 }
 
 models!(
-    dotdot_and_absolute_paths_stay_inside,
-    symlinks_out_of_home_are_refused,
-    nul_bytes_are_refused,
-    port_bounce_protection,
-    permitted_foreign_and_privileged,
-    passive_connection_from_foreign_address_is_dropped,
-    long_lines_and_junk,
-    non_utf8_names_round_trip,
+    permitted_foreign_and_privileged;
+    bin: dotdot_and_absolute_paths_stay_inside, symlinks_out_of_home_are_refused, nul_bytes_are_refused, port_bounce_protection, passive_connection_from_foreign_address_is_dropped, long_lines_and_junk, non_utf8_names_round_trip,
 );

@@ -8,7 +8,12 @@ use std::path::{Path, PathBuf};
 use crate::error::{AuthenticationFailed, AuthorizerError};
 
 mod dummy;
+mod system;
+mod unix;
 pub use dummy::DummyAuthorizer;
+pub(crate) use system::restore_fs_ids;
+pub use system::{crypt, drop_privileges, verify_password};
+pub use unix::UnixAuthorizer;
 
 /// One permission letter, with pyftpdlib's meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -275,10 +275,11 @@ pub const AVAILABLE_FACTS: [&str; 8] = [
     "unix.gid",
 ];
 
-/// The facts shown until OPTS MLST changes them (pyftpdlib `_current_facts`).
-pub const DEFAULT_FACTS: [&str; 4] = ["type", "perm", "size", "modify"];
+/// The facts shown until OPTS MLST changes them (pyftpdlib `_current_facts`, which adds
+/// `unique` on POSIX systems).
+pub const DEFAULT_FACTS: [&str; 5] = ["type", "perm", "size", "modify", "unique"];
 
-/// The FEAT line for MLST: `type*;perm*;size*;modify*;unique;unix.mode;unix.uid;unix.gid;`.
+/// The FEAT line for MLST: `type*;perm*;size*;modify*;unique*;unix.mode;unix.uid;unix.gid;`.
 pub fn mlst_feat(current: &[String]) -> String {
     let mut s = String::from("MLST ");
     for f in AVAILABLE_FACTS {
@@ -469,7 +470,7 @@ mod tests {
         let cur: Vec<String> = DEFAULT_FACTS.iter().map(|s| s.to_string()).collect();
         assert_eq!(
             mlst_feat(&cur),
-            "MLST type*;perm*;size*;modify*;unique;unix.mode;unix.uid;unix.gid;"
+            "MLST type*;perm*;size*;modify*;unique*;unix.mode;unix.uid;unix.gid;"
         );
     }
 }

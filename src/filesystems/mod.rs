@@ -12,6 +12,8 @@ use std::time::SystemTime;
 
 pub mod listing;
 pub mod path;
+mod unix;
+pub use unix::UnixFilesystem;
 
 /// What a directory entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +147,7 @@ pub enum WriteMode {
     Append,
     /// STOR/APPE after REST: keep the contents, write from this offset.
     At(u64),
-    /// STOU: create a new file, failing if the name exists.
+    /// STOU: create a new file (mode 0600, as `mkstemp`), failing if the name exists.
     CreateNew,
 }
 
@@ -251,7 +253,8 @@ impl Filesystem for OsFilesystem {
             WriteMode::Truncate => o.write(true).create(true).truncate(true),
             WriteMode::Append => o.append(true).create(true),
             WriteMode::At(_) => o.write(true).create(true),
-            WriteMode::CreateNew => o.write(true).create_new(true),
+            // pyftpdlib creates STOU files with tempfile.mkstemp: mode 0600.
+            WriteMode::CreateNew => o.write(true).create_new(true).mode(0o600),
         };
         let mut f = o.open(path)?;
         if let WriteMode::At(off) = mode {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::session::Session;
+use super::session::{Input, Session};
 use super::stream::Stream;
 use super::throttle::Direction;
 use crate::filesystems::ReadStream;
@@ -69,6 +69,16 @@ enum Ctl {
     Gone,
 }
 
+/// Commands that move data over the data channel.
+const TRANSFER_CMDS: &[&str] = &["RETR", "STOR", "STOU", "APPE", "LIST", "NLST", "MLSD"];
+
+/// Commands that set the data channel up.
+const SETUP_CMDS: &[&str] = &["PASV", "EPSV", "PORT", "EPRT"];
+
+/// Commands that change the control or data channel's protection (RFC 4217): never in the
+/// middle of a transfer.
+const TLS_CMDS: &[&str] = &["AUTH", "CCC", "PBSZ", "PROT"];
+
 /// Largest single sendfile(2) call: bounded so the control socket is polled often.
 const SENDFILE_CHUNK: usize = 1 << 20;
 
@@ -96,28 +106,52 @@ impl Session {
                 None => b"File status okay. About to open data connection.".to_vec(),
             }
         };
-        match std::mem::take(&mut self.data) {
-            DataSetup::None => {
+        let mut replied = false;
+        let setup = match std::mem::take(&mut self.data) {
+            DataSetup::None if self.data_refused => {
+                // lftp pipelines LIST/RETR after its EPRT/PORT and falls back to passive
+                // mode on a 425; waiting here would stall it.
                 self.reply(425, "Use PORT or PASV first.")?;
-                Ok(None)
+                return Ok(None);
             }
+            DataSetup::None => {
+                // pyftpdlib queues the transfer and answers 150: the data channel may still
+                // come from a PORT/EPRT/PASV/EPSV sent after the command.
+                self.reply_bytes(150, &prelim(false))?;
+                replied = true;
+                match self.await_data_setup()? {
+                    Some(setup) => setup,
+                    None => return Ok(None),
+                }
+            }
+            other => other,
+        };
+        match setup {
+            DataSetup::None => Ok(None),
             DataSetup::Active(s) => {
-                self.reply_bytes(125, &prelim(true))?;
+                if !replied {
+                    self.reply_bytes(125, &prelim(true))?;
+                }
                 self.secure_data(s)
             }
             DataSetup::Passive(listener) => {
                 listener.set_nonblocking(true)?;
                 if let Some(s) = self.accept_data(&listener)? {
-                    self.reply_bytes(125, &prelim(true))?;
+                    if !replied {
+                        self.reply_bytes(125, &prelim(true))?;
+                    }
                     return self.secure_data(s);
                 }
-                self.reply_bytes(150, &prelim(false))?;
-                let deadline = Instant::now() + self.h.passive_accept_timeout;
+                if !replied {
+                    self.reply_bytes(150, &prelim(false))?;
+                }
+                // pyftpdlib `PassiveDTP.timeout` runs from PASV, not from the command.
+                let deadline = self.pasv_deadline();
                 loop {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if left.is_some_and(|l| l.is_zero()) {
                         log::info!("{} passive data channel timed out", self.prefix);
-                        self.reply(425, "Can't open data connection.")?;
+                        self.reply(421, "Passive data channel timed out.")?;
                         return Ok(None);
                     }
                     let (lrev, crev) = {
@@ -128,7 +162,7 @@ impl Session {
                         let t = if self.has_buffered_line() {
                             Some(Duration::ZERO)
                         } else {
-                            Some(left)
+                            left
                         };
                         match poll(&mut fds, timeout_ms(t)) {
                             Ok(_) => {}
@@ -142,10 +176,16 @@ impl Session {
                     };
                     if crev || self.has_buffered_line() {
                         match self.service_control()? {
+                            Ctl::Continue if self.quit_pending => {
+                                // pyftpdlib: QUIT before the data connection closes at once.
+                                self.quit_pending = false;
+                                self.closing = true;
+                                return Ok(None);
+                            }
                             Ctl::Continue => {}
                             Ctl::Abort => {
-                                self.reply(426, "Connection closed; transfer aborted.")?;
-                                self.reply(226, "ABOR command successful.")?;
+                                // pyftpdlib: nothing was transferred, so a single 225.
+                                self.reply(225, "ABOR command successful; data channel closed.")?;
                                 return Ok(None);
                             }
                             Ctl::Gone => {
@@ -160,6 +200,135 @@ impl Session {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// When the passive listener set up by PASV/EPSV stops waiting (`None`: a zero
+    /// `passive_accept_timeout` disables the timer, as pyftpdlib's 0 does).
+    fn pasv_deadline(&self) -> Option<Instant> {
+        let t = self.h.passive_accept_timeout;
+        (!t.is_zero()).then(|| self.data_since + t)
+    }
+
+    /// After a 150 for a transfer asked for before any PORT/PASV: runs the commands that
+    /// follow until one of them sets a data channel up (pyftpdlib `_in_dtp_queue` /
+    /// `_out_dtp_queue`). `None` when the transfer is given up (ABOR, another transfer
+    /// command, the client gone).
+    fn await_data_setup(&mut self) -> io::Result<Option<DataSetup>> {
+        loop {
+            let line = match self.read_input()? {
+                Input::Line(l) => l,
+                Input::TooLong => {
+                    self.reply(500, "Command too long.")?;
+                    continue;
+                }
+                Input::Eof => {
+                    self.closing = true;
+                    return Ok(None);
+                }
+                Input::Timeout => {
+                    log::info!("{} control connection timed out", self.prefix);
+                    self.reply(421, "Control connection timed out.")?;
+                    self.closing = true;
+                    return Ok(None);
+                }
+            };
+            let clean = proto::clean_line(&line);
+            let (verb, _) = proto::split_command(&clean);
+            let tail = verb.get(verb.len().saturating_sub(4)..).unwrap_or("");
+            if tail == "ABOR" {
+                self.reply(225, "No transfer to abort.")?;
+                return Ok(None);
+            }
+            if TRANSFER_CMDS.contains(&verb.as_str()) {
+                // A second transfer replaces the one waiting for its channel.
+                self.reply(425, "Use PORT or PASV first.")?;
+                self.pending.push_back(line);
+                return Ok(None);
+            }
+            self.handle_line(&line)?;
+            if self.closing {
+                return Ok(None);
+            }
+            if !matches!(self.data, DataSetup::None) {
+                return Ok(Some(std::mem::take(&mut self.data)));
+            }
+        }
+    }
+
+    /// Waits for the next command between transfers, running the timers pyftpdlib keeps on
+    /// a data channel set up in advance: a passive listener not connected to within
+    /// `passive_accept_timeout` is closed with `421 Passive data channel timed out.`; a
+    /// connected data channel left unused for `data_timeout` ends the session with
+    /// `421 Data connection timed out.`, and while one is connected the control idle
+    /// timeout is suspended (pyftpdlib `PassiveDTP.handle_timeout`,
+    /// `DTPHandler.handle_timeout`, `_on_dtp_connection`). A passive connection made early
+    /// is accepted at once, as pyftpdlib does.
+    pub(crate) fn read_idle(&mut self) -> io::Result<Input> {
+        let idle_deadline = self.h.timeout.map(|t| Instant::now() + t);
+        loop {
+            if self.has_buffered_line() || matches!(self.data, DataSetup::None) {
+                return self.read_input();
+            }
+            let connected = matches!(self.data, DataSetup::Active(_));
+            let deadline = if connected {
+                self.h.data_timeout.map(|t| self.data_since + t)
+            } else {
+                match (idle_deadline, self.pasv_deadline()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            };
+            let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let (lrev, crev) = {
+                let listener = match &self.data {
+                    DataSetup::Passive(l) => Some(l),
+                    _ => None,
+                };
+                let mut fds = vec![PollFd::new(self.ctrl.as_fd(), PollFlags::POLLIN)];
+                if let Some(l) = listener {
+                    fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+                }
+                match poll(&mut fds, timeout_ms(wait)) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+                let ready = |f: &PollFd| f.revents().map(|r| !r.is_empty()).unwrap_or(false);
+                (fds.get(1).is_some_and(ready), ready(&fds[0]))
+            };
+            if crev {
+                return self.read_input();
+            }
+            if lrev {
+                if let DataSetup::Passive(listener) = std::mem::take(&mut self.data) {
+                    listener.set_nonblocking(true)?;
+                    match self.accept_data(&listener)? {
+                        Some(conn) => {
+                            self.data = DataSetup::Active(conn);
+                            self.data_since = Instant::now();
+                        }
+                        None => self.data = DataSetup::Passive(listener),
+                    }
+                }
+                continue;
+            }
+            let now = Instant::now();
+            if connected {
+                if deadline.is_some_and(|d| now >= d) {
+                    log::info!("{} data connection timed out", self.prefix);
+                    self.data = DataSetup::None;
+                    self.reply(421, "Data connection timed out.")?;
+                    // The session ends here, as after any 421.
+                    return Ok(Input::Eof);
+                }
+            } else if idle_deadline.is_some_and(|d| now >= d) {
+                return Ok(Input::Timeout);
+            } else if self.pasv_deadline().is_some_and(|d| now >= d) {
+                log::info!("{} passive data channel timed out", self.prefix);
+                self.data = DataSetup::None;
+                self.reply(421, "Passive data channel timed out.")?;
             }
         }
     }
@@ -215,6 +384,10 @@ impl Session {
                 }
                 _ => continue,
             };
+            if self.quit_pending {
+                // After QUIT nothing more is read (pyftpdlib stops reading the channel).
+                continue;
+            }
             let clean = proto::clean_line(&line);
             let (verb, arg) = proto::split_command(&clean);
             let tail = verb.get(verb.len().saturating_sub(4)..).unwrap_or("");
@@ -227,14 +400,35 @@ impl Session {
                     log::debug!("{} <- STAT", self.prefix);
                     self.status_reply()?;
                 }
-                ("NOOP", _) if verb == "NOOP" => {
-                    self.reply(200, "I successfully did nothing'.")?;
+                _ if !self.pending.is_empty()
+                    || TRANSFER_CMDS.contains(&verb.as_str())
+                    || SETUP_CMDS.contains(&verb.as_str())
+                    || TLS_CMDS.contains(&verb.as_str()) =>
+                {
+                    // Commands that need the data channel wait for the transfer to end, and
+                    // so does everything sent after them (replies stay in order).
+                    self.pending.push_back(line)
                 }
                 ("QUIT", _) if verb.ends_with("QUIT") => {
-                    log::debug!("{} <- QUIT (after the transfer)", self.prefix);
+                    // RFC 959 / pyftpdlib: 221 now, the transfer's reply when it ends, then
+                    // the connection closes.
+                    log::debug!("{} <- QUIT (closing after the transfer)", self.prefix);
+                    let msg = if self.authenticated {
+                        self.h.authorizer.get_msg_quit(&self.username)
+                    } else {
+                        "Goodbye.".to_string()
+                    };
+                    self.reply_lines(221, &msg)?;
                     self.quit_pending = true;
                 }
-                _ => self.pending.push_back(line),
+                _ => {
+                    // Everything else is answered at once, as pyftpdlib does (REIN, USER,
+                    // TYPE, SIZE, ...); the running transfer is not affected.
+                    self.handle_line(&line)?;
+                    if self.closing {
+                        return Ok(Ctl::Gone);
+                    }
+                }
             }
         }
         Ok(Ctl::Continue)
@@ -581,7 +775,19 @@ impl Session {
                 DataSetup::Passive(_) => {
                     s.push(b"Passive data channel waiting for connection.".to_vec())
                 }
-                DataSetup::Active(_) => s.push(b"Data connection open.".to_vec()),
+                DataSetup::Active(_) => {
+                    // pyftpdlib: a connected channel shows its (zero) totals.
+                    s.push(b"Data connection open:".to_vec());
+                    s.push(b"Total bytes sent: 0".to_vec());
+                    s.push(b"Total bytes received: 0".to_vec());
+                    s.push(
+                        format!(
+                            "Transfer elapsed time: {:.3} secs",
+                            self.data_since.elapsed().as_secs_f64()
+                        )
+                        .into_bytes(),
+                    );
+                }
                 DataSetup::None => s.push(b"Data connection closed.".to_vec()),
             }
         }
@@ -653,13 +859,8 @@ impl Session {
             }
         }
         if self.quit_pending {
+            // QUIT was answered when it arrived.
             self.quit_pending = false;
-            let msg = if self.authenticated {
-                self.h.authorizer.get_msg_quit(&self.username)
-            } else {
-                "Goodbye.".to_string()
-            };
-            self.reply_lines(221, &msg)?;
             self.closing = true;
         }
         Ok(())

@@ -8,9 +8,6 @@ use super::session::Session;
 use super::{Arg, Request};
 use crate::proto;
 
-/// RFC 959 commands ftpdlib knows but does not implement (502, not 500).
-const NOT_IMPLEMENTED: &[&str] = &["ACCT", "SMNT"];
-
 impl Session {
     /// Runs one raw command line.
     pub(crate) fn handle_line(&mut self, raw: &[u8]) -> io::Result<()> {
@@ -33,9 +30,6 @@ impl Session {
         }
         let cmd = match self.h.commands.get(&verb) {
             Some(c) => c,
-            None if NOT_IMPLEMENTED.contains(&verb.as_str()) => {
-                return self.reply(502, "Command not implemented.");
-            }
             None => {
                 // Clients that send ABOR/STAT/QUIT behind a Telnet sequence sometimes leave
                 // stray bytes in front of the verb (pyftpdlib checks the last 4 characters).
@@ -88,7 +82,11 @@ impl Session {
                 }
             }
         }
-        run(self, &req)
+        let r = run(self, &req);
+        if matches!(name.as_str(), "PORT" | "EPRT" | "PASV" | "EPSV") {
+            self.data_refused = matches!(self.data, super::data::DataSetup::None);
+        }
+        r
     }
 
     /// Resolves a command's path argument and checks the jail. Returns false when a reply

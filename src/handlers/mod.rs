@@ -270,8 +270,8 @@ pub struct FtpHandler {
     /// Stall timeout of a data transfer (pyftpdlib `DTPHandler.timeout`); `None` disables it.
     /// Default: 300 s.
     pub data_timeout: Option<Duration>,
-    /// How long a passive listener waits for the client (pyftpdlib `PassiveDTP.timeout`).
-    /// Default: 30 s.
+    /// How long a passive listener waits for the client, from PASV/EPSV on (pyftpdlib
+    /// `PassiveDTP.timeout`); zero waits for ever. Default: 30 s.
     pub passive_accept_timeout: Duration,
     /// Failed logins before the connection is closed. Default: 3.
     pub max_login_attempts: u32,
@@ -333,6 +333,11 @@ pub struct FtpHandler {
     pub filesystem: FilesystemFactory,
     /// The command table; add custom commands with [`FtpHandler::add_command`].
     pub commands: CommandTable,
+    /// The virtual root of every session instead of the user's home; the session then
+    /// starts in its home below it. `Some("/")` is pyftpdlib's `UnixFilesystem` (the real
+    /// filesystem, no jail; see [`UnixFilesystem::install`](crate::filesystems::UnixFilesystem::install)).
+    /// Default: none (the home is the root: a jail).
+    pub root_dir: Option<std::path::PathBuf>,
     /// FTPS (pyftpdlib `TLS_FTPHandler`): AUTH/PBSZ/PROT/CCC exist only when set.
     /// Default: none.
     pub tls: Option<TlsConfig>,
@@ -382,6 +387,7 @@ impl FtpHandler {
             callbacks: Arc::new(|| Box::new(NoCallbacks)),
             filesystem: Arc::new(|_, _| Ok(Box::new(OsFilesystem))),
             commands: CommandTable::builtin(),
+            root_dir: None,
             tls: None,
         }
     }

@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::data::DataSetup;
 use super::stream::Stream;
@@ -49,6 +49,11 @@ pub struct Session {
     pub(crate) facts: Vec<String>,
     pub(crate) epsv_all: bool,
     pub(crate) data: DataSetup,
+    /// When `data` was set up (PASV/PORT) or connected: its timers run from here.
+    pub(crate) data_since: Instant,
+    /// The last PORT/EPRT/PASV/EPSV was refused: the next transfer command gets 425 at
+    /// once instead of waiting for a data channel (clients pipeline it after the refusal).
+    pub(crate) data_refused: bool,
     /// Lines that arrived during a transfer, run once it ends (pipelining).
     pub(crate) pending: VecDeque<Vec<u8>>,
     /// QUIT arrived during a transfer: close once it ends.
@@ -134,6 +139,8 @@ impl Session {
             facts: DEFAULT_FACTS.iter().map(|s| s.to_string()).collect(),
             epsv_all: false,
             data: DataSetup::None,
+            data_since: Instant::now(),
+            data_refused: false,
             pending: VecDeque::new(),
             quit_pending: false,
             closing: false,
@@ -152,16 +159,26 @@ impl Session {
         let peer = self.peer;
         self.cb.on_connect(peer);
         while !self.closing {
+            // Graceful shutdown: an idle session ends here (servers/shutdown.rs).
+            if self.pending.is_empty() && crate::servers::shutdown::going_idle() {
+                let _ = self.reply(421, "Server shutting down.");
+                break;
+            }
             let line = match self.pending.pop_front() {
                 Some(l) => l,
-                None => match self.read_input()? {
+                None => match self.read_idle()? {
                     Input::Line(l) => l,
                     Input::TooLong => {
                         log::warn!("{} command too long", self.prefix);
                         self.reply(500, "Command too long.")?;
                         continue;
                     }
-                    Input::Eof => break,
+                    Input::Eof => {
+                        if crate::servers::shutdown::draining() {
+                            let _ = self.reply(421, "Server shutting down.");
+                        }
+                        break;
+                    }
                     Input::Timeout => {
                         log::info!("{} control connection timed out", self.prefix);
                         self.reply(421, "Control connection timed out.")?;
@@ -169,6 +186,7 @@ impl Session {
                     }
                 },
             };
+            crate::servers::shutdown::busy();
             self.handle_line(&line)?;
         }
         Ok(())

@@ -8,10 +8,10 @@ use std::os::fd::AsFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::executor::Runner;
 use super::Shared;
 use crate::handlers::{FtpHandler, Session};
 use crate::proto;
@@ -22,6 +22,34 @@ pub(crate) enum Stop {
     Closed,
     /// A signal from the signalfd.
     Signal(nix::sys::signal::Signal),
+    /// No session for `idle_timeout` (inetd "wait" mode).
+    Idle,
+}
+
+/// The accept loop's limits.
+pub(crate) struct Limits {
+    pub(crate) max_cons: usize,
+    pub(crate) max_cons_per_ip: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+/// Where accepted connections go: threads of this process, or forked children.
+pub(crate) trait Dispatch {
+    /// Serves an accepted, admitted connection (`implicit_tls`: TLS from the first byte).
+    fn dispatch(
+        &self,
+        stream: TcpStream,
+        ip: IpAddr,
+        handler: &Arc<FtpHandler>,
+        shared: &Arc<Shared>,
+        implicit_tls: bool,
+    );
+    /// Called on every wake-up of the loop (the fork model reaps its children here).
+    fn tick(&self) {}
+    /// How often the loop must wake up even when nothing happens.
+    fn tick_every(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Accepts until closed.
@@ -30,16 +58,32 @@ pub(crate) fn run(
     implicit_tls: &[bool],
     shared: &Arc<Shared>,
     handler: &Arc<FtpHandler>,
-    runner: &Runner,
-    max_cons: usize,
-    max_cons_per_ip: usize,
+    runner: &dyn Dispatch,
+    limits: &Limits,
 ) -> io::Result<Stop> {
     for l in listeners {
         l.set_nonblocking(true)?;
     }
+    let mut last_busy = Instant::now();
+    let every = match (runner.tick_every(), limits.idle_timeout) {
+        (Some(t), Some(_)) => Some(t.min(Duration::from_millis(250))),
+        (None, Some(_)) => Some(Duration::from_millis(250)),
+        (t, None) => t,
+    };
+    let timeout = every
+        .map(|d| PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX))
+        .unwrap_or(PollTimeout::NONE);
     loop {
+        runner.tick();
         if shared.shutdown.load(Ordering::SeqCst) {
             return Ok(Stop::Closed);
+        }
+        if let Some(idle) = limits.idle_timeout {
+            if shared.count.load(Ordering::SeqCst) > 0 {
+                last_busy = Instant::now();
+            } else if last_busy.elapsed() >= idle {
+                return Ok(Stop::Idle);
+            }
         }
         let (ready, woke, signalled) = {
             let mut fds: Vec<PollFd> = listeners
@@ -51,7 +95,7 @@ pub(crate) fn run(
             if let Some(sfd) = sig {
                 fds.push(PollFd::new(sfd.as_fd(), PollFlags::POLLIN));
             }
-            match poll(&mut fds, PollTimeout::NONE) {
+            match poll(&mut fds, timeout) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
@@ -80,16 +124,9 @@ pub(crate) fn run(
             .enumerate()
             .filter(|(_, (_, r))| *r)
         {
+            last_busy = Instant::now();
             let implicit = implicit_tls.get(i).copied().unwrap_or(false);
-            accept_all(
-                l,
-                shared,
-                handler,
-                runner,
-                max_cons,
-                max_cons_per_ip,
-                implicit,
-            );
+            accept_all(l, shared, handler, runner, limits, implicit);
         }
     }
 }
@@ -98,11 +135,11 @@ fn accept_all(
     l: &TcpListener,
     shared: &Arc<Shared>,
     handler: &Arc<FtpHandler>,
-    runner: &Runner,
-    max_cons: usize,
-    max_cons_per_ip: usize,
+    runner: &dyn Dispatch,
+    limits: &Limits,
     implicit_tls: bool,
 ) {
+    let (max_cons, max_cons_per_ip) = (limits.max_cons, limits.max_cons_per_ip);
     loop {
         let (stream, addr) = match l.accept() {
             Ok(c) => c,
@@ -141,16 +178,7 @@ fn accept_all(
             );
             continue;
         }
-        let guard = shared.register(&stream, ip);
-        let handler = handler.clone();
-        if implicit_tls {
-            // Implicit FTPS: the handshake runs in the session's thread, never here.
-            runner.spawn(Box::new(move || {
-                serve_guarded_with(stream, handler, guard, Session::run_implicit_tls)
-            }));
-        } else {
-            runner.spawn(Box::new(move || serve_guarded(stream, handler, guard)));
-        }
+        runner.dispatch(stream, ip, handler, shared, implicit_tls);
     }
 }
 
@@ -160,15 +188,21 @@ fn refuse(mut stream: TcpStream, msg: &str) {
     let _ = stream.write_all(msg.as_bytes());
 }
 
-/// Runs one session, turning a panic into a log line and a 421.
-pub(crate) fn serve_guarded(stream: TcpStream, handler: Arc<FtpHandler>, guard: super::ConnGuard) {
-    serve_guarded_with(stream, handler, guard, Session::run)
+/// Session entry points: [`Session::run`] or [`Session::run_implicit_tls`].
+pub(crate) type SessionFn = fn(TcpStream, Arc<FtpHandler>) -> io::Result<()>;
+
+/// The session entry point for a listener: implicit FTPS or plain.
+pub(crate) fn entry(implicit_tls: bool) -> SessionFn {
+    if implicit_tls {
+        // Implicit FTPS: the handshake runs in the session's thread, never the acceptor's.
+        Session::run_implicit_tls
+    } else {
+        Session::run
+    }
 }
 
-/// Session entry points: [`Session::run`] or [`Session::run_implicit_tls`].
-type SessionFn = fn(TcpStream, Arc<FtpHandler>) -> io::Result<()>;
-
-/// [`serve_guarded`] with a chosen session entry point.
+/// Runs one session through `session` (see [`entry`]), turning a panic into a log line
+/// and a 421, and telling graceful shutdown whether the session is busy.
 pub(crate) fn serve_guarded_with(
     stream: TcpStream,
     handler: Arc<FtpHandler>,
@@ -176,7 +210,11 @@ pub(crate) fn serve_guarded_with(
     session: SessionFn,
 ) {
     let spare = stream.try_clone().ok();
+    super::shutdown::enter(&guard.shared, &guard.busy);
     let r = catch_unwind(AssertUnwindSafe(|| session(stream, handler)));
+    super::shutdown::leave();
+    // A pool thread must not keep the filesystem identity of the user it just served.
+    crate::authorizers::restore_fs_ids();
     match r {
         Ok(Ok(())) => {}
         Ok(Err(e)) => log::debug!("session ended: {e}"),

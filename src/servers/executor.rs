@@ -20,6 +20,18 @@ pub enum Executor {
     Pool,
     /// A fresh thread per connection (pyftpdlib `ThreadedFTPServer`).
     Thread,
+    /// A child process per connection (pyftpdlib `MultiprocessFTPServer`): the child
+    /// closes the listeners, serves the session and exits; after login it may drop to the
+    /// logged-in Unix user for good. The server must run in a process with no other thread.
+    Fork,
+    /// `workers` processes share the listeners, each running the [`Pool`](Executor::Pool)
+    /// model, so every core serves (pyftpdlib `--concurrency pre-fork`); a worker that
+    /// dies is replaced. `max_cons` is split evenly between workers; `max_cons_per_ip`
+    /// applies within each worker.
+    PreFork {
+        /// Worker processes (at least 1).
+        workers: usize,
+    },
 }
 
 impl Executor {
@@ -28,6 +40,8 @@ impl Executor {
         match self {
             Executor::Pool => "pool",
             Executor::Thread => "multi-thread",
+            Executor::Fork => "multi-proc",
+            Executor::PreFork { .. } => "pre-fork",
         }
     }
 }
@@ -69,7 +83,7 @@ impl Runner {
     /// Runs `job` on an idle worker, a new worker, or a new thread.
     pub(crate) fn spawn(&self, job: Job) {
         match self.kind {
-            Executor::Thread => {
+            Executor::Thread | Executor::Fork => {
                 let r = std::thread::Builder::new()
                     .name("ftp-session".into())
                     .stack_size(self.stack_size)
@@ -78,7 +92,7 @@ impl Runner {
                     log::error!("cannot start a session thread: {e}");
                 }
             }
-            Executor::Pool => match self.tx.try_send(job) {
+            Executor::Pool | Executor::PreFork { .. } => match self.tx.try_send(job) {
                 Ok(()) => {}
                 Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
                     self.grow(job)
@@ -105,5 +119,23 @@ impl Runner {
             self.workers.fetch_sub(1, Ordering::Relaxed);
             log::error!("cannot start a worker thread: {e}");
         }
+    }
+}
+
+impl super::acceptor::Dispatch for Runner {
+    fn dispatch(
+        &self,
+        stream: std::net::TcpStream,
+        ip: std::net::IpAddr,
+        handler: &Arc<crate::handlers::FtpHandler>,
+        shared: &Arc<super::Shared>,
+        implicit_tls: bool,
+    ) {
+        let guard = shared.register(&stream, ip);
+        let handler = handler.clone();
+        let session = super::acceptor::entry(implicit_tls);
+        self.spawn(Box::new(move || {
+            super::acceptor::serve_guarded_with(stream, handler, guard, session)
+        }));
     }
 }

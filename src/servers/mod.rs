@@ -8,9 +8,9 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAdd
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signalfd::SignalFd;
 use nix::sys::socket::{
     self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
 };
@@ -20,8 +20,14 @@ use crate::handlers::FtpHandler;
 
 mod acceptor;
 mod executor;
+mod fork;
+pub mod inetd;
+mod prefork;
+pub(crate) mod shutdown;
 
 pub use executor::{Executor, DEFAULT_STACK_SIZE};
+pub use fork::is_session_process;
+use shutdown::{stop_signals, Ending};
 
 /// State shared by the acceptor, the sessions' guards and every [`ServerHandle`].
 pub(crate) struct Shared {
@@ -31,9 +37,18 @@ pub(crate) struct Shared {
     signals: Option<SignalFd>,
     count: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
-    /// A duplicate of each session's socket, only to shut it down for `close_all`.
-    sessions: Mutex<HashMap<u64, TcpStream>>,
+    /// A duplicate of each session's socket, only to shut it down for `close_all` and
+    /// graceful shutdown, with the session's "running a command" flag.
+    sessions: Mutex<HashMap<u64, (TcpStream, Arc<AtomicBool>)>>,
     next_id: AtomicU64,
+    /// Graceful shutdown in progress (see `shutdown.rs`).
+    draining: AtomicBool,
+    /// `ServerHandle::shutdown` asked for a graceful stop with this grace period.
+    grace: Mutex<Option<Duration>>,
+    /// `close_all` was asked for (forked children are ended too).
+    hard: AtomicBool,
+    /// `serve_forever` has returned.
+    stopped: AtomicBool,
 }
 
 impl Shared {
@@ -48,6 +63,10 @@ impl Shared {
             per_ip: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+            grace: Mutex::new(None),
+            hard: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
         }))
     }
 
@@ -58,13 +77,31 @@ impl Shared {
         if let Ok(mut m) = self.per_ip.lock() {
             *m.entry(ip).or_insert(0) += 1;
         }
+        let busy = Arc::new(AtomicBool::new(false));
         if let (Ok(dup), Ok(mut m)) = (stream.try_clone(), self.sessions.lock()) {
-            m.insert(id, dup);
+            m.insert(id, (dup, busy.clone()));
         }
         ConnGuard {
             shared: self.clone(),
             id,
             ip,
+            busy,
+        }
+    }
+
+    /// Counts a session served elsewhere (a forked child) without keeping its socket: the
+    /// parent must not hold the connection open once the child has closed it.
+    pub(crate) fn count_only(self: &Arc<Self>, ip: IpAddr) -> ConnGuard {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut m) = self.per_ip.lock() {
+            *m.entry(ip).or_insert(0) += 1;
+        }
+        ConnGuard {
+            shared: self.clone(),
+            id,
+            ip,
+            busy: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -77,7 +114,7 @@ impl Shared {
 
     fn close_sessions(&self) {
         if let Ok(m) = self.sessions.lock() {
-            for s in m.values() {
+            for (s, _) in m.values() {
                 let _ = s.shutdown(std::net::Shutdown::Both);
             }
         }
@@ -89,6 +126,7 @@ pub(crate) struct ConnGuard {
     shared: Arc<Shared>,
     id: u64,
     ip: IpAddr,
+    busy: Arc<AtomicBool>,
 }
 
 impl Drop for ConnGuard {
@@ -122,8 +160,30 @@ impl ServerHandle {
 
     /// Stops accepting and ends every session (pyftpdlib `close_all`).
     pub fn close_all(&self) {
-        self.shared.wake();
+        // Sessions first: they end without a reply (as pyftpdlib's close_all), before the
+        // accept loop's own hard close could send them a 421.
         self.shared.close_sessions();
+        self.shared.hard.store(true, Ordering::SeqCst);
+        self.shared.wake();
+    }
+
+    /// Graceful stop: new connections are refused at once, idle sessions get `421` and
+    /// end, sessions running a command (a transfer) may finish it during `grace`, then the
+    /// rest are closed with `421`. Waits (at most `grace` plus a few seconds) until
+    /// `serve_forever` has returned, and returns whether it has.
+    pub fn shutdown(&self, grace: Duration) -> bool {
+        if let Ok(mut g) = self.shared.grace.lock() {
+            *g = Some(grace);
+        }
+        self.shared.wake();
+        let deadline = std::time::Instant::now() + grace + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if self.shared.stopped.load(Ordering::SeqCst) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.shared.stopped.load(Ordering::SeqCst)
     }
 
     /// Sessions running now.
@@ -159,6 +219,12 @@ pub struct FtpServer {
     pub max_cons_per_ip: usize,
     /// Stack size of session threads. Default: [`DEFAULT_STACK_SIZE`].
     pub stack_size: usize,
+    /// Exit `serve_forever` after this long with no session (inetd "wait" mode,
+    /// pyftpdlib-inetd `--idle-timeout`); `None` serves forever. Default: none.
+    pub idle_timeout: Option<Duration>,
+    /// How long running transfers may go on after SIGINT/SIGTERM before the remaining
+    /// sessions are closed with 421. Default: 10 s.
+    pub shutdown_grace: Duration,
 }
 
 impl FtpServer {
@@ -204,6 +270,8 @@ impl FtpServer {
             max_cons: 512,
             max_cons_per_ip: 0,
             stack_size: DEFAULT_STACK_SIZE,
+            idle_timeout: None,
+            shutdown_grace: Duration::from_secs(10),
         })
     }
 
@@ -250,20 +318,16 @@ impl FtpServer {
         self.executor
     }
 
-    /// Stops the server cleanly on SIGINT and SIGTERM: they are blocked in the calling
-    /// thread (and so in every thread started after) and read from a signalfd by the accept
-    /// loop. Call before any other thread starts.
+    /// Stops the server cleanly on SIGINT and SIGTERM (graceful: running transfers get
+    /// [`shutdown_grace`](Self::shutdown_grace)) and on SIGUSR1 (every session closed with
+    /// 421 at once): they are blocked in the calling thread (and so in every thread started
+    /// after) and read from a signalfd by the accept loop. Call before any other thread
+    /// starts.
     ///
     /// # Errors
     /// The signal mask or the signalfd cannot be set up.
     pub fn stop_on_signals(&mut self) -> Result<(), Error> {
-        let mut set = SigSet::empty();
-        set.add(Signal::SIGINT);
-        set.add(Signal::SIGTERM);
-        set.thread_block().map_err(std::io::Error::from)?;
-        let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-            .map_err(std::io::Error::from)?;
-        self.shared = Shared::new(Some(sfd))?;
+        self.shared = Shared::new(Some(stop_signals()?))?;
         Ok(())
     }
 
@@ -303,6 +367,26 @@ impl FtpServer {
     /// The accept loop failed (poll(2) itself failed).
     pub fn serve_forever(&self) -> Result<(), Error> {
         self.log_banner();
+        let r = match self.executor {
+            Executor::Fork => fork::serve(self),
+            Executor::PreFork { workers } => prefork::serve(self, workers),
+            _ => self.serve_threads(),
+        };
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        r
+    }
+
+    /// The accept-loop limits of this server.
+    fn limits(&self) -> acceptor::Limits {
+        acceptor::Limits {
+            max_cons: self.max_cons,
+            max_cons_per_ip: self.max_cons_per_ip,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+
+    /// Pool and Thread models: sessions are threads of this process.
+    fn serve_threads(&self) -> Result<(), Error> {
         let runner = executor::Runner::new(self.executor, self.stack_size);
         let stop = acceptor::run(
             &self.listeners,
@@ -310,12 +394,15 @@ impl FtpServer {
             &self.shared,
             &self.handler,
             &runner,
-            self.max_cons,
-            self.max_cons_per_ip,
+            &self.limits(),
         )?;
-        if let acceptor::Stop::Signal(sig) = stop {
-            log::info!("received {sig}, shutting down");
-            self.close_all();
+        match self.ending(&stop) {
+            Ending::Leave => {}
+            Ending::Graceful(grace) => self.shared.graceful(grace),
+            Ending::Hard => {
+                self.shared.hard_close();
+                self.shared.wait_sessions(Duration::from_secs(5));
+            }
         }
         log::info!(
             ">>> shutting down FTP server ({} sessions, {} idle workers) <<<",
@@ -363,6 +450,22 @@ impl FtpServer {
             self.max_cons,
             self.max_cons_per_ip
         );
+    }
+}
+
+/// pyftpdlib's `MultiprocessFTPServer`: an [`FtpServer`] with a child process per
+/// connection ([`Executor::Fork`]).
+#[derive(Debug)]
+pub struct MultiprocessFtpServer;
+
+impl MultiprocessFtpServer {
+    /// Binds `addr` and builds a process-per-connection server.
+    ///
+    /// # Errors
+    /// As [`FtpServer::new`].
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(addr: impl ToSocketAddrs, handler: FtpHandler) -> Result<FtpServer, Error> {
+        Ok(FtpServer::new(addr, handler)?.with_executor(Executor::Fork))
     }
 }
 

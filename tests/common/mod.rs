@@ -32,6 +32,23 @@ macro_rules! models {
             $( #[test] fn $name() { super::$name(ftpdlib::servers::Executor::Thread) } )*
         }
     };
+    // `models!(a, b; bin: c, d)`: a..d under the in-process models; c and d (whose
+    // configuration is expressible as CLI flags: the default users, no closures) also under
+    // Fork and PreFork, through the built binary.
+    (bin: $($bname:ident),* $(,)?) => {
+        $crate::models!(; bin: $($bname),*);
+    };
+    ($($name:ident),* ; bin: $($bname:ident),* $(,)?) => {
+        $crate::models!($($name,)* $($bname),*);
+        mod fork {
+            $( #[test] fn $bname() { super::$bname(ftpdlib::servers::Executor::Fork) } )*
+        }
+        mod prefork {
+            $( #[test] fn $bname() {
+                super::$bname(ftpdlib::servers::Executor::PreFork { workers: 2 })
+            } )*
+        }
+    };
 }
 
 type AuthFn = Box<dyn FnOnce(&mut DummyAuthorizer, &Path)>;
@@ -78,6 +95,9 @@ impl Builder {
     }
 
     pub fn start(self) -> Server {
+        if is_bin_model(self.executor) {
+            return self.start_bin();
+        }
         let _ = env_logger_init();
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().canonicalize().expect("canonicalize");
@@ -117,6 +137,172 @@ impl Builder {
             dir,
             handle,
             thread: Some(thread),
+            bin: None,
+        }
+    }
+
+    /// Fork and PreFork: the binary with the default users (`user`/`12345`, all
+    /// permissions; the CLI has no anonymous user then) serving a fresh temp dir.
+    fn start_bin(self) -> Server {
+        assert!(
+            self.auth.is_none() && self.handler.is_none() && self.bind == "127.0.0.1:0",
+            "this configuration cannot be expressed as command-line flags"
+        );
+        let mut args = vec![
+            "--max-cons".to_string(),
+            self.max_cons.to_string(),
+            "--max-cons-per-ip".to_string(),
+            self.max_cons_per_ip.to_string(),
+        ];
+        args.extend(model_args(self.executor));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let bin = BinServer::start(&refs);
+        // A handle for the harness's type only: the server is another process.
+        let placeholder = FtpServer::from_listener(
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind"),
+            FtpHandler::new(Arc::new(DummyAuthorizer::new())),
+        )
+        .expect("placeholder")
+        .handle();
+        Server {
+            addr: bin.addr,
+            root: bin.root.clone(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            handle: placeholder,
+            thread: None,
+            bin: Some(bin),
+        }
+    }
+}
+
+/// True for the models tested through the built binary (never by forking the test process).
+pub fn is_bin_model(ex: Executor) -> bool {
+    matches!(ex, Executor::Fork | Executor::PreFork { .. })
+}
+
+/// The `--concurrency` flags of a model.
+pub fn model_args(ex: Executor) -> Vec<String> {
+    match ex {
+        Executor::Fork => vec!["--concurrency".into(), "multi-proc".into()],
+        Executor::PreFork { workers } => vec![
+            "--concurrency".into(),
+            "pre-fork".into(),
+            "--workers".into(),
+            workers.to_string(),
+        ],
+        Executor::Thread => vec!["--concurrency".into(), "multi-thread".into()],
+        _ => vec!["--concurrency".into(), "pool".into()],
+    }
+}
+
+/// The built `ftpdlib` binary on port 0 of 127.0.0.1, serving a fresh temp dir as
+/// `user`/`12345` with write access; the port is learnt from the
+/// `>>> starting FTP server on ADDR, pid=N <<<` log line. Dropping it ends the server
+/// (SIGUSR1: close every session now; SIGKILL if it lingers).
+pub struct BinServer {
+    pub addr: SocketAddr,
+    pub root: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub child: std::process::Child,
+    log: Arc<std::sync::Mutex<String>>,
+}
+
+impl BinServer {
+    /// Starts the binary with `-i 127.0.0.1 -p 0 -d DIR -u user -P 12345 -w` and `extra`.
+    pub fn start(extra: &[&str]) -> BinServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().canonicalize().expect("canonicalize");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ftpdlib"));
+        cmd.args(["-i", "127.0.0.1", "-p", "0", "-d"])
+            .arg(&root)
+            .args(["-u", USER, "-P", PASS, "-w"])
+            .args(extra);
+        Self::spawn(cmd, dir, root)
+    }
+
+    /// Starts a prepared command whose stderr carries the server's log.
+    pub fn spawn(
+        mut cmd: std::process::Command,
+        dir: tempfile::TempDir,
+        root: PathBuf,
+    ) -> BinServer {
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .env("RUST_LOG", "info");
+        let mut child = cmd.spawn().expect("start the ftpdlib binary");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split(">>> starting FTP server on ").nth(1) {
+                    if let Some(addr) = rest.split(',').next().and_then(|a| a.parse().ok()) {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(addr);
+                        }
+                    }
+                }
+                if let Ok(mut l) = sink.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+        let addr: SocketAddr = match rx.recv_timeout(IO_TIMEOUT) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the binary did not start: {}", log.lock().unwrap());
+            }
+        };
+        BinServer {
+            addr,
+            root,
+            dir,
+            child,
+            log,
+        }
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Sends a signal to the server process.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, sig).expect("kill");
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for BinServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1);
+            if self.wait_exit(Duration::from_secs(10)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
         }
     }
 }
@@ -133,6 +319,9 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub handle: ServerHandle,
     thread: Option<JoinHandle<()>>,
+    /// The binary serving this server (Fork and PreFork models); `handle` is then a
+    /// placeholder that controls nothing.
+    pub bin: Option<BinServer>,
 }
 
 impl Drop for Server {
@@ -215,6 +404,23 @@ impl Server {
         assert_eq!(r.cmd(&format!("PASS {PASS}")).0, 230);
         r
     }
+}
+
+/// A raw control connection to `addr` with the 220 greeting already read.
+pub fn raw_at(addr: SocketAddr) -> Raw {
+    raw_from(TcpStream::connect(addr).expect("connect"))
+}
+
+/// A raw control connection over an already connected socket, 220 greeting read.
+pub fn raw_from(s: TcpStream) -> Raw {
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut r = Raw {
+        reader: BufReader::new(s.try_clone().unwrap()),
+        stream: s,
+    };
+    let (code, _) = r.reply();
+    assert_eq!(code, 220);
+    r
 }
 
 /// A control connection driven by hand.

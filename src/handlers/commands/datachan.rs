@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::handlers::data::DataSetup;
 use crate::handlers::stream::Stream;
 use crate::handlers::{Request, Session};
-use crate::proto::{self, EprtError};
+use crate::proto;
 
 /// How long an active connection attempt may take (pyftpdlib `ActiveDTP.timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,34 +36,60 @@ pub(super) fn eprt(s: &mut Session, req: &Request) -> io::Result<()> {
     if s.epsv_all {
         return s.reply(501, "EPRT not allowed after EPSV ALL.");
     }
-    match proto::parse_eprt(&req.arg_str()) {
-        Ok(addr) => {
-            if addr.is_ipv4() != s.local.is_ipv4() {
-                let msg = format!("Network protocol not supported (use {}).", af_hint(s));
-                return s.reply(522, &msg);
-            }
-            make_eport(s, addr)
-        }
-        Err(EprtError::Syntax) => s.reply(501, "Invalid EPRT format."),
-        Err(EprtError::UnknownProtocol) => {
+    // pyftpdlib `ftp_EPRT`: `<d>af<d>ip<d>port<d>` split on the first character, the port
+    // checked first, then the protocol against the control connection's family.
+    let arg = req.arg_str();
+    let parts: Vec<&str> = match arg.chars().next() {
+        Some(d) => arg.split(d).collect(),
+        None => Vec::new(),
+    };
+    let (af, ip, port) = match parts.as_slice() {
+        [_, af, ip, port, _] => match port.parse::<u16>() {
+            Ok(port) => (*af, *ip, port),
+            Err(_) => return s.reply(501, "Invalid EPRT format."),
+        },
+        _ => return s.reply(501, "Invalid EPRT format."),
+    };
+    match af {
+        "1" => match ip.parse::<std::net::Ipv4Addr>() {
+            Ok(v4) => make_eport(s, SocketAddr::new(v4.into(), port)),
+            Err(_) => s.reply(501, "Invalid EPRT format."),
+        },
+        "2" if s.local.is_ipv4() => s.reply(522, "Network protocol not supported (use 1)."),
+        "2" => match ip.parse::<std::net::Ipv6Addr>() {
+            Ok(v6) => make_eport(s, SocketAddr::new(v6.into(), port)),
+            // pyftpdlib does not parse the address: one that is not the client's is foreign.
+            Err(_) => refuse_foreign(s, ip, port),
+        },
+        _ => {
             let msg = format!("Unknown network protocol (use {}).", af_hint(s));
             s.reply(501, &msg)
         }
     }
 }
 
+/// The RFC 2577 refusal of a data connection to another host (pyftpdlib's text).
+fn refuse_foreign(s: &mut Session, ip: &str, port: u16) -> io::Result<()> {
+    log::warn!(
+        "{} PORT/EPRT to foreign address {ip}:{port} refused",
+        s.prefix
+    );
+    s.reply(
+        501,
+        &format!("Rejected data connection to foreign address {ip}:{port}."),
+    )
+}
+
 /// Connects to the client's data port (pyftpdlib `_make_eport`).
 fn make_eport(s: &mut Session, addr: SocketAddr) -> io::Result<()> {
-    let ip = proto::unmap(addr.ip());
+    let mut ip = proto::unmap(addr.ip());
+    if ip.is_unspecified() {
+        // lftp sends `EPRT |2|::|port|` on IPv6: "this host" can only mean the client itself,
+        // so it is no bounce risk (pyftpdlib refuses it as a foreign address).
+        ip = s.peer.ip();
+    }
     if ip != s.peer.ip() && !s.h.permit_foreign_addresses {
-        log::warn!("{} PORT/EPRT to foreign address {addr} refused", s.prefix);
-        return s.reply(
-            501,
-            &format!(
-                "Rejected data connection to foreign address {ip}:{}.",
-                addr.port()
-            ),
-        );
+        return refuse_foreign(s, &ip.to_string(), addr.port());
     }
     if addr.port() < 1024 && !s.h.permit_privileged_ports {
         log::warn!(
@@ -83,6 +109,7 @@ fn make_eport(s: &mut Session, addr: SocketAddr) -> io::Result<()> {
     match TcpStream::connect_timeout(&SocketAddr::new(ip, addr.port()), CONNECT_TIMEOUT) {
         Ok(stream) => {
             s.data = DataSetup::Active(Stream::Tcp(stream));
+            s.data_since = std::time::Instant::now();
             s.reply(200, "Active data connection established.")
         }
         Err(e) => {
@@ -151,10 +178,20 @@ fn open_passive(s: &mut Session) -> Option<u16> {
                 .unwrap_or(0)
                 ^ std::process::id())
                 % n;
-            (0..n).find_map(|i| {
-                let port = lo + ((start + i) % n) as u16;
-                TcpListener::bind(SocketAddr::new(ip, port)).ok()
-            })
+            (0..n)
+                .find_map(|i| {
+                    let port = lo + ((start + i) % n) as u16;
+                    TcpListener::bind(SocketAddr::new(ip, port)).ok()
+                })
+                .or_else(|| {
+                    // pyftpdlib: every port of the range busy → a kernel-assigned one.
+                    log::warn!(
+                        "{} Can't find a valid passive port in the configured range. \
+                         A random kernel-assigned port will be used.",
+                        s.prefix
+                    );
+                    TcpListener::bind(SocketAddr::new(ip, 0)).ok()
+                })
         }
     };
     let Some(listener) = listener else {
@@ -163,5 +200,6 @@ fn open_passive(s: &mut Session) -> Option<u16> {
     };
     let port = listener.local_addr().ok()?.port();
     s.data = DataSetup::Passive(listener);
+    s.data_since = std::time::Instant::now();
     Some(port)
 }

@@ -233,7 +233,12 @@ fn list_with(
     path: &Path,
     kind: Kind,
 ) -> Result<Option<crate::handlers::data::Outcome>, ListError> {
-    let (dir, only) = what_to_list(fs, path, kind == Kind::Mlsd).map_err(ListError::Fs)?;
+    let (dir, only) = match what_to_list(fs, path, kind == Kind::Mlsd) {
+        Ok(v) => v,
+        // pyftpdlib `ftp_MLSD`: anything that is not a directory, missing or not, is 501.
+        Err(_) if kind == Kind::Mlsd => return Err(ListError::NotDir),
+        Err(e) => return Err(ListError::Fs(e)),
+    };
     if kind == Kind::Mlsd && only.is_some() {
         return Err(ListError::NotDir);
     }

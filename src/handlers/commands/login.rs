@@ -73,7 +73,7 @@ fn login(s: &Session, user: &str, password: &str) -> Result<(AbstractedFs, Strin
         "Authentication failed.".to_string()
     })?;
     let fs = (s.h.filesystem)(user, &home)
-        .and_then(|fs| AbstractedFs::new(&home, fs))
+        .and_then(|fs| new_fs(s.h.root_dir.as_deref(), &home, fs))
         .map_err(|e| {
             log::error!(
                 "{} filesystem for {user} at {}: {e}",
@@ -84,6 +84,24 @@ fn login(s: &Session, user: &str, password: &str) -> Result<(AbstractedFs, Strin
             "Authentication failed.".to_string()
         })?;
     Ok((fs, msg))
+}
+
+/// The session's jail: the home, or `root_dir` with the home as working directory.
+fn new_fs(
+    root: Option<&std::path::Path>,
+    home: &std::path::Path,
+    fs: Box<dyn crate::filesystems::Filesystem>,
+) -> io::Result<AbstractedFs> {
+    let Some(root) = root else {
+        return AbstractedFs::new(home, fs);
+    };
+    let mut afs = AbstractedFs::new(root, fs)?;
+    let home = std::fs::canonicalize(home)?;
+    if !afs.validpath(&home) {
+        return Err(io::Error::other("home directory outside root_dir"));
+    }
+    afs.chdir(&home)?;
+    Ok(afs)
 }
 
 fn non_empty(msg: String, user: &str) -> String {

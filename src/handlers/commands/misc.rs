@@ -8,7 +8,11 @@ use crate::handlers::tls::command_available;
 use crate::handlers::{Request, Session};
 
 pub(super) fn feat(s: &mut Session, _req: &Request) -> io::Result<()> {
-    let mut feats: Vec<String> = vec!["UTF8".into(), "TVFS".into()];
+    let mut feats: Vec<String> = vec!["TVFS".into()];
+    // pyftpdlib announces UTF8 only when the wire encoding is UTF-8.
+    if s.h.encoding == crate::handlers::Encoding::Utf8 {
+        feats.push("UTF8".into());
+    }
     if s.h.tls.is_some() {
         feats.push("AUTH SSL".into());
     }
@@ -31,16 +35,17 @@ pub(super) fn feat(s: &mut Session, _req: &Request) -> io::Result<()> {
 
 pub(super) fn opts(s: &mut Session, req: &Request) -> io::Result<()> {
     let line = req.arg_str();
+    if line.matches(' ').count() > 1 {
+        return s.reply(501, "Invalid number of arguments.");
+    }
     let (cmd, arg) = match line.split_once(' ') {
         Some((c, a)) => (c.to_ascii_uppercase(), a.trim().to_string()),
         None => (line.to_ascii_uppercase(), String::new()),
     };
     if cmd == "UTF8" || cmd == "UTF-8" {
-        // RFC 2640: names are always exchanged as UTF-8 bytes here.
-        return match arg.to_ascii_uppercase().as_str() {
-            "ON" | "" => s.reply(200, "Always in UTF8 mode."),
-            _ => s.reply(504, "UTF8 cannot be disabled."),
-        };
+        // RFC 2640: names are always exchanged as UTF-8 bytes here; pyftpdlib gives this
+        // answer whatever the argument (ON, OFF or none).
+        return s.reply(200, "Always in UTF8 mode.");
     }
     if cmd != "MLST" || s.h.commands.get("MLST").is_none() {
         return s.reply(501, &format!("Unsupported command \"{cmd}\"."));
@@ -84,12 +89,12 @@ pub(super) fn help(s: &mut Session, req: &Request) -> io::Result<()> {
     let body: Vec<Vec<u8>> = names
         .chunks(8)
         .map(|row| {
+            // pyftpdlib: " %-6s" per name (the first space comes from reply_multi).
             row.iter()
-                .map(|n| format!("{n:<6} "))
-                .collect::<String>()
-                .trim_end()
-                .as_bytes()
-                .to_vec()
+                .map(|n| format!("{n:<6}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+                .into_bytes()
         })
         .collect();
     s.reply_multi(

@@ -1,0 +1,282 @@
+//! The process-per-connection model (pyftpdlib `MultiprocessFTPServer`): the accept loop
+//! forks a child for each connection; the child closes the listeners, serves the one session
+//! (where it may drop to the logged-in Unix user for good) and exits; the parent counts and
+//! reaps its children without blocking and ends them on shutdown.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use super::acceptor::{self, serve_guarded_with, Dispatch};
+use super::shutdown::Ending;
+use super::{ConnGuard, FtpServer, Shared};
+use crate::error::Error;
+use crate::handlers::FtpHandler;
+use crate::proto;
+
+/// Set in a process that serves exactly one session (a forked child, inetd "nowait").
+static SESSION_PROCESS: AtomicBool = AtomicBool::new(false);
+
+/// True in a process that serves exactly one session and nothing else: a child of the
+/// [`Fork`](super::Executor::Fork) model or an inetd "nowait" server. Only there may an
+/// authorizer change the process's identity for good (`setuid`), since no other session
+/// shares the process.
+pub fn is_session_process() -> bool {
+    SESSION_PROCESS.load(Ordering::SeqCst)
+}
+
+/// Fails unless the calling process runs a single thread: `fork()` copies only the calling
+/// thread, so a lock held by another thread would stay locked forever in the child.
+pub(crate) fn ensure_single_thread(model: &str) -> Result<(), Error> {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return Ok(());
+    };
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(1);
+    if threads > 1 {
+        return Err(Error::Config(format!(
+            "the {model} model forks, which needs a process with no other thread \
+             ({threads} threads are running)"
+        )));
+    }
+    Ok(())
+}
+
+/// Forks a child for each connection and remembers it until it is reaped.
+struct Forker {
+    children: RefCell<HashMap<Pid, ConnGuard>>,
+    /// The parent's descriptors a child must not keep: listeners, wake pipe, signalfd.
+    close_in_child: Vec<RawFd>,
+}
+
+impl Dispatch for Forker {
+    fn dispatch(
+        &self,
+        stream: TcpStream,
+        ip: IpAddr,
+        handler: &Arc<FtpHandler>,
+        shared: &Arc<Shared>,
+        implicit_tls: bool,
+    ) {
+        let guard = shared.count_only(ip);
+        match fork_process() {
+            Ok(ForkResult::Parent { child }) => {
+                drop(stream);
+                self.children.borrow_mut().insert(child, guard);
+            }
+            Ok(ForkResult::Child) => {
+                for fd in &self.close_in_child {
+                    let _ = nix::unistd::close(*fd);
+                }
+                // The counters belong to the parent; the child leaves them alone.
+                std::mem::forget(guard);
+                let code = single_session(stream, handler.clone(), implicit_tls);
+                std::process::exit(code);
+            }
+            Err(e) => {
+                log::error!("fork failed: {e}; refusing the connection");
+                let _ = nix::sys::socket::send(
+                    stream.as_raw_fd(),
+                    b"421 Service not available.\r\n",
+                    nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+                );
+            }
+        }
+    }
+
+    fn tick(&self) {
+        self.reap();
+    }
+
+    fn tick_every(&self) -> Option<Duration> {
+        Some(Duration::from_millis(200))
+    }
+}
+
+/// `fork(2)`, for the Fork and PreFork models only.
+#[allow(unsafe_code)]
+pub(crate) fn fork_process() -> nix::Result<ForkResult> {
+    // SAFETY: both callers (the Fork accept loop and the PreFork supervisor) checked with
+    // `ensure_single_thread` that this process runs one thread and start no thread of their
+    // own, so no other thread can hold a lock (allocator, logger, stdio) at the moment of
+    // the fork; the child is an ordinary single-threaded process that may allocate, log and
+    // start threads.
+    unsafe { fork() }
+}
+
+impl Forker {
+    /// Collects every child that has exited, uncounting its session.
+    fn reap(&self) {
+        let mut children = self.children.borrow_mut();
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(status) => {
+                    if let Some(pid) = status.pid() {
+                        if let WaitStatus::Signaled(_, sig, _) = status {
+                            log::debug!("session process {pid} ended by {sig}");
+                        }
+                        children.remove(&pid);
+                    }
+                }
+                Err(Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Sends `sig` to every live child.
+    fn signal_all(&self, sig: Signal) {
+        for pid in self.children.borrow().keys() {
+            let _ = kill(*pid, sig);
+        }
+    }
+
+    /// Reaps until no child is left or `limit` has passed; true if none is left.
+    fn wait_children(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.reap();
+            if self.children.borrow().is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Ends the children as `ending` says: SIGTERM makes a child drain (finish its transfer,
+    /// 421 when idle), SIGUSR1 makes it close with 421 at once, SIGKILL is the last resort.
+    fn finish(&self, ending: Ending) {
+        match ending {
+            Ending::Leave => return,
+            Ending::Graceful(grace) => {
+                self.signal_all(Signal::SIGTERM);
+                if self.wait_children(grace) {
+                    return;
+                }
+                log::info!("grace period over; closing the remaining sessions");
+            }
+            Ending::Hard => {}
+        }
+        self.signal_all(Signal::SIGUSR1);
+        if !self.wait_children(Duration::from_secs(5)) {
+            self.signal_all(Signal::SIGKILL);
+            self.wait_children(Duration::from_secs(5));
+        }
+    }
+}
+
+/// The Fork model's `serve_forever`.
+pub(super) fn serve(server: &FtpServer) -> Result<(), Error> {
+    ensure_single_thread("multi-proc")?;
+    let forker = Forker {
+        children: RefCell::new(HashMap::new()),
+        close_in_child: parent_fds(server, true),
+    };
+    let stop = acceptor::run(
+        &server.listeners,
+        &server.implicit_tls,
+        &server.shared,
+        &server.handler,
+        &forker,
+        &server.limits(),
+    )?;
+    forker.finish(server.ending(&stop));
+    log::info!(
+        ">>> shutting down FTP server ({} session processes) <<<",
+        forker.children.borrow().len()
+    );
+    Ok(())
+}
+
+/// The parent's own descriptors (and the listeners when `listeners`), which a child closes.
+pub(super) fn parent_fds(server: &FtpServer, listeners: bool) -> Vec<RawFd> {
+    let mut fds = Vec::new();
+    if listeners {
+        fds.extend(server.listeners.iter().map(|l| l.as_raw_fd()));
+    }
+    fds.push(server.shared.wake_rx.as_raw_fd());
+    if let Ok(w) = server.shared.wake_tx.lock() {
+        fds.push(w.as_raw_fd());
+    }
+    if let Some(s) = &server.shared.signals {
+        fds.push(s.as_raw_fd());
+    }
+    fds
+}
+
+/// Serves one connection in a process of its own (a forked child, inetd "nowait") and
+/// returns the exit code. SIGTERM/SIGINT drain the session (a transfer finishes, an idle
+/// session gets 421), SIGUSR1 closes it with 421 at once.
+pub(crate) fn single_session(
+    stream: TcpStream,
+    handler: Arc<FtpHandler>,
+    implicit_tls: bool,
+) -> i32 {
+    SESSION_PROCESS.store(true, Ordering::SeqCst);
+    let ip = stream
+        .peer_addr()
+        .map(|a| proto::unmap(a.ip()))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let shared = match Shared::new(None) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot set up the session: {e}");
+            return 1;
+        }
+    };
+    let guard = shared.register(&stream, ip);
+    watch_signals(&shared);
+    serve_guarded_with(stream, handler, guard, acceptor::entry(implicit_tls));
+    0
+}
+
+/// Starts a thread that turns SIGTERM/SIGINT into a drain and SIGUSR1 into a hard close.
+fn watch_signals(shared: &Arc<Shared>) {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGUSR1);
+    if let Err(e) = set.thread_block() {
+        log::warn!("cannot block signals: {e}");
+        return;
+    }
+    let sfd = match SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("cannot read signals: {e}");
+            return;
+        }
+    };
+    let shared = shared.clone();
+    let r = std::thread::Builder::new()
+        .name("ftp-signals".into())
+        .stack_size(64 * 1024)
+        .spawn(move || loop {
+            match sfd.read_signal() {
+                Ok(Some(info)) if info.ssi_signo == Signal::SIGUSR1 as u32 => shared.hard_close(),
+                Ok(Some(_)) => shared.drain(),
+                Ok(None) | Err(Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        });
+    if let Err(e) = r {
+        log::warn!("cannot start the signal thread: {e}");
+    }
+}

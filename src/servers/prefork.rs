@@ -1,0 +1,166 @@
+//! The pre-fork model (pyftpdlib `--concurrency pre-fork`): N worker processes share the
+//! listening sockets, each running the pooled-thread model, so the server uses every core.
+//! The parent only supervises: it replaces a worker that dies and forwards shutdown.
+
+use std::collections::HashSet;
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+
+use super::acceptor::{self, Limits, Stop};
+use super::executor::{Executor, Runner};
+use super::fork::{ensure_single_thread, fork_process, parent_fds};
+use super::shutdown::{stop_signals, Ending};
+use super::{FtpServer, Shared};
+use crate::error::Error;
+
+/// The PreFork model's `serve_forever`.
+pub(super) fn serve(server: &FtpServer, workers: usize) -> Result<(), Error> {
+    ensure_single_thread("pre-fork")?;
+    let workers = workers.max(1);
+    let mut pids: HashSet<Pid> = HashSet::new();
+    for _ in 0..workers {
+        pids.insert(spawn_worker(server, workers)?);
+    }
+    log::info!("pre-fork: {workers} worker processes");
+    let shared = &server.shared;
+    let stop = loop {
+        reap(&mut pids, |pid, status| {
+            log::warn!("worker {pid} died ({status:?}); starting another");
+        });
+        while pids.len() < workers {
+            match spawn_worker(server, workers) {
+                Ok(pid) => {
+                    pids.insert(pid);
+                }
+                Err(e) => {
+                    log::error!("cannot start a worker: {e}");
+                    break;
+                }
+            }
+        }
+        if shared.shutdown.load(Ordering::SeqCst) {
+            break Stop::Closed;
+        }
+        let mut fds = vec![PollFd::new(shared.wake_rx.as_fd(), PollFlags::POLLIN)];
+        if let Some(s) = &shared.signals {
+            fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::from(200u16)) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(std::io::Error::from(e).into()),
+        }
+        let signalled = fds
+            .get(1)
+            .and_then(|f| f.revents())
+            .map(|r| !r.is_empty())
+            .unwrap_or(false);
+        if signalled {
+            if let Some(Ok(Some(info))) = shared.signals.as_ref().map(|s| s.read_signal()) {
+                let sig = Signal::try_from(info.ssi_signo as i32).unwrap_or(Signal::SIGTERM);
+                break Stop::Signal(sig);
+            }
+        }
+    };
+    let (sig, limit) = match server.ending(&stop) {
+        Ending::Hard => (Signal::SIGUSR1, Duration::from_secs(5)),
+        Ending::Graceful(g) => (Signal::SIGTERM, g + Duration::from_secs(10)),
+        Ending::Leave => (
+            Signal::SIGTERM,
+            server.shutdown_grace + Duration::from_secs(10),
+        ),
+    };
+    for pid in &pids {
+        let _ = kill(*pid, sig);
+    }
+    let deadline = Instant::now() + limit;
+    while !pids.is_empty() && Instant::now() < deadline {
+        reap(&mut pids, |_, _| {});
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for pid in &pids {
+        log::warn!("worker {pid} did not stop; killing it");
+        let _ = kill(*pid, Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pids.is_empty() && Instant::now() < deadline {
+        reap(&mut pids, |_, _| {});
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    log::info!(">>> shutting down FTP server (pre-fork) <<<");
+    Ok(())
+}
+
+/// Collects exited workers, calling `died` for each.
+fn reap(pids: &mut HashSet<Pid>, mut died: impl FnMut(Pid, WaitStatus)) {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => break,
+            Ok(status) => {
+                if let Some(pid) = status.pid() {
+                    if pids.remove(&pid) {
+                        died(pid, status);
+                    }
+                }
+            }
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+}
+
+/// Forks one worker; in the child this never returns.
+fn spawn_worker(server: &FtpServer, workers: usize) -> Result<Pid, Error> {
+    match fork_process().map_err(std::io::Error::from)? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            for fd in parent_fds(server, false) {
+                let _ = nix::unistd::close(fd);
+            }
+            std::process::exit(worker_main(server, workers))
+        }
+    }
+}
+
+/// A worker: the pooled-thread model on the shared listeners until SIGTERM (graceful) or
+/// SIGUSR1 (close now).
+fn worker_main(server: &FtpServer, workers: usize) -> i32 {
+    let shared = match stop_signals().and_then(|s| Shared::new(Some(s))) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("worker {}: cannot set up: {e}", std::process::id());
+            return 1;
+        }
+    };
+    let runner = Runner::new(Executor::Pool, server.stack_size);
+    let limits = Limits {
+        max_cons: server.max_cons.div_ceil(workers),
+        max_cons_per_ip: server.max_cons_per_ip,
+        idle_timeout: None,
+    };
+    match acceptor::run(
+        &server.listeners,
+        &server.implicit_tls,
+        &shared,
+        &server.handler,
+        &runner,
+        &limits,
+    ) {
+        Ok(Stop::Signal(Signal::SIGUSR1)) => {
+            shared.hard_close();
+            shared.wait_sessions(Duration::from_secs(5));
+        }
+        Ok(_) => shared.graceful(server.shutdown_grace),
+        Err(e) => {
+            log::error!("worker {}: accept loop failed: {e}", std::process::id());
+            return 1;
+        }
+    }
+    0
+}

@@ -1,0 +1,317 @@
+//! Started by a service manager (pyftpdlib-inetd): inetd "nowait" (the connection is stdin),
+//! inetd "wait" (the listener is stdin, exit when idle) and systemd socket activation
+//! (the listener is fd 3, `LISTEN_PID`/`LISTEN_FDS`, `READY=1`/`STOPPING=1` on
+//! `NOTIFY_SOCKET`). Each drives the built binary.
+
+mod common;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ftpdlib");
+
+fn login(r: &mut Raw) {
+    assert_eq!(r.cmd(&format!("USER {USER}")).0, 331);
+    assert_eq!(r.cmd(&format!("PASS {PASS}")).0, 230);
+}
+
+fn retr(r: &mut Raw, name: &str) -> Vec<u8> {
+    assert_eq!(r.cmd("TYPE I").0, 200);
+    let data = r.pasv();
+    let (code, text) = r.cmd(&format!("RETR {name}"));
+    assert!(code == 150 || code == 125, "{text}");
+    let got = read_all(data);
+    assert_eq!(r.reply().0, 226);
+    got
+}
+
+#[test]
+fn inetd_nowait_serves_stdin_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.bin"), pattern(100_000)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--inetd", "-u", USER, "-P", PASS, "-w", "-d"])
+        .arg(dir.path())
+        .stdin(Stdio::from(OwnedFd::from(conn)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut r = raw_from(client);
+    login(&mut r);
+    assert_eq!(retr(&mut r, "f.bin"), pattern(100_000));
+    assert_eq!(r.cmd("QUIT").0, 221);
+    assert!(r.is_closed());
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the inetd server did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    assert!(
+        out.is_empty(),
+        "wrote to stdout: {:?}",
+        String::from_utf8_lossy(&out)
+    );
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("logged in"), "logs go to stderr: {err}");
+}
+
+#[test]
+fn inetd_nowait_refuses_a_non_socket() {
+    let out = Command::new(BIN)
+        .args(["-I", "-d", "/"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a socket"), "{err}");
+}
+
+#[test]
+fn inetd_wait_serves_until_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::write(root.join("f.bin"), pattern(5000)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--inetd-wait",
+        "--idle-timeout",
+        "1",
+        "-u",
+        USER,
+        "-P",
+        PASS,
+        "-d",
+    ])
+    .arg(&root)
+    .stdin(Stdio::from(OwnedFd::from(listener)));
+    let mut bin = BinServer::spawn(cmd, dir, root);
+    // A session longer than the idle timeout keeps the server alive.
+    let mut r = raw_at(bin.addr);
+    login(&mut r);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(r.cmd("NOOP").0, 200);
+    assert_eq!(retr(&mut r, "f.bin"), pattern(5000));
+    // A second client while the first is still there.
+    let mut r2 = raw_at(bin.addr);
+    login(&mut r2);
+    assert_eq!(r2.cmd("QUIT").0, 221);
+    assert!(
+        bin.child.try_wait().unwrap().is_none(),
+        "exited with a session open"
+    );
+    assert_eq!(r.cmd("QUIT").0, 221);
+    let st = bin
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits once idle");
+    assert_eq!(st.code(), Some(0), "{}", bin.log());
+    assert!(bin.log().contains("idle"), "{}", bin.log());
+}
+
+#[test]
+fn systemd_socket_activation_and_notify() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::write(root.join("f.bin"), pattern(3000)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let notify_path = root.join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    // The listener becomes fd 3 of the exec'd server, whose pid is the shell's ($$).
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" "$@" 3<&0 0</dev/null"#)
+        .arg(BIN)
+        .args(["-u", USER, "-P", PASS, "-d"])
+        .arg(&root)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdin(Stdio::from(OwnedFd::from(listener)));
+    let mut bin = BinServer::spawn(cmd, dir, root);
+    assert_eq!(bin.addr, addr, "serves the handed-over socket");
+    let mut buf = [0u8; 64];
+    let n = notify.recv(&mut buf).expect("READY=1");
+    assert_eq!(&buf[..n], b"READY=1");
+    let mut r = raw_at(addr);
+    login(&mut r);
+    assert_eq!(retr(&mut r, "f.bin"), pattern(3000));
+    assert_eq!(r.cmd("QUIT").0, 221);
+    bin.signal(Signal::SIGTERM);
+    let n = notify.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    let st = bin.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert_eq!(st.code(), Some(0), "{}", bin.log());
+    assert!(
+        bin.log().contains("systemd socket activation"),
+        "{}",
+        bin.log()
+    );
+}
+
+/// The command lines of the sample service files under scripts/deploy.
+fn sample_command_lines() -> Vec<(String, Vec<String>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/deploy");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let mut out = Vec::new();
+    for line in read("inetd.conf").lines() {
+        let line = line.trim_start_matches('#');
+        let f = words(line);
+        if f.len() > 7 && f[0] == "ftp" {
+            out.push(("inetd.conf".to_string(), f[7..].to_vec()));
+        }
+    }
+    for x in ["xinetd-ftpdlib", "xinetd-ftpdlib-wait"] {
+        let text = read(x);
+        let args = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server_args"))
+            .map(|v| v.trim_start_matches([' ', '=']))
+            .unwrap();
+        out.push((x.to_string(), words(args)));
+    }
+    let unit = read("ftpdlib.service");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    out.push(("ftpdlib.service".to_string(), words(exec)[1..].to_vec()));
+    let plist = read("org.ftpdlib.ftpd.plist");
+    let array = plist
+        .split("<key>ProgramArguments</key>")
+        .nth(1)
+        .and_then(|r| r.split("</array>").next())
+        .unwrap();
+    let args: Vec<String> = array
+        .split("<string>")
+        .skip(1)
+        .filter_map(|s| s.split("</string>").next().map(String::from))
+        .collect();
+    out.push(("org.ftpdlib.ftpd.plist".to_string(), args[1..].to_vec()));
+    out
+}
+
+#[test]
+fn sample_service_files_are_valid_command_lines() {
+    let lines = sample_command_lines();
+    assert!(lines.len() >= 6, "{lines:?}");
+    for (file, args) in &lines {
+        match ftpdlib::cli::parse_args(args.iter().map(std::ffi::OsString::from)) {
+            Ok(ftpdlib::cli::Parsed::Run(o)) => {
+                if file.contains("wait") {
+                    assert!(o.inetd_wait && o.idle_timeout == 600, "{file}");
+                }
+            }
+            other => panic!("{file}: {args:?}: {other:?}"),
+        }
+    }
+}
+
+/// The inetd.conf "nowait" line, run as inetd would run it (as root, so `--user nobody`
+/// takes effect), with the served directory swapped for a temp dir.
+#[test]
+fn sample_inetd_conf_line_serves() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: the sample line switches to 'nobody', which needs root");
+        return;
+    }
+    let (_, args) = sample_command_lines()
+        .into_iter()
+        .find(|(f, a)| f == "inetd.conf" && a.iter().any(|x| x == "-I"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("hello.txt"), b"hi").unwrap();
+    let args: Vec<String> = args
+        .into_iter()
+        .map(|a| {
+            if a == "/srv/ftp" {
+                dir.path().to_string_lossy().into_owned()
+            } else {
+                a
+            }
+        })
+        .collect();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stdin(Stdio::from(OwnedFd::from(conn)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut r = raw_from(client);
+    assert_eq!(r.cmd("USER anonymous").0, 331);
+    assert_eq!(r.cmd("PASS guest@").0, 230);
+    assert_eq!(retr(&mut r, "hello.txt"), b"hi");
+    assert_eq!(r.cmd("QUIT").0, 221);
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// inetd "nowait": SIGTERM ends an idle session with 421 and the process exits 0.
+#[test]
+fn inetd_nowait_sigterm_says_421() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["-I", "-u", USER, "-P", PASS, "-d"])
+        .arg(dir.path())
+        .stdin(Stdio::from(OwnedFd::from(conn)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut r = raw_from(client);
+    login(&mut r);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let (code, text) = r.reply();
+    assert_eq!(code, 421, "{text}");
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}
