@@ -116,7 +116,7 @@ fn abor_answers_during_throttled_upload(ex: Executor) {
 }
 
 /// Downloads `file` in each of `clients` concurrently; returns the time until all finished.
-fn concurrent_downloads(s: &Server, clients: Vec<FtpStream>, file: &str, len: usize) -> Duration {
+fn concurrent_downloads(clients: Vec<FtpStream>, file: &str, len: usize) -> Duration {
     let t0 = Instant::now();
     let hs: Vec<_> = clients
         .into_iter()
@@ -128,7 +128,6 @@ fn concurrent_downloads(s: &Server, clients: Vec<FtpStream>, file: &str, len: us
     for h in hs {
         assert_eq!(h.join().unwrap(), len);
     }
-    let _ = s;
     t0.elapsed()
 }
 
@@ -141,7 +140,7 @@ fn user_limit_is_shared_by_the_users_sessions(ex: Executor) {
     let clients = vec![s.login(), s.login()];
     // Two sessions of one user, 1 MiB each, share 1 MiB/s: about 2 s together (a session
     // alone would need about 1 s).
-    let t = concurrent_downloads(&s, clients, "one", MIB);
+    let t = concurrent_downloads(clients, "one", MIB);
     assert_about_two_seconds("two sessions of one user at user_write_limit=1M", t);
 }
 
@@ -152,7 +151,7 @@ fn server_limit_is_shared_by_all_sessions(ex: Executor) {
         .start();
     s.write("one", &pattern(MIB));
     let clients = vec![s.login(), s.anon()];
-    let t = concurrent_downloads(&s, clients, "one", MIB);
+    let t = concurrent_downloads(clients, "one", MIB);
     assert_about_two_seconds("two users at max_write_rate=1M", t);
 }
 
@@ -230,6 +229,25 @@ fn user_slots_are_taken_at_login_and_released_at_logout(ex: Executor) {
     wait_for(0);
 }
 
+/// Two sessions of `user` on the built binary in a forking model, 1 MiB each at once: the
+/// shared limit (1 MiB/s) must hold across the session processes, so about 2 s together
+/// (with a bucket per process they would take about 1 s).
+fn shared_limit_across_processes(flags: &[&str]) {
+    let bin = BinServer::start(flags);
+    std::fs::write(bin.root.join("one"), pattern(MIB)).unwrap();
+    let clients: Vec<FtpStream> = (0..2)
+        .map(|_| {
+            let mut c = FtpStream::connect_timeout(bin.addr, IO_TIMEOUT).expect("connect");
+            c.get_ref().set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            c.login(USER, PASS).expect("login");
+            c.transfer_type(FileType::Binary).expect("TYPE I");
+            c
+        })
+        .collect();
+    let t = concurrent_downloads(clients, "one", MIB);
+    assert_about_two_seconds(&format!("two sessions with {flags:?}"), t);
+}
+
 models!(
     user_slots_are_taken_at_login_and_released_at_logout,
     download_at_write_limit,
@@ -259,6 +277,23 @@ mod shared {
     #[test]
     fn server_read_rate() {
         server_read_rate_limits_uploads(Executor::Pool)
+    }
+
+    #[test]
+    fn user_limit_across_forked_sessions() {
+        shared_limit_across_processes(&["--concurrency", "multi-proc", "--user-write-limit", "1M"])
+    }
+
+    #[test]
+    fn server_limit_across_prefork_workers() {
+        shared_limit_across_processes(&[
+            "--concurrency",
+            "pre-fork",
+            "--workers",
+            "2",
+            "--max-write-rate",
+            "1M",
+        ])
     }
 
     #[test]
