@@ -223,8 +223,12 @@ wait_greeting() {
 }
 
 # Flags the server's --help offers: --max-cons (pyftpdlib's default 512 is below 1,000).
+# pyftpdlib 2.2's --max-cons-per-ip defaults to max_cons (512), not "unlimited" as its help says.
 max_cons_flag() {
-    if "$@" --help 2>&1 | grep -q -- '--max-cons'; then echo "--max-cons $((CLIENTS * 2 + 100))"; fi
+    local help
+    help=$("$@" --help 2>&1 || true)
+    if grep -qE -- '--max-cons([^-]|$)' <<<"$help"; then echo -n "--max-cons $((CLIENTS * 2 + 100)) "; fi
+    if grep -q -- '--max-cons-per-ip' <<<"$help"; then echo -n "--max-cons-per-ip $((CLIENTS * 2 + 100))"; fi
 }
 
 # start_server NAME PORT: sets SPID (a new session: its process group id is SPID).

@@ -467,33 +467,28 @@ fn bench_concurrence(cfg: &Config, rep: &mut Report) -> bool {
     let (mut clients, o) = multi::connect_all(cfg);
     failed |= note_outcome(rep, "connect", &o);
     let got = clients.len();
-    let v = if o.failed == 0 {
-        o.elapsed.as_secs_f64()
-    } else {
-        f64::NAN
-    };
     rep.add(
         "connect_login_s",
         &format!("{n} clients connect+login"),
-        v,
+        secs(&o),
         "s",
     );
+    // Figures for fewer clients than asked for would not compare: they become n/a.
+    let short = got < n;
+    if short {
+        rep.note(&format!(
+            "only {got} of {n} clients logged in: the concurrence figures below are n/a"
+        ));
+    }
+    let keep = |v: f64| if short { f64::NAN } else { v };
     multi::settle();
     if let (Some(pid), Some((b, _))) = (cfg.pid, base) {
         if let Some((loaded, procs)) = mem::tree_pss_kib(pid) {
-            rep.add(
-                "mem_base_kib",
-                "server PSS before the clients",
-                b as f64,
-                "KiB",
-            );
-            rep.add(
-                "mem_loaded_kib",
-                &format!("server PSS with {got} idle clients ({procs} processes)"),
-                loaded as f64,
-                "KiB",
-            );
-            let per = (loaded as f64 - b as f64) / got.max(1) as f64;
+            let (b, loaded) = (b as f64, loaded as f64);
+            rep.add("mem_base_kib", "server PSS before the clients", b, "KiB");
+            let label = format!("server PSS with {n} idle clients ({procs} processes)");
+            rep.add("mem_loaded_kib", &label, keep(loaded), "KiB");
+            let per = keep((loaded - b) / got.max(1) as f64);
             rep.add(
                 "mem_per_client_kib",
                 "PSS per idle logged-in client",
@@ -502,62 +497,39 @@ fn bench_concurrence(cfg: &Config, rep: &mut Report) -> bool {
             );
         }
     }
-    failed |= bench_stor(
-        cfg,
-        rep,
-        "stor_idle_mbps",
-        &format!("STOR 1 file with {got} idle clients"),
-    );
-    failed |= bench_retr(
-        cfg,
-        rep,
-        "retr_idle_mbps",
-        &format!("RETR 1 file with {got} idle clients"),
-    );
+    let label = format!("STOR 1 file with {n} idle clients");
+    failed |= bench_stor(cfg, rep, "stor_idle_mbps", &label);
+    let label = format!("RETR 1 file with {n} idle clients");
+    failed |= bench_retr(cfg, rep, "retr_idle_mbps", &label);
     let dropped = multi::void_all(&mut clients, "TYPE I");
     if dropped > 0 {
         rep.note(&format!("TYPE I failed on {dropped} clients"));
         failed = true;
     }
     let sz = human_size(cfg.size);
-    let nc = clients.len();
     let o = multi::transfer_all(cfg, &mut clients, &multi::Job::Retr(MULTI_FILE), cfg.size);
     failed |= note_outcome(rep, "concurrent RETR", &o);
-    let v = if o.failed == 0 {
-        o.elapsed.as_secs_f64()
-    } else {
-        f64::NAN
-    };
-    rep.add(
-        "multi_retr_s",
-        &format!("{nc} clients RETR a {sz} file at once"),
-        v,
-        "s",
-    );
+    let label = format!("{n} clients RETR a {sz} file at once");
+    rep.add("multi_retr_s", &label, keep(secs(&o)), "s");
     multi::settle();
     let o = multi::transfer_all(cfg, &mut clients, &multi::Job::Stor(UP_PREFIX), cfg.size);
     failed |= note_outcome(rep, "concurrent STOR", &o);
-    let v = if o.failed == 0 {
-        o.elapsed.as_secs_f64()
-    } else {
-        f64::NAN
-    };
-    rep.add(
-        "multi_stor_s",
-        &format!("{nc} clients STOR a {sz} file at once"),
-        v,
-        "s",
-    );
+    let label = format!("{n} clients STOR a {sz} file at once");
+    rep.add("multi_stor_s", &label, keep(secs(&o)), "s");
     multi::settle();
     let o = multi::quit_all(clients);
     failed |= note_outcome(rep, "QUIT", &o);
-    let v = if o.failed == 0 {
+    rep.add("quit_s", &format!("{n} clients QUIT"), keep(secs(&o)), "s");
+    failed
+}
+
+/// The phase's wall time in seconds, NaN when any client failed.
+fn secs(o: &multi::Outcome) -> f64 {
+    if o.failed == 0 {
         o.elapsed.as_secs_f64()
     } else {
         f64::NAN
-    };
-    rep.add("quit_s", &format!("{nc} clients QUIT"), v, "s");
-    failed
+    }
 }
 
 /// Removes the files ftpbench created (not the listing directory, which is reused).
