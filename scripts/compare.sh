@@ -249,13 +249,17 @@ start_server() {
             [ -n "$PY" ] || { log "$name: pyftpdlib unavailable: skipped"; return 1; }
             local model=async
             [ "$name" = pyftpdlib ] || model=${name#pyftpdlib-}
-            if PYTHONPATH=$PYPATH "$PY" -m pyftpdlib --help 2>&1 | grep -q -- '--concurrency'; then
+            # pyftpdlib 2.2's CLI crashes for multi-thread and multi-proc (it passes
+            # worker_processes= to their serve_forever), so those run through the script below.
+            if { [ "$model" = async ] || [ "$model" = pre-fork ]; } &&
+                PYTHONPATH=$PYPATH "$PY" -m pyftpdlib --help 2>&1 | grep -q -- '--concurrency'; then
                 # shellcheck disable=SC2046
                 PYTHONPATH=$PYPATH setsid "$PY" -m pyftpdlib -i 127.0.0.1 -p "$port" -d "$DIR" -w \
                     -u "$BENCH_USER" -P "$BENCH_PASS" --concurrency "$model" \
                     $(PYTHONPATH=$PYPATH max_cons_flag "$PY" -m pyftpdlib) >"$logf" 2>&1 &
             else
-                # Older pyftpdlib: no --concurrency flag; pick the server class in a tiny script.
+                # Older pyftpdlib (no --concurrency), or a model its CLI cannot start: pick the
+                # server class in a tiny script with the CLI's settings (-w = "elradfmwMT").
                 local cls=FTPServer
                 case "$model" in multi-thread) cls=ThreadedFTPServer ;; multi-proc) cls=MultiprocessFTPServer ;; esac
                 PYTHONPATH=$PYPATH setsid "$PY" - "$port" "$DIR" "$BENCH_USER" "$BENCH_PASS" "$cls" \
@@ -270,6 +274,7 @@ auth.add_user(user, pw, root, perm="elradfmwMT")
 FTPHandler.authorizer = auth
 server = getattr(servers, cls)(("127.0.0.1", int(port)), FTPHandler)
 server.max_cons = int(maxc)
+server.max_cons_per_ip = int(maxc)
 server.serve_forever()
 EOF
             fi
@@ -365,11 +370,25 @@ def load(name):
                     out.setdefault(row["key"], []).append(v)
     return out, labels
 
-data, labels = {}, {}
+data, labels = {}, {
+    "stor_mbps": ("STOR 1 client, 256 KiB writes", "MB/s"),
+    "retr_mbps": ("RETR 1 client, 256 KiB reads", "MB/s"),
+    "list_ms": ("LIST of the big directory", "ms"),
+    "mlsd_ms": ("MLSD of the big directory", "ms"),
+    "logins_per_s": ("sequential logins (connect, USER, PASS, QUIT)", "/s"),
+    "connect_login_s": ("%s clients connect+login" % clients, "s"),
+    "mem_base_kib": ("server PSS before the clients", "KiB"),
+    "mem_per_client_kib": ("PSS per idle logged-in client", "KiB"),
+    "stor_idle_mbps": ("STOR 1 file with %s idle clients" % clients, "MB/s"),
+    "retr_idle_mbps": ("RETR 1 file with %s idle clients" % clients, "MB/s"),
+    "multi_retr_s": ("%s clients RETR a %s file at once" % (clients, size), "s"),
+    "multi_stor_s": ("%s clients STOR a %s file at once" % (clients, size), "s"),
+    "quit_s": ("%s clients QUIT" % clients, "s"),
+}
 for s in servers + ["loopback"]:
     data[s], l = load(s)
     for k, v in l.items():
-        labels.setdefault(k, v)
+        labels[k] = v
 
 rows = ["stor_mbps", "retr_mbps", "list_ms", "mlsd_ms", "logins_per_s", "connect_login_s",
         "mem_base_kib", "mem_per_client_kib", "stor_idle_mbps", "retr_idle_mbps",
