@@ -290,8 +290,12 @@ EOF
     esac
     SPID=$!
     if ! wait_greeting "$port" "$SPID"; then
-        log "$name did not greet on port $port (see below): skipped"
-        tail -n 5 "$logf" >&2 || true
+        if [ -s "$logf" ]; then
+            log "$name did not greet on port $port: skipped; the end of its log:"
+            tail -n 5 "$logf" >&2 || true
+        else
+            log "$name exited or did not greet on port $port, without a word (not merged yet?): skipped"
+        fi
         stop_server
         return 1
     fi
@@ -318,6 +322,7 @@ BENCH_ARGS=(-H 127.0.0.1 -u "$BENCH_USER" -p "$BENCH_PASS" -b all -n "$CLIENTS" 
     --list-reps "$LIST_REPS" --phase-limit 120 --csv)
 log "work dir $WORK; servers: $SERVERS; $ROUNDS round(s), $CLIENTS clients, $SIZE files"
 START=$SECONDS
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A SKIP=()
 for round in $(seq "$ROUNDS"); do
     log "round $round: loopback limit"
@@ -343,10 +348,12 @@ for round in $(seq "$ROUNDS"); do
 done
 
 # --- the table -------------------------------------------------------------------------------
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 machine="$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), Linux $(uname -r)"
 versions="pyftpdlib $(PYTHONPATH=$PYPATH ${PY:-python3} -c 'import pyftpdlib; print(pyftpdlib.__ver__)' 2>/dev/null || echo '?'),"
 versions+=" vsftpd $(dpkg-query -W -f '${Version}' vsftpd 2>/dev/null || echo '?'),"
-versions+=" ftpdlib $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+versions+=" ftpdlib $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')."
+versions+=" Load average before/after: $LOAD_BEFORE / $LOAD_AFTER"
 TABLE=$(python3 - "$RES" "$SERVERS" "$ROUNDS" "$machine" "$versions" "$CLIENTS" "$SIZE" <<'EOF'
 import csv, math, os, statistics, sys
 res, servers, rounds, machine, versions, clients, size = sys.argv[1:8]
