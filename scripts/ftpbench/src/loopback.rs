@@ -61,7 +61,7 @@ pub fn sendfile_rate(cfg: &Config) -> io::Result<f64> {
             while off < size {
                 let count = usize::try_from(size - off)
                     .unwrap_or(usize::MAX)
-                    .min(1 << 30);
+                    .min(cfg.sendfile_chunk);
                 match nix::sys::sendfile::sendfile(&sock, &file, Some(&mut off), count) {
                     Ok(0) => break,
                     Ok(_) => {}

@@ -53,6 +53,8 @@ pub struct Config {
     pub list_reps: usize,
     /// Upper bound for any one phase.
     pub phase_limit: Duration,
+    /// Bytes per sendfile(2) call in `--loopback-limit`.
+    pub sendfile_chunk: usize,
     /// Server pid for the PSS figures.
     pub pid: Option<u32>,
 }
@@ -160,6 +162,12 @@ fn options() -> getopts::Options {
         "phase-limit",
         "seconds any one phase may take (default 120)",
         "SECS",
+    );
+    o.optopt(
+        "",
+        "sendfile-chunk",
+        "bytes per sendfile(2) call in --loopback-limit (default 1G)",
+        "SIZE",
     );
     o.optflag("", "pasv", "use PASV instead of EPSV");
     o.optflag(
@@ -270,6 +278,8 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         list_files: opt_num(&m, "list-files", 10_000)?,
         list_reps: opt_num(&m, "list-reps", 3)?,
         phase_limit: Duration::from_secs_f64(opt_num(&m, "phase-limit", 120.0)?),
+        sendfile_chunk: usize::try_from(opt_size(&m, "sendfile-chunk", 1 << 30)?.max(4096))
+            .unwrap_or(1 << 30),
         pid: m
             .opt_str("k")
             .map(|v| v.parse().map_err(|_| format!("bad pid {v:?}")))
