@@ -448,6 +448,22 @@ for k in rows:
     elif not ov and ours:
         ratio = "pending"
     print("| %s | %s | %s | %s |" % (label, unit, " | ".join(cells), ratio))
+def pct(p):
+    return "%.1f%%" % p if p < 10 else "%.0f%%" % p
+
+# The targets that are judged against the loopback limit: each server's median as a share of it.
+for k, lk, what in [("retr_mbps", "loopback_sendfile_mbps", "RETR 1 client ÷ loopback sendfile"),
+                    ("stor_mbps", "loopback_write_mbps", "STOR 1 client ÷ loopback write"),
+                    ("logins_per_s", "loopback_connect_per_s", "logins/s ÷ loopback connects/s")]:
+    lim = med("loopback", lk)
+    if lim is None:
+        continue
+    cells = []
+    for s in cols:
+        v = med(s, k)
+        cells.append("pending" if v is None and s in ours and not data.get(s)
+                     else "n/a" if v is None else pct(100 * v / lim))
+    print("| %s | %% | %s | |" % (what, " | ".join(cells)))
 print()
 lims = []
 for k in ["loopback_sendfile_mbps", "loopback_write_mbps", "loopback_connect_per_s"]:
