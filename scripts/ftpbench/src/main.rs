@@ -511,7 +511,7 @@ fn bench_concurrence(cfg: &Config, rep: &mut Report) -> bool {
     failed |= bench_stor(cfg, rep, "stor_idle_mbps", &label);
     let label = format!("RETR 1 file with {n} idle clients");
     failed |= bench_retr(cfg, rep, "retr_idle_mbps", &label);
-    let dropped = multi::void_all(&mut clients, "TYPE I");
+    let dropped = multi::void_all(&mut clients, "TYPE I", cfg.phase_limit);
     if dropped > 0 {
         rep.note(&format!("TYPE I failed on {dropped} clients"));
         failed = true;
@@ -527,7 +527,7 @@ fn bench_concurrence(cfg: &Config, rep: &mut Report) -> bool {
     let label = format!("{n} clients STOR a {sz} file at once");
     rep.add("multi_stor_s", &label, keep(secs(&o)), "s");
     multi::settle();
-    let o = multi::quit_all(clients);
+    let o = multi::quit_all(clients, cfg.phase_limit);
     failed |= note_outcome(rep, "QUIT", &o);
     rep.add("quit_s", &format!("{n} clients QUIT"), keep(secs(&o)), "s");
     failed

@@ -88,15 +88,17 @@ fn push_err(errors: &Mutex<Vec<String>>, e: String) {
     }
 }
 
-/// Sends `cmd` to every client, then reads every reply; drops clients whose reply is not 2xx.
-pub fn void_all(clients: &mut Vec<Ftp>, cmd: &str) -> usize {
+/// Sends `cmd` to every client, then reads every reply; drops clients whose reply is not 2xx
+/// or that are still waiting when `limit` has passed.
+pub fn void_all(clients: &mut Vec<Ftp>, cmd: &str, limit: Duration) -> usize {
+    let t0 = Instant::now();
     let mut ok = vec![true; clients.len()];
     for (i, c) in clients.iter_mut().enumerate() {
         ok[i] = c.send(cmd).is_ok();
     }
     for (i, c) in clients.iter_mut().enumerate() {
         if ok[i] {
-            ok[i] = matches!(c.read_reply(), Ok(r) if r.class() == 2);
+            ok[i] = t0.elapsed() < limit && matches!(c.read_reply(), Ok(r) if r.class() == 2);
         }
     }
     let before = clients.len();
@@ -335,8 +337,9 @@ fn drain(s: &mut Slot, mut d: TcpStream) {
     }
 }
 
-/// Sends QUIT to every client, then waits for every 221 and for every server-side close.
-pub fn quit_all(clients: Vec<Ftp>) -> Outcome {
+/// Sends QUIT to every client, then waits for every 221 and for every server-side close
+/// (giving up on the rest once `limit` has passed).
+pub fn quit_all(clients: Vec<Ftp>, limit: Duration) -> Outcome {
     let t0 = Instant::now();
     let mut clients = clients;
     let mut errors = Vec::new();
@@ -350,6 +353,10 @@ pub fn quit_all(clients: Vec<Ftp>) -> Outcome {
     let mut sink = [0u8; 256];
     for (i, c) in clients.iter_mut().enumerate() {
         if !ok[i] {
+            continue;
+        }
+        if t0.elapsed() > limit {
+            errors.push("phase time limit reached".into());
             continue;
         }
         match c.read_reply() {
@@ -377,8 +384,8 @@ pub fn quit_all(clients: Vec<Ftp>) -> Outcome {
     Outcome::new(t0.elapsed(), &errors)
 }
 
-/// Wait until the pipelined phases are idle: used between phases so a slow server's leftovers
-/// do not leak into the next figure.
+/// A short pause between phases, so a server's leftovers (sessions closing, children exiting)
+/// do not land in the next figure.
 pub fn settle() {
     thread::sleep(Duration::from_millis(200));
 }
