@@ -373,6 +373,8 @@ fn bench_stor(cfg: &Config, rep: &mut Report, key: &str, label: &str) -> bool {
 
 fn bench_retr(cfg: &Config, rep: &mut Report, key: &str, label: &str) -> bool {
     let r = open(cfg).and_then(|mut f| {
+        // SIZE is refused in ASCII mode by some servers (pyftpdlib, ftpdlib).
+        f.void_cmd("TYPE I")?;
         let size = f
             .void_cmd(&format!("SIZE {FILE}"))
             .ok()

@@ -98,7 +98,18 @@ pub fn void_all(clients: &mut Vec<Ftp>, cmd: &str, limit: Duration) -> usize {
     }
     for (i, c) in clients.iter_mut().enumerate() {
         if ok[i] {
-            ok[i] = t0.elapsed() < limit && matches!(c.read_reply(), Ok(r) if r.class() == 2);
+            ok[i] = t0.elapsed() < limit
+                && match c.read_reply() {
+                    Ok(r) if r.class() == 2 => true,
+                    Ok(r) => {
+                        eprintln!("ftpbench: {cmd}: {} {}", r.code, r.text);
+                        false
+                    }
+                    Err(e) => {
+                        eprintln!("ftpbench: {cmd}: {e}");
+                        false
+                    }
+                };
         }
     }
     let before = clients.len();
