@@ -42,7 +42,8 @@ Usage: scripts/compare.sh [options]
   --duration SECS      rate windows: RETR loop, logins/s, loopback (default 2; quick 0.5)
   --list-files N       files in the LIST/MLSD directory (default 10000)
   --servers "A B ..."  subset/order of: ftpdlib-pool ftpdlib-multi-thread ftpdlib-multi-proc
-                       ftpdlib-pre-fork pyftpdlib pyftpdlib-multi-thread vsftpd
+                       ftpdlib-pre-fork pyftpdlib pyftpdlib-multi-thread pyftpdlib-multi-proc
+                       pyftpdlib-pre-fork vsftpd
                        (default: the four ftpdlib models, pyftpdlib, vsftpd)
   --no-build           do not run cargo build --release for ftpdlib
   --tmpdir DIR         where the served directory lives (default /dev/shm when it has room:

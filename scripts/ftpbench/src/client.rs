@@ -292,20 +292,24 @@ fn parse_epsv(text: &str, ip: IpAddr) -> io::Result<SocketAddr> {
     Ok(SocketAddr::new(ip, port))
 }
 
-/// RFC 959 §4.1.2 PASV: `227 Entering Passive Mode (h1,h2,h3,h4,p1,p2).`; returns the port.
+/// RFC 959 §4.1.2 PASV: `227 Entering Passive Mode (h1,h2,h3,h4,p1,p2).`; returns the port,
+/// the last two numbers (inside the parentheses when there are any), which also reads the
+/// `(::1,p1,p2)` form some servers give over IPv6.
 fn parse_pasv(text: &str) -> io::Result<u16> {
     let bad = || proto_err(format!("bad PASV reply {text:?}"));
-    let start = text.find(|c: char| c.is_ascii_digit()).ok_or_else(bad)?;
-    let nums: Vec<u16> = text[start..]
+    let inner = match (text.find('('), text.rfind(')')) {
+        (Some(a), Some(b)) if a < b => &text[a + 1..b],
+        _ => text,
+    };
+    let nums: Vec<u16> = inner
         .split(|c: char| !c.is_ascii_digit())
         .filter(|s| !s.is_empty())
-        .take(6)
         .map(|s| s.parse::<u16>().map_err(|_| bad()))
         .collect::<io::Result<_>>()?;
-    if nums.len() != 6 || nums[4] > 255 || nums[5] > 255 {
-        return Err(bad());
+    match nums[..] {
+        [.., p1, p2] if p1 <= 255 && p2 <= 255 => Ok(p1 * 256 + p2),
+        _ => Err(bad()),
     }
-    Ok(nums[4] * 256 + nums[5])
 }
 
 #[cfg(test)]
@@ -327,6 +331,11 @@ mod tests {
             195 * 256 + 80
         );
         assert!(parse_pasv("Entering passive mode (127,0,0,1,300,80).").is_err());
+        assert_eq!(
+            parse_pasv("Entering passive mode (::1,156,237).").unwrap(),
+            156 * 256 + 237
+        );
+        assert!(parse_pasv("Entering passive mode ().").is_err());
         assert_eq!(parse_code("226 Transfer complete.").unwrap(), 226);
         assert!(parse_code("22x nope").is_err());
     }
