@@ -85,6 +85,15 @@ fi
 
 log() { echo "compare.sh: $*" >&2; }
 
+apt_install() {
+    [ "$(id -u)" = 0 ] || { log "not root: cannot apt-get install $*"; return 1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1; }
+}
+
+# python3 runs pyftpdlib and also does the script's arithmetic, file making and the table.
+command -v python3 >/dev/null 2>&1 || apt_install python3 || { log "python3 is needed"; exit 1; }
+
 # --- file descriptors: 1,000 clients are ~2,000 sockets on each side -----------------------
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((CLIENTS * 3 + 100)) ]; then
@@ -137,12 +146,6 @@ case " $SERVERS " in
             (cd "$ROOT" && cargo build --release --quiet) || log "ftpdlib build failed; its rows will say pending"
         fi ;;
 esac
-
-apt_install() {
-    [ "$(id -u)" = 0 ] || { log "not root: cannot apt-get install $*"; return 1; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1 ||
-        { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1; }
-}
 
 PY=
 PYPATH=
