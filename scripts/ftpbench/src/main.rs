@@ -459,10 +459,6 @@ fn note_outcome(rep: &Report, what: &str, o: &multi::Outcome) -> bool {
 fn bench_concurrence(cfg: &Config, rep: &mut Report) -> bool {
     let mut failed = false;
     let n = cfg.clients;
-    let base = cfg.pid.and_then(mem::tree_pss_kib);
-    if cfg.pid.is_some() && base.is_none() {
-        rep.note("cannot read the server's /proc/PID/smaps_rollup: no memory figures");
-    }
     // The file every client will download.
     let prep = open(cfg).and_then(|mut f| {
         single::stor(cfg, &mut f, MULTI_FILE, cfg.size)?;
@@ -476,6 +472,11 @@ fn bench_concurrence(cfg: &Config, rep: &mut Report) -> bool {
         return true;
     }
     multi::settle();
+    // The baseline is the server idle, right before the clients come.
+    let base = cfg.pid.and_then(mem::tree_pss_kib);
+    if cfg.pid.is_some() && base.is_none() {
+        rep.note("cannot read the server's /proc/PID/smaps_rollup: no memory figures");
+    }
     let (mut clients, o) = multi::connect_all(cfg);
     failed |= note_outcome(rep, "connect", &o);
     let got = clients.len();
