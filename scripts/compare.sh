@@ -230,7 +230,7 @@ wait_greeting() {
 # pyftpdlib 2.2's --max-cons-per-ip defaults to max_cons (512), not "unlimited" as its help says.
 max_cons_flag() {
     local help
-    help=$("$@" --help 2>&1 || true)
+    help=$(timeout 5 "$@" --help 2>&1 || true)
     if grep -qE -- '--max-cons([^-]|$)' <<<"$help"; then echo -n "--max-cons $((CLIENTS * 2 + 100)) "; fi
     if grep -q -- '--max-cons-per-ip' <<<"$help"; then echo -n "--max-cons-per-ip $((CLIENTS * 2 + 100))"; fi
 }
@@ -256,7 +256,7 @@ start_server() {
             # pyftpdlib 2.2's CLI crashes for multi-thread and multi-proc (it passes
             # worker_processes= to their serve_forever), so those run through the script below.
             if { [ "$model" = async ] || [ "$model" = pre-fork ]; } &&
-                PYTHONPATH=$PYPATH "$PY" -m pyftpdlib --help 2>&1 | grep -q -- '--concurrency'; then
+                PYTHONPATH=$PYPATH timeout 10 "$PY" -m pyftpdlib --help 2>&1 | grep -q -- '--concurrency'; then
                 # shellcheck disable=SC2046
                 PYTHONPATH=$PYPATH setsid "$PY" -m pyftpdlib -i 127.0.0.1 -p "$port" -d "$DIR" -w \
                     -u "$BENCH_USER" -P "$BENCH_PASS" --concurrency "$model" \
