@@ -88,7 +88,7 @@ fn options() -> getopts::Options {
     o.optopt(
         "b",
         "benchmark",
-        "transfer | concurrence | all (default transfer)",
+        "transfer | concurrence | all, or a comma list of stor,retr,list,logins (default transfer)",
         "WHAT",
     );
     o.optopt(
@@ -299,22 +299,15 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let what = m.opt_str("b").unwrap_or_else(|| "transfer".into());
-    let (transfer, concurrence) = match what.as_str() {
-        "transfer" => (true, false),
-        "concurrence" => (false, true),
-        "all" => (true, true),
-        other => return Err(format!("unknown benchmark {other:?}\n{}", usage(&o))),
-    };
+    let sel = Selection::parse(&what).map_err(|e| format!("{e}\n{}", usage(&o)))?;
     raise_fd_limit(cfg.clients * 2 + 64, &rep);
     // Fail early and clearly when the server is not there or refuses the login.
     Ftp::open(cfg.addr, cfg.timeout, cfg.force_pasv, &cfg.user, &cfg.pass)
         .and_then(|mut f| f.void_cmd("QUIT").map(drop))
         .map_err(|e| format!("cannot log in to {}: {e}", cfg.addr))?;
     let mut failed = false;
-    if transfer {
-        failed |= bench_transfer(&cfg, &mut rep);
-    }
-    if concurrence {
+    failed |= bench_transfer(&cfg, &mut rep, &sel);
+    if sel.concurrence {
         failed |= bench_concurrence(&cfg, &mut rep);
     }
     cleanup(&cfg, &rep);
@@ -375,11 +368,11 @@ fn bench_retr(cfg: &Config, rep: &mut Report, key: &str, label: &str) -> bool {
     let r = open(cfg).and_then(|mut f| {
         // SIZE is refused in ASCII mode by some servers (pyftpdlib, ftpdlib).
         f.void_cmd("TYPE I")?;
-        let size = f
-            .void_cmd(&format!("SIZE {FILE}"))
-            .ok()
-            .and_then(|r| r.text.trim().parse().ok())
-            .unwrap_or(cfg.transfer_size);
+        let size = match f.void_cmd(&format!("SIZE {FILE}")) {
+            Ok(r) => r.text.trim().parse().unwrap_or(cfg.transfer_size),
+            // Missing (e.g. `-b retr` alone): upload it first, untimed.
+            Err(_) => single::stor(cfg, &mut f, FILE, cfg.transfer_size)?.0,
+        };
         let v = single::retr_rate(cfg, &mut f, FILE, size)?;
         let _ = f.cmd("QUIT");
         Ok(v)
@@ -387,10 +380,75 @@ fn bench_retr(cfg: &Config, rep: &mut Report, key: &str, label: &str) -> bool {
     fig(rep, key, label, r, "MB/s")
 }
 
-fn bench_transfer(cfg: &Config, rep: &mut Report) -> bool {
+/// Which workloads `-b` asked for: `transfer` (stor, retr, list, logins), `concurrence`, `all`,
+/// or a comma-separated mix of those and the single names.
+struct Selection {
+    stor: bool,
+    retr: bool,
+    list: bool,
+    logins: bool,
+    concurrence: bool,
+}
+
+impl Selection {
+    fn parse(s: &str) -> Result<Selection, String> {
+        let mut sel = Selection {
+            stor: false,
+            retr: false,
+            list: false,
+            logins: false,
+            concurrence: false,
+        };
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "transfer" | "all" => {
+                    (sel.stor, sel.retr, sel.list, sel.logins) = (true, true, true, true);
+                    sel.concurrence |= part == "all";
+                }
+                "concurrence" => sel.concurrence = true,
+                // pyftpdlib's ftpbench calls them upload and download.
+                "stor" | "upload" => sel.stor = true,
+                "retr" | "download" => sel.retr = true,
+                "list" => sel.list = true,
+                "logins" => sel.logins = true,
+                other => return Err(format!("unknown benchmark {other:?}")),
+            }
+        }
+        Ok(sel)
+    }
+}
+
+fn bench_transfer(cfg: &Config, rep: &mut Report, sel: &Selection) -> bool {
     let kb = cfg.buf >> 10;
     let mut failed = false;
-    failed |= bench_stor(
+    if sel.stor {
+        failed |= bench_stor_fig(cfg, rep, kb);
+    }
+    if sel.retr {
+        failed |= bench_retr(
+            cfg,
+            rep,
+            "retr_mbps",
+            &format!("RETR 1 client, {kb} KiB reads"),
+        );
+    }
+    if sel.list {
+        failed |= bench_list(cfg, rep);
+    }
+    if sel.logins {
+        failed |= fig(
+            rep,
+            "logins_per_s",
+            "sequential logins (connect, USER, PASS, QUIT)",
+            single::logins_per_sec(cfg),
+            "/s",
+        );
+    }
+    failed
+}
+
+fn bench_stor_fig(cfg: &Config, rep: &mut Report, kb: usize) -> bool {
+    bench_stor(
         cfg,
         rep,
         "stor_mbps",
@@ -398,13 +456,11 @@ fn bench_transfer(cfg: &Config, rep: &mut Report) -> bool {
             "STOR 1 client, {kb} KiB writes ({})",
             human_size(cfg.transfer_size)
         ),
-    );
-    failed |= bench_retr(
-        cfg,
-        rep,
-        "retr_mbps",
-        &format!("RETR 1 client, {kb} KiB reads"),
-    );
+    )
+}
+
+fn bench_list(cfg: &Config, rep: &mut Report) -> bool {
+    let mut failed = false;
     let n = cfg.list_files;
     let r = open(cfg).and_then(|mut f| {
         single::ensure_list_dir(cfg, &mut f)?;
@@ -434,13 +490,6 @@ fn bench_transfer(cfg: &Config, rep: &mut Report) -> bool {
             failed = true;
         }
     }
-    failed |= fig(
-        rep,
-        "logins_per_s",
-        "sequential logins (connect, USER, PASS, QUIT)",
-        single::logins_per_sec(cfg),
-        "/s",
-    );
     failed
 }
 
