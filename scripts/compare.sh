@@ -48,7 +48,7 @@ Usage: scripts/compare.sh [options]
   --no-build           do not run cargo build --release for ftpdlib
   --tmpdir DIR         where the served directory lives (default /dev/shm when it has room:
                        the figures are about the servers, not the disk)
-  --budget SECS        stop starting new server runs after this long (default 780; quick 240)
+  --budget SECS        stop starting new server runs after this long (default 600; quick 240)
   --out FILE           also write the markdown table to FILE
   --keep               keep the work directory (logs, raw CSV)
 EOF
@@ -80,7 +80,7 @@ if [ "$QUICK" = 1 ]; then
     : "${LIST_REPS:=1}" "${BUDGET:=240}"
 else
     : "${ROUNDS:=3}" "${CLIENTS:=1000}" "${SIZE:=4M}" "${TRANSFER:=512M}" "${DURATION:=2}"
-    : "${LIST_REPS:=3}" "${BUDGET:=780}"
+    : "${LIST_REPS:=3}" "${BUDGET:=600}"
 fi
 
 log() { echo "compare.sh: $*" >&2; }
@@ -351,7 +351,7 @@ for round in $(seq "$ROUNDS"); do
         log "round $round: $s (pid $SPID, port $port)"
         mkdir -p "$RES/$s"
         t0=$SECONDS
-        timeout 300 "$FTPBENCH" "${BENCH_ARGS[@]}" -P "$port" -k "$SPID" \
+        timeout 240 "$FTPBENCH" "${BENCH_ARGS[@]}" -P "$port" -k "$SPID" \
             >"$RES/$s/$round.csv" 2>"$WORK/$s.$round.bench.log" ||
             log "$s: ftpbench reported failures (see $s.$round.bench.log): $(grep -m1 '^ftpbench:' "$WORK/$s.$round.bench.log" || true)"
         log "round $round: $s took $((SECONDS - t0)) s"
