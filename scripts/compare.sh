@@ -107,7 +107,7 @@ print(int(float(s[:-1])*m[s[-1]]) if s[-1] in m else int(s))' "$1"; }
 NEED=$(( $(size_bytes "$SIZE") * CLIENTS + $(size_bytes "$TRANSFER") + (512 << 20) ))
 if [ -z "$TMPBASE" ]; then
     TMPBASE=/tmp
-    if [ -d /dev/shm ] && [ "$(df -Pk /dev/shm | awk 'NR==2 {print $4}')" -gt $((NEED / 1024 * 2)) ]; then
+    if [ -d /dev/shm ] && [ "$(df -Pk /dev/shm | awk 'NR==2 {print $4}')" -gt $((NEED * 2 / 1024)) ]; then
         TMPBASE=/dev/shm
     fi
 fi
@@ -215,8 +215,8 @@ free_port() {
 
 # Waits for a 220 greeting on 127.0.0.1:$1 while pid $2 lives (at most 10 s).
 wait_greeting() {
-    local i
-    for i in $(seq 50); do
+    local _
+    for _ in $(seq 50); do
         kill -0 "$2" 2>/dev/null || return 1
         if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && head -c 3 <&3" 2>/dev/null | grep -q 220; then
             return 0
@@ -235,7 +235,8 @@ max_cons_flag() {
     if grep -q -- '--max-cons-per-ip' <<<"$help"; then echo -n "--max-cons-per-ip $((CLIENTS * 2 + 100))"; fi
 }
 
-# start_server NAME PORT: sets SPID (a new session: its process group id is SPID).
+# start_server NAME PORT: sets SPID (a new session: its process group id is SPID; setsid does
+# not fork here because a background job of a non-interactive shell leads no process group).
 start_server() {
     local name=$1 port=$2 logf=$WORK/$1.log
     # Same owner for every server: vsftpd works as $BENCH_USER, the others as root.
@@ -309,8 +310,8 @@ stop_server() {
     [ -n "$SPID" ] || return 0
     # The server's own process group (setsid), so forked session processes go too.
     kill -TERM -- "-$SPID" 2>/dev/null || kill -TERM "$SPID" 2>/dev/null || true
-    local i
-    for i in $(seq 50); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
+    local _
+    for _ in $(seq 50); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL -- "-$SPID" 2>/dev/null || true
     wait "$SPID" 2>/dev/null || true
     SPID=
