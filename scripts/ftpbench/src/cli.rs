@@ -233,4 +233,16 @@ mod tests {
         assert!(parse_size("x").is_err());
         assert_eq!(human_size(4 << 20), "4M");
     }
+
+    #[test]
+    fn selections() {
+        let s = Selection::parse("all").unwrap();
+        assert!(s.stor && s.retr && s.list && s.logins && s.concurrence);
+        let s = Selection::parse("transfer").unwrap();
+        assert!(s.stor && s.retr && s.list && s.logins && !s.concurrence);
+        let s = Selection::parse("retr, logins").unwrap();
+        assert!(!s.stor && s.retr && !s.list && s.logins && !s.concurrence);
+        assert!(Selection::parse("download").unwrap().retr);
+        assert!(Selection::parse("nope").is_err());
+    }
 }
