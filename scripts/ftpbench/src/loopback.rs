@@ -6,10 +6,11 @@
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::single::mbps;
 use crate::Config;
@@ -31,54 +32,97 @@ fn sink(listener: TcpListener, buf: usize) -> thread::JoinHandle<io::Result<u64>
     })
 }
 
-/// sendfile(2) of a `cfg.transfer_size` page-cached file, again and again for `cfg.duration`,
-/// to a reader doing `cfg.buf` reads; MB/s.
-///
-/// # Errors
-/// Socket or file failures.
-pub fn sendfile_rate(cfg: &Config) -> io::Result<f64> {
-    let path = std::env::temp_dir().join(format!("ftpbench-loopback-{}", std::process::id()));
-    let result = (|| {
-        let mut f = File::create(&path)?;
+/// A page-cached file of `size` bytes in the temporary directory (`TMPDIR`), removed on drop.
+pub struct CachedFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+}
+
+impl CachedFile {
+    /// Writes the file.
+    ///
+    /// # Errors
+    /// File creation or write failures.
+    pub fn new(size: u64) -> io::Result<CachedFile> {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "ftpbench-loopback-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let cached = CachedFile {
+            // Read and write: sendfile(2) reads from this same descriptor.
+            file: std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)?,
+            path,
+            size,
+        };
         let chunk = vec![b'x'; 1 << 20];
-        let mut left = cfg.transfer_size;
+        let mut left = size;
+        let mut f = &cached.file;
         while left > 0 {
             let n = left.min(chunk.len() as u64) as usize;
             f.write_all(&chunk[..n])?;
             left -= n as u64;
         }
-        drop(f);
-        let file = File::open(&path)?;
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
-        let reader = sink(listener, cfg.buf);
-        let sock = TcpStream::connect(addr)?;
-        let t0 = Instant::now();
-        let mut rounds = 0;
-        while rounds < 1000 && (rounds == 0 || t0.elapsed() < cfg.duration) {
-            let mut off: i64 = 0;
-            let size = i64::try_from(cfg.transfer_size).unwrap_or(i64::MAX);
-            while off < size {
-                let count = usize::try_from(size - off)
-                    .unwrap_or(usize::MAX)
-                    .min(cfg.sendfile_chunk);
-                match nix::sys::sendfile::sendfile(&sock, &file, Some(&mut off), count) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => return Err(io::Error::from(e)),
-                }
+        Ok(cached)
+    }
+}
+
+impl Drop for CachedFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// sendfile(2) of `file`, whole passes again and again for about `d` (at least one, at most
+/// 1000), to a reader doing `cfg.buf` reads; the bytes received and the time taken.
+///
+/// # Errors
+/// Socket or file failures.
+pub fn sendfile_run(cfg: &Config, file: &CachedFile, d: Duration) -> io::Result<(u64, Duration)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let reader = sink(listener, cfg.buf);
+    let sock = TcpStream::connect(addr)?;
+    let t0 = Instant::now();
+    let size = i64::try_from(file.size).unwrap_or(i64::MAX);
+    let mut rounds = 0;
+    while rounds < 1000 && (rounds == 0 || t0.elapsed() < d) {
+        let mut off: i64 = 0;
+        while off < size {
+            let count = usize::try_from(size - off)
+                .unwrap_or(usize::MAX)
+                .min(cfg.sendfile_chunk);
+            match nix::sys::sendfile::sendfile(&sock, &file.file, Some(&mut off), count) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(io::Error::from(e)),
             }
-            rounds += 1;
         }
-        sock.shutdown(Shutdown::Write)?;
-        let got = reader
-            .join()
-            .map_err(|_| io::Error::other("reader thread panicked"))??;
-        Ok(mbps(got, t0.elapsed()))
-    })();
-    let _ = std::fs::remove_file(&path);
-    result
+        rounds += 1;
+    }
+    sock.shutdown(Shutdown::Write)?;
+    let got = reader
+        .join()
+        .map_err(|_| io::Error::other("reader thread panicked"))??;
+    Ok((got, t0.elapsed()))
+}
+
+/// sendfile(2) of a `cfg.transfer_size` page-cached file for `cfg.duration`; MB/s.
+///
+/// # Errors
+/// Socket or file failures.
+pub fn sendfile_rate(cfg: &Config) -> io::Result<f64> {
+    let file = CachedFile::new(cfg.transfer_size)?;
+    let (bytes, t) = sendfile_run(cfg, &file, cfg.duration)?;
+    Ok(mbps(bytes, t))
 }
 
 /// `cfg.buf`-sized write(2)s from memory for `cfg.duration` (at most 64 GiB); MB/s.

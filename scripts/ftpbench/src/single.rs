@@ -62,6 +62,22 @@ pub fn retr_once(ftp: &mut Ftp, name: &str, buf: &mut [u8]) -> io::Result<u64> {
 /// # Errors
 /// Any I/O or protocol failure, or a short file.
 pub fn retr_rate(cfg: &Config, ftp: &mut Ftp, name: &str, size: u64) -> io::Result<f64> {
+    let (bytes, t) = retr_run(cfg, ftp, name, size, cfg.duration)?;
+    Ok(mbps(bytes, t))
+}
+
+/// Downloads `name` (of `size` bytes) again and again for about `d` (at least once, at most
+/// 1000 times); returns the bytes and the time taken.
+///
+/// # Errors
+/// Any I/O or protocol failure, or a short file.
+pub fn retr_run(
+    cfg: &Config,
+    ftp: &mut Ftp,
+    name: &str,
+    size: u64,
+    d: Duration,
+) -> io::Result<(u64, Duration)> {
     let mut buf = vec![0u8; cfg.buf];
     ftp.void_cmd("TYPE I")?;
     let t0 = Instant::now();
@@ -74,11 +90,11 @@ pub fn retr_rate(cfg: &Config, ftp: &mut Ftp, name: &str, size: u64) -> io::Resu
             )));
         }
         total += got;
-        if t0.elapsed() >= cfg.duration {
+        if t0.elapsed() >= d {
             break;
         }
     }
-    Ok(mbps(total, t0.elapsed()))
+    Ok((total, t0.elapsed()))
 }
 
 /// Makes sure `cfg.list_dir` exists; when missing it is created and filled over FTP with

@@ -73,6 +73,38 @@ fn bench_retr(cfg: &Config, rep: &mut Report, key: &str, label: &str) -> bool {
     fig(rep, key, label, r, "MB/s")
 }
 
+/// RETR against the loopback sendfile(2) limit, in alternating windows (three of each,
+/// `cfg.duration` / 3 long, same file size) so a drifting machine load hits both alike; the
+/// RETR rate as a percentage of the sendfile rate.
+fn retr_vs_sendfile(cfg: &Config) -> io::Result<f64> {
+    let mut f = open(cfg)?;
+    f.void_cmd("TYPE I")?;
+    let size: u64 = match f.void_cmd(&format!("SIZE {FILE}")) {
+        Ok(r) => r.text.trim().parse().unwrap_or(cfg.transfer_size),
+        Err(_) => single::stor(cfg, &mut f, FILE, cfg.transfer_size)?.0,
+    };
+    let cached = loopback::CachedFile::new(size)?;
+    let slice = cfg.duration / 3;
+    let (mut rb, mut rt, mut sb, mut st) = (0u64, 0f64, 0u64, 0f64);
+    for _ in 0..3 {
+        let (b, t) = single::retr_run(cfg, &mut f, FILE, size, slice)?;
+        rb += b;
+        rt += t.as_secs_f64();
+        let (b, t) = loopback::sendfile_run(cfg, &cached, slice)?;
+        sb += b;
+        st += t.as_secs_f64();
+    }
+    let _ = f.cmd("QUIT");
+    let retr = rb as f64 / rt.max(1e-9);
+    let limit = sb as f64 / st.max(1e-9);
+    eprintln!(
+        "ftpbench: interleaved: RETR {:.1} MB/s, loopback sendfile {:.1} MB/s",
+        retr / 1e6,
+        limit / 1e6
+    );
+    Ok(100.0 * retr / limit.max(1e-9))
+}
+
 /// The one-client workloads `sel` asks for; true when any failed.
 pub fn bench_transfer(cfg: &Config, rep: &mut Report, sel: &Selection) -> bool {
     let kb = cfg.buf >> 10;
@@ -86,6 +118,14 @@ pub fn bench_transfer(cfg: &Config, rep: &mut Report, sel: &Selection) -> bool {
             rep,
             "retr_mbps",
             &format!("RETR 1 client, {kb} KiB reads"),
+        );
+        let r = retr_vs_sendfile(cfg);
+        failed |= fig(
+            rep,
+            "retr_sendfile_pct",
+            "RETR 1 client ÷ loopback sendfile, interleaved",
+            r,
+            "%",
         );
     }
     if sel.list {
