@@ -58,6 +58,18 @@ pub struct Options {
     pub max_cons_per_ip: usize,
     /// `--max-login-attempts`. Default: 3.
     pub max_login_attempts: u32,
+    /// `--read-limit`: upload bytes/s per session (0 = unlimited).
+    pub read_limit: u64,
+    /// `--write-limit`: download bytes/s per session (0 = unlimited).
+    pub write_limit: u64,
+    /// `--user-read-limit`: upload bytes/s shared by one user's sessions (0 = unlimited).
+    pub user_read_limit: u64,
+    /// `--user-write-limit`: download bytes/s shared by one user's sessions (0 = unlimited).
+    pub user_write_limit: u64,
+    /// `--max-read-rate`: upload bytes/s shared by all sessions (0 = unlimited).
+    pub max_read_rate: u64,
+    /// `--max-write-rate`: download bytes/s shared by all sessions (0 = unlimited).
+    pub max_write_rate: u64,
     /// `-I`/`--inetd`: serve the connection on stdin (inetd "nowait") and exit.
     pub inetd: bool,
     /// `-W`/`--inetd-wait`: serve the listening socket on stdin (inetd "wait").
@@ -243,6 +255,9 @@ fn opts() -> getopts::Options {
         "max number of failed authentications before disconnect (default 3)",
         "N",
     );
+    for (name, what) in RATE_FLAGS {
+        o.optopt("", name, what, "RATE");
+    }
     o.optflag(
         "",
         "tls",
@@ -282,6 +297,71 @@ fn opts() -> getopts::Options {
     );
     o.optflag("h", "help", "show this help message and exit");
     o
+}
+
+/// The rate flags (bytes per second; `500K`, `10M`, `1G` or plain bytes; K = 1024).
+const RATE_FLAGS: [(&str, &str); 6] = [
+    (
+        "read-limit",
+        "max upload speed per session, bytes/s (e.g. 500K, 10M; 0 = unlimited)",
+    ),
+    (
+        "write-limit",
+        "max download speed per session, bytes/s (e.g. 500K, 10M; 0 = unlimited)",
+    ),
+    (
+        "user-read-limit",
+        "max upload speed shared by all sessions of a user, bytes/s",
+    ),
+    (
+        "user-write-limit",
+        "max download speed shared by all sessions of a user, bytes/s",
+    ),
+    (
+        "max-read-rate",
+        "max upload speed shared by all sessions of the server, bytes/s",
+    ),
+    (
+        "max-write-rate",
+        "max download speed shared by all sessions of the server, bytes/s",
+    ),
+];
+
+/// Parses a rate: plain bytes per second, or a number with `K`, `M` or `G` (powers of 1024,
+/// either case, an optional trailing `B`): `500K` is 512000.
+///
+/// # Errors
+/// Not a number, an unknown suffix, or too large.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix(['B', 'b'])
+        .filter(|r| !r.is_empty())
+        .unwrap_or(t);
+    let (digits, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(format!("invalid rate {s:?} (use e.g. 500K, 10M, 1G)")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("invalid rate {s:?} (use e.g. 500K, 10M, 1G)"))
+}
+
+fn rate(m: &getopts::Matches, name: &str) -> Result<u64, String> {
+    match m.opt_str(name) {
+        None => Ok(0),
+        Some(v) => parse_rate(&v).map_err(|e| format!("argument --{name}: {e}")),
+    }
 }
 
 fn num<T: std::str::FromStr>(m: &getopts::Matches, name: &str, default: T) -> Result<T, String> {
@@ -431,6 +511,12 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
         max_cons: num(&m, "max-cons", 512usize)?,
         max_cons_per_ip: num(&m, "max-cons-per-ip", 0usize)?,
         max_login_attempts: num(&m, "max-login-attempts", 3u32)?,
+        read_limit: rate(&m, "read-limit")?,
+        write_limit: rate(&m, "write-limit")?,
+        user_read_limit: rate(&m, "user-read-limit")?,
+        user_write_limit: rate(&m, "user-write-limit")?,
+        max_read_rate: rate(&m, "max-read-rate")?,
+        max_write_rate: rate(&m, "max-write-rate")?,
         inetd: m.opt_present("I"),
         inetd_wait: m.opt_present("W"),
         idle_timeout: num(&m, "idle-timeout", 0u64)?,
@@ -473,6 +559,12 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
     h.use_gmt_times = !o.use_localtime;
     h.use_sendfile = !o.disable_sendfile;
     h.max_login_attempts = o.max_login_attempts;
+    h.read_limit = o.read_limit;
+    h.write_limit = o.write_limit;
+    h.user_read_limit = o.user_read_limit;
+    h.user_write_limit = o.user_write_limit;
+    h.max_read_rate = o.max_read_rate;
+    h.max_write_rate = o.max_write_rate;
     if o.unix_users {
         let mut unix = crate::authorizers::UnixAuthorizer::new();
         unix.global_perm(perm)?;
@@ -600,6 +692,55 @@ mod tests {
         assert_eq!(o.max_login_attempts, 3);
         assert_eq!(o.concurrency, Executor::Pool);
         assert_eq!(o.encoding, Encoding::Utf8);
+        assert_eq!((o.read_limit, o.write_limit), (0, 0));
+        assert_eq!((o.user_read_limit, o.user_write_limit), (0, 0));
+        assert_eq!((o.max_read_rate, o.max_write_rate), (0, 0));
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(parse_rate("0"), Ok(0));
+        assert_eq!(parse_rate("1234"), Ok(1234));
+        assert_eq!(parse_rate("500K"), Ok(512_000));
+        assert_eq!(parse_rate("500k"), Ok(512_000));
+        assert_eq!(parse_rate("10M"), Ok(10 << 20));
+        assert_eq!(parse_rate("1G"), Ok(1 << 30));
+        assert_eq!(parse_rate(" 2MB "), Ok(2 << 20));
+        for bad in [
+            "",
+            "K",
+            "10X",
+            "-1",
+            "1.5M",
+            "M10",
+            "99999999999999999999G",
+            "B",
+        ] {
+            assert!(parse_rate(bad).is_err(), "{bad:?}");
+        }
+        let o = run(&[
+            "--read-limit",
+            "500K",
+            "--write-limit",
+            "10M",
+            "--user-read-limit",
+            "1M",
+            "--user-write-limit",
+            "2048",
+            "--max-read-rate",
+            "1G",
+            "--max-write-rate",
+            "3m",
+        ]);
+        assert_eq!((o.read_limit, o.write_limit), (512_000, 10 << 20));
+        assert_eq!((o.user_read_limit, o.user_write_limit), (1 << 20, 2048));
+        assert_eq!((o.max_read_rate, o.max_write_rate), (1 << 30, 3 << 20));
+        let h = build_handler(&o).unwrap();
+        assert_eq!((h.read_limit, h.write_limit), (512_000, 10 << 20));
+        assert_eq!((h.user_read_limit, h.user_write_limit), (1 << 20, 2048));
+        assert_eq!((h.max_read_rate, h.max_write_rate), (1 << 30, 3 << 20));
+        assert!(parse(&["--write-limit", "fast"]).is_err());
+        assert!(parse(&["--max-read-rate", "10Q"]).is_err());
     }
 
     #[test]

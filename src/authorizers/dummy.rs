@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::{is_subpath, Authorizer, Perm, PermSet};
+use super::{is_subpath, Authorizer, Perm, PermSet, UserLimits};
 use crate::error::{AuthenticationFailed, AuthorizerError};
 
 #[derive(Debug, Clone)]
@@ -17,6 +17,7 @@ struct User {
     operms: Vec<(PathBuf, PermSet, bool)>,
     msg_login: String,
     msg_quit: String,
+    limits: UserLimits,
 }
 
 /// Virtual users with passwords, home directories and permissions held in memory.
@@ -87,6 +88,7 @@ impl DummyAuthorizer {
                 operms: Vec::new(),
                 msg_login: msg_login.to_owned(),
                 msg_quit: msg_quit.to_owned(),
+                limits: UserLimits::default(),
             },
         );
         Ok(())
@@ -108,6 +110,24 @@ impl DummyAuthorizer {
     /// Removes a user (no error if absent).
     pub fn remove_user(&mut self, username: &str) {
         self.users.remove(username);
+    }
+
+    /// Sets a user's transfer-rate limits (per session and shared by the user's sessions;
+    /// see [`UserLimits`]). They apply from the user's next login.
+    ///
+    /// # Errors
+    /// Unknown user.
+    pub fn set_limits(
+        &mut self,
+        username: &str,
+        limits: UserLimits,
+    ) -> Result<(), AuthorizerError> {
+        let user = self
+            .users
+            .get_mut(username)
+            .ok_or_else(|| AuthorizerError(format!("no such user {username:?}")))?;
+        user.limits = limits;
+        Ok(())
     }
 
     /// True if the user exists.
@@ -230,6 +250,13 @@ impl Authorizer for DummyAuthorizer {
             .get(username)
             .map(|u| u.msg_quit.clone())
             .unwrap_or_else(|| "Goodbye.".into())
+    }
+
+    fn get_limits(&self, username: &str) -> UserLimits {
+        self.users
+            .get(username)
+            .map(|u| u.limits)
+            .unwrap_or_default()
     }
 }
 

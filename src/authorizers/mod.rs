@@ -135,6 +135,20 @@ impl fmt::Display for PermSet {
     }
 }
 
+/// Transfer-rate limits of one user, in bytes per second (0 = unlimited), as an authorizer
+/// gives them ([`Authorizer::get_limits`]). `None` keeps the handler's setting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserLimits {
+    /// Upload rate of each of the user's sessions (`FtpHandler::read_limit`).
+    pub read_limit: Option<u64>,
+    /// Download rate of each of the user's sessions (`FtpHandler::write_limit`).
+    pub write_limit: Option<u64>,
+    /// Upload rate shared by all of the user's sessions (`FtpHandler::user_read_limit`).
+    pub user_read_limit: Option<u64>,
+    /// Download rate shared by all of the user's sessions (`FtpHandler::user_write_limit`).
+    pub user_write_limit: Option<u64>,
+}
+
 /// Decides who may log in, where their home is and what they may do.
 ///
 /// Shared by every session (`Send + Sync`); methods may block (a database lookup is fine:
@@ -184,6 +198,12 @@ pub trait Authorizer: Send + Sync {
     /// [`AuthorizerError`] if the identity cannot be dropped.
     fn terminate_impersonation(&self, _username: &str) -> Result<(), AuthorizerError> {
         Ok(())
+    }
+
+    /// The user's transfer-rate limits, asked once at login. Default: none of its own (the
+    /// handler's limits apply).
+    fn get_limits(&self, _username: &str) -> UserLimits {
+        UserLimits::default()
     }
 }
 

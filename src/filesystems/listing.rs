@@ -204,6 +204,16 @@ impl NameCache {
         })
     }
 
+    /// The owner and group names of an entry, each looked up once per listing.
+    pub fn owner_group(&mut self, uid: u32, gid: u32) -> (&str, &str) {
+        self.user(uid);
+        self.group(gid);
+        (
+            self.users.get(&uid).map(String::as_str).unwrap_or(""),
+            self.groups.get(&gid).map(String::as_str).unwrap_or(""),
+        )
+    }
+
     /// The group name for `gid`, or the number.
     pub fn group(&mut self, gid: u32) -> &str {
         self.groups.entry(gid).or_insert_with(|| {
@@ -310,7 +320,13 @@ pub fn mlsx_line(
     let isdir = st.is_dir();
     // Sorted by fact name: modify, perm, size, type, unique, unix.gid, unix.mode, unix.uid.
     if has("modify") {
-        let _ = write!(out, "modify={};", format_timeval(st.mtime, use_gmt));
+        // As format_timeval, written in place (no String per entry).
+        let tm = breakdown(st.mtime, use_gmt);
+        let _ = write!(
+            out,
+            "modify={:04}{:02}{:02}{:02}{:02}{:02};",
+            tm.year, tm.month, tm.day, tm.hour, tm.min, tm.sec
+        );
     }
     if has("perm") {
         let _ = write!(out, "perm={};", if isdir { &perms.0 } else { &perms.1 });

@@ -62,6 +62,36 @@ impl Stat {
     pub fn is_file(&self) -> bool {
         self.kind == FileKind::File
     }
+
+    /// Facts from a raw stat(2) result (listings stat entries with fstatat(2)).
+    pub fn from_raw(st: &nix::sys::stat::FileStat) -> Stat {
+        let mode = st.st_mode;
+        let kind = match mode & nix::libc::S_IFMT {
+            nix::libc::S_IFLNK => FileKind::Symlink,
+            nix::libc::S_IFDIR => FileKind::Dir,
+            nix::libc::S_IFREG => FileKind::File,
+            _ => FileKind::Other,
+        };
+        let mtime = if st.st_mtime >= 0 {
+            SystemTime::UNIX_EPOCH
+                + std::time::Duration::new(st.st_mtime as u64, st.st_mtime_nsec as u32)
+        } else {
+            SystemTime::UNIX_EPOCH
+                .checked_sub(std::time::Duration::from_secs(st.st_mtime.unsigned_abs()))
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+        };
+        Stat {
+            kind,
+            size: st.st_size.max(0) as u64,
+            mode,
+            nlink: st.st_nlink,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mtime,
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }
+    }
 }
 
 impl From<&fs::Metadata> for Stat {
@@ -188,6 +218,16 @@ pub trait Filesystem: Send {
     /// # Errors
     /// Any I/O error.
     fn readlink(&mut self, path: &Path) -> io::Result<PathBuf>;
+    /// An open handle on the directory `path` through which a listing stats its entries with
+    /// fstatat(2): one path walk per listing instead of one per entry. Only for filesystems
+    /// whose `stat`/`lstat`/`readlink` are the OS's own. Default: `None` (listings call
+    /// `stat`/`lstat`/`readlink` with each entry's path).
+    ///
+    /// # Errors
+    /// Any I/O error opening the directory (the listing then falls back to paths).
+    fn open_dir(&mut self, _path: &Path) -> io::Result<Option<fs::File>> {
+        Ok(None)
+    }
 }
 
 /// The real disk through `std::fs`: the default filesystem.
@@ -266,6 +306,14 @@ impl Filesystem for OsFilesystem {
 
     fn readlink(&mut self, path: &Path) -> io::Result<PathBuf> {
         fs::read_link(path)
+    }
+
+    fn open_dir(&mut self, path: &Path) -> io::Result<Option<fs::File>> {
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_CLOEXEC)
+            .open(path)
+            .map(Some)
     }
 }
 

@@ -79,15 +79,35 @@ pub fn realpath(path: &Path) -> Option<PathBuf> {
             continue;
         }
         out.push(&c);
-        let is_link = std::fs::symlink_metadata(&out)
-            .map(|m| m.file_type().is_symlink())
-            .unwrap_or(false);
-        if is_link {
+        // readlink(2) both tests and reads a link: one call per component, and no stat
+        // buffer on the stack (this runs at every login, on a session thread's small stack).
+        let target = match std::fs::read_link(&out) {
+            Ok(t) => Some(t),
+            // Not a link (EINVAL), or nothing there (kept as it is).
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::EINVAL | nix::libc::ENOENT | nix::libc::ENOTDIR)
+                ) =>
+            {
+                None
+            }
+            // A link that cannot be read must not pass for a plain name.
+            Err(_) => {
+                let is_link = std::fs::symlink_metadata(&out)
+                    .map(|m| m.file_type().is_symlink())
+                    .unwrap_or(false);
+                if is_link {
+                    return None;
+                }
+                None
+            }
+        };
+        if let Some(target) = target {
             links += 1;
             if links > MAX_LINKS {
                 return None;
             }
-            let target = std::fs::read_link(&out).ok()?;
             out.pop();
             if target.is_absolute() {
                 out = PathBuf::from("/");
@@ -189,6 +209,12 @@ mod tests {
         assert!(!validpath(&root, &root.join("rel_out")));
         assert!(!validpath(&root, &root.join("dangling")));
         assert!(!validpath(&root, &root.join("loop")));
+        // A chain of links, and a link under a linked directory, are followed to the end.
+        symlink("out", root.join("chain")).unwrap();
+        symlink("../rel_out", root.join("sub/up")).unwrap();
+        assert!(!validpath(&root, &root.join("chain")));
+        assert!(!validpath(&root, &root.join("in/up")));
+        assert_eq!(realpath(&root.join("in/x")), Some(root.join("sub/x")));
         assert!(!validpath(&root, &base));
         assert!(!validpath(&root, &root.join("a\0b")));
     }

@@ -13,7 +13,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::session::{Input, Session};
 use super::stream::Stream;
-use super::throttle::TokenBucket;
+use super::throttle::Direction;
 use crate::filesystems::ReadStream;
 use crate::proto::{self, TransferType};
 
@@ -81,6 +81,10 @@ const TLS_CMDS: &[&str] = &["AUTH", "CCC", "PBSZ", "PROT"];
 
 /// Largest single sendfile(2) call: bounded so the control socket is polled often.
 const SENDFILE_CHUNK: usize = 1 << 20;
+
+/// An upload that keeps filling its buffer skips poll(2), but polls (and so looks at the
+/// control connection) at least once every this many reads.
+const CTRL_EVERY: u32 = 16;
 
 fn timeout_ms(d: Option<Duration>) -> PollTimeout {
     match d {
@@ -486,7 +490,7 @@ impl Session {
             && !ascii
             && matches!(src, Source::File(ReadStream::File(_)))
             && conn.sendfile_socket().is_some();
-        let mut bucket = TokenBucket::new(self.h.write_limit);
+        let mut bucket = self.limits.throttle(&self.h, Direction::Write);
         let bufsize = self.h.ac_out_buffer_size;
         let mut out: Vec<u8> = Vec::new();
         let mut raw: Vec<u8> = Vec::new();
@@ -652,11 +656,14 @@ impl Session {
     fn recv_loop(&mut self, conn: &mut Stream, sink: &mut dyn Write) -> io::Result<Outcome> {
         conn.tcp().set_nonblocking(true)?;
         let ascii = self.ttype == TransferType::Ascii;
-        let mut bucket = TokenBucket::new(self.h.read_limit);
+        let mut bucket = self.limits.throttle(&self.h, Direction::Read);
         let mut buf = vec![0u8; self.h.ac_in_buffer_size];
         let mut conv: Vec<u8> = Vec::new();
         let mut pending_cr = false;
         let mut last_progress = Instant::now();
+        // While reads fill their grant, more data is waiting: read again without poll(2),
+        // still looking at the control connection every CTRL_EVERY chunks (ABOR, STAT).
+        let mut flowing = 0u32;
         loop {
             let grant = bucket.take(buf.len());
             if grant == 0 {
@@ -671,7 +678,11 @@ impl Session {
                 }
                 continue;
             }
-            let (d, c) = self.wait_io(conn, PollFlags::POLLIN, self.h.data_timeout)?;
+            let (d, c) = if flowing > 0 && flowing % CTRL_EVERY != 0 {
+                (true, false)
+            } else {
+                self.wait_io(conn, PollFlags::POLLIN, self.h.data_timeout)?
+            };
             if c {
                 match self.service_control()? {
                     Ctl::Continue => {}
@@ -708,10 +719,12 @@ impl Session {
                     ) =>
                 {
                     bucket.refund(grant);
+                    flowing = 0;
                     continue;
                 }
                 Err(_) => return Ok(Outcome::PeerClosed),
             };
+            flowing = if n == grant { flowing + 1 } else { 0 };
             bucket.refund(grant - n);
             last_progress = Instant::now();
             if let Some(p) = self.progress.as_mut() {

@@ -17,6 +17,7 @@ use crate::filesystems::{Filesystem, OsFilesystem};
 mod commands;
 mod data;
 mod dispatch;
+mod limits;
 mod session;
 mod stream;
 pub mod throttle;
@@ -310,6 +311,22 @@ pub struct FtpHandler {
     /// Download rate limit per session, bytes/s (`ThrottledDTPHandler.write_limit`); 0 is
     /// unlimited. Default: 0.
     pub write_limit: u64,
+    /// Upload rate limit shared by all sessions of one user, bytes/s; 0 is unlimited.
+    /// Default: 0.
+    pub user_read_limit: u64,
+    /// Download rate limit shared by all sessions of one user, bytes/s; 0 is unlimited.
+    /// Default: 0.
+    pub user_write_limit: u64,
+    /// Upload rate limit shared by every session of the server, bytes/s; 0 is unlimited.
+    /// Default: 0.
+    pub max_read_rate: u64,
+    /// Download rate limit shared by every session of the server, bytes/s; 0 is unlimited.
+    /// Default: 0.
+    pub max_write_rate: u64,
+    /// The shared buckets behind `user_*_limit` and `max_*_rate`, in memory that forked
+    /// children share (made here, before any fork). Clones of a handler share it.
+    /// Default: [`throttle::Limits::new`].
+    pub limits: Arc<throttle::Limits>,
     /// Builds the callbacks of each connection. Default: [`NoCallbacks`].
     pub callbacks: CallbacksFactory,
     /// Builds each session's filesystem at login. Default: [`OsFilesystem`].
@@ -362,6 +379,11 @@ impl FtpHandler {
             max_line_length: 2048,
             read_limit: 0,
             write_limit: 0,
+            user_read_limit: 0,
+            user_write_limit: 0,
+            max_read_rate: 0,
+            max_write_rate: 0,
+            limits: Arc::new(throttle::Limits::new()),
             callbacks: Arc::new(|| Box::new(NoCallbacks)),
             filesystem: Arc::new(|_, _| Ok(Box::new(OsFilesystem))),
             commands: CommandTable::builtin(),

@@ -62,6 +62,8 @@ pub struct Session {
     pub(crate) closing: bool,
     /// Bytes moved and start time of the running transfer (for STAT).
     pub(crate) progress: Option<super::data::Progress>,
+    /// Rate limits of the logged-in user (decided at login).
+    pub(crate) limits: super::throttle::SessionLimits,
     /// FTPS state: PBSZ/PROT, implicit TLS, this connection's rustls configurations.
     pub(crate) tls: super::tls::TlsState,
 }
@@ -99,7 +101,26 @@ impl Session {
         stream.set_read_timeout(handler.timeout)?;
         stream.set_write_timeout(Some(handler.timeout.unwrap_or(Duration::from_secs(300))))?;
         let cb = (handler.callbacks)();
-        let mut s = Session {
+        // Built on the heap by a function of its own, whose frame (where the value is first
+        // assembled) is gone before the session runs: the frames under `serve` stay small,
+        // and so does the resident stack of an idle session's thread.
+        let mut s = Session::boxed(handler, stream, peer, local, cb);
+        s.tls.implicit = implicit_tls;
+        log::info!("{} FTP session opened (connect)", s.prefix);
+        let r = s.serve();
+        s.end();
+        r
+    }
+
+    #[inline(never)]
+    fn boxed(
+        handler: Arc<FtpHandler>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        cb: Box<dyn Callbacks>,
+    ) -> Box<Session> {
+        Box::new(Session {
             prefix: format!("{}:{}-[]", peer.ip(), peer.port()),
             h: handler,
             ctrl: Stream::Tcp(stream),
@@ -124,13 +145,9 @@ impl Session {
             quit_pending: false,
             closing: false,
             progress: None,
+            limits: Default::default(),
             tls: super::tls::TlsState::default(),
-        };
-        s.tls.implicit = implicit_tls;
-        log::info!("{} FTP session opened (connect)", s.prefix);
-        let r = s.serve();
-        s.end();
-        r
+        })
     }
 
     fn serve(&mut self) -> io::Result<()> {
@@ -196,6 +213,7 @@ impl Session {
         self.authenticated = false;
         self.username.clear();
         self.fs = None;
+        self.limits = Default::default();
         self.rnfr = None;
         self.rest = 0;
         self.prefix = format!("{}:{}-[]", self.peer.ip(), self.peer.port());
@@ -244,10 +262,13 @@ impl Session {
             self.discarding = true;
             self.inbuf.clear();
         }
-        let mut chunk = [0u8; 4096];
-        let n = self.ctrl.read(&mut chunk)?;
-        self.inbuf.extend_from_slice(&chunk[..n]);
-        Ok(n)
+        // Straight into the line buffer's spare room, not through an array on the stack: the
+        // stack of an idle session's thread then stays two pages deep.
+        let start = self.inbuf.len();
+        self.inbuf.resize(start + 512, 0);
+        let r = self.ctrl.read(&mut self.inbuf[start..]);
+        self.inbuf.truncate(start + r.as_ref().map_or(0, |n| *n));
+        r
     }
 
     /// Drops every control byte received but not yet run: plaintext the client pipelined

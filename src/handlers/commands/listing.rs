@@ -3,7 +3,8 @@
 //! million names is never held whole. Small directories (up to [`SORT_LIMIT`] names) are
 //! sorted, as RFC 959 recommends and pyftpdlib does.
 
-use std::ffi::OsString;
+use std::borrow::Cow;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::time::SystemTime;
 
 use super::{fs_error, quoted};
 use crate::filesystems::listing::{self, NameCache};
-use crate::filesystems::{AbstractedFs, DirIter, FileKind};
+use crate::filesystems::{AbstractedFs, DirIter, FileKind, Stat};
 use crate::handlers::data::Source;
 use crate::handlers::{Encoding, Request, Session};
 
@@ -29,6 +30,9 @@ enum Kind {
 struct Lister<'a> {
     fs: &'a mut AbstractedFs,
     dir: PathBuf,
+    /// The directory opened once, so entries are stat'ed with fstatat(2) by name (when the
+    /// filesystem offers it).
+    dirfd: Option<std::fs::File>,
     first: std::vec::IntoIter<OsString>,
     rest: Option<DirIter>,
     kind: Kind,
@@ -68,9 +72,14 @@ impl<'a> Lister<'a> {
                 }
             }
         };
+        let dirfd = match kind {
+            Kind::Nlst => None,
+            _ => fs.fs().open_dir(&dir).ok().flatten(),
+        };
         Ok(Lister {
             fs,
             dir,
+            dirfd,
             first: first.into_iter(),
             rest,
             kind,
@@ -101,32 +110,60 @@ impl<'a> Lister<'a> {
         }
     }
 
-    fn entry(&mut self, name: &OsString, out: &mut Vec<u8>) -> io::Result<()> {
+    /// Facts about one entry: fstatat(2) on the open directory, or the filesystem's
+    /// stat/lstat of the joined path.
+    fn stat_entry(&mut self, name: &OsStr, follow: bool) -> io::Result<Stat> {
+        if let Some(d) = &self.dirfd {
+            use nix::fcntl::AtFlags;
+            let flags = if follow {
+                AtFlags::empty()
+            } else {
+                AtFlags::AT_SYMLINK_NOFOLLOW
+            };
+            return nix::sys::stat::fstatat(d, name, flags)
+                .map(|st| Stat::from_raw(&st))
+                .map_err(io::Error::from);
+        }
         let path = self.dir.join(name);
-        let wire = self.enc.encode(name.as_bytes());
+        if follow {
+            self.fs.fs().stat(&path)
+        } else {
+            self.fs.fs().lstat(&path)
+        }
+    }
+
+    fn link_target(&mut self, name: &OsStr) -> Option<Vec<u8>> {
+        let t = match &self.dirfd {
+            Some(d) => nix::fcntl::readlinkat(d, name).ok()?,
+            None => self.fs.fs().readlink(&self.dir.join(name)).ok()?.into(),
+        };
+        Some(self.enc.encode(t.as_bytes()))
+    }
+
+    fn entry(&mut self, name: &OsString, out: &mut Vec<u8>) -> io::Result<()> {
+        // UTF-8 names go out as they are: no copy per entry.
+        let wire: Cow<'_, [u8]> = match self.enc {
+            Encoding::Utf8 => Cow::Borrowed(name.as_bytes()),
+            enc => Cow::Owned(enc.encode(name.as_bytes())),
+        };
         match self.kind {
             Kind::Nlst => {
                 out.extend_from_slice(&wire);
                 out.extend_from_slice(b"\r\n");
             }
             Kind::List => {
-                let st = self.fs.fs().lstat(&path)?;
+                let st = self.stat_entry(name, false)?;
                 let target = if st.kind == FileKind::Symlink {
-                    self.fs
-                        .fs()
-                        .readlink(&path)
-                        .ok()
-                        .map(|t| self.enc.encode(t.as_os_str().as_bytes()))
+                    self.link_target(name)
                 } else {
                     None
                 };
-                let owner = self.names.user(st.uid).to_owned();
-                let group = self.names.group(st.gid);
+                let (owner, group) = self.names.owner_group(st.uid, st.gid);
                 listing::list_line(
                     out,
                     &wire,
                     &st,
-                    &owner,
+                    owner,
                     group,
                     target.as_deref(),
                     self.now,
@@ -135,7 +172,7 @@ impl<'a> Lister<'a> {
             }
             Kind::Mlsd => {
                 // RFC 3659 §7.5.2: `unique` follows symlinks, so MLSx uses stat.
-                let st = self.fs.fs().stat(&path)?;
+                let st = self.stat_entry(name, true)?;
                 listing::mlsx_line(out, &wire, &st, &self.facts, &self.perms, self.use_gmt);
             }
         }

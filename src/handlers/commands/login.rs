@@ -34,6 +34,7 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
     match login(s, &user, &password) {
         Ok((fs, msg)) => {
             s.fs = Some(fs);
+            s.limits = crate::handlers::throttle::SessionLimits::at_login(&s.h, &user);
             s.authenticated = true;
             s.attempted_logins = 0;
             s.prefix = format!("{}:{}-[{}]", s.peer.ip(), s.peer.port(), user);
