@@ -95,6 +95,23 @@ fn timeout_ms(d: Option<Duration>) -> PollTimeout {
     }
 }
 
+/// Send and receive buffer of a data connection, in bytes (Linux doubles it).
+///
+/// Left to autotuning, every download socket grows its send buffer (and the client its
+/// receive buffer) toward `tcp_wmem`/`tcp_rmem` maxima of several MiB. A thousand concurrent
+/// transfers then exceed `tcp_mem`: the kernel enters memory pressure, drops segments even on
+/// loopback and recovers only through retransmission timeouts, stalling transfers for tens of
+/// seconds. A fixed buffer bounds each transfer's bytes in flight; 128 KiB (256 KiB once
+/// doubled) still reaches the loopback sendfile limit with one client.
+pub(crate) const DATA_SOCKET_BUFFER: usize = 128 * 1024;
+
+/// Caps a data socket's buffers (see [`DATA_SOCKET_BUFFER`]); failure only loses the cap.
+pub(crate) fn limit_socket_buffers(s: &std::net::TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let _ = setsockopt(s, sockopt::SndBuf, &DATA_SOCKET_BUFFER);
+    let _ = setsockopt(s, sockopt::RcvBuf, &DATA_SOCKET_BUFFER);
+}
+
 impl Session {
     /// Takes the prepared data connection, replying 125 (already open) or 150 (about to
     /// open), then waiting for a passive client. `None` when a reply already refused it.
@@ -348,6 +365,7 @@ impl Session {
                         continue;
                     }
                     s.set_nonblocking(false)?;
+                    limit_socket_buffers(&s);
                     return Ok(Some(Stream::Tcp(s)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),

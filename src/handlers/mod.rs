@@ -297,7 +297,9 @@ pub struct FtpHandler {
     pub use_sendfile: bool,
     /// Wire encoding of names. Default: UTF-8.
     pub encoding: Encoding,
-    /// Receive buffer for uploads, bytes (pyftpdlib `ac_in_buffer_size`). Default: 65536.
+    /// Read size for uploads, bytes (pyftpdlib `ac_in_buffer_size`): one buffer per running
+    /// upload, allocated when it starts. Default: 262144 (pyftpdlib uses 65536; a quarter
+    /// MiB per read lifts one-client STOR by about a third on loopback).
     pub ac_in_buffer_size: usize,
     /// Send buffer for downloads that cannot use sendfile (pyftpdlib `ac_out_buffer_size`).
     /// Default: 65536.
@@ -374,7 +376,7 @@ impl FtpHandler {
             tcp_no_delay: true,
             use_sendfile: true,
             encoding: Encoding::Utf8,
-            ac_in_buffer_size: 65536,
+            ac_in_buffer_size: 262144,
             ac_out_buffer_size: 65536,
             max_line_length: 2048,
             read_limit: 0,

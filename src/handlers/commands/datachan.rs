@@ -108,6 +108,7 @@ fn make_eport(s: &mut Session, addr: SocketAddr) -> io::Result<()> {
     s.data = DataSetup::None;
     match TcpStream::connect_timeout(&SocketAddr::new(ip, addr.port()), CONNECT_TIMEOUT) {
         Ok(stream) => {
+            crate::handlers::data::limit_socket_buffers(&stream);
             s.data = DataSetup::Active(Stream::Tcp(stream));
             s.data_since = std::time::Instant::now();
             s.reply(200, "Active data connection established.")
