@@ -23,6 +23,7 @@ mod stream;
 pub mod throttle;
 mod tls;
 mod tls_stream;
+mod transfer_loop;
 
 pub use session::Session;
 pub use tls::TlsConfig;
