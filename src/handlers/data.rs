@@ -398,12 +398,7 @@ impl Session {
                     // RFC 959 / pyftpdlib: 221 now, the transfer's reply when it ends, then
                     // the connection closes.
                     log::debug!("{} <- QUIT (closing after the transfer)", self.prefix);
-                    let msg = if self.authenticated {
-                        self.h.authorizer.get_msg_quit(&self.username)
-                    } else {
-                        "Goodbye.".to_string()
-                    };
-                    self.reply_lines(221, &msg)?;
+                    self.say_goodbye()?;
                     self.quit_pending = true;
                 }
                 _ => {

@@ -129,17 +129,22 @@ pub(super) fn rein(s: &mut Session, _req: &Request) -> io::Result<()> {
 }
 
 pub(super) fn quit(s: &mut Session, _req: &Request) -> io::Result<()> {
-    let msg = if s.authenticated {
-        s.h.authorizer.get_msg_quit(&s.username)
-    } else {
-        "Goodbye.".to_string()
-    };
-    s.reply_lines(221, &msg)?;
+    s.say_goodbye()?;
     s.closing = true;
     Ok(())
 }
 
 impl Session {
+    /// The 221 reply to QUIT: the user's quit message, or pyftpdlib's "Goodbye.".
+    pub(crate) fn say_goodbye(&mut self) -> io::Result<()> {
+        let msg = if self.authenticated {
+            self.h.authorizer.get_msg_quit(&self.username)
+        } else {
+            "Goodbye.".to_string()
+        };
+        self.reply_lines(221, &msg)
+    }
+
     /// Resets the account and transfer parameters (pyftpdlib `flush_account`: REIN, or USER
     /// while logged in).
     pub(crate) fn flush_account(&mut self) {
