@@ -166,11 +166,9 @@ fn long_lines_and_junk(ex: Executor) {
     );
     assert_eq!(r.cmd("SITE FOO").0, 500);
     assert_eq!(r.cmd("SITE").0, 501);
-    // pyftpdlib: verbs it does not implement are simply not understood.
-    assert_eq!(
-        r.cmd("ACCT x").1.trim_end(),
-        "500 Command \"ACCT\" not understood."
-    );
+    // RFC 959 commands recognized but not implemented: 502 (unknown verbs: 500).
+    assert_eq!(r.cmd("ACCT x").1.trim_end(), "502 Command not implemented.");
+    assert_eq!(r.cmd("SMNT /x").0, 502);
     assert_eq!(r.cmd("").0, 500);
     r.send_bytes(b"\xff\xfe\xfd garbage\r\n");
     assert_eq!(r.reply().0, 500);

@@ -8,6 +8,10 @@ use super::session::Session;
 use super::{Arg, Request};
 use crate::proto;
 
+/// RFC 959 commands ftpdlib recognizes but does not implement: 502 (RFC 959 §4.2, as vsftpd
+/// answers), where pyftpdlib, not knowing them, says 500.
+const NOT_IMPLEMENTED: &[&str] = &["ACCT", "SMNT"];
+
 impl Session {
     /// Runs one raw command line.
     pub(crate) fn handle_line(&mut self, raw: &[u8]) -> io::Result<()> {
@@ -30,6 +34,10 @@ impl Session {
         }
         let cmd = match self.h.commands.get(&verb) {
             Some(c) => c,
+            None if NOT_IMPLEMENTED.contains(&verb.as_str()) => {
+                log::info!("{} {verb}: not implemented", self.prefix);
+                return self.reply(502, "Command not implemented.");
+            }
             None => {
                 // Clients that send ABOR/STAT/QUIT behind a Telnet sequence sometimes leave
                 // stray bytes in front of the verb (pyftpdlib checks the last 4 characters).
