@@ -116,9 +116,20 @@ fn permitted_foreign_and_privileged(ex: Executor) {
             h.permit_privileged_ports = true;
         })
         .start();
+    s.write("f", b"fxp");
     let mut r = s.raw_login();
-    // Allowed now: the refusal, if any, is the connection itself (425), never 501.
-    assert_ne!(r.cmd("PORT 127,0,0,1,0,1").0, 501);
+    // A privileged port is allowed now: nothing listens on port 1, so the connection itself
+    // fails (425), where the default configuration refuses the command (501).
+    assert_eq!(r.cmd("PORT 127,0,0,1,0,1").0, 425);
+    // A foreign address (127.0.0.2 for a client on 127.0.0.1) is allowed too (FXP).
+    let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (code, text) = r.cmd(&format!("PORT 127,0,0,2,{},{}", port >> 8, port & 0xff));
+    assert_eq!((code, text.trim_end()), (200, "200 Active data connection established."));
+    let (conn, _) = l.accept().unwrap();
+    assert_eq!(r.cmd("RETR f").0, 125);
+    assert_eq!(read_all(conn), b"fxp");
+    assert_eq!(r.reply().0, 226);
 }
 
 fn passive_connection_from_foreign_address_is_dropped(ex: Executor) {
