@@ -125,7 +125,10 @@ fn permitted_foreign_and_privileged(ex: Executor) {
     let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let (code, text) = r.cmd(&format!("PORT 127,0,0,2,{},{}", port >> 8, port & 0xff));
-    assert_eq!((code, text.trim_end()), (200, "200 Active data connection established."));
+    assert_eq!(
+        (code, text.trim_end()),
+        (200, "200 Active data connection established.")
+    );
     let (conn, _) = l.accept().unwrap();
     assert_eq!(r.cmd("RETR f").0, 125);
     assert_eq!(read_all(conn), b"fxp");
@@ -209,3 +212,45 @@ models!(
     permitted_foreign_and_privileged;
     bin: dotdot_and_absolute_paths_stay_inside, symlinks_out_of_home_are_refused, nul_bytes_are_refused, port_bounce_protection, passive_connection_from_foreign_address_is_dropped, long_lines_and_junk, non_utf8_names_round_trip,
 );
+
+/// A login during a streaming listing must not leave the new user inside the old user's
+/// jail: the listing borrows the session's filesystem and hands it back when it ends.
+#[test]
+fn relogin_during_a_listing_gets_its_own_filesystem() {
+    let s = builder()
+        .auth(|a, root| {
+            std::fs::create_dir_all(root.join("anon")).unwrap();
+            std::fs::create_dir_all(root.join("home")).unwrap();
+            a.add_anonymous(root.join("anon"), "elr").unwrap();
+            a.add_user(USER, PASS, root.join("home"), "elradfmwMT")
+                .unwrap();
+        })
+        .handler(|h| h.write_limit = 32 * 1024)
+        .start();
+    for i in 0..1500 {
+        s.write(&format!("anon/entry-with-a-longish-name-{i:05}"), b"");
+    }
+    let mut r = s.raw();
+    r.cmd("USER anonymous");
+    assert_eq!(r.cmd("PASS x").0, 230);
+    let d = r.pasv();
+    assert_eq!(r.cmd("NLST").0, 125);
+    // Log in as another user while the listing streams (answered at once, as pyftpdlib does).
+    assert_eq!(r.cmd(&format!("USER {USER}")).0, 331);
+    assert_eq!(r.cmd(&format!("PASS {PASS}")).0, 230);
+    let listing = read_all(d);
+    assert!(!listing.is_empty());
+    assert_eq!(r.reply().0, 226);
+    // The new user works in its own home, not in anonymous's.
+    r.cmd("TYPE I");
+    let mut d = r.pasv();
+    assert_eq!(r.cmd("STOR mine.txt").0, 125);
+    std::io::Write::write_all(&mut d, b"x").unwrap();
+    drop(d);
+    assert_eq!(r.reply().0, 226);
+    assert!(s.path("home/mine.txt").exists());
+    assert!(
+        !s.path("anon/mine.txt").exists(),
+        "the new user wrote into the old user's jail"
+    );
+}

@@ -62,6 +62,9 @@ pub struct Session {
     pub(crate) closing: bool,
     /// Bytes moved and start time of the running transfer (for STAT).
     pub(crate) progress: Option<super::data::Progress>,
+    /// Changes at every login and logout: a listing that borrowed the filesystem hands it
+    /// back only to the account it came from (USER/PASS/REIN are answered mid-transfer).
+    login_epoch: u64,
     /// Rate limits of the logged-in user (decided at login).
     pub(crate) limits: super::throttle::SessionLimits,
     /// FTPS state: PBSZ/PROT, implicit TLS, this connection's rustls configurations.
@@ -145,6 +148,7 @@ impl Session {
             quit_pending: false,
             closing: false,
             progress: None,
+            login_epoch: 0,
             limits: Default::default(),
             tls: super::tls::TlsState::default(),
         })
@@ -202,6 +206,7 @@ impl Session {
 
     /// Forgets the logged-in user (REIN, USER again, QUIT, disconnect).
     pub(crate) fn logout(&mut self) {
+        self.login_epoch = self.login_epoch.wrapping_add(1);
         if self.authenticated {
             let user = std::mem::take(&mut self.username);
             if let Err(e) = self.h.authorizer.terminate_impersonation(&user) {
@@ -217,6 +222,26 @@ impl Session {
         self.rnfr = None;
         self.rest = 0;
         self.prefix = format!("{}:{}-[]", self.peer.ip(), self.peer.port());
+    }
+
+    /// Takes the user's filesystem out of the session for a listing that streams while the
+    /// session keeps answering commands; give it back with [`restore_fs`](Self::restore_fs).
+    pub(crate) fn take_fs(&mut self) -> Option<(AbstractedFs, u64)> {
+        self.fs.take().map(|fs| (fs, self.login_epoch))
+    }
+
+    /// Gives a borrowed filesystem back, unless the account changed meanwhile (the new
+    /// account has its own filesystem, or none after a logout).
+    pub(crate) fn restore_fs(&mut self, fs: AbstractedFs, epoch: u64) {
+        if epoch == self.login_epoch {
+            self.fs = Some(fs);
+        }
+    }
+
+    /// A new account logged in with this filesystem.
+    pub(crate) fn set_login_fs(&mut self, fs: AbstractedFs) {
+        self.login_epoch = self.login_epoch.wrapping_add(1);
+        self.fs = Some(fs);
     }
 
     /// Reads the next control line, waiting up to the idle timeout.

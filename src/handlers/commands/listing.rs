@@ -207,11 +207,11 @@ fn list_over_data(s: &mut Session, req: &Request, kind: Kind) -> io::Result<()> 
     let Some(path) = req.path.clone() else {
         return Ok(());
     };
-    let Some(mut fs) = s.fs.take() else {
+    let Some((mut fs, epoch)) = s.take_fs() else {
         return Ok(());
     };
     let r = list_with(s, &mut fs, &path, kind);
-    s.fs = Some(fs);
+    s.restore_fs(fs, epoch);
     match r {
         Ok(Some(outcome)) => s.finish_transfer(&req.verb, &path, false, outcome),
         Ok(None) => Ok(()),
@@ -295,7 +295,7 @@ pub(super) fn stat(s: &mut Session, req: &Request) -> io::Result<()> {
     let Some(path) = req.path.clone() else {
         return s.status_reply();
     };
-    let Some(mut fs) = s.fs.take() else {
+    let Some((mut fs, epoch)) = s.take_fs() else {
         return Ok(());
     };
     let r = (|| -> io::Result<Vec<u8>> {
@@ -314,7 +314,7 @@ pub(super) fn stat(s: &mut Session, req: &Request) -> io::Result<()> {
         out.extend_from_slice(b"213 End of status.\r\n");
         Ok(out)
     })();
-    s.fs = Some(fs);
+    s.restore_fs(fs, epoch);
     match r {
         Ok(out) => s.send_raw(&out),
         Err(e) => fs_error(s, &e),

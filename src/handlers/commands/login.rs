@@ -33,7 +33,7 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
     let password = req.arg_str();
     match login(s, &user, &password) {
         Ok((fs, msg)) => {
-            s.fs = Some(fs);
+            s.set_login_fs(fs);
             s.limits = crate::handlers::throttle::SessionLimits::at_login(&s.h, &user);
             s.authenticated = true;
             s.attempted_logins = 0;
