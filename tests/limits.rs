@@ -1,4 +1,5 @@
-//! Connection limits (max_cons, max_cons_per_ip), close_all, and a panic in one session.
+//! Connection limits (max_cons, max_cons_per_ip), close and close_all, and a panic in one
+//! session.
 
 mod common;
 use common::*;
@@ -51,6 +52,33 @@ fn close_all_ends_sessions(ex: Executor) {
     s.handle.close_all();
     assert!(a.is_closed());
     assert!(wait_until(|| s.handle.connection_count() == 0));
+}
+
+/// Whether a new connection to `addr` gets a 220 greeting within a short wait.
+fn greeted(addr: std::net::SocketAddr) -> bool {
+    use std::io::Read;
+    let Ok(mut c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_millis(300)));
+    let mut b = [0u8; 3];
+    matches!(c.read_exact(&mut b), Ok(())) && &b == b"220"
+}
+
+/// `close` (pyftpdlib `close`): no new connection is served, the sessions already running
+/// go on.
+fn close_stops_accepting_but_sessions_go_on(ex: Executor) {
+    let s = start(ex);
+    let mut a = s.raw_login();
+    assert!(greeted(s.addr));
+    s.handle.close();
+    assert!(
+        wait_until(|| !greeted(s.addr)),
+        "still greeting after close"
+    );
+    assert_eq!(a.cmd("NOOP").0, 200);
+    assert_eq!(a.cmd("PWD").0, 257);
+    assert!(s.handle.connection_count() >= 1);
 }
 
 fn panic_ends_only_that_session(ex: Executor) {
@@ -120,6 +148,7 @@ models!(
     max_cons,
     max_cons_per_ip,
     close_all_ends_sessions,
+    close_stops_accepting_but_sessions_go_on,
     panic_ends_only_that_session,
     idle_timeout,
     many_concurrent_sessions,

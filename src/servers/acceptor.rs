@@ -1,10 +1,12 @@
-//! The one accept loop: polls the listeners and a wake-up pipe (and a signalfd when the
-//! server stops on signals), enforces `max_cons` and `max_cons_per_ip` with a 421 reply,
-//! and hands each connection to the executor (pyftpdlib `FTPServer.handle_accepted`).
+//! The control loop: polls a wake-up pipe (and a signalfd when the server stops on signals)
+//! and, for the Thread and Fork models, the listeners, handing each admitted connection to
+//! the executor (pyftpdlib `FTPServer.handle_accepted`). The pool model's workers accept for
+//! themselves (pool.rs); there this loop only waits for the stop. Admission (`max_cons`,
+//! `max_cons_per_ip`, the 421 replies) is [`admit`], shared by both.
 
-use std::io::{self, Write};
-use std::net::{IpAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -52,20 +54,32 @@ pub(crate) trait Dispatch {
     }
 }
 
-/// Accepts until closed.
+/// What the control loop accepts for, when it accepts (Thread, Fork models).
+pub(crate) struct Accepting<'a> {
+    pub(crate) listeners: &'a [TcpListener],
+    /// Per listener: implicit FTPS.
+    pub(crate) implicit_tls: &'a [bool],
+    pub(crate) handler: &'a Arc<FtpHandler>,
+    pub(crate) runner: &'a dyn Dispatch,
+}
+
+/// Runs until closed, a stop signal or the idle timeout, accepting when `accepting` is
+/// given.
 pub(crate) fn run(
-    listeners: &[TcpListener],
-    implicit_tls: &[bool],
+    accepting: Option<Accepting<'_>>,
     shared: &Arc<Shared>,
-    handler: &Arc<FtpHandler>,
-    runner: &dyn Dispatch,
     limits: &Limits,
 ) -> io::Result<Stop> {
+    let listeners = accepting.as_ref().map(|a| a.listeners).unwrap_or(&[]);
     for l in listeners {
         l.set_nonblocking(true)?;
     }
+    // Sessions registered so far: a change means a connection came (and maybe went)
+    // between two idle checks, which counts as activity.
+    let mut registered = shared.next_id.load(Ordering::SeqCst);
     let mut last_busy = Instant::now();
-    let every = match (runner.tick_every(), limits.idle_timeout) {
+    let tick_every = accepting.as_ref().and_then(|a| a.runner.tick_every());
+    let every = match (tick_every, limits.idle_timeout) {
         (Some(t), Some(_)) => Some(t.min(Duration::from_millis(250))),
         (None, Some(_)) => Some(Duration::from_millis(250)),
         (t, None) => t,
@@ -74,12 +88,16 @@ pub(crate) fn run(
         .map(|d| PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX))
         .unwrap_or(PollTimeout::NONE);
     loop {
-        runner.tick();
+        if let Some(a) = &accepting {
+            a.runner.tick();
+        }
         if shared.shutdown.load(Ordering::SeqCst) {
             return Ok(Stop::Closed);
         }
         if let Some(idle) = limits.idle_timeout {
-            if shared.count.load(Ordering::SeqCst) > 0 {
+            let now_registered = shared.next_id.load(Ordering::SeqCst);
+            if shared.count.load(Ordering::SeqCst) > 0 || now_registered != registered {
+                registered = now_registered;
                 last_busy = Instant::now();
             } else if last_busy.elapsed() >= idle {
                 return Ok(Stop::Idle);
@@ -118,6 +136,7 @@ pub(crate) fn run(
         if woke {
             return Ok(Stop::Closed);
         }
+        let Some(a) = &accepting else { continue };
         for (i, (l, _)) in listeners
             .iter()
             .zip(ready)
@@ -125,8 +144,8 @@ pub(crate) fn run(
             .filter(|(_, (_, r))| *r)
         {
             last_busy = Instant::now();
-            let implicit = implicit_tls.get(i).copied().unwrap_or(false);
-            accept_all(l, shared, handler, runner, limits, implicit);
+            let implicit = a.implicit_tls.get(i).copied().unwrap_or(false);
+            accept_all(l, shared, a.handler, a.runner, limits, implicit);
         }
     }
 }
@@ -139,53 +158,74 @@ fn accept_all(
     limits: &Limits,
     implicit_tls: bool,
 ) {
-    let (max_cons, max_cons_per_ip) = (limits.max_cons, limits.max_cons_per_ip);
     loop {
         let (stream, addr) = match l.accept() {
             Ok(c) => c,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                // EMFILE, ENFILE, ECONNABORTED…: log and keep serving.
-                log::warn!("accept failed: {e}");
-                if matches!(
-                    e.raw_os_error(),
-                    Some(nix::libc::EMFILE) | Some(nix::libc::ENFILE)
-                ) {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
+                accept_failed(&e);
                 return;
             }
         };
-        let ip = proto::unmap(addr.ip());
-        let _ = stream.set_nonblocking(false);
-        if max_cons > 0 && shared.count.load(Ordering::SeqCst) >= max_cons {
-            log::info!("{ip}:{} refused: too many connections", addr.port());
-            refuse(
-                stream,
-                "421 Too many connections. Service temporarily unavailable.\r\n",
-            );
-            continue;
+        if let Some(ip) = admit(&stream, addr, shared, limits) {
+            runner.dispatch(stream, ip, handler, shared, implicit_tls);
         }
-        if max_cons_per_ip > 0 && shared.per_ip_count(ip) >= max_cons_per_ip {
-            log::info!(
-                "{ip}:{} refused: too many connections from this address",
-                addr.port()
-            );
-            refuse(
-                stream,
-                "421 Too many connections from the same IP address.\r\n",
-            );
-            continue;
-        }
-        runner.dispatch(stream, ip, handler, shared, implicit_tls);
     }
 }
 
+/// Logs a failed accept(2) (EMFILE, ENFILE, ECONNABORTED…); out of descriptors, waits a
+/// little so a pending connection does not make the caller spin.
+pub(crate) fn accept_failed(e: &io::Error) {
+    log::warn!("accept failed: {e}");
+    if matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EMFILE) | Some(nix::libc::ENFILE)
+    ) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Admission of an accepted connection: its client address, or `None` after a 421 when
+/// `max_cons` or `max_cons_per_ip` is reached. (An accepted socket is blocking: Linux
+/// does not pass the listener's O_NONBLOCK on.)
+pub(crate) fn admit(
+    stream: &TcpStream,
+    addr: SocketAddr,
+    shared: &Shared,
+    limits: &Limits,
+) -> Option<IpAddr> {
+    let ip = proto::unmap(addr.ip());
+    let (max_cons, max_cons_per_ip) = (limits.max_cons, limits.max_cons_per_ip);
+    if max_cons > 0 && shared.count.load(Ordering::SeqCst) >= max_cons {
+        log::info!("{ip}:{} refused: too many connections", addr.port());
+        refuse(
+            stream,
+            "421 Too many connections. Service temporarily unavailable.\r\n",
+        );
+        return None;
+    }
+    if max_cons_per_ip > 0 && shared.per_ip_count(ip) >= max_cons_per_ip {
+        log::info!(
+            "{ip}:{} refused: too many connections from this address",
+            addr.port()
+        );
+        refuse(
+            stream,
+            "421 Too many connections from the same IP address.\r\n",
+        );
+        return None;
+    }
+    Some(ip)
+}
+
 /// Writes a refusal without letting a slow client stall the accept loop.
-fn refuse(mut stream: TcpStream, msg: &str) {
-    let _ = stream.set_nonblocking(true);
-    let _ = stream.write_all(msg.as_bytes());
+fn refuse(stream: &TcpStream, msg: &str) {
+    let _ = nix::sys::socket::send(
+        stream.as_raw_fd(),
+        msg.as_bytes(),
+        nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+    );
 }
 
 /// Session entry points: [`Session::run`] or [`Session::run_implicit_tls`].
@@ -209,7 +249,6 @@ pub(crate) fn serve_guarded_with(
     guard: super::ConnGuard,
     session: SessionFn,
 ) {
-    let spare = stream.try_clone().ok();
     super::shutdown::enter(&guard.shared, &guard.busy);
     let r = catch_unwind(AssertUnwindSafe(|| session(stream, handler)));
     super::shutdown::leave();
@@ -225,9 +264,9 @@ pub(crate) fn serve_guarded_with(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
             log::error!("session panicked: {what}");
-            if let Some(mut s) = spare {
-                let _ = s.write_all(b"421 Internal error; closing connection.\r\n");
-            }
+            // Through the duplicate the server registered for shutdown: the session's
+            // own socket went down with the panic.
+            guard.send(b"421 Internal error; closing connection.\r\n");
         }
     }
     drop(guard);

@@ -1,22 +1,16 @@
-//! Concurrency models (pyftpdlib `FTPServer`, `ThreadedFTPServer`): how an accepted
-//! connection gets a thread. Every model runs the session inside `catch_unwind`, so a panic
-//! ends one session and the server keeps serving.
+//! Concurrency models (pyftpdlib `FTPServer`, `ThreadedFTPServer`,
+//! `MultiprocessFTPServer`): the [`Executor`] choice, and the Thread model's dispatcher
+//! (the pool is pool.rs, the process models fork.rs and prefork.rs). Every model runs the
+//! session inside `catch_unwind`, so a panic ends one session and the server keeps serving.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
-use crossbeam_channel::{Receiver, Sender, TrySendError};
-
-/// A unit of work: serve one connection.
-pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// How sessions get their threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Executor {
-    /// Reusable worker threads fed through a channel, grown on demand up to `max_cons`
-    /// (the default; mirrors pyftpdlib `FTPServer`'s role as the default server).
+    /// Reusable worker threads that accept connections themselves, grown on demand (the
+    /// default; mirrors pyftpdlib `FTPServer`'s role as the default server).
     Pool,
     /// A fresh thread per connection (pyftpdlib `ThreadedFTPServer`).
     Thread,
@@ -50,74 +44,24 @@ impl Executor {
 /// stack keeps a thousand idle sessions cheap.
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 
-/// How long an idle pool worker waits for work before exiting.
-const IDLE_WORKER: Duration = Duration::from_secs(60);
-
-/// Runs jobs on threads according to an [`Executor`].
+/// The Thread model's dispatcher: a fresh thread per session.
 pub(crate) struct Runner {
-    kind: Executor,
     stack_size: usize,
-    tx: Sender<Job>,
-    rx: Receiver<Job>,
-    workers: Arc<AtomicUsize>,
 }
 
 impl Runner {
-    pub(crate) fn new(kind: Executor, stack_size: usize) -> Runner {
-        // A rendezvous channel: a send succeeds only when a worker is idle and waiting.
-        let (tx, rx) = crossbeam_channel::bounded(0);
-        Runner {
-            kind,
-            stack_size,
-            tx,
-            rx,
-            workers: Arc::new(AtomicUsize::new(0)),
-        }
+    pub(crate) fn new(stack_size: usize) -> Runner {
+        Runner { stack_size }
     }
 
-    /// Worker threads alive (pool) — for logs and tests.
-    pub(crate) fn workers(&self) -> usize {
-        self.workers.load(Ordering::Relaxed)
-    }
-
-    /// Runs `job` on an idle worker, a new worker, or a new thread.
-    pub(crate) fn spawn(&self, job: Job) {
-        match self.kind {
-            Executor::Thread | Executor::Fork => {
-                let r = std::thread::Builder::new()
-                    .name("ftp-session".into())
-                    .stack_size(self.stack_size)
-                    .spawn(job);
-                if let Err(e) = r {
-                    log::error!("cannot start a session thread: {e}");
-                }
-            }
-            Executor::Pool | Executor::PreFork { .. } => match self.tx.try_send(job) {
-                Ok(()) => {}
-                Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
-                    self.grow(job)
-                }
-            },
-        }
-    }
-
-    fn grow(&self, first: Job) {
-        let rx = self.rx.clone();
-        let workers = self.workers.clone();
-        workers.fetch_add(1, Ordering::Relaxed);
+    /// Runs `job` on a new thread.
+    fn spawn(&self, job: impl FnOnce() + Send + 'static) {
         let r = std::thread::Builder::new()
-            .name("ftp-worker".into())
+            .name("ftp-session".into())
             .stack_size(self.stack_size)
-            .spawn(move || {
-                first();
-                while let Ok(job) = rx.recv_timeout(IDLE_WORKER) {
-                    job();
-                }
-                workers.fetch_sub(1, Ordering::Relaxed);
-            });
+            .spawn(job);
         if let Err(e) = r {
-            self.workers.fetch_sub(1, Ordering::Relaxed);
-            log::error!("cannot start a worker thread: {e}");
+            log::error!("cannot start a session thread: {e}");
         }
     }
 }
@@ -134,8 +78,6 @@ impl super::acceptor::Dispatch for Runner {
         let guard = shared.register(&stream, ip);
         let handler = handler.clone();
         let session = super::acceptor::entry(implicit_tls);
-        self.spawn(Box::new(move || {
-            super::acceptor::serve_guarded_with(stream, handler, guard, session)
-        }));
+        self.spawn(move || super::acceptor::serve_guarded_with(stream, handler, guard, session));
     }
 }

@@ -189,14 +189,13 @@ pub(super) fn serve(server: &FtpServer) -> Result<(), Error> {
         children: RefCell::new(HashMap::new()),
         close_in_child: parent_fds(server, true),
     };
-    let stop = acceptor::run(
-        &server.listeners,
-        &server.implicit_tls,
-        &server.shared,
-        &server.handler,
-        &forker,
-        &server.limits(),
-    )?;
+    let accepting = acceptor::Accepting {
+        listeners: &server.listeners,
+        implicit_tls: &server.implicit_tls,
+        handler: &server.handler,
+        runner: &forker,
+    };
+    let stop = acceptor::run(Some(accepting), &server.shared, &server.limits())?;
     forker.finish(server.ending(&stop));
     log::info!(
         ">>> shutting down FTP server ({} session processes) <<<",

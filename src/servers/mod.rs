@@ -22,6 +22,7 @@ mod acceptor;
 mod executor;
 mod fork;
 pub mod inetd;
+mod pool;
 mod prefork;
 pub(crate) mod shutdown;
 
@@ -116,6 +117,22 @@ impl Shared {
         if let Ok(m) = self.sessions.lock() {
             for (s, _) in m.values() {
                 let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+impl ConnGuard {
+    /// Writes `msg` to the session's socket through the registered duplicate, without
+    /// blocking (nothing happens for a session counted with `count_only`).
+    pub(crate) fn send(&self, msg: &[u8]) {
+        if let Ok(m) = self.shared.sessions.lock() {
+            if let Some((s, _)) = m.get(&self.id) {
+                let _ = socket::send(
+                    std::os::fd::AsRawFd::as_raw_fd(s),
+                    msg,
+                    socket::MsgFlags::MSG_DONTWAIT | socket::MsgFlags::MSG_NOSIGNAL,
+                );
             }
         }
     }
@@ -387,15 +404,31 @@ impl FtpServer {
 
     /// Pool and Thread models: sessions are threads of this process.
     fn serve_threads(&self) -> Result<(), Error> {
-        let runner = executor::Runner::new(self.executor, self.stack_size);
-        let stop = acceptor::run(
-            &self.listeners,
-            &self.implicit_tls,
-            &self.shared,
-            &self.handler,
-            &runner,
-            &self.limits(),
-        )?;
+        let (stop, workers) = if self.executor == Executor::Pool {
+            let pool = pool::Pool::start(
+                &self.listeners,
+                &self.implicit_tls,
+                &self.shared,
+                &self.handler,
+                self.limits(),
+                self.stack_size,
+            )?;
+            let stop = acceptor::run(None, &self.shared, &self.limits());
+            pool.close();
+            (stop?, pool.workers())
+        } else {
+            let runner = executor::Runner::new(self.stack_size);
+            let accepting = acceptor::Accepting {
+                listeners: &self.listeners,
+                implicit_tls: &self.implicit_tls,
+                handler: &self.handler,
+                runner: &runner,
+            };
+            (
+                acceptor::run(Some(accepting), &self.shared, &self.limits())?,
+                0,
+            )
+        };
         match self.ending(&stop) {
             Ending::Leave => {}
             Ending::Graceful(grace) => self.shared.graceful(grace),
@@ -405,9 +438,8 @@ impl FtpServer {
             }
         }
         log::info!(
-            ">>> shutting down FTP server ({} sessions, {} idle workers) <<<",
+            ">>> shutting down FTP server ({} sessions, {workers} pool workers) <<<",
             self.handle().connection_count(),
-            runner.workers()
         );
         Ok(())
     }

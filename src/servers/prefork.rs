@@ -14,8 +14,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use super::acceptor::{self, Limits, Stop};
-use super::executor::{Executor, Runner};
 use super::fork::{ensure_single_thread, fork_process, parent_fds};
+use super::pool::Pool;
 use super::shutdown::{stop_signals, Ending};
 use super::{FtpServer, Shared};
 use crate::error::Error;
@@ -138,20 +138,28 @@ fn worker_main(server: &FtpServer, workers: usize) -> i32 {
             return 1;
         }
     };
-    let runner = Runner::new(Executor::Pool, server.stack_size);
-    let limits = Limits {
+    let limits = || Limits {
         max_cons: server.max_cons.div_ceil(workers),
         max_cons_per_ip: server.max_cons_per_ip,
         idle_timeout: None,
     };
-    match acceptor::run(
+    let pool = match Pool::start(
         &server.listeners,
         &server.implicit_tls,
         &shared,
         &server.handler,
-        &runner,
-        &limits,
+        limits(),
+        server.stack_size,
     ) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("worker {}: cannot start its pool: {e}", std::process::id());
+            return 1;
+        }
+    };
+    let stop = acceptor::run(None, &shared, &limits());
+    pool.close();
+    match stop {
         Ok(Stop::Signal(Signal::SIGUSR1)) => {
             shared.hard_close();
             shared.wait_sessions(Duration::from_secs(5));
