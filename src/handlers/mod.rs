@@ -24,6 +24,7 @@ pub mod throttle;
 mod tls;
 mod tls_stream;
 mod transfer_loop;
+mod writer;
 
 pub use session::Session;
 pub use tls::TlsConfig;

@@ -14,6 +14,7 @@ use super::data::{timeout_ms, Ctl, Progress};
 use super::session::Session;
 use super::stream::Stream;
 use super::throttle::{Direction, Throttle};
+use super::writer::{FileWriter, PIPELINE_AFTER};
 use crate::filesystems::ReadStream;
 use crate::proto::{self, TransferType};
 
@@ -40,6 +41,64 @@ pub(crate) enum Source<'a> {
     File(ReadStream),
     /// Generated lines (listings): `fill` appends the next lines, false at the end.
     Lines(&'a mut dyn FnMut(&mut Vec<u8>) -> io::Result<bool>),
+}
+
+/// Where an upload goes: the file itself, or a helper thread writing it (writer.rs).
+enum Sink {
+    Direct(Box<dyn Write + Send>),
+    Piped(FileWriter),
+    /// Only while switching from one to the other.
+    Gone,
+}
+
+impl Sink {
+    fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Direct(f) => f.write_all(b),
+            // ASCII uploads never switch to a helper; `end` hands the last bytes over.
+            Sink::Piped(_) | Sink::Gone => Err(io::Error::other("upload sink unavailable")),
+        }
+    }
+
+    /// The upload is complete: flush the file, or hand the last `filled` bytes of `buf` to
+    /// the helper (whose result `recv_data` waits for).
+    fn end(&mut self, buf: Vec<u8>, filled: usize) -> io::Result<()> {
+        match self {
+            Sink::Direct(f) => f.flush(),
+            Sink::Piped(w) if filled > 0 => match w.send(buf, filled) {
+                Some(_) => Ok(()),
+                None => Err(self.failure()),
+            },
+            Sink::Piped(_) => Ok(()),
+            Sink::Gone => Err(io::Error::other("upload sink unavailable")),
+        }
+    }
+
+    /// The helper's error once it has stopped taking buffers.
+    fn failure(&mut self) -> io::Error {
+        match std::mem::replace(self, Sink::Gone) {
+            Sink::Piped(w) => w
+                .finish()
+                .err()
+                .unwrap_or_else(|| io::Error::other("upload writer stopped")),
+            _ => io::Error::other("upload sink unavailable"),
+        }
+    }
+
+    /// Moves the file's writes to a helper thread (a failure to start one leaves them here).
+    fn pipeline(&mut self, buf_size: usize) {
+        let Sink::Direct(_) = self else { return };
+        let Sink::Direct(f) = std::mem::replace(self, Sink::Gone) else {
+            return;
+        };
+        *self = match FileWriter::start(f, buf_size) {
+            Ok(w) => Sink::Piped(w),
+            Err((f, e)) => {
+                log::debug!("upload goes on without a writer thread: {e}");
+                Sink::Direct(f)
+            }
+        };
+    }
 }
 
 /// What a transfer loop does next (see `Session::gate`).
@@ -304,24 +363,35 @@ impl Session {
         ))
     }
 
-    /// Receives an upload from `conn` into `sink`.
-    pub(crate) fn recv_data(&mut self, conn: &mut Stream, sink: &mut dyn Write) -> Outcome {
+    /// Receives an upload from `conn` into `sink`, which is closed when this returns.
+    pub(crate) fn recv_data(&mut self, conn: &mut Stream, sink: Box<dyn Write + Send>) -> Outcome {
         self.progress = Some(Progress {
             sent: 0,
             received: 0,
             start: Instant::now(),
         });
-        match self.recv_loop(conn, sink) {
+        let mut sink = Sink::Direct(sink);
+        let outcome = match self.recv_loop(conn, &mut sink) {
             Ok(o) => o,
             Err(e) => Outcome::LocalError(e),
+        };
+        // Close the file (waiting for a helper thread's last writes) before the reply.
+        match (sink, outcome) {
+            (Sink::Piped(w), Outcome::Complete) => match w.finish() {
+                Ok(()) => Outcome::Complete,
+                Err(e) => Outcome::LocalError(e),
+            },
+            (_, o) => o,
         }
     }
 
-    fn recv_loop(&mut self, conn: &mut Stream, sink: &mut dyn Write) -> io::Result<Outcome> {
+    fn recv_loop(&mut self, conn: &mut Stream, sink: &mut Sink) -> io::Result<Outcome> {
         conn.tcp().set_nonblocking(true)?;
         let ascii = self.ttype == TransferType::Ascii;
         let mut bucket = self.limits.throttle(&self.h, Direction::Read);
         let mut buf = vec![0u8; self.h.ac_in_buffer_size];
+        // Bytes of `buf` waiting to go to a helper thread (pipelined uploads only).
+        let mut filled = 0usize;
         let mut conv: Vec<u8> = Vec::new();
         let mut pending_cr = false;
         let mut last_progress = Instant::now();
@@ -333,7 +403,7 @@ impl Session {
             let grant = match self.gate(
                 conn,
                 &mut bucket,
-                buf.len(),
+                buf.len() - filled,
                 PollFlags::POLLIN,
                 trust_ready,
                 last_progress,
@@ -342,14 +412,14 @@ impl Session {
                 Gate::Again => continue,
                 Gate::Stop(o) => return Ok(o),
             };
-            let n = match conn.read(&mut buf[..grant]) {
+            let n = match conn.read(&mut buf[filled..filled + grant]) {
                 Ok(0) => {
                     if pending_cr {
                         if let Err(e) = sink.write_all(b"\r") {
                             return Ok(Outcome::LocalError(e));
                         }
                     }
-                    return Ok(match sink.flush() {
+                    return Ok(match sink.end(buf, filled) {
                         Ok(()) => Outcome::Complete,
                         Err(e) => Outcome::LocalError(e),
                     });
@@ -370,14 +440,34 @@ impl Session {
             flowing = if n == grant { flowing + 1 } else { 0 };
             bucket.refund(grant - n);
             last_progress = Instant::now();
-            if let Some(p) = self.progress.as_mut() {
-                p.received += n as u64;
-            }
+            let received = match self.progress.as_mut() {
+                Some(p) => {
+                    p.received += n as u64;
+                    p.received
+                }
+                None => 0,
+            };
             let w = if ascii {
                 proto::from_crlf(&buf[..n], &mut conv, &mut pending_cr);
                 sink.write_all(&conv)
+            } else if let Sink::Piped(w) = sink {
+                filled += n;
+                // Hand over half-full buffers or fuller: fewer, larger writes.
+                if filled * 2 >= buf.len() {
+                    match w.send(std::mem::take(&mut buf), filled) {
+                        Some(next) => buf = next,
+                        None => return Ok(Outcome::LocalError(sink.failure())),
+                    }
+                    filled = 0;
+                }
+                Ok(())
             } else {
-                sink.write_all(&buf[..n])
+                let w = sink.write_all(&buf[..n]);
+                if w.is_ok() && received >= PIPELINE_AFTER && received - (n as u64) < PIPELINE_AFTER
+                {
+                    sink.pipeline(buf.len());
+                }
+                w
             };
             if let Err(e) = w {
                 return Ok(Outcome::LocalError(e));

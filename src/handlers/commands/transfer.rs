@@ -93,14 +93,13 @@ fn receive(
     s: &mut Session,
     cmd: &str,
     path: &Path,
-    mut sink: Box<dyn io::Write + Send>,
+    sink: Box<dyn io::Write + Send>,
     mark: Option<&[u8]>,
 ) -> io::Result<()> {
     let Some(mut conn) = s.open_data(mark)? else {
         return Ok(());
     };
-    let outcome = s.recv_data(&mut conn, sink.as_mut());
-    drop(sink);
+    let outcome = s.recv_data(&mut conn, sink);
     drop(conn);
     s.finish_transfer(cmd, path, true, outcome)
 }
