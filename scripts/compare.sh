@@ -165,14 +165,20 @@ setup_pyftpdlib() {
     return 1
 }
 
-setup_vsftpd() {
-    command -v vsftpd >/dev/null 2>&1 || [ -x /usr/sbin/vsftpd ] || { log "installing vsftpd"; apt_install vsftpd; } || return 1
-    [ "$(id -u)" = 0 ] || { log "vsftpd needs root (a local user and PAM)"; return 1; }
+# The local user the system servers (vsftpd, proftpd, pure-ftpd) log in as, with a login
+# shell listed in /etc/shells (Debian's PAM stack for vsftpd has pam_shells). Root only.
+setup_bench_user() {
+    [ "$(id -u)" = 0 ] || { log "a local user $BENCH_USER needs root"; return 1; }
     if ! id "$BENCH_USER" >/dev/null 2>&1; then
-        # A login shell listed in /etc/shells (Debian's PAM stack for vsftpd has pam_shells).
         useradd --system --no-create-home --home-dir / --shell /bin/bash "$BENCH_USER"
     fi
     echo "$BENCH_USER:$BENCH_PASS" | chpasswd
+}
+
+setup_vsftpd() {
+    command -v vsftpd >/dev/null 2>&1 || [ -x /usr/sbin/vsftpd ] || { log "installing vsftpd"; apt_install vsftpd; } || return 1
+    [ "$(id -u)" = 0 ] || { log "vsftpd needs root (a local user and PAM)"; return 1; }
+    setup_bench_user || return 1
     mkdir -p /var/run/vsftpd/empty
     cat >"$WORK/vsftpd.conf" <<EOF
 # Written by scripts/compare.sh. Standalone, foreground, loopback only.
