@@ -280,7 +280,10 @@ Port @PORT@
 User $BENCH_USER
 Group $group
 MaxInstances $((CLIENTS * 2 + 100))
-ScoreboardFile $WORK/proftpd.scoreboard
+# No scoreboard (the ftpwho/ftptop table; MaxInstances is counted by the master without it).
+# Sessions that start or end together contend for its lock, and each failed try backs off
+# 0.4 s (two 0.2 s EINTR pauses, see above): 100 clients QUIT in 0.4 s instead of 0.04 s.
+ScoreboardFile /dev/null
 PidFile $WORK/proftpd-@PORT@.pid
 UseReverseDNS off
 <IfModule mod_ident.c>
