@@ -251,8 +251,14 @@ deb_binary() {
             grep '^lib' >"$dest.libs" || true
     fi
     if ldd "$dest$prog" 2>/dev/null | grep -q 'not found'; then
-        # shellcheck disable=SC2046
-        apt_install $(cat "$dest.libs") || { log "$pkg: its libraries could not be installed"; return 1; }
+        # Only the missing ones: apt-get install of an installed package would upgrade it.
+        local lib missing=()
+        while read -r lib; do
+            dpkg-query -W -f '${Status}' "$lib" 2>/dev/null | grep -q 'ok installed' || missing+=("$lib")
+        done <"$dest.libs"
+        log "$pkg: installing ${missing[*]}"
+        [ "${#missing[@]}" = 0 ] || apt_install "${missing[@]}" ||
+            { log "$pkg: its libraries could not be installed"; return 1; }
     fi
     cp "$dest.version" "$WORK/$pkg.version" 2>/dev/null || true
     echo "$dest$prog"
