@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# compare.sh: ftpdlib (every concurrency model) against pyftpdlib and vsftpd, on loopback,
-# with scripts/ftpbench; prints one markdown table of medians with ftpdlib's ratio to the
-# best peer, and the loopback limit measured in the same run.
+# compare.sh: ftpdlib (every concurrency model) against pyftpdlib, vsftpd, proftpd and
+# pure-ftpd, on loopback, with scripts/ftpbench; prints one markdown table of medians with
+# ftpdlib's ratio to the best peer, and the loopback limit measured in the same run.
 #
 #   scripts/compare.sh            # full run: 3 rounds, 1,000 clients, 4 MB files (< 15 min)
 #   scripts/compare.sh --quick    # 1 round, 100 clients, 1 MB files (~1-2 min)
 #   scripts/compare.sh --help
 #
-# Needs root for the vsftpd part (a local user `ftpbench`, apt-get install vsftpd); installs
-# pyftpdlib into a cached venv with pip when python3 lacks it. Servers listen on 127.0.0.1
-# on free ports only; every server is started and stopped by this script (by pid).
+# Needs root for the system servers (a local user `ftpbench`; apt-get install vsftpd;
+# proftpd-core and pure-ftpd unpacked from their Debian packages into a cache, see
+# deb_binary); installs pyftpdlib into a cached venv with pip when python3 lacks it. Servers
+# listen on 127.0.0.1 on free ports only, in the foreground, with their config in the work
+# directory; every server is started and stopped by this script (by pid).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,7 +26,7 @@ TRANSFER=
 DURATION=
 LIST_FILES=10000
 LIST_REPS=
-SERVERS="ftpdlib-pool ftpdlib-multi-thread ftpdlib-multi-proc ftpdlib-pre-fork pyftpdlib vsftpd"
+SERVERS="ftpdlib-pool ftpdlib-multi-thread ftpdlib-multi-proc ftpdlib-pre-fork pyftpdlib vsftpd proftpd pure-ftpd"
 OUT=
 BUILD=1
 TMPBASE=
@@ -43,12 +45,13 @@ Usage: scripts/compare.sh [options]
   --list-files N       files in the LIST/MLSD directory (default 10000)
   --servers "A B ..."  subset/order of: ftpdlib-pool ftpdlib-multi-thread ftpdlib-multi-proc
                        ftpdlib-pre-fork pyftpdlib pyftpdlib-multi-thread pyftpdlib-multi-proc
-                       pyftpdlib-pre-fork vsftpd
-                       (default: the four ftpdlib models, pyftpdlib, vsftpd)
+                       pyftpdlib-pre-fork vsftpd proftpd pure-ftpd
+                       (default: the four ftpdlib models, pyftpdlib, vsftpd, proftpd,
+                       pure-ftpd; the system servers need root)
   --no-build           do not run cargo build --release for ftpdlib
   --tmpdir DIR         where the served directory lives (default /dev/shm when it has room:
                        the figures are about the servers, not the disk)
-  --budget SECS        stop starting new server runs after this long (default 600; quick 240)
+  --budget SECS        stop starting new server runs after this long (default 840; quick 240)
   --out FILE           also write the markdown table to FILE
   --keep               keep the work directory (logs, raw CSV)
 EOF
@@ -80,7 +83,7 @@ if [ "$QUICK" = 1 ]; then
     : "${LIST_REPS:=1}" "${BUDGET:=240}"
 else
     : "${ROUNDS:=3}" "${CLIENTS:=1000}" "${SIZE:=4M}" "${TRANSFER:=512M}" "${DURATION:=2}"
-    : "${LIST_REPS:=3}" "${BUDGET:=600}"
+    : "${LIST_REPS:=3}" "${BUDGET:=840}"
 fi
 
 log() { echo "compare.sh: $*" >&2; }
@@ -165,14 +168,20 @@ setup_pyftpdlib() {
     return 1
 }
 
-setup_vsftpd() {
-    command -v vsftpd >/dev/null 2>&1 || [ -x /usr/sbin/vsftpd ] || { log "installing vsftpd"; apt_install vsftpd; } || return 1
-    [ "$(id -u)" = 0 ] || { log "vsftpd needs root (a local user and PAM)"; return 1; }
+# The local user the system servers (vsftpd, proftpd, pure-ftpd) log in as, with a login
+# shell listed in /etc/shells (Debian's PAM stack for vsftpd has pam_shells). Root only.
+setup_bench_user() {
+    [ "$(id -u)" = 0 ] || { log "a local user $BENCH_USER needs root"; return 1; }
     if ! id "$BENCH_USER" >/dev/null 2>&1; then
-        # A login shell listed in /etc/shells (Debian's PAM stack for vsftpd has pam_shells).
         useradd --system --no-create-home --home-dir / --shell /bin/bash "$BENCH_USER"
     fi
     echo "$BENCH_USER:$BENCH_PASS" | chpasswd
+}
+
+setup_vsftpd() {
+    command -v vsftpd >/dev/null 2>&1 || [ -x /usr/sbin/vsftpd ] || { log "installing vsftpd"; apt_install vsftpd; } || return 1
+    [ "$(id -u)" = 0 ] || { log "vsftpd needs root (a local user and PAM)"; return 1; }
+    setup_bench_user || return 1
     mkdir -p /var/run/vsftpd/empty
     cat >"$WORK/vsftpd.conf" <<EOF
 # Written by scripts/compare.sh. Standalone, foreground, loopback only.
@@ -207,6 +216,129 @@ ssl_enable=NO
 idle_session_timeout=600
 data_connection_timeout=300
 EOF
+}
+
+# deb_binary PKG PATH: prints the path of the program PATH (e.g. /usr/sbin/proftpd) of Debian
+# package PKG. The installed one when there is one; otherwise the package is fetched with
+# `apt-get download` and unpacked (dpkg-deb -x) into a cache, ${FTPBENCH_PEERS:-/tmp/ftpbench-peers}/PKG,
+# and only the shared libraries it depends on are installed with apt-get. Not `apt-get install`:
+# vsftpd, proftpd-core and pure-ftpd each conflict with the virtual package ftp-server, so
+# one system holds at most one of them, and an install would also start a daemon on port 21
+# (where policy-rc.d allows it) and add config under /etc. The package's Debian version goes to
+# PKG.version in the cache, for the table header.
+deb_binary() {
+    local pkg=$1 prog=$2 cache=${FTPBENCH_PEERS:-/tmp/ftpbench-peers}
+    if dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' && [ -x "$prog" ]; then
+        dpkg-query -W -f '${Version}' "$pkg" >"$WORK/$pkg.version" 2>/dev/null || true
+        echo "$prog"; return 0
+    fi
+    local dest=$cache/$pkg deb
+    if [ ! -x "$dest$prog" ]; then
+        [ "$(id -u)" = 0 ] || { log "not root: cannot fetch $pkg"; return 1; }
+        log "fetching $pkg into $dest (apt-get download, dpkg-deb -x)"
+        mkdir -p "$cache/deb"
+        rm -f "$cache/deb/${pkg}_"*.deb
+        (cd "$cache/deb" && { apt-get download -q "$pkg" >/dev/null 2>&1 ||
+            { apt-get update -q >/dev/null 2>&1 && apt-get download -q "$pkg" >/dev/null 2>&1; }; }) ||
+            { log "apt-get download $pkg failed"; return 1; }
+        local debs=("$cache/deb/${pkg}_"*.deb)
+        deb=${debs[0]}
+        [ -f "$deb" ] || { log "apt-get download $pkg left no .deb"; return 1; }
+        rm -rf "$dest" && mkdir -p "$dest" && dpkg-deb -x "$deb" "$dest" || return 1
+        dpkg-deb -f "$deb" Version >"$dest.version"
+        # Depends: "a (>= 1), b | c, ..." -> the first alternative of each, libraries only.
+        dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g' |
+            grep '^lib' >"$dest.libs" || true
+    fi
+    if ldd "$dest$prog" 2>/dev/null | grep -q 'not found'; then
+        # Only the missing ones: apt-get install of an installed package would upgrade it.
+        local lib missing=()
+        while read -r lib; do
+            dpkg-query -W -f '${Status}' "$lib" 2>/dev/null | grep -q 'ok installed' || missing+=("$lib")
+        done <"$dest.libs"
+        log "$pkg: installing ${missing[*]}"
+        [ "${#missing[@]}" = 0 ] || apt_install "${missing[@]}" ||
+            { log "$pkg: its libraries could not be installed"; return 1; }
+    fi
+    cp "$dest.version" "$WORK/$pkg.version" 2>/dev/null || true
+    echo "$dest$prog"
+}
+
+PROFTPD=
+setup_proftpd() {
+    [ "$(id -u)" = 0 ] || { log "proftpd needs root (a local user, chroot)"; return 1; }
+    PROFTPD=$(deb_binary proftpd-core /usr/sbin/proftpd) || return 1
+    setup_bench_user || return 1
+    local group
+    group=$(id -gn "$BENCH_USER")
+    cat >"$WORK/proftpd.conf" <<EOF
+# Written by scripts/compare.sh, run as proftpd -n -c FILE: standalone, foreground, loopback only.
+# Its log (a few lines per session) goes to stderr. Built in, not configurable: after any
+# interrupted system call (the listener's select() on every SIGCHLD of an ending session) the
+# master pauses 0.2 s (PR_TUNABLE_EINTR_RETRY_INTERVAL), which bounds sequential logins.
+ServerType standalone
+ServerName "ftpbench proftpd"
+UseIPv6 off
+DefaultAddress 127.0.0.1
+SocketBindTight on
+Port @PORT@
+# Sessions switch to the logged-in user; the listener runs as this one.
+User $BENCH_USER
+Group $group
+MaxInstances $((CLIENTS * 2 + 100))
+# No scoreboard (the ftpwho/ftptop table; MaxInstances is counted by the master without it).
+# Sessions that start or end together contend for its lock, and each failed try backs off
+# 0.4 s (two 0.2 s EINTR pauses, see above): 100 clients QUIT in 0.4 s instead of 0.04 s.
+ScoreboardFile /dev/null
+PidFile $WORK/proftpd-@PORT@.pid
+UseReverseDNS off
+<IfModule mod_ident.c>
+  IdentLookups off
+</IfModule>
+# mod_delay pads every login (USER/PASS) to a learned minimum time, on purpose, against
+# timing attacks on user names; off, so logins cost what the server's work costs.
+<IfModule mod_delay.c>
+  DelayEngine off
+</IfModule>
+# The local user's /etc/shadow password, read by mod_auth_unix (no PAM service needed); the
+# same user and password as vsftpd and pure-ftpd.
+<IfModule mod_auth_pam.c>
+  AuthPAM off
+</IfModule>
+AuthOrder mod_auth_unix.c
+RequireValidShell off
+WtmpLog off
+TransferLog none
+# No .ftpaccess files to look for: without this a LIST makes five stat calls per entry, not three.
+AllowOverride off
+# The same directory as the other servers: the user is chrooted there and starts in it (its
+# home, /, is the chroot's root).
+DefaultRoot $DIR
+AllowOverwrite on
+Umask 022
+TimeoutIdle 600
+EOF
+}
+
+PUREFTPD=
+setup_pure_ftpd() {
+    [ "$(id -u)" = 0 ] || { log "pure-ftpd needs root (a local user, chroot)"; return 1; }
+    PUREFTPD=$(deb_binary pure-ftpd /usr/sbin/pure-ftpd) || return 1
+    setup_bench_user || return 1
+    local pw hash
+    pw=$(dirname "$(dirname "$PUREFTPD")")/bin/pure-pw
+    [ -x "$pw" ] || pw=$(command -v pure-pw) || { log "pure-ftpd: pure-pw missing"; return 1; }
+    # A PureDB user file in the work directory: the local user (its uid/gid) with the home
+    # $DIR/./ (pure-ftpd chroots at "/./" and starts there), and the very password hash of
+    # /etc/shadow, so a login costs the same crypt(3) as with vsftpd and proftpd (pure-pw's
+    # own default is a much slower argon2id). -l unix would chroot to the user's home, /.
+    hash=$(getent shadow "$BENCH_USER" | cut -d: -f2)
+    [ -n "$hash" ] || { log "pure-ftpd: no shadow entry for $BENCH_USER"; return 1; }
+    echo "$BENCH_USER:$hash:$(id -u "$BENCH_USER"):$(id -g "$BENCH_USER")::$DIR/./::::::::::::" \
+        >"$WORK/pureftpd.passwd"
+    chmod 600 "$WORK/pureftpd.passwd"
+    "$pw" mkdb "$WORK/pureftpd.pdb" -f "$WORK/pureftpd.passwd" >/dev/null ||
+        { log "pure-ftpd: pure-pw mkdb failed"; return 1; }
 }
 
 free_port() {
@@ -291,6 +423,22 @@ EOF
             vs=$(command -v vsftpd || echo /usr/sbin/vsftpd)
             setsid "$vs" "$WORK/vsftpd-$port.conf" >"$logf" 2>&1 &
             ;;
+        proftpd)
+            [ -f "$WORK/proftpd.conf" ] || { log "proftpd unavailable: skipped"; return 1; }
+            sed "s/@PORT@/$port/" "$WORK/proftpd.conf" >"$WORK/proftpd-$port.conf"
+            # -n: foreground, no daemon (it still forks one process per session).
+            setsid "$PROFTPD" -n -c "$WORK/proftpd-$port.conf" >"$logf" 2>&1 &
+            ;;
+        pure-ftpd)
+            [ -f "$WORK/pureftpd.pdb" ] || { log "pure-ftpd unavailable: skipped"; return 1; }
+            # Foreground (no -B); -A chroot everyone, -E no anonymous, -H no DNS lookups,
+            # -c/-C clients in all and per IP, -L the listing limit (files:depth; the default
+            # would cut the big directory), -I idle minutes; uploads and overwrites are allowed
+            # by default.
+            setsid "$PUREFTPD" -S "127.0.0.1,$port" -4 -A -E -H -c "$((CLIENTS * 2 + 100))" \
+                -C "$((CLIENTS * 2 + 100))" -L "$((LIST_FILES * 2 + 100)):5" -I 10 \
+                -l "puredb:$WORK/pureftpd.pdb" >"$logf" 2>&1 &
+            ;;
         *) log "unknown server $name: skipped"; return 1 ;;
     esac
     SPID=$!
@@ -320,6 +468,8 @@ stop_server() {
 # --- peers -----------------------------------------------------------------------------------
 case " $SERVERS " in *" pyftpdlib"*) setup_pyftpdlib || log "pyftpdlib could not be installed" ;; esac
 case " $SERVERS " in *" vsftpd "*) setup_vsftpd || { log "vsftpd could not be set up"; rm -f "$WORK/vsftpd.conf"; } ;; esac
+case " $SERVERS " in *" proftpd "*) setup_proftpd || { log "proftpd could not be set up"; rm -f "$WORK/proftpd.conf"; } ;; esac
+case " $SERVERS " in *" pure-ftpd "*) setup_pure_ftpd || { log "pure-ftpd could not be set up"; rm -f "$WORK/pureftpd.pdb"; } ;; esac
 
 # --- the rounds ------------------------------------------------------------------------------
 BENCH_ARGS=(-H 127.0.0.1 -u "$BENCH_USER" -p "$BENCH_PASS" -b all -n "$CLIENTS" -s "$SIZE"
@@ -369,6 +519,8 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 machine="$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), Linux $(uname -r)"
 versions="pyftpdlib $(PYTHONPATH=$PYPATH ${PY:-python3} -c 'import pyftpdlib; print(pyftpdlib.__ver__)' 2>/dev/null || echo '?'),"
 versions+=" vsftpd $(dpkg-query -W -f '${Version}' vsftpd 2>/dev/null || echo '?'),"
+versions+=" proftpd $(cat "$WORK/proftpd-core.version" 2>/dev/null || echo '?'),"
+versions+=" pure-ftpd $(cat "$WORK/pure-ftpd.version" 2>/dev/null || echo '?'),"
 versions+=" ftpdlib $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')."
 versions+=" Load average before/after: $LOAD_BEFORE / $LOAD_AFTER"
 TABLE=$(python3 - "$RES" "$SERVERS" "$ROUNDS" "$machine" "$versions" "$CLIENTS" "$SIZE" <<'EOF'
