@@ -31,6 +31,7 @@ OUT=
 BUILD=1
 TMPBASE=
 BUDGET=
+PHASE_LIMIT=30
 KEEP=0
 
 usage() {
@@ -51,7 +52,9 @@ Usage: scripts/compare.sh [options]
   --no-build           do not run cargo build --release for ftpdlib
   --tmpdir DIR         where the served directory lives (default /dev/shm when it has room:
                        the figures are about the servers, not the disk)
-  --budget SECS        stop starting new server runs after this long (default 840; quick 240)
+  --budget SECS        stop starting new server runs after this long (default 1200; quick 240)
+  --phase-limit SECS   seconds any one ftpbench phase may take (default 30: ftpdlib's
+                       slowest phase takes ~4 s; a server stalling longer gets n/a there)
   --out FILE           also write the markdown table to FILE
   --keep               keep the work directory (logs, raw CSV)
 EOF
@@ -70,6 +73,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0 ;;
         --tmpdir) TMPBASE=$2; shift ;;
         --budget) BUDGET=$2; shift ;;
+        --phase-limit) PHASE_LIMIT=$2; shift ;;
         --out) OUT=$2; shift ;;
         --keep) KEEP=1 ;;
         -h|--help) usage; exit 0 ;;
@@ -83,7 +87,7 @@ if [ "$QUICK" = 1 ]; then
     : "${LIST_REPS:=1}" "${BUDGET:=240}"
 else
     : "${ROUNDS:=3}" "${CLIENTS:=1000}" "${SIZE:=4M}" "${TRANSFER:=512M}" "${DURATION:=2}"
-    : "${LIST_REPS:=3}" "${BUDGET:=840}"
+    : "${LIST_REPS:=3}" "${BUDGET:=1200}"
 fi
 
 log() { echo "compare.sh: $*" >&2; }
@@ -341,6 +345,28 @@ setup_pure_ftpd() {
         { log "pure-ftpd: pure-pw mkdb failed"; return 1; }
 }
 
+# Waits (at most 60 s) until the kernel's TCP memory is back under its pressure threshold
+# (tcp_mem's first value), so a server that left the kernel in TCP memory pressure
+# (autotuned buffers under 1,000 downloads) does not slow the next server down.
+settle_tcp_memory() {
+    local low used waited=0
+    low=$(awk '{print $1}' /proc/sys/net/ipv4/tcp_mem 2>/dev/null) || return 0
+    [ -n "$low" ] || return 0
+    while :; do
+        used=$(awk '$1 == "TCP:" { for (i = 2; i < NF; i++) if ($i == "mem") print $(i + 1) }' /proc/net/sockstat)
+        if [ -z "$used" ] || [ "$used" -lt "$low" ]; then
+            [ "$waited" = 0 ] || log "waited ${waited} s for TCP memory to fall under $low pages"
+            return 0
+        fi
+        if [ "$waited" -ge 60 ]; then
+            log "TCP memory still $used pages (pressure threshold $low) after 60 s; going on"
+            return 0
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -474,7 +500,7 @@ case " $SERVERS " in *" pure-ftpd "*) setup_pure_ftpd || { log "pure-ftpd could 
 # --- the rounds ------------------------------------------------------------------------------
 BENCH_ARGS=(-H 127.0.0.1 -u "$BENCH_USER" -p "$BENCH_PASS" -b all -n "$CLIENTS" -s "$SIZE"
     --transfer-size "$TRANSFER" --duration "$DURATION" --list-files "$LIST_FILES"
-    --list-reps "$LIST_REPS" --phase-limit 120 --csv)
+    --list-reps "$LIST_REPS" --phase-limit "$PHASE_LIMIT" --csv)
 # One loopback-limit sample (short: a 1 s window per figure), into results/loopback/$1.csv.
 loopback_limit() {
     mkdir -p "$RES/loopback"
@@ -495,6 +521,7 @@ for round in $(seq "$ROUNDS"); do
         if [ $((SECONDS - START)) -gt "$BUDGET" ]; then
             log "time budget (${BUDGET}s) spent: no more runs"; break 2
         fi
+        settle_tcp_memory
         port=$(free_port)
         if ! start_server "$s" "$port"; then SKIP[$s]=1; continue; fi
         # The loopback limit right before and right after each run (the load of a shared

@@ -33,9 +33,22 @@ pub struct Report {
     figures: Vec<Figure>,
 }
 
+/// One `key,value,unit,label` CSV line.
+fn csv_line(key: &str, value: f64, unit: &str, label: &str) -> String {
+    let v = if value.is_nan() {
+        "nan".to_string()
+    } else {
+        format!("{value:.4}")
+    };
+    format!("{key},{v},{unit},\"{}\"", label.replace('"', "'"))
+}
+
 impl Report {
     /// A report in `format`.
     pub fn new(format: Format) -> Report {
+        if format == Format::Csv {
+            println!("key,value,unit,label");
+        }
         Report {
             format,
             figures: Vec::new(),
@@ -52,10 +65,17 @@ impl Report {
             format!("{value:>10.1}")
         };
         let line = format!("{label:<56} {shown} {unit}");
-        if self.format == Format::Human {
-            println!("{line}");
-        } else {
-            eprintln!("{line}");
+        match self.format {
+            Format::Human => println!("{line}"),
+            Format::Csv => {
+                eprintln!("{line}");
+                // Each CSV line as soon as it is known: a run stopped by a caller's time
+                // limit keeps the figures it got.
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{}", csv_line(key, value, unit, label));
+                let _ = out.flush();
+            }
+            Format::Json => eprintln!("{line}"),
         }
         self.figures.push(Figure {
             key: key.to_string(),
@@ -74,25 +94,8 @@ impl Report {
     pub fn finish(&self) {
         let mut out = std::io::stdout().lock();
         match self.format {
-            Format::Human => {}
-            Format::Csv => {
-                let _ = writeln!(out, "key,value,unit,label");
-                for f in &self.figures {
-                    let v = if f.value.is_nan() {
-                        "nan".to_string()
-                    } else {
-                        format!("{:.4}", f.value)
-                    };
-                    let _ = writeln!(
-                        out,
-                        "{},{},{},\"{}\"",
-                        f.key,
-                        v,
-                        f.unit,
-                        f.label.replace('"', "'")
-                    );
-                }
-            }
+            // CSV lines went out as the figures came (see `add`).
+            Format::Human | Format::Csv => {}
             Format::Json => {
                 let items: Vec<String> = self
                     .figures
