@@ -289,7 +289,7 @@ fn push_num(out: &mut Vec<u8>, n: u64, width: usize, fill: u8) {
         }
     }
     let len = digits.len() - i;
-    out.extend(std::iter::repeat_n(fill, width.saturating_sub(len)));
+    out.resize(out.len() + width.saturating_sub(len), fill);
     out.extend_from_slice(&digits[i..]);
 }
 
@@ -320,10 +320,7 @@ fn push_year(out: &mut Vec<u8>, year: i64, width: usize) {
 /// Appends `s` left-aligned in `width` columns.
 fn push_left(out: &mut Vec<u8>, s: &str, width: usize) {
     out.extend_from_slice(s.as_bytes());
-    out.extend(std::iter::repeat_n(
-        b' ',
-        width.saturating_sub(s.chars().count()),
-    ));
+    out.resize(out.len() + width.saturating_sub(s.chars().count()), b' ');
 }
 
 /// The MLSx facts a server can show (RFC 3659 §7.5), in FEAT order.

@@ -157,7 +157,7 @@ mod tests {
         for i in 0..100u8 {
             let n = usize::from(i % 16) + 1;
             buf[..n].fill(i);
-            want.extend(std::iter::repeat_n(i, n));
+            want.resize(want.len() + n, i);
             buf = w.send(buf, n).unwrap();
             assert_eq!(buf.len(), 16);
         }
