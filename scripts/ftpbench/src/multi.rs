@@ -152,7 +152,10 @@ pub fn transfer_all(cfg: &Config, clients: &mut [Ftp], job: &Job, size: u64) -> 
         sent_ok[i] = c.passive_send().is_ok();
     }
     for (i, c) in clients.iter_mut().enumerate() {
-        let r = if sent_ok[i] {
+        // A stalling server must not hold this phase up for a socket timeout per client.
+        let r = if t0.elapsed() > cfg.phase_limit {
+            Err(io::Error::other("phase time limit reached"))
+        } else if sent_ok[i] {
             c.passive_read()
                 .and_then(|a| c.data_connect(a))
                 .and_then(|d| d.set_nonblocking(true).map(|()| d))
