@@ -3,7 +3,7 @@
 # pure-ftpd, on loopback, with scripts/ftpbench; prints one markdown table of medians with
 # ftpdlib's ratio to the best peer, and the loopback limit measured in the same run.
 #
-#   scripts/compare.sh            # full run: 3 rounds, 1,000 clients, 4 MB files (< 15 min)
+#   scripts/compare.sh            # full run: 3 rounds, 1,000 clients, 4 MB files (~18 min)
 #   scripts/compare.sh --quick    # 1 round, 100 clients, 1 MB files (~1-2 min)
 #   scripts/compare.sh --help
 #
