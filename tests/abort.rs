@@ -57,6 +57,41 @@ fn abor_during_stor(ex: Executor) {
     );
 }
 
+/// ABOR during an upload large enough to be written by a helper thread: 426 + 226 at once,
+/// the file holds exactly a prefix of what was sent, and the session goes on.
+fn abor_during_a_pipelined_stor(ex: Executor) {
+    let s = start(ex);
+    let mut r = s.raw_login();
+    r.cmd("TYPE I");
+    let mut d = r.pasv();
+    assert_eq!(r.cmd("STOR up").0, 125);
+    // Past 8 MiB even with several MiB still in the client's socket buffer at ABOR.
+    let sent = pattern(24 << 20);
+    d.write_all(&sent).unwrap();
+    r.send("ABOR");
+    assert_eq!(r.reply().0, 426);
+    assert_eq!(r.reply().0, 226);
+    drop(d);
+    let got = s.read("up");
+    assert!(
+        got.len() > 8 << 20,
+        "only {} bytes: no helper thread ran",
+        got.len()
+    );
+    assert!(got.len() <= sent.len());
+    assert!(
+        got == sent[..got.len()],
+        "the file is not a prefix of the upload"
+    );
+    assert_eq!(r.cmd("NOOP").0, 200, "session still usable");
+    let mut d = r.pasv();
+    assert_eq!(r.cmd("STOR again").0, 125);
+    d.write_all(&sent[..1000]).unwrap();
+    drop(d);
+    assert_eq!(r.reply().0, 226);
+    assert_eq!(s.read("again"), &sent[..1000]);
+}
+
 fn stat_and_noop_during_transfer(ex: Executor) {
     let s = slow(ex);
     s.write("big", &pattern(2 * 1024 * 1024));
@@ -165,6 +200,7 @@ fn abor_with_pending_passive(ex: Executor) {
 models!(
     abor_during_retr,
     abor_during_stor,
+    abor_during_a_pipelined_stor,
     stat_and_noop_during_transfer,
     rein_and_user_during_transfer,
     quit_waits_for_transfer,
