@@ -87,16 +87,15 @@ impl Sink {
 
     /// Moves the file's writes to a helper thread (a failure to start one leaves them here).
     fn pipeline(&mut self, buf_size: usize) {
-        let Sink::Direct(_) = self else { return };
-        let Sink::Direct(f) = std::mem::replace(self, Sink::Gone) else {
-            return;
-        };
-        *self = match FileWriter::start(f, buf_size) {
-            Ok(w) => Sink::Piped(w),
-            Err((f, e)) => {
-                log::debug!("upload goes on without a writer thread: {e}");
-                Sink::Direct(f)
-            }
+        *self = match std::mem::replace(self, Sink::Gone) {
+            Sink::Direct(f) => match FileWriter::start(f, buf_size) {
+                Ok(w) => Sink::Piped(w),
+                Err((f, e)) => {
+                    log::debug!("upload goes on without a writer thread: {e}");
+                    Sink::Direct(f)
+                }
+            },
+            other => other,
         };
     }
 }

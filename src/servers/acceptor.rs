@@ -29,6 +29,7 @@ pub(crate) enum Stop {
 }
 
 /// The accept loop's limits.
+#[derive(Clone, Copy)]
 pub(crate) struct Limits {
     pub(crate) max_cons: usize,
     pub(crate) max_cons_per_ip: usize,

@@ -181,10 +181,13 @@ impl Pool {
             if token == STOP {
                 continue; // `stopped` is set: the loop's first check ends this worker.
             }
-            if self.idle.fetch_sub(1, Ordering::SeqCst) <= SPARE {
-                let _ = self.ask.send(Ask::Grow);
-            }
+            let was_idle = self.idle.fetch_sub(1, Ordering::SeqCst);
             if let Some(got) = self.accept(token) {
+                // Only a connection taken changes the pool: a wake-up that found nothing
+                // (another pre-fork process accepted first) or a refusal asks for no worker.
+                if was_idle <= SPARE {
+                    let _ = self.ask.send(Ask::Grow);
+                }
                 return Some(got);
             }
             self.idle.fetch_add(1, Ordering::SeqCst);

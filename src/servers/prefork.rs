@@ -138,7 +138,7 @@ fn worker_main(server: &FtpServer, workers: usize) -> i32 {
             return 1;
         }
     };
-    let limits = || Limits {
+    let limits = Limits {
         max_cons: server.max_cons.div_ceil(workers),
         max_cons_per_ip: server.max_cons_per_ip,
         idle_timeout: None,
@@ -148,7 +148,7 @@ fn worker_main(server: &FtpServer, workers: usize) -> i32 {
         &server.implicit_tls,
         &shared,
         &server.handler,
-        limits(),
+        limits,
         server.stack_size,
     ) {
         Ok(p) => p,
@@ -157,7 +157,7 @@ fn worker_main(server: &FtpServer, workers: usize) -> i32 {
             return 1;
         }
     };
-    let stop = acceptor::run(None, &shared, &limits());
+    let stop = acceptor::run(None, &shared, &limits);
     pool.close();
     match stop {
         Ok(Stop::Signal(Signal::SIGUSR1)) => {
