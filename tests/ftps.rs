@@ -924,3 +924,38 @@ fn partial_control_record_does_not_stall_a_transfer() {
     assert_eq!(read_reply(&mut t.s).0, 226);
     assert_eq!(read_reply(&mut t.s).0, 200, "the NOOP, once whole");
 }
+
+/// A TLS handshake dribbled one byte at a time is bounded by the login timeout (implicit
+/// FTPS: the session's clock starts at connect).
+#[test]
+fn dribbled_handshake_is_closed() {
+    let c = need!(certs());
+    let (cert, key) = (c.cert.clone(), c.key.clone());
+    let s = builder()
+        .handler(move |h| {
+            h.tls = Some(TlsConfig::from_pem_files(&cert, Some(&key)).expect("certificate"));
+            h.login_timeout = Some(Duration::from_secs(2));
+        })
+        .implicit_tls(true)
+        .start();
+    let mut sock = TcpStream::connect(s.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    // A record header announcing a 16 KiB ClientHello, then one byte at a time.
+    let _ = sock.write_all(&[0x16, 0x03, 0x01, 0x40, 0x00]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    let mut b = [0u8; 64];
+    loop {
+        let _ = sock.write_all(&[0x01]);
+        match sock.read(&mut b) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a dribbled handshake outlived the login timeout"
+        );
+    }
+}

@@ -41,6 +41,8 @@ pub struct Session {
     pub(crate) username: String,
     pub(crate) authenticated: bool,
     pub(crate) attempted_logins: u32,
+    /// When the login timer started: at connect, and again at every logout (REIN).
+    login_since: Instant,
     pub(crate) fs: Option<AbstractedFs>,
     pub(crate) cb: Box<dyn Callbacks>,
     pub(crate) ttype: TransferType,
@@ -134,6 +136,7 @@ impl Session {
             username: String::new(),
             authenticated: false,
             attempted_logins: 0,
+            login_since: Instant::now(),
             fs: None,
             cb,
             ttype: TransferType::Ascii,
@@ -184,8 +187,7 @@ impl Session {
                         break;
                     }
                     Input::Timeout => {
-                        log::info!("{} control connection timed out", self.prefix);
-                        self.reply(421, "Control connection timed out.")?;
+                        self.timed_out()?;
                         break;
                     }
                 },
@@ -244,12 +246,49 @@ impl Session {
         self.fs = Some(fs);
     }
 
-    /// Reads the next control line, waiting up to the idle timeout.
-    pub(crate) fn read_input(&mut self) -> io::Result<Input> {
+    /// When waiting for a command that starts now must end: the idle timeout from now
+    /// (the previous command is complete), or the login deadline if that comes first.
+    pub(crate) fn control_deadline(&self) -> Option<Instant> {
+        let idle = self.h.timeout.map(|t| Instant::now() + t);
+        let login = match self.h.login_timeout {
+            Some(t) if !self.authenticated => Some(self.login_since + t),
+            _ => None,
+        };
+        match (idle, login) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Says why the control connection is closing after [`Input::Timeout`] and logs it.
+    pub(crate) fn timed_out(&mut self) -> io::Result<()> {
+        let login_over = self
+            .h
+            .login_timeout
+            .is_some_and(|t| !self.authenticated && self.login_since.elapsed() >= t);
+        if login_over {
+            log::info!("{} login timed out", self.prefix);
+            self.reply(421, "Login timed out.")
+        } else {
+            log::info!("{} control connection timed out", self.prefix);
+            self.reply(421, "Control connection timed out.")
+        }
+    }
+
+    /// Reads the next control line, waiting until `deadline` at most. The deadline holds for
+    /// the whole line: bytes that arrive without completing one do not extend it, so a
+    /// client dribbling a byte at a time cannot hold the connection (each read(2) waits only
+    /// for what is left).
+    pub(crate) fn read_input(&mut self, deadline: Option<Instant>) -> io::Result<Input> {
         loop {
             if let Some(input) = self.take_line() {
                 return Ok(input);
             }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return Ok(Input::Timeout);
+            }
+            self.ctrl.tcp().set_read_timeout(left)?;
             match self.read_once() {
                 Ok(0) => return Ok(Input::Eof),
                 Ok(_) => {}

@@ -272,7 +272,9 @@ impl Session {
         };
         let sock = self.ctrl.tcp().try_clone()?;
         self.discard_input();
-        match TlsStream::accept(sock, configs.ctrl) {
+        // The handshake counts against the idle and login timers like a command line.
+        let deadline = self.control_deadline();
+        match TlsStream::accept(sock, configs.ctrl, deadline) {
             Ok(mut t) => {
                 t.close_on_drop = true;
                 log::info!(
@@ -323,7 +325,8 @@ impl Session {
         sock.set_nonblocking(false)?;
         sock.set_read_timeout(t)?;
         sock.set_write_timeout(t)?;
-        match TlsStream::accept(sock, configs.data) {
+        let deadline = t.map(|t| std::time::Instant::now() + t);
+        match TlsStream::accept(sock, configs.data, deadline) {
             Ok(tls) => {
                 let resumed = tls.resumed();
                 if require_reuse && !resumed {
