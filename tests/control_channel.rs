@@ -1,5 +1,5 @@
 //! Attacks on the control connection: a client that dribbles bytes without ever finishing a
-//! line or never logs in (idle and login timeouts).
+//! line or never logs in (idle and login timeouts), and an exhausted passive port range.
 
 mod common;
 
@@ -158,8 +158,112 @@ fn login_timeout_flag(ex: Executor) {
     assert!(bin.log().contains("timed out"), "{}", bin.log());
 }
 
+// ---------------------------------------------------------------- passive port range
+
+/// `n` consecutive ports that are free on 127.0.0.1 now, below the ephemeral range (so no
+/// port-0 bind elsewhere takes them); tests running at once start at different places.
+fn free_port_range(n: u16) -> std::ops::RangeInclusive<u16> {
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        ^ std::process::id()
+        ^ call.wrapping_mul(2_654_435_761);
+    for i in 0..200u32 {
+        let base = 20000 + ((seed.wrapping_add(i * 7919)) % 10000) as u16;
+        let held: Vec<_> = (base..base + n)
+            .map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if held.len() == usize::from(n) {
+            return base..=base + n - 1;
+        }
+    }
+    panic!("no free port range found");
+}
+
+fn pasv_port(text: &str) -> u16 {
+    let inner = &text[text.find('(').unwrap() + 1..text.find(')').unwrap()];
+    let n: Vec<u16> = inner.split(',').map(|x| x.parse().unwrap()).collect();
+    n[4] * 256 + n[5]
+}
+
+fn check_exhausted_range(addr: std::net::SocketAddr, range: std::ops::RangeInclusive<u16>) {
+    let mut sessions: Vec<Raw> = Vec::new();
+    let mut granted = Vec::new();
+    let mut refused = 0;
+    for _ in 0..5 {
+        let mut r = raw_at(addr);
+        assert_eq!(r.cmd(&format!("USER {USER}")).0, 331);
+        assert_eq!(r.cmd(&format!("PASS {PASS}")).0, 230);
+        let (code, text) = r.cmd("PASV");
+        match code {
+            227 => {
+                let p = pasv_port(&text);
+                assert!(range.contains(&p), "port {p} outside {range:?}");
+                granted.push(p);
+            }
+            425 => {
+                assert_eq!(
+                    text.trim_end(),
+                    "425 Can't open passive connection: no free port in the configured range."
+                );
+                refused += 1;
+            }
+            _ => panic!("{text}"),
+        }
+        sessions.push(r);
+    }
+    granted.sort_unstable();
+    granted.dedup();
+    assert_eq!(granted.len(), 3, "{granted:?}");
+    assert_eq!(refused, 2);
+    // EPSV draws on the same range.
+    let (code, text) = sessions[4].cmd("EPSV");
+    assert_eq!(
+        (code, text.trim_end()),
+        (
+            425,
+            "425 Can't open passive connection: no free port in the configured range."
+        )
+    );
+    // A session that takes a new port lets its old one go first.
+    let (code, text) = sessions[1].cmd("EPSV");
+    assert_eq!(code, 229, "{text}");
+    let p: u16 = text.split('|').nth(3).unwrap().parse().unwrap();
+    assert!(range.contains(&p), "EPSV port {p} outside {range:?}");
+    // A session that lets its listener go frees the port for another.
+    assert_eq!(sessions[0].cmd("ABOR").0, 225);
+    let (code, text) = sessions[4].cmd("PASV");
+    assert_eq!(code, 227, "{text}");
+    assert!(range.contains(&pasv_port(&text)));
+}
+
+fn passive_range_is_never_left(ex: Executor) {
+    let range = free_port_range(3);
+    let r2 = range.clone();
+    let s = builder()
+        .executor(ex)
+        .handler(move |h| h.passive_ports = Some(r2))
+        .start();
+    check_exhausted_range(s.addr, range);
+}
+
+fn passive_range_is_never_left_bin(ex: Executor) {
+    let range = free_port_range(3);
+    let spec = format!("{}-{}", range.start(), range.end());
+    let mut args = vec!["-r".to_string(), spec];
+    args.extend(model_args(ex));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let bin = BinServer::start(&refs);
+    check_exhausted_range(bin.addr, range);
+    assert!(bin.log().contains("no free port"), "{}", bin.log());
+}
+
 models!(
     byte_dribbler_is_closed,
-    login_timeout_closes_busy_unauthenticated_clients;
-    bin: login_timeout_flag,
+    login_timeout_closes_busy_unauthenticated_clients,
+    passive_range_is_never_left;
+    bin: login_timeout_flag, passive_range_is_never_left_bin,
 );
