@@ -1,10 +1,13 @@
 //! Attacks on the control connection: a client that dribbles bytes without ever finishing a
-//! line or never logs in (idle and login timeouts), and an exhausted passive port range.
+//! line or never logs in (idle and login timeouts), a browser speaking HTTP to the FTP port
+//! (cross-protocol requests), names that would inject reply lines (RFC 959 §4.2, RFC 2640
+//! §3.1), client bytes echoed in replies and logs, and an exhausted passive port range.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -158,6 +161,214 @@ fn login_timeout_flag(ex: Executor) {
     assert!(bin.log().contains("timed out"), "{}", bin.log());
 }
 
+// ---------------------------------------------------------------- cross-protocol requests
+
+/// The browser cross-protocol attack: an HTTP POST whose body holds FTP commands. Nothing
+/// after the request line runs.
+fn http_post_runs_nothing(ex: Executor) {
+    let s = builder()
+        .executor(ex)
+        .auth(|a, root| a.add_anonymous(root, "elradfmwMT").unwrap())
+        .start();
+    let mut c = greeted(s.addr);
+    let body = "USER anonymous\r\nPASS x\r\nMKD created_by_http_post\r\n";
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:21\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    c.write_all(req.as_bytes()).unwrap();
+    let got = read_until_closed(&mut c, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text, "500 HTTP protocol commands not allowed.\r\n");
+    assert!(!s.path("created_by_http_post").exists());
+}
+
+/// A GET is closed at once (one reply), as are header lines and other HTTP methods.
+fn http_requests_are_closed(ex: Executor) {
+    let s = start(ex);
+    for first in [
+        "GET / HTTP/1.1",
+        "get /index.html HTTP/1.0",
+        "HEAD / HTTP/1.1",
+        "OPTIONS * HTTP/1.1",
+        "CONNECT 127.0.0.1:443 HTTP/1.1",
+        "PUT /x HTTP/1.1",
+        "DELETE /x HTTP/1.1",
+        "PROPFIND / HTTP/1.1",
+        "Host: 127.0.0.1",
+        "User-Agent: Mozilla/5.0",
+        "content-type: text/html",
+    ] {
+        let mut c = greeted(s.addr);
+        let req = format!("{first}\r\nAccept: */*\r\nUser-Agent: x\r\n\r\nNOOP\r\n");
+        c.write_all(req.as_bytes()).unwrap();
+        let got = read_until_closed(&mut c, Duration::from_secs(10));
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "500 HTTP protocol commands not allowed.\r\n",
+            "after {first:?}"
+        );
+    }
+    assert_eq!(s.raw_login().cmd("NOOP").0, 200, "the server still serves");
+}
+
+/// Unknown verbs are not reflected as they came: only a short alphanumeric verb is quoted;
+/// markup, control bytes and long words are not echoed at all.
+fn unknown_verbs_are_not_echoed_raw(ex: Executor) {
+    let s = start(ex);
+    for logged_in in [false, true] {
+        let mut r = if logged_in { s.raw_login() } else { s.raw() };
+        let (code, text) = r.cmd("FOO bar");
+        assert_eq!(
+            (code, text.trim_end()),
+            (500, "500 Command \"FOO\" not understood.")
+        );
+        let (code, text) = r.cmd("<svg/onload=alert(1)>");
+        assert_eq!(
+            (code, text.trim_end()),
+            (500, "500 Command not understood.")
+        );
+        r.send_bytes(b"\x1b[2J\x07X y\r\n");
+        let (code, text) = r.reply();
+        assert_eq!(
+            (code, text.trim_end()),
+            (500, "500 Command not understood.")
+        );
+        let long = "A".repeat(200);
+        let (code, text) = r.cmd(&long);
+        assert_eq!(code, 500);
+        assert!(text.len() < 80, "{text}");
+        assert_eq!(r.cmd("NOOP").0, 200);
+    }
+}
+
+// ---------------------------------------------------------------- reply injection
+
+/// A name holding CR LF and reply lines, shown by STAT over the control connection, stays
+/// inside one well-formed multi-line reply: the client's next PASV gets the real 227.
+fn stat_listing_cannot_inject_replies(ex: Executor) {
+    let s = start(ex);
+    let evil = b"x\r\n213 End of status.\r\n227 Entering passive mode (127,0,0,2,4,1)";
+    std::fs::write(s.root.join(std::ffi::OsStr::from_bytes(evil)), b"").unwrap();
+    let mut r = s.raw_login();
+    let (code, text) = r.cmd("STAT /");
+    assert_eq!(code, 213, "{text}");
+    assert!(text.ends_with("\r\n213 End of status.\r\n"), "{text:?}");
+    // Exactly three lines: the header, the one entry, the end.
+    assert_eq!(text.matches("\r\n").count(), 3, "{text:?}");
+    // RFC 2640 §3.1: the CR travels as CR NUL; an LF never ends a line inside a name.
+    assert!(text.contains("x\r\0"), "{text:?}");
+    let (code, text) = r.cmd("PASV");
+    assert_eq!(code, 227, "{text}");
+    assert!(
+        text.contains("(127,0,0,1,"),
+        "a forged 227 was taken: {text}"
+    );
+    assert!(!text.contains("127,0,0,2"), "{text}");
+    assert_eq!(r.cmd("NOOP").0, 200);
+}
+
+/// MLST, PWD, CWD and error texts carry a CR in a name as CR NUL (RFC 2640 §3.1), so the
+/// reply stays one line for every client.
+fn paths_in_replies_are_escaped(ex: Executor) {
+    let s = start(ex);
+    let evil = b"d\r227 Entering passive mode (127,0,0,2,4,1)";
+    std::fs::create_dir(s.root.join(std::ffi::OsStr::from_bytes(evil))).unwrap();
+    let mut r = s.raw_login();
+    let wire = b"d\r\x00227 Entering passive mode (127,0,0,2,4,1)";
+    let mut mlst = b"MLST ".to_vec();
+    mlst.extend_from_slice(wire);
+    mlst.extend_from_slice(b"\r\n");
+    r.send_bytes(&mlst);
+    let (code, text) = r.reply();
+    assert_eq!(code, 250, "{text:?}");
+    assert_eq!(text.matches("\r\n").count(), 3, "{text:?}");
+    assert_eq!(text.matches("d\r\x00227").count(), 2, "{text:?}");
+    let mut cwd = b"CWD ".to_vec();
+    cwd.extend_from_slice(wire);
+    cwd.extend_from_slice(b"\r\n");
+    r.send_bytes(&cwd);
+    let (code, text) = r.reply();
+    assert_eq!(code, 250, "{text:?}");
+    assert!(text.contains("d\r\x00227"), "{text:?}");
+    let (code, text) = r.cmd("PWD");
+    assert_eq!(code, 257);
+    assert_eq!(
+        text,
+        "257 \"/d\r\x00227 Entering passive mode (127,0,0,2,4,1)\" is the current directory.\r\n"
+    );
+    assert_eq!(r.cmd("TYPE I").0, 200);
+    let (code, text) = r.cmd("SIZE .");
+    assert_eq!(code, 550, "{text:?}");
+    assert!(text.contains("d\r\x00227"), "{text:?}");
+    let (code, text) = r.cmd("PASV");
+    assert_eq!(code, 227);
+    assert!(text.contains("(127,0,0,1,"), "{text}");
+}
+
+/// Names with CR, LF or NUL cannot be created over FTP (RFC 959 553 "File name not
+/// allowed"); other commands keep working.
+fn control_characters_in_new_names_are_refused(ex: Executor) {
+    let s = start(ex);
+    s.write("src", b"x");
+    let mut r = s.raw_login();
+    r.cmd("TYPE I");
+    let cmd = |verb: &str| {
+        let mut v = format!("{verb} new").into_bytes();
+        v.extend_from_slice(b"\r\x00name\r\n");
+        v
+    };
+    for verb in ["MKD", "XMKD", "STOR", "APPE", "STOU"] {
+        r.send_bytes(&cmd(verb));
+        let (code, text) = r.reply();
+        assert_eq!(code, 553, "{verb}: {text}");
+    }
+    assert_eq!(r.cmd("RNFR src").0, 350);
+    r.send_bytes(&cmd("RNTO"));
+    assert_eq!(r.reply().0, 553);
+    // NUL keeps its 501 (refused for every path).
+    r.send_bytes(b"MKD a\x00b\r\n");
+    assert_eq!(r.reply().0, 501);
+    let created: Vec<_> = std::fs::read_dir(&s.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        created,
+        vec![std::ffi::OsString::from("src")],
+        "{created:?}"
+    );
+    assert_eq!(r.cmd("MKD plain").0, 257);
+}
+
+/// Client bytes never reach the log raw: a CR in a user name is escaped.
+fn log_lines_escape_control_characters(ex: Executor) {
+    let mut args: Vec<String> = model_args(ex);
+    args.push("--max-login-attempts".into());
+    args.push("10".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let bin = BinServer::start(&refs);
+    let mut r = raw_at(bin.addr);
+    r.send_bytes(b"USER evil\r\x00FAKE LOG LINE\r\n");
+    assert_eq!(r.reply().0, 331);
+    assert_eq!(r.cmd("PASS wrong").0, 530);
+    r.send_bytes(b"USER user\r\nPASS 12345\r\nMKD a\r\x00b\r\nQUIT\r\n");
+    assert_eq!(r.reply().0, 331);
+    assert_eq!(r.reply().0, 230);
+    assert_eq!(r.reply().0, 553);
+    assert_eq!(r.reply().0, 221);
+    assert!(r.is_closed());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !bin.log().contains("logged out") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = bin.log();
+    assert!(log.contains("failed login"), "{log}");
+    assert!(!log.contains('\r'), "a raw CR in the log: {log:?}");
+    assert!(log.contains("evil\\rFAKE LOG LINE"), "{log}");
+}
+
 // ---------------------------------------------------------------- passive port range
 
 /// `n` consecutive ports that are free on 127.0.0.1 now, below the ephemeral range (so no
@@ -264,6 +475,12 @@ fn passive_range_is_never_left_bin(ex: Executor) {
 models!(
     byte_dribbler_is_closed,
     login_timeout_closes_busy_unauthenticated_clients,
+    http_post_runs_nothing,
+    http_requests_are_closed,
+    unknown_verbs_are_not_echoed_raw,
+    stat_listing_cannot_inject_replies,
+    paths_in_replies_are_escaped,
+    control_characters_in_new_names_are_refused,
     passive_range_is_never_left;
-    bin: login_timeout_flag, passive_range_is_never_left_bin,
+    bin: login_timeout_flag, log_lines_escape_control_characters, passive_range_is_never_left_bin,
 );

@@ -215,9 +215,11 @@ impl Session {
                 log::error!("{} terminate_impersonation: {e}", self.prefix);
             }
             self.cb.on_logout(&user);
-            log::info!("{} USER '{}' logged out.", self.prefix, user);
+            let shown = proto::log_escape(user.as_bytes());
+            log::info!("{} USER '{shown}' logged out.", self.prefix);
         }
         self.authenticated = false;
+        self.login_since = Instant::now();
         self.username.clear();
         self.fs = None;
         self.limits = Default::default();
@@ -364,16 +366,9 @@ impl Session {
         let mut out = Vec::with_capacity(text.len() + 6);
         out.extend_from_slice(code.to_string().as_bytes());
         out.push(b' ');
-        out.extend(
-            text.iter()
-                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
-        );
+        out.extend_from_slice(&proto::escape_line(text));
+        log::debug!("{} -> {}", self.prefix, proto::log_escape(&out));
         out.extend_from_slice(b"\r\n");
-        log::debug!(
-            "{} -> {}",
-            self.prefix,
-            String::from_utf8_lossy(&out).trim_end()
-        );
         self.send_raw(&out)
     }
 
@@ -386,18 +381,20 @@ impl Session {
         if lines.len() <= 1 {
             return self.reply(code, text.trim_end());
         }
-        let mut out = String::new();
+        let mut out = Vec::new();
         for (i, l) in lines.iter().enumerate() {
             if i + 1 == lines.len() {
-                out.push_str(&format!("{code} {l}\r\n"));
+                out.extend_from_slice(format!("{code} ").as_bytes());
             } else if i == 0 {
-                out.push_str(&format!("{code}-{l}\r\n"));
+                out.extend_from_slice(format!("{code}-").as_bytes());
             } else {
                 // Continuation lines start with a space so none looks like a final line.
-                out.push_str(&format!(" {l}\r\n"));
+                out.push(b' ');
             }
+            out.extend_from_slice(&proto::escape_line(l.as_bytes()));
+            out.extend_from_slice(b"\r\n");
         }
-        self.send_raw(out.as_bytes())
+        self.send_raw(&out)
     }
 
     /// Sends a multi-line reply: `code-first`, each body line indented by one space, then
@@ -412,17 +409,22 @@ impl Session {
         body: &[Vec<u8>],
         last: &str,
     ) -> io::Result<()> {
-        let mut out = format!("{code}-{first}\r\n").into_bytes();
+        let mut out = format!("{code}-").into_bytes();
+        out.extend_from_slice(&proto::escape_line(first.as_bytes()));
+        out.extend_from_slice(b"\r\n");
         for l in body {
             out.push(b' ');
-            out.extend_from_slice(l);
+            out.extend_from_slice(&proto::escape_line(l));
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(format!("{code} {last}\r\n").as_bytes());
+        out.extend_from_slice(format!("{code} ").as_bytes());
+        out.extend_from_slice(&proto::escape_line(last.as_bytes()));
+        out.extend_from_slice(b"\r\n");
         self.send_raw(&out)
     }
 
-    /// Writes bytes to the control connection as they are.
+    /// Writes bytes to the control connection as they are: every name in them must have
+    /// been through [`proto::escape_line`] (or [`proto::quote_path`]).
     pub(crate) fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.ctrl.write_all(bytes)?;
         self.ctrl.flush()

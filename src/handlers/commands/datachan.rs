@@ -70,6 +70,14 @@ pub(super) fn eprt(s: &mut Session, req: &Request) -> io::Result<()> {
 
 /// The RFC 2577 refusal of a data connection to another host (pyftpdlib's text).
 fn refuse_foreign(s: &mut Session, ip: &str, port: u16) -> io::Result<()> {
+    // The address may be whatever the client wrote after EPRT |2|: echoed only when it is
+    // made of address characters (no markup, no control bytes).
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b".:%-".contains(&b);
+    let ip = if ip.len() <= 64 && ip.bytes().all(plain) {
+        ip
+    } else {
+        "(invalid address)"
+    };
     log::warn!(
         "{} PORT/EPRT to foreign address {ip}:{port} refused",
         s.prefix

@@ -232,7 +232,10 @@ pub(super) fn type_(s: &mut Session, req: &Request) -> io::Result<()> {
             s.ttype = TransferType::Binary;
             s.reply(200, "Type set to: Binary.")
         }
-        None => s.reply(504, &format!("Unsupported type \"{}\".", req.arg_str())),
+        None => match crate::proto::echoable(&req.arg_str()) {
+            Some(t) => s.reply(504, &format!("Unsupported type \"{t}\".")),
+            None => s.reply(504, "Unsupported type."),
+        },
     }
 }
 
