@@ -80,6 +80,109 @@ pub fn quote_path(path: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Makes text safe inside one reply line. RFC 959 §4.2 ends a reply line at CR LF only and
+/// RFC 2640 §3.1 sends a CR inside a path name as CR NUL; a client reading up to LF (most do)
+/// would still take a bare LF for the end of the line, so a name could forge replies (a
+/// `227` for the client's next PASV). Here a CR is sent as CR NUL (left alone when a NUL
+/// already follows, so escaping twice changes nothing) and an LF as NUL, as vsftpd does.
+pub fn escape_line(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !text.iter().any(|&b| b == b'\r' || b == b'\n') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = Vec::with_capacity(text.len() + 4);
+    for (i, &b) in text.iter().enumerate() {
+        match b {
+            b'\r' if text.get(i + 1) != Some(&0) => out.extend_from_slice(b"\r\0"),
+            b'\n' => out.push(0),
+            _ => out.push(b),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Client or file-system bytes made fit for one log line: invalid UTF-8 replaced, control
+/// characters (CR, LF, ESC, NUL, C1 codes) written as escapes (`\r`, `\u{1b}`), so no
+/// name or command can forge or hide a log line.
+pub fn log_escape(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    let text = String::from_utf8_lossy(bytes);
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Client text a reply may quote back (`500 Command "FOO" not understood.`, `504
+/// Unsupported type "X".`): only short words of ASCII letters, digits and spaces (RFC 959
+/// §5.3.1 verbs are at most four letters). Anything else (markup for a browser that
+/// renders the reply, control bytes for a terminal, a long string) is not echoed at all.
+pub fn echoable(text: &str) -> Option<&str> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b' ';
+    (text.len() <= 16 && text.bytes().all(plain)).then_some(text)
+}
+
+/// HTTP request methods (RFC 9110 §9, RFC 5789 PATCH, RFC 4918 WebDAV, the HTTP/2 preface's
+/// PRI): none is an FTP command.
+const HTTP_METHODS: &[&str] = &[
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "DELETE",
+    "CONNECT",
+    "OPTIONS",
+    "TRACE",
+    "PATCH",
+    "PROPFIND",
+    "PROPPATCH",
+    "MKCOL",
+    "COPY",
+    "MOVE",
+    "LOCK",
+    "UNLOCK",
+    "PRI",
+];
+
+/// True when a control line is the start of an HTTP request rather than an FTP command:
+/// its first word (`verb`, as [`split_command`] returns it) is an HTTP method, or the line is
+/// header-shaped — a first word of letters, digits and `-` followed by `:` (`Host: x`,
+/// `User-Agent: y`). No FTP verb contains a colon, so a real client never matches. This is the
+/// browser cross-protocol attack (an HTML form POSTing FTP commands to port 21); vsftpd
+/// closes on GET, POST, HEAD, OPTIONS and CONNECT.
+pub fn is_http_line(verb: &str) -> bool {
+    if HTTP_METHODS.contains(&verb) {
+        return true;
+    }
+    match verb.split_once(':') {
+        Some((name, _)) => {
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        }
+        None => false,
+    }
+}
+
+/// True when a name to be created holds a byte no name should: CR, LF (either would break
+/// the reply lines that show it, RFC 959 §4.2) or NUL. Only the last component counts, the
+/// one being created (`MKD dir/new`, a trailing `/` ignored).
+pub fn bad_new_name(path: &[u8]) -> bool {
+    let trimmed = match path.iter().rposition(|&b| b != b'/') {
+        Some(end) => &path[..=end],
+        None => return false,
+    };
+    let name = match trimmed.iter().rposition(|&b| b == b'/') {
+        Some(p) => &trimmed[p + 1..],
+        None => trimmed,
+    };
+    name.iter().any(|&b| matches!(b, b'\r' | b'\n' | 0))
+}
+
 /// Parses a PORT argument `h1,h2,h3,h4,p1,p2` (RFC 959 §4.1.2); `None` when malformed (the
 /// caller answers `501 Invalid PORT format.`).
 pub fn parse_port(arg: &str) -> Option<SocketAddr> {
@@ -325,6 +428,76 @@ mod tests {
     #[test]
     fn quoting_doubles_quotes() {
         assert_eq!(quote_path(b"/a\"b"), b"/a\"\"b");
+        assert_eq!(quote_path(b"/a\r\nb"), b"/a\r\0\0b");
+    }
+
+    #[test]
+    fn reply_lines_never_break() {
+        // RFC 2640 §3.1: CR travels as CR NUL; an LF becomes NUL (vsftpd).
+        assert_eq!(&*escape_line(b"plain"), b"plain");
+        assert_eq!(&*escape_line(b"a\rb"), b"a\r\0b");
+        assert_eq!(&*escape_line(b"a\nb"), b"a\0b");
+        assert_eq!(
+            &*escape_line(b"x\r\n227 Entering passive mode"),
+            b"x\r\x00\x00227 Entering passive mode"
+        );
+        // Already escaped: unchanged.
+        assert_eq!(&*escape_line(b"a\r\0b"), b"a\r\0b");
+        assert_eq!(&*escape_line(b"end\r"), b"end\r\0");
+    }
+
+    #[test]
+    fn logs_escape_control_characters() {
+        assert_eq!(log_escape(b"bob"), "bob");
+        assert_eq!(log_escape(b"a\rb\nc\0"), "a\\rb\\nc\\0");
+        assert_eq!(log_escape(b"\x1b[31m"), "\\u{1b}[31m");
+        assert_eq!(log_escape("café".as_bytes()), "café");
+        assert_eq!(log_escape(b"caf\xe9"), "caf\u{fffd}");
+    }
+
+    #[test]
+    fn only_plain_words_are_echoed() {
+        assert_eq!(echoable("FOO"), Some("FOO"));
+        assert_eq!(echoable(""), Some(""));
+        assert_eq!(echoable("L 9"), Some("L 9"));
+        assert_eq!(echoable("<SVG/ONLOAD=ALERT(1)>"), None);
+        assert_eq!(echoable("A\u{1b}"), None);
+        assert_eq!(echoable(&"A".repeat(17)), None);
+    }
+
+    #[test]
+    fn http_requests_are_recognized() {
+        for v in [
+            "GET", "POST", "HEAD", "OPTIONS", "CONNECT", "PROPFIND", "PRI",
+        ] {
+            assert!(is_http_line(v), "{v}");
+        }
+        for v in [
+            "HOST:",
+            "USER-AGENT:",
+            "CONTENT-TYPE:",
+            "HOST:EXAMPLE.COM",
+            "X-A1:",
+        ] {
+            assert!(is_http_line(v), "{v}");
+        }
+        for v in [
+            "USER", "PASS", "RETR", "SITE", "", ":", "A B:", "HOST", "GETX", "<A>:",
+        ] {
+            assert!(!is_http_line(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn new_names_without_line_breaks() {
+        assert!(!bad_new_name(b"dir/new"));
+        assert!(bad_new_name(b"new\rname"));
+        assert!(bad_new_name(b"dir/new\nname/"));
+        assert!(bad_new_name(b"a\0b"));
+        // An existing directory with a CR in its name may hold new, clean names.
+        assert!(!bad_new_name(b"d\rx/new"));
+        assert!(!bad_new_name(b"/"));
+        assert!(!bad_new_name(b""));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Replies that pyftpdlib 2.2's own test suite (tests/test_functional.py) checks and that
 //! ftpdlib once answered differently: OPTS, FEAT, EPRT, a Telnet-prefixed ABOR, STOU before
-//! PORT, a busy passive port range (RFC 959 §4.1, RFC 2389, RFC 2428 §2).
+//! PORT, a busy passive port range (where ftpdlib deliberately answers 425) (RFC 959 §4.1,
+//! RFC 2389, RFC 2428 §2).
 
 mod common;
 use common::*;
@@ -107,9 +108,10 @@ fn stou_before_port(ex: Executor) {
     );
 }
 
-fn busy_passive_range_falls_back(ex: Executor) {
-    // pyftpdlib test_passive_ports_busy: the only configured port is taken, so the kernel
-    // picks one.
+fn busy_passive_range_is_refused(ex: Executor) {
+    // pyftpdlib test_passive_ports_busy expects a kernel-chosen port when the only
+    // configured port is taken; ftpdlib never leaves the range (a firewall opened for it
+    // would drop the connection) and answers 425 instead, then uses the port once free.
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port();
     let s = builder()
@@ -117,9 +119,17 @@ fn busy_passive_range_falls_back(ex: Executor) {
         .handler(move |h| h.passive_ports = Some(port..=port))
         .start();
     let mut r = s.raw_login();
+    let (code, text) = r.cmd("PASV");
+    assert_eq!(
+        (code, text.trim_end()),
+        (
+            425,
+            "425 Can't open passive connection: no free port in the configured range."
+        )
+    );
+    drop(busy);
     let mut d = r.pasv();
-    assert_ne!(d.local_addr().unwrap().port(), 0);
-    assert_ne!(d.peer_addr().unwrap().port(), port);
+    assert_eq!(d.peer_addr().unwrap().port(), port);
     assert_eq!(r.cmd("LIST").0, 125);
     let mut out = Vec::new();
     d.read_to_end(&mut out).unwrap();
@@ -223,5 +233,5 @@ models!(
     eprt_v6_unparsable_address_is_foreign,
     abor_behind_out_of_band_ip,
     stou_before_port,
-    busy_passive_range_falls_back,
+    busy_passive_range_is_refused,
 );

@@ -924,3 +924,140 @@ fn partial_control_record_does_not_stall_a_transfer() {
     assert_eq!(read_reply(&mut t.s).0, 226);
     assert_eq!(read_reply(&mut t.s).0, 200, "the NOOP, once whole");
 }
+
+// ---------------------------------------------------------------- ALPN (ALPACA defence)
+
+/// A client configuration that offers these ALPN protocols (RFC 7301).
+fn alpn_config(protocols: &[&[u8]]) -> Arc<ClientConfig> {
+    let mut cfg = (*client_config(false)).clone();
+    cfg.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+    Arc::new(cfg)
+}
+
+/// Runs a client handshake to its end: the negotiated ALPN protocol, or the error.
+fn try_handshake(
+    cfg: &Arc<ClientConfig>,
+    mut sock: TcpStream,
+) -> Result<(Option<Vec<u8>>, TlsSock), rustls::Error> {
+    sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = ClientConnection::new(cfg.clone(), name).expect("client connection");
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut sock) {
+            return Err(
+                match e.into_inner().map(|i| i.downcast::<rustls::Error>()) {
+                    Some(Ok(tls)) => *tls,
+                    _ => rustls::Error::General("I/O error during the handshake".into()),
+                },
+            );
+        }
+    }
+    let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+    Ok((alpn, rustls::StreamOwned::new(conn, sock)))
+}
+
+fn is_no_application_protocol(e: &rustls::Error) -> bool {
+    matches!(
+        e,
+        rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)
+    )
+}
+
+/// ALPACA (RFC 7301 §3.2, vsftpd 3.0.4): a client that offers ALPN without `ftp` (a browser
+/// offering `http/1.1`) fails the handshake; `ftp` is chosen when offered; no ALPN is fine.
+#[test]
+fn alpn_without_ftp_fails_the_explicit_handshake() {
+    let c = need!(certs());
+    let s = tls_server(&c);
+    for offered in [&[&b"http/1.1"[..]][..], &[b"h2", b"http/1.1"]] {
+        let mut r = s.raw();
+        assert_eq!(r.cmd("AUTH TLS").0, 234);
+        let err = try_handshake(&alpn_config(offered), r.stream.try_clone().unwrap())
+            .expect_err("handshake refused");
+        assert!(is_no_application_protocol(&err), "{err:?}");
+        assert!(r.is_closed());
+    }
+    for offered in [&[&b"ftp"[..]][..], &[b"http/1.1", b"ftp"]] {
+        let mut r = s.raw();
+        assert_eq!(r.cmd("AUTH TLS").0, 234);
+        let (alpn, mut t) = try_handshake(&alpn_config(offered), r.stream.try_clone().unwrap())
+            .expect("ftp is accepted");
+        assert_eq!(alpn.as_deref(), Some(&b"ftp"[..]));
+        t.write_all(format!("USER {USER}\r\n").as_bytes()).unwrap();
+        assert_eq!(read_reply(&mut t).0, 331);
+    }
+}
+
+#[test]
+fn alpn_without_ftp_fails_the_implicit_handshake() {
+    let c = need!(certs());
+    let s = tls_builder(&c, |_| {}).implicit_tls(true).start();
+    let err = try_handshake(
+        &alpn_config(&[b"http/1.1"]),
+        TcpStream::connect(s.addr).unwrap(),
+    )
+    .expect_err("handshake refused");
+    assert!(is_no_application_protocol(&err), "{err:?}");
+    let (alpn, mut t) = try_handshake(&alpn_config(&[b"ftp"]), TcpStream::connect(s.addr).unwrap())
+        .expect("ftp is accepted");
+    assert_eq!(alpn.as_deref(), Some(&b"ftp"[..]));
+    assert_eq!(read_reply(&mut t).0, 220);
+    // No ALPN at all: accepted, nothing negotiated.
+    let (alpn, mut t) = try_handshake(&client_config(false), TcpStream::connect(s.addr).unwrap())
+        .expect("no ALPN is accepted");
+    assert_eq!(alpn, None);
+    assert_eq!(read_reply(&mut t).0, 220);
+}
+
+/// The same rule on PROT P data connections.
+#[test]
+fn alpn_without_ftp_fails_the_data_handshake() {
+    let c = need!(certs());
+    let s = tls_builder(&c, |t| t.require_session_reuse = false).start();
+    s.write("f.txt", b"data");
+    let mut t = auth_tls(&s, false);
+    t.login();
+    t.protect();
+    let sock = t.epsv();
+    t.s.write_all(b"RETR f.txt\r\n").unwrap();
+    assert!(matches!(read_reply(&mut t.s).0, 125 | 150));
+    let err = try_handshake(&alpn_config(&[b"http/1.1"]), sock).expect_err("handshake refused");
+    assert!(is_no_application_protocol(&err), "{err:?}");
+    assert_eq!(read_reply(&mut t.s).0, 522);
+    assert_eq!(t.cmd("NOOP").0, 200);
+}
+
+/// A TLS handshake dribbled one byte at a time is bounded by the login timeout (implicit
+/// FTPS: the session's clock starts at connect).
+#[test]
+fn dribbled_handshake_is_closed() {
+    let c = need!(certs());
+    let (cert, key) = (c.cert.clone(), c.key.clone());
+    let s = builder()
+        .handler(move |h| {
+            h.tls = Some(TlsConfig::from_pem_files(&cert, Some(&key)).expect("certificate"));
+            h.login_timeout = Some(Duration::from_secs(2));
+        })
+        .implicit_tls(true)
+        .start();
+    let mut sock = TcpStream::connect(s.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    // A record header announcing a 16 KiB ClientHello, then one byte at a time.
+    let _ = sock.write_all(&[0x16, 0x03, 0x01, 0x40, 0x00]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    let mut b = [0u8; 64];
+    loop {
+        let _ = sock.write_all(&[0x01]);
+        match sock.read(&mut b) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a dribbled handshake outlived the login timeout"
+        );
+    }
+}

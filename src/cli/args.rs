@@ -34,6 +34,9 @@ pub struct Options {
     pub concurrency: Executor,
     /// `--timeout` seconds for control and data connections (0 disables). Default: 300.
     pub timeout: u64,
+    /// `--login-timeout` seconds to log in, from connect (0 disables; ProFTPD's
+    /// `TimeoutLogin`). Default: 60.
+    pub login_timeout: u64,
     /// `--banner`.
     pub banner: Option<String>,
     /// `--permit-foreign-addresses`.
@@ -197,6 +200,12 @@ fn opts() -> getopts::Options {
         "",
         "timeout",
         "connection timeout in seconds; 0 disables (default 300)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "login-timeout",
+        "seconds a connection may take to log in; 0 disables (default 60)",
         "SECS",
     );
     o.optopt(
@@ -496,6 +505,7 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
         verbosity,
         concurrency,
         timeout: num(&m, "timeout", 300u64)?,
+        login_timeout: num(&m, "login-timeout", 60u64)?,
         banner: m.opt_str("banner"),
         permit_foreign_addresses: m.opt_present("permit-foreign-addresses"),
         permit_privileged_ports: m.opt_present("permit-privileged-ports"),

@@ -31,6 +31,7 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
     let t = (o.timeout > 0).then(|| Duration::from_secs(o.timeout));
     h.timeout = t;
     h.data_timeout = t;
+    h.login_timeout = (o.login_timeout > 0).then(|| Duration::from_secs(o.login_timeout));
     if let Some(b) = &o.banner {
         h.banner = b.clone();
     }
@@ -175,6 +176,7 @@ mod tests {
         assert_eq!(o.interface, "::".parse::<IpAddr>().unwrap());
         assert!(!o.write);
         assert_eq!(o.timeout, 300);
+        assert_eq!(o.login_timeout, 60);
         assert_eq!(o.max_cons, 512);
         assert_eq!(o.max_cons_per_ip, 0);
         assert_eq!(o.max_login_attempts, 3);
@@ -254,6 +256,8 @@ mod tests {
             "multi-thread",
             "--timeout",
             "0",
+            "--login-timeout",
+            "0",
             "--banner",
             "hi",
             "--permit-foreign-addresses",
@@ -277,6 +281,7 @@ mod tests {
         assert_eq!(o.verbosity, 1);
         assert_eq!(o.concurrency, Executor::Thread);
         assert_eq!(o.timeout, 0);
+        assert_eq!(build_handler(&o).unwrap().login_timeout, None);
         assert_eq!(o.encoding, Encoding::Latin1);
         assert!(o.use_localtime && o.disable_sendfile && o.permit_foreign_addresses);
         assert_eq!(

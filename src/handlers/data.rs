@@ -201,7 +201,7 @@ impl Session {
     /// command, the client gone).
     fn await_data_setup(&mut self) -> io::Result<Option<DataSetup>> {
         loop {
-            let line = match self.read_input()? {
+            let line = match self.read_input(self.control_deadline())? {
                 Input::Line(l) => l,
                 Input::TooLong => {
                     self.reply(500, "Command too long.")?;
@@ -212,8 +212,7 @@ impl Session {
                     return Ok(None);
                 }
                 Input::Timeout => {
-                    log::info!("{} control connection timed out", self.prefix);
-                    self.reply(421, "Control connection timed out.")?;
+                    self.timed_out()?;
                     self.closing = true;
                     return Ok(None);
                 }
@@ -248,12 +247,13 @@ impl Session {
     /// `421 Data connection timed out.`, and while one is connected the control idle
     /// timeout is suspended (pyftpdlib `PassiveDTP.handle_timeout`,
     /// `DTPHandler.handle_timeout`, `_on_dtp_connection`). A passive connection made early
-    /// is accepted at once, as pyftpdlib does.
+    /// is accepted at once, as pyftpdlib does. The idle timer runs from the end of the last
+    /// command, and bytes that do not complete a line do not reset it.
     pub(crate) fn read_idle(&mut self) -> io::Result<Input> {
-        let idle_deadline = self.h.timeout.map(|t| Instant::now() + t);
+        let idle_deadline = self.control_deadline();
         loop {
             if self.has_buffered_line() || matches!(self.data, DataSetup::None) {
-                return self.read_input();
+                return self.read_input(idle_deadline);
             }
             let connected = matches!(self.data, DataSetup::Active(_));
             let deadline = if connected {
@@ -283,7 +283,14 @@ impl Session {
                 (fds.get(1).is_some_and(ready), ready(&fds[0]))
             };
             if crev {
-                return self.read_input();
+                // The idle timer is suspended while a data channel is connected: the line
+                // that starts now gets a full timeout.
+                let deadline = if connected {
+                    self.control_deadline()
+                } else {
+                    idle_deadline
+                };
+                return self.read_input(deadline);
             }
             if lrev {
                 if let DataSetup::Passive(listener) = std::mem::take(&mut self.data) {

@@ -1,6 +1,8 @@
 //! Command dispatch: the only place for the checks every command shares, in pyftpdlib's
 //! order and texts (`pre_process_command`): unknown → 500, argument rule → 501, not logged in
-//! → 530, path outside the root → 550, permission → 550; then the command runs.
+//! → 530, path outside the root → 550, permission → 550; then the command runs. Before them:
+//! an HTTP request before login closes the connection; after them: a new name holding CR, LF
+//! or NUL → 553.
 
 use std::io;
 
@@ -12,21 +14,30 @@ use crate::proto;
 /// answers), where pyftpdlib, not knowing them, says 500.
 const NOT_IMPLEMENTED: &[&str] = &["ACCT", "SMNT"];
 
+/// Commands that create the name they are given: a CR, LF or NUL in it is refused with 553
+/// (RFC 959 "File name not allowed"), since every reply and listing that shows the name
+/// would carry it.
+const CREATES_NAME: &[&str] = &["MKD", "XMKD", "STOR", "APPE", "STOU", "RNTO"];
+
 impl Session {
     /// Runs one raw command line.
     pub(crate) fn handle_line(&mut self, raw: &[u8]) -> io::Result<()> {
         let line = proto::clean_line(raw);
         let (mut verb, arg) = proto::split_command(&line);
+        if verb == "PASS" {
+            log::debug!("{} <- PASS ******", self.prefix);
+        } else {
+            log::debug!("{} <- {}", self.prefix, proto::log_escape(&line));
+        }
+        if !self.authenticated && proto::is_http_line(&verb) && self.h.commands.get(&verb).is_none()
+        {
+            return self.refuse_http(&line);
+        }
         let mut arg = self.h.encoding.decode(&arg);
         if verb == "SITE" && !arg.is_empty() {
             let (sub, rest) = proto::split_command(&arg);
             verb = format!("SITE {sub}");
             arg = rest;
-        }
-        if verb == "PASS" {
-            log::debug!("{} <- PASS ******", self.prefix);
-        } else {
-            log::debug!("{} <- {}", self.prefix, String::from_utf8_lossy(&line));
         }
 
         if !self.tls_precheck(&verb)? {
@@ -44,11 +55,7 @@ impl Session {
                 let tail = verb.get(verb.len().saturating_sub(4)..).unwrap_or("");
                 match self.h.commands.get(tail) {
                     Some(c) if matches!(tail, "ABOR" | "STAT" | "QUIT") => c,
-                    _ => {
-                        log::info!("{} unknown command {verb:?}", self.prefix);
-                        let shown: String = verb.chars().take(64).collect();
-                        return self.reply(500, &format!("Command \"{shown}\" not understood."));
-                    }
+                    _ => return self.unknown_command(&verb),
                 }
             }
         };
@@ -90,11 +97,50 @@ impl Session {
                 }
             }
         }
+        if CREATES_NAME.contains(&name.as_str()) && proto::bad_new_name(&req.arg) {
+            return self.refuse_new_name(&name, &req.arg);
+        }
         let r = run(self, &req);
         if matches!(name.as_str(), "PORT" | "EPRT" | "PASV" | "EPSV") {
             self.data_refused = matches!(self.data, super::data::DataSetup::None);
         }
         r
+    }
+
+    /// `500 Command "FOO" not understood.`: pyftpdlib echoes the verb whatever it is; here
+    /// only a short plain word is (see [`proto::echoable`]).
+    fn unknown_command(&mut self, verb: &str) -> io::Result<()> {
+        log::info!("{} unknown command {verb:?}", self.prefix);
+        match proto::echoable(verb) {
+            Some(v) => self.reply(500, &format!("Command \"{v}\" not understood.")),
+            None => self.reply(500, "Command not understood."),
+        }
+    }
+
+    /// `553` for a name to be created that holds CR, LF or NUL (RFC 959 §4.2: it would break
+    /// the reply lines that show it).
+    fn refuse_new_name(&mut self, verb: &str, arg: &[u8]) -> io::Result<()> {
+        log::warn!(
+            "{} {verb} refused: a control character in the new name '{}'",
+            self.prefix,
+            proto::log_escape(arg)
+        );
+        self.reply(553, "File name not allowed: it contains CR, LF or NUL.")
+    }
+
+    /// Ends a connection whose client speaks HTTP before logging in (a browser made to send
+    /// a request to the FTP port): one refusal, as vsftpd sends, then the connection closes
+    /// and nothing the client sent after the line runs.
+    fn refuse_http(&mut self, line: &[u8]) -> io::Result<()> {
+        let shown = &line[..line.len().min(120)];
+        log::warn!(
+            "{} HTTP request on the control connection, closing: '{}'",
+            self.prefix,
+            proto::log_escape(shown)
+        );
+        self.discard_input();
+        self.closing = true;
+        self.reply(500, "HTTP protocol commands not allowed.")
     }
 
     /// Resolves a command's path argument and checks the jail. Returns false when a reply

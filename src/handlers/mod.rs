@@ -267,8 +267,16 @@ pub struct FtpHandler {
     pub authorizer: Arc<dyn Authorizer>,
     /// The 220 greeting. Default: `"ftpdlib <version> ready."`.
     pub banner: String,
-    /// Idle timeout of the control connection; `None` disables it. Default: 300 s.
+    /// Idle timeout of the control connection, counted from the end of the last complete
+    /// command: bytes that never make a whole line do not reset it (a client dribbling one
+    /// byte at a time is closed with 421 like an idle one). `None` disables it.
+    /// Default: 300 s.
     pub timeout: Option<Duration>,
+    /// How long a connection may stay without logging in, from connect (or REIN) to a
+    /// successful PASS, however busy it keeps itself; then `421 Login timed out.` and the
+    /// connection closes (ProFTPD's `TimeoutLogin`). Implicit FTPS counts its handshake in.
+    /// `None` disables it. Default: 60 s.
+    pub login_timeout: Option<Duration>,
     /// Stall timeout of a data transfer (pyftpdlib `DTPHandler.timeout`); `None` disables it.
     /// Default: 300 s.
     pub data_timeout: Option<Duration>,
@@ -352,6 +360,7 @@ impl fmt::Debug for FtpHandler {
         f.debug_struct("FtpHandler")
             .field("banner", &self.banner)
             .field("timeout", &self.timeout)
+            .field("login_timeout", &self.login_timeout)
             .field("masquerade_address", &self.masquerade_address)
             .field("passive_ports", &self.passive_ports)
             .finish_non_exhaustive()
@@ -365,6 +374,7 @@ impl FtpHandler {
             authorizer,
             banner: format!("ftpdlib {} ready.", env!("CARGO_PKG_VERSION")),
             timeout: Some(Duration::from_secs(300)),
+            login_timeout: Some(Duration::from_secs(60)),
             data_timeout: Some(Duration::from_secs(300)),
             passive_accept_timeout: Duration::from_secs(30),
             max_login_attempts: 3,

@@ -41,6 +41,8 @@ pub struct Session {
     pub(crate) username: String,
     pub(crate) authenticated: bool,
     pub(crate) attempted_logins: u32,
+    /// When the login timer started: at connect, and again at every logout (REIN).
+    login_since: Instant,
     pub(crate) fs: Option<AbstractedFs>,
     pub(crate) cb: Box<dyn Callbacks>,
     pub(crate) ttype: TransferType,
@@ -134,6 +136,7 @@ impl Session {
             username: String::new(),
             authenticated: false,
             attempted_logins: 0,
+            login_since: Instant::now(),
             fs: None,
             cb,
             ttype: TransferType::Ascii,
@@ -184,8 +187,7 @@ impl Session {
                         break;
                     }
                     Input::Timeout => {
-                        log::info!("{} control connection timed out", self.prefix);
-                        self.reply(421, "Control connection timed out.")?;
+                        self.timed_out()?;
                         break;
                     }
                 },
@@ -213,9 +215,11 @@ impl Session {
                 log::error!("{} terminate_impersonation: {e}", self.prefix);
             }
             self.cb.on_logout(&user);
-            log::info!("{} USER '{}' logged out.", self.prefix, user);
+            let shown = proto::log_escape(user.as_bytes());
+            log::info!("{} USER '{shown}' logged out.", self.prefix);
         }
         self.authenticated = false;
+        self.login_since = Instant::now();
         self.username.clear();
         self.fs = None;
         self.limits = Default::default();
@@ -244,12 +248,49 @@ impl Session {
         self.fs = Some(fs);
     }
 
-    /// Reads the next control line, waiting up to the idle timeout.
-    pub(crate) fn read_input(&mut self) -> io::Result<Input> {
+    /// When waiting for a command that starts now must end: the idle timeout from now
+    /// (the previous command is complete), or the login deadline if that comes first.
+    pub(crate) fn control_deadline(&self) -> Option<Instant> {
+        let idle = self.h.timeout.map(|t| Instant::now() + t);
+        let login = match self.h.login_timeout {
+            Some(t) if !self.authenticated => Some(self.login_since + t),
+            _ => None,
+        };
+        match (idle, login) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Says why the control connection is closing after [`Input::Timeout`] and logs it.
+    pub(crate) fn timed_out(&mut self) -> io::Result<()> {
+        let login_over = self
+            .h
+            .login_timeout
+            .is_some_and(|t| !self.authenticated && self.login_since.elapsed() >= t);
+        if login_over {
+            log::info!("{} login timed out", self.prefix);
+            self.reply(421, "Login timed out.")
+        } else {
+            log::info!("{} control connection timed out", self.prefix);
+            self.reply(421, "Control connection timed out.")
+        }
+    }
+
+    /// Reads the next control line, waiting until `deadline` at most. The deadline holds for
+    /// the whole line: bytes that arrive without completing one do not extend it, so a
+    /// client dribbling a byte at a time cannot hold the connection (each read(2) waits only
+    /// for what is left).
+    pub(crate) fn read_input(&mut self, deadline: Option<Instant>) -> io::Result<Input> {
         loop {
             if let Some(input) = self.take_line() {
                 return Ok(input);
             }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return Ok(Input::Timeout);
+            }
+            self.ctrl.tcp().set_read_timeout(left)?;
             match self.read_once() {
                 Ok(0) => return Ok(Input::Eof),
                 Ok(_) => {}
@@ -325,16 +366,9 @@ impl Session {
         let mut out = Vec::with_capacity(text.len() + 6);
         out.extend_from_slice(code.to_string().as_bytes());
         out.push(b' ');
-        out.extend(
-            text.iter()
-                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
-        );
+        out.extend_from_slice(&proto::escape_line(text));
+        log::debug!("{} -> {}", self.prefix, proto::log_escape(&out));
         out.extend_from_slice(b"\r\n");
-        log::debug!(
-            "{} -> {}",
-            self.prefix,
-            String::from_utf8_lossy(&out).trim_end()
-        );
         self.send_raw(&out)
     }
 
@@ -347,18 +381,20 @@ impl Session {
         if lines.len() <= 1 {
             return self.reply(code, text.trim_end());
         }
-        let mut out = String::new();
+        let mut out = Vec::new();
         for (i, l) in lines.iter().enumerate() {
             if i + 1 == lines.len() {
-                out.push_str(&format!("{code} {l}\r\n"));
+                out.extend_from_slice(format!("{code} ").as_bytes());
             } else if i == 0 {
-                out.push_str(&format!("{code}-{l}\r\n"));
+                out.extend_from_slice(format!("{code}-").as_bytes());
             } else {
                 // Continuation lines start with a space so none looks like a final line.
-                out.push_str(&format!(" {l}\r\n"));
+                out.push(b' ');
             }
+            out.extend_from_slice(&proto::escape_line(l.as_bytes()));
+            out.extend_from_slice(b"\r\n");
         }
-        self.send_raw(out.as_bytes())
+        self.send_raw(&out)
     }
 
     /// Sends a multi-line reply: `code-first`, each body line indented by one space, then
@@ -373,17 +409,22 @@ impl Session {
         body: &[Vec<u8>],
         last: &str,
     ) -> io::Result<()> {
-        let mut out = format!("{code}-{first}\r\n").into_bytes();
+        let mut out = format!("{code}-").into_bytes();
+        out.extend_from_slice(&proto::escape_line(first.as_bytes()));
+        out.extend_from_slice(b"\r\n");
         for l in body {
             out.push(b' ');
-            out.extend_from_slice(l);
+            out.extend_from_slice(&proto::escape_line(l));
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(format!("{code} {last}\r\n").as_bytes());
+        out.extend_from_slice(format!("{code} ").as_bytes());
+        out.extend_from_slice(&proto::escape_line(last.as_bytes()));
+        out.extend_from_slice(b"\r\n");
         self.send_raw(&out)
     }
 
-    /// Writes bytes to the control connection as they are.
+    /// Writes bytes to the control connection as they are: every name in them must have
+    /// been through [`proto::escape_line`] (or [`proto::quote_path`]).
     pub(crate) fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.ctrl.write_all(bytes)?;
         self.ctrl.flush()

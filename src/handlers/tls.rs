@@ -102,7 +102,9 @@ impl TlsConfig {
 
     /// Uses a `rustls::ServerConfig` the program built. Its session storage, ticketer and
     /// ticket count are replaced per control connection (see
-    /// [`require_session_reuse`](Self::require_session_reuse)); everything else is kept.
+    /// [`require_session_reuse`](Self::require_session_reuse)); an empty `alpn_protocols`
+    /// becomes `["ftp"]` (a client offering ALPN without `ftp` is refused: the ALPACA
+    /// cross-protocol defence); everything else is kept.
     pub fn from_server_config(config: Arc<ServerConfig>) -> TlsConfig {
         TlsConfig {
             certfile: None,
@@ -127,6 +129,12 @@ impl TlsConfig {
     fn per_session(&self) -> SessionConfigs {
         let store = ServerSessionMemoryCache::new(64);
         let mut ctrl = (*self.server_config).clone();
+        if ctrl.alpn_protocols.is_empty() {
+            // ALPACA (RFC 7301 §3.2; vsftpd 3.0.4): a client offering ALPN without "ftp" — a
+            // browser made to talk to this port, offering "http/1.1" — fails the handshake
+            // with no_application_protocol. A client that offers no ALPN is served.
+            ctrl.alpn_protocols = vec![b"ftp".to_vec()];
+        }
         ctrl.session_storage = store.clone();
         ctrl.ticketer = Arc::new(NoTickets);
         ctrl.send_tls13_tickets = ctrl.send_tls13_tickets.max(CONTROL_TICKETS);
@@ -272,7 +280,9 @@ impl Session {
         };
         let sock = self.ctrl.tcp().try_clone()?;
         self.discard_input();
-        match TlsStream::accept(sock, configs.ctrl) {
+        // The handshake counts against the idle and login timers like a command line.
+        let deadline = self.control_deadline();
+        match TlsStream::accept(sock, configs.ctrl, deadline) {
             Ok(mut t) => {
                 t.close_on_drop = true;
                 log::info!(
@@ -323,7 +333,8 @@ impl Session {
         sock.set_nonblocking(false)?;
         sock.set_read_timeout(t)?;
         sock.set_write_timeout(t)?;
-        match TlsStream::accept(sock, configs.data) {
+        let deadline = t.map(|t| std::time::Instant::now() + t);
+        match TlsStream::accept(sock, configs.data, deadline) {
             Ok(tls) => {
                 let resumed = tls.resumed();
                 if require_reuse && !resumed {

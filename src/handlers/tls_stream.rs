@@ -6,6 +6,7 @@
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustls::{HandshakeKind, ServerConfig, ServerConnection};
 
@@ -32,8 +33,27 @@ fn tls_error(e: rustls::Error) -> io::Error {
 }
 
 impl TlsStream {
-    /// Runs the server handshake on a blocking socket (its timeouts bound it).
-    pub(super) fn accept(sock: TcpStream, config: Arc<ServerConfig>) -> io::Result<TlsStream> {
+    /// Runs the server handshake on a blocking socket, ending it with `TimedOut` at
+    /// `deadline`: each read(2) waits only for what is left, so a client sending its
+    /// handshake a byte at a time cannot stretch it. The socket's read timeout is restored.
+    pub(super) fn accept(
+        sock: TcpStream,
+        config: Arc<ServerConfig>,
+        deadline: Option<Instant>,
+    ) -> io::Result<TlsStream> {
+        let saved = sock.read_timeout()?;
+        let r = Self::handshake(sock, config, deadline);
+        if let Ok(t) = &r {
+            t.sock.set_read_timeout(saved)?;
+        }
+        r
+    }
+
+    fn handshake(
+        sock: TcpStream,
+        config: Arc<ServerConfig>,
+        deadline: Option<Instant>,
+    ) -> io::Result<TlsStream> {
         let conn = ServerConnection::new(config).map_err(tls_error)?;
         let mut t = TlsStream {
             conn,
@@ -49,6 +69,16 @@ impl TlsStream {
             }
             if !t.conn.wants_read() {
                 return Err(io::Error::other("TLS handshake stalled"));
+            }
+            if let Some(d) = deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "TLS handshake timed out",
+                    ));
+                }
+                t.sock.set_read_timeout(Some(left))?;
             }
             if t.conn.read_tls(&mut t.sock)? == 0 {
                 return Err(io::Error::new(

@@ -493,7 +493,7 @@ impl Session {
         log::info!(
             "{} {cmd} {} completed={} bytes={bytes} seconds={secs:.3}",
             self.prefix,
-            String::from_utf8_lossy(&vpath),
+            crate::proto::log_escape(&vpath),
             u8::from(complete)
         );
         let is_file = cmd != "LIST" && cmd != "NLST" && cmd != "MLSD";

@@ -70,6 +70,14 @@ pub(super) fn eprt(s: &mut Session, req: &Request) -> io::Result<()> {
 
 /// The RFC 2577 refusal of a data connection to another host (pyftpdlib's text).
 fn refuse_foreign(s: &mut Session, ip: &str, port: u16) -> io::Result<()> {
+    // The address may be whatever the client wrote after EPRT |2|: echoed only when it is
+    // made of address characters (no markup, no control bytes).
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b".:%-".contains(&b);
+    let ip = if ip.len() <= 64 && ip.bytes().all(plain) {
+        ip
+    } else {
+        "(invalid address)"
+    };
     log::warn!(
         "{} PORT/EPRT to foreign address {ip}:{port} refused",
         s.prefix
@@ -132,8 +140,8 @@ pub(super) fn pasv(s: &mut Session, _req: &Request) -> io::Result<()> {
         }
     };
     match open_passive(s) {
-        Some(port) => s.reply(227, &proto::format_pasv(ip4, port)),
-        None => s.reply(425, "Can't open passive connection."),
+        Ok(port) => s.reply(227, &proto::format_pasv(ip4, port)),
+        Err(why) => s.reply(425, why),
     }
 }
 
@@ -157,19 +165,30 @@ pub(super) fn epsv(s: &mut Session, req: &Request) -> io::Result<()> {
         }
     }
     match open_passive(s) {
-        Some(port) => s.reply(229, &proto::format_epsv(port)),
-        None => s.reply(425, "Can't open passive connection."),
+        Ok(port) => s.reply(229, &proto::format_epsv(port)),
+        Err(why) => s.reply(425, why),
     }
 }
 
+/// The 425 text when every port of `passive_ports` is taken.
+const RANGE_EXHAUSTED: &str =
+    "Can't open passive connection: no free port in the configured range.";
+
 /// Binds a passive listener on the control connection's local address, in `passive_ports`
 /// when configured (starting at a random port, so sessions spread over the range). Replaces
-/// any earlier data setup: PASV is per transfer.
-fn open_passive(s: &mut Session) -> Option<u16> {
+/// any earlier data setup: PASV is per transfer. The range is never left: pyftpdlib falls
+/// back to a port the kernel picks, which the firewall the range was opened in would drop;
+/// here the client gets 425 and may try again once a session lets its port go. `Err` is the
+/// 425 text.
+fn open_passive(s: &mut Session) -> Result<u16, &'static str> {
+    const FAILED: &str = "Can't open passive connection.";
     s.data = DataSetup::None;
     let ip = s.local.ip();
     let listener = match &s.h.passive_ports {
-        None => TcpListener::bind(SocketAddr::new(ip, 0)).ok(),
+        None => TcpListener::bind(SocketAddr::new(ip, 0)).map_err(|e| {
+            log::warn!("{} no passive port available: {e}", s.prefix);
+            FAILED
+        })?,
         Some(range) => {
             let (lo, hi) = (*range.start(), *range.end());
             let n = u32::from(hi - lo) + 1;
@@ -184,23 +203,17 @@ fn open_passive(s: &mut Session) -> Option<u16> {
                     let port = lo + ((start + i) % n) as u16;
                     TcpListener::bind(SocketAddr::new(ip, port)).ok()
                 })
-                .or_else(|| {
-                    // pyftpdlib: every port of the range busy → a kernel-assigned one.
+                .ok_or_else(|| {
                     log::warn!(
-                        "{} Can't find a valid passive port in the configured range. \
-                         A random kernel-assigned port will be used.",
+                        "{} PASV refused: no free port in the passive range {lo}-{hi}",
                         s.prefix
                     );
-                    TcpListener::bind(SocketAddr::new(ip, 0)).ok()
-                })
+                    RANGE_EXHAUSTED
+                })?
         }
     };
-    let Some(listener) = listener else {
-        log::warn!("{} no passive port available", s.prefix);
-        return None;
-    };
-    let port = listener.local_addr().ok()?.port();
+    let port = listener.local_addr().map_err(|_| FAILED)?.port();
     s.data = DataSetup::Passive(listener);
     s.data_since = std::time::Instant::now();
-    Some(port)
+    Ok(port)
 }

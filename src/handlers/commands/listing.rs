@@ -274,7 +274,8 @@ pub(super) fn mlst(s: &mut Session, req: &Request) -> io::Result<()> {
         Err(e) => return fs_error(s, &e),
     };
     let v = fs.fs2ftp(&path);
-    let wire = s.h.encoding.encode(&v);
+    // The name ends the fact line: a CR or LF in it must not end the reply line.
+    let wire = crate::proto::escape_line(&s.h.encoding.encode(&v)).into_owned();
     let perms = listing::mlsx_perms(s.h.authorizer.get_perms(&s.username));
     // RFC 3659 §7.2: with TVFS the fact line names the full path.
     let mut line = Vec::new();
@@ -305,7 +306,14 @@ pub(super) fn stat(s: &mut Session, req: &Request) -> io::Result<()> {
         out.extend_from_slice(&quoted(s, &v));
         out.extend_from_slice(b":\r\n");
         let mut lister = Lister::new(s, &mut fs, dir, only, Kind::List)?;
-        while lister.fill(&mut out)? {
+        let mut line = Vec::new();
+        while lister.fill(&mut line)? {
+            // One `ls -l` line per entry over the control connection: names (and link
+            // targets) with CR or LF must stay inside it, or they would forge replies.
+            let entry = line.strip_suffix(b"\r\n").unwrap_or(&line);
+            out.extend_from_slice(&crate::proto::escape_line(entry));
+            out.extend_from_slice(b"\r\n");
+            line.clear();
             if out.len() > 1 << 16 {
                 s.send_raw(&out)?;
                 out.clear();

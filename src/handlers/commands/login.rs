@@ -30,6 +30,7 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
         return s.reply(503, "Login with USER first.");
     }
     let user = s.username.clone();
+    let shown = crate::proto::log_escape(user.as_bytes()).into_owned();
     let password = req.arg_str();
     match login(s, &user, &password) {
         Ok((fs, msg)) => {
@@ -37,9 +38,9 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
             s.limits = crate::handlers::throttle::SessionLimits::at_login(&s.h, &user);
             s.authenticated = true;
             s.attempted_logins = 0;
-            s.prefix = format!("{}:{}-[{}]", s.peer.ip(), s.peer.port(), user);
+            s.prefix = format!("{}:{}-[{shown}]", s.peer.ip(), s.peer.port());
             s.reply_lines(230, &msg)?;
-            log::info!("{} USER '{}' logged in.", s.prefix, user);
+            log::info!("{} USER '{shown}' logged in.", s.prefix);
             s.cb.on_login(&user);
             Ok(())
         }
@@ -54,7 +55,7 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
                 s.closing = true;
             }
             s.reply(530, &msg)?;
-            log::info!("{} USER '{}' failed login.", s.prefix, user);
+            log::info!("{} USER '{shown}' failed login.", s.prefix);
             s.cb.on_login_failed(&user, &password);
             Ok(())
         }

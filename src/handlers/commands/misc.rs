@@ -48,7 +48,10 @@ pub(super) fn opts(s: &mut Session, req: &Request) -> io::Result<()> {
         return s.reply(200, "Always in UTF8 mode.");
     }
     if cmd != "MLST" || s.h.commands.get("MLST").is_none() {
-        return s.reply(501, &format!("Unsupported command \"{cmd}\"."));
+        return match crate::proto::echoable(&cmd) {
+            Some(c) => s.reply(501, &format!("Unsupported command \"{c}\".")),
+            None => s.reply(501, "Unsupported command."),
+        };
     }
     if arg.contains(' ') || (!arg.is_empty() && !arg.contains(';')) {
         return s.reply(501, "Invalid argument.");

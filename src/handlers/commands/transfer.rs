@@ -208,10 +208,13 @@ pub(super) fn rest(s: &mut Session, req: &Request) -> io::Result<()> {
 }
 
 pub(super) fn abor(s: &mut Session, _req: &Request) -> io::Result<()> {
-    // Outside a transfer (ABOR during one is answered by the transfer loop).
-    match std::mem::take(&mut s.data) {
-        DataSetup::None => s.reply(225, "No transfer to abort."),
-        _ => s.reply(225, "ABOR command successful; data channel closed."),
+    // Outside a transfer (ABOR during one is answered by the transfer loop). The channel is
+    // closed before the reply, so its passive port is free once the client reads it.
+    let had_channel = !matches!(std::mem::take(&mut s.data), DataSetup::None);
+    if had_channel {
+        s.reply(225, "ABOR command successful; data channel closed.")
+    } else {
+        s.reply(225, "No transfer to abort.")
     }
 }
 
@@ -229,7 +232,10 @@ pub(super) fn type_(s: &mut Session, req: &Request) -> io::Result<()> {
             s.ttype = TransferType::Binary;
             s.reply(200, "Type set to: Binary.")
         }
-        None => s.reply(504, &format!("Unsupported type \"{}\".", req.arg_str())),
+        None => match crate::proto::echoable(&req.arg_str()) {
+            Some(t) => s.reply(504, &format!("Unsupported type \"{t}\".")),
+            None => s.reply(504, "Unsupported type."),
+        },
     }
 }
 
