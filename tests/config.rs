@@ -234,7 +234,8 @@ fn generated_content_filesystem(ex: Executor) {
     let seen = seen.lock().unwrap().clone();
     assert!(seen.contains(&PathBuf::from("/alpha")), "{seen:?}");
     assert!(
-        seen.iter().all(|p| p.starts_with("/") && !p.starts_with(&s.root)),
+        seen.iter()
+            .all(|p| p.starts_with("/") && !p.starts_with(&s.root)),
         "virtual paths only: {seen:?}"
     );
 }

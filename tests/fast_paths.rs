@@ -212,9 +212,8 @@ fn disk_full_during_a_large_upload_is_452(ex: Executor) {
     let s = builder()
         .executor(ex)
         .handler(|h| {
-            h.filesystem = std::sync::Arc::new(|_user, root| {
-                Ok(Box::new(TightDisk(OsFilesystem::new(root)?)))
-            })
+            h.filesystem =
+                std::sync::Arc::new(|_user, root| Ok(Box::new(TightDisk(OsFilesystem::new(root)?))))
         })
         .start();
     let mut r = s.raw_login();

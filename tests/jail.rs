@@ -7,6 +7,7 @@
 mod common;
 use common::*;
 
+use ftpdlib::servers::Executor;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -211,10 +212,12 @@ fn parent_directory_swapped_for_a_symlink_out() {
     let mut wins = Wins::default();
     let out = outside.path().to_path_buf();
     let victim = Victim::new(&out.join("victim.txt"));
+    let mut inside = 0;
     for i in 0..CTRL_TRIES {
         let k = i % 8;
         let t = r.cmd("SIZE q/victim.txt").1;
         wins.check("SIZE", t.starts_with(&secret_size));
+        inside += usize::from(t.starts_with("213 "));
         let t = r.cmd("MDTM q/victim.txt").1;
         wins.check("MDTM", t.starts_with(secret_mtime));
         let t = r.cmd("MLST q/victim.txt").1;
@@ -274,6 +277,10 @@ fn parent_directory_swapped_for_a_symlink_out() {
     eprintln!("swaps: {swaps}; attacker wins by operation: {:?}", wins.0);
     assert!(swaps > 0, "the swapper ran");
     assert!(
+        inside > 0,
+        "SIZE never reached the file inside: no race was run"
+    );
+    assert!(
         wins.0.values().all(|&n| n == 0),
         "the jail was escaped: {:?}",
         wins.0
@@ -301,9 +308,11 @@ fn file_swapped_for_a_symlink_out_under_anonymous() {
     let secret_size = format!("213 {SECRET_SIZE}");
     let swapper = Swapper::start(root.join("pub.txt"), root.join(".swap"));
     let mut wins = Wins::default();
+    let mut inside = 0;
     for _ in 0..CTRL_TRIES {
         let t = r.cmd("SIZE pub.txt").1;
         wins.check("SIZE", t.starts_with(&secret_size));
+        inside += usize::from(t.starts_with("213 7"));
         let t = r.cmd("MDTM pub.txt").1;
         wins.check("MDTM", t.starts_with("213 20010203040506"));
         let t = r.cmd("MLST pub.txt").1;
@@ -325,8 +334,122 @@ fn file_swapped_for_a_symlink_out_under_anonymous() {
     eprintln!("swaps: {swaps}; attacker wins by operation: {:?}", wins.0);
     assert!(swaps > 0, "the swapper ran");
     assert!(
+        inside > 0,
+        "SIZE never reached the public file: no race was run"
+    );
+    assert!(
         wins.0.values().all(|&n| n == 0),
         "a read-only user read outside the root: {:?}",
         wins.0
     );
 }
+
+/// A symlink whose target is outside the root is listed with its own facts (MLSD, MLST, LIST,
+/// STAT), never with its target's size, time or inode; a link staying inside is followed.
+fn links_out_are_listed_with_their_own_facts(ex: Executor) {
+    let outside = outside_tree();
+    let secret = outside.path().join("victim.txt");
+    let st = std::fs::metadata(&secret).expect("stat");
+    let unique = format!("unique={:x}g{:x};", st.dev(), st.ino());
+    let s = start(ex);
+    s.write("f", b"inside");
+    std::os::unix::fs::symlink(&secret, s.path("link")).expect("symlink");
+    std::os::unix::fs::symlink("f", s.path("inlink")).expect("symlink");
+    let leaks = |text: &str| {
+        text.contains(&format!("size={SECRET_SIZE};"))
+            || text.contains("modify=20010203040506")
+            || text.contains(&unique)
+    };
+    let mut r = s.raw_login();
+    r.cmd("TYPE I");
+    let (_, data, end) = transfer(&mut r, "MLSD", b"");
+    assert_eq!(end, 226);
+    let data = String::from_utf8_lossy(&data).into_owned();
+    let line = data
+        .lines()
+        .find(|l| l.ends_with(" link"))
+        .expect("link listed");
+    assert!(!leaks(line), "{line}");
+    assert!(line.contains("type=OS.unix=symlink;"), "{line}");
+    let line = data
+        .lines()
+        .find(|l| l.ends_with(" inlink"))
+        .expect("inlink");
+    assert!(
+        line.contains("type=file;") && line.contains("size=6;"),
+        "{line}"
+    );
+    let (code, text) = r.cmd("MLST link");
+    assert_eq!(code, 250, "{text}");
+    assert!(
+        !leaks(&text) && text.contains("type=OS.unix=symlink;"),
+        "{text}"
+    );
+    let (code, text) = r.cmd("MLST inlink");
+    assert!(code == 250 && text.contains("size=6;"), "{text}");
+    let (_, data, _) = transfer(&mut r, "LIST", b"");
+    let data = String::from_utf8_lossy(&data).into_owned();
+    let line = data
+        .lines()
+        .find(|l| l.contains(" link -> "))
+        .expect("link");
+    assert!(
+        line.starts_with('l') && !line.contains(&format!(" {SECRET_SIZE} ")),
+        "{line}"
+    );
+    let (_, text) = r.cmd("STAT /");
+    assert!(!text.contains(&format!(" {SECRET_SIZE} ")), "{text}");
+    let (code, text) = r.cmd("SIZE link");
+    assert_eq!(code, 550, "{text}");
+    assert!(text.contains("outside the user's root directory"), "{text}");
+}
+
+/// The component walk (the resolver for kernels without openat2) behind a whole session: the
+/// jail holds and links inside work.
+fn the_walk_keeps_the_jail_too(ex: Executor) {
+    use ftpdlib::beneath::{Resolver, RootDir};
+    use ftpdlib::filesystems::OsFilesystem;
+    let outside = outside_tree();
+    let s = builder()
+        .executor(ex)
+        .handler(|h| {
+            h.filesystem = Arc::new(|_user, root| {
+                let root = RootDir::open(root)?.with_resolver(Resolver::Walk);
+                Ok(Box::new(OsFilesystem::with_root(root)))
+            });
+        })
+        .start();
+    std::fs::create_dir(s.path("in")).expect("mkdir");
+    s.write("in/f", b"inside");
+    std::os::unix::fs::symlink("in", s.path("inlink")).expect("symlink");
+    std::os::unix::fs::symlink(outside.path(), s.path("out")).expect("symlink");
+    std::os::unix::fs::symlink("../../../../../../../..", s.path("up")).expect("symlink");
+    let mut r = s.raw_login();
+    r.cmd("TYPE I");
+    assert_eq!(r.cmd("SIZE inlink/f").1.trim_end(), "213 6");
+    for bad in [
+        "SIZE out/victim.txt",
+        "CWD out",
+        "MKD out/x",
+        "DELE out/keep-0",
+        "CWD up/etc",
+    ] {
+        let (code, text) = r.cmd(bad);
+        assert_eq!(code, 550, "{bad}: {text}");
+        assert!(
+            text.contains("outside the user's root directory"),
+            "{bad}: {text}"
+        );
+    }
+    let (_, data, end) = transfer(&mut r, "RETR out/victim.txt", b"");
+    assert!(data.is_empty() && end == 550);
+    let (_, _, end) = transfer(&mut r, "STOR inlink/new", b"new");
+    assert_eq!(end, 226);
+    assert_eq!(s.read("in/new"), b"new");
+    assert!(outside.path().join("keep-0").exists());
+}
+
+models!(
+    links_out_are_listed_with_their_own_facts,
+    the_walk_keeps_the_jail_too
+);
