@@ -89,7 +89,7 @@ pub struct RootDir {
     /// False when the root is the file system's `/` (nothing to escape from).
     jailed: bool,
     resolver: Resolver,
-    /// `/proc/self/fd` exists: chmod and utimes reach a pinned object through it.
+    /// chmod and utimes reach a pinned object through `/proc/self/fd` (when it exists).
     proc_fd: bool,
 }
 
@@ -100,18 +100,22 @@ impl RootDir {
     /// # Errors
     /// `path` cannot be opened as a directory.
     pub fn open(path: &Path) -> io::Result<RootDir> {
-        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let fd = nix::fcntl::open(path, flags, Mode::empty())?;
-        let st = fstat(&fd)?;
-        let jailed = match nix::sys::stat::stat("/") {
-            Ok(slash) => (st.st_dev, st.st_ino) != (slash.st_dev, slash.st_ino),
-            Err(_) => true,
-        };
+        use std::os::unix::fs::OpenOptionsExt;
+        // std's open (not nix's): this runs at every login, on a session thread's small
+        // stack, and std copies the path into a smaller stack buffer.
+        let fd: OwnedFd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY)
+            .open(path)?
+            .into();
+        // `/` itself is no jail. Judged by the name: another way to name `/` (a symlink to
+        // it) gets the stricter resolution, which is safe.
+        let jailed = !path.components().eq(Path::new("/").components());
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
             .resolve(ResolveFlag::RESOLVE_BENEATH);
         // ENOSYS before Linux 5.6; EPERM where a seccomp filter refuses unknown calls.
-        let resolver = match openat2(&fd, ".", how) {
+        let resolver = match openat2(&fd, c".", how) {
             Err(Errno::ENOSYS | Errno::EPERM) => Resolver::Walk,
             _ => Resolver::Openat2,
         };
@@ -119,7 +123,7 @@ impl RootDir {
             fd,
             jailed,
             resolver,
-            proc_fd: Path::new("/proc/self/fd").is_dir(),
+            proc_fd: true,
         })
     }
 
@@ -359,7 +363,10 @@ impl RootDir {
         }
         if self.proc_fd {
             let p = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-            return Ok(via_proc(&p)?);
+            match via_proc(&p) {
+                Err(Errno::ENOENT) if !Path::new("/proc/self/fd").is_dir() => {}
+                r => return Ok(r?),
+            }
         }
         let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
         let f = self.open_at(path, flags, Mode::empty())?;

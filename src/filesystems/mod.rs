@@ -228,7 +228,8 @@ pub trait Filesystem: Send {
     /// # Errors
     /// Any I/O error.
     fn utime(&mut self, path: &Path, mtime: SystemTime) -> io::Result<()>;
-    /// Facts about a path, following symlinks.
+    /// Facts about a path, following symlinks (beneath the root: a link leading out fails
+    /// with [`Escape`](crate::beneath::Escape)).
     ///
     /// # Errors
     /// Any I/O error.
@@ -249,9 +250,10 @@ pub trait Filesystem: Send {
     /// Any I/O error.
     fn readlink(&mut self, path: &Path) -> io::Result<PathBuf>;
     /// An open handle on the directory `path` through which a listing stats its entries with
-    /// fstatat(2): one path walk per listing instead of one per entry. Only for filesystems
-    /// whose `stat`/`lstat`/`readlink` are the OS's own. Default: `None` (listings call
-    /// `stat`/`lstat`/`readlink` with each entry's path).
+    /// fstatat(2) (never following a symlink: a link's target is stat'ed with
+    /// [`stat`](Self::stat) on its virtual path, beneath the root): one path walk per listing
+    /// instead of one per entry. Only for filesystems whose `lstat`/`readlink` are the OS's
+    /// own. Default: `None` (listings call `lstat`/`stat`/`readlink` with each entry's path).
     ///
     /// # Errors
     /// Any I/O error opening the directory (the listing then falls back to paths).

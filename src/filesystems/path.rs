@@ -6,7 +6,10 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+
+/// Symlinks followed while resolving one path before giving up (Linux's MAXSYMLINKS).
+const MAX_LINKS: usize = 40;
 
 /// Normalizes `path` against the virtual working directory `cwd`: absolute, no `.` or `..`
 /// (a `..` at `/` stays at `/`), no repeated slashes. The result always starts with `/`.
@@ -63,6 +66,76 @@ pub fn fs2ftp(root: &Path, path: &Path) -> Vec<u8> {
     }
 }
 
+/// Resolves every symlink in an absolute path, like Python's `os.path.realpath` (components
+/// that do not exist are kept as they are). Only for the directories the configuration names
+/// (a session's root and home, resolved at login), never for a client's path: the jail is
+/// enforced when a file is reached ([`crate::beneath`]). Written for a small stack: one
+/// readlink(2) per component and no stat buffer (glibc's realpath(3) keeps several kilobytes
+/// of buffers on a session thread's stack). `None` for a symlink loop or an unreadable link.
+pub fn realpath(path: &Path) -> Option<PathBuf> {
+    let mut todo: Vec<OsString> = Vec::new();
+    push_components(path, &mut todo);
+    let mut out = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            out.pop();
+            continue;
+        }
+        out.push(&c);
+        // readlink(2) both tests and reads a link: one call per component, and no stat
+        // buffer on the stack (this runs at every login, on a session thread's small stack).
+        let target = match std::fs::read_link(&out) {
+            Ok(t) => Some(t),
+            // Not a link (EINVAL), or nothing there (kept as it is).
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::EINVAL | nix::libc::ENOENT | nix::libc::ENOTDIR)
+                ) =>
+            {
+                None
+            }
+            // A link that cannot be read must not pass for a plain name.
+            Err(_) => {
+                let is_link = std::fs::symlink_metadata(&out)
+                    .map(|m| m.file_type().is_symlink())
+                    .unwrap_or(false);
+                if is_link {
+                    return None;
+                }
+                None
+            }
+        };
+        if let Some(target) = target {
+            links += 1;
+            if links > MAX_LINKS {
+                return None;
+            }
+            out.pop();
+            if target.is_absolute() {
+                out = PathBuf::from("/");
+            }
+            push_components(&target, &mut todo);
+        }
+    }
+    Some(out)
+}
+
+/// Pushes the normal and `..` components of `p` onto `todo` in reverse (so `pop` yields them
+/// in order).
+fn push_components(p: &Path, todo: &mut Vec<OsString>) {
+    let comps: Vec<OsString> = p
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect();
+    todo.extend(comps.into_iter().rev());
+}
+
 /// The last component of a virtual path, as bytes (`/a/b` → `b`, `/` → `/`).
 pub fn basename(vpath: &[u8]) -> &[u8] {
     match vpath.iter().rposition(|&b| b == b'/') {
@@ -106,6 +179,18 @@ mod tests {
         assert_eq!(fs2ftp(root, Path::new("/srv/ftp/a/b")), b"/a/b");
         assert_eq!(fs2ftp(root, Path::new("/srv/ftp")), b"/");
         assert_eq!(fs2ftp(root, Path::new("/etc")), b"/");
+    }
+
+    #[test]
+    fn realpath_resolves_links() {
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path().canonicalize().unwrap();
+        std::fs::create_dir_all(base.join("sub")).unwrap();
+        std::os::unix::fs::symlink("sub", base.join("in")).unwrap();
+        std::os::unix::fs::symlink(base.join("loop"), base.join("loop")).unwrap();
+        assert_eq!(realpath(&base.join("in/x")), Some(base.join("sub/x")));
+        assert_eq!(realpath(&base.join("sub/../in")), Some(base.join("sub")));
+        assert_eq!(realpath(&base.join("loop")), None);
     }
 
     #[test]

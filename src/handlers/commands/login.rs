@@ -95,7 +95,8 @@ fn new_fs(s: &Session, user: &str, home: &std::path::Path) -> io::Result<Abstrac
     let fs = (s.h.filesystem)(user, root)?;
     let mut afs = AbstractedFs::new(root, fs)?;
     if root != home {
-        let home = std::fs::canonicalize(home)?;
+        let home = crate::filesystems::path::realpath(&std::path::absolute(home)?)
+            .ok_or_else(|| io::Error::other("symlink loop in home"))?;
         if !home.starts_with(afs.root()) {
             return Err(io::Error::other("home directory outside root_dir"));
         }
