@@ -144,11 +144,6 @@ impl RootDir {
         self.jailed
     }
 
-    /// The root's own descriptor (`O_PATH`).
-    pub fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-
     /// Resolves `path` beneath the root and opens it with `flags` (`O_CLOEXEC` added), the
     /// final symlink followed unless `flags` has `O_NOFOLLOW`.
     ///
@@ -172,6 +167,12 @@ impl RootDir {
         if self.jailed {
             resolve |= ResolveFlag::RESOLVE_BENEATH;
         }
+        // openat2 refuses a mode without O_CREAT (EINVAL), where openat ignores it.
+        let mode = if flags.intersects(OFlag::O_CREAT | OFlag::O_TMPFILE) {
+            mode
+        } else {
+            Mode::empty()
+        };
         let how = OpenHow::new().flags(flags).mode(mode).resolve(resolve);
         let rel = OsStr::from_bytes(rel);
         for _ in 0..RETRIES {
