@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod authorizers;
+pub mod beneath;
 pub mod cli;
 pub mod error;
 pub mod filesystems;

@@ -110,13 +110,17 @@ fn passive_accept_timeout(ex: Executor) {
     assert_eq!(r.cmd("NOOP").0, 200);
 }
 
-/// A filesystem whose files are made up on the fly: every name under `/gen/` holds
-/// "content of <name>\n" repeated; uploads are counted, not stored.
+/// A filesystem whose files are made up on the fly: every name holds "content of <name>\n"
+/// repeated; uploads are counted, not stored. It records the paths it is given: virtual
+/// paths, never the host's.
 struct Generated {
-    root: PathBuf,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<PathBuf>>>,
 }
 
 impl Generated {
+    fn saw(&self, path: &Path) {
+        self.seen.lock().unwrap().push(path.to_path_buf());
+    }
     fn body(path: &Path) -> Vec<u8> {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         format!("content of {name}\n").repeat(1000).into_bytes()
@@ -142,16 +146,22 @@ impl Generated {
 
 impl Filesystem for Generated {
     fn open_read(&mut self, path: &Path, offset: u64) -> io::Result<ReadStream> {
+        self.saw(path);
         let body = Self::body(path);
         let start = (offset as usize).min(body.len());
         Ok(ReadStream::Other(Box::new(io::Cursor::new(
             body[start..].to_vec(),
         ))))
     }
-    fn open_write(&mut self, _path: &Path, _mode: WriteMode) -> io::Result<Box<dyn Write + Send>> {
+    fn open_write(
+        &mut self,
+        _path: &Path,
+        _mode: WriteMode,
+        _perm: u32,
+    ) -> io::Result<Box<dyn Write + Send>> {
         Ok(Box::new(io::sink()))
     }
-    fn mkdir(&mut self, _: &Path) -> io::Result<()> {
+    fn mkdir(&mut self, _: &Path, _: u32) -> io::Result<()> {
         Err(io::Error::from_raw_os_error(nix::libc::EROFS))
     }
     fn rmdir(&mut self, _: &Path) -> io::Result<()> {
@@ -170,7 +180,8 @@ impl Filesystem for Generated {
         Err(io::Error::from_raw_os_error(nix::libc::EROFS))
     }
     fn stat(&mut self, path: &Path) -> io::Result<Stat> {
-        if path == self.root {
+        self.saw(path);
+        if path == Path::new("/") {
             Ok(Self::stat_of(FileKind::Dir, 0))
         } else {
             Ok(Self::stat_of(FileKind::File, Self::body(path).len() as u64))
@@ -179,7 +190,8 @@ impl Filesystem for Generated {
     fn lstat(&mut self, path: &Path) -> io::Result<Stat> {
         self.stat(path)
     }
-    fn listdir(&mut self, _path: &Path) -> io::Result<DirIter> {
+    fn listdir(&mut self, path: &Path) -> io::Result<DirIter> {
+        self.saw(path);
         Ok(Box::new(
             ["alpha", "beta"].into_iter().map(|n| Ok(n.into())),
         ))
@@ -190,12 +202,14 @@ impl Filesystem for Generated {
 }
 
 fn generated_content_filesystem(ex: Executor) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
     let s = builder()
         .executor(ex)
-        .handler(|h| {
-            h.filesystem = std::sync::Arc::new(|_user, home| {
+        .handler(move |h| {
+            h.filesystem = std::sync::Arc::new(move |_user, _root| {
                 Ok(Box::new(Generated {
-                    root: home.to_path_buf(),
+                    seen: record.clone(),
                 }))
             });
         })
@@ -217,6 +231,13 @@ fn generated_content_filesystem(ex: Executor) {
     );
     assert!(c.mkdir("x").is_err(), "read-only filesystem");
     assert!(!s.path("alpha").exists(), "nothing touched the disk");
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.contains(&PathBuf::from("/alpha")), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|p| p.starts_with("/") && !p.starts_with(&s.root)),
+        "virtual paths only: {seen:?}"
+    );
 }
 
 models!(

@@ -163,14 +163,19 @@ impl Filesystem for TightDisk {
     fn open_read(&mut self, p: &Path, offset: u64) -> io::Result<ReadStream> {
         self.0.open_read(p, offset)
     }
-    fn open_write(&mut self, p: &Path, mode: WriteMode) -> io::Result<Box<dyn Write + Send>> {
+    fn open_write(
+        &mut self,
+        p: &Path,
+        mode: WriteMode,
+        perm: u32,
+    ) -> io::Result<Box<dyn Write + Send>> {
         Ok(Box::new(Tight {
-            file: self.0.open_write(p, mode)?,
+            file: self.0.open_write(p, mode, perm)?,
             room: 12 << 20,
         }))
     }
-    fn mkdir(&mut self, p: &Path) -> io::Result<()> {
-        self.0.mkdir(p)
+    fn mkdir(&mut self, p: &Path, perm: u32) -> io::Result<()> {
+        self.0.mkdir(p, perm)
     }
     fn rmdir(&mut self, p: &Path) -> io::Result<()> {
         self.0.rmdir(p)
@@ -207,7 +212,8 @@ fn disk_full_during_a_large_upload_is_452(ex: Executor) {
     let s = builder()
         .executor(ex)
         .handler(|h| {
-            h.filesystem = std::sync::Arc::new(|_user, _home| Ok(Box::new(TightDisk(OsFilesystem))))
+            h.filesystem =
+                std::sync::Arc::new(|_user, root| Ok(Box::new(TightDisk(OsFilesystem::new(root)?))))
         })
         .start();
     let mut r = s.raw_login();

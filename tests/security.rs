@@ -208,9 +208,23 @@ fn non_utf8_names_round_trip(ex: Executor) {
     assert_eq!(r.reply().1.trim_end(), "213 5");
 }
 
+/// A FIFO planted in the served tree (by a local user) must not block a session: RETR and
+/// STOR refuse anything but a regular file, and the session goes on.
+fn fifos_never_block_a_session(ex: Executor) {
+    let s = start(ex);
+    nix::unistd::mkfifo(&s.path("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let mut r = s.raw_login();
+    r.cmd("TYPE I");
+    let (code, text) = r.cmd("RETR fifo");
+    assert_eq!(code, 550, "{text}");
+    let (code, text) = r.cmd("STOR fifo");
+    assert_eq!(code, 550, "{text}");
+    assert_eq!(r.cmd("NOOP").0, 200);
+}
+
 models!(
     permitted_foreign_and_privileged;
-    bin: dotdot_and_absolute_paths_stay_inside, symlinks_out_of_home_are_refused, nul_bytes_are_refused, port_bounce_protection, passive_connection_from_foreign_address_is_dropped, long_lines_and_junk, non_utf8_names_round_trip,
+    bin: fifos_never_block_a_session, dotdot_and_absolute_paths_stay_inside, symlinks_out_of_home_are_refused, nul_bytes_are_refused, port_bounce_protection, passive_connection_from_foreign_address_is_dropped, long_lines_and_junk, non_utf8_names_round_trip,
 );
 
 /// A login during a streaming listing must not leave the new user inside the old user's

@@ -184,7 +184,91 @@ fn system_accounts_log_in(ex: Executor) {
     c.quit().unwrap();
 }
 
-models!(system_accounts_log_in);
+/// `chroot_local_user` (vsftpd's name): each account sees its home as `/` and nothing above
+/// it, with the same resolution beneath the root as any jail (absolute links and links that
+/// climb out are refused).
+fn chroot_local_user_jails_each_account(ex: Executor) {
+    if !can_run() {
+        return;
+    }
+    let a = Account::create("pw-C-1");
+    let b = Account::create("pw-C-2");
+    std::fs::write(a.home.join("mine.txt"), b"mine").unwrap();
+    std::fs::write(b.home.join("theirs.txt"), b"theirs").unwrap();
+    std::os::unix::fs::symlink("/etc", a.home.join("etc")).unwrap();
+    std::os::unix::fs::symlink("../..", a.home.join("up")).unwrap();
+    let s = builder()
+        .executor(ex)
+        .handler(|h| {
+            h.authorizer = Arc::new(UnixAuthorizer::new());
+            UnixFilesystem::install(h);
+            h.chroot_local_user = true;
+        })
+        .start();
+    let mut c = s.connect();
+    c.login(a.name.as_str(), "pw-C-1").unwrap();
+    c.transfer_type(FileType::Binary).unwrap();
+    assert_eq!(c.pwd().unwrap(), "/", "the home is the root");
+    assert_eq!(c.retr_as_buffer("/mine.txt").unwrap().into_inner(), b"mine");
+    c.cwd("..").unwrap();
+    assert_eq!(c.pwd().unwrap(), "/");
+    for outside in ["/etc/passwd", "etc/passwd", "up/etc/passwd"] {
+        let err = c.retr_as_buffer(outside).unwrap_err();
+        assert!(err.to_string().contains("550"), "{outside}: {err}");
+    }
+    let theirs = format!(
+        "../{}/theirs.txt",
+        b.home.file_name().unwrap().to_str().unwrap()
+    );
+    assert!(c.retr_as_buffer(&theirs).is_err(), "another home");
+    assert!(c.cwd("etc").is_err() && c.cwd("up").is_err());
+    put(&mut c, "up.txt", b"x").unwrap();
+    let m = std::fs::metadata(a.home.join("up.txt")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (a.uid, a.gid), "written as the user");
+    let names = c.nlst(None).unwrap();
+    assert!(names.contains(&"mine.txt".to_string()), "{names:?}");
+    c.quit().unwrap();
+}
+
+models!(system_accounts_log_in, chroot_local_user_jails_each_account);
+
+/// `--unix-users --chroot-local-user` through the binary, in the Fork model: the account
+/// that reads /etc/passwd without the flag sees only its home with it.
+#[test]
+fn chroot_local_user_flag() {
+    if !can_run() {
+        return;
+    }
+    let a = Account::create("pw-D-1");
+    // By default an account reads whatever it may read on the system (pyftpdlib, vsftpd).
+    let free = BinServer::start(&["--unix-users", "--concurrency", "multi-proc"]);
+    let mut c = FtpStream::connect_timeout(free.addr, IO_TIMEOUT).unwrap();
+    c.get_ref().set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    c.login(a.name.as_str(), "pw-D-1").unwrap();
+    c.transfer_type(FileType::Binary).unwrap();
+    assert_eq!(c.pwd().unwrap(), a.home.to_str().unwrap());
+    assert!(c.retr_as_buffer("/etc/passwd").is_ok());
+    c.quit().unwrap();
+    let bin = BinServer::start(&[
+        "--unix-users",
+        "--chroot-local-user",
+        "--concurrency",
+        "multi-proc",
+    ]);
+    let mut c = FtpStream::connect_timeout(bin.addr, IO_TIMEOUT).unwrap();
+    c.get_ref().set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    c.login(a.name.as_str(), "pw-D-1").unwrap();
+    c.transfer_type(FileType::Binary).unwrap();
+    assert_eq!(c.pwd().unwrap(), "/");
+    let err = c.retr_as_buffer("/etc/passwd").unwrap_err();
+    assert!(err.to_string().contains("550"), "{err}");
+    put(&mut c, "jailed.txt", b"x").unwrap();
+    assert_eq!(
+        std::fs::metadata(a.home.join("jailed.txt")).unwrap().uid(),
+        a.uid
+    );
+    c.quit().unwrap();
+}
 
 /// Fork model through the binary (`--unix-users`): the session process becomes the user for
 /// good (every uid of the process is the user's) and uploads belong to the user.

@@ -79,6 +79,12 @@ pub struct Options {
     pub shutdown_grace: u64,
     /// `--unix-users`: log system accounts in (UnixAuthorizer + UnixFilesystem).
     pub unix_users: bool,
+    /// `--chroot-local-user`: jail each `--unix-users` account in its home (vsftpd's
+    /// `chroot_local_user`). Default: off (the whole file system, as the account sees it).
+    pub chroot_local_user: bool,
+    /// `--umask`: octal umask of uploads and new directories (vsftpd's `local_umask`).
+    /// Default: 022.
+    pub umask: u32,
     /// `--tls`: FTPS (needs `--certfile`).
     pub tls: bool,
     /// `--certfile`: PEM certificate chain (may hold the key too).
@@ -195,6 +201,17 @@ fn opts() -> getopts::Options {
         "",
         "unix-users",
         "log in system accounts with their passwords, in their homes, as themselves (needs root)",
+    );
+    o.optflag(
+        "",
+        "chroot-local-user",
+        "with --unix-users: jail each account in its home directory",
+    );
+    o.optopt(
+        "",
+        "umask",
+        "octal umask of uploaded files and new directories (default 022)",
+        "MASK",
     );
     o.optopt(
         "",
@@ -466,6 +483,16 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
                 .into(),
         );
     }
+    if m.opt_present("chroot-local-user") && !m.opt_present("unix-users") {
+        return Err("--chroot-local-user requires --unix-users".into());
+    }
+    let umask = match m.opt_str("umask") {
+        None => 0o022,
+        Some(s) => u32::from_str_radix(s.trim(), 8)
+            .ok()
+            .filter(|&u| u <= 0o777)
+            .ok_or_else(|| format!("argument --umask: not an octal mask up to 777: {s:?}"))?,
+    };
     let encoding = match m.opt_str("encoding") {
         None => Encoding::Utf8,
         Some(e) => Encoding::parse(&e).ok_or_else(|| {
@@ -527,6 +554,8 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
         run_as: m.opt_str("user"),
         shutdown_grace: num(&m, "shutdown-grace", 10u64)?,
         unix_users: m.opt_present("unix-users"),
+        chroot_local_user: m.opt_present("chroot-local-user"),
+        umask,
         tls,
         certfile,
         keyfile,

@@ -49,6 +49,8 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
     h.user_write_limit = o.user_write_limit;
     h.max_read_rate = o.max_read_rate;
     h.max_write_rate = o.max_write_rate;
+    h.umask = o.umask;
+    h.chroot_local_user = o.chroot_local_user;
     if o.unix_users {
         let mut unix = crate::authorizers::UnixAuthorizer::new();
         unix.global_perm(perm)?;
@@ -118,6 +120,9 @@ pub fn main() -> ExitCode {
         Parsed::Run(o) => o,
     };
     init_logging(o.verbosity);
+    // New files and directories get exactly the modes `--umask` gives them (vsftpd sets
+    // its process umask the same way); the server creates nothing else.
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     if o.inetd {
         return crate::servers::inetd::main_nowait(build_handler(&o), o.run_as.as_deref());
     }
@@ -326,6 +331,21 @@ mod tests {
         assert!(parse(&["-t", "soon"]).is_err());
         assert!(parse(&["--user", "nobody", "--unix-users"]).is_err());
         assert!(run(&["--unix-users"]).unix_users);
+        let o = run(&["--unix-users", "--chroot-local-user", "--umask", "077"]);
+        assert!(o.chroot_local_user);
+        assert_eq!(o.umask, 0o077);
+        let h = build_handler(&o).unwrap();
+        assert!(h.chroot_local_user);
+        assert_eq!(h.umask, 0o077);
+        assert_eq!(run(&[]).umask, 0o022);
+        assert!(!run(&["--unix-users"]).chroot_local_user);
+        assert!(
+            parse(&["--chroot-local-user"]).is_err(),
+            "needs --unix-users"
+        );
+        for bad in ["8", "1000", "-1", "rw", ""] {
+            assert!(parse(&["--umask", bad]).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -400,7 +400,11 @@ pub fn mlsx_line(
         out.push(b';');
     }
     if has("type") {
-        let t = if !isdir {
+        // A symlink whose target is outside the root keeps its own facts (RFC 3659 §7.5.1's
+        // OS-specific type); any other one was followed.
+        let t = if st.kind == FileKind::Symlink {
+            "OS.unix=symlink"
+        } else if !isdir {
             "file"
         } else if name == b"." {
             "cdir"

@@ -1,18 +1,39 @@
 //! Filesystems: the [`Filesystem`] trait (what a session may do to files), [`OsFilesystem`]
-//! (the real disk) and [`AbstractedFs`] (the jail around any of them), mirroring pyftpdlib's
-//! `AbstractedFS`. Paths handed to a [`Filesystem`] are real paths already checked by the jail
-//! in [`path`], which is not a trait method, so a custom filesystem cannot weaken it.
+//! (the real disk beneath a root directory) and [`AbstractedFs`] (the virtual working
+//! directory and path arithmetic around any of them), mirroring pyftpdlib's `AbstractedFS`.
+//!
+//! # The path contract
+//!
+//! A [`Filesystem`] receives **virtual paths** only: absolute, normalized by
+//! [`path::ftpnorm`] (no `.`, `..` or repeated `/`), where `/` is the session's root. It
+//! never sees a host path, so a custom filesystem (content generated on the fly, an
+//! in-memory tree, a database) has nothing to confine and cannot weaken the jail.
+//! [`OsFilesystem`] is built per session around the real root directory, held open as a
+//! descriptor ([`RootDir`](crate::beneath::RootDir)), and resolves every virtual path
+//! beneath it at the moment of the operation: there is no check of a path followed by a
+//! second lookup of the same name. A path leading out of the root (a symlink whose target is
+//! absolute or climbs above the root) fails with an error carrying
+//! [`Escape`](crate::beneath::Escape), which the session answers with pyftpdlib's
+//! `550 '<path>' points to a path which is outside the user's root directory.`
+//!
+//! The host form of a path ([`AbstractedFs::ftp2fs`], the root joined with the virtual path,
+//! symlinks not resolved) is for display, for [`Authorizer::has_perm`](crate::authorizers::Authorizer::has_perm)
+//! (whose `override_perm` directories are compared lexically) and for the callbacks.
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+mod abstracted;
 pub mod listing;
+mod os;
 pub mod path;
 mod unix;
+pub use abstracted::AbstractedFs;
+pub use os::OsFilesystem;
 pub use unix::UnixFilesystem;
 
 /// What a directory entry is.
@@ -156,23 +177,32 @@ pub type DirIter = Box<dyn Iterator<Item = io::Result<OsString>> + Send>;
 
 /// The operations a session performs on files. One value per session (built at login by
 /// [`FtpHandler::filesystem`](crate::handlers::FtpHandler::filesystem)), so `&mut self` needs
-/// no lock. Every path is a real path that already passed the jail.
+/// no lock. Every path is a virtual path (see the [module docs](self): absolute, normalized,
+/// `/` is the session's root).
 pub trait Filesystem: Send {
     /// Opens a file for download, positioned at `offset`.
     ///
     /// # Errors
     /// Any I/O error; it becomes a 550 reply.
     fn open_read(&mut self, path: &Path, offset: u64) -> io::Result<ReadStream>;
-    /// Opens a file for upload.
+    /// Opens a file for upload; a file this call creates gets the permission bits `perm`
+    /// (`0o666` less the handler's umask, `0o600` less it for STOU; the process umask
+    /// applies as well).
     ///
     /// # Errors
     /// Any I/O error; it becomes a 550 reply.
-    fn open_write(&mut self, path: &Path, mode: WriteMode) -> io::Result<Box<dyn Write + Send>>;
-    /// Creates a directory.
+    fn open_write(
+        &mut self,
+        path: &Path,
+        how: WriteMode,
+        perm: u32,
+    ) -> io::Result<Box<dyn Write + Send>>;
+    /// Creates a directory with the permission bits `perm` (`0o777` less the handler's umask;
+    /// the process umask applies as well).
     ///
     /// # Errors
     /// Any I/O error.
-    fn mkdir(&mut self, path: &Path) -> io::Result<()>;
+    fn mkdir(&mut self, path: &Path, perm: u32) -> io::Result<()>;
     /// Removes an empty directory.
     ///
     /// # Errors
@@ -188,7 +218,7 @@ pub trait Filesystem: Send {
     /// # Errors
     /// Any I/O error.
     fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()>;
-    /// Changes permission bits (SITE CHMOD).
+    /// Changes permission bits (SITE CHMOD, which passes only bits within `0o777`).
     ///
     /// # Errors
     /// Any I/O error.
@@ -198,7 +228,8 @@ pub trait Filesystem: Send {
     /// # Errors
     /// Any I/O error.
     fn utime(&mut self, path: &Path, mtime: SystemTime) -> io::Result<()>;
-    /// Facts about a path, following symlinks.
+    /// Facts about a path, following symlinks (beneath the root: a link leading out fails
+    /// with [`Escape`](crate::beneath::Escape)).
     ///
     /// # Errors
     /// Any I/O error.
@@ -219,173 +250,15 @@ pub trait Filesystem: Send {
     /// Any I/O error.
     fn readlink(&mut self, path: &Path) -> io::Result<PathBuf>;
     /// An open handle on the directory `path` through which a listing stats its entries with
-    /// fstatat(2): one path walk per listing instead of one per entry. Only for filesystems
-    /// whose `stat`/`lstat`/`readlink` are the OS's own. Default: `None` (listings call
-    /// `stat`/`lstat`/`readlink` with each entry's path).
+    /// fstatat(2) (never following a symlink: a link's target is stat'ed with
+    /// [`stat`](Self::stat) on its virtual path, beneath the root): one path walk per listing
+    /// instead of one per entry. Only for filesystems whose `lstat`/`readlink` are the OS's
+    /// own. Default: `None` (listings call `lstat`/`stat`/`readlink` with each entry's path).
     ///
     /// # Errors
     /// Any I/O error opening the directory (the listing then falls back to paths).
     fn open_dir(&mut self, _path: &Path) -> io::Result<Option<fs::File>> {
         Ok(None)
-    }
-}
-
-/// The real disk through `std::fs`: the default filesystem.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct OsFilesystem;
-
-impl Filesystem for OsFilesystem {
-    fn open_read(&mut self, path: &Path, offset: u64) -> io::Result<ReadStream> {
-        let mut f = fs::File::open(path)?;
-        if f.metadata()?.is_dir() {
-            return Err(io::Error::from_raw_os_error(nix::libc::EISDIR));
-        }
-        if offset > 0 {
-            f.seek(SeekFrom::Start(offset))?;
-        }
-        Ok(ReadStream::File(f))
-    }
-
-    fn open_write(&mut self, path: &Path, mode: WriteMode) -> io::Result<Box<dyn Write + Send>> {
-        let mut o = fs::OpenOptions::new();
-        o.mode(0o666);
-        match mode {
-            WriteMode::Truncate => o.write(true).create(true).truncate(true),
-            WriteMode::Append => o.append(true).create(true),
-            WriteMode::At(_) => o.write(true).create(true),
-            // pyftpdlib creates STOU files with tempfile.mkstemp: mode 0600.
-            WriteMode::CreateNew => o.write(true).create_new(true).mode(0o600),
-        };
-        let mut f = o.open(path)?;
-        if let WriteMode::At(off) = mode {
-            f.seek(SeekFrom::Start(off))?;
-        }
-        Ok(Box::new(f))
-    }
-
-    fn mkdir(&mut self, path: &Path) -> io::Result<()> {
-        fs::DirBuilder::new().mode(0o777).create(path)
-    }
-
-    fn rmdir(&mut self, path: &Path) -> io::Result<()> {
-        fs::remove_dir(path)
-    }
-
-    fn remove(&mut self, path: &Path) -> io::Result<()> {
-        if fs::symlink_metadata(path)?.is_dir() {
-            return Err(io::Error::from_raw_os_error(nix::libc::EISDIR));
-        }
-        fs::remove_file(path)
-    }
-
-    fn rename(&mut self, from: &Path, to: &Path) -> io::Result<()> {
-        fs::rename(from, to)
-    }
-
-    fn chmod(&mut self, path: &Path, mode: u32) -> io::Result<()> {
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
-    }
-
-    fn utime(&mut self, path: &Path, mtime: SystemTime) -> io::Result<()> {
-        let f = fs::OpenOptions::new().write(true).open(path)?;
-        f.set_modified(mtime)
-    }
-
-    fn stat(&mut self, path: &Path) -> io::Result<Stat> {
-        fs::metadata(path).map(|m| Stat::from(&m))
-    }
-
-    fn lstat(&mut self, path: &Path) -> io::Result<Stat> {
-        fs::symlink_metadata(path).map(|m| Stat::from(&m))
-    }
-
-    fn listdir(&mut self, path: &Path) -> io::Result<DirIter> {
-        let rd = fs::read_dir(path)?;
-        Ok(Box::new(rd.map(|e| e.map(|e| e.file_name()))))
-    }
-
-    fn readlink(&mut self, path: &Path) -> io::Result<PathBuf> {
-        fs::read_link(path)
-    }
-
-    fn open_dir(&mut self, path: &Path) -> io::Result<Option<fs::File>> {
-        fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_CLOEXEC)
-            .open(path)
-            .map(Some)
-    }
-}
-
-/// The jail around a [`Filesystem`]: a real root that is the virtual `/`, and the virtual
-/// working directory (pyftpdlib `AbstractedFS`).
-pub struct AbstractedFs {
-    root: PathBuf,
-    cwd: Vec<u8>,
-    fs: Box<dyn Filesystem>,
-}
-
-impl AbstractedFs {
-    /// A jail rooted at `root` (resolved to a real path) with the working directory `/`.
-    ///
-    /// # Errors
-    /// `root` cannot be resolved.
-    pub fn new(root: &Path, fs: Box<dyn Filesystem>) -> io::Result<Self> {
-        let root = path::realpath(&std::path::absolute(root)?)
-            .ok_or_else(|| io::Error::other("symlink loop in root"))?;
-        Ok(AbstractedFs {
-            root,
-            cwd: b"/".to_vec(),
-            fs,
-        })
-    }
-
-    /// The real root directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// The virtual working directory.
-    pub fn cwd(&self) -> &[u8] {
-        &self.cwd
-    }
-
-    /// Normalizes a virtual path against the working directory.
-    pub fn ftpnorm(&self, vpath: &[u8]) -> Vec<u8> {
-        path::ftpnorm(&self.cwd, vpath)
-    }
-
-    /// Virtual → real.
-    pub fn ftp2fs(&self, vpath: &[u8]) -> PathBuf {
-        path::ftp2fs(&self.root, &self.cwd, vpath)
-    }
-
-    /// Real → virtual.
-    pub fn fs2ftp(&self, real: &Path) -> Vec<u8> {
-        path::fs2ftp(&self.root, real)
-    }
-
-    /// True if a real path, symlinks resolved, stays inside the root.
-    pub fn validpath(&self, real: &Path) -> bool {
-        path::validpath(&self.root, real)
-    }
-
-    /// Changes the working directory to a real path that must be a directory.
-    ///
-    /// # Errors
-    /// `ENOTDIR` or the error of `stat`.
-    pub fn chdir(&mut self, real: &Path) -> io::Result<()> {
-        let st = self.fs.stat(real)?;
-        if !st.is_dir() {
-            return Err(io::Error::from_raw_os_error(nix::libc::ENOTDIR));
-        }
-        self.cwd = self.fs2ftp(real);
-        Ok(())
-    }
-
-    /// The filesystem operations.
-    pub fn fs(&mut self) -> &mut dyn Filesystem {
-        self.fs.as_mut()
     }
 }
 

@@ -1,8 +1,10 @@
 //! Command dispatch: the only place for the checks every command shares, in pyftpdlib's
 //! order and texts (`pre_process_command`): unknown → 500, argument rule → 501, not logged in
-//! → 530, path outside the root → 550, permission → 550; then the command runs. Before them:
-//! an HTTP request before login closes the connection; after them: a new name holding CR, LF
-//! or NUL → 553.
+//! → 530, permission → 550; then the command runs. A path leading out of the root is refused
+//! (550, pyftpdlib's text) by the operation itself, which resolves it beneath the root when
+//! it runs: nothing here checks a path that a command would then open again by name. Before
+//! the checks: an HTTP request before login closes the connection; after them: a new name
+//! holding CR, LF or NUL → 553.
 
 use std::io;
 
@@ -80,6 +82,7 @@ impl Session {
         let mut req = Request {
             verb: name.clone(),
             arg,
+            vpath: None,
             path: None,
             extra: None,
         };
@@ -143,8 +146,9 @@ impl Session {
         self.reply(500, "HTTP protocol commands not allowed.")
     }
 
-    /// Resolves a command's path argument and checks the jail. Returns false when a reply
-    /// has already refused the command.
+    /// Normalizes a command's path argument into the virtual path its operation will
+    /// resolve beneath the root, and the host path the permission check sees. Returns false
+    /// when a reply has already refused the command.
     fn resolve(&mut self, req: &mut Request) -> io::Result<bool> {
         let Some(fs) = self.fs.as_ref() else {
             return Ok(false);
@@ -178,30 +182,8 @@ impl Session {
             self.reply(501, "Invalid path: NUL byte.")?;
             return Ok(false);
         }
-        let vpath = if target.is_empty() {
-            fs.cwd().to_vec()
-        } else {
-            target
-        };
-        let real = fs.ftp2fs(&vpath);
-        if !fs.validpath(&real) {
-            log::warn!(
-                "{} {} refused: {:?} is outside the user's root",
-                self.prefix,
-                req.verb,
-                String::from_utf8_lossy(&vpath)
-            );
-            // pyftpdlib quotes the path with Python's repr: '/path'.
-            let mut msg = b"'".to_vec();
-            let shown = self.h.encoding.encode(&fs.ftpnorm(&vpath));
-            msg.extend_from_slice(&proto::quote_path(&shown));
-            msg.extend_from_slice(
-                b"' points to a path which is outside the user's root directory.",
-            );
-            self.reply_bytes(550, &msg)?;
-            return Ok(false);
-        }
-        req.path = Some(real);
+        req.vpath = Some(fs.vpath(&target));
+        req.path = Some(fs.ftp2fs(&target));
         Ok(true)
     }
 }

@@ -61,7 +61,9 @@ impl Callbacks for NoCallbacks {}
 /// Builds the callbacks of a new connection.
 pub type CallbacksFactory = Arc<dyn Fn() -> Box<dyn Callbacks> + Send + Sync>;
 
-/// Builds the filesystem of a session at login, from the user's name and home directory.
+/// Builds the filesystem of a session at login, from the user's name and the real directory
+/// that is the session's root (the home, or [`FtpHandler::root_dir`]). The filesystem then
+/// receives virtual paths only (see [`filesystems`](crate::filesystems)).
 pub type FilesystemFactory =
     Arc<dyn Fn(&str, &Path) -> io::Result<Box<dyn Filesystem>> + Send + Sync>;
 
@@ -83,8 +85,14 @@ pub struct Request {
     pub verb: String,
     /// The argument as the client sent it (bytes: names need not be UTF-8).
     pub arg: Vec<u8>,
-    /// For commands with a permission letter: the argument (or the working directory)
-    /// resolved to a real path that passed the jail.
+    /// For commands with a permission letter: the argument (or the working directory) as a
+    /// virtual path, normalized (`/dir/file`): what the session's
+    /// [`Filesystem`](crate::filesystems::Filesystem) receives, resolved beneath the root
+    /// when the operation runs.
+    pub vpath: Option<std::path::PathBuf>,
+    /// The same path on the host: the root joined with `vpath`, symlinks not resolved (what
+    /// [`Authorizer::has_perm`] and the callbacks see). Opening it by name would bypass the
+    /// jail; go through [`Session::fs`] with `vpath` instead.
     pub path: Option<std::path::PathBuf>,
     /// The first word of two-argument commands (the mode of SITE CHMOD, the time of MFMT).
     pub extra: Option<String>,
@@ -341,7 +349,8 @@ pub struct FtpHandler {
     pub limits: Arc<throttle::Limits>,
     /// Builds the callbacks of each connection. Default: [`NoCallbacks`].
     pub callbacks: CallbacksFactory,
-    /// Builds each session's filesystem at login. Default: [`OsFilesystem`].
+    /// Builds each session's filesystem at login. Default: [`OsFilesystem`] beneath the
+    /// session's root.
     pub filesystem: FilesystemFactory,
     /// The command table; add custom commands with [`FtpHandler::add_command`].
     pub commands: CommandTable,
@@ -350,6 +359,17 @@ pub struct FtpHandler {
     /// filesystem, no jail; see [`UnixFilesystem::install`](crate::filesystems::UnixFilesystem::install)).
     /// Default: none (the home is the root: a jail).
     pub root_dir: Option<std::path::PathBuf>,
+    /// Jail every user in their own home, whatever `root_dir` says (vsftpd's
+    /// `chroot_local_user`): with [`UnixFilesystem::install`](crate::filesystems::UnixFilesystem::install)
+    /// system users then see their home as `/` and nothing else. Default: false
+    /// (pyftpdlib: `root_dir` decides).
+    pub chroot_local_user: bool,
+    /// The umask of uploads and new directories (vsftpd's `local_umask`): a file is created
+    /// with `0o666 & !umask` (STOU `0o600 & !umask`), a directory with `0o777 & !umask`; the
+    /// process umask applies as well. Whatever the umask, the anonymous user never makes a
+    /// file executable (SITE CHMOD with an execute bit on a file is refused), and nobody sets
+    /// setuid, setgid or sticky bits. Default: `0o022`.
+    pub umask: u32,
     /// FTPS (pyftpdlib `TLS_FTPHandler`): AUTH/PBSZ/PROT/CCC exist only when set.
     /// Default: none.
     pub tls: Option<TlsConfig>,
@@ -399,9 +419,11 @@ impl FtpHandler {
             max_write_rate: 0,
             limits: Arc::new(throttle::Limits::new()),
             callbacks: Arc::new(|| Box::new(NoCallbacks)),
-            filesystem: Arc::new(|_, _| Ok(Box::new(OsFilesystem))),
+            filesystem: Arc::new(|_, root| Ok(Box::new(OsFilesystem::new(root)?))),
             commands: CommandTable::builtin(),
             root_dir: None,
+            chroot_local_user: false,
+            umask: 0o022,
             tls: None,
         }
     }
@@ -440,6 +462,12 @@ impl FtpHandler {
         }
         if self.ac_in_buffer_size == 0 || self.ac_out_buffer_size == 0 {
             return Err(crate::Error::Config("buffer sizes must be > 0".into()));
+        }
+        if self.umask > 0o777 {
+            return Err(crate::Error::Config(format!(
+                "umask {:o} has bits outside 0777",
+                self.umask
+            )));
         }
         if self.max_line_length < 64 {
             return Err(crate::Error::Config("max_line_length must be ≥ 64".into()));

@@ -6,6 +6,8 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
+use crate::beneath::RootDir;
+
 /// The content served for one read request: a file, something generated on the fly, or a
 /// stream from elsewhere (fbtftp `ResponseData`).
 pub trait ResponseData: Send {
@@ -55,29 +57,6 @@ impl ResponseData for BytesResponseData {
     }
 }
 
-/// Resolves a client path inside `root`, refusing escapes.
-///
-/// Leading `/` (and `\`, which some PXE clients send as separator) are taken relative to
-/// the root, as tftp-hpa's `--secure` does. `..` components, empty paths and paths whose
-/// resolved target (after symlinks) lies outside the root are refused with
-/// `PermissionDenied`; a missing file is `NotFound`.
-///
-/// # Errors
-/// `PermissionDenied` for an escape, `NotFound` when the target does not exist, or the I/O
-/// error of resolving the path.
-pub fn confine(root: &Path, path: &str) -> io::Result<PathBuf> {
-    let rel = relative(path)?;
-    let root = root.canonicalize()?;
-    let real = root.join(&rel).canonicalize()?;
-    if !real.starts_with(&root) {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "path escapes the root",
-        ));
-    }
-    Ok(real)
-}
-
 /// Turns a client path into a relative path of normal components (no `..`, no root).
 ///
 /// # Errors
@@ -100,41 +79,22 @@ pub fn relative(path: &str) -> io::Result<PathBuf> {
     Ok(rel)
 }
 
-/// Opens `rel` for reading without leaving `root`: openat2(2) with RESOLVE_BENEATH makes
-/// the kernel refuse any escape (`..`, absolute symlinks, symlinks pointing out) during the
-/// lookup itself, so no check-then-open race exists. Where openat2 is missing (Linux < 5.6,
-/// or filtered by a sandbox) it falls back to [`confine`] then open.
+/// Opens `rel` for reading without leaving `root`: resolved beneath a descriptor of the
+/// root at the moment of the open ([`RootDir`]: openat2 `RESOLVE_BENEATH`, or the component
+/// walk where openat2 is missing), so `..`, absolute symlinks and symlinks pointing out are
+/// refused during the lookup itself and no check-then-open race exists.
 ///
 /// # Errors
 /// `PermissionDenied` for an escape, otherwise the open error.
 pub fn open_beneath(root: &Path, rel: &Path) -> io::Result<File> {
-    use nix::errno::Errno;
-    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
-    let dir = File::open(root)?;
-    let how = OpenHow::new()
-        // O_NONBLOCK: opening a FIFO planted in the root must not block the session (it is
-        // refused as "not a regular file" next); reads of regular files ignore the flag.
-        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    match openat2(&dir, rel, how) {
-        Ok(fd) => Ok(File::from(fd)),
-        Err(Errno::EXDEV) => Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "path escapes the root",
-        )),
-        Err(Errno::ENOSYS) | Err(Errno::EPERM) => {
-            use std::os::unix::fs::OpenOptionsExt;
-            let real = confine(root, &rel.to_string_lossy())?;
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(nix::libc::O_NONBLOCK)
-                .open(real)
-        }
-        Err(e) => Err(e.into()),
-    }
+    use nix::fcntl::OFlag;
+    // O_NONBLOCK: opening a FIFO planted in the root must not block the session (it is
+    // refused as "not a regular file" next); reads of regular files ignore the flag.
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    RootDir::open(root)?.open_file(rel, flags, nix::sys::stat::Mode::empty())
 }
 
-/// A file served from a root directory, with the confinement of [`confine`] built in.
+/// A file served from a root directory, opened beneath it ([`open_beneath`]).
 #[derive(Debug)]
 pub struct FileResponseData {
     reader: BufReader<File>,
@@ -324,7 +284,7 @@ mod tests {
     }
 
     #[test]
-    fn confine_refuses_symlink_escape() {
+    fn open_refuses_symlink_escape() {
         let dir = tempfile::tempdir().expect("tempdir");
         let outside = tempfile::tempdir().expect("tempdir");
         std::fs::write(outside.path().join("secret"), b"x").expect("write");
@@ -332,11 +292,7 @@ mod tests {
         std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("link"))
             .expect("symlink");
         std::os::unix::fs::symlink("ok", dir.path().join("inner")).expect("symlink");
-        assert!(confine(dir.path(), "ok").is_ok());
-        assert!(confine(dir.path(), "inner").is_ok());
-        let e = confine(dir.path(), "link").expect_err("escape");
-        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
-        let e = confine(dir.path(), "missing").expect_err("missing");
+        let e = FileResponseData::open(dir.path(), "missing").expect_err("missing");
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         let mut f = FileResponseData::open(dir.path(), "/ok").expect("open");
         assert_eq!(f.size(), Some(1));

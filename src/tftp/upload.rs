@@ -16,16 +16,17 @@ use nix::sys::stat::{fstatat, Mode as FileMode};
 use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
 
 use super::packet::{self, ErrorCode, Mode, Packet, Request};
-use super::response::{open_beneath, relative, NetasciiDecoder};
+use super::response::{relative, NetasciiDecoder};
 use super::server::Shared;
 use super::session::negotiate;
 use super::transport::{io_error_reply, Ctx};
+use crate::beneath::RootDir;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A file being received: written to a hidden temporary name in the target directory,
 /// linked to its final name only when complete, removed otherwise. Every step works
-/// relative to the directory's descriptor (opened beneath the upload root by openat2), so
+/// relative to the directory's descriptor (opened beneath the upload root, [`RootDir`]), so
 /// a directory swapped for a symlink meanwhile cannot redirect the file.
 struct Upload {
     dir: OwnedFd,
@@ -43,16 +44,14 @@ impl Upload {
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::PermissionDenied, "no file name"))?
             .to_owned();
-        let parent = rel.parent().filter(|p| !p.as_os_str().is_empty());
-        let dir: OwnedFd = match parent {
-            Some(p) => open_beneath(root, p)?.into(),
-            None => File::open(root)?.into(),
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let dir: OwnedFd = match RootDir::open(root)?.open_dir(parent) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => {
+                return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
+            }
+            Err(e) => return Err(e),
         };
-        if !nix::sys::stat::fstat(&dir)
-            .is_ok_and(|st| st.st_mode & nix::libc::S_IFMT == nix::libc::S_IFDIR)
-        {
-            return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
-        }
         if fstatat(
             &dir,
             name.as_os_str(),

@@ -2,27 +2,34 @@
 //! (RFC 959 §4.1.3, RFC 3659 §3–4, draft-somers-ftp-mfxx; pyftpdlib's texts).
 
 use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
-use super::{fs_error, quoted, vpath};
+use super::{fs_error, quoted, wire};
+use crate::beneath::Escape;
 use crate::filesystems::listing::{format_timeval, parse_timeval};
+use crate::filesystems::FileKind;
 use crate::handlers::{Request, Session};
 use crate::proto::TransferType;
 
-fn target(req: &Request) -> &std::path::Path {
-    req.path
-        .as_deref()
-        .unwrap_or(std::path::Path::new("/nonexistent"))
+fn target(req: &Request) -> &Path {
+    req.vpath.as_deref().unwrap_or(Path::new("/nonexistent"))
+}
+
+/// The session's root, as a virtual path.
+fn is_root(vpath: &Path) -> bool {
+    vpath.as_os_str().as_bytes() == b"/"
 }
 
 pub(super) fn mkd(s: &mut Session, req: &Request) -> io::Result<()> {
     let path = target(req);
+    let perm = 0o777 & !s.h.umask;
     let Some(fs) = s.fs.as_mut() else {
         return Ok(());
     };
-    match fs.fs().mkdir(path) {
+    match fs.fs().mkdir(path, perm) {
         Ok(()) => {
-            let v = fs.fs2ftp(path);
-            let mut msg = quoted(s, &v);
+            let mut msg = quoted(s, path.as_os_str().as_bytes());
             msg.extend_from_slice(b" directory created.");
             s.reply_bytes(257, &msg)
         }
@@ -32,20 +39,42 @@ pub(super) fn mkd(s: &mut Session, req: &Request) -> io::Result<()> {
 
 pub(super) fn rmd(s: &mut Session, req: &Request) -> io::Result<()> {
     let path = target(req);
+    if is_root(path) {
+        return s.reply(550, "Can't remove root directory.");
+    }
     let Some(fs) = s.fs.as_mut() else {
         return Ok(());
     };
-    if path == fs.root() {
-        return s.reply(550, "Can't remove root directory.");
-    }
     match fs.fs().rmdir(path) {
         Ok(()) => s.reply(250, "Directory removed."),
         Err(e) => fs_error(s, &e),
     }
 }
 
+/// pyftpdlib refuses to delete or rename a symlink that leads out of the root (its jail
+/// check follows links). Removing or moving the link itself never reaches outside (unlinkat
+/// and renameat do not follow it); the refusal only keeps pyftpdlib's answer.
+fn leads_out(s: &mut Session, path: &Path) -> io::Result<bool> {
+    let Some(fs) = s.fs.as_mut() else {
+        return Ok(true);
+    };
+    match fs.fs().lstat(path) {
+        Ok(st) if st.kind == FileKind::Symlink => match fs.fs().stat(path) {
+            Err(e) if Escape::of(&e).is_some() => {
+                fs_error(s, &e)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        },
+        _ => Ok(false),
+    }
+}
+
 pub(super) fn dele(s: &mut Session, req: &Request) -> io::Result<()> {
     let path = target(req);
+    if leads_out(s, path)? {
+        return Ok(());
+    }
     let Some(fs) = s.fs.as_mut() else {
         return Ok(());
     };
@@ -57,12 +86,15 @@ pub(super) fn dele(s: &mut Session, req: &Request) -> io::Result<()> {
 
 pub(super) fn rnfr(s: &mut Session, req: &Request) -> io::Result<()> {
     let path = target(req).to_path_buf();
+    if is_root(&path) {
+        return s.reply(550, "Can't rename home directory.");
+    }
+    if leads_out(s, &path)? {
+        return Ok(());
+    }
     let Some(fs) = s.fs.as_mut() else {
         return Ok(());
     };
-    if path == fs.root() {
-        return s.reply(550, "Can't rename home directory.");
-    }
     match fs.fs().lstat(&path) {
         Ok(_) => {
             s.rnfr = Some(path);
@@ -77,28 +109,30 @@ pub(super) fn rnto(s: &mut Session, req: &Request) -> io::Result<()> {
         return s.reply(503, "Bad sequence of commands: use RNFR first.");
     };
     let dst = target(req);
+    if is_root(dst) {
+        return s.reply(550, "Can't overwrite home directory.");
+    }
     let Some(fs) = s.fs.as_mut() else {
         return Ok(());
     };
-    if dst == fs.root() {
-        return s.reply(550, "Can't overwrite home directory.");
-    }
     match fs.fs().rename(&src, dst) {
         Ok(()) => s.reply(250, "Renaming ok."),
         Err(e) => fs_error(s, &e),
     }
 }
 
-/// `550 <path> is not retrievable` (pyftpdlib's text, no period) unless the path is a regular file.
-fn regular_file(
-    s: &mut Session,
-    path: &std::path::Path,
-) -> io::Result<Option<crate::filesystems::Stat>> {
+/// `550 <path> is not retrievable` (pyftpdlib's text, no period) unless the path is a regular
+/// file; pyftpdlib's outside-the-root answer for a path leading out.
+fn regular_file(s: &mut Session, path: &Path) -> io::Result<Option<crate::filesystems::Stat>> {
     let st = s.fs.as_mut().map(|fs| fs.fs().stat(path));
     match st {
         Some(Ok(st)) if st.is_file() => Ok(Some(st)),
+        Some(Err(e)) if Escape::of(&e).is_some() => {
+            fs_error(s, &e)?;
+            Ok(None)
+        }
         _ => {
-            let mut msg = vpath(s, path);
+            let mut msg = wire(s, path);
             msg.extend_from_slice(b" is not retrievable");
             s.reply_bytes(550, &msg)?;
             Ok(None)
@@ -141,7 +175,7 @@ pub(super) fn mfmt(s: &mut Session, req: &Request) -> io::Result<()> {
     match fs.fs().utime(&path, t) {
         Ok(()) => {
             let mut msg = format!("Modify={timeval}; ").into_bytes();
-            msg.extend_from_slice(&vpath(s, &path));
+            msg.extend_from_slice(&wire(s, &path));
             msg.push(b'.');
             s.reply_bytes(213, &msg)
         }
@@ -149,6 +183,10 @@ pub(super) fn mfmt(s: &mut Session, req: &Request) -> io::Result<()> {
     }
 }
 
+/// SITE CHMOD sets permission bits only: setuid, setgid and sticky bits are refused (a
+/// root-run server would otherwise hand out setuid-root files), the root directory is never
+/// changed, and the anonymous user never makes a file executable (vsftpd lets anonymous
+/// users use no SITE CHMOD at all).
 pub(super) fn site_chmod(s: &mut Session, req: &Request) -> io::Result<()> {
     let mode = req.extra.clone().unwrap_or_default();
     let valid =
@@ -157,9 +195,31 @@ pub(super) fn site_chmod(s: &mut Session, req: &Request) -> io::Result<()> {
         return s.reply(501, "Invalid SITE CHMOD format.");
     };
     let path = target(req);
+    if mode & !0o777 != 0 {
+        log::warn!(
+            "{} SITE CHMOD {mode:o} refused: setuid, setgid and sticky bits",
+            s.prefix
+        );
+        return s.reply(
+            550,
+            &format!("Mode {mode:04o} refused: only permission bits (0777) can be set."),
+        );
+    }
+    if is_root(path) {
+        log::warn!("{} SITE CHMOD refused on the root directory", s.prefix);
+        return s.reply(550, "Can't change the mode of the root directory.");
+    }
+    let anonymous = s.username == "anonymous";
     let Some(fs) = s.fs.as_mut() else {
         return Ok(());
     };
+    if anonymous && mode & 0o111 != 0 && !matches!(fs.fs().stat(path), Ok(st) if st.is_dir()) {
+        log::warn!(
+            "{} SITE CHMOD {mode:o} refused: anonymous files are never executable",
+            s.prefix
+        );
+        return s.reply(550, "Anonymous users can't make files executable.");
+    }
     match fs.fs().chmod(path, mode) {
         Ok(()) => s.reply(200, "SITE CHMOD successful."),
         Err(e) => fs_error(s, &e),

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::{fs_error, quoted};
+use crate::beneath::Escape;
 use crate::filesystems::listing::{self, NameCache};
 use crate::filesystems::{AbstractedFs, DirIter, FileKind, Stat};
 use crate::handlers::data::Source;
@@ -110,25 +111,26 @@ impl<'a> Lister<'a> {
         }
     }
 
-    /// Facts about one entry: fstatat(2) on the open directory, or the filesystem's
-    /// stat/lstat of the joined path.
+    /// Facts about one entry: fstatat(2) on the open directory (never following a
+    /// symlink), or the filesystem's lstat of the joined path. With `follow`, a symlink's
+    /// target is then stat'ed through the filesystem, beneath the root; a link leading out
+    /// of it keeps its own facts (never the target's size, time or inode).
     fn stat_entry(&mut self, name: &OsStr, follow: bool) -> io::Result<Stat> {
-        if let Some(d) = &self.dirfd {
-            use nix::fcntl::AtFlags;
-            let flags = if follow {
-                AtFlags::empty()
-            } else {
-                AtFlags::AT_SYMLINK_NOFOLLOW
-            };
-            return nix::sys::stat::fstatat(d, name, flags)
-                .map(|st| Stat::from_raw(&st))
-                .map_err(io::Error::from);
-        }
         let path = self.dir.join(name);
-        if follow {
-            self.fs.fs().stat(&path)
-        } else {
-            self.fs.fs().lstat(&path)
+        let st = match &self.dirfd {
+            Some(d) => {
+                use nix::fcntl::AtFlags;
+                nix::sys::stat::fstatat(d, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .map(|st| Stat::from_raw(&st))?
+            }
+            None => self.fs.fs().lstat(&path)?,
+        };
+        if !follow || st.kind != FileKind::Symlink {
+            return Ok(st);
+        }
+        match self.fs.fs().stat(&path) {
+            Err(e) if Escape::of(&e).is_some() => Ok(st),
+            r => r,
         }
     }
 
@@ -180,20 +182,20 @@ impl<'a> Lister<'a> {
     }
 }
 
-/// Splits a path into (directory to list, single entry) the way pyftpdlib's LIST does.
+/// Splits a virtual path into (directory to list, single entry) the way pyftpdlib's LIST
+/// does; a path leading out of the root is refused.
 fn what_to_list(
     fs: &mut AbstractedFs,
     path: &Path,
     follow: bool,
 ) -> io::Result<(PathBuf, Option<OsString>)> {
-    let st = fs.fs().stat(path);
-    if matches!(&st, Ok(st) if st.is_dir()) {
-        return Ok((path.to_path_buf(), None));
-    }
-    if follow {
-        st?;
-    } else {
-        fs.fs().lstat(path)?;
+    match fs.fs().stat(path) {
+        Ok(st) if st.is_dir() => return Ok((path.to_path_buf(), None)),
+        Err(e) if follow || Escape::of(&e).is_some() => return Err(e),
+        _ if follow => {}
+        _ => {
+            fs.fs().lstat(path)?;
+        }
     }
     let dir = path.parent().unwrap_or(path).to_path_buf();
     let name = path
@@ -204,7 +206,7 @@ fn what_to_list(
 }
 
 fn list_over_data(s: &mut Session, req: &Request, kind: Kind) -> io::Result<()> {
-    let Some(path) = req.path.clone() else {
+    let (Some(path), Some(real)) = (req.vpath.clone(), req.path.clone()) else {
         return Ok(());
     };
     let Some((mut fs, epoch)) = s.take_fs() else {
@@ -213,7 +215,7 @@ fn list_over_data(s: &mut Session, req: &Request, kind: Kind) -> io::Result<()> 
     let r = list_with(s, &mut fs, &path, kind);
     s.restore_fs(fs, epoch);
     match r {
-        Ok(Some(outcome)) => s.finish_transfer(&req.verb, &path, false, outcome),
+        Ok(Some(outcome)) => s.finish_transfer(&req.verb, &real, false, outcome),
         Ok(None) => Ok(()),
         Err(ListError::Fs(e)) => fs_error(s, &e),
         Err(ListError::NotDir) => s.reply(501, "No such directory."),
@@ -263,17 +265,23 @@ pub(super) fn mlsd(s: &mut Session, req: &Request) -> io::Result<()> {
 }
 
 pub(super) fn mlst(s: &mut Session, req: &Request) -> io::Result<()> {
-    let Some(path) = req.path.clone() else {
+    let Some(path) = req.vpath.clone() else {
         return Ok(());
     };
     let Some(fs) = s.fs.as_mut() else {
         return Ok(());
     };
+    // RFC 3659 §7.5.2: facts follow a symlink, beneath the root; a link leading out of it
+    // is described by its own facts.
     let st = match fs.fs().stat(&path) {
+        Err(e) if Escape::of(&e).is_some() => fs.fs().lstat(&path),
+        r => r,
+    };
+    let st = match st {
         Ok(st) => st,
         Err(e) => return fs_error(s, &e),
     };
-    let v = fs.fs2ftp(&path);
+    let v = path.as_os_str().as_bytes().to_vec();
     // The name ends the fact line: a CR or LF in it must not end the reply line.
     let wire = crate::proto::escape_line(&s.h.encoding.encode(&v)).into_owned();
     let perms = listing::mlsx_perms(s.h.authorizer.get_perms(&s.username));
@@ -293,7 +301,7 @@ pub(super) fn mlst(s: &mut Session, req: &Request) -> io::Result<()> {
 }
 
 pub(super) fn stat(s: &mut Session, req: &Request) -> io::Result<()> {
-    let Some(path) = req.path.clone() else {
+    let Some(path) = req.vpath.clone() else {
         return s.status_reply();
     };
     let Some((mut fs, epoch)) = s.take_fs() else {
@@ -301,7 +309,7 @@ pub(super) fn stat(s: &mut Session, req: &Request) -> io::Result<()> {
     };
     let r = (|| -> io::Result<Vec<u8>> {
         let (dir, only) = what_to_list(&mut fs, &path, true)?;
-        let v = fs.fs2ftp(&path);
+        let v = path.as_os_str().as_bytes().to_vec();
         let mut out = b"213-Status of ".to_vec();
         out.extend_from_slice(&quoted(s, &v));
         out.extend_from_slice(b":\r\n");

@@ -73,35 +73,37 @@ fn login(s: &Session, user: &str, password: &str) -> Result<(AbstractedFs, Strin
         log::error!("{} impersonate_user({user}): {e}", s.prefix);
         "Authentication failed.".to_string()
     })?;
-    let fs = (s.h.filesystem)(user, &home)
-        .and_then(|fs| new_fs(s.h.root_dir.as_deref(), &home, fs))
-        .map_err(|e| {
-            log::error!(
-                "{} filesystem for {user} at {}: {e}",
-                s.prefix,
-                home.display()
-            );
-            let _ = auth.terminate_impersonation(user);
-            "Authentication failed.".to_string()
-        })?;
+    let fs = new_fs(s, user, &home).map_err(|e| {
+        log::error!(
+            "{} filesystem for {user} at {}: {e}",
+            s.prefix,
+            home.display()
+        );
+        let _ = auth.terminate_impersonation(user);
+        "Authentication failed.".to_string()
+    })?;
     Ok((fs, msg))
 }
 
-/// The session's jail: the home, or `root_dir` with the home as working directory.
-fn new_fs(
-    root: Option<&std::path::Path>,
-    home: &std::path::Path,
-    fs: Box<dyn crate::filesystems::Filesystem>,
-) -> io::Result<AbstractedFs> {
-    let Some(root) = root else {
-        return AbstractedFs::new(home, fs);
+/// The session's files: rooted at the home, or at `root_dir` with the home as working
+/// directory (unless `chroot_local_user` jails every user in their home). The filesystem
+/// is built, and its root opened, after the user's identity was taken on.
+fn new_fs(s: &Session, user: &str, home: &std::path::Path) -> io::Result<AbstractedFs> {
+    let root = match &s.h.root_dir {
+        Some(root) if !s.h.chroot_local_user => root.as_path(),
+        _ => home,
     };
+    let fs = (s.h.filesystem)(user, root)?;
     let mut afs = AbstractedFs::new(root, fs)?;
-    let home = std::fs::canonicalize(home)?;
-    if !afs.validpath(&home) {
-        return Err(io::Error::other("home directory outside root_dir"));
+    if root != home {
+        let home = crate::filesystems::path::realpath(&std::path::absolute(home)?)
+            .ok_or_else(|| io::Error::other("symlink loop in home"))?;
+        if !home.starts_with(afs.root()) {
+            return Err(io::Error::other("home directory outside root_dir"));
+        }
+        let v = afs.fs2ftp(&home);
+        afs.chdir(&crate::filesystems::path::bytes_path(&v))?;
     }
-    afs.chdir(&home)?;
     Ok(afs)
 }
 

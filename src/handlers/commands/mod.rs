@@ -2,11 +2,13 @@
 //! rule, help text) and the helpers the command functions share.
 
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::{Arg, Command, Request, Session};
 use crate::authorizers::Perm;
+use crate::beneath::Escape;
 use crate::filesystems::strerror;
 use crate::proto;
 
@@ -466,18 +468,27 @@ pub(crate) fn quoted(s: &Session, vpath: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The virtual form of a real path, wire-encoded.
-pub(crate) fn vpath(s: &Session, real: &Path) -> Vec<u8> {
-    let v =
-        s.fs.as_ref()
-            .map(|f| f.fs2ftp(real))
-            .unwrap_or_else(|| b"/".to_vec());
-    s.h.encoding.encode(&v)
+/// A virtual path, wire-encoded.
+pub(crate) fn wire(s: &Session, vpath: &Path) -> Vec<u8> {
+    s.h.encoding.encode(vpath.as_os_str().as_bytes())
 }
 
-/// Replies to a filesystem error: `550 <strerror>.` (pyftpdlib `_strerror`), `452` for a
-/// full disk.
+/// Replies to a filesystem error: pyftpdlib's `550 '<path>' points to a path which is
+/// outside the user's root directory.` for a path leading out of the root (logged as a
+/// warning), `452` for a full disk, `550 <strerror>.` otherwise (pyftpdlib `_strerror`).
 pub(crate) fn fs_error(s: &mut Session, e: &io::Error) -> io::Result<()> {
+    if let Some(esc) = Escape::of(e) {
+        log::warn!(
+            "{} refused: {:?} leads outside the user's root",
+            s.prefix,
+            esc.path
+        );
+        // pyftpdlib quotes the path with Python's repr: '/path'.
+        let mut msg = b"'".to_vec();
+        msg.extend_from_slice(&proto::quote_path(&wire(s, &esc.path)));
+        msg.extend_from_slice(b"' points to a path which is outside the user's root directory.");
+        return s.reply_bytes(550, &msg);
+    }
     log::info!("{} filesystem error: {e}", s.prefix);
     if e.raw_os_error() == Some(nix::libc::ENOSPC) || e.raw_os_error() == Some(nix::libc::EDQUOT) {
         return s.reply(452, "Insufficient storage space.");

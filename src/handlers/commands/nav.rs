@@ -6,7 +6,7 @@ use super::{fs_error, quoted};
 use crate::handlers::{Request, Session};
 
 pub(super) fn cwd(s: &mut Session, req: &Request) -> io::Result<()> {
-    let (Some(fs), Some(path)) = (s.fs.as_mut(), req.path.as_deref()) else {
+    let (Some(fs), Some(path)) = (s.fs.as_mut(), req.vpath.as_deref()) else {
         return Ok(());
     };
     match fs.chdir(path) {

@@ -2,9 +2,10 @@
 //! (RFC 959 §4.1.2–4.1.3, RFC 1123 §4.1.2.9 for STOU's `FILE:` mark, RFC 3659 §5 for REST).
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::fs_error;
+use crate::beneath::Escape;
 use crate::filesystems::WriteMode;
 use crate::handlers::data::DataSetup;
 use crate::handlers::{Request, Session};
@@ -12,7 +13,7 @@ use crate::proto::{self, TransferType};
 
 pub(super) fn retr(s: &mut Session, req: &Request) -> io::Result<()> {
     let rest = std::mem::take(&mut s.rest);
-    let Some(path) = req.path.clone() else {
+    let (Some(path), Some(real)) = (req.vpath.clone(), req.path.clone()) else {
         return Ok(());
     };
     let Some(fs) = s.fs.as_mut() else {
@@ -40,7 +41,7 @@ pub(super) fn retr(s: &mut Session, req: &Request) -> io::Result<()> {
     };
     let outcome = s.send_data(&mut conn, crate::handlers::data::Source::File(file));
     drop(conn);
-    s.finish_transfer("RETR", &path, false, outcome)
+    s.finish_transfer("RETR", &real, false, outcome)
 }
 
 pub(super) fn stor(s: &mut Session, req: &Request) -> io::Result<()> {
@@ -58,9 +59,10 @@ fn store(s: &mut Session, req: &Request, append: bool) -> io::Result<()> {
         return s.reply(450, "Can't APPE while REST request is pending.");
     }
     let rest = std::mem::take(&mut s.rest);
-    let Some(path) = req.path.clone() else {
+    let (Some(path), Some(real)) = (req.vpath.clone(), req.path.clone()) else {
         return Ok(());
     };
+    let perm = upload_perm(s, 0o666);
     let Some(fs) = s.fs.as_mut() else {
         return Ok(());
     };
@@ -80,12 +82,17 @@ fn store(s: &mut Session, req: &Request, append: bool) -> io::Result<()> {
     } else {
         WriteMode::Truncate
     };
-    let sink = match fs.fs().open_write(&path, mode) {
+    let sink = match fs.fs().open_write(&path, mode, perm) {
         Ok(f) => f,
         Err(e) => return fs_error(s, &e),
     };
     let cmd = if append { "APPE" } else { "STOR" };
-    receive(s, cmd, &path, sink, None)
+    receive(s, cmd, &real, sink, None)
+}
+
+/// The permission bits of a new upload: `base` less the handler's umask.
+fn upload_perm(s: &Session, base: u32) -> u32 {
+    base & !s.h.umask
 }
 
 /// Runs an upload into an opened sink and replies; the file is closed before the reply.
@@ -108,68 +115,75 @@ pub(super) fn stou(s: &mut Session, req: &Request) -> io::Result<()> {
     if s.rest > 0 {
         return s.reply(450, "Can't STOU while REST request is pending.");
     }
+    if req.arg.contains(&0) {
+        return s.reply(550, "Path points outside the user's root directory.");
+    }
+    // pyftpdlib creates STOU files with tempfile.mkstemp: mode 0600.
+    let perm = upload_perm(s, 0o600);
     let Some(fs) = s.fs.as_mut() else {
         return Ok(());
     };
-    let (dir, prefix): (PathBuf, Vec<u8>) = if req.arg.is_empty() {
-        (fs.ftp2fs(b""), b"ftpd.".to_vec())
+    // The directory and the name prefix: `ftpd.` in the working directory, or `<name>.`
+    // next to the name the client suggested.
+    let (dir, prefix): (Vec<u8>, Vec<u8>) = if req.arg.is_empty() {
+        (fs.cwd().to_vec(), b"ftpd.".to_vec())
     } else {
-        let p = fs.ftp2fs(&req.arg);
-        let name = p
-            .file_name()
-            .map(|n| n.as_encoded_bytes().to_vec())
-            .unwrap_or_default();
-        let dir = p
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| fs.root().to_path_buf());
-        let mut prefix = name;
+        let v = fs.ftpnorm(&req.arg);
+        let mut prefix = match crate::filesystems::path::basename(&v) {
+            b"/" => b"ftpd".to_vec(),
+            name => name.to_vec(),
+        };
         prefix.push(b'.');
-        (dir, prefix)
+        let cut = v.iter().rposition(|&b| b == b'/').unwrap_or(0);
+        (v[..cut.max(1)].to_vec(), prefix)
     };
-    if req.arg.contains(&0) || !fs.validpath(&dir) {
-        return s.reply(550, "Path points outside the user's root directory.");
-    }
     let mut seed = unique_seed();
     let mut created = None;
     for _ in 0..100 {
-        let mut name = prefix.clone();
+        let mut name = dir.clone();
+        if name != b"/" {
+            name.push(b'/');
+        }
+        name.extend_from_slice(&prefix);
         name.extend_from_slice(random_suffix(&mut seed).as_bytes());
-        let path = dir.join(crate::filesystems::path::bytes_path(&name));
-        match fs.fs().open_write(&path, WriteMode::CreateNew) {
+        let vpath = crate::filesystems::path::bytes_path(&name);
+        match fs.fs().open_write(&vpath, WriteMode::CreateNew, perm) {
             Ok(f) => {
-                created = Some((path, f));
+                created = Some((name, f));
                 break;
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) if Escape::of(&e).is_some() => {
+                return s.reply(550, "Path points outside the user's root directory.");
+            }
             Err(e) => {
                 let why = crate::filesystems::strerror(&e);
                 return s.reply(450, &format!("{why}."));
             }
         }
     }
-    let Some((path, sink)) = created else {
+    let Some((vname, sink)) = created else {
         return s.reply(450, "No usable unique file name found.");
     };
+    let real = fs.ftp2fs(&vname);
     if !s
         .h
         .authorizer
-        .has_perm(&s.username, crate::authorizers::Perm::Store, Some(&path))
+        .has_perm(&s.username, crate::authorizers::Perm::Store, Some(&real))
     {
         drop(sink);
         if let Some(fs) = s.fs.as_mut() {
-            let _ = fs.fs().remove(&path);
+            let _ = fs
+                .fs()
+                .remove(&crate::filesystems::path::bytes_path(&vname));
         }
         return s.reply(550, "Not enough privileges.");
     }
-    let name = path
-        .file_name()
-        .map(|n| n.as_encoded_bytes().to_vec())
-        .unwrap_or_default();
+    let name = crate::filesystems::path::basename(&vname).to_vec();
     // RFC 1123 §4.1.2.9: the preliminary reply is "FILE: <name>".
     let mut mark = b"FILE: ".to_vec();
     mark.extend_from_slice(&s.h.encoding.encode(&name));
-    receive(s, "STOU", &path, sink, Some(&mark))
+    receive(s, "STOU", &real, sink, Some(&mark))
 }
 
 fn unique_seed() -> u64 {
