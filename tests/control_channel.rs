@@ -158,7 +158,7 @@ fn login_timeout_flag(ex: Executor) {
     let mut c = greeted(bin.addr);
     let got = dribble(&mut c, Duration::from_millis(300), Duration::from_secs(6));
     assert!(String::from_utf8_lossy(&got).starts_with("421 "));
-    assert!(bin.log().contains("timed out"), "{}", bin.log());
+    assert!(bin.wait_log("timed out"), "{}", bin.log());
 }
 
 // ---------------------------------------------------------------- cross-protocol requests
@@ -469,7 +469,7 @@ fn passive_range_is_never_left_bin(ex: Executor) {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let bin = BinServer::start(&refs);
     check_exhausted_range(bin.addr, range);
-    assert!(bin.log().contains("no free port"), "{}", bin.log());
+    assert!(bin.wait_log("no free port"), "{}", bin.log());
 }
 
 models!(

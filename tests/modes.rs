@@ -146,7 +146,11 @@ fn as_root_anonymous_cannot_make_setuid_files() {
         std::fs::metadata(&root).expect("stat").permissions().mode() & 0o7000,
         0
     );
-    assert!(srv.log().contains("SITE CHMOD"), "refusals are logged");
+    assert!(
+        srv.wait_log("SITE CHMOD"),
+        "refusals are logged: {}",
+        srv.log()
+    );
 }
 
 models!(

@@ -273,6 +273,20 @@ impl BinServer {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// Waits (up to [`IO_TIMEOUT`]) until the log holds `needle`: the log is read from the
+    /// server's stderr by another thread, so a line written just before a reply may not be
+    /// here yet when the reply is. True once it is there.
+    pub fn wait_log(&self, needle: &str) -> bool {
+        let deadline = std::time::Instant::now() + IO_TIMEOUT;
+        while !self.log().contains(needle) {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     /// Sends a signal to the server process.
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
