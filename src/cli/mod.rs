@@ -13,6 +13,7 @@ use crate::servers::FtpServer;
 use crate::Error;
 
 mod args;
+mod flags;
 
 pub use args::{parse_args, parse_rate, Options, Parsed};
 
