@@ -2,7 +2,7 @@
 //! defaults) plus ftpdlib's own, into [`Options`].
 
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use super::flags;
@@ -13,15 +13,16 @@ use crate::servers::Executor;
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Options {
-    /// `-i`: address to listen on. Default: `::` (dual stack: IPv4 and IPv6).
-    pub interface: IpAddr,
+    /// `-i`: the addresses to listen on; a host name gives each of its addresses (`-i
+    /// localhost` → `::1` and `127.0.0.1`). Default: `::` (dual stack: IPv4 and IPv6).
+    pub interfaces: Vec<IpAddr>,
     /// `-p`: port. Default: 2121.
     pub port: u16,
     /// `-w`: grant write permissions.
     pub write: bool,
     /// `-d`: the directory served. Default: the current directory.
     pub directory: PathBuf,
-    /// `-n`: address sent in PASV replies (NAT).
+    /// `-n`: address sent in PASV replies (NAT); a host name is resolved at startup.
     pub nat_address: Option<Ipv4Addr>,
     /// `-r FROM-TO`: passive port range.
     pub range: Option<(u16, u16)>,
@@ -47,7 +48,7 @@ pub struct Options {
     pub use_localtime: bool,
     /// `--disable-sendfile`.
     pub disable_sendfile: bool,
-    /// `--max-cons`. Default: 512.
+    /// `--max-cons`. Default: 512; 0 = unlimited.
     pub max_cons: usize,
     /// `--max-cons-per-ip`. Default: 0 (unlimited).
     pub max_cons_per_ip: usize,
@@ -97,7 +98,7 @@ impl Default for Options {
     /// pyftpdlib's defaults (the directory is `.`; the command line makes it absolute).
     fn default() -> Self {
         Options {
-            interface: IpAddr::from([0u16; 8]),
+            interfaces: vec![IpAddr::from([0u16; 8])],
             port: 2121,
             write: false,
             directory: PathBuf::from("."),
@@ -179,9 +180,32 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid rate {s:?} (use e.g. 500K, 10M, 1G)"))
 }
 
-/// A value flag's value.
+/// A value flag's value: the last one given, as with pyftpdlib's argparse (so a command line
+/// can be extended with flags that override what it already says).
 fn value(m: &getopts::Matches, name: &str) -> Option<String> {
-    m.opt_str(name)
+    m.opt_strs(name).pop()
+}
+
+/// An address, or a host name resolved to its addresses (pyftpdlib hands `-i` to
+/// getaddrinfo(3) too).
+fn resolve(flag: &str, s: &str) -> Result<Vec<IpAddr>, String> {
+    let s = s.trim_matches(|c| c == '[' || c == ']');
+    if let Ok(ip) = s.parse() {
+        return Ok(vec![ip]);
+    }
+    let addrs = (s, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("argument {flag}: cannot resolve {s:?}: {e}"))?;
+    let mut out: Vec<IpAddr> = Vec::new();
+    for ip in addrs.map(|a| a.ip()) {
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("argument {flag}: {s:?} has no address"));
+    }
+    Ok(out)
 }
 
 fn rate(m: &getopts::Matches, name: &str) -> Result<u64, String> {
@@ -230,10 +254,7 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
 /// pyftpdlib's own flags.
 fn main_options(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
     if let Some(s) = value(m, "interface").filter(|s| !s.is_empty()) {
-        o.interface = s
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse()
-            .map_err(|_| format!("argument -i/--interface: invalid address: {s:?}"))?;
+        o.interfaces = resolve("-i/--interface", &s)?;
     }
     o.port = num(m, "port", o.port)?;
     o.write = m.opt_present("write");
@@ -242,16 +263,29 @@ fn main_options(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
         None => std::env::current_dir().map_err(|e| format!("current directory: {e}"))?,
     };
     if let Some(s) = value(m, "nat-address") {
-        o.nat_address = Some(
-            s.parse::<Ipv4Addr>()
-                .map_err(|_| format!("argument -n/--nat-address: not an IPv4 address: {s:?}"))?,
-        );
+        // PASV replies carry IPv4 only (RFC 959); a name's first IPv4 address is sent.
+        let v4 = resolve("-n/--nat-address", &s)?
+            .into_iter()
+            .find_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            });
+        o.nat_address =
+            Some(v4.ok_or_else(|| format!("argument -n/--nat-address: no IPv4 address: {s:?}"))?);
     }
     o.range = value(m, "range").map(|s| port_range(&s)).transpose()?;
     o.username = value(m, "username");
     o.password = value(m, "password");
-    if o.username.is_some() && o.password.is_none() {
-        return Err("if username (-u) is supplied, password (-P) is required".into());
+    match (&o.username, &o.password) {
+        (Some(_), None) => {
+            return Err("if username (-u) is supplied, password (-P) is required".into())
+        }
+        (None, Some(_)) => {
+            return Err(
+                "-P/--password needs -u/--username (anonymous login has no password)".into(),
+            )
+        }
+        _ => {}
     }
     o.verbosity = if m.opt_present("debug") {
         2
@@ -279,8 +313,13 @@ fn port_range(s: &str) -> Result<(u16, u16), String> {
         a.trim().parse().map_err(|_| bad())?,
         b.trim().parse().map_err(|_| bad())?,
     );
-    if a == 0 || a > b {
-        return Err(bad());
+    if a == 0 {
+        return Err(format!("argument -r/--range: {s:?}: ports start at 1"));
+    }
+    if a > b {
+        return Err(format!(
+            "argument -r/--range: {s:?}: the start port must not exceed the end port"
+        ));
     }
     Ok((a, b))
 }
@@ -311,7 +350,12 @@ fn tls_options(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
 
 /// Concurrency model, service-manager modes, identity and shutdown.
 fn deployment_options(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
-    o.concurrency = match value(m, "concurrency").as_deref() {
+    let model = value(m, "concurrency");
+    let pre_fork = matches!(model.as_deref(), Some("pre-fork") | Some("prefork"));
+    if m.opt_present("workers") && !pre_fork {
+        return Err("--workers needs --concurrency pre-fork".into());
+    }
+    o.concurrency = match model.as_deref() {
         None | Some("pool") | Some("async") => Executor::Pool,
         Some("multi-thread") | Some("thread") => Executor::Thread,
         Some("multi-proc") | Some("fork") => Executor::Fork,
@@ -337,6 +381,12 @@ fn deployment_options(m: &getopts::Matches, o: &mut Options) -> Result<(), Strin
         return Err("--inetd and --inetd-wait are exclusive".into());
     }
     o.idle_timeout = num(m, "idle-timeout", o.idle_timeout)?;
+    if o.idle_timeout > 0 && o.inetd {
+        // A standalone server is checked once its listeners are known (systemd may pass them).
+        return Err(
+            "-t/--idle-timeout needs -W/--inetd-wait: -I serves one connection and exits".into(),
+        );
+    }
     o.run_as = value(m, "user");
     o.unix_users = m.opt_present("unix-users");
     if o.run_as.is_some() && o.unix_users {

@@ -40,8 +40,8 @@ const MAIN: &[Flag] = &[
         "i",
         "interface",
         "ADDRESS",
-        "specify the interface to run on",
-        "all interfaces",
+        "specify the interface to run on: an address or a host name",
+        "all interfaces, IPv4 and IPv6",
     ),
     flag("p", "port", "PORT", "specify port number to run on", "2121"),
     flag(
@@ -62,7 +62,7 @@ const MAIN: &[Flag] = &[
         "n",
         "nat-address",
         "ADDRESS",
-        "the NAT address to use for passive connections",
+        "the NAT address (or host name) to use for passive connections",
         "",
     ),
     flag(
@@ -72,9 +72,21 @@ const MAIN: &[Flag] = &[
         "the range of TCP ports to use for passive connections (e.g. -r 8000-9000)",
         "any free port",
     ),
-    flag("D", "debug", "", "enable DEBUG logging level", ""),
+    flag(
+        "D",
+        "debug",
+        "",
+        "enable DEBUG logging level: -V plus data-channel setup",
+        "",
+    ),
     flag("v", "version", "", "print ftpdlib version and exit", ""),
-    flag("V", "verbose", "", "activate a more verbose logging", ""),
+    flag(
+        "V",
+        "verbose",
+        "",
+        "activate a more verbose logging: each command and reply",
+        "",
+    ),
     flag(
         "u",
         "username",
@@ -87,7 +99,7 @@ const MAIN: &[Flag] = &[
         "P",
         "password",
         "PASSWORD",
-        "specify a password to login with (username required to be useful)",
+        "specify a password to login with (needs -u)",
         "",
     ),
     flag(
@@ -129,7 +141,7 @@ const MAIN: &[Flag] = &[
         "",
         "disable-sendfile",
         "",
-        "disable sendfile() syscall (zero-copy) for faster uploads",
+        "copy downloads through a buffer instead of sendfile(2) (zero-copy)",
         "",
     ),
 ];
@@ -200,7 +212,7 @@ const DEPLOYMENT: &[Flag] = &[
         "",
         "workers",
         "N",
-        "worker processes of the pre-fork model",
+        "worker processes of --concurrency pre-fork",
         "number of CPUs",
     ),
     flag(
@@ -221,8 +233,8 @@ const DEPLOYMENT: &[Flag] = &[
         "t",
         "idle-timeout",
         "SECS",
-        "exit after SECS with no client (inetd-wait; 0 = never)",
-        "0",
+        "with -W (or systemd socket activation): exit after SECS with no client",
+        "0 = never",
     ),
     flag(
         "",
@@ -255,22 +267,22 @@ const LIMITS: &[Flag] = &[
         "",
         "timeout",
         "SECS",
-        "connection timeout in seconds; 0 disables",
-        "300",
+        "control and data connection timeout in seconds",
+        "300; 0 = none",
     ),
     flag(
         "",
         "max-cons",
         "N",
         "max number of simultaneous connections",
-        "512",
+        "512; 0 = unlimited",
     ),
     flag(
         "",
         "max-cons-per-ip",
         "N",
-        "maximum number connections from the same IP address (0 = unlimited)",
-        "0",
+        "maximum number connections from the same IP address",
+        "0 = unlimited",
     ),
     flag(
         "",
@@ -283,15 +295,15 @@ const LIMITS: &[Flag] = &[
         "",
         "read-limit",
         "RATE",
-        "max upload speed per session, bytes/s (e.g. 500K, 10M; 0 = unlimited)",
-        "0",
+        "max upload speed per session, bytes/s (e.g. 500K, 10M)",
+        "0 = unlimited",
     ),
     flag(
         "",
         "write-limit",
         "RATE",
-        "max download speed per session, bytes/s (e.g. 500K, 10M; 0 = unlimited)",
-        "0",
+        "max download speed per session, bytes/s (e.g. 500K, 10M)",
+        "0 = unlimited",
     ),
     flag(
         "",
@@ -342,9 +354,10 @@ pub(super) fn parser() -> getopts::Options {
             d => format!("{} (default: {d})", f.help),
         };
         if f.value.is_empty() {
-            o.optflag(f.short, f.long, &help);
+            o.optflagmulti(f.short, f.long, &help);
         } else {
-            o.optopt(f.short, f.long, &help, f.value);
+            // Repeatable: the last value wins (args.rs), as with pyftpdlib's argparse.
+            o.optmulti(f.short, f.long, &help, f.value);
         }
     }
     o

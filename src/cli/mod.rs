@@ -1,13 +1,13 @@
 //! The command line (`ftpdlib [options]`), mirroring `python3 -m pyftpdlib`: the same flags,
 //! meanings and defaults, so a pyftpdlib command line works by changing only the program.
 
-use std::io::Write;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::authorizers::DummyAuthorizer;
+use crate::authorizers::{Authorizer, DummyAuthorizer};
 use crate::handlers::FtpHandler;
 use crate::servers::FtpServer;
 use crate::Error;
@@ -17,18 +17,40 @@ mod flags;
 
 pub use args::{parse_args, parse_rate, Options, Parsed};
 
-/// Builds the handler the options describe.
-///
-/// # Errors
-/// The directory does not exist, or another setting is invalid.
-pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
-    let perm = if o.write { "elradfmwMT" } else { "elr" };
+/// The authorizer the options describe: system accounts (`--unix-users`, which needs root to
+/// become each user, as pyftpdlib's `UnixAuthorizer` insists), one account (`-u`/`-P`), or
+/// anonymous.
+fn authorizer(o: &Options, perm: &str) -> Result<Arc<dyn Authorizer>, Error> {
+    if o.unix_users {
+        if !nix::unistd::Uid::effective().is_root() {
+            return Err(Error::Config(
+                "--unix-users needs root: it checks passwords in /etc/shadow and serves \
+                 each user as themselves (start it as root, or drop --unix-users)"
+                    .into(),
+            ));
+        }
+        let mut unix = crate::authorizers::UnixAuthorizer::new();
+        unix.global_perm(perm)?;
+        return Ok(Arc::new(unix));
+    }
     let mut auth = DummyAuthorizer::new();
     match (&o.username, &o.password) {
         (Some(u), Some(p)) => auth.add_user(u, p, &o.directory, perm)?,
         _ => auth.add_anonymous(&o.directory, perm)?,
     }
-    let mut h = FtpHandler::new(Arc::new(auth));
+    Ok(Arc::new(auth))
+}
+
+/// Builds the handler the options describe.
+///
+/// # Errors
+/// The directory does not exist, `--unix-users` without root, or another setting is invalid.
+pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
+    let perm = if o.write { "elradfmwMT" } else { "elr" };
+    let mut h = FtpHandler::new(authorizer(o, perm)?);
+    if o.unix_users {
+        crate::filesystems::UnixFilesystem::install(&mut h);
+    }
     let t = (o.timeout > 0).then(|| Duration::from_secs(o.timeout));
     h.timeout = t;
     h.data_timeout = t;
@@ -49,12 +71,6 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
     h.user_write_limit = o.user_write_limit;
     h.max_read_rate = o.max_read_rate;
     h.max_write_rate = o.max_write_rate;
-    if o.unix_users {
-        let mut unix = crate::authorizers::UnixAuthorizer::new();
-        unix.global_perm(perm)?;
-        h.authorizer = Arc::new(unix);
-        crate::filesystems::UnixFilesystem::install(&mut h);
-    }
     if let (true, Some(cert)) = (o.tls, &o.certfile) {
         let mut t = crate::handlers::TlsConfig::from_pem_files(cert, o.keyfile.as_deref())?;
         t.tls_control_required = o.tls_control_required;
@@ -68,11 +84,20 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
 /// Builds the server the options describe (binds the port).
 ///
 /// # Errors
-/// As [`build_handler`], or the address cannot be bound.
+/// As [`build_handler`], or an address cannot be bound (the message names it and says what
+/// to do), or `-t` on a server that binds its own port.
 pub fn build_server(o: &Options) -> Result<FtpServer, Error> {
     let handler = build_handler(o)?;
     let listeners = crate::servers::inetd::listeners_for(o.inetd_wait, || {
-        crate::servers::bind(SocketAddr::new(o.interface, o.port))
+        if o.idle_timeout > 0 {
+            return Err(Error::Config(
+                "-t/--idle-timeout needs -W/--inetd-wait or systemd socket activation: a \
+                 server that binds its own port would exit when idle, with nothing to \
+                 start it again"
+                    .into(),
+            ));
+        }
+        bind_all(&o.interfaces, o.port)
     })?;
     let mut server = FtpServer::from_listeners(listeners, handler)?
         .with_executor(o.concurrency)
@@ -84,20 +109,73 @@ pub fn build_server(o: &Options) -> Result<FtpServer, Error> {
     Ok(server)
 }
 
-fn init_logging(verbosity: u8) {
-    let level = match verbosity {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
+/// Binds `port` on every address (a host name may have given several). With port 0 the
+/// first address picks the port and the others follow it; should one of them find it taken,
+/// all start again on a new port.
+fn bind_all(ips: &[IpAddr], port: u16) -> Result<Vec<TcpListener>, Error> {
+    let Some((&first, rest)) = ips.split_first() else {
+        return Err(Error::Config("no address to listen on".into()));
     };
-    let env = env_logger::Env::default().default_filter_or(level);
-    let _ = env_logger::Builder::from_env(env)
-        .format(|buf, rec| {
-            let l = rec.level().as_str().chars().next().unwrap_or('?');
-            writeln!(buf, "[{l} {}] {}", buf.timestamp_seconds(), rec.args())
-        })
-        .target(env_logger::Target::Stderr)
-        .try_init();
+    let mut attempts = 0;
+    'again: loop {
+        let l = bind_one(SocketAddr::new(first, port))?;
+        let chosen = l.local_addr()?.port();
+        let mut out = vec![l];
+        for &ip in rest {
+            match bind_one(SocketAddr::new(ip, chosen)) {
+                Ok(l) => out.push(l),
+                Err(Error::Io(e))
+                    if port == 0 && e.kind() == io::ErrorKind::AddrInUse && attempts < 10 =>
+                {
+                    attempts += 1;
+                    continue 'again;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(out);
+    }
+}
+
+/// Binds one address; a failure names the address and the way out.
+fn bind_one(addr: SocketAddr) -> Result<TcpListener, Error> {
+    crate::servers::bind(addr).map_err(|e| match e {
+        Error::Io(e) => Error::Io(io::Error::new(e.kind(), listen_error(addr, &e))),
+        e => e,
+    })
+}
+
+/// `cannot listen on ADDR: REASON`, with what to do about the common reasons.
+fn listen_error(addr: SocketAddr, e: &io::Error) -> String {
+    let what = match e.raw_os_error() {
+        Some(nix::libc::EADDRINUSE) => format!(
+            "address already in use (another server has port {}; choose another with -p)",
+            addr.port()
+        ),
+        Some(nix::libc::EACCES) if addr.port() < 1024 => format!(
+            "permission denied: ports below 1024 need root (with --user NAME to drop it once \
+             bound) or the CAP_NET_BIND_SERVICE capability (sudo setcap \
+             cap_net_bind_service=+ep {}); or use a port from 1024 up, e.g. -p 2121",
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "ftpdlib".into())
+        ),
+        Some(nix::libc::EADDRNOTAVAIL) => {
+            "address not available (not an address of this host; see -i)".to_string()
+        }
+        _ => e.to_string(),
+    };
+    format!("cannot listen on {addr}: {what}")
+}
+
+/// A startup error as the command line prints it.
+fn describe(e: &Error) -> String {
+    match e {
+        // Bind errors already say what failed, configuration errors name the flag.
+        Error::Io(io) => io.to_string(),
+        Error::Config(m) => m.clone(),
+        e => e.to_string(),
+    }
 }
 
 /// Runs the command line: parse, build, serve until SIGINT/SIGTERM. Exit codes: 0 after a
@@ -117,14 +195,14 @@ pub fn main() -> ExitCode {
         }
         Parsed::Run(o) => o,
     };
-    init_logging(o.verbosity);
+    crate::logging::init(o.verbosity);
     if o.inetd {
         return crate::servers::inetd::main_nowait(build_handler(&o), o.run_as.as_deref());
     }
     let mut server = match build_server(&o) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("ftpdlib: error: {e}");
+            eprintln!("ftpdlib: error: {}", describe(&e));
             return ExitCode::from(match e {
                 Error::Config(_) | Error::Authorizer(_) | Error::Tls(_) => 2,
                 _ => 1,
@@ -173,7 +251,7 @@ mod tests {
     fn defaults_match_pyftpdlib() {
         let o = run(&["-d", "/tmp"]);
         assert_eq!(o.port, 2121);
-        assert_eq!(o.interface, "::".parse::<IpAddr>().unwrap());
+        assert_eq!(o.interfaces, ["::".parse::<IpAddr>().unwrap()]);
         assert!(!o.write);
         assert_eq!(o.timeout, 300);
         assert_eq!(o.max_cons, 512);

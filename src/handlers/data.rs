@@ -331,6 +331,7 @@ impl Session {
                         );
                         continue;
                     }
+                    log::trace!("{} data connection from {addr}", self.prefix);
                     s.set_nonblocking(false)?;
                     limit_socket_buffers(&s);
                     return Ok(Some(Stream::Tcp(s)));

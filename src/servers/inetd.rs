@@ -165,13 +165,14 @@ pub fn notify(state: &str) -> bool {
 }
 
 /// The listeners the command line serves: stdin for inetd "wait" (stdout then goes to
-/// stderr), else systemd's sockets when `LISTEN_FDS` names this process, else `bind()`.
+/// stderr), else systemd's sockets when `LISTEN_FDS` names this process, else what `bind()`
+/// binds.
 ///
 /// # Errors
 /// stdin or a systemd descriptor is not a listening socket, or `bind` failed.
 pub fn listeners_for(
     inetd_wait: bool,
-    bind: impl FnOnce() -> Result<TcpListener, Error>,
+    bind: impl FnOnce() -> Result<Vec<TcpListener>, Error>,
 ) -> Result<Vec<TcpListener>, Error> {
     if inetd_wait {
         stdout_to_stderr()?;
@@ -182,7 +183,7 @@ pub fn listeners_for(
         log::info!("systemd socket activation: {} listener(s)", fds.len());
         return Ok(fds);
     }
-    Ok(vec![bind()?])
+    bind()
 }
 
 /// Drops root for `run_as` (the `--user` flag) once the sockets are bound; `Some(code)` to

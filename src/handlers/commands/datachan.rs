@@ -108,6 +108,7 @@ fn make_eport(s: &mut Session, addr: SocketAddr) -> io::Result<()> {
     s.data = DataSetup::None;
     match TcpStream::connect_timeout(&SocketAddr::new(ip, addr.port()), CONNECT_TIMEOUT) {
         Ok(stream) => {
+            log::trace!("{} data connection to {addr} established", s.prefix);
             crate::handlers::data::limit_socket_buffers(&stream);
             s.data = DataSetup::Active(Stream::Tcp(stream));
             s.data_since = std::time::Instant::now();
@@ -200,6 +201,7 @@ fn open_passive(s: &mut Session) -> Option<u16> {
         return None;
     };
     let port = listener.local_addr().ok()?.port();
+    log::trace!("{} passive data channel listening on port {port}", s.prefix);
     s.data = DataSetup::Passive(listener);
     s.data_since = std::time::Instant::now();
     Some(port)
