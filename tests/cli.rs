@@ -713,3 +713,81 @@ fn log_lines_have_no_debug_formatting() {
     assert!(log.contains("shutting down FTP server"), "{log}");
     assert!(!log.contains("pool workers"), "{log}");
 }
+
+// ---------------------------------------------------------------- tftpd
+
+const TFTPD: &str = env!("CARGO_BIN_EXE_tftpd");
+
+/// `tftpd --version`, ftpdlib's log format, readable server stats, each failure logged once.
+#[test]
+fn tftpd_version_log_format_and_stats() {
+    let out = Command::new(TFTPD).arg("--version").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with(&format!("tftpd {}", env!("CARGO_PKG_VERSION"))),
+        "{out:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(TFTPD)
+        .args(["-a", "127.0.0.1", "-p", "0", "--stats-interval", "1", "-r"])
+        .arg(dir.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut log = Vec::new();
+    let next = |log: &mut Vec<String>, what: &str| -> String {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => {
+                    log.push(l.clone());
+                    if l.contains(what) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!("no {what:?} line: {log:#?}"),
+            }
+        }
+    };
+    let serving = next(&mut log, "serving ");
+    let addr = serving
+        .split(" on ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap()
+        .to_string();
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    sock.send_to(b"\x00\x01missing.txt\x00octet\x00", &addr)
+        .unwrap();
+    let mut buf = [0u8; 600];
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..2], b"\x00\x05", "an ERROR packet: {:?}", &buf[..n]);
+    let stats = next(&mut log, "server stats");
+    let _ = child.kill();
+    let _ = child.wait();
+    while let Ok(l) = rx.try_recv() {
+        log.push(l);
+    }
+    for l in &log {
+        assert!(
+            l.starts_with("[I ") || l.starts_with("[W ") || l.starts_with("[E "),
+            "ftpdlib's format: {l}"
+        );
+    }
+    let failures = log.iter().filter(|l| l.contains("No such file")).count();
+    assert_eq!(failures, 1, "{log:#?}");
+    assert!(!stats.contains("Counters {"), "{stats}");
+    assert!(stats.contains("1 failed"), "{stats}");
+}

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use getopts::Options;
-use log::{error, info};
+use log::{debug, error, info};
 
-use super::stats::ServerStats;
+use super::stats::{Counters, ServerStats};
 use super::{Executor, FileHandler, SessionStats, TftpServer};
 
 /// Parsed `tftpd` flags.
@@ -53,6 +53,8 @@ pub struct Args {
     pub user: Option<String>,
     /// `-v`/`--verbose`: debug logging.
     pub verbose: bool,
+    /// `-V`/`--version`: print the version and exit.
+    pub version: bool,
 }
 
 fn options() -> Options {
@@ -128,6 +130,7 @@ fn options() -> Options {
         "NAME",
     );
     o.optflag("v", "verbose", "debug logging");
+    o.optflag("V", "version", "print the version and exit");
     o.optflag("h", "help", "print this help");
     o
 }
@@ -163,6 +166,13 @@ where
     if m.opt_present("help") {
         return Ok(None);
     }
+    if m.opt_present("version") {
+        // Nothing else is needed (not even --root) to print the version.
+        return Ok(Some(Args {
+            version: true,
+            ..Args::unparsed()
+        }));
+    }
     if let Some(extra) = m.free.first() {
         return Err(format!("unexpected argument {extra:?}"));
     }
@@ -197,27 +207,85 @@ where
         max_windowsize,
         user: m.opt_str("user"),
         verbose: m.opt_present("verbose"),
+        version: false,
     }))
+}
+
+impl Args {
+    /// Placeholder values for a command line that only asks for `--version`.
+    fn unparsed() -> Args {
+        Args {
+            root: PathBuf::new(),
+            port: 69,
+            address: IpAddr::from([0u16; 8]),
+            retries: 5,
+            timeout: Duration::from_secs(2),
+            fork: false,
+            allow_write: None,
+            max_upload: 64 * 1024 * 1024,
+            max_sessions: 512,
+            rate_limit: 100,
+            stats_interval: Duration::from_secs(60),
+            inetd_wait: false,
+            idle_timeout: Duration::from_secs(30),
+            max_blksize: super::options::MAX_BLKSIZE,
+            max_windowsize: 64,
+            user: None,
+            verbose: false,
+            version: false,
+        }
+    }
+}
+
+/// One session, for the log: `peer RRQ file: N bytes, N packets, N retransmits in S`.
+fn describe_session(s: &SessionStats) -> String {
+    format!(
+        "session {} {} {}: {} bytes, {} packets, {} retransmits in {:.3}s",
+        s.peer,
+        if s.write { "WRQ" } else { "RRQ" },
+        s.file_path,
+        s.bytes_sent + s.bytes_received,
+        s.packets_sent,
+        s.retransmits,
+        s.duration.as_secs_f64(),
+    )
+}
+
+/// The server counters of one interval, for the log.
+fn describe_counters(c: &Counters) -> String {
+    let mut out = format!(
+        "sessions {} started, {} finished, {} failed; bytes {} sent, {} received; \
+         packets {} sent, {} received, {} retransmitted; requests {} rate-limited, \
+         {} over capacity, {} malformed",
+        c.sessions_started,
+        c.sessions_finished,
+        c.sessions_failed,
+        c.bytes_sent,
+        c.bytes_received,
+        c.packets_sent,
+        c.packets_received,
+        c.retransmits,
+        c.requests_rate_limited,
+        c.requests_over_capacity,
+        c.bad_packets,
+    );
+    let errors: Vec<String> = (c.errors_by_code.iter().enumerate())
+        .filter(|(_, n)| **n > 0)
+        .map(|(code, n)| format!("{n} with code {code}"))
+        .collect();
+    if !errors.is_empty() {
+        out.push_str(&format!("; ERROR packets: {}", errors.join(", ")));
+    }
+    out
 }
 
 /// Builds the server the flags describe (not yet bound).
 pub fn build(args: &Args) -> TftpServer {
     let mut handler = FileHandler::new(args.root.clone());
-    handler.stats_callback = Some(Arc::new(|s: &SessionStats| {
-        info!(
-            "session {} {} {}: {} bytes, {} packets, {} retransmits, {:?}{}",
-            s.peer,
-            if s.write { "WRQ" } else { "RRQ" },
-            s.file_path,
-            s.bytes_sent + s.bytes_received,
-            s.packets_sent,
-            s.retransmits,
-            s.duration,
-            s.error
-                .as_deref()
-                .map(|e| format!(", error: {e}"))
-                .unwrap_or_default()
-        );
+    handler.stats_callback = Some(Arc::new(|s: &SessionStats| match &s.error {
+        // The session has logged its failure already: once is enough at the default level.
+        Some(e) => debug!("{}, error: {e}", describe_session(s)),
+        None => info!("{}", describe_session(s)),
     }));
     let mut server = TftpServer::new(handler.factory());
     server.address = args.address;
@@ -237,7 +305,12 @@ pub fn build(args: &Args) -> TftpServer {
     server.limits.max_blksize = args.max_blksize;
     server.limits.max_windowsize = args.max_windowsize;
     server.server_stats_callback = Some(Arc::new(|stats: &ServerStats| {
-        info!("server stats: {:?}", stats.get_and_reset_all_counters());
+        let c = stats.get_and_reset_all_counters();
+        if c == Counters::default() {
+            debug!("server stats: no activity");
+        } else {
+            info!("server stats: {}", describe_counters(&c));
+        }
     }));
     if args.inetd_wait {
         server.idle_timeout = Some(args.idle_timeout);
@@ -284,8 +357,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let level = if args.verbose { "debug" } else { "info" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    if args.version {
+        println!("tftpd {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    crate::logging::init(u8::from(args.verbose));
     if !args.root.is_dir() {
         error!("--root {} is not a directory", args.root.display());
         return ExitCode::from(2);
