@@ -82,6 +82,19 @@ fn refuse_foreign(s: &mut Session, ip: &str, port: u16) -> io::Result<()> {
 
 /// Connects to the client's data port (pyftpdlib `_make_eport`).
 fn make_eport(s: &mut Session, addr: SocketAddr) -> io::Result<()> {
+    if s.peer.ip().is_unspecified() && !s.h.permit_foreign_addresses {
+        // A control connection over a Unix socket (inetd "nowait" under socat) may not know
+        // the client: any address could then be a bounce target (RFC 2577).
+        log::warn!(
+            "{} PORT/EPRT refused: the client's address is unknown",
+            s.prefix
+        );
+        return s.reply(
+            501,
+            "Active mode needs the client's address, which this connection does not tell; \
+             use PASV or EPSV.",
+        );
+    }
     let mut ip = proto::unmap(addr.ip());
     if ip.is_unspecified() {
         // lftp sends `EPRT |2|::|port|` on IPv6: "this host" can only mean the client itself,
