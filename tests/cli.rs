@@ -376,6 +376,7 @@ fn readme_quick_start() -> Vec<String> {
     let section = readme
         .split("\n## Quick start")
         .nth(1)
+        .and_then(|s| s.split("\n## ").next())
         .expect("a Quick start section");
     let line = section
         .lines()
