@@ -440,6 +440,71 @@ mod tests {
     }
 
     #[test]
+    fn last_value_wins_and_names_resolve() {
+        let o = run(&["-p", "21", "-d", "/a", "-p", "2121", "-d", "/b", "-w", "-w"]);
+        assert_eq!(
+            (o.port, o.directory.clone(), o.write),
+            (2121, "/b".into(), true)
+        );
+        let o = run(&["-i", "localhost", "-n", "localhost"]);
+        assert!(!o.interfaces.is_empty());
+        assert!(o.interfaces.iter().all(|ip| ip.is_loopback()), "{o:?}");
+        assert_eq!(o.nat_address, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            run(&["-i", "[::1]"]).interfaces,
+            [IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1])]
+        );
+        assert!(parse(&["-n", "::1"]).is_err(), "PASV needs IPv4");
+    }
+
+    #[test]
+    fn flags_without_effect_are_errors() {
+        let says = |args: &[&str], what: &str| match parse(args) {
+            Err(e) => assert!(e.contains(what), "{args:?}: {e}"),
+            other => panic!("{args:?}: {other:?}"),
+        };
+        says(&["-P", "x"], "-P/--password needs -u/--username");
+        says(
+            &["--workers", "2"],
+            "--workers needs --concurrency pre-fork",
+        );
+        says(
+            &["--concurrency", "multi-proc", "--workers", "2"],
+            "pre-fork",
+        );
+        says(&["-I", "-t", "5"], "-t/--idle-timeout needs -W");
+        says(
+            &["-r", "9000-8000"],
+            "the start port must not exceed the end port",
+        );
+        says(&["-r", "0-10"], "ports start at 1");
+        assert_eq!(run(&["-W", "-t", "5"]).idle_timeout, 5);
+        assert_eq!(run(&["--max-cons", "0"]).max_cons, 0);
+    }
+
+    #[test]
+    fn listen_errors_say_what_to_do() {
+        let any: SocketAddr = "[::]:2121".parse().unwrap();
+        let e = io::Error::from_raw_os_error(nix::libc::EADDRINUSE);
+        let m = listen_error(any, &e);
+        assert!(
+            m.starts_with("cannot listen on [::]:2121: address already in use"),
+            "{m}"
+        );
+        let low: SocketAddr = "0.0.0.0:21".parse().unwrap();
+        let e = io::Error::from_raw_os_error(nix::libc::EACCES);
+        let m = listen_error(low, &e);
+        assert!(
+            m.starts_with("cannot listen on 0.0.0.0:21: permission denied"),
+            "{m}"
+        );
+        assert!(
+            m.contains("CAP_NET_BIND_SERVICE") && m.contains("root"),
+            "{m}"
+        );
+    }
+
+    #[test]
     fn bad_flags_are_errors() {
         assert!(parse(&["--bogus"]).is_err());
         assert!(parse(&["-p", "x"]).is_err());

@@ -57,81 +57,93 @@ pub struct Args {
     pub version: bool,
 }
 
-fn options() -> Options {
-    let mut o = Options::new();
-    o.optopt("r", "root", "directory to serve (required)", "DIR");
-    o.optopt("p", "port", "UDP port (default 69)", "PORT");
-    o.optopt("a", "address", "address to bind (default ::)", "ADDR");
-    o.optopt(
+/// The flags: (short, long, value placeholder or "" for a switch, help).
+const FLAGS: &[(&str, &str, &str, &str)] = &[
+    ("r", "root", "DIR", "directory to serve (required)"),
+    ("p", "port", "PORT", "UDP port (default 69)"),
+    ("a", "address", "ADDR", "address to bind (default ::)"),
+    (
         "",
         "retries",
-        "retransmissions before giving up (default 5)",
         "N",
-    );
-    o.optopt(
+        "retransmissions before giving up (default 5)",
+    ),
+    (
         "t",
         "timeout",
-        "retransmission timeout in seconds (default 2)",
         "S",
-    );
-    o.optflag("", "fork", "run each session in a forked child");
-    o.optopt(
+        "retransmission timeout in seconds (default 2)",
+    ),
+    ("", "fork", "", "run each session in a forked child"),
+    (
         "",
         "allow-write",
-        "accept write requests into DIR (off by default)",
         "DIR",
-    );
-    o.optopt(
+        "accept write requests into DIR (off by default)",
+    ),
+    (
         "",
         "max-upload",
-        "largest upload in bytes (default 67108864)",
         "BYTES",
-    );
-    o.optopt("", "max-sessions", "sessions at once (default 512)", "N");
-    o.optopt(
+        "largest upload in bytes (default 67108864)",
+    ),
+    ("", "max-sessions", "N", "sessions at once (default 512)"),
+    (
         "",
         "rate-limit",
-        "requests per second per source, 0 = off (default 100)",
         "N",
-    );
-    o.optopt(
+        "requests per second per source, 0 = off (default 100)",
+    ),
+    (
         "",
         "stats-interval",
-        "seconds between server stats lines (default 60)",
         "S",
-    );
-    o.optflag(
+        "seconds between server stats lines (default 60)",
+    ),
+    (
         "",
         "inetd-wait",
+        "",
         "stdin is the bound UDP socket (inetd \"wait\")",
-    );
-    o.optopt(
+    ),
+    (
         "",
         "idle-timeout",
-        "with --inetd-wait: exit after S idle seconds (default 30)",
         "S",
-    );
-    o.optopt(
+        "with --inetd-wait: exit after S idle seconds (default 30)",
+    ),
+    (
         "",
         "max-blksize",
-        "largest blksize granted (default 65464)",
         "N",
-    );
-    o.optopt(
+        "largest blksize granted (default 65464)",
+    ),
+    (
         "",
         "max-windowsize",
-        "largest windowsize granted (default 64)",
         "N",
-    );
-    o.optopt(
+        "largest windowsize granted (default 64)",
+    ),
+    (
         "u",
         "user",
-        "run as this user once port 69 is bound (as tftp-hpa -u)",
         "NAME",
-    );
-    o.optflag("v", "verbose", "debug logging");
-    o.optflag("V", "version", "print the version and exit");
-    o.optflag("h", "help", "print this help");
+        "run as this user once port 69 is bound (as tftp-hpa -u)",
+    ),
+    ("v", "verbose", "", "debug logging"),
+    ("V", "version", "", "print the version and exit"),
+    ("h", "help", "", "print this help"),
+];
+
+fn options() -> Options {
+    let mut o = Options::new();
+    for (short, long, value, help) in FLAGS {
+        if value.is_empty() {
+            o.optflag(short, long, help);
+        } else {
+            o.optopt(short, long, help, value);
+        }
+    }
     o
 }
 
