@@ -9,6 +9,8 @@
 //! ```
 //! Run it by hand (nowait) with a connected socket as stdin, e.g. through socat:
 //! `socat TCP-LISTEN:2121,reuseaddr,fork EXEC:target/debug/examples/inetd_ftpd`.
+//! socat hands over a Unix socketpair and tells the client's address in `SOCAT_PEERADDR`,
+//! which the session uses (see `ftpdlib::servers::inetd::serve_nowait`).
 
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -31,6 +31,7 @@ pub mod cli;
 pub mod error;
 pub mod filesystems;
 pub mod handlers;
+mod logging;
 pub mod proto;
 pub mod servers;
 /// TFTP server framework in the spirit of fbtftp (RFC 1350, 2347–2349, 7440).

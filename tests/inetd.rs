@@ -315,3 +315,229 @@ fn inetd_nowait_sigterm_says_421() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// True when `cmd` is installed; otherwise the test says it skipped — except under CI=true,
+/// where `.ci/run` installs the tools and a missing one fails the test.
+fn tool(cmd: &str) -> bool {
+    if have(cmd) {
+        return true;
+    }
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "{cmd} is not installed (.ci/run installs it)"
+    );
+    eprintln!("skipped: {cmd} not installed");
+    false
+}
+
+/// A control connection over a Unix socket, driven line by line.
+struct UnixCtl {
+    w: std::os::unix::net::UnixStream,
+    r: std::io::BufReader<std::os::unix::net::UnixStream>,
+}
+
+impl UnixCtl {
+    fn reply(&mut self) -> (u32, String) {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.r.read_line(&mut line).expect("read reply");
+        assert!(line.len() >= 4, "short reply {line:?}");
+        (line[..3].parse().expect("reply code"), line)
+    }
+
+    fn cmd(&mut self, line: &str) -> (u32, String) {
+        use std::io::Write;
+        self.w.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        self.reply()
+    }
+
+    /// The data port of a 227 or 229 reply.
+    fn port_of(text: &str) -> u16 {
+        if let Some(i) = text.find("(|||") {
+            return text[i + 4..].split('|').next().unwrap().parse().unwrap();
+        }
+        let inner = &text[text.find('(').unwrap() + 1..text.find(')').unwrap()];
+        let n: Vec<u16> = inner.split(',').map(|x| x.parse().unwrap()).collect();
+        n[4] * 256 + n[5]
+    }
+
+    /// RETR through a passive connection set up by `how` (PASV or EPSV).
+    fn retr(&mut self, how: &str, name: &str) -> Vec<u8> {
+        let (code, text) = self.cmd(how);
+        assert!(code == 227 || code == 229, "{text}");
+        let data = TcpStream::connect(("127.0.0.1", Self::port_of(&text))).unwrap();
+        data.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let (code, text) = self.cmd(&format!("RETR {name}"));
+        assert!(code == 150 || code == 125, "{text}");
+        let got = read_all(data);
+        assert_eq!(self.reply().0, 226);
+        got
+    }
+}
+
+/// inetd "nowait" with stdin a Unix socketpair (what socat's `EXEC:` hands over): the
+/// client's address is unknown, which is no error. Passive mode works (the data channel is
+/// TCP on this host: PASV says 0,0,0,0, which clients replace with the control connection's
+/// host); PORT is refused, since a connection to a client address nobody knows could be a
+/// bounce (RFC 2577).
+#[test]
+fn inetd_nowait_over_a_unix_socketpair() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.bin"), pattern(70_000)).unwrap();
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    ours.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["-I", "-d"])
+        .arg(dir.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut c = UnixCtl {
+        w: ours.try_clone().unwrap(),
+        r: std::io::BufReader::new(ours),
+    };
+    let (code, text) = c.reply();
+    assert_eq!(code, 220, "{text}");
+    assert_eq!(c.cmd("USER anonymous").0, 331);
+    assert_eq!(c.cmd("PASS guest@").0, 230);
+    assert_eq!(c.cmd("TYPE I").0, 200);
+    assert_eq!(c.retr("EPSV", "f.bin"), pattern(70_000));
+    assert_eq!(c.retr("PASV", "f.bin"), pattern(70_000));
+    let (code, text) = c.cmd("PORT 127,0,0,1,200,10");
+    assert_eq!(code, 501, "{text}");
+    assert_eq!(c.cmd("QUIT").0, 221);
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("FTP session opened"), "{err}");
+}
+
+/// Runs `socat TCP-LISTEN:PORT,bind=127.0.0.1,OPTIONS EXEC:…` (a recipe with its port
+/// replaced by a free one and bound to loopback) and returns it once it accepts.
+fn socat(listen_opts: &str, exec: &str, cwd: &std::path::Path) -> (std::process::Child, u16) {
+    for _ in 0..5 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new("socat")
+            .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,{listen_opts}"))
+            .arg(exec)
+            .current_dir(cwd)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run socat");
+        let deadline = Instant::now() + IO_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break; // the port was taken meanwhile: try another
+            }
+            // A probe connection would start a session: look for the listener instead.
+            let listening = std::fs::read_to_string("/proc/net/tcp")
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.contains(&format!("0100007F:{port:04X} 00000000:0000 0A")));
+            if listening {
+                return (child, port);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("socat did not start");
+}
+
+/// Logs in anonymously through socat and downloads `name` in both passive modes.
+fn fetch_through_socat(port: u16, name: &str) -> Vec<u8> {
+    let mut c = FtpStream::connect(("127.0.0.1", port)).unwrap();
+    c.get_ref().set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    c.login("anonymous", "guest@").unwrap();
+    c.transfer_type(FileType::Binary).unwrap();
+    let a = c.retr_as_buffer(name).unwrap().into_inner();
+    c.set_mode(Mode::ExtendedPassive);
+    let b = c.retr_as_buffer(name).unwrap().into_inner();
+    assert_eq!(a, b);
+    c.quit().unwrap();
+    a
+}
+
+/// `socat TCP-LISTEN:P,fork EXEC:"ftpdlib -I"`: each connection is served by an inetd
+/// "nowait" process over socat's socketpair; socat's SOCAT_PEERADDR/SOCAT_SOCKADDR give
+/// the session the client's and the local address, so PASV and the RFC 2577 checks work.
+#[test]
+fn socat_exec_ftpdlib_inetd() {
+    if !tool("socat") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.bin"), pattern(50_000)).unwrap();
+    let exec = format!("EXEC:\"{BIN} -I -d {}\"", dir.path().display());
+    let (mut s, port) = socat("fork", &exec, dir.path());
+    assert_eq!(fetch_through_socat(port, "f.bin"), pattern(50_000));
+    assert_eq!(fetch_through_socat(port, "f.bin"), pattern(50_000));
+    let _ = s.kill();
+    let _ = s.wait();
+}
+
+/// The socat recipe in demo/inetd_ftpd.rs, run as written (on a free port, bound to
+/// loopback) from the crate's directory, which the example serves.
+#[test]
+fn socat_recipe_of_the_inetd_demo() {
+    if !tool("socat") {
+        return;
+    }
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let demo = std::fs::read_to_string(manifest.join("demo/inetd_ftpd.rs")).unwrap();
+    let recipe = demo
+        .lines()
+        .find_map(|l| l.split('`').find(|w| w.starts_with("socat ")))
+        .expect("a socat recipe in demo/inetd_ftpd.rs");
+    let words: Vec<&str> = recipe.split_whitespace().collect();
+    assert_eq!(words.len(), 3, "{recipe}");
+    let listen_opts = words[1]
+        .split_once(',')
+        .map(|(_, o)| o)
+        .expect("TCP-LISTEN:PORT,OPTIONS");
+    let example = words[2]
+        .trim_start_matches("EXEC:")
+        .split_whitespace()
+        .next()
+        .unwrap();
+    if !manifest.join(example).exists() {
+        // `cargo test` builds the examples; `cargo test --test inetd` alone does not.
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "{example} not built"
+        );
+        eprintln!("skipped: {example} not built (run `cargo build --examples`)");
+        return;
+    }
+    let (mut s, port) = socat(listen_opts, words[2], manifest);
+    let want = std::fs::read(manifest.join("Cargo.toml")).unwrap();
+    assert_eq!(fetch_through_socat(port, "Cargo.toml"), want);
+    let _ = s.kill();
+    let _ = s.wait();
+}

@@ -2,9 +2,10 @@
 //! defaults) plus ftpdlib's own, into [`Options`].
 
 use std::ffi::OsString;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
 use std::path::PathBuf;
 
+use super::flags;
 use crate::handlers::Encoding;
 use crate::servers::Executor;
 
@@ -12,15 +13,16 @@ use crate::servers::Executor;
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Options {
-    /// `-i`: address to listen on. Default: `::` (dual stack: IPv4 and IPv6).
-    pub interface: IpAddr,
+    /// `-i`: the addresses to listen on; a host name gives each of its addresses (`-i
+    /// localhost` → `::1` and `127.0.0.1`). Default: `::` (dual stack: IPv4 and IPv6).
+    pub interfaces: Vec<IpAddr>,
     /// `-p`: port. Default: 2121.
     pub port: u16,
     /// `-w`: grant write permissions.
     pub write: bool,
     /// `-d`: the directory served. Default: the current directory.
     pub directory: PathBuf,
-    /// `-n`: address sent in PASV replies (NAT).
+    /// `-n`: address sent in PASV replies (NAT); a host name is resolved at startup.
     pub nat_address: Option<Ipv4Addr>,
     /// `-r FROM-TO`: passive port range.
     pub range: Option<(u16, u16)>,
@@ -49,7 +51,7 @@ pub struct Options {
     pub use_localtime: bool,
     /// `--disable-sendfile`.
     pub disable_sendfile: bool,
-    /// `--max-cons`. Default: 512.
+    /// `--max-cons`. Default: 512; 0 = unlimited.
     pub max_cons: usize,
     /// `--max-cons-per-ip`. Default: 0 (unlimited).
     pub max_cons_per_ip: usize,
@@ -101,6 +103,56 @@ pub struct Options {
     pub disable_tls_reuse_check: bool,
 }
 
+impl Default for Options {
+    /// pyftpdlib's defaults (the directory is `.`; the command line makes it absolute).
+    fn default() -> Self {
+        Options {
+            interfaces: vec![IpAddr::from([0u16; 8])],
+            port: 2121,
+            write: false,
+            directory: PathBuf::from("."),
+            nat_address: None,
+            range: None,
+            username: None,
+            password: None,
+            verbosity: 0,
+            concurrency: Executor::Pool,
+            timeout: 300,
+            login_timeout: 60,
+            banner: None,
+            permit_foreign_addresses: false,
+            permit_privileged_ports: false,
+            encoding: Encoding::Utf8,
+            use_localtime: false,
+            disable_sendfile: false,
+            max_cons: 512,
+            max_cons_per_ip: 0,
+            max_login_attempts: 3,
+            read_limit: 0,
+            write_limit: 0,
+            user_read_limit: 0,
+            user_write_limit: 0,
+            max_read_rate: 0,
+            max_write_rate: 0,
+            inetd: false,
+            inetd_wait: false,
+            idle_timeout: 0,
+            run_as: None,
+            shutdown_grace: 10,
+            unix_users: false,
+            chroot_local_user: false,
+            umask: 0o022,
+            tls: false,
+            certfile: None,
+            keyfile: None,
+            tls_control_required: false,
+            tls_data_required: false,
+            implicit_tls: false,
+            disable_tls_reuse_check: false,
+        }
+    }
+}
+
 /// What parsing the command line produced besides options.
 #[derive(Debug, PartialEq)]
 pub enum Parsed {
@@ -109,243 +161,6 @@ pub enum Parsed {
     /// Print this (help or version) and exit 0.
     Print(String),
 }
-
-fn opts() -> getopts::Options {
-    let mut o = getopts::Options::new();
-    o.optopt(
-        "i",
-        "interface",
-        "specify the interface to run on (default all interfaces)",
-        "ADDRESS",
-    );
-    o.optopt(
-        "p",
-        "port",
-        "specify port number to run on (default 2121)",
-        "PORT",
-    );
-    o.optflag(
-        "w",
-        "write",
-        "grants write access for logged in user (default read-only)",
-    );
-    o.optopt(
-        "d",
-        "directory",
-        "specify the directory to share (default current directory)",
-        "FOLDER",
-    );
-    o.optopt(
-        "n",
-        "nat-address",
-        "the NAT address to use for passive connections",
-        "ADDRESS",
-    );
-    o.optopt(
-        "r",
-        "range",
-        "the range of TCP ports to use for passive connections (e.g. -r 8000-9000)",
-        "FROM-TO",
-    );
-    o.optflag("D", "debug", "enable DEBUG logging level");
-    o.optflag("v", "version", "print ftpdlib version and exit");
-    o.optflag("V", "verbose", "activate a more verbose logging");
-    o.optopt("u", "username", "specify username to login with (anonymous login will be disabled and password required if supplied)", "USERNAME");
-    o.optopt(
-        "P",
-        "password",
-        "specify a password to login with (username required to be useful)",
-        "PASSWORD",
-    );
-    o.optopt(
-        "",
-        "concurrency",
-        "concurrency model: pool (default; 'async' is a synonym), multi-thread, multi-proc, pre-fork",
-        "MODEL",
-    );
-    o.optopt(
-        "",
-        "workers",
-        "worker processes of the pre-fork model (default: number of CPUs)",
-        "N",
-    );
-    o.optflag(
-        "I",
-        "inetd",
-        "inetd \"nowait\" service: serve the connection on stdin, then exit",
-    );
-    o.optflag(
-        "W",
-        "inetd-wait",
-        "inetd \"wait\" service: serve the listening socket on stdin",
-    );
-    o.optopt(
-        "t",
-        "idle-timeout",
-        "exit after SECS with no client (inetd-wait; default 0 = never)",
-        "SECS",
-    );
-    o.optopt(
-        "",
-        "user",
-        "switch to this account once the port is bound (when started as root)",
-        "NAME",
-    );
-    o.optopt(
-        "",
-        "shutdown-grace",
-        "seconds running transfers may go on after SIGTERM/SIGINT (default 10)",
-        "SECS",
-    );
-    o.optflag(
-        "",
-        "unix-users",
-        "log in system accounts with their passwords, in their homes, as themselves (needs root)",
-    );
-    o.optflag(
-        "",
-        "chroot-local-user",
-        "with --unix-users: jail each account in its home directory",
-    );
-    o.optopt(
-        "",
-        "umask",
-        "octal umask of uploaded files and new directories (default 022)",
-        "MASK",
-    );
-    o.optopt(
-        "",
-        "timeout",
-        "connection timeout in seconds; 0 disables (default 300)",
-        "SECS",
-    );
-    o.optopt(
-        "",
-        "login-timeout",
-        "seconds a connection may take to log in; 0 disables (default 60)",
-        "SECS",
-    );
-    o.optopt(
-        "",
-        "banner",
-        "the message sent when client connects",
-        "TEXT",
-    );
-    o.optflag(
-        "",
-        "permit-foreign-addresses",
-        "allow data connections from/to foreign IP addresses (FXP)",
-    );
-    o.optflag(
-        "",
-        "permit-privileged-ports",
-        "allow data connections (PORT) to privileged ports",
-    );
-    o.optopt(
-        "",
-        "encoding",
-        "the encoding used for client / server communication (default utf8)",
-        "ENCODING",
-    );
-    o.optflag(
-        "",
-        "use-localtime",
-        "display directory listings with the time in your local time zone (default GMT)",
-    );
-    o.optflag(
-        "",
-        "disable-sendfile",
-        "disable sendfile() syscall (zero-copy) for faster uploads",
-    );
-    o.optopt(
-        "",
-        "max-cons",
-        "max number of simultaneous connections (default 512)",
-        "N",
-    );
-    o.optopt(
-        "",
-        "max-cons-per-ip",
-        "maximum number connections from the same IP address (default 0 = unlimited)",
-        "N",
-    );
-    o.optopt(
-        "",
-        "max-login-attempts",
-        "max number of failed authentications before disconnect (default 3)",
-        "N",
-    );
-    for (name, what) in RATE_FLAGS {
-        o.optopt("", name, what, "RATE");
-    }
-    o.optflag(
-        "",
-        "tls",
-        "enable FTPS (AUTH TLS, PROT P); needs --certfile",
-    );
-    o.optopt(
-        "",
-        "certfile",
-        "the PEM certificate chain for FTPS (may contain the key too)",
-        "FILE",
-    );
-    o.optopt(
-        "",
-        "keyfile",
-        "the PEM private key for FTPS (default: read from --certfile)",
-        "FILE",
-    );
-    o.optflag(
-        "",
-        "tls-control-required",
-        "impose TLS for the control connection (USER/PASS before AUTH refused)",
-    );
-    o.optflag(
-        "",
-        "tls-data-required",
-        "impose TLS for the data connection (transfers without PROT P refused)",
-    );
-    o.optflag(
-        "",
-        "implicit-tls",
-        "implicit FTPS: TLS from the first byte (usually port 990); implies --tls",
-    );
-    o.optflag(
-        "",
-        "disable-tls-reuse-check",
-        "accept PROT P data connections that do not resume the control TLS session",
-    );
-    o.optflag("h", "help", "show this help message and exit");
-    o
-}
-
-/// The rate flags (bytes per second; `500K`, `10M`, `1G` or plain bytes; K = 1024).
-const RATE_FLAGS: [(&str, &str); 6] = [
-    (
-        "read-limit",
-        "max upload speed per session, bytes/s (e.g. 500K, 10M; 0 = unlimited)",
-    ),
-    (
-        "write-limit",
-        "max download speed per session, bytes/s (e.g. 500K, 10M; 0 = unlimited)",
-    ),
-    (
-        "user-read-limit",
-        "max upload speed shared by all sessions of a user, bytes/s",
-    ),
-    (
-        "user-write-limit",
-        "max download speed shared by all sessions of a user, bytes/s",
-    ),
-    (
-        "max-read-rate",
-        "max upload speed shared by all sessions of the server, bytes/s",
-    ),
-    (
-        "max-write-rate",
-        "max download speed shared by all sessions of the server, bytes/s",
-    ),
-];
 
 /// Parses a rate: plain bytes per second, or a number with `K`, `M` or `G` (powers of 1024,
 /// either case, an optional trailing `B`): `500K` is 512000.
@@ -377,15 +192,43 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("invalid rate {s:?} (use e.g. 500K, 10M, 1G)"))
 }
 
+/// A value flag's value: the last one given, as with pyftpdlib's argparse (so a command line
+/// can be extended with flags that override what it already says).
+fn value(m: &getopts::Matches, name: &str) -> Option<String> {
+    m.opt_strs(name).pop()
+}
+
+/// An address, or a host name resolved to its addresses (pyftpdlib hands `-i` to
+/// getaddrinfo(3) too).
+fn resolve(flag: &str, s: &str) -> Result<Vec<IpAddr>, String> {
+    let s = s.trim_matches(|c| c == '[' || c == ']');
+    if let Ok(ip) = s.parse() {
+        return Ok(vec![ip]);
+    }
+    let addrs = (s, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("argument {flag}: cannot resolve {s:?}: {e}"))?;
+    let mut out: Vec<IpAddr> = Vec::new();
+    for ip in addrs.map(|a| a.ip()) {
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("argument {flag}: {s:?} has no address"));
+    }
+    Ok(out)
+}
+
 fn rate(m: &getopts::Matches, name: &str) -> Result<u64, String> {
-    match m.opt_str(name) {
+    match value(m, name) {
         None => Ok(0),
         Some(v) => parse_rate(&v).map_err(|e| format!("argument --{name}: {e}")),
     }
 }
 
 fn num<T: std::str::FromStr>(m: &getopts::Matches, name: &str, default: T) -> Result<T, String> {
-    match m.opt_str(name) {
+    match value(m, name) {
         None => Ok(default),
         Some(v) => v
             .trim()
@@ -399,14 +242,11 @@ fn num<T: std::str::FromStr>(m: &getopts::Matches, name: &str, default: T) -> Re
 /// # Errors
 /// A message for a bad flag or value; the caller prints it and exits 2.
 pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, String> {
-    let o = opts();
-    let m = o.parse(args).map_err(|e| e.to_string())?;
-    if m.opt_present("h") {
-        return Ok(Parsed::Print(o.usage(
-            "Usage: ftpdlib [options]\n\nStart a stand alone anonymous FTP server.",
-        )));
+    let m = flags::parser().parse(args).map_err(|e| e.to_string())?;
+    if m.opt_present("help") {
+        return Ok(Parsed::Print(flags::usage()));
     }
-    if m.opt_present("v") {
+    if m.opt_present("version") {
         return Ok(Parsed::Print(format!(
             "ftpdlib {}",
             env!("CARGO_PKG_VERSION")
@@ -415,153 +255,184 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
     if !m.free.is_empty() {
         return Err(format!("unrecognized arguments: {}", m.free.join(" ")));
     }
-    let interface = match m.opt_str("i") {
-        None => IpAddr::from([0u16; 8]),
-        Some(s) if s.is_empty() => IpAddr::from([0u16; 8]),
-        Some(s) => s
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse()
-            .map_err(|_| format!("argument -i/--interface: invalid address: {s:?}"))?,
-    };
-    let port = num(&m, "port", 2121u16)?;
-    let directory = match m.opt_str("d") {
+    let mut o = Options::default();
+    main_options(&m, &mut o)?;
+    tls_options(&m, &mut o)?;
+    deployment_options(&m, &mut o)?;
+    limits(&m, &mut o)?;
+    Ok(Parsed::Run(Box::new(o)))
+}
+
+/// pyftpdlib's own flags.
+fn main_options(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
+    if let Some(s) = value(m, "interface").filter(|s| !s.is_empty()) {
+        o.interfaces = resolve("-i/--interface", &s)?;
+    }
+    o.port = num(m, "port", o.port)?;
+    o.write = m.opt_present("write");
+    o.directory = match value(m, "directory") {
         Some(d) => PathBuf::from(d),
         None => std::env::current_dir().map_err(|e| format!("current directory: {e}"))?,
     };
-    let nat_address = match m.opt_str("n") {
-        None => None,
-        Some(s) => Some(
-            s.parse::<Ipv4Addr>()
-                .map_err(|_| format!("argument -n/--nat-address: not an IPv4 address: {s:?}"))?,
-        ),
-    };
-    let range = match m.opt_str("r") {
-        None => None,
-        Some(s) => {
-            let bad = || format!("argument -r/--range: invalid range {s:?} (expected FROM-TO)");
-            let (a, b) = s.split_once('-').ok_or_else(bad)?;
-            let (a, b): (u16, u16) = (
-                a.trim().parse().map_err(|_| bad())?,
-                b.trim().parse().map_err(|_| bad())?,
-            );
-            if a == 0 || a > b {
-                return Err(bad());
-            }
-            Some((a, b))
-        }
-    };
-    let username = m.opt_str("u");
-    let password = m.opt_str("P");
-    if username.is_some() && password.is_none() {
-        return Err("if username (-u) is supplied, password (-P) is required".into());
+    if let Some(s) = value(m, "nat-address") {
+        // PASV replies carry IPv4 only (RFC 959); a name's first IPv4 address is sent.
+        let v4 = resolve("-n/--nat-address", &s)?
+            .into_iter()
+            .find_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            });
+        o.nat_address =
+            Some(v4.ok_or_else(|| format!("argument -n/--nat-address: no IPv4 address: {s:?}"))?);
     }
-    let concurrency = match m.opt_str("concurrency").as_deref() {
+    o.range = value(m, "range").map(|s| port_range(&s)).transpose()?;
+    o.username = value(m, "username");
+    o.password = value(m, "password");
+    match (&o.username, &o.password) {
+        (Some(_), None) => {
+            return Err("if username (-u) is supplied, password (-P) is required".into())
+        }
+        (None, Some(_)) => {
+            return Err(
+                "-P/--password needs -u/--username (anonymous login has no password)".into(),
+            )
+        }
+        _ => {}
+    }
+    o.verbosity = if m.opt_present("debug") {
+        2
+    } else {
+        u8::from(m.opt_present("verbose"))
+    };
+    o.banner = value(m, "banner");
+    o.permit_foreign_addresses = m.opt_present("permit-foreign-addresses");
+    o.permit_privileged_ports = m.opt_present("permit-privileged-ports");
+    if let Some(e) = value(m, "encoding") {
+        o.encoding = Encoding::parse(&e).ok_or_else(|| {
+            format!("argument --encoding: unsupported encoding {e:?} (utf8 or latin-1)")
+        })?;
+    }
+    o.use_localtime = m.opt_present("use-localtime");
+    o.disable_sendfile = m.opt_present("disable-sendfile");
+    Ok(())
+}
+
+/// `-r FROM-TO`.
+fn port_range(s: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("argument -r/--range: invalid range {s:?} (expected FROM-TO)");
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u16, u16) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a == 0 {
+        return Err(format!("argument -r/--range: {s:?}: ports start at 1"));
+    }
+    if a > b {
+        return Err(format!(
+            "argument -r/--range: {s:?}: the start port must not exceed the end port"
+        ));
+    }
+    Ok((a, b))
+}
+
+/// FTPS flags: `--tls` and `--implicit-tls` need a certificate; the others need `--tls`.
+fn tls_options(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
+    o.implicit_tls = m.opt_present("implicit-tls");
+    o.tls = m.opt_present("tls") || o.implicit_tls;
+    o.certfile = value(m, "certfile").map(PathBuf::from);
+    o.keyfile = value(m, "keyfile").map(PathBuf::from);
+    o.tls_control_required = m.opt_present("tls-control-required");
+    o.tls_data_required = m.opt_present("tls-data-required");
+    o.disable_tls_reuse_check = m.opt_present("disable-tls-reuse-check");
+    if o.tls && o.certfile.is_none() {
+        return Err("--tls requires --certfile".into());
+    }
+    if !o.tls
+        && (o.certfile.is_some()
+            || o.keyfile.is_some()
+            || o.tls_control_required
+            || o.tls_data_required
+            || o.disable_tls_reuse_check)
+    {
+        return Err("--certfile, --keyfile and --tls-* options require --tls".into());
+    }
+    Ok(())
+}
+
+/// Concurrency model, service-manager modes, identity and shutdown.
+fn deployment_options(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
+    let model = value(m, "concurrency");
+    let pre_fork = matches!(model.as_deref(), Some("pre-fork") | Some("prefork"));
+    if m.opt_present("workers") && !pre_fork {
+        return Err("--workers needs --concurrency pre-fork".into());
+    }
+    o.concurrency = match model.as_deref() {
         None | Some("pool") | Some("async") => Executor::Pool,
         Some("multi-thread") | Some("thread") => Executor::Thread,
         Some("multi-proc") | Some("fork") => Executor::Fork,
         Some("pre-fork") | Some("prefork") => Executor::PreFork {
-            workers: match m.opt_str("workers") {
-                Some(_) => num(&m, "workers", 1usize)?,
+            workers: match value(m, "workers") {
+                Some(_) => num(m, "workers", 1usize)?,
                 None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             },
         },
         Some(other) => {
             return Err(format!(
-                "argument --concurrency: invalid choice: {other:?} (choose from 'pool', 'async', 'multi-thread', 'multi-proc', 'pre-fork')"
+                "argument --concurrency: invalid choice: {other:?} (choose from 'pool', \
+                 'async', 'multi-thread', 'multi-proc', 'pre-fork')"
             ))
         }
     };
-    if matches!(concurrency, Executor::PreFork { workers: 0 }) {
+    if matches!(o.concurrency, Executor::PreFork { workers: 0 }) {
         return Err("argument --workers: must be at least 1".into());
     }
-    if m.opt_present("I") && m.opt_present("W") {
+    o.inetd = m.opt_present("inetd");
+    o.inetd_wait = m.opt_present("inetd-wait");
+    if o.inetd && o.inetd_wait {
         return Err("--inetd and --inetd-wait are exclusive".into());
     }
-    if m.opt_present("user") && m.opt_present("unix-users") {
+    o.idle_timeout = num(m, "idle-timeout", o.idle_timeout)?;
+    if o.idle_timeout > 0 && o.inetd {
+        // A standalone server is checked once its listeners are known (systemd may pass them).
+        return Err(
+            "-t/--idle-timeout needs -W/--inetd-wait: -I serves one connection and exits".into(),
+        );
+    }
+    o.run_as = value(m, "user");
+    o.unix_users = m.opt_present("unix-users");
+    if o.run_as.is_some() && o.unix_users {
         return Err(
             "--user and --unix-users are exclusive (Unix users need root to become themselves)"
                 .into(),
         );
     }
-    if m.opt_present("chroot-local-user") && !m.opt_present("unix-users") {
+    o.chroot_local_user = m.opt_present("chroot-local-user");
+    if o.chroot_local_user && !o.unix_users {
         return Err("--chroot-local-user requires --unix-users".into());
     }
-    let umask = match m.opt_str("umask") {
-        None => 0o022,
-        Some(s) => u32::from_str_radix(s.trim(), 8)
+    if let Some(s) = value(m, "umask") {
+        o.umask = u32::from_str_radix(s.trim(), 8)
             .ok()
             .filter(|&u| u <= 0o777)
-            .ok_or_else(|| format!("argument --umask: not an octal mask up to 777: {s:?}"))?,
-    };
-    let encoding = match m.opt_str("encoding") {
-        None => Encoding::Utf8,
-        Some(e) => Encoding::parse(&e).ok_or_else(|| {
-            format!("argument --encoding: unsupported encoding {e:?} (utf8 or latin-1)")
-        })?,
-    };
-    let implicit_tls = m.opt_present("implicit-tls");
-    let tls = m.opt_present("tls") || implicit_tls;
-    let certfile = m.opt_str("certfile").map(PathBuf::from);
-    let keyfile = m.opt_str("keyfile").map(PathBuf::from);
-    if tls && certfile.is_none() {
-        return Err("--tls requires --certfile".into());
+            .ok_or_else(|| format!("argument --umask: not an octal mask up to 777: {s:?}"))?;
     }
-    if !tls
-        && (certfile.is_some()
-            || keyfile.is_some()
-            || m.opt_present("tls-control-required")
-            || m.opt_present("tls-data-required")
-            || m.opt_present("disable-tls-reuse-check"))
-    {
-        return Err("--certfile, --keyfile and --tls-* options require --tls".into());
-    }
-    let verbosity = if m.opt_present("D") {
-        2
-    } else {
-        u8::from(m.opt_present("V"))
-    };
-    Ok(Parsed::Run(Box::new(Options {
-        interface,
-        port,
-        write: m.opt_present("w"),
-        directory,
-        nat_address,
-        range,
-        username,
-        password,
-        verbosity,
-        concurrency,
-        timeout: num(&m, "timeout", 300u64)?,
-        login_timeout: num(&m, "login-timeout", 60u64)?,
-        banner: m.opt_str("banner"),
-        permit_foreign_addresses: m.opt_present("permit-foreign-addresses"),
-        permit_privileged_ports: m.opt_present("permit-privileged-ports"),
-        encoding,
-        use_localtime: m.opt_present("use-localtime"),
-        disable_sendfile: m.opt_present("disable-sendfile"),
-        max_cons: num(&m, "max-cons", 512usize)?,
-        max_cons_per_ip: num(&m, "max-cons-per-ip", 0usize)?,
-        max_login_attempts: num(&m, "max-login-attempts", 3u32)?,
-        read_limit: rate(&m, "read-limit")?,
-        write_limit: rate(&m, "write-limit")?,
-        user_read_limit: rate(&m, "user-read-limit")?,
-        user_write_limit: rate(&m, "user-write-limit")?,
-        max_read_rate: rate(&m, "max-read-rate")?,
-        max_write_rate: rate(&m, "max-write-rate")?,
-        inetd: m.opt_present("I"),
-        inetd_wait: m.opt_present("W"),
-        idle_timeout: num(&m, "idle-timeout", 0u64)?,
-        run_as: m.opt_str("user"),
-        shutdown_grace: num(&m, "shutdown-grace", 10u64)?,
-        unix_users: m.opt_present("unix-users"),
-        chroot_local_user: m.opt_present("chroot-local-user"),
-        umask,
-        tls,
-        certfile,
-        keyfile,
-        tls_control_required: m.opt_present("tls-control-required"),
-        tls_data_required: m.opt_present("tls-data-required"),
-        implicit_tls,
-        disable_tls_reuse_check: m.opt_present("disable-tls-reuse-check"),
-    })))
+    o.shutdown_grace = num(m, "shutdown-grace", o.shutdown_grace)?;
+    Ok(())
+}
+
+/// Timeouts, connection counts and rates.
+fn limits(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
+    o.timeout = num(m, "timeout", o.timeout)?;
+    o.login_timeout = num(m, "login-timeout", o.login_timeout)?;
+    o.max_cons = num(m, "max-cons", o.max_cons)?;
+    o.max_cons_per_ip = num(m, "max-cons-per-ip", o.max_cons_per_ip)?;
+    o.max_login_attempts = num(m, "max-login-attempts", o.max_login_attempts)?;
+    o.read_limit = rate(m, "read-limit")?;
+    o.write_limit = rate(m, "write-limit")?;
+    o.user_read_limit = rate(m, "user-read-limit")?;
+    o.user_write_limit = rate(m, "user-write-limit")?;
+    o.max_read_rate = rate(m, "max-read-rate")?;
+    o.max_write_rate = rate(m, "max-write-rate")?;
+    Ok(())
 }

@@ -1,33 +1,56 @@
 //! The command line (`ftpdlib [options]`), mirroring `python3 -m pyftpdlib`: the same flags,
 //! meanings and defaults, so a pyftpdlib command line works by changing only the program.
 
-use std::io::Write;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::authorizers::DummyAuthorizer;
+use crate::authorizers::{Authorizer, DummyAuthorizer};
 use crate::handlers::FtpHandler;
 use crate::servers::FtpServer;
 use crate::Error;
 
 mod args;
+mod flags;
 
 pub use args::{parse_args, parse_rate, Options, Parsed};
 
-/// Builds the handler the options describe.
-///
-/// # Errors
-/// The directory does not exist, or another setting is invalid.
-pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
-    let perm = if o.write { "elradfmwMT" } else { "elr" };
+/// The authorizer the options describe: system accounts (`--unix-users`, which needs root to
+/// become each user, as pyftpdlib's `UnixAuthorizer` insists), one account (`-u`/`-P`), or
+/// anonymous.
+fn authorizer(o: &Options, perm: &str) -> Result<Arc<dyn Authorizer>, Error> {
+    if o.unix_users {
+        if !nix::unistd::Uid::effective().is_root() {
+            return Err(Error::Config(
+                "--unix-users needs root: it checks passwords in /etc/shadow and serves \
+                 each user as themselves (start it as root, or drop --unix-users)"
+                    .into(),
+            ));
+        }
+        let mut unix = crate::authorizers::UnixAuthorizer::new();
+        unix.global_perm(perm)?;
+        return Ok(Arc::new(unix));
+    }
     let mut auth = DummyAuthorizer::new();
     match (&o.username, &o.password) {
         (Some(u), Some(p)) => auth.add_user(u, p, &o.directory, perm)?,
         _ => auth.add_anonymous(&o.directory, perm)?,
     }
-    let mut h = FtpHandler::new(Arc::new(auth));
+    Ok(Arc::new(auth))
+}
+
+/// Builds the handler the options describe.
+///
+/// # Errors
+/// The directory does not exist, `--unix-users` without root, or another setting is invalid.
+pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
+    let perm = if o.write { "elradfmwMT" } else { "elr" };
+    let mut h = FtpHandler::new(authorizer(o, perm)?);
+    if o.unix_users {
+        crate::filesystems::UnixFilesystem::install(&mut h);
+    }
     let t = (o.timeout > 0).then(|| Duration::from_secs(o.timeout));
     h.timeout = t;
     h.data_timeout = t;
@@ -51,12 +74,6 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
     h.max_write_rate = o.max_write_rate;
     h.umask = o.umask;
     h.chroot_local_user = o.chroot_local_user;
-    if o.unix_users {
-        let mut unix = crate::authorizers::UnixAuthorizer::new();
-        unix.global_perm(perm)?;
-        h.authorizer = Arc::new(unix);
-        crate::filesystems::UnixFilesystem::install(&mut h);
-    }
     if let (true, Some(cert)) = (o.tls, &o.certfile) {
         let mut t = crate::handlers::TlsConfig::from_pem_files(cert, o.keyfile.as_deref())?;
         t.tls_control_required = o.tls_control_required;
@@ -70,11 +87,20 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
 /// Builds the server the options describe (binds the port).
 ///
 /// # Errors
-/// As [`build_handler`], or the address cannot be bound.
+/// As [`build_handler`], or an address cannot be bound (the message names it and says what
+/// to do), or `-t` on a server that binds its own port.
 pub fn build_server(o: &Options) -> Result<FtpServer, Error> {
     let handler = build_handler(o)?;
     let listeners = crate::servers::inetd::listeners_for(o.inetd_wait, || {
-        crate::servers::bind(SocketAddr::new(o.interface, o.port))
+        if o.idle_timeout > 0 {
+            return Err(Error::Config(
+                "-t/--idle-timeout needs -W/--inetd-wait or systemd socket activation: a \
+                 server that binds its own port would exit when idle, with nothing to \
+                 start it again"
+                    .into(),
+            ));
+        }
+        bind_all(&o.interfaces, o.port)
     })?;
     let mut server = FtpServer::from_listeners(listeners, handler)?
         .with_executor(o.concurrency)
@@ -86,20 +112,73 @@ pub fn build_server(o: &Options) -> Result<FtpServer, Error> {
     Ok(server)
 }
 
-fn init_logging(verbosity: u8) {
-    let level = match verbosity {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
+/// Binds `port` on every address (a host name may have given several). With port 0 the
+/// first address picks the port and the others follow it; should one of them find it taken,
+/// all start again on a new port.
+fn bind_all(ips: &[IpAddr], port: u16) -> Result<Vec<TcpListener>, Error> {
+    let Some((&first, rest)) = ips.split_first() else {
+        return Err(Error::Config("no address to listen on".into()));
     };
-    let env = env_logger::Env::default().default_filter_or(level);
-    let _ = env_logger::Builder::from_env(env)
-        .format(|buf, rec| {
-            let l = rec.level().as_str().chars().next().unwrap_or('?');
-            writeln!(buf, "[{l} {}] {}", buf.timestamp_seconds(), rec.args())
-        })
-        .target(env_logger::Target::Stderr)
-        .try_init();
+    let mut attempts = 0;
+    'again: loop {
+        let l = bind_one(SocketAddr::new(first, port))?;
+        let chosen = l.local_addr()?.port();
+        let mut out = vec![l];
+        for &ip in rest {
+            match bind_one(SocketAddr::new(ip, chosen)) {
+                Ok(l) => out.push(l),
+                Err(Error::Io(e))
+                    if port == 0 && e.kind() == io::ErrorKind::AddrInUse && attempts < 10 =>
+                {
+                    attempts += 1;
+                    continue 'again;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(out);
+    }
+}
+
+/// Binds one address; a failure names the address and the way out.
+fn bind_one(addr: SocketAddr) -> Result<TcpListener, Error> {
+    crate::servers::bind(addr).map_err(|e| match e {
+        Error::Io(e) => Error::Io(io::Error::new(e.kind(), listen_error(addr, &e))),
+        e => e,
+    })
+}
+
+/// `cannot listen on ADDR: REASON`, with what to do about the common reasons.
+fn listen_error(addr: SocketAddr, e: &io::Error) -> String {
+    let what = match e.raw_os_error() {
+        Some(nix::libc::EADDRINUSE) => format!(
+            "address already in use (another server has port {}; choose another with -p)",
+            addr.port()
+        ),
+        Some(nix::libc::EACCES) if addr.port() < 1024 => format!(
+            "permission denied: ports below 1024 need root (with --user NAME to drop it once \
+             bound) or the CAP_NET_BIND_SERVICE capability (sudo setcap \
+             cap_net_bind_service=+ep {}); or use a port from 1024 up, e.g. -p 2121",
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "ftpdlib".into())
+        ),
+        Some(nix::libc::EADDRNOTAVAIL) => {
+            "address not available (not an address of this host; see -i)".to_string()
+        }
+        _ => e.to_string(),
+    };
+    format!("cannot listen on {addr}: {what}")
+}
+
+/// A startup error as the command line prints it.
+fn describe(e: &Error) -> String {
+    match e {
+        // Bind errors already say what failed, configuration errors name the flag.
+        Error::Io(io) => io.to_string(),
+        Error::Config(m) => m.clone(),
+        e => e.to_string(),
+    }
 }
 
 /// Runs the command line: parse, build, serve until SIGINT/SIGTERM. Exit codes: 0 after a
@@ -119,7 +198,7 @@ pub fn main() -> ExitCode {
         }
         Parsed::Run(o) => o,
     };
-    init_logging(o.verbosity);
+    crate::logging::init(o.verbosity);
     // New files and directories get exactly the modes `--umask` gives them (vsftpd sets
     // its process umask the same way); the server creates nothing else.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
@@ -129,7 +208,7 @@ pub fn main() -> ExitCode {
     let mut server = match build_server(&o) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("ftpdlib: error: {e}");
+            eprintln!("ftpdlib: error: {}", describe(&e));
             return ExitCode::from(match e {
                 Error::Config(_) | Error::Authorizer(_) | Error::Tls(_) => 2,
                 _ => 1,
@@ -178,7 +257,7 @@ mod tests {
     fn defaults_match_pyftpdlib() {
         let o = run(&["-d", "/tmp"]);
         assert_eq!(o.port, 2121);
-        assert_eq!(o.interface, "::".parse::<IpAddr>().unwrap());
+        assert_eq!(o.interfaces, ["::".parse::<IpAddr>().unwrap()]);
         assert!(!o.write);
         assert_eq!(o.timeout, 300);
         assert_eq!(o.login_timeout, 60);
@@ -383,6 +462,71 @@ mod tests {
             Err(Error::Tls(m)) => assert!(m.contains("/nonexistent/cert.pem"), "{m}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn last_value_wins_and_names_resolve() {
+        let o = run(&["-p", "21", "-d", "/a", "-p", "2121", "-d", "/b", "-w", "-w"]);
+        assert_eq!(
+            (o.port, o.directory.clone(), o.write),
+            (2121, "/b".into(), true)
+        );
+        let o = run(&["-i", "localhost", "-n", "localhost"]);
+        assert!(!o.interfaces.is_empty());
+        assert!(o.interfaces.iter().all(|ip| ip.is_loopback()), "{o:?}");
+        assert_eq!(o.nat_address, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            run(&["-i", "[::1]"]).interfaces,
+            [IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1])]
+        );
+        assert!(parse(&["-n", "::1"]).is_err(), "PASV needs IPv4");
+    }
+
+    #[test]
+    fn flags_without_effect_are_errors() {
+        let says = |args: &[&str], what: &str| match parse(args) {
+            Err(e) => assert!(e.contains(what), "{args:?}: {e}"),
+            other => panic!("{args:?}: {other:?}"),
+        };
+        says(&["-P", "x"], "-P/--password needs -u/--username");
+        says(
+            &["--workers", "2"],
+            "--workers needs --concurrency pre-fork",
+        );
+        says(
+            &["--concurrency", "multi-proc", "--workers", "2"],
+            "pre-fork",
+        );
+        says(&["-I", "-t", "5"], "-t/--idle-timeout needs -W");
+        says(
+            &["-r", "9000-8000"],
+            "the start port must not exceed the end port",
+        );
+        says(&["-r", "0-10"], "ports start at 1");
+        assert_eq!(run(&["-W", "-t", "5"]).idle_timeout, 5);
+        assert_eq!(run(&["--max-cons", "0"]).max_cons, 0);
+    }
+
+    #[test]
+    fn listen_errors_say_what_to_do() {
+        let any: SocketAddr = "[::]:2121".parse().unwrap();
+        let e = io::Error::from_raw_os_error(nix::libc::EADDRINUSE);
+        let m = listen_error(any, &e);
+        assert!(
+            m.starts_with("cannot listen on [::]:2121: address already in use"),
+            "{m}"
+        );
+        let low: SocketAddr = "0.0.0.0:21".parse().unwrap();
+        let e = io::Error::from_raw_os_error(nix::libc::EACCES);
+        let m = listen_error(low, &e);
+        assert!(
+            m.starts_with("cannot listen on 0.0.0.0:21: permission denied"),
+            "{m}"
+        );
+        assert!(
+            m.contains("CAP_NET_BIND_SERVICE") && m.contains("root"),
+            "{m}"
+        );
     }
 
     #[test]

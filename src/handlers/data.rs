@@ -325,19 +325,23 @@ impl Session {
     }
 
     /// Accepts pending passive connections, dropping any from a foreign address
-    /// (RFC 2577 §3: data connections only from the client's own address).
+    /// (RFC 2577 §3: data connections only from the client's own address). With the
+    /// client's address unknown (a control connection over a Unix socket) the first
+    /// connection is taken, as with `permit_foreign_addresses`.
     fn accept_data(&mut self, listener: &TcpListener) -> io::Result<Option<Stream>> {
         loop {
             match listener.accept() {
                 Ok((s, addr)) => {
                     let ip = proto::unmap(addr.ip());
-                    if ip != self.peer.ip() && !self.h.permit_foreign_addresses {
+                    let known = !self.peer.ip().is_unspecified();
+                    if known && ip != self.peer.ip() && !self.h.permit_foreign_addresses {
                         log::warn!(
                             "{} rejected data connection from foreign address {addr}",
                             self.prefix
                         );
                         continue;
                     }
+                    log::trace!("{} data connection from {addr}", self.prefix);
                     s.set_nonblocking(false)?;
                     limit_socket_buffers(&s);
                     return Ok(Some(Stream::Tcp(s)));

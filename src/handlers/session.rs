@@ -81,7 +81,7 @@ impl Session {
     /// # Errors
     /// Only errors of the control connection itself (the client vanished).
     pub fn run(stream: TcpStream, handler: Arc<FtpHandler>) -> io::Result<()> {
-        Self::start(stream, handler, false)
+        Self::start(stream, handler, false, None)
     }
 
     /// Like [`run`](Self::run) on an implicit FTPS connection (port 990 style): the TLS
@@ -91,12 +91,31 @@ impl Session {
     /// # Errors
     /// Only errors of the control connection itself (the client vanished).
     pub fn run_implicit_tls(stream: TcpStream, handler: Arc<FtpHandler>) -> io::Result<()> {
-        Self::start(stream, handler, true)
+        Self::start(stream, handler, true, None)
     }
 
-    fn start(stream: TcpStream, handler: Arc<FtpHandler>, implicit_tls: bool) -> io::Result<()> {
-        let peer = stream.peer_addr()?;
-        let local = stream.local_addr()?;
+    /// Like [`run`](Self::run) on a control connection whose socket cannot tell its
+    /// addresses (inetd "nowait" over a Unix socket: servers/inetd.rs): `(peer, local)` as
+    /// the launcher told them, each unspecified (`0.0.0.0:0`) when unknown. An unknown peer
+    /// turns off the checks that need it (data.rs, datachan.rs).
+    pub(crate) fn run_with_addresses(
+        stream: TcpStream,
+        handler: Arc<FtpHandler>,
+        (peer, local): (SocketAddr, SocketAddr),
+    ) -> io::Result<()> {
+        Self::start(stream, handler, false, Some((peer, local)))
+    }
+
+    fn start(
+        stream: TcpStream,
+        handler: Arc<FtpHandler>,
+        implicit_tls: bool,
+        addrs: Option<(SocketAddr, SocketAddr)>,
+    ) -> io::Result<()> {
+        let (peer, local) = match addrs {
+            Some(a) => a,
+            None => (stream.peer_addr()?, stream.local_addr()?),
+        };
         let peer = SocketAddr::new(proto::unmap(peer.ip()), peer.port());
         let local = SocketAddr::new(proto::unmap(local.ip()), local.port());
         let _ = stream.set_nodelay(handler.tcp_no_delay);

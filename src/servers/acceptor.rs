@@ -248,7 +248,7 @@ pub(crate) fn serve_guarded_with(
     stream: TcpStream,
     handler: Arc<FtpHandler>,
     guard: super::ConnGuard,
-    session: SessionFn,
+    session: impl FnOnce(TcpStream, Arc<FtpHandler>) -> io::Result<()>,
 ) {
     super::shutdown::enter(&guard.shared, &guard.busy);
     let r = catch_unwind(AssertUnwindSafe(|| session(stream, handler)));

@@ -228,11 +228,22 @@ pub(crate) fn single_session(
     handler: Arc<FtpHandler>,
     implicit_tls: bool,
 ) -> i32 {
-    SESSION_PROCESS.store(true, Ordering::SeqCst);
     let ip = stream
         .peer_addr()
         .map(|a| proto::unmap(a.ip()))
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    single_session_with(stream, ip, handler, acceptor::entry(implicit_tls))
+}
+
+/// [`single_session`] with the client's address `ip` given and the session started by
+/// `session` (inetd "nowait" over a Unix socket, whose addresses the socket cannot tell).
+pub(crate) fn single_session_with(
+    stream: TcpStream,
+    ip: IpAddr,
+    handler: Arc<FtpHandler>,
+    session: impl FnOnce(TcpStream, Arc<FtpHandler>) -> std::io::Result<()>,
+) -> i32 {
+    SESSION_PROCESS.store(true, Ordering::SeqCst);
     let shared = match Shared::new(None) {
         Ok(s) => s,
         Err(e) => {
@@ -242,7 +253,7 @@ pub(crate) fn single_session(
     };
     let guard = shared.register(&stream, ip);
     watch_signals(&shared);
-    serve_guarded_with(stream, handler, guard, acceptor::entry(implicit_tls));
+    serve_guarded_with(stream, handler, guard, session);
     0
 }
 

@@ -5,14 +5,16 @@
 //! hears `READY=1` / `STOPPING=1` on `NOTIFY_SOCKET` (sd_notify(3)).
 
 use std::io;
-use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-use nix::sys::socket::{getsockopt, sockopt};
+use nix::sys::socket::{
+    getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage,
+};
 
 use crate::error::Error;
-use crate::handlers::FtpHandler;
+use crate::handlers::{FtpHandler, Session};
 
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
 const SD_LISTEN_FDS_START: i32 = 3;
@@ -42,7 +44,10 @@ fn stdin_socket() -> io::Result<OwnedFd> {
 /// # Errors
 /// stdin is not a connected TCP socket.
 pub fn stdin_stream() -> io::Result<TcpStream> {
-    let fd = stdin_socket()?;
+    stdin_stream_of(stdin_socket()?)
+}
+
+fn stdin_stream_of(fd: OwnedFd) -> io::Result<TcpStream> {
     if getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -72,14 +77,83 @@ pub fn stdin_listener() -> io::Result<TcpListener> {
 /// inetd "nowait": serves the connection on stdin and returns when it ends. Logs go to
 /// stderr; stdout is redirected there first. SIGTERM lets a running transfer finish.
 ///
+/// stdin may also be a Unix stream socket, as socat's `EXEC:` (a socketpair) and UCSPI
+/// servers such as tcpserver hand over: the client's and the local address then come from
+/// the launcher's environment (`SOCAT_PEERADDR`/`SOCAT_PEERPORT` and
+/// `SOCAT_SOCKADDR`/`SOCAT_SOCKPORT`, or `TCPREMOTEIP`/`TCPREMOTEPORT` and
+/// `TCPLOCALIP`/`TCPLOCALPORT`). Without them the session runs with unknown addresses:
+/// passive mode still works — the data channel is TCP on this host, PASV announces
+/// `0,0,0,0` (or `-n`/`masquerade_address`), which clients such as curl and Python's ftplib
+/// replace with the server's host, and the first connection to the passive port is taken —
+/// while PORT/EPRT are refused (501) unless `permit_foreign_addresses`, since no bounce
+/// check (RFC 2577) can be made.
+///
 /// # Errors
-/// The handler is invalid or stdin is not a connected socket.
+/// The handler is invalid or stdin is not a connected stream socket.
 pub fn serve_nowait(handler: FtpHandler) -> Result<(), Error> {
     handler.validate()?;
     stdout_to_stderr()?;
-    let stream = stdin_stream()?;
-    super::fork::single_session(stream, Arc::new(handler), false);
+    let (stream, addrs) = stdin_connection()?;
+    let handler = Arc::new(handler);
+    match addrs {
+        None => super::fork::single_session(stream, handler, false),
+        Some(addrs) => {
+            super::fork::single_session_with(stream, addrs.0.ip(), handler, move |s, h| {
+                Session::run_with_addresses(s, h, addrs)
+            })
+        }
+    };
     Ok(())
+}
+
+/// The connection on stdin and, for a Unix socket, the addresses its launcher gave.
+fn stdin_connection() -> io::Result<(TcpStream, Option<(SocketAddr, SocketAddr)>)> {
+    let fd = stdin_socket()?;
+    let family = getsockname::<SockaddrStorage>(fd.as_raw_fd())
+        .map_err(io::Error::from)?
+        .family();
+    if family != Some(AddressFamily::Unix) {
+        return stdin_stream_of(fd).map(|s| (s, None));
+    }
+    if getsockopt(&fd, sockopt::SockType).ok() != Some(SockType::Stream) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "stdin is a Unix socket but not a stream socket",
+        ));
+    }
+    let addrs = (
+        launcher_address("SOCAT_PEERADDR", "SOCAT_PEERPORT")
+            .or_else(|| launcher_address("TCPREMOTEIP", "TCPREMOTEPORT")),
+        launcher_address("SOCAT_SOCKADDR", "SOCAT_SOCKPORT")
+            .or_else(|| launcher_address("TCPLOCALIP", "TCPLOCALPORT")),
+    );
+    if addrs.0.is_none() {
+        log::info!(
+            "stdin is a Unix socket and the client's address is unknown: passive data \
+             connections are taken from any address, PORT/EPRT are refused"
+        );
+    }
+    let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+    // The session only reads, writes, polls, shuts down and sets timeouts on its control
+    // socket, which any stream socket supports; its addresses are passed alongside. So the
+    // Unix socket travels as the TcpStream the session holds (socket options that only TCP
+    // has, such as TCP_NODELAY, fail and are ignored).
+    Ok((
+        TcpStream::from(fd),
+        Some((addrs.0.unwrap_or(unknown), addrs.1.unwrap_or(unknown))),
+    ))
+}
+
+/// An address a launcher put in the environment (`[::1]` or `127.0.0.1`, and a port).
+fn launcher_address(ip: &str, port: &str) -> Option<SocketAddr> {
+    let ip = std::env::var(ip).ok()?;
+    let ip: IpAddr = ip
+        .trim()
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .ok()?;
+    let port = std::env::var(port).ok()?.trim().parse().ok()?;
+    Some(SocketAddr::new(ip, port))
 }
 
 /// The listening sockets systemd passed (sd_listen_fds(3)), if `LISTEN_PID` names this
@@ -165,13 +239,14 @@ pub fn notify(state: &str) -> bool {
 }
 
 /// The listeners the command line serves: stdin for inetd "wait" (stdout then goes to
-/// stderr), else systemd's sockets when `LISTEN_FDS` names this process, else `bind()`.
+/// stderr), else systemd's sockets when `LISTEN_FDS` names this process, else what `bind()`
+/// binds.
 ///
 /// # Errors
 /// stdin or a systemd descriptor is not a listening socket, or `bind` failed.
 pub fn listeners_for(
     inetd_wait: bool,
-    bind: impl FnOnce() -> Result<TcpListener, Error>,
+    bind: impl FnOnce() -> Result<Vec<TcpListener>, Error>,
 ) -> Result<Vec<TcpListener>, Error> {
     if inetd_wait {
         stdout_to_stderr()?;
@@ -182,7 +257,7 @@ pub fn listeners_for(
         log::info!("systemd socket activation: {} listener(s)", fds.len());
         return Ok(fds);
     }
-    Ok(vec![bind()?])
+    bind()
 }
 
 /// Drops root for `run_as` (the `--user` flag) once the sockets are bound; `Some(code)` to

@@ -415,7 +415,7 @@ impl FtpServer {
             )?;
             let stop = acceptor::run(None, &self.shared, &self.limits());
             pool.close();
-            (stop?, pool.workers())
+            (stop?, Some(pool.workers()))
         } else {
             let runner = executor::Runner::new(self.stack_size);
             let accepting = acceptor::Accepting {
@@ -426,7 +426,7 @@ impl FtpServer {
             };
             (
                 acceptor::run(Some(accepting), &self.shared, &self.limits())?,
-                0,
+                None,
             )
         };
         match self.ending(&stop) {
@@ -437,10 +437,13 @@ impl FtpServer {
                 self.shared.wait_sessions(Duration::from_secs(5));
             }
         }
-        log::info!(
-            ">>> shutting down FTP server ({} sessions, {workers} pool workers) <<<",
-            self.handle().connection_count(),
-        );
+        let sessions = self.handle().connection_count();
+        match workers {
+            Some(w) => log::info!(
+                ">>> shutting down FTP server ({sessions} sessions, {w} pool workers) <<<"
+            ),
+            None => log::info!(">>> shutting down FTP server ({sessions} sessions) <<<"),
+        }
         Ok(())
     }
 

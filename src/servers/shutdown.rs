@@ -171,7 +171,8 @@ impl FtpServer {
                 Ending::Graceful(self.shutdown_grace)
             }
             acceptor::Stop::Idle => {
-                log::info!("idle for {:?} with no session; exiting", self.idle_timeout);
+                let secs = self.idle_timeout.unwrap_or_default().as_secs();
+                log::info!("idle for {secs}s with no session; exiting");
                 Ending::Leave
             }
             acceptor::Stop::Closed => {

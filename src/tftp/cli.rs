@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use getopts::Options;
-use log::{error, info};
+use log::{debug, error, info};
 
-use super::stats::ServerStats;
+use super::stats::{Counters, ServerStats};
 use super::{Executor, FileHandler, SessionStats, TftpServer};
 
 /// Parsed `tftpd` flags.
@@ -53,82 +53,97 @@ pub struct Args {
     pub user: Option<String>,
     /// `-v`/`--verbose`: debug logging.
     pub verbose: bool,
+    /// `-V`/`--version`: print the version and exit.
+    pub version: bool,
 }
+
+/// The flags: (short, long, value placeholder or "" for a switch, help).
+const FLAGS: &[(&str, &str, &str, &str)] = &[
+    ("r", "root", "DIR", "directory to serve (required)"),
+    ("p", "port", "PORT", "UDP port (default 69)"),
+    ("a", "address", "ADDR", "address to bind (default ::)"),
+    (
+        "",
+        "retries",
+        "N",
+        "retransmissions before giving up (default 5)",
+    ),
+    (
+        "t",
+        "timeout",
+        "S",
+        "retransmission timeout in seconds (default 2)",
+    ),
+    ("", "fork", "", "run each session in a forked child"),
+    (
+        "",
+        "allow-write",
+        "DIR",
+        "accept write requests into DIR (off by default)",
+    ),
+    (
+        "",
+        "max-upload",
+        "BYTES",
+        "largest upload in bytes (default 67108864)",
+    ),
+    ("", "max-sessions", "N", "sessions at once (default 512)"),
+    (
+        "",
+        "rate-limit",
+        "N",
+        "requests per second per source, 0 = off (default 100)",
+    ),
+    (
+        "",
+        "stats-interval",
+        "S",
+        "seconds between server stats lines (default 60)",
+    ),
+    (
+        "",
+        "inetd-wait",
+        "",
+        "stdin is the bound UDP socket (inetd \"wait\")",
+    ),
+    (
+        "",
+        "idle-timeout",
+        "S",
+        "with --inetd-wait: exit after S idle seconds (default 30)",
+    ),
+    (
+        "",
+        "max-blksize",
+        "N",
+        "largest blksize granted (default 65464)",
+    ),
+    (
+        "",
+        "max-windowsize",
+        "N",
+        "largest windowsize granted (default 64)",
+    ),
+    (
+        "u",
+        "user",
+        "NAME",
+        "run as this user once port 69 is bound (as tftp-hpa -u)",
+    ),
+    ("v", "verbose", "", "debug logging"),
+    ("V", "version", "", "print the version and exit"),
+    ("h", "help", "", "print this help"),
+];
 
 fn options() -> Options {
     let mut o = Options::new();
-    o.optopt("r", "root", "directory to serve (required)", "DIR");
-    o.optopt("p", "port", "UDP port (default 69)", "PORT");
-    o.optopt("a", "address", "address to bind (default ::)", "ADDR");
-    o.optopt(
-        "",
-        "retries",
-        "retransmissions before giving up (default 5)",
-        "N",
-    );
-    o.optopt(
-        "t",
-        "timeout",
-        "retransmission timeout in seconds (default 2)",
-        "S",
-    );
-    o.optflag("", "fork", "run each session in a forked child");
-    o.optopt(
-        "",
-        "allow-write",
-        "accept write requests into DIR (off by default)",
-        "DIR",
-    );
-    o.optopt(
-        "",
-        "max-upload",
-        "largest upload in bytes (default 67108864)",
-        "BYTES",
-    );
-    o.optopt("", "max-sessions", "sessions at once (default 512)", "N");
-    o.optopt(
-        "",
-        "rate-limit",
-        "requests per second per source, 0 = off (default 100)",
-        "N",
-    );
-    o.optopt(
-        "",
-        "stats-interval",
-        "seconds between server stats lines (default 60)",
-        "S",
-    );
-    o.optflag(
-        "",
-        "inetd-wait",
-        "stdin is the bound UDP socket (inetd \"wait\")",
-    );
-    o.optopt(
-        "",
-        "idle-timeout",
-        "with --inetd-wait: exit after S idle seconds (default 30)",
-        "S",
-    );
-    o.optopt(
-        "",
-        "max-blksize",
-        "largest blksize granted (default 65464)",
-        "N",
-    );
-    o.optopt(
-        "",
-        "max-windowsize",
-        "largest windowsize granted (default 64)",
-        "N",
-    );
-    o.optopt(
-        "u",
-        "user",
-        "run as this user once port 69 is bound (as tftp-hpa -u)",
-        "NAME",
-    );
-    o.optflag("v", "verbose", "debug logging");
-    o.optflag("h", "help", "print this help");
+    for (short, long, value, help) in FLAGS {
+        if value.is_empty() {
+            o.optflag(short, long, help);
+        } else {
+            o.optopt(short, long, help, value);
+        }
+    }
     o
 }
 
@@ -162,6 +177,13 @@ where
     let m = options().parse(&args).map_err(|e| e.to_string())?;
     if m.opt_present("help") {
         return Ok(None);
+    }
+    if m.opt_present("version") {
+        // Nothing else is needed (not even --root) to print the version.
+        return Ok(Some(Args {
+            version: true,
+            ..Args::unparsed()
+        }));
     }
     if let Some(extra) = m.free.first() {
         return Err(format!("unexpected argument {extra:?}"));
@@ -197,27 +219,85 @@ where
         max_windowsize,
         user: m.opt_str("user"),
         verbose: m.opt_present("verbose"),
+        version: false,
     }))
+}
+
+impl Args {
+    /// Placeholder values for a command line that only asks for `--version`.
+    fn unparsed() -> Args {
+        Args {
+            root: PathBuf::new(),
+            port: 69,
+            address: IpAddr::from([0u16; 8]),
+            retries: 5,
+            timeout: Duration::from_secs(2),
+            fork: false,
+            allow_write: None,
+            max_upload: 64 * 1024 * 1024,
+            max_sessions: 512,
+            rate_limit: 100,
+            stats_interval: Duration::from_secs(60),
+            inetd_wait: false,
+            idle_timeout: Duration::from_secs(30),
+            max_blksize: super::options::MAX_BLKSIZE,
+            max_windowsize: 64,
+            user: None,
+            verbose: false,
+            version: false,
+        }
+    }
+}
+
+/// One session, for the log: `peer RRQ file: N bytes, N packets, N retransmits in S`.
+fn describe_session(s: &SessionStats) -> String {
+    format!(
+        "session {} {} {}: {} bytes, {} packets, {} retransmits in {:.3}s",
+        s.peer,
+        if s.write { "WRQ" } else { "RRQ" },
+        s.file_path,
+        s.bytes_sent + s.bytes_received,
+        s.packets_sent,
+        s.retransmits,
+        s.duration.as_secs_f64(),
+    )
+}
+
+/// The server counters of one interval, for the log.
+fn describe_counters(c: &Counters) -> String {
+    let mut out = format!(
+        "sessions {} started, {} finished, {} failed; bytes {} sent, {} received; \
+         packets {} sent, {} received, {} retransmitted; requests {} rate-limited, \
+         {} over capacity, {} malformed",
+        c.sessions_started,
+        c.sessions_finished,
+        c.sessions_failed,
+        c.bytes_sent,
+        c.bytes_received,
+        c.packets_sent,
+        c.packets_received,
+        c.retransmits,
+        c.requests_rate_limited,
+        c.requests_over_capacity,
+        c.bad_packets,
+    );
+    let errors: Vec<String> = (c.errors_by_code.iter().enumerate())
+        .filter(|(_, n)| **n > 0)
+        .map(|(code, n)| format!("{n} with code {code}"))
+        .collect();
+    if !errors.is_empty() {
+        out.push_str(&format!("; ERROR packets: {}", errors.join(", ")));
+    }
+    out
 }
 
 /// Builds the server the flags describe (not yet bound).
 pub fn build(args: &Args) -> TftpServer {
     let mut handler = FileHandler::new(args.root.clone());
-    handler.stats_callback = Some(Arc::new(|s: &SessionStats| {
-        info!(
-            "session {} {} {}: {} bytes, {} packets, {} retransmits, {:?}{}",
-            s.peer,
-            if s.write { "WRQ" } else { "RRQ" },
-            s.file_path,
-            s.bytes_sent + s.bytes_received,
-            s.packets_sent,
-            s.retransmits,
-            s.duration,
-            s.error
-                .as_deref()
-                .map(|e| format!(", error: {e}"))
-                .unwrap_or_default()
-        );
+    handler.stats_callback = Some(Arc::new(|s: &SessionStats| match &s.error {
+        // The session has logged its failure already: once is enough at the default level.
+        Some(e) => debug!("{}, error: {e}", describe_session(s)),
+        None => info!("{}", describe_session(s)),
     }));
     let mut server = TftpServer::new(handler.factory());
     server.address = args.address;
@@ -237,7 +317,12 @@ pub fn build(args: &Args) -> TftpServer {
     server.limits.max_blksize = args.max_blksize;
     server.limits.max_windowsize = args.max_windowsize;
     server.server_stats_callback = Some(Arc::new(|stats: &ServerStats| {
-        info!("server stats: {:?}", stats.get_and_reset_all_counters());
+        let c = stats.get_and_reset_all_counters();
+        if c == Counters::default() {
+            debug!("server stats: no activity");
+        } else {
+            info!("server stats: {}", describe_counters(&c));
+        }
     }));
     if args.inetd_wait {
         server.idle_timeout = Some(args.idle_timeout);
@@ -284,8 +369,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let level = if args.verbose { "debug" } else { "info" };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    if args.version {
+        println!("tftpd {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    crate::logging::init(u8::from(args.verbose));
     if !args.root.is_dir() {
         error!("--root {} is not a directory", args.root.display());
         return ExitCode::from(2);

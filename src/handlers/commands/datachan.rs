@@ -90,6 +90,19 @@ fn refuse_foreign(s: &mut Session, ip: &str, port: u16) -> io::Result<()> {
 
 /// Connects to the client's data port (pyftpdlib `_make_eport`).
 fn make_eport(s: &mut Session, addr: SocketAddr) -> io::Result<()> {
+    if s.peer.ip().is_unspecified() && !s.h.permit_foreign_addresses {
+        // A control connection over a Unix socket (inetd "nowait" under socat) may not know
+        // the client: any address could then be a bounce target (RFC 2577).
+        log::warn!(
+            "{} PORT/EPRT refused: the client's address is unknown",
+            s.prefix
+        );
+        return s.reply(
+            501,
+            "Active mode needs the client's address, which this connection does not tell; \
+             use PASV or EPSV.",
+        );
+    }
     let mut ip = proto::unmap(addr.ip());
     if ip.is_unspecified() {
         // lftp sends `EPRT |2|::|port|` on IPv6: "this host" can only mean the client itself,
@@ -116,6 +129,7 @@ fn make_eport(s: &mut Session, addr: SocketAddr) -> io::Result<()> {
     s.data = DataSetup::None;
     match TcpStream::connect_timeout(&SocketAddr::new(ip, addr.port()), CONNECT_TIMEOUT) {
         Ok(stream) => {
+            log::trace!("{} data connection to {addr} established", s.prefix);
             crate::handlers::data::limit_socket_buffers(&stream);
             s.data = DataSetup::Active(Stream::Tcp(stream));
             s.data_since = std::time::Instant::now();
@@ -213,6 +227,7 @@ fn open_passive(s: &mut Session) -> Result<u16, &'static str> {
         }
     };
     let port = listener.local_addr().map_err(|_| FAILED)?.port();
+    log::trace!("{} passive data channel listening on port {port}", s.prefix);
     s.data = DataSetup::Passive(listener);
     s.data_since = std::time::Instant::now();
     Ok(port)
