@@ -76,6 +76,9 @@ pub struct Options {
     pub shutdown_grace: u64,
     /// `--unix-users`: log system accounts in (UnixAuthorizer + UnixFilesystem).
     pub unix_users: bool,
+    /// `--users-db URL`: users from a database (`sqlite:PATH`, `postgres://…`, `@FILE`);
+    /// `-d` is then the directory relative homes hang from.
+    pub users_db: Option<String>,
     /// `--tls`: FTPS (needs `--certfile`).
     pub tls: bool,
     /// `--certfile`: PEM certificate chain (may hold the key too).
@@ -192,6 +195,12 @@ fn opts() -> getopts::Options {
         "",
         "unix-users",
         "log in system accounts with their passwords, in their homes, as themselves (needs root)",
+    );
+    o.optopt(
+        "",
+        "users-db",
+        "serve the users of a database: sqlite:PATH or postgres://USER@HOST/DB (@FILE: read it from FILE); manage them with `ftpdlib users`",
+        "URL",
     );
     o.optopt(
         "",
@@ -377,7 +386,7 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
     let m = o.parse(args).map_err(|e| e.to_string())?;
     if m.opt_present("h") {
         return Ok(Parsed::Print(o.usage(
-            "Usage: ftpdlib [options]\n\nStart a stand alone anonymous FTP server.",
+            "Usage: ftpdlib [options]\n       ftpdlib users COMMAND ... (users in a database: ftpdlib users --help)\n\nStart a stand alone anonymous FTP server.",
         )));
     }
     if m.opt_present("v") {
@@ -457,6 +466,14 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
                 .into(),
         );
     }
+    if m.opt_present("users-db")
+        && (m.opt_present("u") || m.opt_present("unix-users") || m.opt_present("w"))
+    {
+        return Err(
+            "--users-db excludes -u/-P, -w and --unix-users (users and permissions come from the database)"
+                .into(),
+        );
+    }
     let encoding = match m.opt_str("encoding") {
         None => Encoding::Utf8,
         Some(e) => Encoding::parse(&e).ok_or_else(|| {
@@ -517,6 +534,7 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
         run_as: m.opt_str("user"),
         shutdown_grace: num(&m, "shutdown-grace", 10u64)?,
         unix_users: m.opt_present("unix-users"),
+        users_db: m.opt_str("users-db"),
         tls,
         certfile,
         keyfile,

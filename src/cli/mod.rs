@@ -13,6 +13,8 @@ use crate::servers::FtpServer;
 use crate::Error;
 
 mod args;
+#[cfg(feature = "sql")]
+mod users;
 
 pub use args::{parse_args, parse_rate, Options, Parsed};
 
@@ -22,12 +24,17 @@ pub use args::{parse_args, parse_rate, Options, Parsed};
 /// The directory does not exist, or another setting is invalid.
 pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
     let perm = if o.write { "elradfmwMT" } else { "elr" };
-    let mut auth = DummyAuthorizer::new();
-    match (&o.username, &o.password) {
-        (Some(u), Some(p)) => auth.add_user(u, p, &o.directory, perm)?,
-        _ => auth.add_anonymous(&o.directory, perm)?,
-    }
-    let mut h = FtpHandler::new(Arc::new(auth));
+    let mut h = match &o.users_db {
+        Some(url) => FtpHandler::new(users_db(url, o)?),
+        None => {
+            let mut auth = DummyAuthorizer::new();
+            match (&o.username, &o.password) {
+                (Some(u), Some(p)) => auth.add_user(u, p, &o.directory, perm)?,
+                _ => auth.add_anonymous(&o.directory, perm)?,
+            }
+            FtpHandler::new(Arc::new(auth))
+        }
+    };
     let t = (o.timeout > 0).then(|| Duration::from_secs(o.timeout));
     h.timeout = t;
     h.data_timeout = t;
@@ -62,6 +69,24 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
         h.tls = Some(t);
     }
     Ok(h)
+}
+
+/// The authorizer of `--users-db`: relative homes hang from `-d`.
+#[cfg(feature = "sql")]
+fn users_db(url: &str, o: &Options) -> Result<Arc<dyn crate::authorizers::Authorizer>, Error> {
+    let url = users::users_db_url(url).map_err(Error::Config)?;
+    let mut opts = crate::authorizers::sql::SqlOptions::default();
+    opts.base_dir = Some(std::path::absolute(&o.directory)?);
+    Ok(Arc::new(crate::authorizers::SqlAuthorizer::open_with(
+        &url, opts,
+    )?))
+}
+
+#[cfg(not(feature = "sql"))]
+fn users_db(_url: &str, _o: &Options) -> Result<Arc<dyn crate::authorizers::Authorizer>, Error> {
+    Err(Error::Config(
+        "--users-db: this ftpdlib was built without database support (cargo feature `sqlite` or `postgres`)".into(),
+    ))
 }
 
 /// Builds the server the options describe (binds the port).
@@ -102,7 +127,18 @@ fn init_logging(verbosity: u8) {
 /// Runs the command line: parse, build, serve until SIGINT/SIGTERM. Exit codes: 0 after a
 /// clean stop, 1 when the server cannot start, 2 for a bad command line.
 pub fn main() -> ExitCode {
-    let parsed = match parse_args(std::env::args_os().skip(1)) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // `ftpdlib users …`: a pyftpdlib command line has no free argument, so no clash.
+    if args.first().is_some_and(|a| a == "users") {
+        #[cfg(feature = "sql")]
+        return users::main(args[1..].to_vec());
+        #[cfg(not(feature = "sql"))]
+        {
+            eprintln!("ftpdlib: this ftpdlib was built without database support");
+            return ExitCode::from(2);
+        }
+    }
+    let parsed = match parse_args(args) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("ftpdlib: error: {e}\nTry 'ftpdlib --help' for more information.");
