@@ -193,7 +193,7 @@ impl Authorizer for SqlAuthorizer {
     ) -> Result<(), AuthenticationFailed> {
         let record = match self.load(username) {
             Ok(r) => {
-                self.outage.recovered();
+                self.outage.recovered(&self.db);
                 r
             }
             Err(e) => {
@@ -327,14 +327,15 @@ impl Outage {
         }
     }
 
-    fn recovered(&self) {
+    fn recovered(&self, db: &UserDb) {
         if !self.down.swap(false, Ordering::SeqCst) {
             return;
         }
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(since) = s.since.take() {
             log::warn!(
-                "user database available again after {:.0?} ({} logins refused)",
+                "user database {} available again after {:.0?} ({} logins refused)",
+                db.url(),
                 since.elapsed(),
                 s.failures
             );
