@@ -11,9 +11,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::logs::logged;
 use common::*;
 use ftpdlib::authorizers::sql::{hash_password, SqlOptions, UserDb, UserRecord};
 use ftpdlib::authorizers::{Authorizer, PermSet, SqlAuthorizer, UserLimits};
@@ -485,38 +486,6 @@ fn locked_database_delays_only_the_login() {
 }
 
 // ---- Unavailable: 421, one log line per interval, recovery ----
-
-struct Capture(Mutex<Vec<String>>);
-
-impl log::Log for Capture {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::Level::Warn
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            if let Ok(mut v) = self.0.lock() {
-                v.push(r.args().to_string());
-            }
-        }
-    }
-    fn flush(&self) {}
-}
-
-/// Warnings and errors logged by this test process (all tests: filter by a unique text).
-fn logged(containing: &str) -> Vec<String> {
-    static CAPTURE: OnceLock<&'static Capture> = OnceLock::new();
-    let c = CAPTURE.get_or_init(|| {
-        let c: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
-        let _ = log::set_logger(c);
-        log::set_max_level(log::LevelFilter::Warn);
-        c
-    });
-    let v = c.0.lock().unwrap();
-    v.iter()
-        .filter(|l| l.contains(containing))
-        .cloned()
-        .collect()
-}
 
 #[test]
 fn locked_too_long_is_421_logged_once_then_recovers() {

@@ -75,8 +75,10 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
 #[cfg(feature = "sql")]
 fn users_db(url: &str, o: &Options) -> Result<Arc<dyn crate::authorizers::Authorizer>, Error> {
     let url = users::users_db_url(url).map_err(Error::Config)?;
-    let mut opts = crate::authorizers::sql::SqlOptions::default();
-    opts.base_dir = Some(std::path::absolute(&o.directory)?);
+    let opts = crate::authorizers::sql::SqlOptions {
+        base_dir: Some(std::path::absolute(&o.directory)?),
+        ..Default::default()
+    };
     Ok(Arc::new(crate::authorizers::SqlAuthorizer::open_with(
         &url, opts,
     )?))

@@ -18,7 +18,7 @@ use super::{redact, Conn, DbError, RawRow, SqlOptions, Value};
 use crate::error::AuthorizerError;
 
 /// Taken by every ftpdlib migrating a database, so servers starting together migrate once.
-const MIGRATION_LOCK: i64 = 0x6674_7064_6c69_62; // "ftpdlib"
+const MIGRATION_LOCK: i64 = 0x0066_7470_646c_6962; // "ftpdlib" in ASCII
 
 /// Opens connections to one PostgreSQL database.
 pub(crate) struct Connector {

@@ -4,11 +4,13 @@
 //! Why not r2d2: r2d2 starts a scheduled thread pool (three threads) when the pool is built,
 //! which the Fork and PreFork models forbid (`fork()` only while the process has no other
 //! thread), and brings `scheduled-thread-pool` and `parking_lot`. This pool has no thread
-//! of its own: `size` slots travel through a bounded crossbeam channel (already a
-//! dependency); a slot is empty or holds an idle connection. Taking a slot is the only
-//! wait, so at most `size` queries run at once and a session that finds none waits up to
-//! `acquire_timeout`, without stalling any other session.
+//! of its own: `size` permits travel through a bounded crossbeam channel (already a
+//! dependency) and idle connections wait on a stack, the most recently used on top (so a
+//! light load keeps reusing one connection). Taking a permit is the only wait: at most
+//! `size` queries run at once, and a session that finds none free waits up to
+//! `acquire_timeout` without stalling any other session.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -28,11 +30,14 @@ struct Idle {
     conn: Box<dyn Conn>,
 }
 
-/// The pool: `size` slots, each empty or holding an idle connection.
+/// The pool. Connections in use never outnumber the permits taken, and a connection is
+/// opened only when none is idle, so at most `size` exist.
 pub(crate) struct Pool {
     connector: Box<dyn Connect>,
-    put: Sender<Option<Idle>>,
-    take: Receiver<Option<Idle>>,
+    size: usize,
+    give: Sender<()>,
+    take: Receiver<()>,
+    idle: Mutex<Vec<Idle>>,
     acquire_timeout: Duration,
 }
 
@@ -40,15 +45,17 @@ impl Pool {
     /// A pool of `size` (at least 1) connections, none opened yet.
     pub(crate) fn new(connector: Box<dyn Connect>, size: usize, acquire_timeout: Duration) -> Pool {
         let size = size.max(1);
-        let (put, take) = bounded(size);
+        let (give, take) = bounded(size);
         for _ in 0..size {
-            // Cannot fail: the channel has room for exactly `size` slots.
-            let _ = put.send(None);
+            // Cannot fail: the channel has room for exactly `size` permits.
+            let _ = give.send(());
         }
         Pool {
             connector,
-            put,
+            size,
+            give,
             take,
+            idle: Mutex::new(Vec::with_capacity(size)),
             acquire_timeout,
         }
     }
@@ -58,18 +65,18 @@ impl Pool {
     /// more on the fresh one; a broken connection never goes back to the pool.
     ///
     /// # Errors
-    /// No slot within the acquire timeout, no connection, or `f`'s error.
+    /// No permit within the acquire timeout, no connection, or `f`'s error.
     pub(crate) fn run<T>(
         &self,
         mut f: impl FnMut(&mut dyn Conn) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
         let mut slot = self.acquire()?;
         let reused = slot.conn.is_some();
-        let r = f(slot.conn_or_connect(self)?);
+        let r = f(slot.conn_or_connect()?);
         match r {
             Err(e) if e.is_connection() && reused => {
                 slot.conn = None;
-                let r = f(slot.conn_or_connect(self)?);
+                let r = f(slot.conn_or_connect()?);
                 slot.keep_if(&r);
                 r
             }
@@ -80,52 +87,50 @@ impl Pool {
         }
     }
 
-    /// Closes the idle connections (the slots stay).
+    /// Closes the idle connections (they reopen on demand).
     pub(crate) fn close_idle(&self) {
-        let mut n = 0;
-        while let Ok(idle) = self.take.try_recv() {
-            drop(idle);
-            n += 1;
-        }
-        for _ in 0..n {
-            let _ = self.put.try_send(None);
-        }
+        let idle = std::mem::take(&mut *self.lock_idle());
+        drop(idle);
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn acquire(&self) -> Result<Slot<'_>, DbError> {
-        let idle = self.take.recv_timeout(self.acquire_timeout).map_err(|_| {
+        self.take.recv_timeout(self.acquire_timeout).map_err(|_| {
             DbError::unavailable(format!(
                 "no database connection free within {:?} (all {} in use)",
-                self.acquire_timeout,
-                self.put.capacity().unwrap_or(0)
+                self.acquire_timeout, self.size
             ))
         })?;
         let me = std::process::id();
-        let conn = match idle {
-            Some(i) if i.pid == me => Some(i.conn),
-            Some(inherited) => {
+        let mut idle = self.lock_idle();
+        let conn = loop {
+            match idle.pop() {
+                Some(i) if i.pid == me => break Some(i.conn),
                 // Opened by the parent before fork(): closing it here would close the
                 // parent's session (PostgreSQL Terminate) or its locks; leave it alone.
-                std::mem::forget(inherited);
-                None
+                Some(inherited) => std::mem::forget(inherited),
+                None => break None,
             }
-            None => None,
         };
         Ok(Slot { pool: self, conn })
     }
 }
 
-/// A taken slot; dropping it gives the slot (and the connection, if healthy) back.
+/// A taken permit and its connection; dropping it gives both back (the connection only
+/// if healthy).
 struct Slot<'a> {
     pool: &'a Pool,
     conn: Option<Box<dyn Conn>>,
 }
 
 impl Slot<'_> {
-    fn conn_or_connect(&mut self, pool: &Pool) -> Result<&mut dyn Conn, DbError> {
+    fn conn_or_connect(&mut self) -> Result<&mut dyn Conn, DbError> {
         let conn = match self.conn.take() {
             Some(c) => c,
-            None => pool.connector.connect()?,
+            None => self.pool.connector.connect()?,
         };
         Ok(self.conn.insert(conn).as_mut())
     }
@@ -142,12 +147,14 @@ impl Slot<'_> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        let idle = self.conn.take().map(|conn| Idle {
-            pid: std::process::id(),
-            conn,
-        });
-        // Cannot block or fail: this slot's place in the channel is free.
-        let _ = self.pool.put.try_send(idle);
+        if let Some(conn) = self.conn.take() {
+            self.pool.lock_idle().push(Idle {
+                pid: std::process::id(),
+                conn,
+            });
+        }
+        // Cannot block or fail: this permit's place in the channel is free.
+        let _ = self.pool.give.try_send(());
     }
 }
 
@@ -224,6 +231,18 @@ mod tests {
         assert!(c.opened.load(Ordering::SeqCst) <= 3);
         assert!(c.max_busy.load(Ordering::SeqCst) <= 3);
         assert!(c.max_busy.load(Ordering::SeqCst) >= 1);
+    }
+
+    #[test]
+    fn sequential_use_keeps_one_connection() {
+        let (p, c) = pool(8);
+        for _ in 0..20 {
+            p.run(|c| c.query_users("", &[])).unwrap();
+        }
+        assert_eq!(c.opened.load(Ordering::SeqCst), 1);
+        p.close_idle();
+        p.run(|c| c.query_users("", &[])).unwrap();
+        assert_eq!(c.opened.load(Ordering::SeqCst), 2);
     }
 
     #[test]
