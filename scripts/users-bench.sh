@@ -3,9 +3,9 @@
 # in-memory DummyAuthorizer (`-u/-P`), in the same run, on loopback, with scripts/ftpbench's
 # `logins` workload (connect, USER, PASS, QUIT, server closes). Each configuration is
 # measured with 1 client and with N clients at once (N ftpbench processes, rates summed),
-# with an argon2id password (ftpdlib's default for new users) and a sha512-crypt one
-# (`$6$`, 5000 rounds, as imported from /etc/shadow), rounds interleaved, medians printed
-# as one markdown table.
+# with an argon2id password (ftpdlib's default for new users), a sha512-crypt one (`$6$`,
+# 5000 rounds, as imported from /etc/shadow) and as `anonymous` (no hash: the lookup
+# alone), rounds interleaved, medians printed as one markdown table.
 #
 #   scripts/users-bench.sh                 # 3 rounds of 2 s windows, 8 parallel clients
 #   scripts/users-bench.sh --quick         # 1 round of 0.5 s windows
@@ -66,8 +66,9 @@ free_port() {
 mkdir -p "$WORK/home"
 SIX=$(openssl passwd -6 -salt benchsalt "$PASS")
 
-# add_users URL: user `argon` (argon2id) and user `sha` (sha512-crypt), home $WORK/home.
+# add_users URL: `argon` (argon2id), `sha` (sha512-crypt), `anonymous`; home $WORK/home.
 add_users() {
+    "$FTPDLIB" users add anonymous --home "$WORK/home" --users-db "$1" >/dev/null
     echo "$PASS" | "$FTPDLIB" users add argon --home "$WORK/home" --password-stdin --users-db "$1" >/dev/null
     echo "$SIX" | "$FTPDLIB" users add sha --home "$WORK/home" --hash-stdin --users-db "$1" >/dev/null
 }
@@ -134,18 +135,23 @@ logins() {
     rm -f "$WORK"/out.*
 }
 
-CONFIGS=("dummy" "sqlite-argon2id" "sqlite-sha512crypt")
-[ -n "$PG_URL" ] && CONFIGS+=("postgres-argon2id" "postgres-sha512crypt")
+CONFIGS=("dummy-anonymous" "sqlite-anonymous" "dummy" "sqlite-argon2id" "sqlite-sha512crypt")
+[ -n "$PG_URL" ] && CONFIGS+=("postgres-anonymous" "postgres-argon2id" "postgres-sha512crypt")
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
 for round in $(seq "$ROUNDS"); do
     for c in "${CONFIGS[@]}"; do
         case $c in
             dummy) args=(-u argon -P "$PASS"); user=argon ;;
+            dummy-anonymous) args=() ;;
             sqlite-*) args=(--users-db "$SQLITE_URL") ;;
             postgres-*) args=(--users-db "$PG_URL") ;;
         esac
-        case $c in *-argon2id) user=argon ;; *-sha512crypt) user=sha ;; esac
+        case $c in
+            *-argon2id) user=argon ;;
+            *-sha512crypt) user=sha ;;
+            *-anonymous) user=anonymous ;;
+        esac
         start_server "$c" "${args[@]}"
         one=$(logins "$PORT" "$user" 1)
         many=$(logins "$PORT" "$user" "$PARALLEL")
@@ -160,13 +166,19 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "n/a"; else if (NR%2)
 echo
 echo "| users | password hash | logins/s, 1 client | logins/s, $PARALLEL clients |"
 echo "|---|---|---|---|"
-for c in dummy sqlite-argon2id sqlite-sha512crypt postgres-argon2id postgres-sha512crypt; do
+for c in dummy-anonymous sqlite-anonymous postgres-anonymous dummy sqlite-argon2id \
+    postgres-argon2id sqlite-sha512crypt postgres-sha512crypt; do
     case $c in
         dummy) u="in memory (\`-u/-P\`, DummyAuthorizer)"; h="plain text" ;;
+        dummy-anonymous) u="in memory (DummyAuthorizer)" ;;
         sqlite-*) u="SQLite (\`--users-db sqlite:\`)" ;;
         postgres-*) u="PostgreSQL (\`--users-db postgres://\`)" ;;
     esac
-    case $c in *-argon2id) h="argon2id (m=19 MiB, t=2)" ;; *-sha512crypt) h="sha512-crypt (5000 rounds)" ;; esac
+    case $c in
+        *-argon2id) h="argon2id (m=19 MiB, t=2)" ;;
+        *-sha512crypt) h="sha512-crypt (5000 rounds)" ;;
+        *-anonymous) h="none (\`anonymous\`)" ;;
+    esac
     one=$(awk -v c="$c" '$1==c {print $2}' "$RESULTS" | median)
     many=$(awk -v c="$c" '$1==c {print $3}' "$RESULTS" | median)
     echo "| $u | $h | $one | $many |"
