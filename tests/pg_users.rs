@@ -187,6 +187,16 @@ fn pg_slow_queries_wait_for_the_pool_not_the_sessions() {
         (1..=POOL).contains(&conns),
         "{conns} connections for a pool of {POOL}"
     );
+    // A query slower than query_timeout is cancelled by the server: 421, not a hang.
+    pg.psql(
+        "CREATE OR REPLACE VIEW ftpd_users AS \
+         SELECT t.* FROM ftpd_users_t t, pg_sleep(5) s",
+    );
+    let mut opts = SqlOptions::default();
+    opts.query_timeout = Duration::from_millis(300);
+    let impatient = serve(&pg.url(), Executor::Pool, opts);
+    let (_, code, text) = login(impatient.addr, "u", "p");
+    assert_eq!(code, 421, "{text}");
 }
 
 #[test]

@@ -99,6 +99,10 @@ pub struct SqlOptions {
     pub connect_timeout: Duration,
     /// SQLite: how long a query waits for a lock held by a writer. Default: 5 s.
     pub busy_timeout: Duration,
+    /// PostgreSQL: the longest a query may run (`statement_timeout`, unless the URL's
+    /// `options` set one) and the longest sent data may stay unacknowledged before the
+    /// connection is dropped (`tcp_user_timeout`, unless the URL sets it). Default: 10 s.
+    pub query_timeout: Duration,
     /// At most one "database unavailable" error is logged per interval. Default: 60 s.
     pub error_log_interval: Duration,
     /// What relative homes are relative to. Default: the current directory at open.
@@ -112,6 +116,7 @@ impl Default for SqlOptions {
             acquire_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(5),
+            query_timeout: Duration::from_secs(10),
             error_log_interval: Duration::from_secs(60),
             base_dir: None,
         }

@@ -38,6 +38,16 @@ impl Connector {
         if config.get_application_name().is_none() {
             config.application_name("ftpdlib");
         }
+        // A query stuck behind a lock, or a server gone silent, ends in 421 rather than
+        // holding a pooled connection (and a login) forever.
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(opts.query_timeout);
+        }
+        let options = config.get_options().unwrap_or("").to_owned();
+        if !options.contains("statement_timeout") {
+            let ms = opts.query_timeout.as_millis().max(1);
+            config.options(format!("{options} -c statement_timeout={ms}").trim());
+        }
         Ok(Connector {
             config,
             url: redact(url),
