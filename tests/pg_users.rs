@@ -107,6 +107,14 @@ fn pg_users_from_the_command_line() {
         let (mut r, code, _) = login(srv.addr, "alice", "s3cret");
         assert_eq!(code, 230, "{model:?}");
         assert!(list(&mut r).contains(" f"), "home alice/ relative to -d");
+        // A forked session closes its connection once logged in; the pool keeps one.
+        let open =
+            pg.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ftpdlib'");
+        let want = if model == Executor::Fork { "0" } else { "1" };
+        assert_eq!(
+            open, want,
+            "{model:?}: database connections of a logged-in session"
+        );
         assert_eq!(r.cmd("QUIT").0, 221);
     }
     assert_eq!(pg.psql("SELECT count(*) FROM ftpd_users"), "1");

@@ -162,6 +162,9 @@ fn run(m: &getopts::Matches) -> Res<()> {
         "del" => found(db.remove(name), name).map(|()| println!("removed {name}")),
         "list" => list(&db),
         "show" => show(&db, name),
+        "passwd" if name == "anonymous" => Err(Failure::Usage(
+            "anonymous logs in with any password: it has none to set".into(),
+        )),
         "passwd" => {
             let hash = password(name, m, true)?;
             found(db.set_password_hash(name, &hash), name)

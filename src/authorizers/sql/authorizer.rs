@@ -194,6 +194,11 @@ impl Authorizer for SqlAuthorizer {
         let record = match self.load(username) {
             Ok(r) => {
                 self.outage.recovered(&self.db);
+                if crate::servers::is_session_process() {
+                    // This process serves one session (Fork, inetd) and asks nothing more:
+                    // 500 forked sessions must not hold 500 database connections.
+                    self.db.close_idle();
+                }
                 r
             }
             Err(e) => {
@@ -341,5 +346,57 @@ impl Outage {
             );
         }
         *s = OutageState::default();
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use crate::authorizers::sql::hash_password;
+
+    fn peer() -> SocketAddr {
+        "127.0.0.1:1".parse().unwrap()
+    }
+
+    #[test]
+    fn every_refusal_costs_one_hash_and_logins_are_cached_per_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("u.db").display());
+        let db = UserDb::open(&url).unwrap();
+        for (name, enabled) in [("on", true), ("off", false)] {
+            let mut u = UserRecord::new(name, dir.path());
+            u.password_hash = hash_password("pw").unwrap();
+            u.enabled = enabled;
+            db.add(&u).unwrap();
+        }
+        db.add(&UserRecord::new("anonymous", dir.path())).unwrap();
+        let a = SqlAuthorizer::open(&url).unwrap();
+        let v = &a.verifier;
+        // Unknown, disabled, wrong password, a name no row can have: one hash each.
+        for (user, pass) in [
+            ("nobody", "pw"),
+            ("off", "pw"),
+            ("on", "bad"),
+            ("a\0b", "pw"),
+        ] {
+            let before = v.computed();
+            let e = a.validate_authentication(user, pass, peer()).unwrap_err();
+            assert_eq!((e.0.as_str(), e.is_temporary()), (MSG_AUTH_FAILED, false));
+            assert_eq!(v.computed(), before + 1, "{user}");
+        }
+        // anonymous: any password, no hash.
+        let before = v.computed();
+        a.validate_authentication("anonymous", "x@y", peer())
+            .unwrap();
+        assert_eq!(v.computed(), before);
+        // Two sessions of one user share the row; it goes when the last one ends.
+        a.validate_authentication("on", "pw", peer()).unwrap();
+        a.validate_authentication("on", "pw", peer()).unwrap();
+        assert!(a.has_perm("on", Perm::List, None));
+        a.terminate_impersonation("on").unwrap();
+        assert!(a.has_perm("on", Perm::List, None));
+        a.terminate_impersonation("on").unwrap();
+        assert!(!a.has_perm("on", Perm::List, None));
+        assert!(a.get_home_dir("on").is_err());
     }
 }

@@ -111,6 +111,8 @@ pub(crate) struct Verifier {
     put: Sender<Vec<Block>>,
     take: Receiver<Vec<Block>>,
     dummy: String,
+    /// Hashes computed so far (every refusal must compute one, like a wrong password).
+    computed: std::sync::atomic::AtomicU64,
 }
 
 impl Verifier {
@@ -127,7 +129,12 @@ impl Verifier {
             .and_then(|mut f| f.read_exact(&mut secret))
             .map_err(|e| AuthorizerError(format!("/dev/urandom: {e}")))?;
         let dummy = hash_password(&format!("{secret:?}"))?;
-        Ok(Verifier { put, take, dummy })
+        Ok(Verifier {
+            put,
+            take,
+            dummy,
+            computed: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     /// Checks `password` against `hash`, or against the dummy hash (and then fails) when
@@ -135,6 +142,8 @@ impl Verifier {
     pub(crate) fn verify(&self, password: &str, hash: Option<&str>) -> bool {
         // Cannot fail: the verifier holds both ends of the channel.
         let mut memory = self.take.recv().unwrap_or_default();
+        self.computed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ok = match hash.filter(|h| !h.is_empty()) {
             Some(h) if h.starts_with("$argon2") => verify_argon2_in(password, h, &mut memory),
             Some(h) => verify_password_hash(password, h),
@@ -145,6 +154,12 @@ impl Verifier {
         };
         let _ = self.put.send(memory);
         ok
+    }
+
+    /// How many hashes were computed.
+    #[cfg(test)]
+    pub(crate) fn computed(&self) -> u64 {
+        self.computed.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
