@@ -274,25 +274,20 @@ pub(crate) fn connector(
 ) -> Result<Box<dyn pool::Connect>, AuthorizerError> {
     match target {
         #[cfg(feature = "sqlite")]
-        Target::Sqlite(path) => Ok(Box::new(sqlite::Connector::new(path, opts, create)?)),
+        Target::Sqlite(path) => return Ok(Box::new(sqlite::Connector::new(path, opts, create)?)),
         #[cfg(feature = "postgres")]
-        Target::Postgres(url) => Ok(Box::new(pg::Connector::new(url, opts)?)),
+        Target::Postgres(url) => return Ok(Box::new(pg::Connector::new(url, opts)?)),
         #[allow(unreachable_patterns)]
-        other => {
-            let _ = (opts, create);
-            Err(AuthorizerError(format!(
-                "this ftpdlib was built without {} support (cargo feature `{}`)",
-                match other {
-                    Target::Sqlite(_) => "SQLite",
-                    Target::Postgres(_) => "PostgreSQL",
-                },
-                match other {
-                    Target::Sqlite(_) => "sqlite",
-                    Target::Postgres(_) => "postgres",
-                }
-            )))
-        }
+        _ => {}
     }
+    let _ = (opts, create);
+    let (name, feature) = match target {
+        Target::Sqlite(_) => ("SQLite", "sqlite"),
+        Target::Postgres(_) => ("PostgreSQL", "postgres"),
+    };
+    Err(AuthorizerError(format!(
+        "this ftpdlib was built without {name} support (cargo feature `{feature}`)"
+    )))
 }
 
 /// `dir` resolved against `base` when relative.

@@ -157,7 +157,7 @@ impl Verifier {
     }
 
     /// How many hashes were computed.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "sqlite"))]
     pub(crate) fn computed(&self) -> u64 {
         self.computed.load(std::sync::atomic::Ordering::Relaxed)
     }
