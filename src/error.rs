@@ -5,9 +5,41 @@ use std::fmt;
 use std::io;
 
 /// A login was refused (pyftpdlib `AuthenticationFailed`). The message is sent to the client
-/// after `530 `.
+/// after `530 `, or after `421 ` when the refusal is [`Temporary`](FailureKind::Temporary).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuthenticationFailed(pub String);
+pub struct AuthenticationFailed(pub String, pub FailureKind);
+
+/// Why a login was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailureKind {
+    /// The credentials were wrong or the account may not log in: `530`.
+    #[default]
+    Refused,
+    /// The authorizer could not decide (its user database is down or overloaded): `421`,
+    /// the connection is closed and the attempt is not counted as a wrong password.
+    Temporary,
+}
+
+impl AuthenticationFailed {
+    /// The message of a temporary refusal (RFC 959's 421 text).
+    pub const UNAVAILABLE: &'static str = "Service not available, try later.";
+
+    /// A refusal for wrong credentials (`530 msg`).
+    pub fn new(msg: impl Into<String>) -> Self {
+        AuthenticationFailed(msg.into(), FailureKind::Refused)
+    }
+
+    /// A temporary refusal: the authorizer could not check the credentials
+    /// (`421 Service not available, try later.`).
+    pub fn unavailable() -> Self {
+        AuthenticationFailed(Self::UNAVAILABLE.into(), FailureKind::Temporary)
+    }
+
+    /// True for a [`FailureKind::Temporary`] refusal.
+    pub fn is_temporary(&self) -> bool {
+        self.1 == FailureKind::Temporary
+    }
+}
 
 impl fmt::Display for AuthenticationFailed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -37,4 +37,4 @@ pub mod servers;
 /// TFTP server framework in the spirit of fbtftp (RFC 1350, 2347–2349, 7440).
 pub mod tftp;
 
-pub use error::{AuthenticationFailed, AuthorizerError, Error};
+pub use error::{AuthenticationFailed, AuthorizerError, Error, FailureKind};

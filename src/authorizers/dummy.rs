@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::{is_subpath, Authorizer, Perm, PermSet, UserLimits};
+use super::{has_perm_with, is_subpath, Authorizer, Overrides, Perm, PermSet, UserLimits};
 use crate::error::{AuthenticationFailed, AuthorizerError};
 
 #[derive(Debug, Clone)]
@@ -14,7 +14,7 @@ struct User {
     home: PathBuf,
     perm: PermSet,
     /// Directory → (permissions, recursive), from override_perm.
-    operms: Vec<(PathBuf, PermSet, bool)>,
+    operms: Overrides,
     msg_login: String,
     msg_quit: String,
     limits: UserLimits,
@@ -197,12 +197,12 @@ impl Authorizer for DummyAuthorizer {
     ) -> Result<(), AuthenticationFailed> {
         match self.users.get(username) {
             None if username == "anonymous" => {
-                Err(AuthenticationFailed("Anonymous access not allowed.".into()))
+                Err(AuthenticationFailed::new("Anonymous access not allowed."))
             }
-            None => Err(AuthenticationFailed("Authentication failed.".into())),
+            None => Err(AuthenticationFailed::new("Authentication failed.")),
             Some(_) if username == "anonymous" => Ok(()),
             Some(u) if constant_time_eq(u.password.as_bytes(), password.as_bytes()) => Ok(()),
-            Some(_) => Err(AuthenticationFailed("Authentication failed.".into())),
+            Some(_) => Err(AuthenticationFailed::new("Authentication failed.")),
         }
     }
 
@@ -214,24 +214,9 @@ impl Authorizer for DummyAuthorizer {
     }
 
     fn has_perm(&self, username: &str, perm: Perm, path: Option<&Path>) -> bool {
-        let Some(user) = self.users.get(username) else {
-            return false;
-        };
-        if let Some(path) = path {
-            for (dir, operm, recursive) in &user.operms {
-                if !is_subpath(path, dir) {
-                    continue;
-                }
-                if *recursive {
-                    return operm.contains(perm);
-                }
-                // Non-recursive: the directory itself and the files directly in it.
-                if path == dir || (path.parent() == Some(dir.as_path()) && !path.is_dir()) {
-                    return operm.contains(perm);
-                }
-            }
-        }
-        user.perm.contains(perm)
+        self.users
+            .get(username)
+            .is_some_and(|u| has_perm_with(u.perm, &u.operms, perm, path))
     }
 
     fn get_perms(&self, username: &str) -> PermSet {

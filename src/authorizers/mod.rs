@@ -8,9 +8,13 @@ use std::path::{Path, PathBuf};
 use crate::error::{AuthenticationFailed, AuthorizerError};
 
 mod dummy;
+#[cfg(feature = "sql")]
+pub mod sql;
 mod system;
 mod unix;
 pub use dummy::DummyAuthorizer;
+#[cfg(feature = "sql")]
+pub use sql::SqlAuthorizer;
 pub(crate) use system::restore_fs_ids;
 pub use system::{crypt, drop_privileges, verify_password};
 pub use unix::UnixAuthorizer;
@@ -210,6 +214,35 @@ pub trait Authorizer: Send + Sync {
 /// True if `path` is `dir` or inside it (pyftpdlib `_issubpath`).
 pub(crate) fn is_subpath(path: &Path, dir: &Path) -> bool {
     path.starts_with(dir)
+}
+
+/// A user's per-directory permissions (pyftpdlib `override_perm`): directory, letters,
+/// recursive; the most specific directory first.
+pub(crate) type Overrides = Vec<(PathBuf, PermSet, bool)>;
+
+/// pyftpdlib `has_perm`: the letters of the most specific override covering `path` (a
+/// recursive one covers everything below its directory; another only the directory and the
+/// files directly in it), else `perm` at home.
+pub(crate) fn has_perm_with(
+    home_perm: PermSet,
+    overrides: &[(PathBuf, PermSet, bool)],
+    perm: Perm,
+    path: Option<&Path>,
+) -> bool {
+    if let Some(path) = path {
+        for (dir, operm, recursive) in overrides {
+            if !is_subpath(path, dir) {
+                continue;
+            }
+            if *recursive {
+                return operm.contains(perm);
+            }
+            if path == dir || (path.parent() == Some(dir.as_path()) && !path.is_dir()) {
+                return operm.contains(perm);
+            }
+        }
+    }
+    home_perm.contains(perm)
 }
 
 #[cfg(test)]

@@ -237,7 +237,7 @@ impl Authorizer for UnixAuthorizer {
         password: &str,
         _peer: SocketAddr,
     ) -> Result<(), AuthenticationFailed> {
-        let fail = |m: &str| Err(AuthenticationFailed(m.to_owned()));
+        let fail = |m: &str| Err(AuthenticationFailed::new(m));
         if username == "anonymous" {
             return match self.anonymous_user {
                 Some(_) => Ok(()),

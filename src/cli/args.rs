@@ -87,6 +87,9 @@ pub struct Options {
     /// `--umask`: octal umask of uploads and new directories (vsftpd's `local_umask`).
     /// Default: 022.
     pub umask: u32,
+    /// `--users-db URL`: users from a database (`sqlite:PATH`, `postgres://…`, `@FILE`);
+    /// `-d` is then the directory relative homes hang from.
+    pub users_db: Option<String>,
     /// `--tls`: FTPS (needs `--certfile`).
     pub tls: bool,
     /// `--certfile`: PEM certificate chain (may hold the key too).
@@ -142,6 +145,7 @@ impl Default for Options {
             unix_users: false,
             chroot_local_user: false,
             umask: 0o022,
+            users_db: None,
             tls: false,
             certfile: None,
             keyfile: None,
@@ -416,6 +420,14 @@ fn deployment_options(m: &getopts::Matches, o: &mut Options) -> Result<(), Strin
             .ok()
             .filter(|&u| u <= 0o777)
             .ok_or_else(|| format!("argument --umask: not an octal mask up to 777: {s:?}"))?;
+    }
+    o.users_db = value(m, "users-db");
+    if o.users_db.is_some() && (m.opt_present("u") || o.unix_users || o.write) {
+        return Err(
+            "--users-db excludes -u/-P, -w and --unix-users (users and permissions come from \
+             the database)"
+                .into(),
+        );
     }
     o.shutdown_grace = num(m, "shutdown-grace", o.shutdown_grace)?;
     Ok(())

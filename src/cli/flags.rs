@@ -253,6 +253,14 @@ const DEPLOYMENT: &[Flag] = &[
     ),
     flag(
         "",
+        "users-db",
+        "URL",
+        "serve the users of a database: sqlite:PATH or postgres://USER@HOST/DB (@FILE: \
+         read it from FILE); manage them with `ftpdlib users`",
+        "",
+    ),
+    flag(
+        "",
         "chroot-local-user",
         "",
         "with --unix-users: jail each account in its home directory",
@@ -365,7 +373,7 @@ const GROUPS: &[(&str, &[Flag])] = &[
     ("Limits", LIMITS),
 ];
 
-const USAGE: &str = "Usage: ftpdlib [options]\n\nStart a stand alone anonymous FTP server.\n";
+const USAGE: &str = "Usage: ftpdlib [options]\n       ftpdlib users COMMAND ... (users in a database: ftpdlib users --help)\n\nStart a stand alone anonymous FTP server.\n";
 
 /// The getopts parser for the table.
 pub(super) fn parser() -> getopts::Options {

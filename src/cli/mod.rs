@@ -14,13 +14,18 @@ use crate::Error;
 
 mod args;
 mod flags;
+#[cfg(feature = "sql")]
+mod users;
 
 pub use args::{parse_args, parse_rate, Options, Parsed};
 
-/// The authorizer the options describe: system accounts (`--unix-users`, which needs root to
+/// The authorizer the options describe: users in a database (`--users-db`), system accounts (`--unix-users`, which needs root to
 /// become each user, as pyftpdlib's `UnixAuthorizer` insists), one account (`-u`/`-P`), or
 /// anonymous.
 fn authorizer(o: &Options, perm: &str) -> Result<Arc<dyn Authorizer>, Error> {
+    if let Some(url) = &o.users_db {
+        return users_db(url, o);
+    }
     if o.unix_users {
         if !nix::unistd::Uid::effective().is_root() {
             return Err(Error::Config(
@@ -82,6 +87,26 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
         h.tls = Some(t);
     }
     Ok(h)
+}
+
+/// The authorizer of `--users-db`: relative homes hang from `-d`.
+#[cfg(feature = "sql")]
+fn users_db(url: &str, o: &Options) -> Result<Arc<dyn crate::authorizers::Authorizer>, Error> {
+    let url = users::users_db_url(url).map_err(Error::Config)?;
+    let opts = crate::authorizers::sql::SqlOptions {
+        base_dir: Some(std::path::absolute(&o.directory)?),
+        ..Default::default()
+    };
+    Ok(Arc::new(crate::authorizers::SqlAuthorizer::open_with(
+        &url, opts,
+    )?))
+}
+
+#[cfg(not(feature = "sql"))]
+fn users_db(_url: &str, _o: &Options) -> Result<Arc<dyn crate::authorizers::Authorizer>, Error> {
+    Err(Error::Config(
+        "--users-db: this ftpdlib was built without database support (cargo feature `sqlite` or `postgres`)".into(),
+    ))
 }
 
 /// Builds the server the options describe (binds the port).
@@ -184,7 +209,18 @@ fn describe(e: &Error) -> String {
 /// Runs the command line: parse, build, serve until SIGINT/SIGTERM. Exit codes: 0 after a
 /// clean stop, 1 when the server cannot start, 2 for a bad command line.
 pub fn main() -> ExitCode {
-    let parsed = match parse_args(std::env::args_os().skip(1)) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // `ftpdlib users …`: a pyftpdlib command line has no free argument, so no clash.
+    if args.first().is_some_and(|a| a == "users") {
+        #[cfg(feature = "sql")]
+        return users::main(args[1..].to_vec());
+        #[cfg(not(feature = "sql"))]
+        {
+            eprintln!("ftpdlib: this ftpdlib was built without database support");
+            return ExitCode::from(2);
+        }
+    }
+    let parsed = match parse_args(args) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("ftpdlib: error: {e}\nTry 'ftpdlib --help' for more information.");

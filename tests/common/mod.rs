@@ -553,3 +553,8 @@ pub fn have(cmd: &str) -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// Warnings and errors of in-process servers, captured.
+pub mod logs;
+/// A throw-away PostgreSQL server (tests of database users, and of several servers sharing one).
+pub mod pg;

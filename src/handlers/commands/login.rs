@@ -2,6 +2,7 @@
 
 use std::io;
 
+use crate::error::AuthenticationFailed;
 use crate::filesystems::AbstractedFs;
 use crate::handlers::data::DataSetup;
 use crate::handlers::{Request, Session};
@@ -44,7 +45,17 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
             s.cb.on_login(&user);
             Ok(())
         }
-        Err(msg) => {
+        Err(e) if e.is_temporary() => {
+            // The authorizer could not decide (its database is down): not a wrong password,
+            // so no delay, no attempt counted, no on_login_failed; 421 closes the session
+            // (RFC 959 §4.2) and the client may retry later.
+            log::info!("{} USER '{}' login deferred: {}", s.prefix, user, e.0);
+            s.username.clear();
+            s.closing = true;
+            s.reply(421, &e.0)
+        }
+        Err(e) => {
+            let msg = e.0;
             // Slow down password guessing; only this session waits.
             std::thread::sleep(s.h.auth_failed_timeout);
             s.attempted_logins += 1;
@@ -63,15 +74,21 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
 }
 
 /// Validates, finds the home, takes on the user's identity and builds the filesystem.
-fn login(s: &Session, user: &str, password: &str) -> Result<(AbstractedFs, String), String> {
+fn login(
+    s: &Session,
+    user: &str,
+    password: &str,
+) -> Result<(AbstractedFs, String), AuthenticationFailed> {
     let auth = &s.h.authorizer;
     auth.validate_authentication(user, password, s.peer)
-        .map_err(|e| non_empty(e.0, user))?;
-    let home = auth.get_home_dir(user).map_err(|e| non_empty(e.0, user))?;
+        .map_err(|e| AuthenticationFailed(non_empty(e.0, user), e.1))?;
+    let home = auth
+        .get_home_dir(user)
+        .map_err(|e| AuthenticationFailed::new(non_empty(e.0, user)))?;
     let msg = auth.get_msg_login(user);
     auth.impersonate_user(user, password).map_err(|e| {
         log::error!("{} impersonate_user({user}): {e}", s.prefix);
-        "Authentication failed.".to_string()
+        AuthenticationFailed::new("Authentication failed.")
     })?;
     let fs = new_fs(s, user, &home).map_err(|e| {
         log::error!(
@@ -80,7 +97,7 @@ fn login(s: &Session, user: &str, password: &str) -> Result<(AbstractedFs, Strin
             home.display()
         );
         let _ = auth.terminate_impersonation(user);
-        "Authentication failed.".to_string()
+        AuthenticationFailed::new("Authentication failed.")
     })?;
     Ok((fs, msg))
 }
