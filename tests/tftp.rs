@@ -1282,3 +1282,38 @@ fn binary_out_of_descriptors_answers_and_keeps_serving() {
     let _ = child.wait();
     assert!(served, "the server serves again once descriptors are free");
 }
+
+#[test]
+fn a_session_ends_at_its_time_limit() {
+    let s = start(|c| c.max_session_time = Some(Duration::from_secs(2)));
+    s.file("f", &content(8 * 200, 28));
+    let sock = client_socket(s.addr, Duration::from_secs(3));
+    // Acknowledging one 8-byte block every 300 ms, a client would hold its slot for a
+    // minute; a 255 s timeout once held it for 25.
+    let rrq = packet::request(false, "f", "octet", &[("blksize", "8"), ("timeout", "255")]);
+    let started = Instant::now();
+    sock.send_to(&rrq, s.addr).expect("rrq");
+    let (_, peer) = recv(&sock).expect("OACK");
+    sock.send_to(&packet::ack(0), peer).expect("ack 0");
+    let ended = loop {
+        assert!(started.elapsed() < Duration::from_secs(10), "no time limit");
+        let Some((p, _)) = recv(&sock) else { continue };
+        match packet::parse(&p) {
+            Ok(Packet::Data(b, _)) => {
+                std::thread::sleep(Duration::from_millis(300));
+                sock.send_to(&packet::ack(b), peer).expect("ack");
+            }
+            Ok(Packet::Error(0, msg)) => break msg,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(ended.contains("time limit"), "{ended}");
+    assert!(started.elapsed() < Duration::from_secs(6));
+    let st = s.wait_sessions(1);
+    assert!(st[0].blocks < 200);
+    assert!(st[0]
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("time limit"));
+}
