@@ -25,7 +25,8 @@ struct Block {
     resent: bool,
 }
 
-/// The sender's state: the blocks from the first unacknowledged one (`base`) on.
+/// The sender's state: the blocks from the first unacknowledged one (`base`) on, the
+/// current window and the next one, read ahead.
 struct Sender {
     bs: usize,
     w: u64,
@@ -90,10 +91,13 @@ pub(crate) fn send_blocks(
         ctx.enable_gso(s.bs + 4);
     }
     loop {
-        s.fill(ctx, data)?;
-        if s.next < s.end() {
+        s.fill(ctx, data, s.base + s.w)?;
+        if s.next < s.limit() {
             s.transmit(ctx).map_err(io_str)?;
             ctx.arm().map_err(io_str)?;
+            // Read the next window while this one is on its way: on the ACK it leaves at
+            // once, the file read off the round trip.
+            s.fill(ctx, data, s.base + 2 * s.w)?;
         }
         let Some(len) = ctx.recv().map_err(io_str)? else {
             s.timeout(ctx)?;
@@ -120,9 +124,19 @@ impl Sender {
         self.base + self.window.len() as u64
     }
 
-    /// Reads blocks until the window is full or the data has ended.
-    fn fill(&mut self, ctx: &mut Ctx, data: &mut dyn ResponseData) -> Result<(), String> {
-        while self.end() < self.base + self.w && self.last.is_none() {
+    /// One past the last block of the current window that has been read.
+    fn limit(&self) -> u64 {
+        self.end().min(self.base + self.w)
+    }
+
+    /// Reads blocks up to (not including) `upto`, or until the data has ended.
+    fn fill(
+        &mut self,
+        ctx: &mut Ctx,
+        data: &mut dyn ResponseData,
+        upto: u64,
+    ) -> Result<(), String> {
+        while self.end() < upto && self.last.is_none() {
             let seq = self.end();
             let mut b = self.spare.pop().unwrap_or_default();
             b.resize(4 + self.bs, 0);
@@ -148,8 +162,8 @@ impl Sender {
     /// lost, otherwise in smaller bursts with a pause between them.
     fn transmit(&mut self, ctx: &mut Ctx) -> io::Result<()> {
         let from = (self.next - self.base) as usize;
-        let to = self.window.len();
-        self.next = self.end();
+        let to = (self.limit() - self.base) as usize;
+        self.next = self.limit();
         if !ctx.verified && self.base == 1 && self.window[0].sent.is_none() {
             // DATA 1 of a request without options: the session's first packet.
             let now = Instant::now();
