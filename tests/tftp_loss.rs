@@ -461,4 +461,3 @@ fn table_cell(
     let (t, ppb) = runs[1];
     format!("{:.0} ms, {ppb:.2}", t.as_secs_f64() * 1000.0)
 }
-
