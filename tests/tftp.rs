@@ -254,7 +254,8 @@ fn path_escapes_refused() {
 
 #[test]
 fn twenty_concurrent_downloads() {
-    let s = start(|_| {});
+    // All from 127.0.0.1: no per-address cap here.
+    let s = start(|c| c.max_sessions_per_ip = 0);
     let data = Arc::new(content(300_000, 8));
     s.file("f", &data);
     let use_curl = have("curl", "twenty_concurrent (curl part)");
@@ -412,7 +413,11 @@ fn retransmitted_request_does_not_start_a_second_session() {
 
 #[test]
 fn duplicate_and_unsent_acks_trigger_nothing() {
-    let s = start(|c| c.timeout = Duration::from_secs(3));
+    // A retransmission timeout of 3 s at least: the silence below is the server's choice.
+    let s = start(|c| {
+        c.timeout = Duration::from_secs(3);
+        c.min_timeout = Duration::from_secs(3);
+    });
     s.file("f", &content(5000, 11));
     let (sock, peer, _) = first_block(&s, "f");
     sock.send_to(&packet::ack(1), peer).expect("ack");
@@ -445,10 +450,14 @@ fn duplicate_and_unsent_acks_trigger_nothing() {
 fn retransmits_on_timeout_then_gives_up() {
     let s = start(|c| c.retries = 2);
     s.file("f", &content(2000, 12));
-    let (sock, _peer, first) = first_block(&s, "f");
+    let (sock, peer, _) = first_block(&s, "f");
+    // The peer answers once, then goes silent: DATA 2 comes again `retries` times.
+    sock.send_to(&packet::ack(1), peer).expect("ack 1");
     sock.set_read_timeout(Some(Duration::from_secs(3)))
         .expect("timeout");
-    let (again, _) = recv(&sock).expect("retransmitted DATA 1");
+    let (first, _) = recv(&sock).expect("DATA 2");
+    assert!(matches!(packet::parse(&first), Ok(Packet::Data(2, _))));
+    let (again, _) = recv(&sock).expect("retransmitted DATA 2");
     assert_eq!(again, first);
     let st = s.wait_sessions(1);
     assert_eq!(st.len(), 1, "the session ends by itself after its retries");
@@ -658,6 +667,7 @@ fn windowed_upload_recovers_from_a_gap() {
     let s = start(move |c| {
         c.upload_dir = Some(updir);
         c.timeout = Duration::from_secs(3);
+        c.min_timeout = Duration::from_secs(3);
     });
     let data = content(512 * 6 + 10, 20);
     let block = |i: u16| {
@@ -725,7 +735,14 @@ fn rate_limit_and_session_cap() {
 
     let s = start(|c| c.max_sessions = 1);
     s.file("f", &content(2000, 15));
-    let (_held, _peer, _) = first_block(&s, "f");
+    // The held session has answered once: its address is no reflection victim, and may be
+    // told it must wait.
+    let (held, peer, _) = first_block(&s, "f");
+    held.send_to(&packet::ack(1), peer).expect("ack 1");
+    held.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let (p, _) = recv(&held).expect("DATA 2: the session heard the ACK");
+    assert!(matches!(packet::parse(&p), Ok(Packet::Data(2, _))));
     let g = get(s.addr, "f", "octet", &[]);
     assert_eq!(g.error.map(|e| e.0), Some(0), "busy");
     assert_eq!(s.stats.get_all_counters().requests_over_capacity, 1);
@@ -935,4 +952,368 @@ fn binary_inetd_wait_mode_exits_when_idle() {
     assert!(status
         .expect("tftpd exits after the idle timeout")
         .success());
+}
+
+// ---- Loss recovery: each test reproduces one measured defect of the RFC 7440 sender ----
+
+/// The windowsize of an OACK.
+fn oack_window(o: &[(String, String)]) -> usize {
+    o.iter()
+        .find(|(k, _)| k == "windowsize")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(1)
+}
+
+#[test]
+fn big_block_windows_fit_a_default_receive_buffer() {
+    use tftp_common::client::{download, ClientCfg};
+    use tftp_common::relay::Relay;
+    let s = start(|_| {});
+    let data = content(2 * 1024 * 1024 + 9, 21);
+    s.file("big", &data);
+    let opts = [("blksize", "65464"), ("windowsize", "16")];
+    // Linux charges 66,300 bytes of receive buffer per 65,468-byte datagram; a window that
+    // costs more than net.core.rmem_default (212,992) loses its tail in every client that
+    // never enlarged its buffer, and the same window sent again loses it again.
+    let g = get(s.addr, "big", "octet", &opts);
+    assert_eq!(checksum(&g.data), checksum(&data));
+    let w = oack_window(&g.oack.expect("oack"));
+    assert!(
+        w * 66_300 < 212_992,
+        "windowsize {w} overflows a default buffer"
+    );
+    // A client with a default buffer that drains it only every few milliseconds.
+    let relay = Relay::slow_reader(s.addr, Duration::from_millis(4));
+    let cfg = ClientCfg {
+        deadline: Duration::from_secs(40),
+        ..ClientCfg::default()
+    };
+    let x = download(relay.addr, "big", &opts, &cfg).expect("download through a slow reader");
+    assert_eq!(checksum(&x.data), checksum(&data));
+}
+
+#[test]
+fn ack_inside_the_window_starts_a_new_window_at_once() {
+    // A 5 s timeout: whatever comes well before it answers the ACK.
+    let s = start(|c| c.timeout = Duration::from_secs(5));
+    let data = content(512 * 10 + 7, 22);
+    s.file("f", &data);
+    let sock = client_socket(s.addr, Duration::from_secs(3));
+    let rrq = packet::request(false, "f", "octet", &[("windowsize", "4")]);
+    sock.send_to(&rrq, s.addr).expect("rrq");
+    let (_, peer) = recv(&sock).expect("OACK");
+    sock.send_to(&packet::ack(0), peer).expect("ack 0");
+    for b in 1..=4u16 {
+        let (p, _) = recv(&sock).expect("DATA");
+        assert!(matches!(packet::parse(&p), Ok(Packet::Data(n, _)) if n == b));
+    }
+    // Block 3 was "lost": the receiver acknowledges 2 (RFC 7440 §4) and drops 4.
+    let acked = Instant::now();
+    sock.send_to(&packet::ack(2), peer).expect("ack 2");
+    let mut next = Vec::new();
+    for _ in 0..4 {
+        let (p, _) = recv(&sock).expect("DATA after the ACK");
+        let Ok(Packet::Data(n, _)) = packet::parse(&p) else {
+            panic!("not DATA")
+        };
+        next.push(n);
+    }
+    assert_eq!(
+        next,
+        [3, 4, 5, 6],
+        "a new window from the block after the ACK"
+    );
+    assert!(
+        acked.elapsed() < Duration::from_secs(2),
+        "the new window waited for a timeout: {:?}",
+        acked.elapsed()
+    );
+    sock.send_to(
+        &packet::error(ftpdlib::tftp::ErrorCode::NotDefined, "bye"),
+        peer,
+    )
+    .expect("error");
+}
+
+#[test]
+fn retransmission_timeout_follows_the_round_trip() {
+    // Configured timeout 3 s; on loopback the measured round trip is far below a millisecond,
+    // so a lost block must come again long before 3 s (at the 100 ms floor, give or take).
+    let s = start(|c| c.timeout = Duration::from_secs(3));
+    let data = content(512 * 20 + 1, 23);
+    s.file("f", &data);
+    let sock = client_socket(s.addr, Duration::from_secs(5));
+    sock.send_to(&packet::request(false, "f", "octet", &[]), s.addr)
+        .expect("rrq");
+    let mut peer = None;
+    for b in 1..=10u16 {
+        let (p, from) = recv(&sock).expect("DATA");
+        peer = Some(from);
+        assert!(matches!(packet::parse(&p), Ok(Packet::Data(n, _)) if n == b));
+        sock.send_to(&packet::ack(b), from).expect("ack");
+    }
+    let peer = peer.expect("peer");
+    let (first, _) = recv(&sock).expect("DATA 11");
+    let sent = Instant::now();
+    let (again, _) = recv(&sock).expect("DATA 11 again");
+    let waited = sent.elapsed();
+    assert_eq!(first, again);
+    assert!(
+        waited < Duration::from_millis(1500),
+        "retransmitted after {waited:?}"
+    );
+    sock.send_to(
+        &packet::error(ftpdlib::tftp::ErrorCode::NotDefined, "bye"),
+        peer,
+    )
+    .expect("error");
+}
+
+#[test]
+fn duplicated_packets_cost_no_timeout() {
+    use tftp_common::client::{download, ClientCfg};
+    use tftp_common::relay::{Loss, Relay};
+    // Every fifth DATA and every fifth ACK twice. A 3 s timeout: a transfer that took a
+    // timeout to get over a duplicate lasts 3 s or more.
+    let s = start(|c| c.timeout = Duration::from_secs(3));
+    let data = content(65464 * 12 + 100, 24);
+    s.file("f", &data);
+    for (bs, w) in [("65464", "4"), ("1468", "8"), ("512", "1")] {
+        let relay = Relay::start(s.addr, Loss::Duplicate(5));
+        let started = Instant::now();
+        let x = download(
+            relay.addr,
+            "f",
+            &[("blksize", bs), ("windowsize", w)],
+            &ClientCfg::default(),
+        )
+        .expect("download");
+        assert_eq!(checksum(&x.data), checksum(&data));
+        assert!(relay.stats().duplicated > 0);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "blksize {bs} windowsize {w}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+// ---- Reflection and exhaustion ----
+
+/// Everything a socket receives until `quiet` passes without a packet.
+fn drain(sock: &UdpSocket, quiet: Duration) -> Vec<Vec<u8>> {
+    sock.set_read_timeout(Some(quiet)).expect("timeout");
+    std::iter::from_fn(|| recv(sock).map(|(p, _)| p)).collect()
+}
+
+#[test]
+fn spoofed_request_gets_at_most_two_packets() {
+    let s = start(|c| {
+        c.timeout = Duration::from_millis(300);
+        c.retries = 5;
+    });
+    s.file("f", &content(3000, 25));
+    let cases: [&[(&str, &str)]; 2] = [&[], &[("blksize", "1024"), ("tsize", "0")]];
+    for (i, opts) in cases.iter().enumerate() {
+        // The "victim": a socket that receives and never answers.
+        let victim = client_socket(s.addr, Duration::from_secs(3));
+        let rrq = packet::request(false, "f", "octet", opts);
+        victim.send_to(&rrq, s.addr).expect("rrq");
+        let st = s.wait_sessions(i + 1);
+        assert_eq!(st.len(), i + 1, "the session gives up by itself");
+        let got = drain(&victim, Duration::from_millis(500));
+        assert!(
+            (1..=2).contains(&got.len()),
+            "{opts:?}: {} packets to a peer that never answered",
+            got.len()
+        );
+        let bytes: usize = got.iter().map(Vec::len).sum();
+        assert!(bytes <= 2 * got[0].len(), "{bytes} bytes");
+    }
+}
+
+#[test]
+fn one_source_cannot_take_every_slot() {
+    let Some(s) = start_on("::", |c| c.max_sessions = 12) else {
+        eprintln!("SKIP one_source_cannot_take_every_slot: cannot bind ::");
+        return;
+    };
+    s.file("f", &content(2000, 26));
+    let v4: SocketAddr = SocketAddr::new("127.0.0.1".parse().expect("ip"), s.addr.port());
+    let v6: SocketAddr = SocketAddr::new("::1".parse().expect("ip"), s.addr.port());
+    // Twelve sessions asked from 127.0.0.1, none of them ever acknowledged.
+    let held: Vec<(UdpSocket, Option<SocketAddr>)> = (0..12)
+        .map(|_| {
+            let sock = client_socket(v4, Duration::from_millis(800));
+            sock.send_to(&packet::request(false, "f", "octet", &[]), v4)
+                .expect("rrq");
+            let peer = recv(&sock).and_then(|(p, from)| {
+                matches!(packet::parse(&p), Ok(Packet::Data(1, _))).then_some(from)
+            });
+            (sock, peer)
+        })
+        .collect();
+    let served = held.iter().filter(|(_, p)| p.is_some()).count();
+    assert!(
+        (1..12).contains(&served),
+        "{served} sessions for one address out of 12 slots"
+    );
+    // Another address still gets a slot.
+    let g = get(v6, "f", "octet", &[]);
+    assert_eq!(g.error, None, "refused while one address holds the slots");
+    assert_eq!(g.data.len(), 2000);
+    for (sock, peer) in &held {
+        if let Some(peer) = peer {
+            let _ = sock.send_to(
+                &packet::error(ftpdlib::tftp::ErrorCode::NotDefined, "bye"),
+                *peer,
+            );
+        }
+    }
+}
+
+#[test]
+fn timeout_255_is_not_accepted() {
+    let s = start(|_| {});
+    s.file("f", b"data");
+    let g = get(
+        s.addr,
+        "f",
+        "octet",
+        &[("timeout", "255"), ("blksize", "1024")],
+    );
+    assert_eq!(g.data, b"data");
+    assert_eq!(
+        g.oack,
+        Some(pairs(&[("blksize", "1024")])),
+        "a 255 s timeout would hold a slot for minutes"
+    );
+}
+
+#[test]
+fn wrq_names_with_control_characters_are_refused() {
+    let up = tempfile::tempdir().expect("tempdir");
+    let updir = up.path().to_owned();
+    let s = start(move |c| c.upload_dir = Some(updir));
+    for name in [
+        "log\r\n227 Entering passive mode",
+        "a\nb",
+        "bell\x07",
+        "esc\x1b[2J",
+    ] {
+        assert_eq!(
+            put(s.addr, name, b"x", &[]).map_err(|e| e.0),
+            Err(2),
+            "{name:?}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(up.path()).expect("readdir").count(), 0);
+    assert_eq!(put(s.addr, "fine name.txt", b"x", &[]), Ok(None));
+}
+
+#[test]
+fn binary_out_of_descriptors_answers_and_keeps_serving() {
+    if !have("prlimit", "binary_out_of_descriptors") {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("prlimit is required when CI=true");
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("f"), content(5000, 27)).expect("write");
+    let root = dir.path().to_str().expect("utf-8 path");
+    // 12 descriptors: stdin/out/err and the server socket leave 8, two or three sessions.
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=12:12", "--"])
+        .arg(env!("CARGO_BIN_EXE_tftpd"))
+        .args(["--root", root, "--port", "0", "--address", "127.0.0.1"])
+        .args(["--timeout", "5", "--rate-limit", "0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn prlimit tftpd");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("tftpd log line").expect("read log");
+        if line.contains("serving") {
+            let rest = line.split(" on ").nth(1).expect("addr");
+            break rest.split(' ').next().expect("addr").parse().expect("addr");
+        }
+    };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    // Sessions held open (never acknowledged) until descriptors run out.
+    let mut held = Vec::new();
+    let mut refused = None;
+    for _ in 0..6 {
+        let sock = client_socket(addr, Duration::from_secs(3));
+        sock.send_to(&packet::request(false, "f", "octet", &[]), addr)
+            .expect("rrq");
+        let (p, from) = recv(&sock).expect("an answer, DATA or ERROR, never silence");
+        match packet::parse(&p) {
+            Ok(Packet::Data(1, _)) => held.push((sock, from)),
+            Ok(Packet::Error(0, msg)) => {
+                refused = Some(msg);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let msg = refused.expect("descriptors ran out within six sessions");
+    assert!(msg.contains("try again"), "{msg}");
+    // The held sessions end; the server serves again.
+    for (sock, peer) in &held {
+        sock.send_to(
+            &packet::error(ftpdlib::tftp::ErrorCode::NotDefined, "bye"),
+            *peer,
+        )
+        .expect("error");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let served = loop {
+        let g = get(addr, "f", "octet", &[]);
+        if g.data.len() == 5000 || Instant::now() > deadline {
+            break g.data.len() == 5000;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(served, "the server serves again once descriptors are free");
+}
+
+#[test]
+fn a_session_ends_at_its_time_limit() {
+    let s = start(|c| c.max_session_time = Some(Duration::from_secs(2)));
+    s.file("f", &content(8 * 200, 28));
+    let sock = client_socket(s.addr, Duration::from_secs(3));
+    // Acknowledging one 8-byte block every 300 ms, a client would hold its slot for a
+    // minute; a 255 s timeout once held it for 25.
+    let rrq = packet::request(false, "f", "octet", &[("blksize", "8"), ("timeout", "255")]);
+    let started = Instant::now();
+    sock.send_to(&rrq, s.addr).expect("rrq");
+    let (_, peer) = recv(&sock).expect("OACK");
+    sock.send_to(&packet::ack(0), peer).expect("ack 0");
+    let ended = loop {
+        assert!(started.elapsed() < Duration::from_secs(10), "no time limit");
+        let Some((p, _)) = recv(&sock) else { continue };
+        match packet::parse(&p) {
+            Ok(Packet::Data(b, _)) => {
+                std::thread::sleep(Duration::from_millis(300));
+                sock.send_to(&packet::ack(b), peer).expect("ack");
+            }
+            Ok(Packet::Error(0, msg)) => break msg,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(ended.contains("time limit"), "{ended}");
+    assert!(started.elapsed() < Duration::from_secs(6));
+    let st = s.wait_sessions(1);
+    assert!(st[0].blocks < 200);
+    assert!(st[0]
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("time limit"));
 }

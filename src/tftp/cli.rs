@@ -27,8 +27,16 @@ pub struct Args {
     pub address: IpAddr,
     /// `--retries`, default 5.
     pub retries: u32,
-    /// `--timeout` in seconds, default 2.
+    /// `--timeout` in seconds: the retransmission timeout until a round trip is measured,
+    /// default 1.
     pub timeout: Duration,
+    /// `--min-timeout` in milliseconds: the floor of the adaptive timeout, default 100.
+    pub min_timeout: Duration,
+    /// `--max-timeout` in seconds: its ceiling and the largest RFC 2349 `timeout` accepted,
+    /// default 10.
+    pub max_timeout: Duration,
+    /// `--max-session-time` in seconds, 0 for none; default 600.
+    pub max_session_time: Option<Duration>,
     /// `--fork`: one child per session.
     pub fork: bool,
     /// `--allow-write DIR`: accept write requests into DIR.
@@ -37,6 +45,8 @@ pub struct Args {
     pub max_upload: u64,
     /// `--max-sessions N`, default 512.
     pub max_sessions: usize,
+    /// `--max-sessions-per-ip N` (0 = no limit), default 8.
+    pub max_sessions_per_ip: usize,
     /// `--rate-limit N` requests/s per source, default 100 (0 = off).
     pub rate_limit: u32,
     /// `--stats-interval S`, default 60.
@@ -72,7 +82,26 @@ const FLAGS: &[(&str, &str, &str, &str)] = &[
         "t",
         "timeout",
         "S",
-        "retransmission timeout in seconds (default 2)",
+        "retransmission timeout before a round trip is measured, seconds (default 1)",
+    ),
+    (
+        "",
+        "min-timeout",
+        "MS",
+        "floor of the adaptive retransmission timeout, milliseconds (default 100)",
+    ),
+    (
+        "",
+        "max-timeout",
+        "S",
+        "ceiling of the retransmission timeout and largest client timeout option \
+         accepted, seconds (default 10)",
+    ),
+    (
+        "",
+        "max-session-time",
+        "S",
+        "end any session after S seconds, 0 = never (default 600)",
     ),
     ("", "fork", "", "run each session in a forked child"),
     (
@@ -88,6 +117,12 @@ const FLAGS: &[(&str, &str, &str, &str)] = &[
         "largest upload in bytes (default 67108864)",
     ),
     ("", "max-sessions", "N", "sessions at once (default 512)"),
+    (
+        "",
+        "max-sessions-per-ip",
+        "N",
+        "sessions at once per client address, 0 = no limit (default 8)",
+    ),
     (
         "",
         "rate-limit",
@@ -201,16 +236,29 @@ where
     if max_sessions == 0 {
         return Err("--max-sessions must be at least 1".into());
     }
+    let min_timeout = Duration::from_millis(num(&m, "min-timeout", 100)?);
+    if min_timeout.is_zero() {
+        return Err("--min-timeout must be at least 1".into());
+    }
+    let max_timeout = secs(&m, "max-timeout", 10, 1)?;
+    if max_timeout < min_timeout {
+        return Err("--max-timeout must not be below --min-timeout".into());
+    }
+    let max_session_time = secs(&m, "max-session-time", 600, 0)?;
     Ok(Some(Args {
         root: PathBuf::from(root),
         port: num(&m, "port", 69)?,
         address: num(&m, "address", IpAddr::from([0u16; 8]))?,
         retries: num(&m, "retries", 5)?,
-        timeout: secs(&m, "timeout", 2, 1)?,
+        timeout: secs(&m, "timeout", 1, 1)?,
+        min_timeout,
+        max_timeout,
+        max_session_time: (!max_session_time.is_zero()).then_some(max_session_time),
         fork: m.opt_present("fork"),
         allow_write: m.opt_str("allow-write").map(PathBuf::from),
         max_upload: num(&m, "max-upload", 64 * 1024 * 1024)?,
         max_sessions,
+        max_sessions_per_ip: num(&m, "max-sessions-per-ip", 8)?,
         rate_limit: num(&m, "rate-limit", 100)?,
         stats_interval: secs(&m, "stats-interval", 60, 1)?,
         inetd_wait: m.opt_present("inetd-wait"),
@@ -231,11 +279,15 @@ impl Args {
             port: 69,
             address: IpAddr::from([0u16; 8]),
             retries: 5,
-            timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            min_timeout: Duration::from_millis(100),
+            max_timeout: Duration::from_secs(10),
+            max_session_time: Some(Duration::from_secs(600)),
             fork: false,
             allow_write: None,
             max_upload: 64 * 1024 * 1024,
             max_sessions: 512,
+            max_sessions_per_ip: 8,
             rate_limit: 100,
             stats_interval: Duration::from_secs(60),
             inetd_wait: false,
@@ -304,6 +356,9 @@ pub fn build(args: &Args) -> TftpServer {
     server.port = args.port;
     server.retries = args.retries;
     server.timeout = args.timeout;
+    server.min_timeout = args.min_timeout;
+    server.limits.max_timeout = args.max_timeout;
+    server.max_session_time = args.max_session_time;
     server.executor = if args.fork {
         Executor::Fork
     } else {
@@ -312,6 +367,7 @@ pub fn build(args: &Args) -> TftpServer {
     server.upload_dir = args.allow_write.clone();
     server.max_upload = args.max_upload;
     server.max_sessions = args.max_sessions;
+    server.max_sessions_per_ip = args.max_sessions_per_ip;
     server.rate_limit = args.rate_limit;
     server.stats_interval = args.stats_interval;
     server.limits.max_blksize = args.max_blksize;
@@ -421,7 +477,11 @@ mod tests {
         let a = parse_args(["--root", "/srv"]).expect("ok").expect("args");
         assert_eq!(a.port, 69);
         assert_eq!(a.address.to_string(), "::");
-        assert_eq!(a.timeout, Duration::from_secs(2));
+        assert_eq!(a.timeout, Duration::from_secs(1));
+        assert_eq!(a.min_timeout, Duration::from_millis(100));
+        assert_eq!(a.max_timeout, Duration::from_secs(10));
+        assert_eq!(a.max_session_time, Some(Duration::from_secs(600)));
+        assert_eq!(a.max_sessions_per_ip, 8);
         assert!(!a.fork && !a.inetd_wait && a.allow_write.is_none());
         let a = parse_args([
             "--root",
@@ -442,6 +502,14 @@ mod tests {
             "--inetd-wait",
             "--idle-timeout",
             "5",
+            "--max-sessions-per-ip",
+            "0",
+            "--max-session-time",
+            "0",
+            "--min-timeout",
+            "50",
+            "--max-timeout",
+            "4",
         ])
         .expect("ok")
         .expect("args");
@@ -450,8 +518,11 @@ mod tests {
         assert!(a.fork && a.inetd_wait);
         assert_eq!(a.allow_write, Some(PathBuf::from("/up")));
         assert_eq!(a.idle_timeout, Duration::from_secs(5));
+        assert_eq!((a.max_sessions_per_ip, a.max_session_time), (0, None));
         let s = build(&a);
         assert_eq!(s.executor, Executor::Fork);
+        assert_eq!(s.min_timeout, Duration::from_millis(50));
+        assert_eq!(s.limits.max_timeout, Duration::from_secs(4));
         assert_eq!(s.idle_timeout, Some(Duration::from_secs(5)));
     }
 
@@ -461,6 +532,8 @@ mod tests {
         assert!(parse_args(Vec::<String>::new()).is_err());
         assert!(parse_args(["--root", "/x", "--port", "70000"]).is_err());
         assert!(parse_args(["--root", "/x", "--timeout", "0"]).is_err());
+        assert!(parse_args(["--root", "/x", "--min-timeout", "0"]).is_err());
+        assert!(parse_args(["--root", "/x", "--max-timeout", "0"]).is_err());
         assert!(parse_args(["--root", "/x", "--max-blksize", "4"]).is_err());
         assert!(parse_args(["--root", "/x", "--bogus"]).is_err());
         assert!(parse_args(["--root", "/x", "extra"]).is_err());

@@ -31,6 +31,8 @@ pub mod options;
 pub mod packet;
 mod ratelimit;
 pub mod response;
+mod rto;
+mod sender;
 pub mod server;
 mod session;
 pub mod stats;

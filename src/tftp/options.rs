@@ -19,11 +19,43 @@ pub struct Limits {
     pub max_blksize: usize,
     /// The largest windowsize granted.
     pub max_windowsize: u16,
-    /// windowsize × blksize never exceeds this many bytes in flight (the windowsize is
-    /// negotiated down to fit; at least one block is always allowed).
+    /// What one window may cost the receiver's socket buffer, counted as Linux counts it
+    /// ([`receive_charge`] per datagram): the windowsize is negotiated down to fit (at least
+    /// one block is always allowed). Default: [`DEFAULT_MAX_WINDOW_BYTES`].
     pub max_window_bytes: usize,
+    /// The largest RFC 2349 `timeout` accepted, and the ceiling of the retransmission
+    /// timeout. A larger `timeout` is left out of the OACK. Default: 10 s.
+    pub max_timeout: Duration,
     /// For a WRQ: the largest upload accepted (checked against the client's tsize).
     pub max_upload: Option<u64>,
+}
+
+/// The default [`Limits::max_window_bytes`]: 200,000 bytes of receive buffer.
+///
+/// A window leaves in one burst (UDP GSO or sendmmsg(2)), faster than any receiver reads it,
+/// so the whole window must fit in the receiver's socket buffer or its tail is dropped — and
+/// the retransmitted window is dropped the same way, for ever. Linux charges each queued
+/// datagram its `skb->truesize`, not its payload, against `SO_RCVBUF`, whose default
+/// (`net.core.rmem_default`) is 212,992 bytes; a datagram that would take the queue past it
+/// is dropped. 200,000 leaves room for a few small packets besides the window: three
+/// 65,464-byte blocks (3 × 66,300 = 198,900 charged), 86 of 1,468 bytes, 148 of 512.
+pub const DEFAULT_MAX_WINDOW_BYTES: usize = 200_000;
+
+/// What Linux charges a socket's receive buffer for one queued UDP datagram carrying `len`
+/// bytes (a TFTP packet: block plus 4 header bytes).
+///
+/// Measured on loopback (Linux 6.x; the receive queue of /proc/net/udp after one datagram):
+/// 516 bytes cost 1,280, 1,472 cost 2,304, 4,100 cost 8,448, 8,196 cost 16,640 — below
+/// about 16 KB the packet sits in one kmalloc'ed buffer rounded up to a power of two, plus
+/// the 256-byte `sk_buff` — and 16,388 cost 17,220, 65,468 cost 66,300: larger ones are
+/// carried in page fragments, the payload plus 832. The estimate is never below either.
+pub fn receive_charge(len: usize) -> usize {
+    let paged = len + 832;
+    if len + 64 < 16_000 {
+        ((len + 476).next_power_of_two() + 256).max(paged)
+    } else {
+        paged
+    }
 }
 
 impl Default for Limits {
@@ -31,7 +63,8 @@ impl Default for Limits {
         Limits {
             max_blksize: MAX_BLKSIZE,
             max_windowsize: 64,
-            max_window_bytes: 256 * 1024,
+            max_window_bytes: DEFAULT_MAX_WINDOW_BYTES,
+            max_timeout: Duration::from_secs(10),
             max_upload: None,
         }
     }
@@ -42,7 +75,8 @@ impl Default for Limits {
 pub struct Negotiated {
     /// Bytes per DATA packet.
     pub blksize: usize,
-    /// Retransmission timeout, when the client set one (RFC 2349).
+    /// The client's retransmission timeout (RFC 2349), when it set one the server accepts:
+    /// the upper bound of the session's retransmission timeout.
     pub timeout: Option<Duration>,
     /// Transfer size: sent in the OACK of an RRQ, announced by the client in a WRQ.
     pub tsize: Option<u64>,
@@ -107,8 +141,11 @@ pub fn negotiate(
                 }
             }
             "timeout" => {
-                // RFC 2349: 1..=255 seconds, echoed unchanged.
-                if let Some(v) = number(value).filter(|v| (1..=255).contains(v)) {
+                // RFC 2349: 1..=255 seconds, and the OACK must carry the value asked for, so
+                // a larger one than we accept cannot be clamped: it is left out, and the
+                // client keeps its own timeout (a session cannot be held for minutes).
+                let max = limits.max_timeout.as_secs().clamp(1, 255);
+                if let Some(v) = number(value).filter(|v| (1..=max).contains(v)) {
                     n.timeout = Some(Duration::from_secs(v));
                     n.oack.push((name.clone(), v.to_string()));
                 }
@@ -142,8 +179,10 @@ pub fn negotiate(
         }
     }
     if let Some(w) = want_window {
-        // Bound the bytes in flight; decided after blksize whatever the option order.
-        let by_bytes = (limits.max_window_bytes / n.blksize).clamp(1, 65535) as u16;
+        // Bound what a window costs the receiver's buffer; decided after blksize whatever
+        // the option order.
+        let per_block = receive_charge(n.blksize + 4);
+        let by_bytes = (limits.max_window_bytes / per_block).clamp(1, 65535) as u16;
         let granted = w.min(limits.max_windowsize.max(1)).min(by_bytes);
         n.windowsize = granted;
         if let Some(entry) = n.oack.iter_mut().find(|(k, _)| k == "windowsize") {
@@ -200,10 +239,12 @@ mod tests {
         let n = negotiate(&opts(&[("timeout", "3")]), false, None, &l).expect("ok");
         assert_eq!(n.timeout, Some(Duration::from_secs(3)));
         assert_eq!(n.oack, opts(&[("timeout", "3")]));
-        for bad in ["0", "256", "x"] {
+        for bad in ["0", "256", "x", "11", "255"] {
             let n = negotiate(&opts(&[("timeout", bad)]), false, None, &l).expect("ok");
-            assert!(n.timeout.is_none() && n.oack.is_empty());
+            assert!(n.timeout.is_none() && n.oack.is_empty(), "{bad}");
         }
+        let n = negotiate(&opts(&[("timeout", "10")]), false, None, &l).expect("ok");
+        assert_eq!(n.timeout, Some(Duration::from_secs(10)));
     }
 
     #[test]
@@ -230,10 +271,11 @@ mod tests {
             max_window_bytes: 64 * 1024,
             ..Limits::default()
         };
+        // 8,196-byte packets are charged 16,640 each: three fit in 64 KiB.
         let o = opts(&[("windowsize", "16"), ("blksize", "8192")]);
         let n = negotiate(&o, false, None, &l).expect("ok");
-        assert_eq!(n.windowsize, 8);
-        assert_eq!(n.oack, opts(&[("windowsize", "8"), ("blksize", "8192")]));
+        assert_eq!(n.windowsize, 3);
+        assert_eq!(n.oack, opts(&[("windowsize", "3"), ("blksize", "8192")]));
         let n = negotiate(&opts(&[("windowsize", "16")]), false, None, &l).expect("ok");
         assert_eq!(n.windowsize, 16);
         let n = negotiate(&opts(&[("windowsize", "0")]), false, None, &l).expect("ok");
@@ -244,6 +286,24 @@ mod tests {
         };
         let n = negotiate(&opts(&[("windowsize", "4")]), false, None, &big).expect("ok");
         assert_eq!(n.windowsize, 1);
+    }
+
+    #[test]
+    fn default_window_fits_a_default_receive_buffer() {
+        // net.core.rmem_default: a window that costs more loses its tail in a receiver that
+        // never enlarged its buffer.
+        const RMEM_DEFAULT: usize = 212_992;
+        for (bs, want) in [(512, 64), (1468, 64), (8192, 12), (65464, 3)] {
+            let o = opts(&[("blksize", &bs.to_string()), ("windowsize", "65535")]);
+            let n = negotiate(&o, false, None, &Limits::default()).expect("ok");
+            assert_eq!(n.windowsize, want, "blksize {bs}");
+            let charged = usize::from(n.windowsize) * receive_charge(bs + 4);
+            assert!(charged < RMEM_DEFAULT, "blksize {bs}: {charged}");
+        }
+        assert_eq!(receive_charge(516), 1348);
+        assert_eq!(receive_charge(1472), 2304);
+        assert_eq!(receive_charge(8196), 16640);
+        assert_eq!(receive_charge(65468), 66300);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The TFTP acceptor (fbtftp `BaseServer`): one UDP socket on the well-known port, a
-//! per-source rate limit and a session cap (anti-reflection), sessions on threads or forked
-//! children, and the periodic `server_stats_callback`. RFC 1350 §4 (TIDs).
+//! per-source rate limit, a byte budget for unanswered peers and session caps (in all and
+//! per source address) against reflection and exhaustion, the session's own sockets (opened
+//! here, so that running out of descriptors is answered with an ERROR), sessions on threads
+//! or forked children, and the periodic `server_stats_callback`. RFC 1350 §4 (TIDs).
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -15,7 +17,7 @@ use log::{debug, error, info, warn};
 
 use super::options::Limits;
 use super::packet::{self, ErrorCode, Packet, ParseError, Request};
-use super::ratelimit::RateLimiter;
+use super::ratelimit::{Amplification, RateLimiter};
 use super::stats::ServerStats;
 use super::{session, transport, RequestInfo, TftpHandler};
 
@@ -45,10 +47,18 @@ pub struct TftpServer {
     pub address: IpAddr,
     /// UDP port. Default: 69.
     pub port: u16,
-    /// Retransmissions before a session gives up. Default: 5.
+    /// Timeouts in a row before a session gives up, once the peer has answered (until then
+    /// the first packet goes at most twice). Default: 5.
     pub retries: u32,
-    /// Retransmission timeout unless the client negotiates one. Default: 2 s.
+    /// The retransmission timeout until a round trip is measured (RFC 6298 §2.1); after
+    /// that it follows the measured round trips, within `min_timeout` and
+    /// `limits.max_timeout` and never above the client's RFC 2349 `timeout`. Default: 1 s.
     pub timeout: Duration,
+    /// The floor of the retransmission timeout. Default: 100 ms.
+    pub min_timeout: Duration,
+    /// A session ends after this long whatever its progress (ERROR 0 to the peer), so no
+    /// client holds a slot for ever; `None` for no limit. Default: 10 minutes.
+    pub max_session_time: Option<Duration>,
     /// Builds the handler of each request.
     pub handler_factory: HandlerFactory,
     /// Called every `stats_interval`. Default: none.
@@ -59,6 +69,9 @@ pub struct TftpServer {
     pub executor: Executor,
     /// Sessions running at once; more requests get ERROR 0. Default: 512.
     pub max_sessions: usize,
+    /// Sessions running at once for one client address, so that one source cannot take
+    /// every slot; more requests from it get ERROR 0; 0 for no limit. Default: 8.
+    pub max_sessions_per_ip: usize,
     /// Requests per second accepted from one source address (a burst of twice that is
     /// allowed); 0 disables the limit. Default: 100.
     pub rate_limit: u32,
@@ -80,12 +93,15 @@ impl TftpServer {
             address: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
             port: 69,
             retries: 5,
-            timeout: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            min_timeout: Duration::from_millis(100),
+            max_session_time: Some(Duration::from_secs(600)),
             handler_factory,
             server_stats_callback: None,
             stats_interval: Duration::from_secs(60),
             executor: Executor::Thread,
             max_sessions: 512,
+            max_sessions_per_ip: 8,
             rate_limit: 100,
             limits: Limits::default(),
             upload_dir: None,
@@ -118,6 +134,7 @@ impl TftpServer {
                 stats,
                 active: Arc::new(AtomicUsize::new(0)),
                 peers: Mutex::new(HashSet::new()),
+                budget: Arc::new(Mutex::new(Amplification::new())),
             }),
             sock,
             local,
@@ -138,6 +155,8 @@ pub(crate) struct Shared {
     pub active: Arc<AtomicUsize>,
     /// Peers (client TIDs) with a session running on a thread.
     pub peers: Mutex<HashSet<SocketAddr>>,
+    /// What may be sent to addresses that have not answered yet.
+    pub budget: Arc<Mutex<Amplification>>,
 }
 
 /// A bound server, ready to [`serve_forever`](BoundTftpServer::serve_forever).
@@ -169,11 +188,15 @@ impl ServerHandle {
     }
 }
 
+/// The session's sockets: its own, connected to the peer, and the one for strangers.
+type Sockets = (UdpSocket, Option<UdpSocket>);
+
 /// A job the acceptor hands back to the child after `fork()`.
 struct ChildJob {
     req: Request,
     peer: SocketAddr,
     local: SocketAddr,
+    sockets: Sockets,
 }
 
 impl BoundTftpServer {
@@ -220,7 +243,7 @@ impl BoundTftpServer {
                 let BoundTftpServer { shared, sock, .. } = self;
                 drop(sock);
                 let ok = catch_unwind(AssertUnwindSafe(|| {
-                    session::run(&shared, job.req, job.peer, job.local)
+                    session::run(&shared, job.req, job.peer, job.local, job.sockets)
                         .error
                         .is_none()
                 }))
@@ -235,45 +258,37 @@ impl BoundTftpServer {
         self.shared.peers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Sends an ERROR from the server port, within the address's anti-amplification budget
+    /// (the source has not proved it is the one asking).
     fn send_error(&self, to: SocketAddr, code: ErrorCode, msg: &str) {
-        if self.sock.send_to(&packet::error(code, msg), to).is_ok() {
+        let pkt = packet::error(code, msg);
+        let allowed = self
+            .shared
+            .budget
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .allow(to.ip(), pkt.len(), Instant::now());
+        if !allowed {
+            debug!("{to} no ERROR {}: over its budget", code.code());
+            return;
+        }
+        if self.sock.send_to(&pkt, to).is_ok() {
             self.shared.stats.error_sent(code.code());
         }
     }
 
     fn accept_loop(&self) -> io::Result<Option<ChildJob>> {
-        let stats = &self.shared.stats;
         let cfg = &self.shared.cfg;
-        let active = self.shared.active.clone();
-        // Forked sessions by pid, with their peer (Fork mode).
-        let mut children: HashMap<nix::unistd::Pid, SocketAddr> = HashMap::new();
-        let mut limiter = RateLimiter::new(cfg.rate_limit);
+        let mut st = AcceptState {
+            children: HashMap::new(),
+            limiter: RateLimiter::new(cfg.rate_limit),
+            next_stats: Instant::now() + cfg.stats_interval,
+            last_activity: Instant::now(),
+            emfile: Throttled::default(),
+        };
         let mut buf = vec![0u8; 65536];
-        let mut next_stats = Instant::now() + cfg.stats_interval;
-        let mut last_activity = Instant::now();
         while !self.shutdown.load(Ordering::SeqCst) {
-            let now = Instant::now();
-            if cfg.executor == Executor::Fork {
-                reap(stats, &mut children);
-            }
-            if now >= next_stats {
-                next_stats = now + cfg.stats_interval;
-                if let Some(cb) = &cfg.server_stats_callback {
-                    cb(stats);
-                }
-            }
-            let running = active.load(Ordering::SeqCst) + children.len();
-            if running > 0 {
-                last_activity = now;
-            }
-            if cfg
-                .idle_timeout
-                .is_some_and(|idle| now.duration_since(last_activity) >= idle)
-            {
-                info!(
-                    "idle for {:?}, exiting",
-                    cfg.idle_timeout.unwrap_or_default()
-                );
+            if self.housekeeping(&mut st) {
                 return Ok(None);
             }
             let received = if self.pktinfo {
@@ -305,60 +320,159 @@ impl BoundTftpServer {
                     continue;
                 }
             };
-            last_activity = Instant::now();
-            let req = match packet::parse(&buf[..n]) {
-                Ok(Packet::Request(r)) => r,
-                Ok(other) => {
-                    // DATA/ACK/ERROR/OACK on the server port belong to no session: silence.
-                    debug!("{peer} stray packet on the server port: {other:?}");
-                    ServerStats::add(&stats.bad_packets, 1);
-                    continue;
-                }
-                Err(e) => {
-                    debug!("{peer} bad packet ({n} bytes): {e}");
-                    ServerStats::add(&stats.bad_packets, 1);
-                    // Too short to be anything: silence. Otherwise a (rate-limited) ERROR 4.
-                    if e != ParseError::TooShort && limiter.allow(peer.ip(), Instant::now()) {
-                        self.send_error(
-                            peer,
-                            ErrorCode::IllegalOperation,
-                            "Illegal TFTP operation",
-                        );
-                    }
-                    continue;
-                }
-            };
-            if !limiter.allow(peer.ip(), Instant::now()) {
-                debug!("{peer} rate limited");
-                ServerStats::add(&stats.requests_rate_limited, 1);
-                continue;
-            }
-            // A retransmitted request while its session runs is not a new transfer.
-            let duplicate = match cfg.executor {
-                Executor::Thread => self.peers().contains(&peer),
-                Executor::Fork => children.values().any(|p| *p == peer),
-            };
-            if duplicate {
-                debug!("{peer} duplicate request ignored: its session is running");
-                continue;
-            }
-            if active.load(Ordering::SeqCst) + children.len() >= cfg.max_sessions {
-                warn!("{peer} refused: {} sessions running", cfg.max_sessions);
-                ServerStats::add(&stats.requests_over_capacity, 1);
-                self.send_error(peer, ErrorCode::NotDefined, "Server busy, try again later");
-                continue;
-            }
-            ServerStats::add(&stats.sessions_started, 1);
-            match cfg.executor {
-                Executor::Thread => self.spawn_thread(req, peer, local, &active),
-                Executor::Fork => {
-                    if let Some(job) = self.fork(req, peer, local, &mut children) {
-                        return Ok(Some(job));
-                    }
-                }
+            st.last_activity = Instant::now();
+            if let Some(job) = self.admit(&mut st, &buf[..n], peer, local) {
+                return Ok(Some(job));
             }
         }
         Ok(None)
+    }
+
+    /// Reaps children, calls the stats callback, and says whether the idle timeout passed.
+    fn housekeeping(&self, st: &mut AcceptState) -> bool {
+        let cfg = &self.shared.cfg;
+        let stats = &self.shared.stats;
+        let now = Instant::now();
+        if cfg.executor == Executor::Fork {
+            reap(stats, &mut st.children);
+        }
+        if now >= st.next_stats {
+            st.next_stats = now + cfg.stats_interval;
+            if let Some(cb) = &cfg.server_stats_callback {
+                cb(stats);
+            }
+        }
+        if self.shared.active.load(Ordering::SeqCst) + st.children.len() > 0 {
+            st.last_activity = now;
+        }
+        let idle = cfg
+            .idle_timeout
+            .is_some_and(|idle| now.duration_since(st.last_activity) >= idle);
+        if idle {
+            info!(
+                "idle for {:?}, exiting",
+                cfg.idle_timeout.unwrap_or_default()
+            );
+        }
+        idle
+    }
+
+    /// Sessions running for `ip` (and whether `peer` itself has one).
+    fn running_for(&self, st: &AcceptState, peer: SocketAddr) -> (usize, bool) {
+        let count = |addrs: &mut dyn Iterator<Item = &SocketAddr>| {
+            addrs.fold((0, false), |(n, dup), a| {
+                (n + usize::from(a.ip() == peer.ip()), dup || *a == peer)
+            })
+        };
+        match self.shared.cfg.executor {
+            Executor::Thread => count(&mut self.peers().iter()),
+            Executor::Fork => count(&mut st.children.values()),
+        }
+    }
+
+    /// Checks one datagram on the server port and starts its session; in a forked child,
+    /// returns the job to run.
+    fn admit(
+        &self,
+        st: &mut AcceptState,
+        pkt: &[u8],
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Option<ChildJob> {
+        let cfg = &self.shared.cfg;
+        let stats = &self.shared.stats;
+        let req = match packet::parse(pkt) {
+            Ok(Packet::Request(r)) => r,
+            Ok(other) => {
+                // DATA/ACK/ERROR/OACK on the server port belong to no session: silence.
+                debug!("{peer} stray packet on the server port: {other:?}");
+                ServerStats::add(&stats.bad_packets, 1);
+                return None;
+            }
+            Err(e) => {
+                debug!("{peer} bad packet ({} bytes): {e}", pkt.len());
+                ServerStats::add(&stats.bad_packets, 1);
+                // Too short to be anything: silence. Otherwise a (rate-limited) ERROR 4.
+                if e != ParseError::TooShort && st.limiter.allow(peer.ip(), Instant::now()) {
+                    self.credit(peer, pkt.len());
+                    self.send_error(peer, ErrorCode::IllegalOperation, "Illegal TFTP operation");
+                }
+                return None;
+            }
+        };
+        if !st.limiter.allow(peer.ip(), Instant::now()) {
+            debug!("{peer} rate limited");
+            ServerStats::add(&stats.requests_rate_limited, 1);
+            return None;
+        }
+        self.credit(peer, pkt.len());
+        let (from_ip, duplicate) = self.running_for(st, peer);
+        if duplicate {
+            // A retransmitted request while its session runs is not a new transfer.
+            debug!("{peer} duplicate request ignored: its session is running");
+            return None;
+        }
+        let running = self.shared.active.load(Ordering::SeqCst) + st.children.len();
+        if running >= cfg.max_sessions {
+            warn!("{peer} refused: {} sessions running", cfg.max_sessions);
+            ServerStats::add(&stats.requests_over_capacity, 1);
+            self.send_error(peer, ErrorCode::NotDefined, "Server busy, try again later");
+            return None;
+        }
+        if cfg.max_sessions_per_ip > 0 && from_ip >= cfg.max_sessions_per_ip {
+            debug!("{peer} refused: {from_ip} sessions running for its address");
+            ServerStats::add(&stats.requests_over_capacity, 1);
+            self.send_error(
+                peer,
+                ErrorCode::NotDefined,
+                "Too many sessions from your address",
+            );
+            return None;
+        }
+        let sockets = match transport::open_sockets(local.ip(), peer) {
+            Ok(s) => s,
+            Err(e) => {
+                self.no_session_socket(st, peer, &e);
+                return None;
+            }
+        };
+        ServerStats::add(&stats.sessions_started, 1);
+        match cfg.executor {
+            Executor::Thread => {
+                self.spawn_thread(req, peer, local, sockets);
+                None
+            }
+            Executor::Fork => self.fork(req, peer, local, sockets, &mut st.children),
+        }
+    }
+
+    /// Credits `peer`'s address with a request of `len` bytes (anti-amplification budget).
+    fn credit(&self, peer: SocketAddr, len: usize) {
+        self.shared
+            .budget
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .received(peer.ip(), len, Instant::now());
+    }
+
+    /// The session's socket could not be opened: the request is dropped with an ERROR from
+    /// the server port, and the server goes on serving others. Out of descriptors, the log
+    /// says so once a second with a count, not once per request.
+    fn no_session_socket(&self, st: &mut AcceptState, peer: SocketAddr, e: &io::Error) {
+        ServerStats::add(&self.shared.stats.requests_over_capacity, 1);
+        if transport::is_out_of_descriptors(e) {
+            if let Some(n) = st.emfile.tick(Instant::now()) {
+                warn!("{peer} no session socket: {e} ({n} request(s) refused in the last second)");
+            }
+            self.send_error(
+                peer,
+                ErrorCode::NotDefined,
+                "Server out of resources, try again later",
+            );
+        } else {
+            warn!("{peer} cannot open a session socket: {e}");
+            self.send_error(peer, ErrorCode::NotDefined, "Cannot start a session");
+        }
     }
 
     /// The session's addresses: the peer (an IPv4-mapped peer as plain IPv4 when the request
@@ -382,13 +496,8 @@ impl BoundTftpServer {
         }
     }
 
-    fn spawn_thread(
-        &self,
-        req: Request,
-        peer: SocketAddr,
-        local: SocketAddr,
-        active: &Arc<AtomicUsize>,
-    ) {
+    fn spawn_thread(&self, req: Request, peer: SocketAddr, local: SocketAddr, sockets: Sockets) {
+        let active = &self.shared.active;
         struct Guard(Arc<AtomicUsize>, Arc<Shared>, SocketAddr);
         impl Drop for Guard {
             fn drop(&mut self) {
@@ -409,8 +518,9 @@ impl BoundTftpServer {
             .stack_size(256 * 1024)
             .spawn(move || {
                 let _guard = guard;
-                let res =
-                    catch_unwind(AssertUnwindSafe(|| session::run(&shared, req, peer, local)));
+                let res = catch_unwind(AssertUnwindSafe(|| {
+                    session::run(&shared, req, peer, local, sockets)
+                }));
                 match res {
                     Ok(s) => shared.stats.session_done(&s),
                     Err(_) => {
@@ -432,14 +542,22 @@ impl BoundTftpServer {
         req: Request,
         peer: SocketAddr,
         local: SocketAddr,
+        sockets: Sockets,
         children: &mut HashMap<nix::unistd::Pid, SocketAddr>,
     ) -> Option<ChildJob> {
         use nix::unistd::{fork, ForkResult};
         // SAFETY: in Fork mode the acceptor is the only thread of the process (no stats
         // thread, no session threads), so the child inherits no lock held by another thread.
         match unsafe { fork() } {
-            Ok(ForkResult::Child) => Some(ChildJob { req, peer, local }),
+            Ok(ForkResult::Child) => Some(ChildJob {
+                req,
+                peer,
+                local,
+                sockets,
+            }),
             Ok(ForkResult::Parent { child }) => {
+                // The child owns the session's sockets; the parent's copies close here.
+                drop(sockets);
                 debug!("{peer} session in child {child}");
                 children.insert(child, peer);
                 None
@@ -451,6 +569,39 @@ impl BoundTftpServer {
                 None
             }
         }
+    }
+}
+
+/// What the acceptor keeps between datagrams.
+struct AcceptState {
+    /// Forked sessions by pid, with their peer (Fork mode).
+    children: HashMap<nix::unistd::Pid, SocketAddr>,
+    limiter: RateLimiter,
+    next_stats: Instant,
+    last_activity: Instant,
+    /// Requests refused for want of descriptors, logged once a second.
+    emfile: Throttled,
+}
+
+/// Counts events and lets one through per second, with the count since the last.
+#[derive(Default)]
+struct Throttled {
+    count: u64,
+    last: Option<Instant>,
+}
+
+impl Throttled {
+    /// Counts one event; `Some(count)` when it is time to log.
+    fn tick(&mut self, now: Instant) -> Option<u64> {
+        self.count += 1;
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.count))
     }
 }
 

@@ -2,8 +2,7 @@
 //! retransmission logic): RFC 1350 §2–§6 (lock-step, TIDs, ERROR 5 for strangers, block
 //! rollover), RFC 2347 (OACK handshake), RFC 7440 (windows of blocks).
 
-use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,35 +10,50 @@ use log::{debug, info, warn};
 
 use super::options::{self, Limits, Negotiated};
 use super::packet::{self, ErrorCode, Mode, Packet, Request};
-use super::response::{NetasciiEncoder, ResponseData};
+use super::response::NetasciiEncoder;
+use super::rto::Rto;
+use super::sender::send_blocks;
 use super::server::Shared;
 use super::stats::SessionStats;
-use super::transport::{io_error_reply, open_sockets, path_max_blksize, Ctx};
+use super::transport::{io_error_reply, path_max_blksize, Ctx};
 use super::{upload, RequestInfo};
 
-/// Runs one session to its end and returns its statistics.
+/// A file name as it may appear in a log line: control characters (CR, LF, ESC…) escaped,
+/// so a client cannot forge log lines or terminal sequences.
+pub(crate) fn printable(name: &str) -> String {
+    if name.chars().any(char::is_control) {
+        name.escape_debug().to_string()
+    } else {
+        name.to_owned()
+    }
+}
+
+/// Runs one session to its end on `sockets` (the session's own socket, connected to the
+/// peer, and the one that answers strangers, opened by the acceptor) and returns its
+/// statistics.
 pub(crate) fn run(
     shared: &Arc<Shared>,
     req: Request,
     peer: SocketAddr,
     local: SocketAddr,
+    sockets: (UdpSocket, Option<UdpSocket>),
 ) -> SessionStats {
     let started = Instant::now();
     let mut stats = SessionStats::new(peer, local, &req);
-    let sockets = open_sockets(local.ip(), peer).and_then(|(s, strays)| {
-        s.set_read_timeout(Some(shared.cfg.timeout))
-            .map(|()| (s, strays))
-    });
-    let (sock, strays) = match sockets {
-        Ok(s) => s,
+    let cfg = &shared.cfg;
+    let rto = Rto::new(cfg.timeout, cfg.min_timeout, cfg.limits.max_timeout);
+    let end_of_life = cfg.max_session_time.map(|t| started + t);
+    let (sock, strays) = sockets;
+    let mut ctx = match Ctx::new(sock, peer, rto, cfg.retries, stats.clone(), end_of_life) {
+        Ok(c) => c,
         Err(e) => {
-            warn!("{peer} cannot open a session socket: {e}");
+            warn!("{peer} cannot set up the session socket: {e}");
             stats.error = Some(format!("socket: {e}"));
             return stats;
         }
     };
-    let mut ctx = Ctx::new(sock, peer, shared.cfg.timeout, shared.cfg.retries, stats);
     ctx.set_strays(strays);
+    ctx.set_budget(shared.budget.clone());
     let info = RequestInfo {
         server_addr: local,
         peer,
@@ -48,12 +62,12 @@ pub(crate) fn run(
         options: req.options.clone(),
         write: req.write,
     };
-    let mut handler = (shared.cfg.handler_factory)(&info);
+    let mut handler = (cfg.handler_factory)(&info);
     info!(
         "{} {} {} mode {} options {:?}",
         peer,
         if req.write { "WRQ" } else { "RRQ" },
-        req.filename,
+        printable(&req.filename),
         req.mode,
         req.options
     );
@@ -82,21 +96,8 @@ pub(crate) fn run(
     ctx.stats
 }
 
-/// Reads `buf.len()` bytes unless the data ends first.
-fn read_full(data: &mut dyn ResponseData, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match data.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n.min(buf.len() - got),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
-/// Negotiates against the session's limits (blksize bounded by the path MTU).
+/// Negotiates against the session's limits (blksize bounded by the path MTU); the client's
+/// timeout, when accepted, caps the retransmission timeout (RFC 2349).
 pub(crate) fn negotiate(
     ctx: &mut Ctx,
     shared: &Shared,
@@ -111,10 +112,7 @@ pub(crate) fn negotiate(
     match options::negotiate(&req.options, req.write, size, &limits) {
         Ok(n) => {
             if let Some(t) = n.timeout {
-                ctx.timeout = t;
-                ctx.sock
-                    .set_read_timeout(Some(t))
-                    .map_err(|e| e.to_string())?;
+                ctx.rto.cap(t);
             }
             ctx.stats.blksize = n.blksize;
             ctx.stats.windowsize = n.windowsize;
@@ -128,26 +126,35 @@ pub(crate) fn negotiate(
     }
 }
 
-/// Sends the OACK and waits for its ACK 0 (RFC 2347 §2), retransmitting on timeout.
+/// Sends the OACK and waits for its ACK 0 (RFC 2347 §2). The OACK is the session's first
+/// packet: it goes at most twice before the peer answers.
 fn oack_handshake(ctx: &mut Ctx, n: &Negotiated) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
     let oack = packet::oack(&n.oack);
-    ctx.send(&oack).map_err(|e| e.to_string())?;
-    ctx.arm().map_err(|e| e.to_string())?;
+    let sent = Instant::now();
+    let mut resent = false;
+    ctx.send_first(&oack).map_err(io)?;
+    ctx.arm().map_err(io)?;
     let mut tries = 0;
     loop {
-        let Some(len) = ctx.recv().map_err(|e| e.to_string())? else {
+        let Some(len) = ctx.recv().map_err(io)? else {
             tries += 1;
-            if tries > ctx.retries {
-                return Err("timeout waiting for the ACK of the OACK".into());
+            if tries > ctx.tries_allowed() {
+                return Err("no answer to the OACK".into());
             }
-            ctx.send(&oack).map_err(|e| e.to_string())?;
-            ctx.stats.retransmits += 1;
-            ctx.arm().map_err(|e| e.to_string())?;
+            ctx.rto.back_off();
+            resent |= ctx.resend_first(&oack).map_err(io)?;
+            ctx.arm().map_err(io)?;
             continue;
         };
         match packet::parse(&ctx.buf[..len]) {
-            Ok(Packet::Ack(0)) => return Ok(()),
-            Ok(Packet::Ack(_)) => ctx.shrink_wait().map_err(|e| e.to_string())?,
+            Ok(Packet::Ack(0)) => {
+                if !resent {
+                    ctx.rto.sample(sent.elapsed());
+                }
+                return Ok(());
+            }
+            Ok(Packet::Ack(_)) => ctx.shrink_wait().map_err(io)?,
             Ok(Packet::Error(code, msg)) => {
                 return Err(format!("peer refused the options: ERROR {code} {msg}"))
             }
@@ -155,15 +162,6 @@ fn oack_handshake(ctx: &mut Ctx, n: &Negotiated) -> Result<(), String> {
                 ctx.send_error(ErrorCode::IllegalOperation, "Expected ACK of OACK");
                 return Err("unexpected packet after OACK".into());
             }
-        }
-        if ctx.expired() {
-            tries += 1;
-            if tries > ctx.retries {
-                return Err("timeout waiting for the ACK of the OACK".into());
-            }
-            ctx.send(&oack).map_err(|e| e.to_string())?;
-            ctx.stats.retransmits += 1;
-            ctx.arm().map_err(|e| e.to_string())?;
         }
     }
 }
@@ -199,100 +197,4 @@ fn serve_read(
     });
     data.close();
     result
-}
-
-/// The sender: windows of `windowsize` blocks (RFC 7440), 1 without the option (RFC 1350
-/// lock-step). Only a timeout resends, and it resends what is unacknowledged: a duplicate
-/// ACK is ignored (Sorcerer's Apprentice, RFC 1123 §4.2.3.1), an ACK for a block not yet
-/// sent is ignored. Block numbers wrap 65535 → 0.
-fn send_blocks(ctx: &mut Ctx, data: &mut dyn ResponseData, n: &Negotiated) -> Result<(), String> {
-    let bs = n.blksize;
-    let w = u64::from(n.windowsize.max(1));
-    let mut window: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
-    let mut spare: Vec<Vec<u8>> = Vec::new();
-    let mut base: u64 = 1; // first unacknowledged block
-    let mut next: u64 = 1; // next block never sent
-    let mut last: Option<u64> = None; // the final (short) block, once read
-    let mut tries = 0;
-    if w > 1 {
-        ctx.enable_gso(bs + 4);
-    }
-    loop {
-        let first_new = window.len();
-        while next < base + w && last.map_or(true, |l| next <= l) {
-            let mut b = spare.pop().unwrap_or_default();
-            b.resize(4 + bs, 0);
-            let got = read_full(data, &mut b[4..]).map_err(|e| {
-                ctx.send_error(ErrorCode::NotDefined, "Read error");
-                format!("read error: {e}")
-            })?;
-            b.truncate(4 + got);
-            packet::data_header(&mut b, next as u16);
-            if got < bs {
-                last = Some(next);
-            }
-            ctx.stats.bytes_sent += got as u64;
-            window.push_back(b);
-            next += 1;
-        }
-        if window.len() > first_new {
-            let burst: Vec<&[u8]> = window.range(first_new..).map(Vec::as_slice).collect();
-            ctx.send_burst(&burst).map_err(|e| e.to_string())?;
-            ctx.arm().map_err(|e| e.to_string())?;
-        }
-        let got = ctx.recv().map_err(|e| e.to_string())?;
-        let timed_out = match got {
-            None => true,
-            Some(len) => match packet::parse(&ctx.buf[..len]) {
-                Ok(Packet::Ack(a)) => {
-                    // 0 = the last ACK again; beyond the outstanding count = a block never sent.
-                    let offset = u64::from(a.wrapping_sub((base - 1) as u16));
-                    if offset != 0 && offset <= next - base {
-                        for _ in 0..offset {
-                            if let Some(b) = window.pop_front() {
-                                spare.push(b);
-                            }
-                        }
-                        base += offset;
-                        tries = 0;
-                        ctx.stats.blocks = base - 1;
-                        if last == Some(base - 1) {
-                            return Ok(());
-                        }
-                        false
-                    } else if ctx.expired() {
-                        true
-                    } else {
-                        ctx.shrink_wait().map_err(|e| e.to_string())?;
-                        false
-                    }
-                }
-                Ok(Packet::Error(code, msg)) => {
-                    return Err(format!("peer sent ERROR {code} {msg}"));
-                }
-                _ => {
-                    ctx.send_error(ErrorCode::IllegalOperation, "Expected ACK");
-                    return Err("unexpected packet during a read".into());
-                }
-            },
-        };
-        if timed_out {
-            tries += 1;
-            if tries > ctx.retries {
-                return Err(format!("timeout after {} retries", ctx.retries));
-            }
-            debug!(
-                "{} timeout, resending {} block(s)",
-                ctx.log_prefix(),
-                window.len()
-            );
-            let burst: Vec<&[u8]> = window.iter().map(Vec::as_slice).collect();
-            ctx.send_burst(&burst).map_err(|e| e.to_string())?;
-            for b in &window {
-                ctx.stats.retransmits += 1;
-                ctx.stats.bytes_sent += (b.len() - 4) as u64;
-            }
-            ctx.arm().map_err(|e| e.to_string())?;
-        }
-    }
 }

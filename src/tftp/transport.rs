@@ -1,29 +1,43 @@
 //! The socket side of a session (fbtftp `BaseHandler`'s transmit/receive helpers): its own
-//! UDP socket (the server TID, RFC 1350 §4), deadlines, ERROR 5 for strangers, window bursts
-//! through UDP GSO or sendmmsg(2) (RFC 7440), and the route-MTU bound on blksize
-//! (RFC 2348).
+//! UDP socket (the server TID, RFC 1350 §4), the retransmission timer, the session's
+//! lifetime, ERROR 5 for strangers, window bursts through UDP GSO or sendmmsg(2)
+//! (RFC 7440), the anti-amplification budget until the peer answers, and the route-MTU bound
+//! on blksize (RFC 2348).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use log::debug;
 
 use super::options;
 use super::packet::{self, ErrorCode};
+use super::ratelimit::Amplification;
+use super::rto::Rto;
 use super::stats::SessionStats;
 
 /// The socket side of a session: its own UDP socket (the server TID), the peer, the
-/// retransmission settings and the running statistics.
+/// retransmission timer and the running statistics.
 pub(crate) struct Ctx {
     pub sock: UdpSocket,
     pub peer: SocketAddr,
-    pub timeout: Duration,
+    /// The retransmission timeout (adapts to measured round trips).
+    pub rto: Rto,
+    /// Timeouts in a row before the session gives up, once the peer has answered.
     pub retries: u32,
     pub stats: SessionStats,
     pub buf: Vec<u8>,
+    /// True once the peer has sent anything from its TID: until then the first packet goes
+    /// at most twice, the second time within the anti-amplification budget.
+    pub verified: bool,
     deadline: Instant,
-    timeout_dirty: bool,
+    /// The receive timeout set on the socket now.
+    sock_timeout: Duration,
+    /// The session ends here, progress or not.
+    end_of_life: Option<Instant>,
+    /// The server's anti-amplification budget (None: no budget, e.g. in unit tests).
+    budget: Option<Arc<Mutex<Amplification>>>,
     /// UDP generic segmentation offload: the datagram size the socket cuts bursts into.
     gso: Option<usize>,
     gso_buf: Vec<u8>,
@@ -159,30 +173,42 @@ pub(crate) fn open_sockets(
 }
 
 impl Ctx {
-    /// A session context on `sock` (already bound, with `timeout` as its read timeout).
+    /// A session context on `sock` with the retransmission timer `rto`, ending at
+    /// `end_of_life` at the latest.
     pub fn new(
         sock: UdpSocket,
         peer: SocketAddr,
-        timeout: Duration,
+        rto: Rto,
         retries: u32,
         stats: SessionStats,
-    ) -> Ctx {
+        end_of_life: Option<Instant>,
+    ) -> io::Result<Ctx> {
         let now = Instant::now();
-        Ctx {
+        let first = rto.current();
+        sock.set_read_timeout(Some(first))?;
+        Ok(Ctx {
             sock,
             peer,
-            timeout,
+            rto,
             retries,
             stats,
             buf: vec![0; 65536 + 4],
+            verified: false,
             deadline: now,
-            timeout_dirty: false,
+            sock_timeout: first,
+            end_of_life,
+            budget: None,
             gso: None,
             gso_buf: Vec::new(),
             connected: false,
             strays: None,
             since_strays: 0,
-        }
+        })
+    }
+
+    /// Charges what is sent before the peer answers to `budget`.
+    pub fn set_budget(&mut self, budget: Arc<Mutex<Amplification>>) {
+        self.budget = Some(budget);
     }
 
     /// Uses `strays` for packets from others; `self.sock` must be connected to the peer.
@@ -203,10 +229,7 @@ impl Ctx {
             let Ok((n, from)) = strays.recv_from(&mut buf) else {
                 return;
             };
-            debug!(
-                "{}-[{}] packet from stranger {from}",
-                self.peer, self.stats.file_path
-            );
+            debug!("{} packet from stranger {from}", self.log_prefix());
             if n >= 2 && buf[1] != packet::OP_ERROR as u8 {
                 let e = packet::error(ErrorCode::UnknownTid, "Unknown transfer ID");
                 if strays.send_to(&e, from).is_ok() {
@@ -226,7 +249,11 @@ impl Ctx {
 
     /// `peer-[file]`, the prefix of this session's log lines.
     pub fn log_prefix(&self) -> String {
-        format!("{}-[{}]", self.peer, self.stats.file_path)
+        format!(
+            "{}-[{}]",
+            self.peer,
+            super::session::printable(&self.stats.file_path)
+        )
     }
 
     /// Sends a packet to the peer, counted.
@@ -244,17 +271,82 @@ impl Ctx {
         }
     }
 
-    /// Starts a new wait of one timeout (after each burst sent).
-    pub fn arm(&mut self) -> io::Result<()> {
-        if self.timeout_dirty {
-            self.sock.set_read_timeout(Some(self.timeout))?;
-            self.timeout_dirty = false;
+    /// Sends the session's first packet (OACK, DATA 1 or ACK 0), charged to the peer's
+    /// anti-amplification budget.
+    pub fn send_first(&mut self, pkt: &[u8]) -> io::Result<()> {
+        if let Some(b) = &self.budget {
+            b.lock().unwrap_or_else(|e| e.into_inner()).charge(
+                self.peer.ip(),
+                pkt.len(),
+                Instant::now(),
+            );
         }
+        self.send(pkt)
+    }
+
+    /// Sends the first packet again to a peer that has not answered, if its address's
+    /// anti-amplification budget allows; false when it was not sent.
+    pub fn resend_first(&mut self, pkt: &[u8]) -> io::Result<bool> {
+        let allowed = self.budget.as_ref().map_or(true, |b| {
+            b.lock().unwrap_or_else(|e| e.into_inner()).allow(
+                self.peer.ip(),
+                pkt.len(),
+                Instant::now(),
+            )
+        });
+        if !allowed {
+            debug!(
+                "{} no retransmission: the peer has not answered and its budget is spent",
+                self.log_prefix()
+            );
+            return Ok(false);
+        }
+        self.send(pkt)?;
+        self.stats.retransmits += 1;
+        Ok(true)
+    }
+
+    /// Timeouts in a row allowed before giving up: one retransmission of the first packet
+    /// until the peer has answered (anti-reflection), `retries` afterwards.
+    pub fn tries_allowed(&self) -> u32 {
+        if self.verified {
+            self.retries
+        } else {
+            1
+        }
+    }
+
+    /// Starts a new wait of one retransmission timeout (after each burst sent).
+    pub fn arm(&mut self) -> io::Result<()> {
+        let rto = self.rto.current();
+        self.arm_for(rto)
+    }
+
+    /// Starts a new wait of `wait`, cut short by the end of the session's life.
+    pub fn arm_for(&mut self, wait: Duration) -> io::Result<()> {
+        let now = Instant::now();
+        let wait = match self.end_of_life {
+            Some(end) => wait.min(end.saturating_duration_since(now)),
+            None => wait,
+        };
+        self.set_sock_timeout(wait)?;
         self.since_strays += 1;
         if self.since_strays >= STRAY_CHECK_EVERY {
             self.answer_strays();
         }
-        self.deadline = Instant::now() + self.timeout;
+        self.deadline = now + wait;
+        Ok(())
+    }
+
+    /// Sets the socket's receive timeout unless it is already that (a system call saved per
+    /// packet: on a LAN the timeout sits at its floor).
+    fn set_sock_timeout(&mut self, t: Duration) -> io::Result<()> {
+        // A zero timeout means "block for ever" to SO_RCVTIMEO.
+        let t = t.max(Duration::from_micros(100));
+        if t != self.sock_timeout {
+            self.sock.set_read_timeout(Some(t))?;
+            self.sock_timeout = t;
+        }
         Ok(())
     }
 
@@ -357,13 +449,38 @@ impl Ctx {
 
     /// Waits for the next packet from the peer until the armed deadline.
     ///
-    /// Returns the packet length in `self.buf`, or `None` on timeout. A packet from any
-    /// other address or port gets ERROR 5 and the wait goes on (RFC 1350 §4).
+    /// Returns the packet length in `self.buf`, or `None` once the deadline has passed. A
+    /// packet from any other address or port gets ERROR 5 and the wait goes on (RFC 1350
+    /// §4).
+    ///
+    /// # Errors
+    /// A socket error, or `TimedOut` when the session has reached the end of its life (the
+    /// peer is told with an ERROR).
     pub fn recv(&mut self) -> io::Result<Option<usize>> {
         loop {
+            let now = Instant::now();
+            if self.end_of_life.is_some_and(|end| now >= end) {
+                self.send_error(ErrorCode::NotDefined, "Session time limit reached");
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "session time limit reached",
+                ));
+            }
+            if now >= self.deadline {
+                self.answer_strays();
+                return Ok(None);
+            }
             match self.sock.recv_from(&mut self.buf) {
                 Ok((n, from)) if from == self.peer => {
                     self.stats.packets_received += 1;
+                    if !self.verified {
+                        self.verified = true;
+                        if let Some(b) = &self.budget {
+                            b.lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .answered(self.peer.ip());
+                        }
+                    }
                     return Ok(Some(n));
                 }
                 Ok((n, from)) => {
@@ -375,6 +492,7 @@ impl Ctx {
                             self.stats.packets_sent += 1;
                         }
                     }
+                    self.shrink_wait()?;
                 }
                 Err(e)
                     if matches!(
@@ -383,14 +501,14 @@ impl Ctx {
                     ) =>
                 {
                     self.answer_strays();
-                    return Ok(None);
+                    if Instant::now() >= self.deadline {
+                        return Ok(None);
+                    }
+                    // Woken early (a shorter timeout set earlier): wait out the rest.
+                    self.shrink_wait()?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
-            }
-            self.shrink_wait()?;
-            if Instant::now() >= self.deadline {
-                return Ok(None);
             }
         }
     }
@@ -402,14 +520,7 @@ impl Ctx {
         if left.is_zero() {
             return Ok(());
         }
-        self.sock.set_read_timeout(Some(left))?;
-        self.timeout_dirty = true;
-        Ok(())
-    }
-
-    /// True once the deadline passed (checked after an ignored packet).
-    pub fn expired(&self) -> bool {
-        Instant::now() >= self.deadline
+        self.set_sock_timeout(left)
     }
 }
 
@@ -420,12 +531,26 @@ const GSO_MAX_SEGMENTS: usize = 64;
 
 /// Maps a handler's I/O error to the ERROR sent (messages never reveal server paths).
 pub(crate) fn io_error_reply(e: &io::Error) -> (ErrorCode, &'static str) {
+    if is_out_of_descriptors(e) {
+        return (
+            ErrorCode::NotDefined,
+            "Server out of resources, try again later",
+        );
+    }
     match e.kind() {
         io::ErrorKind::NotFound => (ErrorCode::FileNotFound, "File not found"),
         io::ErrorKind::PermissionDenied => (ErrorCode::AccessViolation, "Access violation"),
         io::ErrorKind::AlreadyExists => (ErrorCode::FileExists, "File already exists"),
         _ => (ErrorCode::NotDefined, "Cannot read the file"),
     }
+}
+
+/// True for EMFILE/ENFILE: the process or the system has no descriptor left.
+pub(crate) fn is_out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EMFILE | nix::libc::ENFILE)
+    )
 }
 
 /// The largest block size the route to `peer` carries without IP fragmentation

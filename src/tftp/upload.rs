@@ -8,7 +8,7 @@ use std::io::{self, BufWriter, Write};
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::debug;
 use nix::fcntl::{openat, OFlag};
@@ -19,7 +19,7 @@ use super::packet::{self, ErrorCode, Mode, Packet, Request};
 use super::response::{relative, NetasciiDecoder};
 use super::server::Shared;
 use super::session::negotiate;
-use super::transport::{io_error_reply, Ctx};
+use super::transport::{io_error_reply, is_out_of_descriptors, Ctx};
 use crate::beneath::RootDir;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -122,17 +122,27 @@ fn io_str(e: io::Error) -> String {
     e.to_string()
 }
 
+/// True for names no upload may create: any control character (CR and LF would forge log
+/// lines and, served back over FTP, control replies; a NUL cannot travel in a request).
+fn forbidden_name(name: &str) -> bool {
+    name.chars().any(char::is_control)
+}
+
 /// Runs a write request to its end.
 pub(crate) fn run(ctx: &mut Ctx, shared: &Shared, req: &Request) -> Result<(), String> {
     let Some(dir) = &shared.cfg.upload_dir else {
         ctx.send_error(ErrorCode::AccessViolation, "Write requests are not allowed");
         return Err("write refused: no upload directory".into());
     };
+    if forbidden_name(&req.filename) {
+        ctx.send_error(ErrorCode::AccessViolation, "Invalid file name");
+        return Err("write refused: control character in the file name".into());
+    }
     let mut up = match Upload::create(dir, &req.filename) {
         Ok(u) => u,
         Err(e) => {
             let (code, msg) = io_error_reply(&e);
-            let msg = if code == ErrorCode::NotDefined {
+            let msg = if code == ErrorCode::NotDefined && !is_out_of_descriptors(&e) {
                 "Cannot create the file"
             } else {
                 msg
@@ -142,141 +152,257 @@ pub(crate) fn run(ctx: &mut Ctx, shared: &Shared, req: &Request) -> Result<(), S
         }
     };
     let n = negotiate(ctx, shared, req, None)?;
-    let bs = n.blksize;
-    let w = u64::from(n.windowsize.max(1));
-    let max = shared.cfg.max_upload;
     let first = if n.oack.is_empty() {
         packet::ack(0).to_vec()
     } else {
         packet::oack(&n.oack)
     };
-    ctx.send(&first).map_err(io_str)?;
-    ctx.arm().map_err(io_str)?;
-    let mut decoder = (req.mode == Mode::Netascii).then(NetasciiDecoder::default);
-    let mut plain = Vec::new();
-    let mut expected: u64 = 1;
-    let mut since_ack = 0u64;
-    let mut gap_acked = false;
-    let mut tries = 0;
-    loop {
-        let Some(len) = ctx.recv().map_err(io_str)? else {
-            tries += 1;
-            if tries > ctx.retries {
-                return Err(format!("timeout after {} retries", ctx.retries));
+    let mut r = Receiver {
+        bs: n.blksize,
+        w: u64::from(n.windowsize.max(1)),
+        max: shared.cfg.max_upload,
+        first,
+        expected: 1,
+        acked: 0,
+        since_ack: 0,
+        quiet: false,
+        tries: 0,
+        ack_sent: None,
+        acked_at: Instant::now(),
+        decoder: (req.mode == Mode::Netascii).then(NetasciiDecoder::default),
+        plain: Vec::new(),
+    };
+    r.receive(ctx, &mut up)
+}
+
+/// The receiver of RFC 1350 §6 and RFC 7440: an ACK after each window (and after the last
+/// block), one ACK per gap, our last ACK again for duplicates the sender sent because it
+/// missed it, or after a timeout; the file is committed only once the last block is in.
+struct Receiver {
+    bs: usize,
+    w: u64,
+    max: u64,
+    /// The first packet: ACK 0 or the OACK.
+    first: Vec<u8>,
+    /// The next block in order (a sequence number, not wrapped).
+    expected: u64,
+    /// The block our latest ACK acknowledged: the sender's window starts after it.
+    acked: u64,
+    /// Blocks in order since our last ACK.
+    since_ack: u64,
+    /// An ACK for the current gap or duplicates went already: quiet until a block in order.
+    quiet: bool,
+    /// Timeouts in a row.
+    tries: u32,
+    /// When our latest ACK left, sent once: the next block in order measures a round trip.
+    ack_sent: Option<Instant>,
+    /// When our latest ACK (any) left.
+    acked_at: Instant,
+    decoder: Option<NetasciiDecoder>,
+    plain: Vec<u8>,
+}
+
+impl Receiver {
+    fn receive(&mut self, ctx: &mut Ctx, up: &mut Upload) -> Result<(), String> {
+        ctx.send_first(&self.first).map_err(io_str)?;
+        self.ack_sent = Some(Instant::now());
+        ctx.arm().map_err(io_str)?;
+        loop {
+            let Some(len) = ctx.recv().map_err(io_str)? else {
+                self.timeout(ctx)?;
+                continue;
+            };
+            let (block, in_order, last) = match packet::parse(&ctx.buf[..len]) {
+                Ok(Packet::Data(block, payload)) => {
+                    if payload.len() > self.bs {
+                        ctx.send_error(ErrorCode::IllegalOperation, "Block larger than blksize");
+                        return Err("oversized block".into());
+                    }
+                    (
+                        block,
+                        block == self.expected as u16,
+                        payload.len() < self.bs,
+                    )
+                }
+                Ok(Packet::Error(code, msg)) => {
+                    return Err(format!("peer sent ERROR {code} {msg}"))
+                }
+                _ => {
+                    ctx.send_error(ErrorCode::IllegalOperation, "Expected DATA");
+                    return Err("unexpected packet during a write".into());
+                }
+            };
+            if !in_order {
+                self.out_of_order(ctx, block)?;
+                continue;
             }
-            // Say again what we last said: the OACK/ACK 0, or the ACK of the last good block.
-            let again = if expected == 1 {
-                first.clone()
+            self.store(ctx, up, len, last)?;
+            if last {
+                if let Err(e) = up.commit() {
+                    let (code, msg) = io_error_reply(&e);
+                    ctx.send_error(code, msg);
+                    return Err(format!("commit failed: {e}"));
+                }
+                ctx.send(&packet::ack(block)).map_err(io_str)?;
+                dally(ctx, block);
+                return Ok(());
+            }
+            if self.since_ack >= self.w {
+                ctx.send(&packet::ack(block)).map_err(io_str)?;
+                self.acked = self.expected - 1;
+                self.since_ack = 0;
+                self.ack_sent = Some(Instant::now());
+                self.acked_at = Instant::now();
+            }
+            // The peer is alive: a long window is not a timeout.
+            ctx.arm().map_err(io_str)?;
+        }
+    }
+
+    /// Writes the block in order now in `ctx.buf[4..len]`.
+    fn store(
+        &mut self,
+        ctx: &mut Ctx,
+        up: &mut Upload,
+        len: usize,
+        last: bool,
+    ) -> Result<(), String> {
+        if let Some(sent) = self.ack_sent.take() {
+            ctx.rto.sample(sent.elapsed());
+        }
+        ctx.stats.bytes_received += (len - 4) as u64;
+        if ctx.stats.bytes_received > self.max {
+            ctx.send_error(ErrorCode::DiskFull, "Upload size limit exceeded");
+            return Err("upload over the size cap".into());
+        }
+        let payload = &ctx.buf[4..len];
+        let written = match &mut self.decoder {
+            Some(d) => {
+                self.plain.clear();
+                d.decode(payload, &mut self.plain);
+                if last {
+                    d.finish(&mut self.plain);
+                }
+                up.write(&self.plain)
+            }
+            None => up.write(payload),
+        };
+        if let Err(e) = written {
+            let code = if e.raw_os_error() == Some(nix::libc::ENOSPC) {
+                ErrorCode::DiskFull
             } else {
-                packet::ack((expected - 1) as u16).to_vec()
+                ErrorCode::NotDefined
+            };
+            ctx.send_error(code, "Write error");
+            return Err(format!("write error: {e}"));
+        }
+        ctx.stats.blocks = self.expected;
+        self.expected += 1;
+        self.since_ack += 1;
+        self.tries = 0;
+        self.quiet = false;
+        Ok(())
+    }
+
+    /// A block out of order. A duplicate that follows our latest ACK closer than
+    /// `Rto::echo_window` is the network's and gets nothing. Otherwise, in lock-step a
+    /// duplicate means our ACK was lost: it is answered (RFC 1350). With windows
+    /// (RFC 7440 §4):
+    /// - a later block (a gap) gets one ACK of the last block in order, after which the
+    ///   sender starts a new window there;
+    /// - a duplicate at or before our latest ACK means the sender missed that ACK and sent
+    ///   its window again: our latest ACK again, once;
+    /// - a duplicate after our latest ACK crossed a new window the sender started after it:
+    ///   silence, or each such crossing would start yet another window.
+    fn out_of_order(&mut self, ctx: &mut Ctx, block: u16) -> Result<(), String> {
+        let ahead = block.wrapping_sub(self.expected as u16) < 0x8000;
+        let before_ack = (self.acked as u16).wrapping_sub(block) < 0x8000;
+        debug!(
+            "{} block {block} out of order, expecting {}",
+            ctx.log_prefix(),
+            self.expected as u16
+        );
+        let echo = !ahead && self.acked_at.elapsed() < ctx.rto.echo_window();
+        let answer = if echo {
+            None
+        } else if self.w == 1 {
+            Some(self.expected - 1)
+        } else if self.quiet {
+            None
+        } else if ahead {
+            Some(self.expected - 1)
+        } else if before_ack {
+            Some(self.acked)
+        } else {
+            None
+        };
+        if let Some(a) = answer {
+            ctx.send(&packet::ack(a as u16)).map_err(io_str)?;
+            if a != self.acked {
+                // A new window starts after this ACK.
+                self.acked = a;
+                self.since_ack = 0;
+            }
+            self.quiet = self.w > 1;
+            self.ack_sent = None;
+            self.acked_at = Instant::now();
+        }
+        ctx.shrink_wait().map_err(io_str)
+    }
+
+    /// Nothing arrived for a timeout: say again what we said last, backing off.
+    fn timeout(&mut self, ctx: &mut Ctx) -> Result<(), String> {
+        self.tries += 1;
+        if self.tries > ctx.tries_allowed() {
+            return Err(if ctx.verified {
+                format!("timeout after {} retries", ctx.retries)
+            } else {
+                "no answer from the peer".to_owned()
+            });
+        }
+        ctx.rto.back_off();
+        self.ack_sent = None;
+        // The sender starts a new window after the ACK we repeat now.
+        self.acked = self.expected - 1;
+        self.since_ack = 0;
+        self.quiet = false;
+        if !ctx.verified {
+            let first = std::mem::take(&mut self.first);
+            let sent = ctx.resend_first(&first).map_err(io_str);
+            self.first = first;
+            sent?;
+        } else {
+            // The OACK/ACK 0 again while nothing arrived in order, else the last ACK.
+            let again = if self.expected == 1 {
+                self.first.clone()
+            } else {
+                packet::ack((self.expected - 1) as u16).to_vec()
             };
             ctx.send(&again).map_err(io_str)?;
             ctx.stats.retransmits += 1;
-            ctx.arm().map_err(io_str)?;
-            continue;
-        };
-        match packet::parse(&ctx.buf[..len]) {
-            Ok(Packet::Data(block, payload)) if block == expected as u16 => {
-                if payload.len() > bs {
-                    ctx.send_error(ErrorCode::IllegalOperation, "Block larger than blksize");
-                    return Err("oversized block".into());
-                }
-                let is_last = payload.len() < bs;
-                ctx.stats.bytes_received += payload.len() as u64;
-                if ctx.stats.bytes_received > max {
-                    ctx.send_error(ErrorCode::DiskFull, "Upload size limit exceeded");
-                    return Err("upload over the size cap".into());
-                }
-                let written = match &mut decoder {
-                    Some(d) => {
-                        plain.clear();
-                        d.decode(payload, &mut plain);
-                        if is_last {
-                            d.finish(&mut plain);
-                        }
-                        up.write(&plain)
-                    }
-                    None => up.write(payload),
-                };
-                if let Err(e) = written {
-                    let full = e.raw_os_error() == Some(nix::libc::ENOSPC);
-                    let code = if full {
-                        ErrorCode::DiskFull
-                    } else {
-                        ErrorCode::NotDefined
-                    };
-                    ctx.send_error(code, "Write error");
-                    return Err(format!("write error: {e}"));
-                }
-                ctx.stats.blocks = expected;
-                expected += 1;
-                since_ack += 1;
-                tries = 0;
-                gap_acked = false;
-                if is_last {
-                    if let Err(e) = up.commit() {
-                        let (code, msg) = io_error_reply(&e);
-                        ctx.send_error(code, msg);
-                        return Err(format!("commit failed: {e}"));
-                    }
-                    ctx.send(&packet::ack(block)).map_err(io_str)?;
-                    dally(ctx, block);
-                    return Ok(());
-                }
-                if since_ack >= w {
-                    ctx.send(&packet::ack(block)).map_err(io_str)?;
-                    since_ack = 0;
-                }
-                // The peer is alive: a long window is not a timeout.
-                ctx.arm().map_err(io_str)?;
-            }
-            Ok(Packet::Data(block, _)) => {
-                // A duplicate or a gap: re-ACK the last good block, once per gap when
-                // windowing (RFC 7440 §4) so a lost block does not cost a window of ACKs.
-                debug!("unexpected block {block}, expecting {}", expected as u16);
-                if w == 1 || !gap_acked {
-                    let again = if expected == 1 {
-                        first.clone()
-                    } else {
-                        packet::ack((expected - 1) as u16).to_vec()
-                    };
-                    ctx.send(&again).map_err(io_str)?;
-                    gap_acked = true;
-                    since_ack = 0;
-                }
-                if ctx.expired() {
-                    ctx.arm().map_err(io_str)?;
-                } else {
-                    ctx.shrink_wait().map_err(io_str)?;
-                }
-            }
-            Ok(Packet::Error(code, msg)) => return Err(format!("peer sent ERROR {code} {msg}")),
-            _ => {
-                ctx.send_error(ErrorCode::IllegalOperation, "Expected DATA");
-                return Err("unexpected packet during a write".into());
-            }
+            self.acked_at = Instant::now();
         }
+        ctx.arm().map_err(io_str)
     }
 }
 
-/// After the final ACK, stays a little to re-ACK a retransmitted last block (RFC 1350 §6:
-/// the final ACK may be lost).
+/// How long the receiver stays after its final ACK, from the last packet of the peer.
+const DALLY: Duration = Duration::from_secs(1);
+
+/// After the final ACK, stays to re-ACK a retransmitted last block (RFC 1350 §6: the final
+/// ACK may be lost), as long as the peer keeps sending it.
 fn dally(ctx: &mut Ctx, block: u16) {
-    let wait = ctx.timeout.min(Duration::from_secs(1));
-    if ctx.sock.set_read_timeout(Some(wait)).is_err() {
+    if ctx.arm_for(DALLY).is_err() {
         return;
     }
-    for _ in 0..3 {
-        match ctx.sock.recv_from(&mut ctx.buf) {
-            Ok((n, from)) if from == ctx.peer => {
-                if let Ok(Packet::Data(b, _)) = packet::parse(&ctx.buf[..n]) {
-                    if b == block && ctx.send(&packet::ack(block)).is_err() {
-                        return;
-                    }
-                }
+    while let Ok(Some(n)) = ctx.recv() {
+        if let Ok(Packet::Data(b, _)) = packet::parse(&ctx.buf[..n]) {
+            if b == block && ctx.send(&packet::ack(block)).is_err() {
+                return;
             }
-            Ok(_) => {}
-            Err(_) => return,
+            if ctx.arm_for(DALLY).is_err() {
+                return;
+            }
         }
     }
 }

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod client;
+pub mod relay;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::Command;
