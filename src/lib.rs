@@ -32,6 +32,7 @@ pub mod filesystems;
 pub mod handlers;
 pub mod proto;
 pub mod servers;
+mod shm;
 /// TFTP server framework in the spirit of fbtftp (RFC 1350, 2347–2349, 7440).
 pub mod tftp;
 
