@@ -90,6 +90,16 @@ pub struct Options {
     pub implicit_tls: bool,
     /// `--disable-tls-reuse-check`: data connections need not resume the control session.
     pub disable_tls_reuse_check: bool,
+    /// `--atomic-uploads`: upload to a hidden temporary file, renamed over the name when
+    /// complete.
+    pub atomic_uploads: bool,
+    /// `--ban-failures`: failed logins from one address that ban it (0 = no bans).
+    /// Default: 5.
+    pub ban_failures: u32,
+    /// `--ban-find-time` seconds in which those failures count. Default: 600.
+    pub ban_find_time: u64,
+    /// `--ban-time` seconds a banned address is refused. Default: 600.
+    pub ban_time: u64,
 }
 
 /// What parsing the command line produced besides options.
@@ -288,6 +298,29 @@ fn opts() -> getopts::Options {
         "",
         "disable-tls-reuse-check",
         "accept PROT P data connections that do not resume the control TLS session",
+    );
+    o.optflag(
+        "",
+        "atomic-uploads",
+        "upload to a hidden temporary file renamed over the name when complete (readers never see a partial file)",
+    );
+    o.optopt(
+        "",
+        "ban-failures",
+        "failed logins from one address that ban it (default 5; 0 = no bans)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "ban-find-time",
+        "seconds in which --ban-failures failed logins ban an address (default 600)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "ban-time",
+        "seconds a banned address gets 421 at connect (default 600)",
+        "SECS",
     );
     o.optflag("h", "help", "show this help message and exit");
     o
@@ -524,5 +557,9 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
         tls_data_required: m.opt_present("tls-data-required"),
         implicit_tls,
         disable_tls_reuse_check: m.opt_present("disable-tls-reuse-check"),
+        atomic_uploads: m.opt_present("atomic-uploads"),
+        ban_failures: num(&m, "ban-failures", 5u32)?,
+        ban_find_time: num(&m, "ban-find-time", 600u64)?,
+        ban_time: num(&m, "ban-time", 600u64)?,
     })))
 }

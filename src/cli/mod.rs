@@ -48,6 +48,10 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
     h.user_write_limit = o.user_write_limit;
     h.max_read_rate = o.max_read_rate;
     h.max_write_rate = o.max_write_rate;
+    h.atomic_uploads = o.atomic_uploads;
+    h.ban_failures = o.ban_failures;
+    h.ban_find_time = Duration::from_secs(o.ban_find_time);
+    h.ban_time = Duration::from_secs(o.ban_time);
     if o.unix_users {
         let mut unix = crate::authorizers::UnixAuthorizer::new();
         unix.global_perm(perm)?;

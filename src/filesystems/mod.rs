@@ -13,7 +13,9 @@ use std::time::SystemTime;
 pub mod listing;
 pub mod path;
 mod unix;
+mod upload;
 pub use unix::UnixFilesystem;
+pub use upload::{try_lock, PlainUpload, UploadOptions, UploadSink};
 
 /// What a directory entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +170,22 @@ pub trait Filesystem: Send {
     /// # Errors
     /// Any I/O error; it becomes a 550 reply.
     fn open_write(&mut self, path: &Path, mode: WriteMode) -> io::Result<Box<dyn Write + Send>>;
+    /// Opens a file for an upload under the handler's upload rules (see [`UploadOptions`]:
+    /// the upload lock, atomic uploads). The default opens it with
+    /// [`open_write`](Self::open_write) and applies neither: content that is not a plain
+    /// file has nothing to lock or rename.
+    ///
+    /// # Errors
+    /// Any I/O error; [`io::ErrorKind::WouldBlock`] when another session holds the file's
+    /// lock (a 450 reply).
+    fn open_upload(
+        &mut self,
+        path: &Path,
+        mode: WriteMode,
+        _opts: UploadOptions,
+    ) -> io::Result<Box<dyn UploadSink>> {
+        Ok(Box::new(PlainUpload(self.open_write(path, mode)?)))
+    }
     /// Creates a directory.
     ///
     /// # Errors
@@ -247,20 +265,16 @@ impl Filesystem for OsFilesystem {
     }
 
     fn open_write(&mut self, path: &Path, mode: WriteMode) -> io::Result<Box<dyn Write + Send>> {
-        let mut o = fs::OpenOptions::new();
-        o.mode(0o666);
-        match mode {
-            WriteMode::Truncate => o.write(true).create(true).truncate(true),
-            WriteMode::Append => o.append(true).create(true),
-            WriteMode::At(_) => o.write(true).create(true),
-            // pyftpdlib creates STOU files with tempfile.mkstemp: mode 0600.
-            WriteMode::CreateNew => o.write(true).create_new(true).mode(0o600),
-        };
-        let mut f = o.open(path)?;
-        if let WriteMode::At(off) = mode {
-            f.seek(SeekFrom::Start(off))?;
-        }
-        Ok(Box::new(f))
+        Ok(Box::new(upload::open_file(path, mode, false)?))
+    }
+
+    fn open_upload(
+        &mut self,
+        path: &Path,
+        mode: WriteMode,
+        opts: UploadOptions,
+    ) -> io::Result<Box<dyn UploadSink>> {
+        upload::open(path, mode, opts)
     }
 
     fn mkdir(&mut self, path: &Path) -> io::Result<()> {

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{DirIter, Filesystem, OsFilesystem, ReadStream, Stat, WriteMode};
+use super::{
+    DirIter, Filesystem, OsFilesystem, ReadStream, Stat, UploadOptions, UploadSink, WriteMode,
+};
 use crate::handlers::FtpHandler;
 
 /// The real filesystem, unjailed: `/` is the real root and login lands in the home.
@@ -29,6 +31,14 @@ impl Filesystem for UnixFilesystem {
     }
     fn open_write(&mut self, path: &Path, mode: WriteMode) -> io::Result<Box<dyn Write + Send>> {
         OsFilesystem.open_write(path, mode)
+    }
+    fn open_upload(
+        &mut self,
+        path: &Path,
+        mode: WriteMode,
+        opts: UploadOptions,
+    ) -> io::Result<Box<dyn UploadSink>> {
+        OsFilesystem.open_upload(path, mode, opts)
     }
     fn mkdir(&mut self, path: &Path) -> io::Result<()> {
         OsFilesystem.mkdir(path)

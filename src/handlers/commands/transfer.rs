@@ -5,9 +5,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::fs_error;
-use crate::filesystems::WriteMode;
+use crate::filesystems::{try_lock, ReadStream, UploadOptions, UploadSink, WriteMode};
 use crate::handlers::data::DataSetup;
-use crate::handlers::{Request, Session};
+use crate::handlers::{FtpHandler, Request, Session};
 use crate::proto::{self, TransferType};
 
 pub(super) fn retr(s: &mut Session, req: &Request) -> io::Result<()> {
@@ -35,6 +35,13 @@ pub(super) fn retr(s: &mut Session, req: &Request) -> io::Result<()> {
         Ok(f) => f,
         Err(e) => return fs_error(s, &e),
     };
+    // The upload lock (vsftpd lock_upload_files): a file being uploaded is not served half
+    // written. Atomic uploads write elsewhere, so there readers take no lock.
+    if let (true, false, ReadStream::File(f)) = (s.h.lock_upload_files, s.h.atomic_uploads, &file) {
+        if let Err(e) = try_lock(f, false) {
+            return busy(s, &e, "it is being uploaded");
+        }
+    }
     let Some(mut conn) = s.open_data(None)? else {
         return Ok(());
     };
@@ -80,28 +87,61 @@ fn store(s: &mut Session, req: &Request, append: bool) -> io::Result<()> {
     } else {
         WriteMode::Truncate
     };
-    let sink = match fs.fs().open_write(&path, mode) {
+    let sink = match fs.fs().open_upload(&path, mode, upload_options(&s.h)) {
         Ok(f) => f,
-        Err(e) => return fs_error(s, &e),
+        Err(e) => return busy(s, &e, "another session is transferring it"),
     };
     let cmd = if append { "APPE" } else { "STOR" };
-    receive(s, cmd, &path, sink, None)
+    receive(s, cmd, &path, sink, None, false)
 }
 
-/// Runs an upload into an opened sink and replies; the file is closed before the reply.
+/// The handler's upload rules.
+fn upload_options(h: &FtpHandler) -> UploadOptions {
+    UploadOptions {
+        lock: h.lock_upload_files,
+        atomic: h.atomic_uploads,
+    }
+}
+
+/// 450 when `e` says the file's lock is taken (`why` says by what), else the usual reply
+/// for a filesystem error.
+fn busy(s: &mut Session, e: &io::Error, why: &str) -> io::Result<()> {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        log::info!("{} file busy: {why}", s.prefix);
+        return s.reply(450, &format!("File busy: {why}; try again later."));
+    }
+    fs_error(s, e)
+}
+
+/// Runs an upload into an opened sink and replies; the file is closed (an atomic upload
+/// renamed into place) before the reply. When the upload does not complete, `reserved`
+/// (an atomic STOU's unique name) is removed before the reply.
 fn receive(
     s: &mut Session,
     cmd: &str,
     path: &Path,
-    sink: Box<dyn io::Write + Send>,
+    sink: Box<dyn UploadSink>,
     mark: Option<&[u8]>,
+    reserved: bool,
 ) -> io::Result<()> {
-    let Some(mut conn) = s.open_data(mark)? else {
-        return Ok(());
+    let outcome = match s.open_data(mark)? {
+        Some(mut conn) => {
+            let o = s.recv_data(&mut conn, sink);
+            drop(conn);
+            Some(o)
+        }
+        None => None,
     };
-    let outcome = s.recv_data(&mut conn, sink);
-    drop(conn);
-    s.finish_transfer(cmd, path, true, outcome)
+    let complete = matches!(outcome, Some(crate::handlers::data::Outcome::Complete));
+    if reserved && !complete {
+        if let Some(fs) = s.fs.as_mut() {
+            let _ = fs.fs().remove(path);
+        }
+    }
+    match outcome {
+        Some(o) => s.finish_transfer(cmd, path, true, o),
+        None => Ok(()),
+    }
 }
 
 pub(super) fn stou(s: &mut Session, req: &Request) -> io::Result<()> {
@@ -136,7 +176,13 @@ pub(super) fn stou(s: &mut Session, req: &Request) -> io::Result<()> {
         let mut name = prefix.clone();
         name.extend_from_slice(random_suffix(&mut seed).as_bytes());
         let path = dir.join(crate::filesystems::path::bytes_path(&name));
-        match fs.fs().open_write(&path, WriteMode::CreateNew) {
+        // Not atomic here: the new name itself is the reservation (O_EXCL), locked so no
+        // download reads it half written.
+        let reserve = UploadOptions {
+            lock: s.h.lock_upload_files,
+            atomic: false,
+        };
+        match fs.fs().open_upload(&path, WriteMode::CreateNew, reserve) {
             Ok(f) => {
                 created = Some((path, f));
                 break;
@@ -169,7 +215,29 @@ pub(super) fn stou(s: &mut Session, req: &Request) -> io::Result<()> {
     // RFC 1123 §4.1.2.9: the preliminary reply is "FILE: <name>".
     let mut mark = b"FILE: ".to_vec();
     mark.extend_from_slice(&s.h.encoding.encode(&name));
-    receive(s, "STOU", &path, sink, Some(&mark))
+    if !s.h.atomic_uploads {
+        return receive(s, "STOU", &path, sink, Some(&mark), false);
+    }
+    drop(sink);
+    stou_atomic(s, &path, &mark)
+}
+
+/// Atomic STOU: the unique name stays reserved (empty, mode 0600) while the upload goes to
+/// a temporary file that replaces it when complete; a failed upload removes both.
+fn stou_atomic(s: &mut Session, path: &Path, mark: &[u8]) -> io::Result<()> {
+    let Some(fs) = s.fs.as_mut() else {
+        return Ok(());
+    };
+    match fs
+        .fs()
+        .open_upload(path, WriteMode::Truncate, upload_options(&s.h))
+    {
+        Ok(up) => receive(s, "STOU", path, up, Some(mark), true),
+        Err(e) => {
+            let _ = fs.fs().remove(path);
+            fs_error(s, &e)
+        }
+    }
 }
 
 fn unique_seed() -> u64 {
