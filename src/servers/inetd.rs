@@ -78,7 +78,7 @@ pub fn serve_nowait(handler: FtpHandler) -> Result<(), Error> {
     handler.validate()?;
     stdout_to_stderr()?;
     let stream = stdin_stream()?;
-    super::fork::single_session(stream, Arc::new(handler), false);
+    super::fork::single_session(stream, Arc::new(handler), false, None);
     Ok(())
 }
 

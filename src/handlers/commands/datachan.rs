@@ -113,6 +113,11 @@ fn make_eport(s: &mut Session, addr: SocketAddr) -> io::Result<()> {
             s.data_since = std::time::Instant::now();
             s.reply(200, "Active data connection established.")
         }
+        Err(e) if crate::handlers::data::out_of_descriptors(&e) => {
+            log::warn!("{} active connection to {addr} failed: {e}", s.prefix);
+            let why = crate::filesystems::strerror(&e);
+            s.reply(425, &format!("Can't open data connection: {why}."))
+        }
         Err(e) => {
             log::info!("{} active connection to {addr} failed: {e}", s.prefix);
             s.reply(425, "Can't connect to specified address.")
@@ -132,8 +137,8 @@ pub(super) fn pasv(s: &mut Session, _req: &Request) -> io::Result<()> {
         }
     };
     match open_passive(s) {
-        Some(port) => s.reply(227, &proto::format_pasv(ip4, port)),
-        None => s.reply(425, "Can't open passive connection."),
+        Ok(port) => s.reply(227, &proto::format_pasv(ip4, port)),
+        Err(why) => s.reply(425, &why),
     }
 }
 
@@ -157,19 +162,30 @@ pub(super) fn epsv(s: &mut Session, req: &Request) -> io::Result<()> {
         }
     }
     match open_passive(s) {
-        Some(port) => s.reply(229, &proto::format_epsv(port)),
-        None => s.reply(425, "Can't open passive connection."),
+        Ok(port) => s.reply(229, &proto::format_epsv(port)),
+        Err(why) => s.reply(425, &why),
     }
 }
 
 /// Binds a passive listener on the control connection's local address, in `passive_ports`
 /// when configured (starting at a random port, so sessions spread over the range). Replaces
-/// any earlier data setup: PASV is per transfer.
-fn open_passive(s: &mut Session) -> Option<u16> {
+/// any earlier data setup: PASV is per transfer. The error is the 425 reply's text.
+fn open_passive(s: &mut Session) -> Result<u16, String> {
     s.data = DataSetup::None;
     let ip = s.local.ip();
+    // Out of descriptors every port fails alike: say so instead of trying them all.
+    let no_fds = std::cell::Cell::new(None);
+    let bind = |port: u16| match TcpListener::bind(SocketAddr::new(ip, port)) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            if crate::handlers::data::out_of_descriptors(&e) {
+                no_fds.set(e.raw_os_error());
+            }
+            None
+        }
+    };
     let listener = match &s.h.passive_ports {
-        None => TcpListener::bind(SocketAddr::new(ip, 0)).ok(),
+        None => bind(0),
         Some(range) => {
             let (lo, hi) = (*range.start(), *range.end());
             let n = u32::from(hi - lo) + 1;
@@ -180,10 +196,8 @@ fn open_passive(s: &mut Session) -> Option<u16> {
                 ^ std::process::id())
                 % n;
             (0..n)
-                .find_map(|i| {
-                    let port = lo + ((start + i) % n) as u16;
-                    TcpListener::bind(SocketAddr::new(ip, port)).ok()
-                })
+                .take_while(|_| no_fds.get().is_none())
+                .find_map(|i| bind(lo + ((start + i) % n) as u16))
                 .or_else(|| {
                     // pyftpdlib: every port of the range busy → a kernel-assigned one.
                     log::warn!(
@@ -191,16 +205,24 @@ fn open_passive(s: &mut Session) -> Option<u16> {
                          A random kernel-assigned port will be used.",
                         s.prefix
                     );
-                    TcpListener::bind(SocketAddr::new(ip, 0)).ok()
+                    bind(0)
                 })
         }
     };
     let Some(listener) = listener else {
+        if let Some(e) = no_fds.get().map(io::Error::from_raw_os_error) {
+            log::warn!("{} cannot open a passive listener: {e}", s.prefix);
+            let why = crate::filesystems::strerror(&e);
+            return Err(format!("Can't open passive connection: {why}."));
+        }
         log::warn!("{} no passive port available", s.prefix);
-        return None;
+        return Err("Can't open passive connection.".into());
     };
-    let port = listener.local_addr().ok()?.port();
+    let port = listener
+        .local_addr()
+        .map_err(|_| "Can't open passive connection.".to_string())?
+        .port();
     s.data = DataSetup::Passive(listener);
     s.data_since = std::time::Instant::now();
-    Some(port)
+    Ok(port)
 }

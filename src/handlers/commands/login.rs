@@ -31,6 +31,9 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
     }
     let user = s.username.clone();
     let password = req.arg_str();
+    if crate::servers::admission::banned() {
+        return refuse_banned(s, &user);
+    }
     match login(s, &user, &password) {
         Ok((fs, msg)) => {
             s.set_login_fs(fs);
@@ -44,8 +47,14 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
             Ok(())
         }
         Err(msg) => {
-            // Slow down password guessing; only this session waits.
+            // Counted for the address across all its sessions (servers/admission.rs)...
+            let banned = crate::servers::admission::login_failed(&s.h);
+            // ...and slowed down; only this session waits.
             std::thread::sleep(s.h.auth_failed_timeout);
+            if banned {
+                s.cb.on_login_failed(&user, &password);
+                return refuse_banned(s, &user);
+            }
             s.attempted_logins += 1;
             s.username.clear();
             let mut msg = capitalize(&msg);
@@ -59,6 +68,18 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
             Ok(())
         }
     }
+}
+
+/// An address banned for failed logins (its own or other sessions') gets 421 and the
+/// session ends; the password is not even tried.
+fn refuse_banned(s: &mut Session, user: &str) -> io::Result<()> {
+    log::info!("{} USER '{user}' refused: address banned.", s.prefix);
+    s.username.clear();
+    s.closing = true;
+    s.reply(
+        421,
+        "Too many failed logins from your address; try again later.",
+    )
 }
 
 /// Validates, finds the home, takes on the user's identity and builds the filesystem.
@@ -129,6 +150,8 @@ pub(super) fn rein(s: &mut Session, _req: &Request) -> io::Result<()> {
 }
 
 pub(super) fn quit(s: &mut Session, _req: &Request) -> io::Result<()> {
+    // The slot is free before the client has the 221: it may reconnect at once.
+    crate::servers::admission::release_early();
     s.say_goodbye()?;
     s.closing = true;
     Ok(())
