@@ -1,7 +1,9 @@
 //! The process-per-connection model (pyftpdlib `MultiprocessFTPServer`): the accept loop
 //! forks a child for each connection; the child closes the listeners, serves the one session
-//! (where it may drop to the logged-in Unix user for good) and exits; the parent counts and
-//! reaps its children without blocking and ends them on shutdown.
+//! (where it may drop to the logged-in Unix user for good) and exits, releasing its place
+//! in the admission table as its session ends; the parent reaps its children without
+//! blocking (releasing the place of one that died without doing so) and ends them on
+//! shutdown.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -100,9 +100,11 @@ pub struct FtpServer {
     handler: Arc<FtpHandler>,
     executor: Executor,
     shared: Arc<Shared>,
-    /// Most sessions at once; beyond it clients get 421. Default: 512.
+    /// Most sessions at once, counted across every worker and child; beyond it clients
+    /// get 421. 0 is unlimited (up to [`UNLIMITED_SESSIONS`]). Default: 512.
     pub max_cons: usize,
-    /// Most sessions from one address; 0 is unlimited. Default: 0.
+    /// Most sessions from one address, counted across every worker and child; 0 is
+    /// unlimited. Default: 0.
     pub max_cons_per_ip: usize,
     /// Stack size of session threads. Default: [`DEFAULT_STACK_SIZE`].
     pub stack_size: usize,

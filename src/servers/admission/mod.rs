@@ -4,24 +4,24 @@
 //! count one step under one lock; the failed logins and bans of each address (fail2ban's
 //! `maxretry`/`findtime`/`bantime`, inside the server); and counters of the 421 refusals.
 //!
-//! Three tables live in the mapping. Addresses: open addressing with linear probing and
-//! backward-shift deletion, keyed by a hash seeded at random when the table is made (so no
-//! client can choose colliding addresses); kept at most three quarters full, it holds four
-//! entries per possible session. When it is full, the oldest record of an address without
-//! a session is forgotten (a ban may then end early), and if every entry belongs to a
-//! connected address a new address is refused like a full server. Tickets: one per
-//! admitted session, naming its address, the process that admitted it and a generation,
-//! so a session is released exactly once — by itself when it ends (before its 221), or by
-//! the parent when the process serving it died. A stack of free tickets.
+//! Three tables live in shared memory, all changed under one lock (shm.rs): the addresses
+//! (table.rs; four records per possible session; when full, the oldest record of an
+//! address without a session is forgotten, so a ban may end early, and if every record
+//! belongs to a connected address a new address is refused like a full server); one
+//! ticket per admitted session, naming its address, the process that admitted it and a
+//! generation, so a session is released exactly once — by itself when it ends (before its
+//! 221), or by the parent when the process serving it died; and a stack of free tickets.
 
-use std::hash::{BuildHasher, Hasher};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::handlers::FtpHandler;
 use crate::shm::{self, SharedArray, ZeroedAtomics};
+
+mod table;
+use table::{key, AddrTable, Key};
 
 /// Sessions the table holds when `max_cons` is 0 (unlimited); beyond them new connections
 /// are refused as when the server is full.
@@ -81,37 +81,15 @@ pub(crate) enum Strike {
 struct Header {
     lock: AtomicU32,
     sessions: AtomicU32,
-    /// Address entries in use.
-    used: AtomicU32,
     /// Free tickets on the stack.
     free_top: AtomicU32,
     /// Set when the server drains: every admission is refused.
     draining: AtomicU32,
     _pad: AtomicU32,
-    /// The hash seed.
-    seed: [AtomicU64; 2],
     /// Refusals by [`Refusal`].
     refused: [AtomicU64; 5],
     /// Bans imposed.
     bans: AtomicU64,
-}
-
-/// One address: its sessions, failed logins and ban.
-#[repr(C)]
-#[derive(Default)]
-struct Entry {
-    /// The address as IPv6 (IPv4 mapped), high and low halves.
-    hi: AtomicU64,
-    lo: AtomicU64,
-    used: AtomicU32,
-    conns: AtomicU32,
-    /// Failed logins in the window that started at `window`.
-    fails: AtomicU32,
-    _pad: AtomicU32,
-    /// Start of the failure window, ms of CLOCK_MONOTONIC.
-    window: AtomicU64,
-    /// Refused until then (ms of CLOCK_MONOTONIC); 0: never banned.
-    banned_until: AtomicU64,
 }
 
 /// One admitted session.
@@ -129,9 +107,6 @@ struct TicketSlot {
 unsafe impl ZeroedAtomics for Header {}
 // SAFETY: as above.
 #[allow(unsafe_code)]
-unsafe impl ZeroedAtomics for Entry {}
-// SAFETY: as above.
-#[allow(unsafe_code)]
 unsafe impl ZeroedAtomics for TicketSlot {}
 
 /// An admitted session's place in the table.
@@ -144,26 +119,9 @@ pub(crate) struct Ticket {
 /// The admission table of one server (see the module docs).
 pub(crate) struct Admission {
     head: SharedArray<Header>,
-    addrs: SharedArray<Entry>,
+    addrs: AddrTable,
     tickets: SharedArray<TicketSlot>,
     free: SharedArray<AtomicU32>,
-}
-
-type Key = (u64, u64);
-
-fn key(ip: IpAddr) -> Key {
-    let v6 = match ip {
-        IpAddr::V4(a) => a.to_ipv6_mapped(),
-        IpAddr::V6(a) => a,
-    };
-    let bits = u128::from(v6);
-    ((bits >> 64) as u64, bits as u64)
-}
-
-fn key_ip(k: Key) -> IpAddr {
-    crate::proto::unmap(IpAddr::V6(Ipv6Addr::from(
-        (u128::from(k.0) << 64) | u128::from(k.1),
-    )))
 }
 
 /// Milliseconds of CLOCK_MONOTONIC: one clock for every process of the machine.
@@ -191,7 +149,7 @@ impl Admission {
         let entries = (sessions * 4).max(1024).next_power_of_two();
         let a = Admission {
             head: SharedArray::new(1, "admission counts"),
-            addrs: SharedArray::new(entries, "admission counts"),
+            addrs: AddrTable::new(entries),
             tickets: SharedArray::new(sessions, "admission counts"),
             free: SharedArray::new(sessions, "admission counts"),
         };
@@ -200,12 +158,6 @@ impl Admission {
         }
         let h = a.h();
         h.free_top.store(sessions as u32, Ordering::Relaxed);
-        let random = std::collections::hash_map::RandomState::new();
-        for (i, s) in h.seed.iter().enumerate() {
-            let mut x = random.build_hasher();
-            x.write_usize(i);
-            s.store(x.finish(), Ordering::Relaxed);
-        }
         a
     }
 
@@ -236,8 +188,9 @@ impl Admission {
             out.push_str(&format!(" {name}={}", n.load(Ordering::Relaxed)));
         }
         out.push_str(&format!(
-            "; bans: {}",
-            self.h().bans.load(Ordering::Relaxed)
+            "; bans: {}; addresses on record: {}",
+            self.h().bans.load(Ordering::Relaxed),
+            self.addrs.used()
         ));
         out
     }
@@ -264,8 +217,8 @@ impl Admission {
         if h.draining.load(Ordering::Relaxed) != 0 {
             return Err(Refusal::ShuttingDown);
         }
-        let found = self.find(k);
-        if let Some(e) = found.map(|i| &self.addrs[i]) {
+        let found = self.addrs.find(k);
+        if let Some(e) = found.map(|i| self.addrs.entry(i)) {
             if e.banned_until.load(Ordering::Relaxed) > now {
                 return Err(Refusal::Banned);
             }
@@ -273,7 +226,7 @@ impl Admission {
         if max_cons > 0 && h.sessions.load(Ordering::Relaxed) as usize >= max_cons {
             return Err(Refusal::Full);
         }
-        let conns = found.map_or(0, |i| self.addrs[i].conns.load(Ordering::Relaxed));
+        let conns = found.map_or(0, |i| self.addrs.entry(i).conns.load(Ordering::Relaxed));
         if max_per_ip > 0 && conns as usize >= max_per_ip {
             return Err(Refusal::PerIp);
         }
@@ -281,13 +234,13 @@ impl Admission {
         if top == 0 {
             return Err(Refusal::Full);
         }
-        let Some(i) = found.or_else(|| self.insert(k, now)) else {
+        let Some(i) = found.or_else(|| self.addrs.insert(k, now)) else {
             log::warn!("the admission table is full of connected addresses");
             return Err(Refusal::Full);
         };
         let index = self.free[top as usize - 1].load(Ordering::Relaxed);
         h.free_top.store(top - 1, Ordering::Relaxed);
-        let e = &self.addrs[i];
+        let e = self.addrs.entry(i);
         e.conns.store(conns + 1, Ordering::Relaxed);
         h.sessions.fetch_add(1, Ordering::SeqCst);
         let t = &self.tickets[index as usize];
@@ -335,13 +288,13 @@ impl Admission {
         let st = t.state.load(Ordering::Relaxed);
         t.state.store(st & !0xffff_ffff, Ordering::Relaxed);
         let k = (t.hi.load(Ordering::Relaxed), t.lo.load(Ordering::Relaxed));
-        if let Some(i) = self.find(k) {
-            let e = &self.addrs[i];
+        if let Some(i) = self.addrs.find(k) {
+            let e = self.addrs.entry(i);
             e.conns.store(
                 e.conns.load(Ordering::Relaxed).saturating_sub(1),
                 Ordering::Relaxed,
             );
-            self.tidy(i, now);
+            self.addrs.tidy(i, now);
         }
         let _ = h
             .sessions
@@ -369,10 +322,10 @@ impl Admission {
         let _g = shm::lock(&h.lock, "admission");
         let now = now_ms();
         let k = key(ip);
-        let Some(i) = self.find(k).or_else(|| self.insert(k, now)) else {
+        let Some(i) = self.addrs.find(k).or_else(|| self.addrs.insert(k, now)) else {
             return Strike::Counted;
         };
-        let e = &self.addrs[i];
+        let e = self.addrs.entry(i);
         if e.banned_until.load(Ordering::Relaxed) > now {
             return Strike::AlreadyBanned;
         }
@@ -397,155 +350,9 @@ impl Admission {
     pub(crate) fn is_banned(&self, ip: IpAddr) -> bool {
         let _g = shm::lock(&self.h().lock, "admission");
         let now = now_ms();
-        self.find(key(ip))
-            .is_some_and(|i| self.addrs[i].banned_until.load(Ordering::Relaxed) > now)
-    }
-
-    fn mask(&self) -> usize {
-        self.addrs.len() - 1
-    }
-
-    fn home(&self, k: Key) -> usize {
-        let seed = &self.h().seed;
-        let mut x = std::collections::hash_map::DefaultHasher::new();
-        x.write_u64(seed[0].load(Ordering::Relaxed));
-        x.write_u64(seed[1].load(Ordering::Relaxed));
-        x.write_u64(k.0);
-        x.write_u64(k.1);
-        (x.finish() as usize) & self.mask()
-    }
-
-    fn key_at(&self, i: usize) -> Key {
-        let e = &self.addrs[i];
-        (e.hi.load(Ordering::Relaxed), e.lo.load(Ordering::Relaxed))
-    }
-
-    /// Under the lock: the entry of `k`.
-    fn find(&self, k: Key) -> Option<usize> {
-        let mut i = self.home(k);
-        for _ in 0..self.addrs.len() {
-            if self.addrs[i].used.load(Ordering::Relaxed) == 0 {
-                return None;
-            }
-            if self.key_at(i) == k {
-                return Some(i);
-            }
-            i = (i + 1) & self.mask();
-        }
-        None
-    }
-
-    /// Under the lock: a new entry for `k` (making room if the table is full), or `None`.
-    fn insert(&self, k: Key, now: u64) -> Option<usize> {
-        let h = self.h();
-        let limit = (self.addrs.len() / 4 * 3) as u32;
-        if h.used.load(Ordering::Relaxed) >= limit && !self.evict(now) {
-            return None;
-        }
-        let mut i = self.home(k);
-        while self.addrs[i].used.load(Ordering::Relaxed) != 0 {
-            i = (i + 1) & self.mask();
-        }
-        let e = &self.addrs[i];
-        e.hi.store(k.0, Ordering::Relaxed);
-        e.lo.store(k.1, Ordering::Relaxed);
-        e.conns.store(0, Ordering::Relaxed);
-        e.fails.store(0, Ordering::Relaxed);
-        e.window.store(now, Ordering::Relaxed);
-        e.banned_until.store(0, Ordering::Relaxed);
-        e.used.store(1, Ordering::Relaxed);
-        h.used.fetch_add(1, Ordering::Relaxed);
-        Some(i)
-    }
-
-    /// True when the entry records nothing worth keeping at `now`.
-    fn stale(e: &Entry, now: u64) -> bool {
-        e.conns.load(Ordering::Relaxed) == 0
-            && e.banned_until.load(Ordering::Relaxed) <= now
-            && e.fails.load(Ordering::Relaxed) == 0
-    }
-
-    /// Under the lock: removes entry `i` if it is stale.
-    fn tidy(&self, i: usize, now: u64) {
-        if Self::stale(&self.addrs[i], now) {
-            self.remove(i);
-        }
-    }
-
-    /// Under the lock, the table full: forgets the oldest record of an address with no
-    /// session (a stale one first). False when every entry has a session.
-    fn evict(&self, now: u64) -> bool {
-        let mut oldest: Option<(u64, usize)> = None;
-        for (i, e) in self.addrs.iter().enumerate() {
-            if e.used.load(Ordering::Relaxed) == 0 || e.conns.load(Ordering::Relaxed) > 0 {
-                continue;
-            }
-            if Self::stale(e, now) {
-                self.remove(i);
-                return true;
-            }
-            let age = e.window.load(Ordering::Relaxed);
-            if oldest.map_or(true, |(a, _)| age < a) {
-                oldest = Some((age, i));
-            }
-        }
-        let Some((_, i)) = oldest else {
-            return false;
-        };
-        log::debug!(
-            "admission table full: forgetting the failed logins of {}",
-            key_ip(self.key_at(i))
-        );
-        self.remove(i);
-        true
-    }
-
-    /// Under the lock: empties entry `i`, moving later entries of its probe run back so
-    /// every remaining key stays reachable from its home (backward-shift deletion).
-    fn remove(&self, i: usize) {
-        let mask = self.mask();
-        let mut hole = i;
-        let mut j = i;
-        loop {
-            j = (j + 1) & mask;
-            if self.addrs[j].used.load(Ordering::Relaxed) == 0 {
-                break;
-            }
-            let home = self.home(self.key_at(j));
-            // Entry j may fill the hole unless its home lies cyclically in (hole, j].
-            let stays = if hole <= j {
-                hole < home && home <= j
-            } else {
-                hole < home || home <= j
-            };
-            if !stays {
-                self.copy_entry(j, hole);
-                hole = j;
-            }
-        }
-        let e = &self.addrs[hole];
-        e.used.store(0, Ordering::Relaxed);
-        let h = self.h();
-        h.used.store(
-            h.used.load(Ordering::Relaxed).saturating_sub(1),
-            Ordering::Relaxed,
-        );
-    }
-
-    fn copy_entry(&self, from: usize, to: usize) {
-        let (a, b) = (&self.addrs[from], &self.addrs[to]);
-        for (x, y) in [(&a.hi, &b.hi), (&a.lo, &b.lo), (&a.window, &b.window)] {
-            y.store(x.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-        b.banned_until
-            .store(a.banned_until.load(Ordering::Relaxed), Ordering::Relaxed);
-        for (x, y) in [
-            (&a.used, &b.used),
-            (&a.conns, &b.conns),
-            (&a.fails, &b.fails),
-        ] {
-            y.store(x.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
+        self.addrs
+            .find(key(ip))
+            .is_some_and(|i| self.addrs.entry(i).banned_until.load(Ordering::Relaxed) > now)
     }
 }
 
@@ -633,6 +440,7 @@ pub(crate) fn banned() -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::table::key_ip;
     use super::*;
 
     fn ip(n: u32) -> IpAddr {
@@ -663,7 +471,7 @@ mod tests {
             a.release(t);
         }
         assert_eq!(a.sessions(), 0);
-        assert_eq!(a.h().used.load(Ordering::Relaxed), 0, "no entry left");
+        assert_eq!(a.addrs.used(), 0, "no entry left");
         a.set_draining();
         assert_eq!(a.admit(ip(9), 3, 2), Err(Refusal::ShuttingDown));
         assert!(a.summary().contains("per_ip=1 banned=0 shutting_down=1"));
@@ -705,10 +513,12 @@ mod tests {
         for n in 0..2000 {
             a.login_failed(ip(n), 5, find, ban);
         }
-        assert!(a.h().used.load(Ordering::Relaxed) <= 768);
+        assert!(a.addrs.used() <= 768);
         // Every recorded key is still found after all the shifting.
-        let found = (0..2000).filter(|n| a.find(key(ip(*n))).is_some()).count();
-        assert_eq!(found, a.h().used.load(Ordering::Relaxed) as usize);
+        let found = (0..2000)
+            .filter(|n| a.addrs.find(key(ip(*n))).is_some())
+            .count();
+        assert_eq!(found, a.addrs.used() as usize);
         assert!(
             a.admit(ip(5000), 1, 0).is_ok(),
             "room is made for a session"
@@ -726,7 +536,7 @@ mod tests {
             }
         }
         for (n, k) in keys.iter().enumerate() {
-            assert_eq!(a.find(key(*k)).is_some(), n % 3 != 0, "{k}");
+            assert_eq!(a.addrs.find(key(*k)).is_some(), n % 3 != 0, "{k}");
         }
     }
 
