@@ -195,11 +195,14 @@ const FD_BACKOFF: Duration = Duration::from_millis(100);
 pub(crate) fn accept_failed(l: &TcpListener, e: &io::Error, shared: &Shared) -> bool {
     match e.raw_os_error() {
         Some(nix::libc::EMFILE) | Some(nix::libc::ENFILE) => {
-            if shared.reserve.refuse_one(l, shared) {
-                return true;
+            match shared.reserve.refuse_one(l, shared) {
+                Spare::Refused => true,
+                Spare::NothingPending => false,
+                Spare::Failed => {
+                    std::thread::sleep(FD_BACKOFF);
+                    false
+                }
             }
-            std::thread::sleep(FD_BACKOFF);
-            false
         }
         Some(nix::libc::ECONNABORTED) => true,
         _ => {
@@ -207,6 +210,16 @@ pub(crate) fn accept_failed(l: &TcpListener, e: &io::Error, shared: &Shared) -> 
             false
         }
     }
+}
+
+/// What giving up the spare descriptor did.
+enum Spare {
+    /// A connection was accepted and refused.
+    Refused,
+    /// The backlog was empty after all.
+    NothingPending,
+    /// Nothing could be accepted even so (another thread took the descriptor).
+    Failed,
 }
 
 /// A descriptor kept open on /dev/null, to be closed when the process runs out of them so
@@ -225,22 +238,25 @@ impl Reserve {
         }
     }
 
-    /// Frees the spare, accepts one connection, refuses it, takes the spare back. False
-    /// when no connection could be taken.
-    fn refuse_one(&self, l: &TcpListener, shared: &Shared) -> bool {
+    /// Frees the spare, accepts one connection, refuses it, takes the spare back.
+    fn refuse_one(&self, l: &TcpListener, shared: &Shared) -> Spare {
         let Ok(mut spare) = self.0.lock() else {
-            return false;
+            return Spare::Failed;
         };
         drop(spare.take());
-        let taken = match l.accept() {
-            Ok((stream, _)) => {
-                out_of_descriptors(&stream, shared);
-                true
+        let done = loop {
+            match l.accept() {
+                Ok((stream, _)) => {
+                    out_of_descriptors(&stream, shared);
+                    break Spare::Refused;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Spare::NothingPending,
+                Err(_) => break Spare::Failed,
             }
-            Err(_) => false,
         };
         *spare = File::open("/dev/null").ok();
-        taken
+        done
     }
 }
 
