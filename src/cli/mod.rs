@@ -328,6 +328,31 @@ mod tests {
     }
 
     #[test]
+    fn upload_and_ban_flags_parse() {
+        let o = run(&["-d", "/tmp"]);
+        assert!(!o.atomic_uploads);
+        assert_eq!((o.ban_failures, o.ban_find_time, o.ban_time), (5, 600, 600));
+        let h = build_handler(&o).unwrap();
+        assert!(h.lock_upload_files && !h.atomic_uploads);
+        let o = run(&[
+            "--atomic-uploads",
+            "--ban-failures",
+            "3",
+            "--ban-find-time",
+            "60",
+            "--ban-time",
+            "0",
+        ]);
+        let h = build_handler(&o).unwrap();
+        assert!(h.atomic_uploads);
+        assert_eq!(h.ban_failures, 3);
+        assert_eq!(h.ban_find_time, Duration::from_secs(60));
+        assert_eq!(h.ban_time, Duration::ZERO);
+        assert!(parse(&["--ban-failures", "-1"]).is_err());
+        assert!(parse(&["--ban-time", "soon"]).is_err());
+    }
+
+    #[test]
     fn tls_flags_parse() {
         let o = run(&["-d", "/tmp"]);
         assert!(!o.tls && !o.implicit_tls && o.certfile.is_none());
