@@ -179,6 +179,7 @@ fn burst(addr: SocketAddr, src: Ipv4Addr, n: usize) -> (Vec<TcpStream>, Vec<Stri
 /// count shared by every worker and child), and counts each address apart.
 fn per_ip_limit_is_exact(ex: Executor) {
     let s = builder().executor(ex).max_cons(0, 5).start();
+    let mut held = Vec::new();
     for src in [Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2)] {
         let (greeted, refused) = burst(s.addr, src, 12);
         assert_eq!(
@@ -190,7 +191,7 @@ fn per_ip_limit_is_exact(ex: Executor) {
         for r in &refused {
             assert_eq!(r, "421 Too many connections from the same IP address.");
         }
-        std::mem::forget(greeted); // held until the server ends
+        held.extend(greeted);
     }
 }
 
@@ -293,6 +294,7 @@ fn failed_logins_ban_the_address(ex: Executor) {
     }
     assert_eq!(try_login(s.addr, me, PASS).0, 230);
     if let Some(bin) = &s.bin {
+        assert!(bin.logged("banned for"), "{}", bin.log());
         let log = bin.log();
         assert_eq!(log.matches("banned for").count(), 1, "{log}");
     }

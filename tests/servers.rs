@@ -252,7 +252,7 @@ fn new_connection_during_drain_gets_421(ex: Executor) {
         .expect("the server exited");
     assert_eq!(st.code(), Some(0), "{}", bin.log());
     assert!(
-        bin.log().contains("shutting_down=5"),
+        bin.logged("shutting_down=5"),
         "the refusals are counted: {}",
         bin.log()
     );

@@ -286,6 +286,19 @@ impl BinServer {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
+    /// Waits (at most [`IO_TIMEOUT`]) until the log holds `needle`: lines reach it through
+    /// a reader thread, a moment after the server wrote them.
+    pub fn logged(&self, needle: &str) -> bool {
+        let deadline = std::time::Instant::now() + IO_TIMEOUT;
+        while !self.log().contains(needle) {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
     /// Sends a signal to the server process.
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
