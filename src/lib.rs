@@ -34,6 +34,7 @@ pub mod handlers;
 mod logging;
 pub mod proto;
 pub mod servers;
+mod shm;
 /// TFTP server framework in the spirit of fbtftp (RFC 1350, 2347–2349, 7440).
 pub mod tftp;
 

@@ -171,6 +171,61 @@ fn systemd_socket_activation_and_notify() {
     );
 }
 
+/// Starts the binary on a socket handed over as systemd does (fd 3), with `extra` flags.
+fn socket_activated(listener: &TcpListener, root: &std::path::Path, extra: &[&str]) -> BinServer {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" "$@" 3<&0 0</dev/null"#)
+        .arg(BIN)
+        .args(["-u", USER, "-P", PASS, "-d"])
+        .arg(root)
+        .args(extra)
+        .stdin(Stdio::from(OwnedFd::from(listener.try_clone().unwrap())));
+    BinServer::spawn(cmd, tempfile::tempdir().unwrap(), root.to_path_buf())
+}
+
+/// A socket that belongs to systemd is not closed during the drain: each new connection is
+/// accepted, told 421 and closed, and once the server has exited the socket still queues
+/// connections for the next instance, which serves them.
+#[test]
+fn systemd_socket_during_drain_and_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().canonicalize().unwrap();
+    std::fs::write(root.join("f.bin"), pattern(256 * 1024)).unwrap();
+    // systemd's own copy of the socket: it outlives every instance.
+    let systemd = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = systemd.local_addr().unwrap();
+    let mut bin = socket_activated(&systemd, &root, &["--write-limit", "64K"]);
+    let mut r = raw_at(addr);
+    login(&mut r);
+    assert_eq!(r.cmd("TYPE I").0, 200);
+    let data = r.pasv();
+    let (code, text) = r.cmd("RETR f.bin");
+    assert!(code == 150 || code == 125, "{text}");
+    bin.signal(Signal::SIGTERM);
+    // Until the drain has begun a new connection may still be served: wait for the 421.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        if first_line(&c) == "421 Server shutting down." {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no 421 during the drain");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(read_all(data), pattern(256 * 1024), "the download finished");
+    assert_eq!(r.reply().0, 226);
+    let st = bin.wait_exit(Duration::from_secs(30)).expect("exits");
+    assert_eq!(st.code(), Some(0), "{}", bin.log());
+    // The socket is still systemd's: a client now waits in its queue...
+    let queued = TcpStream::connect(addr).expect("the socket stayed open");
+    queued.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    // ...and the next instance greets it.
+    let _next = socket_activated(&systemd, &root, &[]);
+    assert!(first_line(&queued).starts_with("220"));
+}
+
 /// The command lines of the sample service files under scripts/deploy.
 fn sample_command_lines() -> Vec<(String, Vec<String>)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/deploy");

@@ -288,6 +288,84 @@ fn parent_directory_swapped_for_a_symlink_out() {
     assert_eq!(r.cmd("NOOP").0, 200, "the session is alive");
 }
 
+/// Atomic uploads (`--atomic-uploads`) under the same race: the temporary file is created,
+/// filled from the old file (APPE, REST), renamed over the name or removed while `q` flips
+/// between a directory of the root and a symlink out. Nothing outside is created, replaced
+/// or read into a file inside.
+#[test]
+fn atomic_uploads_while_the_parent_directory_is_swapped() {
+    let outside = outside_tree();
+    let srv = BinServer::start(&["--atomic-uploads"]);
+    let root = srv.root.clone();
+    std::fs::create_dir(root.join("q")).expect("mkdir q");
+    std::fs::write(root.join("q/victim.txt"), b"inside\n").expect("write");
+    std::os::unix::fs::symlink(outside.path(), root.join("qx")).expect("symlink");
+    let before = names(outside.path());
+    let mut r = raw_at(srv.addr);
+    r.cmd(&format!("USER {USER}"));
+    assert_eq!(r.cmd(&format!("PASS {PASS}")).0, 230);
+    r.cmd("TYPE I");
+    let swapper = Swapper::start(root.join("q"), root.join("qx"));
+    let mut wins = Wins::default();
+    let out = outside.path().to_path_buf();
+    let victim = Victim::new(&out.join("victim.txt"));
+    let mut done = 0;
+    for i in 0..DATA_TRIES {
+        let (_, _, end) = transfer(&mut r, "STOR q/victim.txt", b"overwritten");
+        done += usize::from(end == 226);
+        wins.check("STOR replace", victim.changed_then_restored());
+        transfer(&mut r, &format!("STOR q/new-{i}"), b"planted");
+        wins.check("STOR create", out.join(format!("new-{i}")).exists());
+        transfer(&mut r, "APPE q/victim.txt", b"appended");
+        wins.check("APPE", victim.changed_then_restored());
+        if r.cmd("REST 3").0 == 350 {
+            transfer(&mut r, "STOR q/victim.txt", b"rest");
+        }
+        wins.check("REST STOR", victim.changed_then_restored());
+        transfer(&mut r, "STOU q/u", b"unique");
+        wins.check("STOU", victim.changed_then_restored());
+    }
+    let swaps = swapper.finish();
+    let created: Vec<String> = names(outside.path())
+        .into_iter()
+        .filter(|n| !before.contains(n))
+        .collect();
+    eprintln!("names that appeared outside: {created:?}");
+    wins.check("anything created outside", !created.is_empty());
+    // The real `q` (whichever name it has now): no copy of the secret, no temporary file left.
+    let q = if root.join("q").is_symlink() {
+        root.join("qx")
+    } else {
+        root.join("q")
+    };
+    let mut leaked = Vec::new();
+    for n in names(&q) {
+        let text = std::fs::read(q.join(&n)).unwrap_or_default();
+        if n.starts_with(".ftpdlib.") || String::from_utf8_lossy(&text).contains("OUTSIDE-SECRET") {
+            leaked.push(n);
+        }
+    }
+    wins.check(
+        "secret copied inside, or a temporary file left",
+        !leaked.is_empty(),
+    );
+    eprintln!(
+        "swaps: {swaps}; uploads done: {done}; attacker wins: {:?}",
+        wins.0
+    );
+    assert!(swaps > 0, "the swapper ran");
+    assert!(
+        done > 0,
+        "no upload reached the directory inside: no race was run"
+    );
+    assert!(
+        wins.0.values().all(|&n| n == 0),
+        "the jail was escaped: {:?} {leaked:?}",
+        wins.0
+    );
+    assert_eq!(r.cmd("NOOP").0, 200, "the session is alive");
+}
+
 /// A read-only anonymous user downloads a public file while a local user swaps it for a
 /// symlink to a secret outside the served tree.
 #[test]

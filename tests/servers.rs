@@ -204,6 +204,77 @@ fn sigterm_prefork() {
     sigterm_drains_and_exits_zero(Executor::PreFork { workers: 2 });
 }
 
+/// SIGTERM with a throttled download running: an idle session gets 421, a client that
+/// connects during the drain gets `421 Server shutting down.` at once (it is not left in
+/// the listener's backlog), the download completes with 226, and the process exits 0.
+fn new_connection_during_drain_gets_421(ex: Executor) {
+    let mut args = model_args(ex);
+    args.extend(
+        ["--shutdown-grace", "60", "--write-limit", "128K"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut bin = BinServer::start(&refs);
+    let big = pattern(1 << 20);
+    std::fs::write(bin.root.join("big.bin"), &big).unwrap();
+    let login = |bin: &BinServer| {
+        let mut r = raw_at(bin.addr);
+        assert_eq!(r.cmd(&format!("USER {USER}")).0, 331);
+        assert_eq!(r.cmd(&format!("PASS {PASS}")).0, 230);
+        r
+    };
+    let mut idle = login(&bin);
+    let mut r = login(&bin);
+    assert_eq!(r.cmd("TYPE I").0, 200);
+    let mut data = r.pasv();
+    let (code, text) = r.cmd("RETR big.bin");
+    assert!(code == 150 || code == 125, "{text}");
+    let mut head = vec![0u8; 64 * 1024];
+    std::io::Read::read_exact(&mut data, &mut head).unwrap();
+    bin.signal(Signal::SIGTERM);
+    assert_eq!(idle.reply().0, 421, "the idle session is told at once");
+    for i in 0..5 {
+        let c = std::net::TcpStream::connect(bin.addr).expect("connect during the drain");
+        c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        assert_eq!(
+            first_line(&c),
+            "421 Server shutting down.",
+            "connection {i} during the drain"
+        );
+    }
+    let mut rest = read_all(data);
+    head.append(&mut rest);
+    assert!(head == big, "the download was cut: {} bytes", head.len());
+    assert_eq!(r.reply().0, 226);
+    let st = bin
+        .wait_exit(Duration::from_secs(60))
+        .expect("the server exited");
+    assert_eq!(st.code(), Some(0), "{}", bin.log());
+    assert!(
+        bin.wait_log("shutting_down=5"),
+        "the refusals are counted: {}",
+        bin.log()
+    );
+}
+
+#[test]
+fn drain_pool() {
+    new_connection_during_drain_gets_421(Executor::Pool);
+}
+#[test]
+fn drain_thread() {
+    new_connection_during_drain_gets_421(Executor::Thread);
+}
+#[test]
+fn drain_fork() {
+    new_connection_during_drain_gets_421(Executor::Fork);
+}
+#[test]
+fn drain_prefork() {
+    new_connection_during_drain_gets_421(Executor::PreFork { workers: 2 });
+}
+
 /// fork() is refused in a process with other threads (like this test process).
 #[test]
 fn fork_model_refuses_a_threaded_process() {

@@ -27,7 +27,10 @@ use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
 use nix::sys::stat::{fstat, FileStat, Mode};
 use nix::sys::time::TimeSpec;
 
+mod temp;
 mod walk;
+
+pub use temp::TempFile;
 
 #[cfg(test)]
 mod tests;

@@ -155,6 +155,61 @@ fn entry_operations_stay_beneath() {
     );
 }
 
+/// The names in a host directory.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn temporary_files_are_made_beside_their_name_and_renamed_or_removed() {
+    use std::io::Write;
+    let t = tree();
+    for r in roots(&t.root) {
+        let how = r.resolver();
+        let before = names(&t.root.join("sub"));
+        let mut tmp = r.create_temp(p("/in/f"), 0o640).expect("create_temp");
+        tmp.file().write_all(b"replaced").expect("write");
+        let made = names(&t.root.join("sub"));
+        assert_eq!(made.len(), before.len() + 1, "{how:?}: {made:?}");
+        assert!(made.iter().any(|n| n.starts_with(".ftpdlib.")), "{made:?}");
+        assert_eq!(read(&r, "sub/f").expect("old"), b"inside", "not yet");
+        tmp.persist().expect("persist");
+        assert_eq!(names(&t.root.join("sub")), before, "{how:?}");
+        assert_eq!(read(&r, "sub/f").expect("new"), b"replaced", "{how:?}");
+        let mode = std::fs::metadata(t.root.join("sub/f"))
+            .expect("stat")
+            .mode();
+        assert_eq!(mode & 0o777 & !0o640, 0, "{how:?}: {mode:o}");
+        std::fs::write(t.root.join("sub/f"), b"inside").expect("put back");
+        // Dropped without persist: removed, the name untouched.
+        drop(r.create_temp(p("sub/f"), 0o600).expect("create_temp"));
+        assert_eq!(names(&t.root.join("sub")), before, "{how:?}");
+        assert_eq!(read(&r, "sub/f").expect("old"), b"inside");
+        // Never beside a name whose directory leads out, nor for the root itself.
+        for bad in ["out/secret", "rel_out/x", "../out/x", "abs_in/f"] {
+            assert!(is_escape(r.create_temp(p(bad), 0o600)), "{how:?} {bad}");
+        }
+        assert_eq!(names(&t.base.join("out")), ["secret"], "{how:?}");
+        let e = r.create_temp(p("/"), 0o600).expect_err("the root");
+        assert_eq!(e.raw_os_error(), Some(nix::libc::EINVAL), "{how:?}");
+        // A long name is cut so the temporary name fits the 255-byte limit.
+        let long = format!("/sub/{}", "n".repeat(255));
+        let tmp = r.create_temp(p(&long), 0o600).expect("long name");
+        let made = names(&t.root.join("sub"));
+        let temp = made
+            .iter()
+            .find(|n| n.starts_with(".ftpdlib."))
+            .expect("temp");
+        assert_eq!(temp.len(), 255, "{how:?}");
+        drop(tmp);
+    }
+}
+
 #[test]
 fn chmod_and_mtime_follow_links_only_inside() {
     let t = tree();

@@ -104,6 +104,16 @@ pub struct Options {
     pub implicit_tls: bool,
     /// `--disable-tls-reuse-check`: data connections need not resume the control session.
     pub disable_tls_reuse_check: bool,
+    /// `--atomic-uploads`: upload to a hidden temporary file, renamed over the name when
+    /// complete.
+    pub atomic_uploads: bool,
+    /// `--ban-failures`: failed logins from one address that ban it (0 = no bans).
+    /// Default: 5.
+    pub ban_failures: u32,
+    /// `--ban-find-time` seconds in which those failures count. Default: 600.
+    pub ban_find_time: u64,
+    /// `--ban-time` seconds a banned address is refused. Default: 600.
+    pub ban_time: u64,
 }
 
 impl Default for Options {
@@ -153,6 +163,10 @@ impl Default for Options {
             tls_data_required: false,
             implicit_tls: false,
             disable_tls_reuse_check: false,
+            atomic_uploads: false,
+            ban_failures: 5,
+            ban_find_time: 600,
+            ban_time: 600,
         }
     }
 }
@@ -421,6 +435,7 @@ fn deployment_options(m: &getopts::Matches, o: &mut Options) -> Result<(), Strin
             .filter(|&u| u <= 0o777)
             .ok_or_else(|| format!("argument --umask: not an octal mask up to 777: {s:?}"))?;
     }
+    o.atomic_uploads = m.opt_present("atomic-uploads");
     o.users_db = value(m, "users-db");
     if o.users_db.is_some() && (m.opt_present("u") || o.unix_users || o.write) {
         return Err(
@@ -440,6 +455,9 @@ fn limits(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
     o.max_cons = num(m, "max-cons", o.max_cons)?;
     o.max_cons_per_ip = num(m, "max-cons-per-ip", o.max_cons_per_ip)?;
     o.max_login_attempts = num(m, "max-login-attempts", o.max_login_attempts)?;
+    o.ban_failures = num(m, "ban-failures", o.ban_failures)?;
+    o.ban_find_time = num(m, "ban-find-time", o.ban_find_time)?;
+    o.ban_time = num(m, "ban-time", o.ban_time)?;
     o.read_limit = rate(m, "read-limit")?;
     o.write_limit = rate(m, "write-limit")?;
     o.user_read_limit = rate(m, "user-read-limit")?;

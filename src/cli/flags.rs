@@ -275,6 +275,14 @@ const DEPLOYMENT: &[Flag] = &[
     ),
     flag(
         "",
+        "atomic-uploads",
+        "",
+        "upload to a hidden temporary file renamed over the name when complete (readers \
+         never see a partial file)",
+        "off",
+    ),
+    flag(
+        "",
         "shutdown-grace",
         "SECS",
         "seconds running transfers may go on after SIGTERM/SIGINT",
@@ -320,6 +328,27 @@ const LIMITS: &[Flag] = &[
         "N",
         "max number of failed authentications before disconnect",
         "3",
+    ),
+    flag(
+        "",
+        "ban-failures",
+        "N",
+        "failed logins from one address, across its sessions, that ban it",
+        "5; 0 = no bans",
+    ),
+    flag(
+        "",
+        "ban-find-time",
+        "SECS",
+        "seconds in which --ban-failures failed logins ban an address",
+        "600",
+    ),
+    flag(
+        "",
+        "ban-time",
+        "SECS",
+        "seconds a banned address gets 421 at connect",
+        "600",
     ),
     flag(
         "",

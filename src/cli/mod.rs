@@ -79,6 +79,10 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
     h.max_write_rate = o.max_write_rate;
     h.umask = o.umask;
     h.chroot_local_user = o.chroot_local_user;
+    h.atomic_uploads = o.atomic_uploads;
+    h.ban_failures = o.ban_failures;
+    h.ban_find_time = Duration::from_secs(o.ban_find_time);
+    h.ban_time = Duration::from_secs(o.ban_time);
     if let (true, Some(cert)) = (o.tls, &o.certfile) {
         let mut t = crate::handlers::TlsConfig::from_pem_files(cert, o.keyfile.as_deref())?;
         t.tls_control_required = o.tls_control_required;
@@ -461,6 +465,31 @@ mod tests {
         for bad in ["8", "1000", "-1", "rw", ""] {
             assert!(parse(&["--umask", bad]).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn upload_and_ban_flags_parse() {
+        let o = run(&["-d", "/tmp"]);
+        assert!(!o.atomic_uploads);
+        assert_eq!((o.ban_failures, o.ban_find_time, o.ban_time), (5, 600, 600));
+        let h = build_handler(&o).unwrap();
+        assert!(h.lock_upload_files && !h.atomic_uploads);
+        let o = run(&[
+            "--atomic-uploads",
+            "--ban-failures",
+            "3",
+            "--ban-find-time",
+            "60",
+            "--ban-time",
+            "0",
+        ]);
+        let h = build_handler(&o).unwrap();
+        assert!(h.atomic_uploads);
+        assert_eq!(h.ban_failures, 3);
+        assert_eq!(h.ban_find_time, Duration::from_secs(60));
+        assert_eq!(h.ban_time, Duration::ZERO);
+        assert!(parse(&["--ban-failures", "-1"]).is_err());
+        assert!(parse(&["--ban-time", "soon"]).is_err());
     }
 
     #[test]

@@ -34,7 +34,9 @@ pub mod path;
 mod unix;
 pub use abstracted::AbstractedFs;
 pub use os::OsFilesystem;
+mod upload;
 pub use unix::UnixFilesystem;
+pub use upload::{try_lock, PlainUpload, UploadOptions, UploadSink};
 
 /// What a directory entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +199,23 @@ pub trait Filesystem: Send {
         how: WriteMode,
         perm: u32,
     ) -> io::Result<Box<dyn Write + Send>>;
+    /// Opens a file for an upload under the handler's upload rules (see [`UploadOptions`]:
+    /// the upload lock, atomic uploads); `perm` as for [`open_write`](Self::open_write).
+    /// The default opens it with [`open_write`](Self::open_write) and applies neither:
+    /// content that is not a plain file has nothing to lock or rename.
+    ///
+    /// # Errors
+    /// Any I/O error; [`io::ErrorKind::WouldBlock`] when another session holds the file's
+    /// lock (a 450 reply).
+    fn open_upload(
+        &mut self,
+        path: &Path,
+        how: WriteMode,
+        perm: u32,
+        _opts: UploadOptions,
+    ) -> io::Result<Box<dyn UploadSink>> {
+        Ok(Box::new(PlainUpload(self.open_write(path, how, perm)?)))
+    }
     /// Creates a directory with the permission bits `perm` (`0o777` less the handler's umask;
     /// the process umask applies as well).
     ///

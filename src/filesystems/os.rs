@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-use super::{DirIter, Filesystem, ReadStream, Stat, WriteMode};
+use super::{upload, DirIter, Filesystem, ReadStream, Stat, UploadOptions, UploadSink, WriteMode};
 use crate::beneath::RootDir;
 
 /// The real disk, every path resolved beneath one root directory: the default filesystem.
@@ -45,7 +45,7 @@ impl OsFilesystem {
 
 /// Only regular files are transferred: a FIFO planted in the tree must not block a session
 /// (it is opened with `O_NONBLOCK`, then refused), a device must not be read or written.
-fn regular(f: fs::File) -> io::Result<fs::File> {
+pub(super) fn regular(f: fs::File) -> io::Result<fs::File> {
     let m = f.metadata()?;
     if m.is_dir() {
         return Err(io::Error::from_raw_os_error(nix::libc::EISDIR));
@@ -75,20 +75,19 @@ impl Filesystem for OsFilesystem {
         how: WriteMode,
         perm: u32,
     ) -> io::Result<Box<dyn Write + Send>> {
-        let base = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
-        let flags = match how {
-            WriteMode::Truncate => base | OFlag::O_TRUNC,
-            WriteMode::Append => base | OFlag::O_APPEND,
-            WriteMode::At(_) => base,
-            // A new name only: O_EXCL never follows a symlink in the last component.
-            WriteMode::CreateNew => base | OFlag::O_EXCL,
-        };
-        let mode = Mode::from_bits_truncate(perm & 0o777);
-        let mut f = regular(self.root.open_file(path, flags, mode)?)?;
-        if let WriteMode::At(off) = how {
-            f.seek(SeekFrom::Start(off))?;
-        }
-        Ok(Box::new(f))
+        Ok(Box::new(upload::open_file(
+            &self.root, path, how, perm, false,
+        )?))
+    }
+
+    fn open_upload(
+        &mut self,
+        path: &Path,
+        how: WriteMode,
+        perm: u32,
+        opts: UploadOptions,
+    ) -> io::Result<Box<dyn UploadSink>> {
+        upload::open(&self.root, path, how, perm, opts)
     }
 
     fn mkdir(&mut self, path: &Path, perm: u32) -> io::Result<()> {

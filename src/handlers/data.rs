@@ -79,10 +79,31 @@ pub(crate) fn limit_socket_buffers(s: &std::net::TcpStream) {
 
 pub(crate) use super::transfer_loop::{Outcome, Source};
 
+/// True for EMFILE and ENFILE: the process or the system is out of file descriptors.
+pub(crate) fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EMFILE) | Some(nix::libc::ENFILE)
+    )
+}
+
 impl Session {
     /// Takes the prepared data connection, replying 125 (already open) or 150 (about to
-    /// open), then waiting for a passive client. `None` when a reply already refused it.
+    /// open), then waiting for a passive client. `None` when a reply already refused it
+    /// (425 with the reason when the process is out of descriptors: the session goes on).
     pub(crate) fn open_data(&mut self, mark: Option<&[u8]>) -> io::Result<Option<Stream>> {
+        match self.open_data_channel(mark) {
+            Err(e) if out_of_descriptors(&e) => {
+                log::warn!("{} cannot accept the data connection: {e}", self.prefix);
+                let why = crate::filesystems::strerror(&e);
+                self.reply(425, &format!("Can't open data connection: {why}."))?;
+                Ok(None)
+            }
+            r => r,
+        }
+    }
+
+    fn open_data_channel(&mut self, mark: Option<&[u8]>) -> io::Result<Option<Stream>> {
         let prelim = |open: bool| -> Vec<u8> {
             match mark {
                 Some(m) => m.to_vec(),
@@ -295,12 +316,19 @@ impl Session {
             if lrev {
                 if let DataSetup::Passive(listener) = std::mem::take(&mut self.data) {
                     listener.set_nonblocking(true)?;
-                    match self.accept_data(&listener)? {
-                        Some(conn) => {
+                    match self.accept_data(&listener) {
+                        Ok(Some(conn)) => {
                             self.data = DataSetup::Active(conn);
                             self.data_since = Instant::now();
                         }
-                        None => self.data = DataSetup::Passive(listener),
+                        Ok(None) => self.data = DataSetup::Passive(listener),
+                        Err(e) if out_of_descriptors(&e) => {
+                            // No command to answer yet: the channel is dropped and the
+                            // next transfer command gets 425 at once.
+                            log::warn!("{} cannot accept a data connection: {e}", self.prefix);
+                            self.data_refused = true;
+                        }
+                        Err(e) => return Err(e),
                     }
                 }
                 continue;

@@ -10,12 +10,12 @@
 //! name. Buckets are single atomics ([`SharedBucket`]), so transfers never take the lock;
 //! only login and logout do, for a scan of the used slots.
 
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::throttle::{Clock, Direction, MonotonicClock};
+use crate::shm::{self, SharedArray, ZeroedAtomics};
 
 /// User slots of [`Limits::new`]: users with a shared limit logged in at once.
 pub const DEFAULT_USER_SLOTS: usize = 1024;
@@ -129,13 +129,9 @@ pub(crate) struct Slot {
     buckets: [SharedBucket; 2],
 }
 
-/// Where the slots live.
-enum Memory {
-    /// An anonymous shared mapping (survives fork; shared with children).
-    Mapped(&'static [Slot]),
-    /// Ordinary memory, used only if mmap(2) fails: shared by threads, not by processes.
-    Heap(Box<[Slot]>),
-}
+// SAFETY: `repr(C)`, only atomics (alignment 8), valid when zeroed.
+#[allow(unsafe_code)]
+unsafe impl ZeroedAtomics for Slot {}
 
 /// The registry of shared buckets: the server-wide pair and one pair per user. Held by the
 /// handler ([`FtpHandler::limits`](crate::handlers::FtpHandler::limits)); sessions take a
@@ -154,7 +150,7 @@ enum Memory {
 /// assert!(std::ptr::eq(a.bucket(Direction::Write), b.bucket(Direction::Write)));
 /// ```
 pub struct Limits {
-    mem: Memory,
+    slots: SharedArray<Slot>,
 }
 
 impl std::fmt::Debug for Limits {
@@ -183,15 +179,9 @@ impl Limits {
     /// then share it. If mmap(2) fails it falls back to ordinary memory (threads only) and
     /// logs a warning.
     pub fn with_capacity(users: usize) -> Limits {
-        let n = users.saturating_add(1);
-        let mem = match map_shared(n) {
-            Ok(slots) => Memory::Mapped(slots),
-            Err(e) => {
-                log::warn!("mmap of shared rate limits failed ({e}); limits are per process");
-                Memory::Heap((0..n).map(|_| Slot::default()).collect())
-            }
+        let l = Limits {
+            slots: SharedArray::new(users.saturating_add(1), "rate limits"),
         };
-        let l = Limits { mem };
         let now = MonotonicClock.now();
         // The server buckets start empty, like a session's: no burst at start-up.
         for b in &l.slots()[0].buckets {
@@ -201,15 +191,12 @@ impl Limits {
     }
 
     fn slots(&self) -> &[Slot] {
-        match &self.mem {
-            Memory::Mapped(s) => s,
-            Memory::Heap(s) => s,
-        }
+        &self.slots
     }
 
     /// True when the buckets live in shared memory and so hold across `fork()`.
     pub fn is_process_shared(&self) -> bool {
-        matches!(self.mem, Memory::Mapped(_))
+        self.slots.is_process_shared()
     }
 
     /// How many users can hold a slot at once.
@@ -290,94 +277,9 @@ impl Limits {
         })
     }
 
-    /// Takes the table lock: a spin lock in shared memory holding the locker's pid. A lock
-    /// left by a process that died is taken over (checked with kill(pid, 0)).
-    fn lock(&self) -> LockGuard<'_> {
-        let word = &self.slots()[0].refs;
-        let me = std::process::id().max(1);
-        let mut spins: u32 = 0;
-        loop {
-            match word.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return LockGuard(word),
-                Err(holder) => {
-                    spins = spins.wrapping_add(1);
-                    if spins < 64 {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
-                    if spins % 4096 == 0
-                        && holder != 0
-                        && holder != me
-                        && !process_alive(holder)
-                        && word
-                            .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
-                            .is_ok()
-                    {
-                        log::warn!("took over the rate-limit lock of dead process {holder}");
-                        return LockGuard(word);
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Limits {
-    #[allow(unsafe_code)]
-    fn drop(&mut self) {
-        if let Memory::Mapped(s) = self.mem {
-            let len = mapping_len(s.len());
-            if let Some(p) = std::ptr::NonNull::new(s.as_ptr() as *mut std::ffi::c_void) {
-                // SAFETY: `s` is the whole mapping made by `map_shared` with this length;
-                // `self` is its only owner and is going away, so no reference into it remains
-                // (UserSlots hold an Arc<Limits>, so none outlives it).
-                let _ = unsafe { nix::sys::mman::munmap(p, len) };
-            }
-        }
-    }
-}
-
-struct LockGuard<'a>(&'a AtomicU32);
-
-impl Drop for LockGuard<'_> {
-    fn drop(&mut self) {
-        self.0.store(0, Ordering::Release);
-    }
-}
-
-fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else {
-        return false;
-    };
-    !matches!(
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
-        Err(nix::errno::Errno::ESRCH)
-    )
-}
-
-fn mapping_len(slots: usize) -> usize {
-    let bytes = slots * std::mem::size_of::<Slot>();
-    bytes.div_ceil(4096) * 4096
-}
-
-#[allow(unsafe_code)]
-fn map_shared(slots: usize) -> nix::Result<&'static [Slot]> {
-    use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
-    let len = NonZeroUsize::new(mapping_len(slots)).ok_or(nix::errno::Errno::EINVAL)?;
-    // SAFETY: a fresh anonymous mapping aliases no Rust object. The kernel returns it
-    // page-aligned and zero-filled; `Slot` is `repr(C)`, made only of atomics (alignment 8,
-    // less than a page) for which all-zero bytes are a valid value, and `len` covers `slots`
-    // of them. The slice is only ever used through atomics, so sharing it with threads and
-    // forked processes is sound. It lives until `Limits::drop` unmaps it.
-    unsafe {
-        let p = mmap_anonymous(
-            None,
-            len,
-            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-            MapFlags::MAP_SHARED,
-        )?;
-        Ok(std::slice::from_raw_parts(p.as_ptr() as *const Slot, slots))
+    /// Takes the table lock (see [`shm::lock`]).
+    fn lock(&self) -> shm::LockGuard<'_> {
+        shm::lock(&self.slots()[0].refs, "rate-limit")
     }
 }
 

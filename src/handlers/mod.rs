@@ -49,7 +49,8 @@ pub trait Callbacks: Send {
     fn on_file_received(&mut self, _path: &Path) {}
     /// A download was cut short.
     fn on_incomplete_file_sent(&mut self, _path: &Path) {}
-    /// An upload was cut short; the partial file stays where it is.
+    /// An upload was cut short; the partial file stays where it is (with
+    /// [`FtpHandler::atomic_uploads`] it was removed and the old file is unchanged).
     fn on_incomplete_file_received(&mut self, _path: &Path) {}
 }
 
@@ -373,6 +374,26 @@ pub struct FtpHandler {
     /// FTPS (pyftpdlib `TLS_FTPHandler`): AUTH/PBSZ/PROT/CCC exist only when set.
     /// Default: none.
     pub tls: Option<TlsConfig>,
+    /// Uploads take an exclusive advisory lock (flock(2)) on their file and downloads a
+    /// shared one, so two uploads of one name never interleave and a download never reads
+    /// a file being written: the one that finds the lock taken gets `450` at once (vsftpd
+    /// `lock_upload_files`, which waits instead). Only for files a [`Filesystem`] opens as
+    /// real files. Default: true.
+    pub lock_upload_files: bool,
+    /// Uploads go to a hidden temporary file in the same directory, renamed over the name
+    /// only when the upload is complete: readers never see a partial file and a failed or
+    /// aborted upload leaves the old file as it was (see the README for APPE, REST and
+    /// STOU). Default: false.
+    pub atomic_uploads: bool,
+    /// Failed logins from one address, counted across all its sessions (and every worker
+    /// and child process), after which the address is refused with `421` at connect for
+    /// `ban_time` (fail2ban's `maxretry`); 0 turns bans off. Default: 5.
+    pub ban_failures: u32,
+    /// The window in which `ban_failures` failed logins ban an address (fail2ban's
+    /// `findtime`). Default: 600 s.
+    pub ban_find_time: Duration,
+    /// How long a banned address is refused (fail2ban's `bantime`). Default: 600 s.
+    pub ban_time: Duration,
 }
 
 impl fmt::Debug for FtpHandler {
@@ -425,6 +446,11 @@ impl FtpHandler {
             chroot_local_user: false,
             umask: 0o022,
             tls: None,
+            lock_upload_files: true,
+            atomic_uploads: false,
+            ban_failures: 5,
+            ban_find_time: Duration::from_secs(600),
+            ban_time: Duration::from_secs(600),
         }
     }
 

@@ -15,7 +15,7 @@ use super::session::Session;
 use super::stream::Stream;
 use super::throttle::{Direction, Throttle};
 use super::writer::{FileWriter, PIPELINE_AFTER};
-use crate::filesystems::ReadStream;
+use crate::filesystems::{ReadStream, UploadSink};
 use crate::proto::{self, TransferType};
 
 /// How a transfer ended.
@@ -45,9 +45,9 @@ pub(crate) enum Source<'a> {
 
 /// Where an upload goes: the file itself, or a helper thread writing it (writer.rs).
 enum Sink {
-    Direct(Box<dyn Write + Send>),
+    Direct(Box<dyn UploadSink>),
     Piped(FileWriter),
-    /// Only while switching from one to the other.
+    /// After the helper failed, or while switching from one to the other.
     Gone,
 }
 
@@ -55,21 +55,26 @@ impl Sink {
     fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
         match self {
             Sink::Direct(f) => f.write_all(b),
-            // ASCII uploads never switch to a helper; `end` hands the last bytes over.
+            // ASCII uploads never switch to a helper.
             Sink::Piped(_) | Sink::Gone => Err(io::Error::other("upload sink unavailable")),
         }
     }
 
-    /// The upload is complete: flush the file, or hand the last `filled` bytes of `buf` to
-    /// the helper (whose result `recv_data` waits for).
-    fn end(&mut self, buf: Vec<u8>, filled: usize) -> io::Result<()> {
+    /// The transfer is over, however it ended: the last `filled` bytes of `buf` go to the
+    /// helper, which is waited for, and the upload comes back to be committed or
+    /// abandoned. Nothing received is dropped, not even when an ABOR or a reset ended it.
+    fn drain(self, buf: Vec<u8>, filled: usize) -> io::Result<Box<dyn UploadSink>> {
         match self {
-            Sink::Direct(f) => f.flush(),
-            Sink::Piped(w) if filled > 0 => match w.send(buf, filled) {
-                Some(_) => Ok(()),
-                None => Err(self.failure()),
-            },
-            Sink::Piped(_) => Ok(()),
+            Sink::Direct(f) => Ok(f),
+            Sink::Piped(mut w) => {
+                if filled > 0 && w.send(buf, filled).is_none() {
+                    return Err(w
+                        .finish()
+                        .err()
+                        .unwrap_or_else(|| io::Error::other("upload writer stopped")));
+                }
+                w.finish()
+            }
             Sink::Gone => Err(io::Error::other("upload sink unavailable")),
         }
     }
@@ -98,6 +103,15 @@ impl Sink {
             other => other,
         };
     }
+}
+
+/// An upload's receive buffer and what is pending in it.
+struct Received {
+    buf: Vec<u8>,
+    /// Bytes of `buf` not yet handed to a helper thread (pipelined uploads only).
+    filled: usize,
+    /// ASCII: a CR waiting to see whether LF follows.
+    pending_cr: bool,
 }
 
 /// What a transfer loop does next (see `Session::gate`).
@@ -362,37 +376,56 @@ impl Session {
         ))
     }
 
-    /// Receives an upload from `conn` into `sink`, which is closed when this returns.
-    pub(crate) fn recv_data(&mut self, conn: &mut Stream, sink: Box<dyn Write + Send>) -> Outcome {
+    /// Receives an upload from `conn` into `sink`. A complete upload is committed (an atomic
+    /// one renamed over its name) before this returns; any other is abandoned, holding every
+    /// byte received.
+    pub(crate) fn recv_data(&mut self, conn: &mut Stream, sink: Box<dyn UploadSink>) -> Outcome {
         self.progress = Some(Progress {
             sent: 0,
             received: 0,
             start: Instant::now(),
         });
         let mut sink = Sink::Direct(sink);
-        let outcome = match self.recv_loop(conn, &mut sink) {
+        let mut rx = Received {
+            buf: vec![0u8; self.h.ac_in_buffer_size],
+            filled: 0,
+            pending_cr: false,
+        };
+        let mut outcome = match self.recv_loop(conn, &mut sink, &mut rx) {
             Ok(o) => o,
             Err(e) => Outcome::LocalError(e),
         };
+        if rx.pending_cr {
+            if let Err(e) = sink.write_all(b"\r") {
+                outcome = Outcome::LocalError(e);
+            }
+        }
         // Close the file (waiting for a helper thread's last writes) before the reply.
-        match (sink, outcome) {
-            (Sink::Piped(w), Outcome::Complete) => match w.finish() {
+        match (outcome, sink.drain(rx.buf, rx.filled)) {
+            (Outcome::Complete, Ok(up)) => match up.commit() {
                 Ok(()) => Outcome::Complete,
                 Err(e) => Outcome::LocalError(e),
             },
-            (_, o) => o,
+            (Outcome::Complete, Err(e)) => Outcome::LocalError(e),
+            (o @ Outcome::LocalError(_), _) => o,
+            (o, Err(e)) => {
+                log::error!("{} writing the end of a cut upload: {e}", self.prefix);
+                o
+            }
+            (o, Ok(_abandoned)) => o,
         }
     }
 
-    fn recv_loop(&mut self, conn: &mut Stream, sink: &mut Sink) -> io::Result<Outcome> {
+    fn recv_loop(
+        &mut self,
+        conn: &mut Stream,
+        sink: &mut Sink,
+        rx: &mut Received,
+    ) -> io::Result<Outcome> {
         conn.tcp().set_nonblocking(true)?;
         let ascii = self.ttype == TransferType::Ascii;
         let mut bucket = self.limits.throttle(&self.h, Direction::Read);
-        let mut buf = vec![0u8; self.h.ac_in_buffer_size];
-        // Bytes of `buf` waiting to go to a helper thread (pipelined uploads only).
-        let mut filled = 0usize;
         let mut conv: Vec<u8> = Vec::new();
-        let mut pending_cr = false;
         let mut last_progress = Instant::now();
         // While reads fill their grant, more data is waiting: read again without poll(2),
         // still looking at the control connection every CTRL_EVERY chunks (ABOR, STAT).
@@ -402,7 +435,7 @@ impl Session {
             let grant = match self.gate(
                 conn,
                 &mut bucket,
-                buf.len() - filled,
+                rx.buf.len() - rx.filled,
                 PollFlags::POLLIN,
                 trust_ready,
                 last_progress,
@@ -411,18 +444,8 @@ impl Session {
                 Gate::Again => continue,
                 Gate::Stop(o) => return Ok(o),
             };
-            let n = match conn.read(&mut buf[filled..filled + grant]) {
-                Ok(0) => {
-                    if pending_cr {
-                        if let Err(e) = sink.write_all(b"\r") {
-                            return Ok(Outcome::LocalError(e));
-                        }
-                    }
-                    return Ok(match sink.end(buf, filled) {
-                        Ok(()) => Outcome::Complete,
-                        Err(e) => Outcome::LocalError(e),
-                    });
-                }
+            let n = match conn.read(&mut rx.buf[rx.filled..rx.filled + grant]) {
+                Ok(0) => return Ok(Outcome::Complete),
                 Ok(n) => n,
                 Err(e)
                     if matches!(
@@ -447,24 +470,24 @@ impl Session {
                 None => 0,
             };
             let w = if ascii {
-                proto::from_crlf(&buf[..n], &mut conv, &mut pending_cr);
+                proto::from_crlf(&rx.buf[..n], &mut conv, &mut rx.pending_cr);
                 sink.write_all(&conv)
             } else if let Sink::Piped(w) = sink {
-                filled += n;
+                rx.filled += n;
                 // Hand over half-full buffers or fuller: fewer, larger writes.
-                if filled * 2 >= buf.len() {
-                    match w.send(std::mem::take(&mut buf), filled) {
-                        Some(next) => buf = next,
+                if rx.filled * 2 >= rx.buf.len() {
+                    match w.send(std::mem::take(&mut rx.buf), rx.filled) {
+                        Some(next) => rx.buf = next,
                         None => return Ok(Outcome::LocalError(sink.failure())),
                     }
-                    filled = 0;
+                    rx.filled = 0;
                 }
                 Ok(())
             } else {
-                let w = sink.write_all(&buf[..n]);
+                let w = sink.write_all(&rx.buf[..n]);
                 if w.is_ok() && received >= PIPELINE_AFTER && received - (n as u64) < PIPELINE_AFTER
                 {
-                    sink.pipeline(buf.len());
+                    sink.pipeline(rx.buf.len());
                 }
                 w
             };

@@ -3,12 +3,16 @@
 //! writing the file (the helper) run on two cores at once. A single large upload is bound
 //! by one core doing both copies otherwise; small uploads, and the many concurrent ones
 //! that keep every core busy anyway, never start a helper. Buffers go round between the two
-//! threads through two crossbeam channels, so nothing is allocated per chunk.
+//! threads through two crossbeam channels, so nothing is allocated per chunk. The helper
+//! hands the upload back when it has written everything, so the session decides whether
+//! to commit it or abandon it.
 
-use std::io::{self, Write};
+use std::io;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
+
+use crate::filesystems::{PlainUpload, UploadSink};
 
 /// Bytes an upload writes itself before handing its writes to a helper thread.
 pub(crate) const PIPELINE_AFTER: u64 = 8 << 20;
@@ -26,7 +30,7 @@ pub(crate) struct FileWriter {
     empty: Receiver<Vec<u8>>,
     spare: usize,
     buf_size: usize,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    thread: Option<JoinHandle<io::Result<Box<dyn UploadSink>>>>,
 }
 
 impl FileWriter {
@@ -35,9 +39,9 @@ impl FileWriter {
     /// # Errors
     /// The thread could not be started: the sink comes back with the error.
     pub(crate) fn start(
-        sink: Box<dyn Write + Send>,
+        sink: Box<dyn UploadSink>,
         buf_size: usize,
-    ) -> Result<FileWriter, (Box<dyn Write + Send>, io::Error)> {
+    ) -> Result<FileWriter, (Box<dyn UploadSink>, io::Error)> {
         let (full_tx, full_rx) = crossbeam_channel::bounded::<(Vec<u8>, usize)>(BUFFERS);
         let (empty_tx, empty_rx) = crossbeam_channel::bounded::<Vec<u8>>(BUFFERS);
         // The sink waits in this slot until the thread runs, so a failed spawn can give it
@@ -53,12 +57,13 @@ impl FileWriter {
                 };
                 drop(theirs);
                 for (buf, n) in full_rx {
-                    // On an error the channels close: the session sees it at its next send.
+                    // On an error the channels close: the session sees it at its next send,
+                    // and the upload is abandoned here.
                     sink.write_all(&buf[..n])?;
                     let _ = empty_tx.send(buf);
                 }
-                sink.flush()
-                // The sink drops (the file closes) before the session joins this thread.
+                sink.flush()?;
+                Ok(sink)
             });
         let thread = match spawned {
             Ok(t) => t,
@@ -66,7 +71,7 @@ impl FileWriter {
                 let back = slot.lock().ok().and_then(|mut s| s.take());
                 return match back {
                     Some(sink) => Err((sink, e)),
-                    None => Err((Box::new(io::sink()), e)),
+                    None => Err((Box::new(PlainUpload(io::sink())), e)),
                 };
             }
         };
@@ -92,34 +97,37 @@ impl FileWriter {
         self.empty.recv().ok()
     }
 
-    /// Waits until everything queued is written and the file is flushed and closed.
+    /// Waits until everything queued is written and flushed, and gives the upload back.
     ///
     /// # Errors
-    /// The first write error, or the flush's.
-    pub(crate) fn finish(mut self) -> io::Result<()> {
+    /// The first write error, or the flush's (the upload is then abandoned).
+    pub(crate) fn finish(mut self) -> io::Result<Box<dyn UploadSink>> {
         self.join()
     }
 
-    fn join(&mut self) -> io::Result<()> {
+    fn join(&mut self) -> io::Result<Box<dyn UploadSink>> {
         self.full = None;
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(r)) => r,
             Some(Err(_)) => Err(io::Error::other("the upload's writer thread panicked")),
-            None => Ok(()),
+            None => Err(io::Error::other("the upload's writer already finished")),
         }
     }
 }
 
 impl Drop for FileWriter {
-    /// An abandoned upload (ABOR, a closed connection) still waits for its file to close.
+    /// An upload given up without `finish` still waits for its writes, then is abandoned.
     fn drop(&mut self) {
-        let _ = self.join();
+        if self.thread.is_some() {
+            let _ = self.join();
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::sync::{Arc, Mutex};
 
     /// A sink that records what it gets and can be told to fail after some bytes.
@@ -149,7 +157,7 @@ mod tests {
             got: got.clone(),
             fail_after: usize::MAX,
         };
-        let Ok(mut w) = FileWriter::start(Box::new(sink), 16) else {
+        let Ok(mut w) = FileWriter::start(Box::new(PlainUpload(sink)), 16) else {
             panic!("no writer thread")
         };
         let mut want = Vec::new();
@@ -161,7 +169,7 @@ mod tests {
             buf = w.send(buf, n).unwrap();
             assert_eq!(buf.len(), 16);
         }
-        w.finish().unwrap();
+        w.finish().unwrap().commit().unwrap();
         assert_eq!(*got.lock().unwrap(), want);
     }
 
@@ -172,7 +180,7 @@ mod tests {
             got: got.clone(),
             fail_after: 40,
         };
-        let Ok(mut w) = FileWriter::start(Box::new(sink), 16) else {
+        let Ok(mut w) = FileWriter::start(Box::new(PlainUpload(sink)), 16) else {
             panic!("no writer thread")
         };
         let mut buf = vec![7u8; 16];
@@ -187,7 +195,9 @@ mod tests {
             }
         }
         assert!(refused, "sends go on after the sink failed");
-        let e = w.finish().unwrap_err();
+        let Err(e) = w.finish() else {
+            panic!("the error was lost")
+        };
         assert_eq!(e.to_string(), "disk full");
         assert_eq!(got.lock().unwrap().len(), 32);
     }

@@ -2,19 +2,24 @@
 //! and, for the Thread and Fork models, the listeners, handing each admitted connection to
 //! the executor (pyftpdlib `FTPServer.handle_accepted`). The pool model's workers accept for
 //! themselves (pool.rs); there this loop only waits for the stop. Admission (`max_cons`,
-//! `max_cons_per_ip`, the 421 replies) is [`admit`], shared by both.
+//! `max_cons_per_ip`, bans, the 421 replies) is [`admit`], shared by both, over the
+//! server's admission table (admission.rs). Out of descriptors, a spare one is given up
+//! to accept the connection and tell it so ([`Reserve`], the idle-descriptor technique of
+//! nginx and libev), so no client waits in a backlog nobody can accept from.
 
+use std::fs::File;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::Shared;
+use super::admission::{Admitted, Refusal};
+use super::{ConnGuard, Shared};
 use crate::handlers::{FtpHandler, Session};
 use crate::proto;
 
@@ -42,7 +47,7 @@ pub(crate) trait Dispatch {
     fn dispatch(
         &self,
         stream: TcpStream,
-        ip: IpAddr,
+        admitted: Admitted,
         handler: &Arc<FtpHandler>,
         shared: &Arc<Shared>,
         implicit_tls: bool,
@@ -74,6 +79,9 @@ pub(crate) fn run(
     let listeners = accepting.as_ref().map(|a| a.listeners).unwrap_or(&[]);
     for l in listeners {
         l.set_nonblocking(true)?;
+    }
+    if !listeners.is_empty() {
+        shared.reserve.arm();
     }
     // Sessions registered so far: a change means a connection came (and maybe went)
     // between two idle checks, which counts as activity.
@@ -165,63 +173,158 @@ fn accept_all(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                accept_failed(&e);
+                if accept_failed(l, &e, shared) {
+                    continue;
+                }
                 return;
             }
         };
-        if let Some(ip) = admit(&stream, addr, shared, limits) {
-            runner.dispatch(stream, ip, handler, shared, implicit_tls);
+        if let Some(a) = admit(&stream, addr, shared, limits) {
+            runner.dispatch(stream, a, handler, shared, implicit_tls);
         }
     }
 }
 
-/// Logs a failed accept(2) (EMFILE, ENFILE, ECONNABORTED…); out of descriptors, waits a
-/// little so a pending connection does not make the caller spin.
-pub(crate) fn accept_failed(e: &io::Error) {
-    log::warn!("accept failed: {e}");
-    if matches!(
-        e.raw_os_error(),
-        Some(nix::libc::EMFILE) | Some(nix::libc::ENFILE)
-    ) {
-        std::thread::sleep(Duration::from_millis(50));
+/// How long an accept loop waits when it is out of descriptors and cannot even refuse.
+const FD_BACKOFF: Duration = Duration::from_millis(100);
+
+/// accept(2) on `l` failed with `e`. Out of descriptors (EMFILE, ENFILE), the reserve is
+/// given up to take one connection off the backlog and refuse it with 421: true, accept
+/// again. When even that fails the caller must not spin: this waits [`FD_BACKOFF`] and
+/// returns false, as for any other error (logged).
+pub(crate) fn accept_failed(l: &TcpListener, e: &io::Error, shared: &Shared) -> bool {
+    match e.raw_os_error() {
+        Some(nix::libc::EMFILE) | Some(nix::libc::ENFILE) => {
+            match shared.reserve.refuse_one(l, shared) {
+                Spare::Refused => true,
+                Spare::NothingPending => false,
+                Spare::Failed => {
+                    std::thread::sleep(FD_BACKOFF);
+                    false
+                }
+            }
+        }
+        Some(nix::libc::ECONNABORTED) => true,
+        _ => {
+            log::warn!("accept failed: {e}");
+            false
+        }
     }
 }
 
-/// Admission of an accepted connection: its client address, or `None` after a 421 when
-/// `max_cons` or `max_cons_per_ip` is reached. (An accepted socket is blocking: Linux
-/// does not pass the listener's O_NONBLOCK on.)
+/// What giving up the spare descriptor did.
+enum Spare {
+    /// A connection was accepted and refused.
+    Refused,
+    /// The backlog was empty after all.
+    NothingPending,
+    /// Nothing could be accepted even so (another thread took the descriptor).
+    Failed,
+}
+
+/// A descriptor kept open on /dev/null, to be closed when the process runs out of them so
+/// one more connection can be accepted and told so (the idle-descriptor technique of
+/// nginx and libev).
+#[derive(Default)]
+pub(crate) struct Reserve(Mutex<Option<File>>);
+
+impl Reserve {
+    /// Takes the spare descriptor (at start-up, while there are descriptors to spare).
+    pub(crate) fn arm(&self) {
+        if let Ok(mut r) = self.0.lock() {
+            if r.is_none() {
+                *r = File::open("/dev/null").ok();
+            }
+        }
+    }
+
+    /// Frees the spare, accepts one connection, refuses it, takes the spare back.
+    fn refuse_one(&self, l: &TcpListener, shared: &Shared) -> Spare {
+        let Ok(mut spare) = self.0.lock() else {
+            return Spare::Failed;
+        };
+        drop(spare.take());
+        let done = loop {
+            match l.accept() {
+                Ok((stream, _)) => {
+                    out_of_descriptors(&stream, shared);
+                    break Spare::Refused;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Spare::NothingPending,
+                Err(_) => break Spare::Failed,
+            }
+        };
+        *spare = File::open("/dev/null").ok();
+        done
+    }
+}
+
+/// Refuses a connection for lack of descriptors: the 421, the counter, a log line at most
+/// once a second.
+pub(crate) fn out_of_descriptors(stream: &TcpStream, shared: &Shared) {
+    refuse(stream, Refusal::NoDescriptors.reply());
+    if let Some(a) = shared.admission.get() {
+        a.count(Refusal::NoDescriptors);
+    }
+    if let Some(n) = shared.fd_refusals.hit() {
+        log::warn!(
+            "out of descriptors (limit {}): refused {n} connection(s) with 421 since the \
+             last report",
+            super::nofile_limit().map_or_else(|| "?".to_string(), |l| l.to_string())
+        );
+    }
+}
+
+/// Admission of an accepted connection through the server's admission table: its place
+/// there, or `None` after the 421 that says why (draining, banned, `max_cons`,
+/// `max_cons_per_ip`). (An accepted socket is blocking: Linux does not pass the
+/// listener's O_NONBLOCK on.)
 pub(crate) fn admit(
     stream: &TcpStream,
     addr: SocketAddr,
     shared: &Shared,
     limits: &Limits,
-) -> Option<IpAddr> {
+) -> Option<Admitted> {
     let ip = proto::unmap(addr.ip());
-    let (max_cons, max_cons_per_ip) = (limits.max_cons, limits.max_cons_per_ip);
-    if max_cons > 0 && shared.count.load(Ordering::SeqCst) >= max_cons {
-        log::info!("{ip}:{} refused: too many connections", addr.port());
-        refuse(
-            stream,
-            "421 Too many connections. Service temporarily unavailable.\r\n",
-        );
-        return None;
+    let table = shared.admission(limits.max_cons);
+    match table.admit(ip, limits.max_cons, limits.max_cons_per_ip) {
+        Ok(t) => Some(Admitted::new(table.clone(), t, ip)),
+        Err(why) => {
+            let port = addr.port();
+            match why {
+                Refusal::Full => log::info!("{ip}:{port} refused: too many connections"),
+                Refusal::PerIp => {
+                    log::info!("{ip}:{port} refused: too many connections from this address")
+                }
+                Refusal::ShuttingDown => log::info!("{ip}:{port} refused: shutting down"),
+                // Logged once, when the ban starts (a flood must not flood the log).
+                Refusal::Banned | Refusal::NoDescriptors => {
+                    log::debug!("{ip}:{port} refused: {why:?}")
+                }
+            }
+            refuse(stream, why.reply());
+            None
+        }
     }
-    if max_cons_per_ip > 0 && shared.per_ip_count(ip) >= max_cons_per_ip {
-        log::info!(
-            "{ip}:{} refused: too many connections from this address",
-            addr.port()
-        );
-        refuse(
-            stream,
-            "421 Too many connections from the same IP address.\r\n",
-        );
-        return None;
+}
+
+/// Registers an admitted session served in this process, or refuses it for lack of
+/// descriptors (its duplicate socket could not be made).
+pub(crate) fn register_or_refuse(
+    shared: &Arc<Shared>,
+    stream: &TcpStream,
+    admitted: Admitted,
+) -> Option<ConnGuard> {
+    let guard = shared.register(stream, Some(admitted));
+    if guard.is_none() {
+        out_of_descriptors(stream, shared);
     }
-    Some(ip)
+    guard
 }
 
 /// Writes a refusal without letting a slow client stall the accept loop.
-fn refuse(stream: &TcpStream, msg: &str) {
+pub(crate) fn refuse(stream: &TcpStream, msg: &str) {
     let _ = nix::sys::socket::send(
         stream.as_raw_fd(),
         msg.as_bytes(),
@@ -250,7 +353,7 @@ pub(crate) fn serve_guarded_with(
     guard: super::ConnGuard,
     session: impl FnOnce(TcpStream, Arc<FtpHandler>) -> io::Result<()>,
 ) {
-    super::shutdown::enter(&guard.shared, &guard.busy);
+    super::shutdown::enter(&guard);
     let r = catch_unwind(AssertUnwindSafe(|| session(stream, handler)));
     super::shutdown::leave();
     // A pool thread must not keep the filesystem identity of the user it just served.
@@ -271,14 +374,4 @@ pub(crate) fn serve_guarded_with(
         }
     }
     drop(guard);
-}
-
-/// Counts for an address (used by the per-IP limit).
-impl Shared {
-    pub(crate) fn per_ip_count(&self, ip: IpAddr) -> usize {
-        self.per_ip
-            .lock()
-            .map(|m| m.get(&ip).copied().unwrap_or(0))
-            .unwrap_or(0)
-    }
 }

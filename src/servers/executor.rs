@@ -20,8 +20,8 @@ pub enum Executor {
     Fork,
     /// `workers` processes share the listeners, each running the [`Pool`](Executor::Pool)
     /// model, so every core serves (pyftpdlib `--concurrency pre-fork`); a worker that
-    /// dies is replaced. `max_cons` is split evenly between workers; `max_cons_per_ip`
-    /// applies within each worker.
+    /// dies is replaced. `max_cons` and `max_cons_per_ip` count the sessions of every
+    /// worker together.
     PreFork {
         /// Worker processes (at least 1).
         workers: usize,
@@ -70,12 +70,14 @@ impl super::acceptor::Dispatch for Runner {
     fn dispatch(
         &self,
         stream: std::net::TcpStream,
-        ip: std::net::IpAddr,
+        admitted: super::admission::Admitted,
         handler: &Arc<crate::handlers::FtpHandler>,
         shared: &Arc<super::Shared>,
         implicit_tls: bool,
     ) {
-        let guard = shared.register(&stream, ip);
+        let Some(guard) = super::acceptor::register_or_refuse(shared, &stream, admitted) else {
+            return;
+        };
         let handler = handler.clone();
         let session = super::acceptor::entry(implicit_tls);
         self.spawn(move || super::acceptor::serve_guarded_with(stream, handler, guard, session));

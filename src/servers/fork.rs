@@ -1,15 +1,17 @@
 //! The process-per-connection model (pyftpdlib `MultiprocessFTPServer`): the accept loop
 //! forks a child for each connection; the child closes the listeners, serves the one session
-//! (where it may drop to the logged-in Unix user for good) and exits; the parent counts and
-//! reaps its children without blocking and ends them on shutdown.
+//! (where it may drop to the logged-in Unix user for good) and exits, releasing its place
+//! in the admission table as its session ends; the parent reaps its children without
+//! blocking (releasing the place of one that died without doing so) and ends them on
+//! shutdown.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, SigSet, Signal};
@@ -18,11 +20,11 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use super::acceptor::{self, serve_guarded_with, Dispatch};
-use super::shutdown::Ending;
+use super::admission::Admitted;
+use super::shutdown::{wait_refusing, Ending};
 use super::{ConnGuard, FtpServer, Shared};
 use crate::error::Error;
 use crate::handlers::FtpHandler;
-use crate::proto;
 
 /// Set in a process that serves exactly one session (a forked child, inetd "nowait").
 static SESSION_PROCESS: AtomicBool = AtomicBool::new(false);
@@ -66,12 +68,15 @@ impl Dispatch for Forker {
     fn dispatch(
         &self,
         stream: TcpStream,
-        ip: IpAddr,
+        admitted: Admitted,
         handler: &Arc<FtpHandler>,
         shared: &Arc<Shared>,
         implicit_tls: bool,
     ) {
-        let guard = shared.count_only(ip);
+        // The parent holds the admission until it reaps the child, in case the child dies
+        // without releasing it; the child releases the same ticket itself when its session
+        // ends (before its 221), and the second release is a no-op.
+        let guard = shared.count_only(Some(admitted));
         match fork_process() {
             Ok(ForkResult::Parent { child }) => {
                 drop(stream);
@@ -81,9 +86,10 @@ impl Dispatch for Forker {
                 for fd in &self.close_in_child {
                     let _ = nix::unistd::close(*fd);
                 }
-                // The counters belong to the parent; the child leaves them alone.
+                let mine = guard.admitted.as_ref().map(|a| a.share());
+                // The parent's counters are the parent's; the child leaves them alone.
                 std::mem::forget(guard);
-                let code = single_session(stream, handler.clone(), implicit_tls);
+                let code = single_session(stream, handler.clone(), implicit_tls, mine);
                 std::process::exit(code);
             }
             Err(e) => {
@@ -145,39 +151,34 @@ impl Forker {
         }
     }
 
-    /// Reaps until no child is left or `limit` has passed; true if none is left.
-    fn wait_children(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
+    /// Reaps until no child is left or `limit` has passed, answering new connections with
+    /// 421 meanwhile; true if none is left.
+    fn wait_children(&self, server: &FtpServer, limit: Duration) -> bool {
+        wait_refusing(&server.shared, &server.listeners, limit, || {
             self.reap();
-            if self.children.borrow().is_empty() {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            self.children.borrow().is_empty()
+        })
     }
 
     /// Ends the children as `ending` says: SIGTERM makes a child drain (finish its transfer,
     /// 421 when idle), SIGUSR1 makes it close with 421 at once, SIGKILL is the last resort.
-    fn finish(&self, ending: Ending) {
+    fn finish(&self, server: &FtpServer, ending: Ending) {
         match ending {
             Ending::Leave => return,
             Ending::Graceful(grace) => {
+                server.shared.stop_admitting();
                 self.signal_all(Signal::SIGTERM);
-                if self.wait_children(grace) {
+                if self.wait_children(server, grace) {
                     return;
                 }
                 log::info!("grace period over; closing the remaining sessions");
             }
-            Ending::Hard => {}
+            Ending::Hard => server.shared.stop_admitting(),
         }
         self.signal_all(Signal::SIGUSR1);
-        if !self.wait_children(Duration::from_secs(5)) {
+        if !self.wait_children(server, Duration::from_secs(5)) {
             self.signal_all(Signal::SIGKILL);
-            self.wait_children(Duration::from_secs(5));
+            self.wait_children(server, Duration::from_secs(5));
         }
     }
 }
@@ -196,7 +197,7 @@ pub(super) fn serve(server: &FtpServer) -> Result<(), Error> {
         runner: &forker,
     };
     let stop = acceptor::run(Some(accepting), &server.shared, &server.limits())?;
-    forker.finish(server.ending(&stop));
+    forker.finish(server, server.ending(&stop));
     log::info!(
         ">>> shutting down FTP server ({} session processes) <<<",
         forker.children.borrow().len()
@@ -222,25 +223,23 @@ pub(super) fn parent_fds(server: &FtpServer, listeners: bool) -> Vec<RawFd> {
 
 /// Serves one connection in a process of its own (a forked child, inetd "nowait") and
 /// returns the exit code. SIGTERM/SIGINT drain the session (a transfer finishes, an idle
-/// session gets 421), SIGUSR1 closes it with 421 at once.
+/// session gets 421), SIGUSR1 closes it with 421 at once. `admitted` is the session's
+/// place in its server's admission table (none under inetd "nowait").
 pub(crate) fn single_session(
     stream: TcpStream,
     handler: Arc<FtpHandler>,
     implicit_tls: bool,
+    admitted: Option<Admitted>,
 ) -> i32 {
-    let ip = stream
-        .peer_addr()
-        .map(|a| proto::unmap(a.ip()))
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    single_session_with(stream, ip, handler, acceptor::entry(implicit_tls))
+    single_session_with(stream, handler, admitted, acceptor::entry(implicit_tls))
 }
 
-/// [`single_session`] with the client's address `ip` given and the session started by
-/// `session` (inetd "nowait" over a Unix socket, whose addresses the socket cannot tell).
+/// [`single_session`] with the session started by `session` (inetd "nowait" over a Unix
+/// socket, whose addresses the socket cannot tell).
 pub(crate) fn single_session_with(
     stream: TcpStream,
-    ip: IpAddr,
     handler: Arc<FtpHandler>,
+    admitted: Option<Admitted>,
     session: impl FnOnce(TcpStream, Arc<FtpHandler>) -> std::io::Result<()>,
 ) -> i32 {
     SESSION_PROCESS.store(true, Ordering::SeqCst);
@@ -251,7 +250,13 @@ pub(crate) fn single_session_with(
             return 1;
         }
     };
-    let guard = shared.register(&stream, ip);
+    if let Some(a) = &admitted {
+        let _ = shared.admission.set(a.table().clone());
+    }
+    let Some(guard) = shared.register(&stream, admitted) else {
+        acceptor::out_of_descriptors(&stream, &shared);
+        return 1;
+    };
     watch_signals(&shared);
     serve_guarded_with(stream, handler, guard, session);
     0

@@ -96,12 +96,10 @@ pub fn serve_nowait(handler: FtpHandler) -> Result<(), Error> {
     let (stream, addrs) = stdin_connection()?;
     let handler = Arc::new(handler);
     match addrs {
-        None => super::fork::single_session(stream, handler, false),
-        Some(addrs) => {
-            super::fork::single_session_with(stream, addrs.0.ip(), handler, move |s, h| {
-                Session::run_with_addresses(s, h, addrs)
-            })
-        }
+        None => super::fork::single_session(stream, handler, false, None),
+        Some(addrs) => super::fork::single_session_with(stream, handler, None, move |s, h| {
+            Session::run_with_addresses(s, h, addrs)
+        }),
     };
     Ok(())
 }

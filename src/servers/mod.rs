@@ -2,15 +2,11 @@
 //! (pyftpdlib `FTPServer`, `ThreadedFTPServer`); [`ServerHandle`] stops it from another
 //! thread (`close`, `close_all`).
 
-use std::collections::HashMap;
-use std::io::Write;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signalfd::SignalFd;
 use nix::sys::socket::{
     self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
 };
@@ -19,149 +15,23 @@ use crate::error::Error;
 use crate::handlers::FtpHandler;
 
 mod acceptor;
+pub(crate) mod admission;
+mod descriptors;
 mod executor;
 mod fork;
 pub mod inetd;
 mod pool;
 mod prefork;
+mod shared;
 pub(crate) mod shutdown;
 
+pub use admission::UNLIMITED_SESSIONS;
+pub(crate) use descriptors::nofile_limit;
+pub use descriptors::DESCRIPTORS_PER_SESSION;
 pub use executor::{Executor, DEFAULT_STACK_SIZE};
 pub use fork::is_session_process;
+pub(crate) use shared::{ConnGuard, Shared};
 use shutdown::{stop_signals, Ending};
-
-/// State shared by the acceptor, the sessions' guards and every [`ServerHandle`].
-pub(crate) struct Shared {
-    shutdown: AtomicBool,
-    wake_rx: OwnedFd,
-    wake_tx: Mutex<std::fs::File>,
-    signals: Option<SignalFd>,
-    count: AtomicUsize,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-    /// A duplicate of each session's socket, only to shut it down for `close_all` and
-    /// graceful shutdown, with the session's "running a command" flag.
-    sessions: Mutex<HashMap<u64, (TcpStream, Arc<AtomicBool>)>>,
-    next_id: AtomicU64,
-    /// Graceful shutdown in progress (see `shutdown.rs`).
-    draining: AtomicBool,
-    /// `ServerHandle::shutdown` asked for a graceful stop with this grace period.
-    grace: Mutex<Option<Duration>>,
-    /// `close_all` was asked for (forked children are ended too).
-    hard: AtomicBool,
-    /// `serve_forever` has returned.
-    stopped: AtomicBool,
-}
-
-impl Shared {
-    fn new(signals: Option<SignalFd>) -> Result<Arc<Shared>, Error> {
-        let (rx, tx) = nix::unistd::pipe().map_err(std::io::Error::from)?;
-        Ok(Arc::new(Shared {
-            shutdown: AtomicBool::new(false),
-            wake_rx: rx,
-            wake_tx: Mutex::new(std::fs::File::from(tx)),
-            signals,
-            count: AtomicUsize::new(0),
-            per_ip: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            draining: AtomicBool::new(false),
-            grace: Mutex::new(None),
-            hard: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
-        }))
-    }
-
-    /// Counts a new session; the guard uncounts it when dropped (even after a panic).
-    pub(crate) fn register(self: &Arc<Self>, stream: &TcpStream, ip: IpAddr) -> ConnGuard {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut m) = self.per_ip.lock() {
-            *m.entry(ip).or_insert(0) += 1;
-        }
-        let busy = Arc::new(AtomicBool::new(false));
-        if let (Ok(dup), Ok(mut m)) = (stream.try_clone(), self.sessions.lock()) {
-            m.insert(id, (dup, busy.clone()));
-        }
-        ConnGuard {
-            shared: self.clone(),
-            id,
-            ip,
-            busy,
-        }
-    }
-
-    /// Counts a session served elsewhere (a forked child) without keeping its socket: the
-    /// parent must not hold the connection open once the child has closed it.
-    pub(crate) fn count_only(self: &Arc<Self>, ip: IpAddr) -> ConnGuard {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut m) = self.per_ip.lock() {
-            *m.entry(ip).or_insert(0) += 1;
-        }
-        ConnGuard {
-            shared: self.clone(),
-            id,
-            ip,
-            busy: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    fn wake(&self) {
-        self.shutdown.store(true, Ordering::SeqCst);
-        if let Ok(mut w) = self.wake_tx.lock() {
-            let _ = w.write_all(b"x");
-        }
-    }
-
-    fn close_sessions(&self) {
-        if let Ok(m) = self.sessions.lock() {
-            for (s, _) in m.values() {
-                let _ = s.shutdown(std::net::Shutdown::Both);
-            }
-        }
-    }
-}
-
-impl ConnGuard {
-    /// Writes `msg` to the session's socket through the registered duplicate, without
-    /// blocking (nothing happens for a session counted with `count_only`).
-    pub(crate) fn send(&self, msg: &[u8]) {
-        if let Ok(m) = self.shared.sessions.lock() {
-            if let Some((s, _)) = m.get(&self.id) {
-                let _ = socket::send(
-                    std::os::fd::AsRawFd::as_raw_fd(s),
-                    msg,
-                    socket::MsgFlags::MSG_DONTWAIT | socket::MsgFlags::MSG_NOSIGNAL,
-                );
-            }
-        }
-    }
-}
-
-/// Uncounts a session when it ends.
-pub(crate) struct ConnGuard {
-    shared: Arc<Shared>,
-    id: u64,
-    ip: IpAddr,
-    busy: Arc<AtomicBool>,
-}
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        self.shared.count.fetch_sub(1, Ordering::SeqCst);
-        if let Ok(mut m) = self.shared.per_ip.lock() {
-            if let Some(n) = m.get_mut(&self.ip) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&self.ip);
-                }
-            }
-        }
-        if let Ok(mut m) = self.shared.sessions.lock() {
-            m.remove(&self.id);
-        }
-    }
-}
 
 /// Stops a running server from any thread.
 #[derive(Clone)]
@@ -203,9 +73,9 @@ impl ServerHandle {
         self.shared.stopped.load(Ordering::SeqCst)
     }
 
-    /// Sessions running now.
+    /// Sessions running now, in every process of the server.
     pub fn connection_count(&self) -> usize {
-        self.shared.count.load(Ordering::SeqCst)
+        self.shared.connection_count()
     }
 }
 
@@ -230,9 +100,11 @@ pub struct FtpServer {
     handler: Arc<FtpHandler>,
     executor: Executor,
     shared: Arc<Shared>,
-    /// Most sessions at once; beyond it clients get 421. Default: 512.
+    /// Most sessions at once, counted across every worker and child; beyond it clients
+    /// get 421. 0 is unlimited (up to [`UNLIMITED_SESSIONS`]). Default: 512.
     pub max_cons: usize,
-    /// Most sessions from one address; 0 is unlimited. Default: 0.
+    /// Most sessions from one address, counted across every worker and child; 0 is
+    /// unlimited. Default: 0.
     pub max_cons_per_ip: usize,
     /// Stack size of session threads. Default: [`DEFAULT_STACK_SIZE`].
     pub stack_size: usize,
@@ -380,15 +252,23 @@ impl FtpServer {
 
     /// Accepts and serves connections until [`close`](Self::close) or a stop signal.
     ///
+    /// First raises the process's soft descriptor limit to its hard limit (warning when
+    /// `max_cons` sessions cannot fit) and makes the admission table every worker and
+    /// child will share. On the way out it logs the 421 refusals by reason
+    /// (`421 refusals: max_cons=… per_ip=… banned=… shutting_down=… no_descriptors=…`).
+    ///
     /// # Errors
     /// The accept loop failed (poll(2) itself failed).
     pub fn serve_forever(&self) -> Result<(), Error> {
         self.log_banner();
+        descriptors::prepare(self.max_cons, self.executor);
+        let table = self.shared.admission(self.max_cons).clone();
         let r = match self.executor {
             Executor::Fork => fork::serve(self),
             Executor::PreFork { workers } => prefork::serve(self, workers),
             _ => self.serve_threads(),
         };
+        log::info!("{}", table.summary());
         self.shared.stopped.store(true, Ordering::SeqCst);
         r
     }
@@ -431,10 +311,15 @@ impl FtpServer {
         };
         match self.ending(&stop) {
             Ending::Leave => {}
-            Ending::Graceful(grace) => self.shared.graceful(grace),
+            Ending::Graceful(grace) => {
+                self.shared.stop_admitting();
+                self.shared.graceful(grace, &self.listeners);
+            }
             Ending::Hard => {
+                self.shared.stop_admitting();
                 self.shared.hard_close();
-                self.shared.wait_sessions(Duration::from_secs(5));
+                self.shared
+                    .wait_sessions(&self.listeners, Duration::from_secs(5));
             }
         }
         let sessions = self.handle().connection_count();

@@ -100,6 +100,7 @@ impl Pool {
             workers: AtomicUsize::new(0),
             ask,
         });
+        shared.reserve.arm();
         let weak = Arc::downgrade(&pool);
         std::thread::Builder::new()
             .name("ftp-spawner".into())
@@ -208,7 +209,7 @@ impl Pool {
             };
             if let Err(e) = &r {
                 if e.kind() != io::ErrorKind::WouldBlock {
-                    acceptor::accept_failed(e);
+                    acceptor::accept_failed(l, e, &self.shared);
                 }
             }
             let mut ev = armed(i as usize);
@@ -218,8 +219,8 @@ impl Pool {
             let (s, a) = r.ok()?;
             (s, a, *implicit)
         };
-        let ip = acceptor::admit(&stream, addr, &self.shared, &self.limits)?;
-        let guard = self.shared.register(&stream, ip);
+        let admitted = acceptor::admit(&stream, addr, &self.shared, &self.limits)?;
+        let guard = acceptor::register_or_refuse(&self.shared, &stream, admitted)?;
         Some((stream, guard, implicit))
     }
 

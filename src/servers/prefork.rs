@@ -1,11 +1,14 @@
 //! The pre-fork model (pyftpdlib `--concurrency pre-fork`): N worker processes share the
-//! listening sockets, each running the pooled-thread model, so the server uses every core.
-//! The parent only supervises: it replaces a worker that dies and forwards shutdown.
+//! listening sockets, each running the pooled-thread model, so the server uses every core;
+//! they admit sessions through one admission table, so the limits count every worker's
+//! sessions together. The parent only supervises: it replaces a worker that dies (and
+//! releases the sessions it held), forwards shutdown and, while the workers drain, answers
+//! new connections with 421.
 
 use std::collections::HashSet;
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -14,9 +17,10 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use super::acceptor::{self, Limits, Stop};
+use super::admission::Admission;
 use super::fork::{ensure_single_thread, fork_process, parent_fds};
 use super::pool::Pool;
-use super::shutdown::{stop_signals, Ending};
+use super::shutdown::{stop_signals, wait_refusing, Ending};
 use super::{FtpServer, Shared};
 use crate::error::Error;
 
@@ -26,16 +30,17 @@ pub(super) fn serve(server: &FtpServer, workers: usize) -> Result<(), Error> {
     let workers = workers.max(1);
     let mut pids: HashSet<Pid> = HashSet::new();
     for _ in 0..workers {
-        pids.insert(spawn_worker(server, workers)?);
+        pids.insert(spawn_worker(server)?);
     }
     log::info!("pre-fork: {workers} worker processes");
     let shared = &server.shared;
+    let table = shared.admission(server.max_cons).clone();
     let stop = loop {
-        reap(&mut pids, |pid, status| {
+        reap(&mut pids, &table, |pid, status| {
             log::warn!("worker {pid} died ({status:?}); starting another");
         });
         while pids.len() < workers {
-            match spawn_worker(server, workers) {
+            match spawn_worker(server) {
                 Ok(pid) => {
                     pids.insert(pid);
                 }
@@ -76,35 +81,40 @@ pub(super) fn serve(server: &FtpServer, workers: usize) -> Result<(), Error> {
             server.shutdown_grace + Duration::from_secs(10),
         ),
     };
+    shared.stop_admitting();
     for pid in &pids {
         let _ = kill(*pid, sig);
     }
-    let deadline = Instant::now() + limit;
-    while !pids.is_empty() && Instant::now() < deadline {
-        reap(&mut pids, |_, _| {});
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for pid in &pids {
-        log::warn!("worker {pid} did not stop; killing it");
-        let _ = kill(*pid, Signal::SIGKILL);
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !pids.is_empty() && Instant::now() < deadline {
-        reap(&mut pids, |_, _| {});
-        std::thread::sleep(Duration::from_millis(20));
+    let wait = |pids: &mut HashSet<Pid>, limit| {
+        wait_refusing(shared, &server.listeners, limit, || {
+            reap(pids, &table, |_, _| {});
+            pids.is_empty()
+        })
+    };
+    if !wait(&mut pids, limit) {
+        for pid in &pids {
+            log::warn!("worker {pid} did not stop; killing it");
+            let _ = kill(*pid, Signal::SIGKILL);
+        }
+        wait(&mut pids, Duration::from_secs(5));
     }
     log::info!(">>> shutting down FTP server (pre-fork) <<<");
     Ok(())
 }
 
-/// Collects exited workers, calling `died` for each.
-fn reap(pids: &mut HashSet<Pid>, mut died: impl FnMut(Pid, WaitStatus)) {
+/// Collects exited workers, releasing the sessions each still held in the admission table
+/// (a worker that died cannot) and calling `died` for each.
+fn reap(pids: &mut HashSet<Pid>, table: &Admission, mut died: impl FnMut(Pid, WaitStatus)) {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => break,
             Ok(status) => {
                 if let Some(pid) = status.pid() {
                     if pids.remove(&pid) {
+                        let n = table.release_owned_by(pid.as_raw() as u32);
+                        if n > 0 {
+                            log::warn!("released {n} session(s) of worker {pid}");
+                        }
                         died(pid, status);
                     }
                 }
@@ -116,21 +126,21 @@ fn reap(pids: &mut HashSet<Pid>, mut died: impl FnMut(Pid, WaitStatus)) {
 }
 
 /// Forks one worker; in the child this never returns.
-fn spawn_worker(server: &FtpServer, workers: usize) -> Result<Pid, Error> {
+fn spawn_worker(server: &FtpServer) -> Result<Pid, Error> {
     match fork_process().map_err(std::io::Error::from)? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
             for fd in parent_fds(server, false) {
                 let _ = nix::unistd::close(fd);
             }
-            std::process::exit(worker_main(server, workers))
+            std::process::exit(worker_main(server))
         }
     }
 }
 
 /// A worker: the pooled-thread model on the shared listeners until SIGTERM (graceful) or
 /// SIGUSR1 (close now).
-fn worker_main(server: &FtpServer, workers: usize) -> i32 {
+fn worker_main(server: &FtpServer) -> i32 {
     let shared = match stop_signals().and_then(|s| Shared::new(Some(s))) {
         Ok(s) => s,
         Err(e) => {
@@ -138,8 +148,11 @@ fn worker_main(server: &FtpServer, workers: usize) -> i32 {
             return 1;
         }
     };
+    if let Some(table) = server.shared.admission.get() {
+        let _ = shared.admission.set(table.clone());
+    }
     let limits = Limits {
-        max_cons: server.max_cons.div_ceil(workers),
+        max_cons: server.max_cons,
         max_cons_per_ip: server.max_cons_per_ip,
         idle_timeout: None,
     };
@@ -162,9 +175,10 @@ fn worker_main(server: &FtpServer, workers: usize) -> i32 {
     match stop {
         Ok(Stop::Signal(Signal::SIGUSR1)) => {
             shared.hard_close();
-            shared.wait_sessions(Duration::from_secs(5));
+            shared.wait_sessions(&[], Duration::from_secs(5));
         }
-        Ok(_) => shared.graceful(server.shutdown_grace),
+        // The parent answers new connections while the workers drain.
+        Ok(_) => shared.graceful(server.shutdown_grace, &[]),
         Err(e) => {
             log::error!("worker {}: accept loop failed: {e}", std::process::id());
             return 1;

@@ -1,20 +1,26 @@
-//! Graceful shutdown (pyftpdlib `FTPServer.close_all`, made gentle): stop accepting, let the
+//! Graceful shutdown (pyftpdlib `FTPServer.close_all`, made gentle): stop admitting, let the
 //! sessions that are running a command (a transfer) finish it, end idle sessions at once with
-//! `421`, and after the grace period close whatever is left with `421`. Each session thread
-//! tells its server whether it is busy through the hooks below, which the session loop calls.
+//! `421`, and after the grace period close whatever is left with `421`. Until the process
+//! exits, every new connection is accepted and told `421 Server shutting down.` at once, so
+//! none waits in a backlog nobody accepts from; listeners that belong to systemd or inetd
+//! stay open for the next instance. Each session thread tells its server whether it is busy
+//! through the hooks below, which the session loop calls; the same thread-bound slot
+//! carries the session's admission (admission.rs hooks).
 
 use std::cell::RefCell;
-use std::net::Shutdown;
-use std::os::fd::AsRawFd;
+use std::net::{Shutdown, TcpListener};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{self, MsgFlags};
 
-use super::{acceptor, FtpServer, Shared};
+use super::admission::{Admitted, Refusal};
+use super::{acceptor, ConnGuard, FtpServer, Shared};
 use crate::error::Error;
 
 /// The reply a session gets when the server closes it.
@@ -24,6 +30,7 @@ pub(crate) const SHUTDOWN_REPLY: &[u8] = b"421 Server shutting down.\r\n";
 struct Slot {
     shared: Arc<Shared>,
     busy: Arc<AtomicBool>,
+    admitted: Option<Arc<Admitted>>,
 }
 
 thread_local! {
@@ -31,13 +38,19 @@ thread_local! {
 }
 
 /// Binds the current thread to a registered session (called by `serve_guarded`).
-pub(crate) fn enter(shared: &Arc<Shared>, busy: &Arc<AtomicBool>) {
+pub(crate) fn enter(guard: &ConnGuard) {
     SLOT.with(|s| {
         *s.borrow_mut() = Some(Slot {
-            shared: shared.clone(),
-            busy: busy.clone(),
+            shared: guard.shared.clone(),
+            busy: guard.busy.clone(),
+            admitted: guard.admitted.clone(),
         })
     });
+}
+
+/// Runs `f` on the admission of the current thread's session, if it has one.
+pub(crate) fn with_admitted<R>(f: impl FnOnce(&Admitted) -> R) -> Option<R> {
+    SLOT.with(|s| s.borrow().as_ref()?.admitted.as_deref().map(f))
 }
 
 /// Unbinds the current thread (pool workers serve many sessions in turn).
@@ -108,31 +121,101 @@ impl Shared {
         }
     }
 
-    /// Waits until no session is left or `limit` has passed; true if none is left.
-    pub(crate) fn wait_sessions(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            if self.count.load(Ordering::SeqCst) == 0 {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// Waits until no session of this process is left or `limit` has passed, refusing
+    /// new connections on `listeners` meanwhile; true if none is left.
+    pub(crate) fn wait_sessions(&self, listeners: &[TcpListener], limit: Duration) -> bool {
+        wait_refusing(self, listeners, limit, || {
+            self.count.load(Ordering::SeqCst) == 0
+        })
     }
 
     /// The whole graceful shutdown of in-process sessions: drain, wait up to `grace`, then
-    /// close the rest with 421 and give them a moment to unwind.
-    pub(crate) fn graceful(&self, grace: Duration) {
+    /// close the rest with 421 and give them a moment to unwind; new connections on
+    /// `listeners` get 421 throughout.
+    pub(crate) fn graceful(&self, grace: Duration, listeners: &[TcpListener]) {
         self.drain();
-        if !self.wait_sessions(grace) {
+        if !self.wait_sessions(listeners, grace) {
             log::info!(
                 "grace period over; closing {} session(s)",
                 self.count.load(Ordering::SeqCst)
             );
             self.hard_close();
-            self.wait_sessions(Duration::from_secs(5));
+            self.wait_sessions(listeners, Duration::from_secs(5));
+        }
+    }
+
+    /// From now on the whole server (every worker and child) admits no one. Called by the
+    /// process that owns the server's stop, never by a session process on its own.
+    pub(crate) fn stop_admitting(&self) {
+        if let Some(a) = self.admission.get() {
+            a.set_draining();
+        }
+    }
+}
+
+/// Waits until `done()` or `limit`, answering every connection that arrives on `listeners`
+/// with `421 Server shutting down.` and closing it (a listener of systemd or inetd stays
+/// open for the next instance). True when `done()`.
+pub(crate) fn wait_refusing(
+    shared: &Shared,
+    listeners: &[TcpListener],
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    for l in listeners {
+        let _ = l.set_nonblocking(true);
+    }
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        let wait = (deadline - now).min(Duration::from_millis(20));
+        if listeners.is_empty() {
+            std::thread::sleep(wait);
+            continue;
+        }
+        let mut fds: Vec<PollFd> = listeners
+            .iter()
+            .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN))
+            .collect();
+        let t = PollTimeout::try_from(wait).unwrap_or(PollTimeout::ZERO);
+        if poll(&mut fds, t).is_err() {
+            std::thread::sleep(wait);
+            continue;
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        for (l, _) in listeners.iter().zip(ready).filter(|(_, r)| *r) {
+            refuse_all(shared, l);
+        }
+    }
+}
+
+/// Accepts everything pending on `l` and answers it with 421 (shutting down).
+fn refuse_all(shared: &Shared, l: &TcpListener) {
+    loop {
+        match l.accept() {
+            Ok((stream, addr)) => {
+                log::info!("{}:{} refused: shutting down", addr.ip(), addr.port());
+                acceptor::refuse(&stream, Refusal::ShuttingDown.reply());
+                if let Some(a) = shared.admission.get() {
+                    a.count(Refusal::ShuttingDown);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                if !acceptor::accept_failed(l, &e, shared) {
+                    return;
+                }
+            }
         }
     }
 }

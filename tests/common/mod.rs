@@ -63,9 +63,19 @@ pub struct Builder {
     max_cons: usize,
     max_cons_per_ip: usize,
     implicit_tls: bool,
+    /// Command-line flags for the binary models, set with the handler closure that means
+    /// the same in-process (see [`Builder::config`]).
+    flags: Vec<String>,
 }
 
 impl Builder {
+    /// One configuration two ways: `flags` for the models run through the binary, `f` on
+    /// the handler for the in-process ones (they must mean the same).
+    pub fn config(mut self, flags: &[&str], f: impl FnOnce(&mut FtpHandler) + 'static) -> Self {
+        self.flags = flags.iter().map(|s| s.to_string()).collect();
+        self.handler = Some(Box::new(f));
+        self
+    }
     /// Serves implicit FTPS (the handler needs `tls`).
     pub fn implicit_tls(mut self, on: bool) -> Self {
         self.implicit_tls = on;
@@ -145,7 +155,9 @@ impl Builder {
     /// permissions; the CLI has no anonymous user then) serving a fresh temp dir.
     fn start_bin(self) -> Server {
         assert!(
-            self.auth.is_none() && self.handler.is_none() && self.bind == "127.0.0.1:0",
+            self.auth.is_none()
+                && (self.handler.is_none() || !self.flags.is_empty())
+                && self.bind == "127.0.0.1:0",
             "this configuration cannot be expressed as command-line flags"
         );
         let mut args = vec![
@@ -155,6 +167,7 @@ impl Builder {
             self.max_cons_per_ip.to_string(),
         ];
         args.extend(model_args(self.executor));
+        args.extend(self.flags.iter().cloned());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let bin = BinServer::start(&refs);
         // A handle for the harness's type only: the server is another process.
@@ -356,6 +369,7 @@ pub fn builder() -> Builder {
         max_cons: 512,
         max_cons_per_ip: 0,
         implicit_tls: false,
+        flags: Vec::new(),
     }
 }
 
@@ -466,6 +480,15 @@ impl Raw {
         r
     }
 
+    /// A connection whose 220 greeting the caller has already read.
+    pub fn greeted(s: TcpStream) -> Raw {
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        Raw {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            stream: s,
+        }
+    }
+
     pub fn send(&mut self, line: &str) {
         self.send_bytes(format!("{line}\r\n").as_bytes());
     }
@@ -558,3 +581,51 @@ pub fn have(cmd: &str) -> bool {
 pub mod logs;
 /// A throw-away PostgreSQL server (tests of database users, and of several servers sharing one).
 pub mod pg;
+
+/// A TCP connection to `addr` (IPv4) from the loopback address `src`: every address of
+/// 127.0.0.0/8 is local, so tests can be several clients at once.
+pub fn connect_from(src: std::net::Ipv4Addr, addr: SocketAddr) -> TcpStream {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    let SocketAddr::V4(to) = addr else {
+        panic!("connect_from: {addr} is not IPv4")
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(src, 0)),
+    )
+    .expect("bind the client address");
+    connect(fd.as_raw_fd(), &SockaddrIn::from(to)).expect("connect");
+    let s = TcpStream::from(fd);
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s
+}
+
+/// The first reply line a new connection gets ("" when the server closed it first).
+pub fn first_line(s: &TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    let mut r = s;
+    while line.len() < 512 {
+        match r.read(&mut b) {
+            Ok(1) => {
+                line.push(b[0]);
+                if b[0] == b'\n' {
+                    break;
+                }
+            }
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("no reply within {IO_TIMEOUT:?}: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&line).trim_end().to_string()
+}

@@ -135,6 +135,11 @@ fn make_eport(s: &mut Session, addr: SocketAddr) -> io::Result<()> {
             s.data_since = std::time::Instant::now();
             s.reply(200, "Active data connection established.")
         }
+        Err(e) if crate::handlers::data::out_of_descriptors(&e) => {
+            log::warn!("{} active connection to {addr} failed: {e}", s.prefix);
+            let why = crate::filesystems::strerror(&e);
+            s.reply(425, &format!("Can't open data connection: {why}."))
+        }
         Err(e) => {
             log::info!("{} active connection to {addr} failed: {e}", s.prefix);
             s.reply(425, "Can't connect to specified address.")
@@ -155,7 +160,7 @@ pub(super) fn pasv(s: &mut Session, _req: &Request) -> io::Result<()> {
     };
     match open_passive(s) {
         Ok(port) => s.reply(227, &proto::format_pasv(ip4, port)),
-        Err(why) => s.reply(425, why),
+        Err(why) => s.reply(425, &why),
     }
 }
 
@@ -180,7 +185,7 @@ pub(super) fn epsv(s: &mut Session, req: &Request) -> io::Result<()> {
     }
     match open_passive(s) {
         Ok(port) => s.reply(229, &proto::format_epsv(port)),
-        Err(why) => s.reply(425, why),
+        Err(why) => s.reply(425, &why),
     }
 }
 
@@ -193,18 +198,29 @@ const RANGE_EXHAUSTED: &str =
 /// any earlier data setup: PASV is per transfer. The range is never left: pyftpdlib falls
 /// back to a port the kernel picks, which the firewall the range was opened in would drop;
 /// here the client gets 425 and may try again once a session lets its port go. `Err` is the
-/// 425 text.
-fn open_passive(s: &mut Session) -> Result<u16, &'static str> {
-    const FAILED: &str = "Can't open passive connection.";
+/// 425 text, which says why when the process is out of descriptors.
+fn open_passive(s: &mut Session) -> Result<u16, String> {
     s.data = DataSetup::None;
     let ip = s.local.ip();
+    // Out of descriptors every port fails alike: say so instead of trying them all.
+    let no_fds = std::cell::Cell::new(None);
+    let bind = |port: u16| match TcpListener::bind(SocketAddr::new(ip, port)) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            if crate::handlers::data::out_of_descriptors(&e) {
+                no_fds.set(e.raw_os_error());
+            } else if port == 0 {
+                log::warn!("{} no passive port available: {e}", s.prefix);
+            }
+            None
+        }
+    };
+    let mut range = None;
     let listener = match &s.h.passive_ports {
-        None => TcpListener::bind(SocketAddr::new(ip, 0)).map_err(|e| {
-            log::warn!("{} no passive port available: {e}", s.prefix);
-            FAILED
-        })?,
-        Some(range) => {
-            let (lo, hi) = (*range.start(), *range.end());
+        None => bind(0),
+        Some(r) => {
+            let (lo, hi) = (*r.start(), *r.end());
+            range = Some((lo, hi));
             let n = u32::from(hi - lo) + 1;
             let start = (std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -213,22 +229,39 @@ fn open_passive(s: &mut Session) -> Result<u16, &'static str> {
                 ^ std::process::id())
                 % n;
             (0..n)
-                .find_map(|i| {
-                    let port = lo + ((start + i) % n) as u16;
-                    TcpListener::bind(SocketAddr::new(ip, port)).ok()
-                })
-                .ok_or_else(|| {
-                    log::warn!(
-                        "{} PASV refused: no free port in the passive range {lo}-{hi}",
-                        s.prefix
-                    );
-                    RANGE_EXHAUSTED
-                })?
+                .take_while(|_| no_fds.get().is_none())
+                .find_map(|i| bind(lo + ((start + i) % n) as u16))
         }
     };
-    let port = listener.local_addr().map_err(|_| FAILED)?.port();
+    let Some(listener) = listener else {
+        return Err(passive_refused(s, no_fds.get(), range));
+    };
+    let port = listener
+        .local_addr()
+        .map_err(|_| "Can't open passive connection.".to_string())?
+        .port();
     log::trace!("{} passive data channel listening on port {port}", s.prefix);
     s.data = DataSetup::Passive(listener);
     s.data_since = std::time::Instant::now();
     Ok(port)
+}
+
+/// The 425 text (and the log line) when no passive listener could be opened: out of
+/// descriptors (`errno`), every port of the configured range taken, or the bind failed.
+fn passive_refused(s: &Session, errno: Option<i32>, range: Option<(u16, u16)>) -> String {
+    if let Some(e) = errno.map(io::Error::from_raw_os_error) {
+        log::warn!("{} cannot open a passive listener: {e}", s.prefix);
+        let why = crate::filesystems::strerror(&e);
+        return format!("Can't open passive connection: {why}.");
+    }
+    match range {
+        Some((lo, hi)) => {
+            log::warn!(
+                "{} PASV refused: no free port in the passive range {lo}-{hi}",
+                s.prefix
+            );
+            RANGE_EXHAUSTED.to_string()
+        }
+        None => "Can't open passive connection.".to_string(),
+    }
 }

@@ -33,6 +33,9 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
     let user = s.username.clone();
     let shown = crate::proto::log_escape(user.as_bytes()).into_owned();
     let password = req.arg_str();
+    if crate::servers::admission::banned() {
+        return refuse_banned(s, &shown);
+    }
     match login(s, &user, &password) {
         Ok((fs, msg)) => {
             s.set_login_fs(fs);
@@ -47,17 +50,23 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
         }
         Err(e) if e.is_temporary() => {
             // The authorizer could not decide (its database is down): not a wrong password,
-            // so no delay, no attempt counted, no on_login_failed; 421 closes the session
-            // (RFC 959 §4.2) and the client may retry later.
-            log::info!("{} USER '{}' login deferred: {}", s.prefix, user, e.0);
+            // so no delay, no attempt counted (nor towards a ban), no on_login_failed; 421
+            // closes the session (RFC 959 §4.2) and the client may retry later.
+            log::info!("{} USER '{shown}' login deferred: {}", s.prefix, e.0);
             s.username.clear();
             s.closing = true;
             s.reply(421, &e.0)
         }
         Err(e) => {
             let msg = e.0;
-            // Slow down password guessing; only this session waits.
+            // Counted for the address across all its sessions (servers/admission/)...
+            let banned = crate::servers::admission::login_failed(&s.h);
+            // ...and slowed down; only this session waits.
             std::thread::sleep(s.h.auth_failed_timeout);
+            if banned {
+                s.cb.on_login_failed(&user, &password);
+                return refuse_banned(s, &shown);
+            }
             s.attempted_logins += 1;
             s.username.clear();
             let mut msg = capitalize(&msg);
@@ -71,6 +80,18 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
             Ok(())
         }
     }
+}
+
+/// An address banned for failed logins (its own or other sessions') gets 421 and the
+/// session ends; the password is not even tried. `shown` is the user name as logged.
+fn refuse_banned(s: &mut Session, shown: &str) -> io::Result<()> {
+    log::info!("{} USER '{shown}' refused: address banned.", s.prefix);
+    s.username.clear();
+    s.closing = true;
+    s.reply(
+        421,
+        "Too many failed logins from your address; try again later.",
+    )
 }
 
 /// Validates, finds the home, takes on the user's identity and builds the filesystem.
@@ -149,6 +170,8 @@ pub(super) fn rein(s: &mut Session, _req: &Request) -> io::Result<()> {
 }
 
 pub(super) fn quit(s: &mut Session, _req: &Request) -> io::Result<()> {
+    // The slot is free before the client has the 221: it may reconnect at once.
+    crate::servers::admission::release_early();
     s.say_goodbye()?;
     s.closing = true;
     Ok(())

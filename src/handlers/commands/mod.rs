@@ -493,5 +493,12 @@ pub(crate) fn fs_error(s: &mut Session, e: &io::Error) -> io::Result<()> {
     if e.raw_os_error() == Some(nix::libc::ENOSPC) || e.raw_os_error() == Some(nix::libc::EDQUOT) {
         return s.reply(452, "Insufficient storage space.");
     }
+    if crate::handlers::data::out_of_descriptors(e) {
+        // Transient, not the file's fault (RFC 959: 451 local error in processing).
+        return s.reply(
+            451,
+            &format!("Local error: {}; try again later.", strerror(e)),
+        );
+    }
     s.reply(550, &format!("{}.", strerror(e)))
 }

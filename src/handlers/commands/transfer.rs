@@ -6,9 +6,9 @@ use std::path::Path;
 
 use super::fs_error;
 use crate::beneath::Escape;
-use crate::filesystems::WriteMode;
+use crate::filesystems::{try_lock, ReadStream, UploadOptions, UploadSink, WriteMode};
 use crate::handlers::data::DataSetup;
-use crate::handlers::{Request, Session};
+use crate::handlers::{FtpHandler, Request, Session};
 use crate::proto::{self, TransferType};
 
 pub(super) fn retr(s: &mut Session, req: &Request) -> io::Result<()> {
@@ -36,6 +36,13 @@ pub(super) fn retr(s: &mut Session, req: &Request) -> io::Result<()> {
         Ok(f) => f,
         Err(e) => return fs_error(s, &e),
     };
+    // The upload lock (vsftpd lock_upload_files): a file being uploaded is not served half
+    // written. Atomic uploads write elsewhere, so there readers take no lock.
+    if let (true, false, ReadStream::File(f)) = (s.h.lock_upload_files, s.h.atomic_uploads, &file) {
+        if let Err(e) = try_lock(f, false) {
+            return busy(s, &e, "it is being uploaded");
+        }
+    }
     let Some(mut conn) = s.open_data(None)? else {
         return Ok(());
     };
@@ -82,12 +89,12 @@ fn store(s: &mut Session, req: &Request, append: bool) -> io::Result<()> {
     } else {
         WriteMode::Truncate
     };
-    let sink = match fs.fs().open_write(&path, mode, perm) {
+    let sink = match fs.fs().open_upload(&path, mode, perm, upload_options(&s.h)) {
         Ok(f) => f,
-        Err(e) => return fs_error(s, &e),
+        Err(e) => return busy(s, &e, "another session is transferring it"),
     };
     let cmd = if append { "APPE" } else { "STOR" };
-    receive(s, cmd, &real, sink, None)
+    receive(s, cmd, &real, sink, None, None)
 }
 
 /// The permission bits of a new upload: `base` less the handler's umask.
@@ -95,20 +102,54 @@ fn upload_perm(s: &Session, base: u32) -> u32 {
     base & !s.h.umask
 }
 
-/// Runs an upload into an opened sink and replies; the file is closed before the reply.
+/// The handler's upload rules.
+fn upload_options(h: &FtpHandler) -> UploadOptions {
+    UploadOptions {
+        lock: h.lock_upload_files,
+        atomic: h.atomic_uploads,
+    }
+}
+
+/// 450 when `e` says the file's lock is taken (`why` says by what), else the usual reply
+/// for a filesystem error.
+fn busy(s: &mut Session, e: &io::Error, why: &str) -> io::Result<()> {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        log::info!("{} file busy: {why}", s.prefix);
+        return s.reply(450, &format!("File busy: {why}; try again later."));
+    }
+    fs_error(s, e)
+}
+
+/// Runs an upload into an opened sink and replies; the file is closed (an atomic upload
+/// renamed into place) before the reply. `real` is the host form of the name, for the log
+/// and the callbacks. When the upload does not complete, `reserved` (the virtual path of an
+/// atomic STOU's unique name) is removed before the reply.
 fn receive(
     s: &mut Session,
     cmd: &str,
-    path: &Path,
-    sink: Box<dyn io::Write + Send>,
+    real: &Path,
+    sink: Box<dyn UploadSink>,
     mark: Option<&[u8]>,
+    reserved: Option<&Path>,
 ) -> io::Result<()> {
-    let Some(mut conn) = s.open_data(mark)? else {
-        return Ok(());
+    let outcome = match s.open_data(mark)? {
+        Some(mut conn) => {
+            let o = s.recv_data(&mut conn, sink);
+            drop(conn);
+            Some(o)
+        }
+        None => None,
     };
-    let outcome = s.recv_data(&mut conn, sink);
-    drop(conn);
-    s.finish_transfer(cmd, path, true, outcome)
+    let complete = matches!(outcome, Some(crate::handlers::data::Outcome::Complete));
+    if let (Some(vpath), false) = (reserved, complete) {
+        if let Some(fs) = s.fs.as_mut() {
+            let _ = fs.fs().remove(vpath);
+        }
+    }
+    match outcome {
+        Some(o) => s.finish_transfer(cmd, real, true, o),
+        None => Ok(()),
+    }
 }
 
 pub(super) fn stou(s: &mut Session, req: &Request) -> io::Result<()> {
@@ -147,7 +188,16 @@ pub(super) fn stou(s: &mut Session, req: &Request) -> io::Result<()> {
         name.extend_from_slice(&prefix);
         name.extend_from_slice(random_suffix(&mut seed).as_bytes());
         let vpath = crate::filesystems::path::bytes_path(&name);
-        match fs.fs().open_write(&vpath, WriteMode::CreateNew, perm) {
+        // Not atomic here: the new name itself is the reservation (O_EXCL), locked so no
+        // download reads it half written.
+        let reserve = UploadOptions {
+            lock: s.h.lock_upload_files,
+            atomic: false,
+        };
+        match fs
+            .fs()
+            .open_upload(&vpath, WriteMode::CreateNew, perm, reserve)
+        {
             Ok(f) => {
                 created = Some((name, f));
                 break;
@@ -183,7 +233,35 @@ pub(super) fn stou(s: &mut Session, req: &Request) -> io::Result<()> {
     // RFC 1123 §4.1.2.9: the preliminary reply is "FILE: <name>".
     let mut mark = b"FILE: ".to_vec();
     mark.extend_from_slice(&s.h.encoding.encode(&name));
-    receive(s, "STOU", &real, sink, Some(&mark))
+    if !s.h.atomic_uploads {
+        return receive(s, "STOU", &real, sink, Some(&mark), None);
+    }
+    drop(sink);
+    let vpath = crate::filesystems::path::bytes_path(&vname);
+    stou_atomic(s, &vpath, &real, perm, &mark)
+}
+
+/// Atomic STOU: the unique name `vpath` stays reserved (empty, mode 0600 less the umask)
+/// while the upload goes to a temporary file that replaces it when complete; a failed
+/// upload removes both.
+fn stou_atomic(
+    s: &mut Session,
+    vpath: &Path,
+    real: &Path,
+    perm: u32,
+    mark: &[u8],
+) -> io::Result<()> {
+    let opts = upload_options(&s.h);
+    let Some(fs) = s.fs.as_mut() else {
+        return Ok(());
+    };
+    match fs.fs().open_upload(vpath, WriteMode::Truncate, perm, opts) {
+        Ok(up) => receive(s, "STOU", real, up, Some(mark), Some(vpath)),
+        Err(e) => {
+            let _ = fs.fs().remove(vpath);
+            fs_error(s, &e)
+        }
+    }
 }
 
 fn unique_seed() -> u64 {

@@ -1,0 +1,212 @@
+//! What a server's accept loop, its sessions' guards and every [`ServerHandle`] share
+//! within one process ([`Shared`]), and the guard that counts a session while it runs
+//! ([`ConnGuard`]). Across processes, the admission table (admission.rs) is the count.
+//!
+//! [`ServerHandle`]: super::ServerHandle
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::TcpStream;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use nix::sys::signalfd::SignalFd;
+use nix::sys::socket;
+
+use super::admission::{Admission, Admitted};
+use crate::error::Error;
+
+/// State shared by the acceptor, the sessions' guards and every `ServerHandle`.
+pub(crate) struct Shared {
+    pub(super) shutdown: AtomicBool,
+    pub(super) wake_rx: OwnedFd,
+    pub(super) wake_tx: Mutex<std::fs::File>,
+    pub(super) signals: Option<SignalFd>,
+    /// Sessions served by this process (graceful shutdown waits for them).
+    pub(super) count: AtomicUsize,
+    /// A duplicate of each session's socket, only to shut it down for `close_all` and
+    /// graceful shutdown, with the session's "running a command" flag.
+    pub(super) sessions: Mutex<HashMap<u64, (TcpStream, Arc<AtomicBool>)>>,
+    pub(super) next_id: AtomicU64,
+    /// Graceful shutdown in progress (see `shutdown.rs`).
+    pub(super) draining: AtomicBool,
+    /// `ServerHandle::shutdown` asked for a graceful stop with this grace period.
+    pub(super) grace: Mutex<Option<Duration>>,
+    /// `close_all` was asked for (forked children are ended too).
+    pub(super) hard: AtomicBool,
+    /// `serve_forever` has returned.
+    pub(super) stopped: AtomicBool,
+    /// The server's admission table, made when it starts serving (before any fork) and
+    /// shared with its worker processes and children.
+    pub(super) admission: OnceLock<Arc<Admission>>,
+    /// Connections refused for lack of descriptors, logged at most once a second.
+    pub(super) fd_refusals: RateLog,
+    /// The spare descriptor given up to refuse a connection when there is none left.
+    pub(super) reserve: super::acceptor::Reserve,
+}
+
+impl Shared {
+    pub(super) fn new(signals: Option<SignalFd>) -> Result<Arc<Shared>, Error> {
+        let (rx, tx) = nix::unistd::pipe().map_err(std::io::Error::from)?;
+        Ok(Arc::new(Shared {
+            shutdown: AtomicBool::new(false),
+            wake_rx: rx,
+            wake_tx: Mutex::new(std::fs::File::from(tx)),
+            signals,
+            count: AtomicUsize::new(0),
+            sessions: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+            grace: Mutex::new(None),
+            hard: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            admission: OnceLock::new(),
+            fd_refusals: RateLog::default(),
+            reserve: Default::default(),
+        }))
+    }
+
+    /// The admission table, made for `max_cons` sessions if there is none yet.
+    pub(crate) fn admission(&self, max_cons: usize) -> &Arc<Admission> {
+        self.admission
+            .get_or_init(|| Arc::new(Admission::new(max_cons)))
+    }
+
+    /// Counts a new session served in this process and keeps a duplicate of its socket;
+    /// the guard uncounts it (and releases its admission) when dropped, even after a
+    /// panic. `None` when the duplicate cannot be made (out of descriptors): the caller
+    /// refuses the connection.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        stream: &TcpStream,
+        admitted: Option<Admitted>,
+    ) -> Option<ConnGuard> {
+        let dup = match stream.try_clone() {
+            Ok(d) => d,
+            Err(e) => {
+                log::debug!("cannot register a session: {e}");
+                return None;
+            }
+        };
+        let guard = self.count_only(admitted);
+        if let Ok(mut m) = self.sessions.lock() {
+            m.insert(guard.id, (dup, guard.busy.clone()));
+        }
+        Some(guard)
+    }
+
+    /// Counts a session served elsewhere (a forked child) without keeping its socket: the
+    /// parent must not hold the connection open once the child has closed it.
+    pub(crate) fn count_only(self: &Arc<Self>, admitted: Option<Admitted>) -> ConnGuard {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::SeqCst);
+        ConnGuard {
+            shared: self.clone(),
+            id,
+            busy: Arc::new(AtomicBool::new(false)),
+            admitted: admitted.map(Arc::new),
+        }
+    }
+
+    pub(super) fn wake(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        if let Ok(mut w) = self.wake_tx.lock() {
+            let _ = w.write_all(b"x");
+        }
+    }
+
+    pub(super) fn close_sessions(&self) {
+        if let Ok(m) = self.sessions.lock() {
+            for (s, _) in m.values() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    /// Sessions admitted by the whole server (every process), or by this process when it
+    /// has no table yet.
+    pub(super) fn connection_count(&self) -> usize {
+        match self.admission.get() {
+            Some(a) => a.sessions(),
+            None => self.count.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// Counts a session while it runs (see [`Shared::register`]).
+pub(crate) struct ConnGuard {
+    pub(super) shared: Arc<Shared>,
+    id: u64,
+    pub(super) busy: Arc<AtomicBool>,
+    /// The session's place in the admission table (none in inetd "nowait" mode).
+    pub(super) admitted: Option<Arc<Admitted>>,
+}
+
+impl ConnGuard {
+    /// Writes `msg` to the session's socket through the registered duplicate, without
+    /// blocking (nothing happens for a session counted with `count_only`).
+    pub(crate) fn send(&self, msg: &[u8]) {
+        if let Ok(m) = self.shared.sessions.lock() {
+            if let Some((s, _)) = m.get(&self.id) {
+                let _ = socket::send(
+                    std::os::fd::AsRawFd::as_raw_fd(s),
+                    msg,
+                    socket::MsgFlags::MSG_DONTWAIT | socket::MsgFlags::MSG_NOSIGNAL,
+                );
+            }
+        }
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if let Some(a) = &self.admitted {
+            a.release();
+        }
+        self.shared.count.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(mut m) = self.shared.sessions.lock() {
+            m.remove(&self.id);
+        }
+    }
+}
+
+/// Counts events and logs them at most once a second, with the count since the last line
+/// (a flood of failures must not become a flood of log lines).
+#[derive(Default)]
+pub(crate) struct RateLog {
+    count: AtomicU64,
+    last: Mutex<Option<Instant>>,
+}
+
+impl RateLog {
+    /// Counts one event; returns the count to log when a line is due.
+    pub(crate) fn hit(&self) -> Option<u64> {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let mut last = self.last.lock().ok()?;
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return None;
+        }
+        *last = Some(Instant::now());
+        Some(self.count.swap(0, Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_log_logs_once_a_second_with_the_count() {
+        let r = RateLog::default();
+        assert_eq!(r.hit(), Some(1));
+        for _ in 0..99 {
+            assert_eq!(r.hit(), None);
+        }
+        if let Ok(mut l) = r.last.lock() {
+            *l = Some(Instant::now() - Duration::from_secs(2));
+        }
+        assert_eq!(r.hit(), Some(100));
+    }
+}
