@@ -32,7 +32,9 @@ pub mod error;
 pub mod filesystems;
 pub mod handlers;
 mod logging;
+mod poll;
 pub mod proto;
+pub mod ratelimit;
 pub mod servers;
 mod shm;
 /// TFTP server framework in the spirit of fbtftp (RFC 1350, 2347–2349, 7440).

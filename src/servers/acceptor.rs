@@ -20,7 +20,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::admission::{Admitted, Refusal};
 use super::{ConnGuard, Shared};
-use crate::handlers::{FtpHandler, Session};
+use crate::handlers::{FtpHandler, ProcessKind, Session, SessionContext};
 use crate::proto;
 
 /// Why the loop stopped.
@@ -332,30 +332,30 @@ pub(crate) fn refuse(stream: &TcpStream, msg: &str) {
     );
 }
 
-/// Session entry points: [`Session::run`] or [`Session::run_implicit_tls`].
-pub(crate) type SessionFn = fn(TcpStream, Arc<FtpHandler>) -> io::Result<()>;
+/// Session entry points: [`Session::run_with`] or [`Session::run_implicit_tls_with`].
+pub(crate) type SessionFn = fn(TcpStream, Arc<FtpHandler>, SessionContext) -> io::Result<()>;
 
 /// The session entry point for a listener: implicit FTPS or plain.
 pub(crate) fn entry(implicit_tls: bool) -> SessionFn {
     if implicit_tls {
         // Implicit FTPS: the handshake runs in the session's thread, never the acceptor's.
-        Session::run_implicit_tls
+        Session::run_implicit_tls_with
     } else {
-        Session::run
+        Session::run_with
     }
 }
 
-/// Runs one session through `session` (see [`entry`]), turning a panic into a log line
-/// and a 421, and telling graceful shutdown whether the session is busy.
+/// Runs one session through `session` (see [`entry`]) in the context its guard gives it,
+/// turning a panic into a log line and a 421.
 pub(crate) fn serve_guarded_with(
     stream: TcpStream,
     handler: Arc<FtpHandler>,
     guard: super::ConnGuard,
-    session: impl FnOnce(TcpStream, Arc<FtpHandler>) -> io::Result<()>,
+    process: ProcessKind,
+    session: impl FnOnce(TcpStream, Arc<FtpHandler>, SessionContext) -> io::Result<()>,
 ) {
-    super::shutdown::enter(&guard);
-    let r = catch_unwind(AssertUnwindSafe(|| session(stream, handler)));
-    super::shutdown::leave();
+    let ctx = guard.context(process);
+    let r = catch_unwind(AssertUnwindSafe(|| session(stream, handler, ctx)));
     // A pool thread must not keep the filesystem identity of the user it just served.
     crate::authorizers::restore_fs_ids();
     match r {

@@ -24,7 +24,8 @@ use super::admission::Admitted;
 use super::shutdown::{wait_refusing, Ending};
 use super::{ConnGuard, FtpServer, Shared};
 use crate::error::Error;
-use crate::handlers::FtpHandler;
+use crate::handlers::throttle::RateTable;
+use crate::handlers::{FtpHandler, ProcessKind, SessionContext};
 
 /// Set in a process that serves exactly one session (a forked child, inetd "nowait").
 static SESSION_PROCESS: AtomicBool = AtomicBool::new(false);
@@ -89,7 +90,8 @@ impl Dispatch for Forker {
                 let mine = guard.admitted.as_ref().map(|a| a.share());
                 // The parent's counters are the parent's; the child leaves them alone.
                 std::mem::forget(guard);
-                let code = single_session(stream, handler.clone(), implicit_tls, mine);
+                let rates = shared.rates.clone();
+                let code = single_session(stream, handler.clone(), implicit_tls, mine, rates);
                 std::process::exit(code);
             }
             Err(e) => {
@@ -230,20 +232,29 @@ pub(crate) fn single_session(
     handler: Arc<FtpHandler>,
     implicit_tls: bool,
     admitted: Option<Admitted>,
+    rates: Arc<RateTable>,
 ) -> i32 {
-    single_session_with(stream, handler, admitted, acceptor::entry(implicit_tls))
+    single_session_with(
+        stream,
+        handler,
+        admitted,
+        rates,
+        acceptor::entry(implicit_tls),
+    )
 }
 
 /// [`single_session`] with the session started by `session` (inetd "nowait" over a Unix
-/// socket, whose addresses the socket cannot tell).
+/// socket, whose addresses the socket cannot tell). `rates` are the parent server's shared
+/// buckets (a fresh table under inetd).
 pub(crate) fn single_session_with(
     stream: TcpStream,
     handler: Arc<FtpHandler>,
     admitted: Option<Admitted>,
-    session: impl FnOnce(TcpStream, Arc<FtpHandler>) -> std::io::Result<()>,
+    rates: Arc<RateTable>,
+    session: impl FnOnce(TcpStream, Arc<FtpHandler>, SessionContext) -> std::io::Result<()>,
 ) -> i32 {
     SESSION_PROCESS.store(true, Ordering::SeqCst);
-    let shared = match Shared::new(None) {
+    let shared = match Shared::new(None, rates) {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot set up the session: {e}");
@@ -258,7 +269,7 @@ pub(crate) fn single_session_with(
         return 1;
     };
     watch_signals(&shared);
-    serve_guarded_with(stream, handler, guard, session);
+    serve_guarded_with(stream, handler, guard, ProcessKind::Own, session);
     0
 }
 

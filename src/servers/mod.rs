@@ -12,6 +12,7 @@ use nix::sys::socket::{
 };
 
 use crate::error::Error;
+use crate::handlers::throttle::RateTable;
 use crate::handlers::FtpHandler;
 
 mod acceptor;
@@ -76,6 +77,12 @@ impl ServerHandle {
     /// Sessions running now, in every process of the server.
     pub fn connection_count(&self) -> usize {
         self.shared.connection_count()
+    }
+
+    /// The shared rate buckets of the server's sessions (made with the server, before any
+    /// fork): the per-user and server-wide limits, and who holds a user slot now.
+    pub fn rate_table(&self) -> &Arc<RateTable> {
+        &self.shared.rates
     }
 }
 
@@ -155,7 +162,7 @@ impl FtpServer {
             listeners,
             handler: Arc::new(handler),
             executor: Executor::Pool,
-            shared: Shared::new(None)?,
+            shared: Shared::new(None, Arc::new(RateTable::new()))?,
             max_cons: 512,
             max_cons_per_ip: 0,
             stack_size: DEFAULT_STACK_SIZE,
@@ -216,7 +223,8 @@ impl FtpServer {
     /// # Errors
     /// The signal mask or the signalfd cannot be set up.
     pub fn stop_on_signals(&mut self) -> Result<(), Error> {
-        self.shared = Shared::new(Some(stop_signals()?))?;
+        let rates = self.shared.rates.clone();
+        self.shared = Shared::new(Some(stop_signals()?), rates)?;
         Ok(())
     }
 

@@ -247,6 +247,7 @@ fn worker(pool: &Arc<Pool>) {
             stream,
             pool.handler.clone(),
             guard,
+            crate::handlers::ProcessKind::Shared,
             acceptor::entry(implicit),
         );
         pool.idle.fetch_add(1, Ordering::SeqCst);

@@ -141,7 +141,9 @@ fn spawn_worker(server: &FtpServer) -> Result<Pid, Error> {
 /// A worker: the pooled-thread model on the shared listeners until SIGTERM (graceful) or
 /// SIGUSR1 (close now).
 fn worker_main(server: &FtpServer) -> i32 {
-    let shared = match stop_signals().and_then(|s| Shared::new(Some(s))) {
+    // The parent's rate buckets: mapped before the fork, so every worker shares them.
+    let rates = server.shared.rates.clone();
+    let shared = match stop_signals().and_then(|s| Shared::new(Some(s), rates)) {
         Ok(s) => s,
         Err(e) => {
             log::error!("worker {}: cannot set up: {e}", std::process::id());

@@ -17,6 +17,8 @@ use nix::sys::socket;
 
 use super::admission::{Admission, Admitted};
 use crate::error::Error;
+use crate::handlers::throttle::RateTable;
+use crate::handlers::{AdmissionHooks, DrainToken, ProcessKind, SessionContext};
 
 /// State shared by the acceptor, the sessions' guards and every `ServerHandle`.
 pub(crate) struct Shared {
@@ -30,8 +32,9 @@ pub(crate) struct Shared {
     /// graceful shutdown, with the session's "running a command" flag.
     pub(super) sessions: Mutex<HashMap<u64, (TcpStream, Arc<AtomicBool>)>>,
     pub(super) next_id: AtomicU64,
-    /// Graceful shutdown in progress (see `shutdown.rs`).
-    pub(super) draining: AtomicBool,
+    /// Graceful shutdown in progress (see `shutdown.rs`); every session's drain token
+    /// reads it.
+    pub(super) draining: Arc<AtomicBool>,
     /// `ServerHandle::shutdown` asked for a graceful stop with this grace period.
     pub(super) grace: Mutex<Option<Duration>>,
     /// `close_all` was asked for (forked children are ended too).
@@ -45,10 +48,16 @@ pub(crate) struct Shared {
     pub(super) fd_refusals: RateLog,
     /// The spare descriptor given up to refuse a connection when there is none left.
     pub(super) reserve: super::acceptor::Reserve,
+    /// The shared rate buckets of the server's sessions (per user, server-wide), mapped
+    /// before any fork so every worker and child shares them.
+    pub(crate) rates: Arc<RateTable>,
 }
 
 impl Shared {
-    pub(super) fn new(signals: Option<SignalFd>) -> Result<Arc<Shared>, Error> {
+    pub(super) fn new(
+        signals: Option<SignalFd>,
+        rates: Arc<RateTable>,
+    ) -> Result<Arc<Shared>, Error> {
         let (rx, tx) = nix::unistd::pipe().map_err(std::io::Error::from)?;
         Ok(Arc::new(Shared {
             shutdown: AtomicBool::new(false),
@@ -58,13 +67,14 @@ impl Shared {
             count: AtomicUsize::new(0),
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
-            draining: AtomicBool::new(false),
+            draining: Arc::new(AtomicBool::new(false)),
             grace: Mutex::new(None),
             hard: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             admission: OnceLock::new(),
             fd_refusals: RateLog::default(),
             reserve: Default::default(),
+            rates,
         }))
     }
 
@@ -145,6 +155,18 @@ pub(crate) struct ConnGuard {
 }
 
 impl ConnGuard {
+    /// What the session this guard counts gets from its server: the drain token (the
+    /// server's drain flag and this session's busy flag), its admission, the shared rate
+    /// buckets, and the kind of process it runs in.
+    pub(crate) fn context(&self, process: ProcessKind) -> SessionContext {
+        SessionContext {
+            drain: DrainToken::new(self.shared.draining.clone(), self.busy.clone()),
+            process,
+            admission: self.admitted.clone().map(|a| a as Arc<dyn AdmissionHooks>),
+            rates: self.shared.rates.clone(),
+        }
+    }
+
     /// Writes `msg` to the session's socket through the registered duplicate, without
     /// blocking (nothing happens for a session counted with `count_only`).
     pub(crate) fn send(&self, msg: &[u8]) {
