@@ -222,6 +222,10 @@ pub struct FtpHandler {
     /// The virtual root of every session instead of the user's home; the session then
     /// starts in its home below it. `Some("/")` is pyftpdlib's `UnixFilesystem` (the real
     /// filesystem, no jail; see [`UnixFilesystem::install`](crate::filesystems::UnixFilesystem::install)).
+    /// pyftpdlib keeps this root inside its filesystem class; here it is the handler's,
+    /// because the session, not the filesystem, decides the root: it opens the root
+    /// directory that every path is resolved beneath and hands it to whatever
+    /// [`Filesystem`] the factory builds, so no filesystem can widen its own jail.
     /// Default: none (the home is the root: a jail).
     pub root_dir: Option<std::path::PathBuf>,
     /// Jail every user in their own home, whatever `root_dir` says (vsftpd's

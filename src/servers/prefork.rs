@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::PollFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
@@ -53,19 +53,12 @@ pub(super) fn serve(server: &FtpServer, workers: usize) -> Result<(), Error> {
         if shared.shutdown.load(Ordering::SeqCst) {
             break Stop::Closed;
         }
-        let mut fds = vec![PollFd::new(shared.wake_rx.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![(shared.wake_rx.as_fd(), PollFlags::POLLIN)];
         if let Some(s) = &shared.signals {
-            fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+            fds.push((s.as_fd(), PollFlags::POLLIN));
         }
-        match poll(&mut fds, PollTimeout::from(200u16)) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(std::io::Error::from(e).into()),
-        }
-        let signalled = fds
-            .get(1)
-            .and_then(|f| f.revents())
-            .map(|r| !r.is_empty())
-            .unwrap_or(false);
+        let ready = crate::poll::ready_slice(&fds, Some(Duration::from_millis(200)))?;
+        let signalled = ready.get(1).copied().unwrap_or(false);
         if signalled {
             if let Some(Ok(Some(info))) = shared.signals.as_ref().map(|s| s.read_signal()) {
                 let sig = Signal::try_from(info.ssi_signo as i32).unwrap_or(Signal::SIGTERM);

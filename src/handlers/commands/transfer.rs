@@ -72,7 +72,7 @@ pub(super) fn retr(s: &mut Session, req: &Request) -> io::Result<()> {
             return busy(s, &e, "it is being uploaded");
         }
     }
-    s.start_transfer(plan("RETR", real, Work::Send(Source::File(file)), None))
+    s.start_transfer(plan(&req.verb, real, Work::Send(Source::File(file)), None))
 }
 
 pub(super) fn stor(s: &mut Session, req: &Request) -> io::Result<()> {
@@ -111,8 +111,7 @@ fn store(s: &mut Session, req: &Request, append: bool) -> io::Result<()> {
         Ok(f) => f,
         Err(e) => return busy(s, &e, "another session is transferring it"),
     };
-    let cmd = if append { "APPE" } else { "STOR" };
-    s.start_transfer(plan(cmd, real, Work::Receive(sink), None))
+    s.start_transfer(plan(&req.verb, real, Work::Receive(sink), None))
 }
 
 /// The permission bits of a new upload: `base` less the handler's umask.
