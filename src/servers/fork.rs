@@ -90,7 +90,7 @@ impl Dispatch for Forker {
                 let mine = guard.admitted.as_ref().map(|a| a.share());
                 // The parent's counters are the parent's; the child leaves them alone.
                 std::mem::forget(guard);
-                let rates = shared.rates.clone();
+                let rates = shared.rates().clone();
                 let code = single_session(stream, handler.clone(), implicit_tls, mine, rates);
                 std::process::exit(code);
             }
@@ -254,7 +254,7 @@ pub(crate) fn single_session_with(
     session: impl FnOnce(TcpStream, Arc<FtpHandler>, SessionContext) -> std::io::Result<()>,
 ) -> i32 {
     SESSION_PROCESS.store(true, Ordering::SeqCst);
-    let shared = match Shared::new(None, rates) {
+    let shared = match Shared::new(None) {
         Ok(s) => s,
         Err(e) => {
             log::error!("cannot set up the session: {e}");
@@ -264,6 +264,7 @@ pub(crate) fn single_session_with(
     if let Some(a) = &admitted {
         let _ = shared.admission.set(a.table().clone());
     }
+    let _ = shared.rates.set(rates);
     let Some(guard) = shared.register(&stream, admitted) else {
         acceptor::out_of_descriptors(&stream, &shared);
         return 1;

@@ -82,7 +82,7 @@ impl ServerHandle {
     /// The shared rate buckets of the server's sessions (made with the server, before any
     /// fork): the per-user and server-wide limits, and who holds a user slot now.
     pub fn rate_table(&self) -> &Arc<RateTable> {
-        &self.shared.rates
+        self.shared.rates()
     }
 }
 
@@ -162,13 +162,29 @@ impl FtpServer {
             listeners,
             handler: Arc::new(handler),
             executor: Executor::Pool,
-            shared: Shared::new(None, Arc::new(RateTable::new()))?,
+            shared: Shared::new(None)?,
             max_cons: 512,
             max_cons_per_ip: 0,
             stack_size: DEFAULT_STACK_SIZE,
             idle_timeout: None,
             shutdown_grace: Duration::from_secs(10),
         })
+    }
+
+    /// Uses `table` for the shared rate buckets of this server's sessions (per user and
+    /// server-wide): a table with more user slots than [`DEFAULT_USER_SLOTS`], or one shared
+    /// with another server. Without it the server makes one with the default capacity.
+    ///
+    /// # Errors
+    /// The server already has its table (a session ran or `rate_table` was read).
+    ///
+    /// [`DEFAULT_USER_SLOTS`]: crate::handlers::throttle::DEFAULT_USER_SLOTS
+    pub fn with_rate_table(self, table: Arc<RateTable>) -> Result<FtpServer, Error> {
+        self.shared
+            .rates
+            .set(table)
+            .map_err(|_| Error::Config("the rate table is already in use".into()))?;
+        Ok(self)
     }
 
     /// Chooses the concurrency model.
@@ -223,8 +239,11 @@ impl FtpServer {
     /// # Errors
     /// The signal mask or the signalfd cannot be set up.
     pub fn stop_on_signals(&mut self) -> Result<(), Error> {
-        let rates = self.shared.rates.clone();
-        self.shared = Shared::new(Some(stop_signals()?), rates)?;
+        let rates = self.shared.rates.get().cloned();
+        self.shared = Shared::new(Some(stop_signals()?))?;
+        if let Some(r) = rates {
+            let _ = self.shared.rates.set(r);
+        }
         Ok(())
     }
 
@@ -271,6 +290,8 @@ impl FtpServer {
         self.log_banner();
         descriptors::prepare(self.max_cons, self.executor);
         let table = self.shared.admission(self.max_cons).clone();
+        // Made before any fork, so every worker and child shares the same buckets.
+        let _ = self.shared.rates();
         let r = match self.executor {
             Executor::Fork => fork::serve(self),
             Executor::PreFork { workers } => prefork::serve(self, workers),

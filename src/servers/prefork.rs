@@ -134,9 +134,7 @@ fn spawn_worker(server: &FtpServer) -> Result<Pid, Error> {
 /// A worker: the pooled-thread model on the shared listeners until SIGTERM (graceful) or
 /// SIGUSR1 (close now).
 fn worker_main(server: &FtpServer) -> i32 {
-    // The parent's rate buckets: mapped before the fork, so every worker shares them.
-    let rates = server.shared.rates.clone();
-    let shared = match stop_signals().and_then(|s| Shared::new(Some(s), rates)) {
+    let shared = match stop_signals().and_then(|s| Shared::new(Some(s))) {
         Ok(s) => s,
         Err(e) => {
             log::error!("worker {}: cannot set up: {e}", std::process::id());
@@ -146,6 +144,8 @@ fn worker_main(server: &FtpServer) -> i32 {
     if let Some(table) = server.shared.admission.get() {
         let _ = shared.admission.set(table.clone());
     }
+    // The parent's rate buckets, mapped before the fork: every worker shares them.
+    let _ = shared.rates.set(server.shared.rates().clone());
     let limits = Limits {
         max_cons: server.max_cons,
         max_cons_per_ip: server.max_cons_per_ip,

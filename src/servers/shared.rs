@@ -48,16 +48,14 @@ pub(crate) struct Shared {
     pub(super) fd_refusals: RateLog,
     /// The spare descriptor given up to refuse a connection when there is none left.
     pub(super) reserve: super::acceptor::Reserve,
-    /// The shared rate buckets of the server's sessions (per user, server-wide), mapped
-    /// before any fork so every worker and child shares them.
-    pub(crate) rates: Arc<RateTable>,
+    /// The shared rate buckets of the server's sessions (per user, server-wide), made in
+    /// the parent before any fork (like the admission table) so every worker and child
+    /// shares them.
+    pub(crate) rates: OnceLock<Arc<RateTable>>,
 }
 
 impl Shared {
-    pub(super) fn new(
-        signals: Option<SignalFd>,
-        rates: Arc<RateTable>,
-    ) -> Result<Arc<Shared>, Error> {
+    pub(super) fn new(signals: Option<SignalFd>) -> Result<Arc<Shared>, Error> {
         let (rx, tx) = nix::unistd::pipe().map_err(std::io::Error::from)?;
         Ok(Arc::new(Shared {
             shutdown: AtomicBool::new(false),
@@ -74,7 +72,7 @@ impl Shared {
             admission: OnceLock::new(),
             fd_refusals: RateLog::default(),
             reserve: Default::default(),
-            rates,
+            rates: OnceLock::new(),
         }))
     }
 
@@ -82,6 +80,13 @@ impl Shared {
     pub(crate) fn admission(&self, max_cons: usize) -> &Arc<Admission> {
         self.admission
             .get_or_init(|| Arc::new(Admission::new(max_cons)))
+    }
+
+    /// The shared rate table, made with [`DEFAULT_USER_SLOTS`] if the server was given none.
+    ///
+    /// [`DEFAULT_USER_SLOTS`]: crate::handlers::throttle::DEFAULT_USER_SLOTS
+    pub(crate) fn rates(&self) -> &Arc<RateTable> {
+        self.rates.get_or_init(|| Arc::new(RateTable::new()))
     }
 
     /// Counts a new session served in this process and keeps a duplicate of its socket;
@@ -163,7 +168,7 @@ impl ConnGuard {
             drain: DrainToken::new(self.shared.draining.clone(), self.busy.clone()),
             process,
             admission: self.admitted.clone().map(|a| a as Arc<dyn AdmissionHooks>),
-            rates: self.shared.rates.clone(),
+            rates: self.shared.rates().clone(),
         }
     }
 
