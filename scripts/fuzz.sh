@@ -66,8 +66,9 @@ for t in "${targets[@]}"; do
   printf '%-14s %8s %14s %10s %8s %8s\n' "$t" "$took" "${execs:-?}" "${rate:-?}" "$size" "$crashes"
   if [ "$crashes" -ne 0 ]; then
     failed=1
-    echo "--- $t: last lines of libFuzzer's output" >&2
-    tail -n 40 "$log" >&2
+    echo "--- $t: the panic and the input kept (libFuzzer's output)" >&2
+    grep -A4 -m1 'panicked' "$log" >&2 || tail -n 40 "$log" >&2
+    grep -A2 -m1 'Failing input' "$log" >&2 || true
   fi
 done
 exit "$failed"
