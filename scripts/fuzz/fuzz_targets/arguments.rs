@@ -42,7 +42,10 @@ fn eprt(arg: &str) {
     let split = split_eprt(arg);
     if let Some((af, ip, _)) = split {
         let d = arg.chars().next().unwrap_or('|');
-        assert!(!af.contains(d) && !ip.contains(d), "fields hold no delimiter");
+        assert!(
+            !af.contains(d) && !ip.contains(d),
+            "fields hold no delimiter"
+        );
     }
     let Ok(addr) = parse_eprt(arg) else { return };
     let (af, _, port) = split.expect("what parse_eprt takes, split_eprt splits");

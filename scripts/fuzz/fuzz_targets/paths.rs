@@ -25,9 +25,16 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert_eq!(ftpnorm(b"/", &norm), norm, "idempotent");
-    assert_eq!(ftpnorm(path, &norm), norm, "an absolute path ignores the cwd");
+    assert_eq!(
+        ftpnorm(path, &norm),
+        norm,
+        "an absolute path ignores the cwd"
+    );
     let j = jail();
-    assert!(ftp2fs(&j.root, cwd, path).starts_with(&j.root), "lexically inside");
+    assert!(
+        ftp2fs(&j.root, cwd, path).starts_with(&j.root),
+        "lexically inside"
+    );
     if norm.contains(&0) || path.contains(&0) {
         return; // no file name holds a NUL: the kernel is never asked
     }
@@ -59,6 +66,9 @@ fn open(dir: &RootDir, p: &Path, root: &Path) -> Result<std::path::PathBuf, std:
         .open_at(p, OFlag::O_PATH, Mode::empty())
         .map_err(|e| e.kind())?;
     let at = where_is(&fd);
-    assert!(beneath(&at, root), "{p:?} resolved to {at:?}, outside {root:?}");
+    assert!(
+        beneath(&at, root),
+        "{p:?} resolved to {at:?}, outside {root:?}"
+    );
     Ok(at)
 }

@@ -11,9 +11,16 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let esc = escape_line(data);
     one_line(&esc);
-    assert_eq!(escape_line(&esc).as_ref(), esc.as_ref(), "escaping twice changes nothing");
+    assert_eq!(
+        escape_line(&esc).as_ref(),
+        esc.as_ref(),
+        "escaping twice changes nothing"
+    );
     one_line(&quote_path(data));
-    assert!(!log_escape(data).chars().any(char::is_control), "log lines stay whole");
+    assert!(
+        !log_escape(data).chars().any(char::is_control),
+        "log lines stay whole"
+    );
     let text = String::from_utf8_lossy(data);
     if let Some(t) = echoable(&text) {
         assert!(t.len() <= 16 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' '));
@@ -55,7 +62,10 @@ fn chunked(data: &[u8]) {
     let (mut back, mut pending) = (Vec::new(), false);
     from_crlf(&whole, &mut back, &mut pending);
     let (mut parts, mut pending2) = (Vec::new(), false);
-    for piece in [&whole[..cut.min(whole.len())], &whole[cut.min(whole.len())..]] {
+    for piece in [
+        &whole[..cut.min(whole.len())],
+        &whole[cut.min(whole.len())..],
+    ] {
         from_crlf(piece, &mut buf, &mut pending2);
         parts.extend_from_slice(&buf);
     }

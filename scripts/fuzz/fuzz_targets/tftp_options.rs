@@ -20,11 +20,18 @@ fuzz_target!(|data: &[u8]| {
     };
     let size = (a & 1 == 1).then_some(u64::from(*b) * 1000);
     let Ok(n) = negotiate(&req.options, req.write, size, &limits) else {
-        assert!(req.write && limits.max_upload.is_some(), "only a too big WRQ is refused");
+        assert!(
+            req.write && limits.max_upload.is_some(),
+            "only a too big WRQ is refused"
+        );
         return;
     };
     if n.oack.iter().any(|(k, _)| k == "blksize") {
-        assert!((8..=limits.max_blksize.max(8)).contains(&n.blksize), "blksize {}", n.blksize);
+        assert!(
+            (8..=limits.max_blksize.max(8)).contains(&n.blksize),
+            "blksize {}",
+            n.blksize
+        );
     } else {
         assert_eq!(n.blksize, 512, "RFC 1350's block size without the option");
     }

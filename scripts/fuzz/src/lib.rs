@@ -89,7 +89,10 @@ fn must<T, E: std::fmt::Debug>(r: Result<T, E>) -> T {
 
 /// Where a descriptor really is (its /proc/self/fd link).
 pub fn where_is(fd: &OwnedFd) -> PathBuf {
-    must(std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())))
+    must(std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        fd.as_raw_fd()
+    )))
 }
 
 /// True when `p` is `root` or beneath it.
