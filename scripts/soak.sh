@@ -80,6 +80,9 @@ for model in "${models[@]}"; do
   echo "server log: $(wc -l <"$log") lines, $errors ERROR, $panics panics"
   if [ "$rc" -ne 0 ] || [ "$panics" -ne 0 ]; then
     failed=1
+    keep="${TMPDIR:-/tmp}/ftpdlib-soak-$model.log"
+    cp "$log" "$keep"
+    echo "--- $model failed: the server's log is kept in $keep"
     echo "--- $model: the server's ERROR and panic lines (first 20)"
     grep -E ' ERROR |panicked' "$log" | head -n 20 || true
   fi
