@@ -42,7 +42,10 @@ cleanup() {
 }
 trap cleanup EXIT
 root="$work/root"
-mkdir -p "$root/soak-list" "$root/soak-up"
+mkdir -p "$root/soak-list"
+# Uploads spread over 32 directories (ftpbench's UPLOAD_DIRS): with all sessions creating and
+# deleting in one, the kernel's per-directory lock is what gets measured.
+for i in $(seq 0 31); do mkdir -p "$root/soak-up/$i"; done
 head -c $((64 << 10)) /dev/urandom >"$root/soak-small.bin"
 # Larger than loopback's socket buffers, so an ABOR after the first bytes finds it running.
 head -c $((32 << 20)) /dev/urandom >"$root/soak-big.bin"
@@ -90,7 +93,7 @@ for model in "${models[@]}"; do
     echo "== $model (exit $rc, server log: $errors ERROR, $panics panics)"
     grep -E '^(before|during|after|ops|replies|unexpected)' "$out" || true
   } >>"$summary"
-  rm -f "$root"/soak-up/*
+  rm -f "$root"/soak-up/*/*
 done
 echo
 echo "=== summary"

@@ -4,8 +4,8 @@
 //! before, during and after. Every reply is counted by code; a reply a well-behaved server
 //! would not give is "unexpected", a `421` (server full or draining) and a read that times
 //! out (`-t`) are counted apart. The server's directory needs `soak-small.bin`,
-//! `soak-big.bin` (big enough that an ABOR lands mid-transfer), `soak-list/` and a writable
-//! `soak-up/` (scripts/soak.sh makes them).
+//! `soak-big.bin` (big enough that an ABOR lands mid-transfer), `soak-list/` and writable
+//! `soak-up/0` … `soak-up/31` (scripts/soak.sh makes them).
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -404,9 +404,16 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// A new upload's name, in one of [`UPLOAD_DIRS`] directories: every session creating
+    /// and deleting in one directory measures the kernel's lock on that directory (each
+    /// create and unlink takes it), not the server.
+    fn upload_name(&self) -> String {
+        format!("soak-up/{}/s{}-{}", self.id % UPLOAD_DIRS, self.id, self.n)
+    }
+
     fn stor(&mut self, ftp: &mut Ftp) -> Result<(), Stop> {
         self.n += 1;
-        let name = format!("soak-up/s{}-{}", self.id, self.n);
+        let name = self.upload_name();
         let mut data = self.start(ftp, &format!("STOR {name}"))?;
         let chunk = [b'u'; 8 << 10];
         for _ in 0..1 + self.roll(8) {
@@ -458,7 +465,7 @@ impl Session<'_> {
             2 => self.start(&mut ftp, "RETR soak-big.bin").ok(),
             _ => {
                 self.n += 1;
-                let name = format!("STOR soak-up/s{}-{}", self.id, self.n);
+                let name = format!("STOR {}", self.upload_name());
                 let mut d = self.start(&mut ftp, &name).ok();
                 if let Some(d) = d.as_mut() {
                     let _ = d.write_all(&[b'x'; 4096]);
@@ -476,3 +483,6 @@ impl Session<'_> {
 
 /// The size of `soak-small.bin` (scripts/soak.sh writes it).
 pub const SMALL: u64 = 64 << 10;
+
+/// Upload directories `soak-up/0` … `soak-up/31` (scripts/soak.sh makes them).
+pub const UPLOAD_DIRS: usize = 32;
