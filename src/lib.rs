@@ -30,8 +30,13 @@ pub mod beneath;
 pub mod cli;
 pub mod error;
 pub mod filesystems;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handlers;
 mod logging;
+#[cfg(test)]
+mod properties;
 pub mod proto;
 pub mod servers;
 mod shm;

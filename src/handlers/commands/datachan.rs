@@ -39,16 +39,8 @@ pub(super) fn eprt(s: &mut Session, req: &Request) -> io::Result<()> {
     // pyftpdlib `ftp_EPRT`: `<d>af<d>ip<d>port<d>` split on the first character, the port
     // checked first, then the protocol against the control connection's family.
     let arg = req.arg_str();
-    let parts: Vec<&str> = match arg.chars().next() {
-        Some(d) => arg.split(d).collect(),
-        None => Vec::new(),
-    };
-    let (af, ip, port) = match parts.as_slice() {
-        [_, af, ip, port, _] => match port.parse::<u16>() {
-            Ok(port) => (*af, *ip, port),
-            Err(_) => return s.reply(501, "Invalid EPRT format."),
-        },
-        _ => return s.reply(501, "Invalid EPRT format."),
+    let Some((af, ip, port)) = proto::split_eprt(&arg) else {
+        return s.reply(501, "Invalid EPRT format.");
     };
     match af {
         "1" => match ip.parse::<std::net::Ipv4Addr>() {
@@ -165,20 +157,21 @@ pub(super) fn pasv(s: &mut Session, _req: &Request) -> io::Result<()> {
 }
 
 pub(super) fn epsv(s: &mut Session, req: &Request) -> io::Result<()> {
-    let arg = req.arg_str().trim().to_ascii_uppercase();
-    match arg.as_str() {
-        "" => {}
-        "1" if !s.local.is_ipv4() => {
+    match proto::parse_epsv(&req.arg_str()) {
+        Some(proto::EpsvArg::Any) => {}
+        Some(proto::EpsvArg::Protocol(1)) if !s.local.is_ipv4() => {
             return s.reply(522, "Network protocol not supported (use 2).")
         }
-        "2" if s.local.is_ipv4() => return s.reply(522, "Network protocol not supported (use 1)."),
-        "1" | "2" => {}
-        "ALL" => {
+        Some(proto::EpsvArg::Protocol(2)) if s.local.is_ipv4() => {
+            return s.reply(522, "Network protocol not supported (use 1).")
+        }
+        Some(proto::EpsvArg::Protocol(_)) => {}
+        Some(proto::EpsvArg::All) => {
             s.epsv_all = true;
             // pyftpdlib answers 220 here; any 2xx satisfies RFC 2428 §4.
             return s.reply(220, "Other commands other than EPSV are now disabled.");
         }
-        _ => {
+        None => {
             let msg = format!("Unknown network protocol (use {}).", af_hint(s));
             return s.reply(501, &msg);
         }
