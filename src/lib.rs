@@ -30,9 +30,14 @@ pub mod beneath;
 pub mod cli;
 pub mod error;
 pub mod filesystems;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handlers;
 mod logging;
 mod poll;
+#[cfg(test)]
+mod properties;
 pub mod proto;
 pub mod ratelimit;
 pub mod servers;

@@ -245,6 +245,51 @@ pub fn split_eprt(arg: &str) -> Option<(&str, &str, u16)> {
     }
 }
 
+/// The argument of EPSV (RFC 2428 §3, §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpsvArg {
+    /// No argument: the control connection's protocol.
+    Any,
+    /// `1` (IPv4) or `2` (IPv6).
+    Protocol(u8),
+    /// `ALL`: from now on only EPSV sets up data connections (PORT, EPRT, PASV refused).
+    All,
+}
+
+/// Parses an EPSV argument (case-insensitive, blanks around it ignored); `None` for anything
+/// else (`501 Unknown network protocol`).
+pub fn parse_epsv(arg: &str) -> Option<EpsvArg> {
+    match arg.trim().to_ascii_uppercase().as_str() {
+        "" => Some(EpsvArg::Any),
+        "1" => Some(EpsvArg::Protocol(1)),
+        "2" => Some(EpsvArg::Protocol(2)),
+        "ALL" => Some(EpsvArg::All),
+        _ => None,
+    }
+}
+
+/// Parses the argument of `OPTS MLST` (RFC 3659 §7.9): facts separated (and ended) by `;`,
+/// matched case-insensitively against `available`; unknown facts are dropped, as the RFC
+/// asks. Returns the facts to show, in `available`'s order. `None` for a malformed argument
+/// (a blank inside, or a non-empty one with no `;`): `501 Invalid argument.`
+pub fn parse_mlst_facts(arg: &str, available: &[&str]) -> Option<Vec<String>> {
+    let arg = arg.trim();
+    if arg.contains(' ') || (!arg.is_empty() && !arg.contains(';')) {
+        return None;
+    }
+    let wanted: Vec<String> = arg
+        .split(';')
+        .map(|f| f.trim().to_ascii_lowercase())
+        .collect();
+    Some(
+        available
+            .iter()
+            .filter(|f| wanted.iter().any(|w| w == *f))
+            .map(|f| f.to_string())
+            .collect(),
+    )
+}
+
 /// The 227 reply text for PASV (RFC 959 §4.1.2), in the exact shape clients parse.
 pub fn format_pasv(ip: Ipv4Addr, port: u16) -> String {
     let o = ip.octets();

@@ -310,3 +310,28 @@ fn a_component_swapped_for_a_symlink_never_leads_out() {
     );
     assert!(opened > 0, "the race was run");
 }
+
+/// A trailing `/` (or `/.`) asks for a directory (POSIX path resolution): a file or a link to
+/// one named so is ENOTDIR under both resolvers, a link to a directory is followed even by a
+/// no-follow lookup. Found by the fuzz target `paths`: the walk used to drop the slash.
+#[test]
+fn trailing_slash_means_a_directory() {
+    let t = tree();
+    for r in roots(&t.root) {
+        let how = r.resolver();
+        for name in ["sub/f/", "sub/f/.", "/sub/f//", "in/f/", "sub/up/"] {
+            for follow in [true, false] {
+                let e = r.stat(p(name), follow).expect_err(name);
+                assert_eq!(e.raw_os_error(), Some(nix::libc::ENOTDIR), "{how:?} {name}");
+            }
+            let e = read(&r, name).expect_err(name);
+            assert_eq!(e.raw_os_error(), Some(nix::libc::ENOTDIR), "{how:?} {name}");
+        }
+        for name in ["sub/", "in/", "in/.", "sub/../in/"] {
+            for follow in [true, false] {
+                let st = r.stat(p(name), follow).expect(name);
+                assert_eq!(st.st_mode & 0o170000, 0o040000, "{how:?} {name} {follow}");
+            }
+        }
+    }
+}

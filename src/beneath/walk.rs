@@ -45,6 +45,18 @@ fn components(p: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
         .filter(|c| !c.is_empty() && *c != b".")
 }
 
+/// True when `p` ends in `/` or `/.`: POSIX path resolution then wants a directory at the
+/// end (openat2 answers ENOTDIR for `file/`), and `components` alone would lose that.
+fn wants_dir(p: &[u8]) -> bool {
+    !p.is_empty() && matches!(p.rsplit(|&b| b == b'/').next(), Some(b"" | b"."))
+}
+
+/// The flags for a final component that must be a directory: `O_DIRECTORY`, and a symlink
+/// there is followed even without asking (`link/` names the directory, as in the kernel).
+fn dir_flags(flags: OFlag) -> OFlag {
+    (flags | OFlag::O_DIRECTORY) & !OFlag::O_NOFOLLOW
+}
+
 /// One walk; `Ok(None)` when the final object changed under it (walk again).
 fn walk_once(
     root: BorrowedFd<'_>,
@@ -57,6 +69,10 @@ fn walk_once(
     let mut held: Vec<OwnedFd> = Vec::new();
     let mut todo: VecDeque<Vec<u8>> = components(path).map(<[u8]>::to_vec).collect();
     let mut links = 0;
+    let mut flags = flags;
+    if wants_dir(path) {
+        flags = dir_flags(flags);
+    }
     while let Some(name) = todo.pop_front() {
         let cur = held.last().map_or(root, |f| f.as_fd());
         if name == b".." {
@@ -91,6 +107,9 @@ fn walk_once(
                     return Err(Errno::EXDEV);
                 }
                 held.clear();
+            }
+            if last && wants_dir(target) {
+                flags = dir_flags(flags);
             }
             for c in components(target).rev() {
                 todo.push_front(c.to_vec());

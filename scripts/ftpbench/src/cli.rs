@@ -97,6 +97,12 @@ pub fn options() -> getopts::Options {
         "bytes per sendfile(2) call in --loopback-limit (default 1G)",
         "SIZE",
     );
+    o.optopt(
+        "",
+        "soak",
+        "no benchmark: -n sessions of mixed operations for SECS, with -k PID's fds, threads and memory",
+        "SECS",
+    );
     o.optflag("", "pasv", "use PASV instead of EPSV");
     o.optflag(
         "",

@@ -42,6 +42,22 @@ impl Ftp {
     /// # Errors
     /// Connection failures, timeouts, or a greeting other than 2xx.
     pub fn connect(addr: SocketAddr, timeout: Duration, force_pasv: bool) -> io::Result<Ftp> {
+        let (ftp, r) = Ftp::connect_greeted(addr, timeout, force_pasv)?;
+        if r.class() != 2 {
+            return Err(proto_err(format!("greeting: {} {}", r.code, r.text)));
+        }
+        Ok(ftp)
+    }
+
+    /// Connects and reads the greeting, whatever its code (a `421` of a full server too).
+    ///
+    /// # Errors
+    /// Connection failures, timeouts, a malformed greeting.
+    pub fn connect_greeted(
+        addr: SocketAddr,
+        timeout: Duration,
+        force_pasv: bool,
+    ) -> io::Result<(Ftp, Reply)> {
         let sock = TcpStream::connect_timeout(&addr, timeout)?;
         sock.set_read_timeout(Some(timeout))?;
         sock.set_write_timeout(Some(timeout))?;
@@ -53,10 +69,7 @@ impl Ftp {
             use_pasv: force_pasv,
         };
         let r = ftp.read_reply()?;
-        if r.class() != 2 {
-            return Err(proto_err(format!("greeting: {} {}", r.code, r.text)));
-        }
-        Ok(ftp)
+        Ok((ftp, r))
     }
 
     /// Connects and logs in with USER/PASS.
@@ -90,6 +103,11 @@ impl Ftp {
             return Err(proto_err(format!("login refused: {} {}", r.code, r.text)));
         }
         Ok(())
+    }
+
+    /// The server's control address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
     }
 
     /// The control socket (for poll).
@@ -278,7 +296,7 @@ fn parse_code(line: &str) -> io::Result<u16> {
 }
 
 /// RFC 2428 §3: `229 Entering Extended Passive Mode (|||6446|)`.
-fn parse_epsv(text: &str, ip: IpAddr) -> io::Result<SocketAddr> {
+pub fn parse_epsv(text: &str, ip: IpAddr) -> io::Result<SocketAddr> {
     let bad = || proto_err(format!("bad EPSV reply {text:?}"));
     let start = text.find('(').ok_or_else(bad)?;
     let end = text[start..].find(')').ok_or_else(bad)? + start;

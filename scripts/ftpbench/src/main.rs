@@ -4,6 +4,7 @@
 //! ```text
 //! ftpbench -u USER -p PASS -H 127.0.0.1 -P 2121 -b all -n 1000 -s 4M -k SERVER_PID
 //! ftpbench --loopback-limit
+//! ftpbench -u USER -p PASS -P 2121 -n 1000 -k SERVER_PID --soak 600
 //! ```
 
 mod cli;
@@ -11,8 +12,10 @@ mod client;
 mod loopback;
 mod mem;
 mod multi;
+mod probe;
 mod report;
 mod single;
+mod soak;
 mod suite;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -25,6 +28,7 @@ use report::{Format, Report};
 use suite::{bench_concurrence, bench_transfer, cleanup, loopback_limit, raise_fd_limit};
 
 /// Everything the workloads need, from the command line.
+#[derive(Clone)]
 pub struct Config {
     /// Server control address (loopback only).
     pub addr: SocketAddr,
@@ -132,6 +136,20 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
         loopback_limit(&cfg, &mut rep);
         rep.finish();
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(secs) = m.opt_str("soak") {
+        let secs: f64 = secs
+            .parse()
+            .ok()
+            .filter(|s: &f64| s.is_finite() && *s > 0.0)
+            .ok_or_else(|| format!("bad value for --soak: {secs:?}"))?;
+        raise_fd_limit(cfg.clients * 3 + 64, &rep);
+        let failed = soak::soak(&cfg, secs);
+        return Ok(if failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     let what = m.opt_str("b").unwrap_or_else(|| "transfer".into());
     let sel = Selection::parse(&what).map_err(|e| format!("{e}\n{}", usage(&o)))?;

@@ -171,21 +171,24 @@ pub(super) fn pasv(s: &mut Session, _req: &Request) -> io::Result<()> {
 }
 
 pub(super) fn epsv(s: &mut Session, req: &Request) -> io::Result<()> {
-    let arg = req.arg_str().trim().to_ascii_uppercase();
     let v4 = s.ctrl.local.is_ipv4();
-    match arg.as_str() {
-        "" => {}
-        "1" if !v4 => return s.ctrl.reply(522, "Network protocol not supported (use 2)."),
-        "2" if v4 => return s.ctrl.reply(522, "Network protocol not supported (use 1)."),
-        "1" | "2" => {}
-        "ALL" => {
+    match proto::parse_epsv(&req.arg_str()) {
+        Some(proto::EpsvArg::Any) => {}
+        Some(proto::EpsvArg::Protocol(1)) if !v4 => {
+            return s.ctrl.reply(522, "Network protocol not supported (use 2).")
+        }
+        Some(proto::EpsvArg::Protocol(2)) if v4 => {
+            return s.ctrl.reply(522, "Network protocol not supported (use 1).")
+        }
+        Some(proto::EpsvArg::Protocol(_)) => {}
+        Some(proto::EpsvArg::All) => {
             s.data.epsv_all = true;
             // pyftpdlib answers 220 here; any 2xx satisfies RFC 2428 §4.
             return s
                 .ctrl
                 .reply(220, "Other commands other than EPSV are now disabled.");
         }
-        _ => {
+        None => {
             let msg = format!("Unknown network protocol (use {}).", af_hint(&s.ctrl));
             return s.ctrl.reply(501, &msg);
         }

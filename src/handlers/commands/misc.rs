@@ -49,18 +49,10 @@ pub(super) fn opts(s: &mut Session, req: &Request) -> io::Result<()> {
             None => s.reply(501, "Unsupported command."),
         };
     }
-    if arg.contains(' ') || (!arg.is_empty() && !arg.contains(';')) {
-        return s.reply(501, "Invalid argument.");
+    match crate::proto::parse_mlst_facts(&arg, &AVAILABLE_FACTS) {
+        Some(facts) => s.facts = facts,
+        None => return s.reply(501, "Invalid argument."),
     }
-    let wanted: Vec<String> = arg
-        .split(';')
-        .map(|f| f.trim().to_ascii_lowercase())
-        .collect();
-    s.facts = AVAILABLE_FACTS
-        .iter()
-        .filter(|f| wanted.iter().any(|w| w == *f))
-        .map(|f| f.to_string())
-        .collect();
     let list: String = s.facts.iter().map(|f| format!("{f};")).collect();
     s.reply(200, &format!("MLST OPTS {list}"))
 }
