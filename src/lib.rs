@@ -32,6 +32,7 @@ pub mod error;
 pub mod filesystems;
 pub mod handlers;
 mod logging;
+pub mod process;
 pub mod proto;
 pub mod servers;
 mod shm;

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use common::*;
 use ftpdlib::authorizers::UnixAuthorizer;
-use ftpdlib::filesystems::UnixFilesystem;
 use ftpdlib::servers::Executor;
 
 /// A system account that exists for the life of the value.
@@ -112,7 +111,7 @@ fn unix_server(ex: Executor) -> Server {
             let mut auth = UnixAuthorizer::new();
             auth.rejected_users(&["root"]).unwrap();
             h.authorizer = Arc::new(auth);
-            UnixFilesystem::install(h);
+            h.use_unix_filesystem();
         })
         .start()
 }
@@ -201,7 +200,7 @@ fn chroot_local_user_jails_each_account(ex: Executor) {
         .executor(ex)
         .handler(|h| {
             h.authorizer = Arc::new(UnixAuthorizer::new());
-            UnixFilesystem::install(h);
+            h.use_unix_filesystem();
             h.chroot_local_user = true;
         })
         .start();
@@ -375,7 +374,7 @@ fn anonymous_user_and_valid_shell() {
             let mut auth = UnixAuthorizer::new();
             auth.anonymous_user(&anon_name).unwrap();
             h.authorizer = Arc::new(auth);
-            UnixFilesystem::install(h);
+            h.use_unix_filesystem();
         })
         .start();
     let mut c = s.anon();

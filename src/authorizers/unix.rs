@@ -21,6 +21,7 @@ use super::system::{
 };
 use super::{is_subpath, Authorizer, Perm, PermSet};
 use crate::error::{AuthenticationFailed, AuthorizerError};
+use crate::process::ProcessKind;
 
 const MSG_AUTH_FAILED: &str = "Authentication failed.";
 const MSG_ANON_NOT_ALLOWED: &str = "Anonymous access not allowed.";
@@ -328,23 +329,26 @@ impl Authorizer for UnixAuthorizer {
             .unwrap_or_else(|| self.msg_quit.clone())
     }
 
-    fn impersonate_user(&self, username: &str, _password: &str) -> Result<(), AuthorizerError> {
+    fn impersonate_user(
+        &self,
+        username: &str,
+        _password: &str,
+        process: ProcessKind,
+    ) -> Result<(), AuthorizerError> {
         let account = self
             .account(username)
             .ok_or_else(|| AuthorizerError(MSG_ANON_NOT_ALLOWED.into()))?;
         let user = lookup(&account)?;
-        if crate::servers::is_session_process() {
+        match process {
             // This process serves only this session: become the user for good.
-            become_user(&user)
-        } else {
-            set_fs_ids(user.uid, user.gid)
+            ProcessKind::SingleSession => become_user(&user),
+            ProcessKind::Shared => set_fs_ids(user.uid, user.gid),
         }
     }
 
     fn terminate_impersonation(&self, _username: &str) -> Result<(), AuthorizerError> {
-        if !crate::servers::is_session_process() {
-            restore_fs_ids();
-        }
+        // After a drop for good the effective ids are the user's, and this changes nothing.
+        restore_fs_ids();
         Ok(())
     }
 }

@@ -54,7 +54,7 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
     let perm = if o.write { "elradfmwMT" } else { "elr" };
     let mut h = FtpHandler::new(authorizer(o, perm)?);
     if o.unix_users {
-        crate::filesystems::UnixFilesystem::install(&mut h);
+        h.use_unix_filesystem();
     }
     let t = (o.timeout > 0).then(|| Duration::from_secs(o.timeout));
     h.timeout = t;

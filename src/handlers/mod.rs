@@ -357,11 +357,11 @@ pub struct FtpHandler {
     pub commands: CommandTable,
     /// The virtual root of every session instead of the user's home; the session then
     /// starts in its home below it. `Some("/")` is pyftpdlib's `UnixFilesystem` (the real
-    /// filesystem, no jail; see [`UnixFilesystem::install`](crate::filesystems::UnixFilesystem::install)).
+    /// filesystem, no jail; see [`FtpHandler::use_unix_filesystem`]).
     /// Default: none (the home is the root: a jail).
     pub root_dir: Option<std::path::PathBuf>,
     /// Jail every user in their own home, whatever `root_dir` says (vsftpd's
-    /// `chroot_local_user`): with [`UnixFilesystem::install`](crate::filesystems::UnixFilesystem::install)
+    /// `chroot_local_user`): with [`FtpHandler::use_unix_filesystem`]
     /// system users then see their home as `/` and nothing else. Default: false
     /// (pyftpdlib: `root_dir` decides).
     pub chroot_local_user: bool,
@@ -465,6 +465,18 @@ impl FtpHandler {
         make: impl Fn() -> C + Send + Sync + 'static,
     ) {
         self.callbacks = Arc::new(move || Box::new(make()));
+    }
+
+    /// Serves the real filesystem, unjailed, as pyftpdlib's `UnixFilesystem` does for
+    /// `UnixAuthorizer` users: every session's root is `/` ([`root_dir`](Self::root_dir)),
+    /// login lands in the user's home, and files are opened with the session's impersonated
+    /// identity, so the kernel decides what each user may touch. Paths are resolved as the
+    /// kernel always does (absolute symlinks work), except that /proc "magic" links are never
+    /// followed. Setting [`chroot_local_user`](Self::chroot_local_user) as well jails each
+    /// user in their home instead (vsftpd's `chroot_local_user`).
+    pub fn use_unix_filesystem(&mut self) {
+        self.root_dir = Some(std::path::PathBuf::from("/"));
+        self.filesystem = Arc::new(|_, root| Ok(Box::new(OsFilesystem::new(root)?)));
     }
 
     /// Checks the configuration once, when a server is built.

@@ -356,8 +356,6 @@ pub(crate) fn serve_guarded_with(
     super::shutdown::enter(&guard);
     let r = catch_unwind(AssertUnwindSafe(|| session(stream, handler)));
     super::shutdown::leave();
-    // A pool thread must not keep the filesystem identity of the user it just served.
-    crate::authorizers::restore_fs_ids();
     match r {
         Ok(Ok(())) => {}
         Ok(Err(e)) => log::debug!("session ended: {e}"),

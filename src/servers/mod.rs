@@ -29,7 +29,7 @@ pub use admission::UNLIMITED_SESSIONS;
 pub(crate) use descriptors::nofile_limit;
 pub use descriptors::DESCRIPTORS_PER_SESSION;
 pub use executor::{Executor, DEFAULT_STACK_SIZE};
-pub use fork::is_session_process;
+pub use fork::process_kind;
 pub(crate) use shared::{ConnGuard, Shared};
 use shutdown::{stop_signals, Ending};
 

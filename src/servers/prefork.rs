@@ -18,15 +18,16 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::acceptor::{self, Limits, Stop};
 use super::admission::Admission;
-use super::fork::{ensure_single_thread, fork_process, parent_fds};
+use super::fork::parent_fds;
 use super::pool::Pool;
 use super::shutdown::{stop_signals, wait_refusing, Ending};
 use super::{FtpServer, Shared};
 use crate::error::Error;
+use crate::process;
 
 /// The PreFork model's `serve_forever`.
 pub(super) fn serve(server: &FtpServer, workers: usize) -> Result<(), Error> {
-    ensure_single_thread("pre-fork")?;
+    process::ensure_single_thread("pre-fork").map_err(|e| Error::Config(e.to_string()))?;
     let workers = workers.max(1);
     let mut pids: HashSet<Pid> = HashSet::new();
     for _ in 0..workers {
@@ -127,7 +128,7 @@ fn reap(pids: &mut HashSet<Pid>, table: &Admission, mut died: impl FnMut(Pid, Wa
 
 /// Forks one worker; in the child this never returns.
 fn spawn_worker(server: &FtpServer) -> Result<Pid, Error> {
-    match fork_process().map_err(std::io::Error::from)? {
+    match process::fork("pre-fork")? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
             for fd in parent_fds(server, false) {

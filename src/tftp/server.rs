@@ -225,16 +225,7 @@ impl BoundTftpServer {
     /// other threads.
     pub fn serve_forever(self) -> io::Result<()> {
         if self.shared.cfg.executor == Executor::Fork {
-            // fork() in a multi-threaded process can leave the child with locks held by
-            // threads that do not exist there; refuse rather than deadlock a child later.
-            let threads = std::fs::read_dir("/proc/self/task")
-                .map(|d| d.count())
-                .unwrap_or(1);
-            if threads > 1 {
-                return Err(io::Error::other(format!(
-                    "Executor::Fork needs a single-threaded process ({threads} threads running)"
-                )));
-            }
+            crate::process::ensure_single_thread("TFTP fork")?;
         }
         match self.accept_loop()? {
             None => Ok(()),
@@ -536,7 +527,6 @@ impl BoundTftpServer {
         }
     }
 
-    #[allow(unsafe_code)]
     fn fork(
         &self,
         req: Request,
@@ -545,10 +535,10 @@ impl BoundTftpServer {
         sockets: Sockets,
         children: &mut HashMap<nix::unistd::Pid, SocketAddr>,
     ) -> Option<ChildJob> {
-        use nix::unistd::{fork, ForkResult};
-        // SAFETY: in Fork mode the acceptor is the only thread of the process (no stats
-        // thread, no session threads), so the child inherits no lock held by another thread.
-        match unsafe { fork() } {
+        use nix::unistd::ForkResult;
+        // In Fork mode the acceptor is the only thread of the process (no stats thread, no
+        // session threads), as the shared fork helper requires.
+        match crate::process::fork("TFTP fork") {
             Ok(ForkResult::Child) => Some(ChildJob {
                 req,
                 peer,

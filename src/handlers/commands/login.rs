@@ -107,10 +107,11 @@ fn login(
         .get_home_dir(user)
         .map_err(|e| AuthenticationFailed::new(non_empty(e.0, user)))?;
     let msg = auth.get_msg_login(user);
-    auth.impersonate_user(user, password).map_err(|e| {
-        log::error!("{} impersonate_user({user}): {e}", s.prefix);
-        AuthenticationFailed::new("Authentication failed.")
-    })?;
+    auth.impersonate_user(user, password, crate::servers::process_kind())
+        .map_err(|e| {
+            log::error!("{} impersonate_user({user}): {e}", s.prefix);
+            AuthenticationFailed::new("Authentication failed.")
+        })?;
     let fs = new_fs(s, user, &home).map_err(|e| {
         log::error!(
             "{} filesystem for {user} at {}: {e}",
