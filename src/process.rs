@@ -47,7 +47,7 @@ pub(crate) fn ensure_single_thread(model: &str) -> io::Result<()> {
     match threads() {
         1 => Ok(()),
         n => Err(io::Error::other(format!(
-            "the {model} model forks, which needs a process with no other thread \
+            "the {model} model forks, which needs a single-threaded process \
              ({n} threads are running)"
         ))),
     }

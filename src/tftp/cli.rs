@@ -191,12 +191,20 @@ fn num<T: std::str::FromStr>(m: &getopts::Matches, name: &str, default: T) -> Re
     }
 }
 
-fn secs(m: &getopts::Matches, name: &str, default: u64, min: u64) -> Result<Duration, String> {
-    let v: u64 = num(m, name, default)?;
+/// [`num`], refused below `min`.
+fn num_at_least<T>(m: &getopts::Matches, name: &str, default: T, min: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let v = num(m, name, default)?;
     if v < min {
         return Err(format!("--{name} must be at least {min}"));
     }
-    Ok(Duration::from_secs(v))
+    Ok(v)
+}
+
+fn secs(m: &getopts::Matches, name: &str, default: u64, min: u64) -> Result<Duration, String> {
+    num_at_least(m, name, default, min).map(Duration::from_secs)
 }
 
 /// Parses the arguments after the program name. `Ok(None)` means `--help` was asked.
@@ -228,18 +236,7 @@ where
     if !(super::options::MIN_BLKSIZE..=super::options::MAX_BLKSIZE).contains(&max_blksize) {
         return Err("--max-blksize must be within 8..=65464".into());
     }
-    let max_windowsize: u16 = num(&m, "max-windowsize", 64)?;
-    if max_windowsize == 0 {
-        return Err("--max-windowsize must be at least 1".into());
-    }
-    let max_sessions: usize = num(&m, "max-sessions", 512)?;
-    if max_sessions == 0 {
-        return Err("--max-sessions must be at least 1".into());
-    }
-    let min_timeout = Duration::from_millis(num(&m, "min-timeout", 100)?);
-    if min_timeout.is_zero() {
-        return Err("--min-timeout must be at least 1".into());
-    }
+    let min_timeout = Duration::from_millis(num_at_least(&m, "min-timeout", 100, 1)?);
     let max_timeout = secs(&m, "max-timeout", 10, 1)?;
     if max_timeout < min_timeout {
         return Err("--max-timeout must not be below --min-timeout".into());
@@ -257,14 +254,14 @@ where
         fork: m.opt_present("fork"),
         allow_write: m.opt_str("allow-write").map(PathBuf::from),
         max_upload: num(&m, "max-upload", 64 * 1024 * 1024)?,
-        max_sessions,
+        max_sessions: num_at_least(&m, "max-sessions", 512, 1)?,
         max_sessions_per_ip: num(&m, "max-sessions-per-ip", 8)?,
         rate_limit: num(&m, "rate-limit", 100)?,
         stats_interval: secs(&m, "stats-interval", 60, 1)?,
         inetd_wait: m.opt_present("inetd-wait"),
         idle_timeout: secs(&m, "idle-timeout", 30, 1)?,
         max_blksize,
-        max_windowsize,
+        max_windowsize: num_at_least(&m, "max-windowsize", 64, 1)?,
         user: m.opt_str("user"),
         verbose: m.opt_present("verbose"),
         version: false,

@@ -131,65 +131,81 @@ pub fn negotiate(
             continue;
         }
         seen.push(name);
-        match name.as_str() {
-            "blksize" => {
-                // RFC 2348: 8..=65464; a bigger request may be answered with a smaller value.
-                if let Some(v) = number(value).filter(|v| *v >= MIN_BLKSIZE as u64) {
-                    let granted = (v.min(limits.max_blksize as u64) as usize).max(MIN_BLKSIZE);
-                    n.blksize = granted;
-                    n.oack.push((name.clone(), granted.to_string()));
-                }
-            }
-            "timeout" => {
-                // RFC 2349: 1..=255 seconds, and the OACK must carry the value asked for, so
-                // a larger one than we accept cannot be clamped: it is left out, and the
-                // client keeps its own timeout (a session cannot be held for minutes).
-                let max = limits.max_timeout.as_secs().clamp(1, 255);
-                if let Some(v) = number(value).filter(|v| (1..=max).contains(v)) {
-                    n.timeout = Some(Duration::from_secs(v));
-                    n.oack.push((name.clone(), v.to_string()));
-                }
-            }
-            "tsize" => {
-                let Some(v) = number(value) else { continue };
-                if write {
-                    // RFC 2349: the client announces the size; refuse what will not fit.
-                    if limits.max_upload.is_some_and(|max| v > max) {
-                        return Err((ErrorCode::DiskFull, format!("file too large ({v} bytes)")));
-                    }
-                    n.tsize = Some(v);
-                    n.oack.push((name.clone(), v.to_string()));
-                } else if v == 0 {
-                    // An empty file's tsize is left out: curl (7.x) rejects "tsize 0" in an
-                    // OACK as invalid, and omitting an option is always allowed (RFC 2347).
-                    if let Some(size) = size.filter(|s| *s > 0) {
-                        n.tsize = Some(size);
-                        n.oack.push((name.clone(), size.to_string()));
-                    }
-                }
-            }
-            "windowsize" => {
-                // RFC 7440: 1..=65535; the server may answer with a smaller value.
-                if let Some(v) = number(value).filter(|v| (1..=65535).contains(v)) {
-                    want_window = Some(v as u16);
-                    n.oack.push((name.clone(), String::new()));
-                }
-            }
-            _ => {}
+        let granted = match name.as_str() {
+            "blksize" => grant_blksize(value, limits).map(|b| {
+                n.blksize = b;
+                b.to_string()
+            }),
+            "timeout" => grant_timeout(value, limits).map(|t| {
+                n.timeout = Some(Duration::from_secs(t));
+                t.to_string()
+            }),
+            "tsize" => grant_tsize(value, write, size, limits)?.map(|t| {
+                n.tsize = Some(t);
+                t.to_string()
+            }),
+            // RFC 7440: 1..=65535; the value is decided below, once blksize is known.
+            "windowsize" => number(value).filter(|v| (1..=65535).contains(v)).map(|v| {
+                want_window = Some(v as u16);
+                String::new()
+            }),
+            _ => None,
+        };
+        if let Some(v) = granted {
+            n.oack.push((name.clone(), v));
         }
     }
     if let Some(w) = want_window {
-        // Bound what a window costs the receiver's buffer; decided after blksize whatever
-        // the option order.
-        let per_block = receive_charge(n.blksize + 4);
-        let by_bytes = (limits.max_window_bytes / per_block).clamp(1, 65535) as u16;
-        let granted = w.min(limits.max_windowsize.max(1)).min(by_bytes);
-        n.windowsize = granted;
+        n.windowsize = grant_windowsize(w, n.blksize, limits);
         if let Some(entry) = n.oack.iter_mut().find(|(k, _)| k == "windowsize") {
-            entry.1 = granted.to_string();
+            entry.1 = n.windowsize.to_string();
         }
     }
     Ok(n)
+}
+
+/// RFC 2348: 8..=65464; a bigger request may be answered with a smaller value.
+fn grant_blksize(value: &str, limits: &Limits) -> Option<usize> {
+    let v = number(value).filter(|v| *v >= MIN_BLKSIZE as u64)?;
+    Some((v.min(limits.max_blksize as u64) as usize).max(MIN_BLKSIZE))
+}
+
+/// RFC 2349: 1..=255 seconds, and the OACK must carry the value asked for, so a larger one
+/// than we accept cannot be clamped: it is left out, and the client keeps its own timeout
+/// (a session cannot be held for minutes).
+fn grant_timeout(value: &str, limits: &Limits) -> Option<u64> {
+    let max = limits.max_timeout.as_secs().clamp(1, 255);
+    number(value).filter(|v| (1..=max).contains(v))
+}
+
+/// RFC 2349 tsize: a WRQ announces the size (refused when it will not fit); an RRQ's
+/// `tsize 0` asks for the file's size.
+fn grant_tsize(
+    value: &str,
+    write: bool,
+    size: Option<u64>,
+    limits: &Limits,
+) -> Result<Option<u64>, (ErrorCode, String)> {
+    let Some(v) = number(value) else {
+        return Ok(None);
+    };
+    if write {
+        if limits.max_upload.is_some_and(|max| v > max) {
+            return Err((ErrorCode::DiskFull, format!("file too large ({v} bytes)")));
+        }
+        return Ok(Some(v));
+    }
+    // An empty file's tsize is left out: curl (7.x) rejects "tsize 0" in an OACK as
+    // invalid, and omitting an option is always allowed (RFC 2347).
+    Ok(size.filter(|s| v == 0 && *s > 0))
+}
+
+/// The window granted for a requested `w` blocks (RFC 7440: the server may answer with a
+/// smaller value), bounded by what a window costs the receiver's buffer at `blksize`.
+fn grant_windowsize(w: u16, blksize: usize, limits: &Limits) -> u16 {
+    let per_block = receive_charge(blksize + 4);
+    let by_bytes = (limits.max_window_bytes / per_block).clamp(1, 65535) as u16;
+    w.min(limits.max_windowsize.max(1)).min(by_bytes)
 }
 
 #[cfg(test)]
