@@ -31,8 +31,7 @@ struct Certs {
 }
 
 fn certs() -> Option<Certs> {
-    if !have("openssl") {
-        eprintln!("skipped: openssl not installed");
+    if !tool("openssl") {
         return None;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -388,8 +387,7 @@ fn curl(args: &[&str]) -> std::process::Output {
 #[test]
 fn curl_explicit_passive() {
     let c = need!(certs());
-    if !have("curl") {
-        eprintln!("skipped: curl not installed");
+    if !tool("curl") {
         return;
     }
     let s = tls_server(&c);
@@ -425,8 +423,7 @@ fn curl_explicit_passive() {
 #[test]
 fn curl_implicit_and_ccc() {
     let c = need!(certs());
-    if !have("curl") {
-        eprintln!("skipped: curl not installed");
+    if !tool("curl") {
         return;
     }
     let s = tls_builder(&c, |_| {}).implicit_tls(true).start();
@@ -459,8 +456,7 @@ fn lftp(script: &str) -> std::process::Output {
 #[test]
 fn lftp_passive_and_active() {
     let c = need!(certs());
-    if !have("lftp") {
-        eprintln!("skipped: lftp not installed");
+    if !tool("lftp") {
         return;
     }
     let s = tls_builder(&c, |t| {

@@ -29,8 +29,7 @@ fn can_run() -> bool {
         eprintln!("skipped: creating system accounts needs root");
         return false;
     }
-    if !have("useradd") || !have("chpasswd") || !have("userdel") {
-        eprintln!("skipped: useradd/chpasswd/userdel not installed");
+    if !tool("useradd") || !tool("chpasswd") || !tool("userdel") {
         return false;
     }
     true

@@ -567,15 +567,9 @@ pub fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// True if an external program is on PATH (tests that need it skip with a message otherwise).
-pub fn have(cmd: &str) -> bool {
-    std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {cmd}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
+/// External programs: skip with a message, or fail under CI=true.
+pub mod tool;
+pub use tool::{missing, tool};
 
 /// Warnings and errors of in-process servers, captured.
 pub mod logs;

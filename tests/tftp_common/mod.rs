@@ -6,6 +6,10 @@
 
 pub mod client;
 pub mod relay;
+/// External programs: skip with a message, or fail under CI=true (shared with the FTP tests).
+#[path = "../common/tool.rs"]
+pub mod tool;
+pub use tool::tool;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -305,16 +309,6 @@ pub fn put_mode(
         }
     }
     Ok(oack)
-}
-
-/// True if `prog` runs; otherwise prints why the calling test skips.
-pub fn have(prog: &str, test: &str) -> bool {
-    let ok = Command::new(prog).arg("--version").output().is_ok()
-        || Command::new(prog).arg("--help").output().is_ok();
-    if !ok {
-        eprintln!("SKIP {test}: {prog} is not installed (.ci/run installs it)");
-    }
-    ok
 }
 
 /// Downloads with curl's tftp:// client; `None` when curl failed.
