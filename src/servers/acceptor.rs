@@ -33,9 +33,10 @@ pub(crate) enum Stop {
     Idle,
 }
 
-/// The accept loop's limits.
+/// The accept loop's limits: connection counts (admission) and the idle timeout of inetd
+/// "wait".
 #[derive(Clone, Copy)]
-pub(crate) struct Limits {
+pub(crate) struct AcceptLimits {
     pub(crate) max_cons: usize,
     pub(crate) max_cons_per_ip: usize,
     pub(crate) idle_timeout: Option<Duration>,
@@ -74,7 +75,7 @@ pub(crate) struct Accepting<'a> {
 pub(crate) fn run(
     accepting: Option<Accepting<'_>>,
     shared: &Arc<Shared>,
-    limits: &Limits,
+    limits: &AcceptLimits,
 ) -> io::Result<Stop> {
     let listeners = accepting.as_ref().map(|a| a.listeners).unwrap_or(&[]);
     for l in listeners {
@@ -216,7 +217,7 @@ fn accept_all(
     shared: &Arc<Shared>,
     handler: &Arc<FtpHandler>,
     runner: &dyn Dispatch,
-    limits: &Limits,
+    limits: &AcceptLimits,
     implicit_tls: bool,
 ) {
     loop {
@@ -336,7 +337,7 @@ pub(crate) fn admit(
     stream: &TcpStream,
     addr: SocketAddr,
     shared: &Shared,
-    limits: &Limits,
+    limits: &AcceptLimits,
 ) -> Option<Admitted> {
     let ip = proto::unmap(addr.ip());
     let table = shared.admission(limits.max_cons);

@@ -274,8 +274,8 @@ impl FtpServer {
     }
 
     /// The accept-loop limits of this server.
-    fn limits(&self) -> acceptor::Limits {
-        acceptor::Limits {
+    fn limits(&self) -> acceptor::AcceptLimits {
+        acceptor::AcceptLimits {
             max_cons: self.max_cons,
             max_cons_per_ip: self.max_cons_per_ip,
             idle_timeout: self.idle_timeout,

@@ -22,7 +22,7 @@ use crossbeam_channel::{Receiver, Sender};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use super::acceptor::{self, Limits};
+use super::acceptor::{self, AcceptLimits};
 use super::{ConnGuard, Shared};
 use crate::handlers::FtpHandler;
 
@@ -54,7 +54,7 @@ pub(crate) struct Pool {
     listeners: RwLock<Option<Vec<(TcpListener, bool)>>>,
     shared: Arc<Shared>,
     handler: Arc<FtpHandler>,
-    limits: Limits,
+    limits: AcceptLimits,
     stack_size: usize,
     /// Workers waiting for a connection (or about to).
     idle: AtomicUsize,
@@ -73,7 +73,7 @@ impl Pool {
         implicit_tls: &[bool],
         shared: &Arc<Shared>,
         handler: &Arc<FtpHandler>,
-        limits: Limits,
+        limits: AcceptLimits,
         stack_size: usize,
     ) -> io::Result<Arc<Pool>> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;

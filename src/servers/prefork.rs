@@ -15,7 +15,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::acceptor::{self, Limits, Stop};
+use super::acceptor::{self, AcceptLimits, Stop};
 use super::admission::Admission;
 use super::fork::parent_fds;
 use super::pool::Pool;
@@ -155,7 +155,7 @@ fn worker_main(server: &FtpServer) -> i32 {
     if let Some(table) = server.shared.admission.get() {
         let _ = shared.admission.set(table.clone());
     }
-    let limits = Limits {
+    let limits = AcceptLimits {
         max_cons: server.max_cons,
         max_cons_per_ip: server.max_cons_per_ip,
         idle_timeout: None,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
-use super::options::Limits;
+use super::options::OptionLimits;
 use super::packet::{self, ErrorCode, Packet, ParseError, Request};
 use super::ratelimit::{Amplification, RateLimiter};
 use super::stats::ServerStats;
@@ -75,8 +75,8 @@ pub struct TftpServer {
     /// Requests per second accepted from one source address (a burst of twice that is
     /// allowed); 0 disables the limit. Default: 100.
     pub rate_limit: u32,
-    /// Option bounds (blksize, windowsize, bytes in flight). Default: [`Limits::default`].
-    pub limits: Limits,
+    /// Option bounds (blksize, windowsize, bytes in flight). Default: [`OptionLimits::default`].
+    pub limits: OptionLimits,
     /// Where write requests land; `None` refuses them with ERROR 2. Default: `None`.
     pub upload_dir: Option<PathBuf>,
     /// Largest upload in bytes. Default: 64 MiB.
@@ -103,7 +103,7 @@ impl TftpServer {
             max_sessions: 512,
             max_sessions_per_ip: 8,
             rate_limit: 100,
-            limits: Limits::default(),
+            limits: OptionLimits::default(),
             upload_dir: None,
             max_upload: 64 * 1024 * 1024,
             idle_timeout: None,

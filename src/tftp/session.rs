@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use log::{debug, info, warn};
 
-use super::options::{self, Limits, Negotiated};
+use super::options::{self, Negotiated, OptionLimits};
 use super::packet::{self, ErrorCode, Mode, Packet, Request};
 use super::response::NetasciiEncoder;
 use super::rto::Rto;
@@ -123,7 +123,7 @@ pub(crate) fn negotiate(
     req: &Request,
     size: Option<u64>,
 ) -> Result<Negotiated, String> {
-    let limits = Limits {
+    let limits = OptionLimits {
         max_blksize: path_max_blksize(ctx, shared.cfg.limits.max_blksize),
         max_upload: Some(shared.cfg.max_upload),
         ..shared.cfg.limits
