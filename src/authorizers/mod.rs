@@ -262,8 +262,13 @@ pub(crate) fn has_perm_with(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A client address for the authorizers' tests.
+    pub(crate) fn peer() -> SocketAddr {
+        "127.0.0.1:1".parse().unwrap()
+    }
 
     #[test]
     fn perm_strings_round_trip() {

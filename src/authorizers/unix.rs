@@ -44,6 +44,17 @@ struct Override {
 /// let mut auth = UnixAuthorizer::new();
 /// auth.rejected_users(&["root"]).unwrap();
 /// auth.override_user("matt", None, None, Some("elr"), None, None).unwrap();
+/// `users` for `allowed_users` or `rejected_users` (each must exist), unless `other`, the
+/// other list, is set already: pyftpdlib allows one of the two.
+fn user_list(users: &[&str], other: &[String]) -> Result<Vec<String>, AuthorizerError> {
+    if !other.is_empty() {
+        return Err(AuthorizerError(
+            "allowed_users and rejected_users options are mutually exclusive".into(),
+        ));
+    }
+    known_users(users)
+}
+
 /// ```
 #[derive(Debug, Clone)]
 pub struct UnixAuthorizer {
@@ -93,12 +104,7 @@ impl UnixAuthorizer {
     /// # Errors
     /// `rejected_users` is set too, or a user does not exist.
     pub fn allowed_users(&mut self, users: &[&str]) -> Result<&mut Self, AuthorizerError> {
-        if !self.rejected_users.is_empty() {
-            return Err(AuthorizerError(
-                "allowed_users and rejected_users options are mutually exclusive".into(),
-            ));
-        }
-        self.allowed_users = known_users(users)?;
+        self.allowed_users = user_list(users, &self.rejected_users)?;
         Ok(self)
     }
 
@@ -107,12 +113,7 @@ impl UnixAuthorizer {
     /// # Errors
     /// `allowed_users` is set too, or a user does not exist.
     pub fn rejected_users(&mut self, users: &[&str]) -> Result<&mut Self, AuthorizerError> {
-        if !self.allowed_users.is_empty() {
-            return Err(AuthorizerError(
-                "allowed_users and rejected_users options are mutually exclusive".into(),
-            ));
-        }
-        self.rejected_users = known_users(users)?;
+        self.rejected_users = user_list(users, &self.allowed_users)?;
         Ok(self)
     }
 
@@ -365,7 +366,7 @@ mod tests {
         a.rejected_users(&["root"]).unwrap();
         assert!(a.allowed_users(&["root"]).is_err());
         assert!(a.is_rejected("root"));
-        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let peer = crate::authorizers::tests::peer();
         assert_eq!(
             a.validate_authentication("anonymous", "x", peer)
                 .unwrap_err()

@@ -13,8 +13,9 @@ use std::time::Duration;
 use getopts::Options;
 use log::{debug, error, info};
 
+use super::server::ServerStatsCallback;
 use super::stats::{Counters, ServerStats};
-use super::{Executor, FileHandler, SessionStats, TftpServer};
+use super::{Executor, FileHandler, OptionLimits, SessionStats, TftpServer};
 
 /// Parsed `tftpd` flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -348,39 +349,43 @@ pub fn build(args: &Args) -> TftpServer {
         Some(e) => debug!("{}, error: {e}", describe_session(s)),
         None => info!("{}", describe_session(s)),
     }));
-    let mut server = TftpServer::new(handler.factory());
-    server.address = args.address;
-    server.port = args.port;
-    server.retries = args.retries;
-    server.timeout = args.timeout;
-    server.min_timeout = args.min_timeout;
-    server.limits.max_timeout = args.max_timeout;
-    server.max_session_time = args.max_session_time;
-    server.executor = if args.fork {
-        Executor::Fork
-    } else {
-        Executor::Thread
-    };
-    server.upload_dir = args.allow_write.clone();
-    server.max_upload = args.max_upload;
-    server.max_sessions = args.max_sessions;
-    server.max_sessions_per_ip = args.max_sessions_per_ip;
-    server.rate_limit = args.rate_limit;
-    server.stats_interval = args.stats_interval;
-    server.limits.max_blksize = args.max_blksize;
-    server.limits.max_windowsize = args.max_windowsize;
-    server.server_stats_callback = Some(Arc::new(|stats: &ServerStats| {
+    let server_stats_callback: ServerStatsCallback = Arc::new(|stats: &ServerStats| {
         let c = stats.get_and_reset_all_counters();
         if c == Counters::default() {
             debug!("server stats: no activity");
         } else {
             info!("server stats: {}", describe_counters(&c));
         }
-    }));
-    if args.inetd_wait {
-        server.idle_timeout = Some(args.idle_timeout);
+    });
+    let defaults = TftpServer::new(handler.factory());
+    TftpServer {
+        address: args.address,
+        port: args.port,
+        retries: args.retries,
+        timeout: args.timeout,
+        min_timeout: args.min_timeout,
+        max_session_time: args.max_session_time,
+        executor: if args.fork {
+            Executor::Fork
+        } else {
+            Executor::Thread
+        },
+        upload_dir: args.allow_write.clone(),
+        max_upload: args.max_upload,
+        max_sessions: args.max_sessions,
+        max_sessions_per_ip: args.max_sessions_per_ip,
+        rate_limit: args.rate_limit,
+        stats_interval: args.stats_interval,
+        limits: OptionLimits {
+            max_timeout: args.max_timeout,
+            max_blksize: args.max_blksize,
+            max_windowsize: args.max_windowsize,
+            ..defaults.limits
+        },
+        server_stats_callback: Some(server_stats_callback),
+        idle_timeout: args.inetd_wait.then_some(args.idle_timeout),
+        ..defaults
     }
-    server
 }
 
 /// Becomes `name` for good: its groups, then its gid, then its uid (the order that leaves

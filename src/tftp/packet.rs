@@ -319,18 +319,17 @@ mod tests {
         assert_eq!(parse(&[]), Err(ParseError::TooShort));
         assert_eq!(parse(&[0]), Err(ParseError::TooShort));
         assert_eq!(parse(&[0, 9, 1, 2]), Err(ParseError::UnknownOpcode(9)));
-        assert!(matches!(
-            parse(b"\x00\x01abc"),
-            Err(ParseError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse(b"\x00\x01abc\x00"),
-            Err(ParseError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse(b"\x00\x01\x00octet\x00"),
-            Err(ParseError::Malformed(_))
-        ));
+        // No NUL, no mode, an empty file name.
+        for bad in [
+            &b"\x00\x01abc"[..],
+            b"\x00\x01abc\x00",
+            b"\x00\x01\x00octet\x00",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(ParseError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
         assert!(matches!(
             parse(b"\x00\x01f\x00bin\x00"),
             Err(ParseError::UnknownMode(_))

@@ -157,11 +157,8 @@ fn oack_handshake(ctx: &mut Ctx, n: &Negotiated) -> Result<(), String> {
     let mut tries = 0;
     loop {
         let Some(len) = ctx.recv().map_err(io)? else {
-            tries += 1;
-            if tries > ctx.tries_allowed() {
-                return Err("no answer to the OACK".into());
-            }
-            ctx.rto.back_off();
+            ctx.timed_out(&mut tries)
+                .map_err(|_| "no answer to the OACK".to_owned())?;
             resent |= ctx.resend_first(&oack).map_err(io)?;
             ctx.arm().map_err(io)?;
             continue;

@@ -365,10 +365,7 @@ impl Outage {
 mod tests {
     use super::*;
     use crate::authorizers::sql::hash_password;
-
-    fn peer() -> SocketAddr {
-        "127.0.0.1:1".parse().unwrap()
-    }
+    use crate::authorizers::tests::peer;
 
     #[test]
     fn every_refusal_costs_one_hash_and_logins_are_cached_per_session() {
