@@ -442,7 +442,7 @@ fn check_exhausted_range(addr: std::net::SocketAddr, range: std::ops::RangeInclu
     // A session that takes a new port lets its old one go first.
     let (code, text) = sessions[1].cmd("EPSV");
     assert_eq!(code, 229, "{text}");
-    let p: u16 = text.split('|').nth(3).unwrap().parse().unwrap();
+    let p = epsv_port(&text);
     assert!(range.contains(&p), "EPSV port {p} outside {range:?}");
     // A session that lets its listener go frees the port for another.
     assert_eq!(sessions[0].cmd("ABOR").0, 225);
