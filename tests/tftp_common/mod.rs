@@ -155,6 +155,25 @@ pub fn recv(sock: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
     }
 }
 
+/// Ends a session from the client's side (ERROR 0), so the server does not wait for it.
+pub fn hang_up(sock: &UdpSocket, peer: SocketAddr) {
+    sock.send_to(
+        &packet::error(ftpdlib::tftp::ErrorCode::NotDefined, "bye"),
+        peer,
+    )
+    .expect("send ERROR");
+}
+
+/// Receives DATA `block` (nothing else): its packet and where it came from.
+pub fn expect_data(sock: &UdpSocket, block: u16) -> (Vec<u8>, SocketAddr) {
+    let (p, from) = recv(sock).unwrap_or_else(|| panic!("no DATA {block}"));
+    assert!(
+        matches!(packet::parse(&p), Ok(Packet::Data(n, _)) if n == block),
+        "DATA {block} expected"
+    );
+    (p, from)
+}
+
 fn opt<'a>(o: &'a [(String, String)], k: &str) -> Option<&'a str> {
     o.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
