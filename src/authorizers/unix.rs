@@ -6,10 +6,22 @@
 //! NSS sources work too). PAM is not used: it would need a C dependency and a conversation
 //! callback, and the hashes PAM's pam_unix checks are exactly these.
 //!
-//! Impersonation: in a process that serves one session (Fork model, inetd "nowait") the
-//! process drops to the user for good (setgroups, setgid, setuid, then checks that
-//! setuid(0) fails); in the thread models only the session thread's filesystem identity
-//! changes (Linux setfsuid/setfsgid, per thread), so sessions never see each other's.
+//! Impersonation, decided by the [`ProcessKind`] the session passes to
+//! [`impersonate_user`](Authorizer::impersonate_user):
+//! - In a process that serves one session ([`ProcessKind::SingleSession`]: the Fork model,
+//!   inetd "nowait") the process drops to the user for good (initgroups, setgid, setuid,
+//!   then checks that setuid(0) fails): full group semantics, and nothing the session does
+//!   can regain root. A second login in the same session then fails (it cannot become
+//!   anyone else).
+//! - In a process shared by many sessions ([`ProcessKind::Shared`]: Pool, Thread, PreFork
+//!   workers, inetd "wait") only the session thread's filesystem identity changes (Linux
+//!   setfsuid/setfsgid), restored when the session's [`Impersonation`](super::Impersonation)
+//!   guard is dropped. pyftpdlib's `seteuid` cannot serve here: POSIX makes set*id calls
+//!   process-wide (glibc applies them to every thread), so one login would change every
+//!   session's identity; the filesystem ids are the only per-thread identity Linux has, and
+//!   they are the ones the kernel checks for file access. Supplementary groups are
+//!   process-wide and stay the server's: in these models access follows the user's uid and
+//!   primary gid only. Only a thread that impersonated restores its ids (two system calls).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -44,17 +56,6 @@ struct Override {
 /// let mut auth = UnixAuthorizer::new();
 /// auth.rejected_users(&["root"]).unwrap();
 /// auth.override_user("matt", None, None, Some("elr"), None, None).unwrap();
-/// `users` for `allowed_users` or `rejected_users` (each must exist), unless `other`, the
-/// other list, is set already: pyftpdlib allows one of the two.
-fn user_list(users: &[&str], other: &[String]) -> Result<Vec<String>, AuthorizerError> {
-    if !other.is_empty() {
-        return Err(AuthorizerError(
-            "allowed_users and rejected_users options are mutually exclusive".into(),
-        ));
-    }
-    known_users(users)
-}
-
 /// ```
 #[derive(Debug, Clone)]
 pub struct UnixAuthorizer {
@@ -223,6 +224,17 @@ impl UnixAuthorizer {
         }
         self.global_perm
     }
+}
+
+/// `users` for `allowed_users` or `rejected_users` (each must exist), unless `other`, the
+/// other list, is set already: pyftpdlib allows one of the two.
+fn user_list(users: &[&str], other: &[String]) -> Result<Vec<String>, AuthorizerError> {
+    if !other.is_empty() {
+        return Err(AuthorizerError(
+            "allowed_users and rejected_users options are mutually exclusive".into(),
+        ));
+    }
+    known_users(users)
 }
 
 fn known_users(users: &[&str]) -> Result<Vec<String>, AuthorizerError> {

@@ -357,8 +357,12 @@ pub struct FtpHandler {
     pub commands: CommandTable,
     /// The virtual root of every session instead of the user's home; the session then
     /// starts in its home below it. `Some("/")` is pyftpdlib's `UnixFilesystem` (the real
-    /// filesystem, no jail; see [`FtpHandler::use_unix_filesystem`]).
-    /// Default: none (the home is the root: a jail).
+    /// filesystem, no jail; see [`FtpHandler::use_unix_filesystem`]). pyftpdlib has no such
+    /// attribute: its `UnixFilesystem` subclass roots the session at `/` and starts it in
+    /// the home. Here the filesystem is a [`Filesystem`]
+    /// that only ever sees virtual paths, so where the root lies is the handler's to say,
+    /// for every filesystem alike, and the jail (openat2 beneath the root) stays one code
+    /// path. Default: none (the home is the root: a jail).
     pub root_dir: Option<std::path::PathBuf>,
     /// Jail every user in their own home, whatever `root_dir` says (vsftpd's
     /// `chroot_local_user`): with [`FtpHandler::use_unix_filesystem`]
