@@ -81,7 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut server = FtpServer::new(addr.as_str(), h)?.with_executor(executor);
     // pyftpdlib: 0 means unlimited.
-    server.max_cons = if max_cons == 0 { usize::MAX } else { max_cons };
+    server.max_cons = max_cons; // 0: unlimited, as in pyftpdlib
     server.max_cons_per_ip = max_cons_per_ip;
     server.stop_on_signals()?;
     let port = server.local_addrs().first().map_or(0, |a| a.port());
