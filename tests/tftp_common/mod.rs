@@ -174,6 +174,13 @@ pub fn expect_data(sock: &UdpSocket, block: u16) -> (Vec<u8>, SocketAddr) {
     (p, from)
 }
 
+/// The block size and window an OACK grants (RFC 2348, 7440), defaults where it is silent.
+fn oack_sizes<W: std::str::FromStr + From<u8>>(o: &[(String, String)]) -> (usize, W) {
+    let blksize = opt(o, "blksize").and_then(|v| v.parse().ok());
+    let window = opt(o, "windowsize").and_then(|v| v.parse().ok());
+    (blksize.unwrap_or(512), window.unwrap_or(W::from(1)))
+}
+
 fn opt<'a>(o: &'a [(String, String)], k: &str) -> Option<&'a str> {
     o.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
@@ -208,12 +215,7 @@ pub fn get(server: SocketAddr, file: &str, mode: &str, options: &[(&str, &str)])
         timeouts = 0;
         match packet::parse(&pkt) {
             Ok(Packet::Oack(o)) => {
-                blksize = opt(&o, "blksize")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(512);
-                window = opt(&o, "windowsize")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1);
+                (blksize, window) = oack_sizes(&o);
                 got.oack = Some(o);
                 last_ack = packet::ack(0).to_vec();
                 sock.send_to(&last_ack, from).expect("ack 0");
@@ -279,12 +281,7 @@ pub fn put_mode(
     let oack = match packet::parse(&pkt) {
         Ok(Packet::Ack(0)) => None,
         Ok(Packet::Oack(o)) => {
-            blksize = opt(&o, "blksize")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(512);
-            window = opt(&o, "windowsize")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1);
+            (blksize, window) = oack_sizes(&o);
             Some(o)
         }
         Ok(Packet::Error(c, m)) => return Err((c, m)),
