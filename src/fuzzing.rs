@@ -23,7 +23,7 @@ pub mod paths {
 
 /// The TFTP packet and option parsers (RFC 1350, 2347–2349, 7440).
 pub mod tftp {
-    pub use crate::tftp::options::{negotiate, Limits, Negotiated};
+    pub use crate::tftp::options::{negotiate, Negotiated, OptionLimits};
     pub use crate::tftp::packet::{self, Packet, ParseError};
 }
 

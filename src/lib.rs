@@ -36,6 +36,7 @@ pub mod fuzzing;
 pub mod handlers;
 mod logging;
 mod poll;
+pub mod process;
 #[cfg(test)]
 mod properties;
 pub mod proto;

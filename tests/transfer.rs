@@ -262,8 +262,7 @@ fn mode_stru_allo(ex: Executor) {
 }
 
 fn curl_upload_download(ex: Executor) {
-    if !have("curl") {
-        eprintln!("skipping: curl not installed");
+    if !tool("curl") {
         return;
     }
     let s = start(ex);

@@ -51,16 +51,7 @@ impl DrainToken {
     }
 }
 
-/// The process a session runs in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ProcessKind {
-    /// A thread among other sessions' (the Pool and Thread models, a library caller).
-    #[default]
-    Shared,
-    /// A process of its own (a forked child, inetd "nowait"): what it changes about the
-    /// process (such as its user ids) touches no other session.
-    Own,
-}
+pub use crate::process::ProcessKind;
 
 /// When failed logins ban an address (the handler's `ban_*` settings, fail2ban's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -221,15 +221,15 @@ pub struct FtpHandler {
     pub commands: CommandTable,
     /// The virtual root of every session instead of the user's home; the session then
     /// starts in its home below it. `Some("/")` is pyftpdlib's `UnixFilesystem` (the real
-    /// filesystem, no jail; see [`UnixFilesystem::install`](crate::filesystems::UnixFilesystem::install)).
-    /// pyftpdlib keeps this root inside its filesystem class; here it is the handler's,
-    /// because the session, not the filesystem, decides the root: it opens the root
-    /// directory that every path is resolved beneath and hands it to whatever
-    /// [`Filesystem`] the factory builds, so no filesystem can widen its own jail.
-    /// Default: none (the home is the root: a jail).
+    /// filesystem, no jail; see [`FtpHandler::use_unix_filesystem`]). pyftpdlib has no such
+    /// attribute: its `UnixFilesystem` subclass roots the session at `/` and starts it in
+    /// the home. Here the filesystem is a [`Filesystem`]
+    /// that only ever sees virtual paths, so where the root lies is the handler's to say,
+    /// for every filesystem alike, and the jail (openat2 beneath the root) stays one code
+    /// path. Default: none (the home is the root: a jail).
     pub root_dir: Option<std::path::PathBuf>,
     /// Jail every user in their own home, whatever `root_dir` says (vsftpd's
-    /// `chroot_local_user`): with [`UnixFilesystem::install`](crate::filesystems::UnixFilesystem::install)
+    /// `chroot_local_user`): with [`FtpHandler::use_unix_filesystem`]
     /// system users then see their home as `/` and nothing else. Default: false
     /// (pyftpdlib: `root_dir` decides).
     pub chroot_local_user: bool,
@@ -332,6 +332,18 @@ impl FtpHandler {
         make: impl Fn() -> C + Send + Sync + 'static,
     ) {
         self.callbacks = Arc::new(move || Box::new(make()));
+    }
+
+    /// Serves the real filesystem, unjailed, as pyftpdlib's `UnixFilesystem` does for
+    /// `UnixAuthorizer` users: every session's root is `/` ([`root_dir`](Self::root_dir)),
+    /// login lands in the user's home, and files are opened with the session's impersonated
+    /// identity, so the kernel decides what each user may touch. Paths are resolved as the
+    /// kernel always does (absolute symlinks work), except that /proc "magic" links are never
+    /// followed. Setting [`chroot_local_user`](Self::chroot_local_user) as well jails each
+    /// user in their home instead (vsftpd's `chroot_local_user`).
+    pub fn use_unix_filesystem(&mut self) {
+        self.root_dir = Some(std::path::PathBuf::from("/"));
+        self.filesystem = Arc::new(|_, root| Ok(Box::new(OsFilesystem::new(root)?)));
     }
 
     /// Checks the configuration once, when a server is built.

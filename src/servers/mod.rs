@@ -30,7 +30,6 @@ pub use admission::UNLIMITED_SESSIONS;
 pub(crate) use descriptors::nofile_limit;
 pub use descriptors::DESCRIPTORS_PER_SESSION;
 pub use executor::{Executor, DEFAULT_STACK_SIZE};
-pub use fork::is_session_process;
 pub(crate) use shared::{ConnGuard, Shared};
 use shutdown::{stop_signals, Ending};
 
@@ -303,8 +302,8 @@ impl FtpServer {
     }
 
     /// The accept-loop limits of this server.
-    fn limits(&self) -> acceptor::Limits {
-        acceptor::Limits {
+    fn limits(&self) -> acceptor::AcceptLimits {
+        acceptor::AcceptLimits {
             max_cons: self.max_cons,
             max_cons_per_ip: self.max_cons_per_ip,
             idle_timeout: self.idle_timeout,

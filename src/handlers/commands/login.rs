@@ -6,13 +6,15 @@
 //! thread's own filesystem uid and gid (Linux `setfsuid`/`setfsgid` are per thread), so
 //! sessions of different users share a process without sharing an identity; only the uid
 //! and the primary gid change (supplementary groups are per process). The logout ends it
-//! (`terminate_impersonation`), and the server resets the thread's ids after every session
-//! in case a session ended without one. A session in a process of its own
-//! ([`ProcessKind::Own`](crate::handlers::ProcessKind::Own): Fork, inetd "nowait") may
-//! instead drop to the user for good.
+//! (`terminate_impersonation`, called when the account drops its
+//! [`Impersonation`] guard: at logout, and on every other way out of a session, a panic
+//! unwinding included). A session in a process of its own
+//! ([`ProcessKind::SingleSession`](crate::process::ProcessKind::SingleSession): Fork, inetd
+//! "nowait") may instead drop to the user for good.
 
 use std::io;
 
+use crate::authorizers::Impersonation;
 use crate::error::AuthenticationFailed;
 use crate::filesystems::AbstractedFs;
 use crate::handlers::session::Phase;
@@ -47,9 +49,9 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
         return refuse_banned(s, &shown);
     }
     match login(s, &user, &password) {
-        Ok((fs, msg)) => {
+        Ok((fs, msg, guard)) => {
             let rates = s.ctx.rates.clone();
-            s.account.logged_in(&s.h, &rates, fs);
+            s.account.logged_in(&s.h, &rates, fs, guard);
             s.ctrl.set_user(Some(&shown));
             s.reply_lines(230, &msg)?;
             log::info!("{} USER '{shown}' logged in.", s.ctrl.prefix);
@@ -115,7 +117,7 @@ fn login(
     s: &Session,
     user: &str,
     password: &str,
-) -> Result<(AbstractedFs, String), AuthenticationFailed> {
+) -> Result<(AbstractedFs, String, Impersonation), AuthenticationFailed> {
     let auth = &s.h.authorizer;
     auth.validate_authentication(user, password, s.ctrl.peer)
         .map_err(|e| AuthenticationFailed(non_empty(e.0, user), e.1))?;
@@ -123,7 +125,7 @@ fn login(
         .get_home_dir(user)
         .map_err(|e| AuthenticationFailed::new(non_empty(e.0, user)))?;
     let msg = auth.get_msg_login(user);
-    auth.impersonate_user(user, password).map_err(|e| {
+    let guard = Impersonation::begin(auth, user, password, s.ctx.process).map_err(|e| {
         log::error!("{} impersonate_user({user}): {e}", s.ctrl.prefix);
         AuthenticationFailed::new("Authentication failed.")
     })?;
@@ -133,10 +135,9 @@ fn login(
             s.ctrl.prefix,
             home.display()
         );
-        let _ = auth.terminate_impersonation(user);
         AuthenticationFailed::new("Authentication failed.")
     })?;
-    Ok((fs, msg))
+    Ok((fs, msg, guard))
 }
 
 /// The session's files: rooted at the home, or at `root_dir` with the home as working

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::authorizers::Impersonation;
 use crate::filesystems::AbstractedFs;
 use crate::handlers::rates::{RateTable, SessionRates};
 use crate::handlers::{Callbacks, FtpHandler};
@@ -25,6 +26,8 @@ pub(crate) struct Account {
     pub(crate) rates: SessionRates,
     /// RNFR's path, waiting for RNTO.
     pub(crate) rnfr: Option<PathBuf>,
+    /// The user's identity, taken on at login; dropping it ends the impersonation.
+    impersonation: Option<Impersonation>,
 }
 
 impl Account {
@@ -38,12 +41,20 @@ impl Account {
             fs: None,
             rates: SessionRates::default(),
             rnfr: None,
+            impersonation: None,
         }
     }
 
     /// The user named with USER is logged in with this filesystem.
-    pub(crate) fn logged_in(&mut self, h: &FtpHandler, table: &Arc<RateTable>, fs: AbstractedFs) {
+    pub(crate) fn logged_in(
+        &mut self,
+        h: &FtpHandler,
+        table: &Arc<RateTable>,
+        fs: AbstractedFs,
+        impersonation: Impersonation,
+    ) {
         self.rates = SessionRates::at_login(h, table, &self.username);
+        self.impersonation = Some(impersonation);
         self.fs = Some(fs);
         self.authenticated = true;
         self.attempted_logins = 0;
@@ -53,17 +64,10 @@ impl Account {
     /// its impersonation and `on_logout` fires. Returns the user's filesystem, which a
     /// listing still running may go on with (RFC 959: a transfer finishes under the account
     /// it started with).
-    pub(crate) fn logout(
-        &mut self,
-        h: &FtpHandler,
-        cb: &mut dyn Callbacks,
-        prefix: &str,
-    ) -> Option<AbstractedFs> {
+    pub(crate) fn logout(&mut self, cb: &mut dyn Callbacks, prefix: &str) -> Option<AbstractedFs> {
         if self.authenticated {
             let user = std::mem::take(&mut self.username);
-            if let Err(e) = h.authorizer.terminate_impersonation(&user) {
-                log::error!("{prefix} terminate_impersonation: {e}");
-            }
+            self.impersonation = None;
             cb.on_logout(&user);
             let shown = proto::log_escape(user.as_bytes());
             log::info!("{prefix} USER '{shown}' logged out.");

@@ -268,9 +268,7 @@ impl Session {
     /// Forgets the logged-in user (REIN, USER again, QUIT, disconnect). A listing still
     /// running goes on with the filesystem it started with.
     pub(crate) fn logout(&mut self) {
-        let fs = self
-            .account
-            .logout(&self.h, &mut *self.cb, &self.ctrl.prefix);
+        let fs = self.account.logout(&mut *self.cb, &self.ctrl.prefix);
         self.ctrl.set_user(None);
         self.data.rest = 0;
         if let (Phase::Running(r), Some(fs)) = (&mut self.data.phase, fs) {
