@@ -37,7 +37,6 @@ pub mod handlers;
 mod logging;
 mod poll;
 pub mod process;
-#[cfg(test)]
 mod properties;
 pub mod proto;
 pub mod ratelimit;

@@ -24,6 +24,9 @@ use crate::filesystems::{Filesystem, OsFilesystem};
 mod commands;
 mod context;
 pub(crate) mod dtp;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod rates;
 mod session;
 mod table;

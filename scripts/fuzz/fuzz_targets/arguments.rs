@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use ftpdlib::fuzzing::paths::{parse_timeval, AVAILABLE_FACTS};
+use ftpdlib::handlers::fuzzing::paths::{parse_timeval, AVAILABLE_FACTS};
 use ftpdlib::fuzzing::proto::{
     parse_eprt, parse_epsv, parse_mlst_facts, parse_port, parse_rest, parse_type, split_eprt,
 };

@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use ftpdlib::fuzzing::paths::{ftp2fs, ftpnorm, RootDir};
+use ftpdlib::handlers::fuzzing::paths::{ftp2fs, ftpnorm, RootDir};
 use ftpdlib_fuzz::{beneath, jail, split_at_byte, where_is};
 use libfuzzer_sys::fuzz_target;
 use nix::fcntl::OFlag;

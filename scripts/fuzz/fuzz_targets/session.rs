@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ftpdlib::authorizers::DummyAuthorizer;
-use ftpdlib::fuzzing::session::run_script;
+use ftpdlib::handlers::fuzzing::session::run_script;
 use ftpdlib::handlers::FtpHandler;
 use libfuzzer_sys::fuzz_target;
 
