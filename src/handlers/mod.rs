@@ -32,8 +32,8 @@ mod tls;
 pub use context::{AdmissionHooks, BanRules, DrainToken, ProcessKind, SessionContext};
 pub use session::{memory, Session};
 pub use table::{
-    Arg, Busy, Channel, Command, CommandFn, CommandTable, Creates, Login, PathArg, Request, Telnet,
-    Tls,
+    Arg, Audit, Busy, Channel, Command, CommandFn, CommandTable, Creates, Login, PathArg, Request,
+    Telnet, Tls,
 };
 pub use tls::TlsConfig;
 

@@ -321,8 +321,9 @@ impl Session {
             .as_ref()
             .map(|f| f.fs2ftp(&end.path))
             .unwrap_or_default();
+        let code = outcome_code(&outcome).map_or(String::new(), |c| format!("{c} "));
         log::info!(
-            "{} {} {} completed={} bytes={bytes} seconds={secs:.3}",
+            "{} {} {} {code}completed={} bytes={bytes} seconds={secs:.3}",
             self.ctrl.prefix,
             end.cmd,
             crate::proto::log_escape(&vpath),
@@ -379,5 +380,18 @@ impl Session {
             c.closing = true;
         }
         Ok(())
+    }
+}
+
+/// The reply code that ends a transfer with `outcome` (none when the control connection is
+/// gone), for its log line.
+fn outcome_code(outcome: &Outcome) -> Option<u16> {
+    match outcome {
+        Outcome::Complete => Some(226),
+        Outcome::Aborted | Outcome::PeerClosed => Some(426),
+        Outcome::DataTimeout => Some(421),
+        Outcome::LocalError(e) if crate::handlers::commands::out_of_space(e) => Some(452),
+        Outcome::LocalError(_) => Some(451),
+        Outcome::ControlGone => None,
     }
 }

@@ -353,6 +353,8 @@ impl Session {
             out.extend_from_slice(&proto::escape_line(l.as_bytes()));
             out.extend_from_slice(b"\r\n");
         }
+        let last = lines.last().map_or(&b""[..], |l| l.as_bytes());
+        self.ctrl.last_reply = Some((code, last.to_vec()));
         self.ctrl.send_raw(&out)
     }
 
@@ -379,6 +381,7 @@ impl Session {
         out.extend_from_slice(format!("{code} ").as_bytes());
         out.extend_from_slice(&proto::escape_line(last.as_bytes()));
         out.extend_from_slice(b"\r\n");
+        self.ctrl.last_reply = Some((code, last.as_bytes().to_vec()));
         self.ctrl.send_raw(&out)
     }
 
