@@ -6,8 +6,8 @@
 //! Inside: `session/` (the session as three parts and the loop that drives it), `table.rs`
 //! (the command table's columns), `commands/` (one function per command), `dtp/` (moving
 //! bytes: transfer loops, TLS stream, throttle), `rates.rs` (rate limits by scope and the
-//! shared buckets), `context.rs` (what the server hands a session), `tls.rs` (FTPS
-//! configuration). handlers/ imports nothing from servers/: the server side builds the
+//! shared buckets), `context.rs` (what the server hands a session), `stats.rs` (session and
+//! transfer stats, the server's shared counters), `tls.rs` (FTPS configuration). handlers/ imports nothing from servers/: the server side builds the
 //! context and calls in.
 
 use std::fmt;
@@ -26,6 +26,7 @@ mod context;
 pub(crate) mod dtp;
 pub(crate) mod rates;
 mod session;
+pub mod stats;
 mod table;
 mod tls;
 
@@ -69,6 +70,12 @@ pub trait Callbacks: Send {
     /// An upload was cut short; the partial file stays where it is (with
     /// [`FtpHandler::atomic_uploads`] it was removed and the old file is unchanged).
     fn on_incomplete_file_received(&mut self, _path: &Path) {}
+    /// A file transfer ended, complete or not, with who moved what, how many bytes and how
+    /// long it took (after `on_file_sent` and its kin; what an xferlog line says).
+    fn on_transfer_end(&mut self, _transfer: &stats::TransferStats) {}
+    /// The session ended: everything it did, once, after `on_disconnect` (fbtftp's
+    /// `session_stats_callback`).
+    fn on_session_end(&mut self, _stats: &stats::SessionStats) {}
 }
 
 /// Callbacks that do nothing.

@@ -36,6 +36,8 @@ impl Session {
 
     /// Runs one raw command line.
     pub(crate) fn dispatch(&mut self, raw: &[u8]) -> io::Result<()> {
+        self.stats.commands += 1;
+        self.ctx.stats.command();
         let line = proto::clean_line(raw);
         let (verb, _) = proto::split_command(&line);
         if verb == "PASS" {
@@ -282,6 +284,7 @@ impl Session {
         );
         self.ctrl.discard_input();
         self.ctrl.closing = true;
+        self.stats.ending(crate::handlers::stats::SessionEnd::Limit);
         self.ctrl.reply(500, "HTTP protocol commands not allowed.")
     }
 }

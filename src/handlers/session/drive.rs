@@ -15,6 +15,7 @@ use super::data::{Ending, Phase, Plan, Running, Setup, Work, Xfer};
 use super::Session;
 use crate::handlers::dtp::{self, Download, Outcome, Settings, Step, Stream, Upload};
 use crate::handlers::rates::Direction;
+use crate::handlers::stats::{SessionEnd, TransferResult, TransferStats};
 use crate::handlers::table::Channel;
 use crate::proto::TransferType;
 
@@ -336,8 +337,49 @@ impl Session {
                 (true, true) => self.cb.on_file_received(&end.path),
                 (true, false) => self.cb.on_incomplete_file_received(&end.path),
             }
+            let t = self.transfer_stats(end, upload, bytes, start, &outcome, &vpath);
+            self.stats.transfer(&t);
+            self.ctx.stats.transfer(&t);
+            self.cb.on_transfer_end(&t);
+        }
+        if matches!(outcome, Outcome::DataTimeout) {
+            self.stats.ending(SessionEnd::Timeout);
         }
         self.reply_outcome(&end.cmd, upload, bytes, outcome)
+    }
+
+    /// What a finished file transfer did (its stats, its xferlog line).
+    fn transfer_stats(
+        &self,
+        end: &Ending,
+        upload: bool,
+        bytes: u64,
+        start: Option<Instant>,
+        outcome: &Outcome,
+        vpath: &[u8],
+    ) -> TransferStats {
+        let user = match self.account.user() {
+            Some(u) => u.to_string(),
+            None => self.stats.user.clone().unwrap_or_default(),
+        };
+        TransferStats {
+            command: end.cmd.clone(),
+            user,
+            anonymous_id: self.account.anonymous_id.clone(),
+            peer: self.ctrl.peer,
+            vpath: crate::filesystems::path::bytes_path(vpath),
+            path: end.path.clone(),
+            upload,
+            ascii: self.data.ttype == TransferType::Ascii,
+            bytes,
+            duration: start.map(|s| s.elapsed()).unwrap_or_default(),
+            result: match outcome {
+                Outcome::Complete => TransferResult::Complete,
+                Outcome::Aborted => TransferResult::Aborted,
+                _ => TransferResult::Failed,
+            },
+            tls: self.ctrl.is_tls(),
+        }
     }
 
     /// The reply to a transfer's outcome (pyftpdlib's texts).
