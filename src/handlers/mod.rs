@@ -7,7 +7,8 @@
 //! (the command table's columns), `commands/` (one function per command), `dtp/` (moving
 //! bytes: transfer loops, TLS stream, throttle), `rates.rs` (rate limits by scope and the
 //! shared buckets), `context.rs` (what the server hands a session), `stats.rs` (session and
-//! transfer stats, the server's shared counters), `tls.rs` (FTPS configuration). handlers/ imports nothing from servers/: the server side builds the
+//! transfer stats, the server's shared counters), `xferlog.rs` (the transfer log), `tls.rs`
+//! (FTPS configuration). handlers/ imports nothing from servers/: the server side builds the
 //! context and calls in.
 
 use std::fmt;
@@ -29,6 +30,7 @@ mod session;
 pub mod stats;
 mod table;
 mod tls;
+pub mod xferlog;
 
 pub use context::{AdmissionHooks, BanRules, DrainToken, ProcessKind, SessionContext};
 pub use session::{memory, Session};
@@ -269,6 +271,9 @@ pub struct FtpHandler {
     pub ban_find_time: Duration,
     /// How long a banned address is refused (fail2ban's `bantime`). Default: 600 s.
     pub ban_time: Duration,
+    /// Where each file transfer's line goes in the wu-ftpd xferlog format (vsftpd's
+    /// `xferlog_std_format`; see [`xferlog`]). Default: none.
+    pub xferlog: Option<Arc<xferlog::XferLog>>,
 }
 
 impl fmt::Debug for FtpHandler {
@@ -325,6 +330,7 @@ impl FtpHandler {
             ban_failures: 5,
             ban_find_time: Duration::from_secs(600),
             ban_time: Duration::from_secs(600),
+            xferlog: None,
         }
     }
 

@@ -82,9 +82,9 @@ fn supervise(
         if shared.shutdown.load(Ordering::SeqCst) {
             return Ok(Stop::Closed);
         }
-        let wait = shared
-            .report()
-            .map_or(Duration::from_millis(200), |r| r.min(Duration::from_millis(200)));
+        let wait = shared.report().map_or(Duration::from_millis(200), |r| {
+            r.min(Duration::from_millis(200))
+        });
         match acceptor::wait(&[], shared, Some(wait))?.stop(shared) {
             Some(Stop::Signal(Signal::SIGHUP)) => {
                 log::info!("received SIGHUP, reloading and passing it on to the workers");

@@ -228,3 +228,40 @@ impl Reporter {
         (self.callback)(&read());
     }
 }
+
+impl std::fmt::Display for ServerStats {
+    /// One line for the log: `sessions: 3 active, 10 total; logins: 9 ok, 1 failed; …`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = &self.totals;
+        let r = &self.refused;
+        write!(
+            f,
+            "sessions: {} active, {} total; logins: {} ok, {} failed; commands: {}; \
+             downloads: {} complete, {} aborted, {} failed, {} bytes; \
+             uploads: {} complete, {} aborted, {} failed, {} bytes; \
+             refused: max_cons={} per_ip={} banned={} shutting_down={} no_descriptors={}; \
+             processes: {}; pool workers: {} ({} idle)",
+            self.active_sessions,
+            t.sessions,
+            t.logins,
+            t.failed_logins,
+            t.commands,
+            t.downloads[0],
+            t.downloads[1],
+            t.downloads[2],
+            t.bytes_sent,
+            t.uploads[0],
+            t.uploads[1],
+            t.uploads[2],
+            t.bytes_received,
+            r.max_cons,
+            r.per_ip,
+            r.banned,
+            r.shutting_down,
+            r.no_descriptors,
+            self.processes,
+            self.pool_workers,
+            self.pool_idle
+        )
+    }
+}

@@ -340,6 +340,9 @@ impl Session {
             let t = self.transfer_stats(end, upload, bytes, start, &outcome, &vpath);
             self.stats.transfer(&t);
             self.ctx.stats.transfer(&t);
+            if let Some(x) = &self.h.xferlog {
+                x.write(&t);
+            }
             self.cb.on_transfer_end(&t);
         }
         if matches!(outcome, Outcome::DataTimeout) {
