@@ -114,9 +114,14 @@ fn metrics_count_real_transfers(ex: Executor) {
     let _ = bad.quit();
     let mut c = s.login();
     c.put_file("up.bin", &mut &pattern(1000)[..]).expect("STOR");
-    assert_eq!(c.retr_as_buffer("down.bin").expect("RETR").into_inner(), pattern(3000));
+    assert_eq!(
+        c.retr_as_buffer("down.bin").expect("RETR").into_inner(),
+        pattern(3000)
+    );
     c.quit().expect("QUIT");
-    let m = scrape_until(addr, |m| get(m, "ftpdlib_session_ends_total{reason=\"quit\"}") >= 2.0);
+    let m = scrape_until(addr, |m| {
+        get(m, "ftpdlib_session_ends_total{reason=\"quit\"}") >= 2.0
+    });
     for (k, want) in [
         ("ftpdlib_sessions_total", 2.0),
         ("ftpdlib_session_ends_total{reason=\"quit\"}", 2.0),
@@ -124,11 +129,23 @@ fn metrics_count_real_transfers(ex: Executor) {
         ("ftpdlib_logins_total{result=\"failed\"}", 1.0),
         ("ftpdlib_sent_bytes_total", 3000.0),
         ("ftpdlib_received_bytes_total", 1000.0),
-        ("ftpdlib_transfers_total{direction=\"download\",result=\"complete\"}", 1.0),
-        ("ftpdlib_transfers_total{direction=\"upload\",result=\"complete\"}", 1.0),
-        ("ftpdlib_transfers_total{direction=\"upload\",result=\"failed\"}", 0.0),
+        (
+            "ftpdlib_transfers_total{direction=\"download\",result=\"complete\"}",
+            1.0,
+        ),
+        (
+            "ftpdlib_transfers_total{direction=\"upload\",result=\"complete\"}",
+            1.0,
+        ),
+        (
+            "ftpdlib_transfers_total{direction=\"upload\",result=\"failed\"}",
+            0.0,
+        ),
         ("ftpdlib_login_duration_seconds_count", 1.0),
-        ("ftpdlib_transfer_duration_seconds_count{direction=\"upload\"}", 1.0),
+        (
+            "ftpdlib_transfer_duration_seconds_count{direction=\"upload\"}",
+            1.0,
+        ),
         ("ftpdlib_login_duration_seconds_bucket{le=\"+Inf\"}", 1.0),
         ("ftpdlib_sessions_active", 0.0),
     ] {
@@ -143,7 +160,10 @@ fn metrics_count_real_transfers(ex: Executor) {
     match ex {
         Executor::PreFork { workers } => {
             assert_eq!(processes, 1.0 + workers as f64, "{m:?}");
-            assert!(idle >= 2.0 * workers as f64, "each worker keeps 2 spare: {m:?}");
+            assert!(
+                idle >= 2.0 * workers as f64,
+                "each worker keeps 2 spare: {m:?}"
+            );
         }
         Executor::Pool => {
             assert_eq!(processes, 1.0);
@@ -164,7 +184,9 @@ fn metrics_pass_promtool(ex: Executor) {
     let mut c = s.login();
     c.put_file("f", &mut &b"x"[..]).expect("STOR");
     c.quit().expect("QUIT");
-    scrape_until(addr, |m| get(m, "ftpdlib_session_ends_total{reason=\"quit\"}") >= 1.0);
+    scrape_until(addr, |m| {
+        get(m, "ftpdlib_session_ends_total{reason=\"quit\"}") >= 1.0
+    });
     let body = std::process::Command::new("curl")
         .args(["-sS", "--max-time", "20"])
         .arg(format!("http://{addr}/metrics"))
@@ -177,7 +199,12 @@ fn metrics_pass_promtool(ex: Executor) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("promtool");
-    check.stdin.take().expect("stdin").write_all(&body.stdout).expect("feed promtool");
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&body.stdout)
+        .expect("feed promtool");
     let out = check.wait_with_output().expect("promtool");
     assert!(
         out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
@@ -186,14 +213,20 @@ fn metrics_pass_promtool(ex: Executor) {
     );
     // Only GET /metrics: another path is 404, never the FTP port's business.
     let other = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "20",
+        ])
         .arg(format!("http://{addr}/"))
         .output()
         .expect("curl");
     assert_eq!(other.stdout, b"404");
 }
-
-models!(; bin: metrics_count_real_transfers, metrics_pass_promtool);
 
 /// What the session and transfer callbacks record.
 #[derive(Clone, Default)]
@@ -238,7 +271,8 @@ fn session_transfer_and_server_stats(ex: Executor) {
         })
         .server(move |mut srv| {
             srv.stats_interval = std::time::Duration::from_millis(100);
-            srv.server_stats_callback = Some(Arc::new(move |st| ss.lock().unwrap().push(st.clone())));
+            srv.server_stats_callback =
+                Some(Arc::new(move |st| ss.lock().unwrap().push(st.clone())));
             srv
         })
         .start();
@@ -265,7 +299,10 @@ fn session_transfer_and_server_stats(ex: Executor) {
     assert_eq!(q.end, SessionEnd::Quit);
     assert_eq!(q.user.as_deref(), Some(USER));
     assert_eq!((q.bytes_sent, q.bytes_received), (5000, 700));
-    assert_eq!((q.files_sent, q.files_received, q.failed_transfers), (1, 1, 0));
+    assert_eq!(
+        (q.files_sent, q.files_received, q.failed_transfers),
+        (1, 1, 0)
+    );
     assert!(q.commands >= 6, "{q:?}");
     assert_eq!(q.peer.ip(), s.addr.ip());
     assert!(q.tls.is_none());
@@ -274,9 +311,15 @@ fn session_transfer_and_server_stats(ex: Executor) {
     assert_eq!(all[2].end, SessionEnd::ClientClosed, "{all:?}");
     let t = seen.transfers.lock().unwrap().clone();
     assert_eq!(t.len(), 2, "{t:?}");
-    assert_eq!((t[0].user.as_str(), t[0].bytes, t[0].upload), (USER, 5000, false));
+    assert_eq!(
+        (t[0].user.as_str(), t[0].bytes, t[0].upload),
+        (USER, 5000, false)
+    );
     assert_eq!(t[0].vpath, std::path::Path::new("/f"));
-    assert_eq!((t[1].bytes, t[1].upload, t[1].result), (700, true, TransferResult::Complete));
+    assert_eq!(
+        (t[1].bytes, t[1].upload, t[1].result),
+        (700, true, TransferResult::Complete)
+    );
     // The server's stats, delivered every 100 ms, reach these totals.
     let deadline = std::time::Instant::now() + IO_TIMEOUT;
     let last = loop {
@@ -290,16 +333,26 @@ fn session_transfer_and_server_stats(ex: Executor) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
     let st = last.expect("server stats");
-    assert_eq!((st.totals.logins, st.totals.failed_logins), (2, 2), "{st:?}");
+    assert_eq!(
+        (st.totals.logins, st.totals.failed_logins),
+        (2, 2),
+        "{st:?}"
+    );
     assert_eq!(st.totals.login_attempts_exceeded, 1);
-    assert_eq!((st.totals.bytes_sent, st.totals.bytes_received), (5000, 700));
+    assert_eq!(
+        (st.totals.bytes_sent, st.totals.bytes_received),
+        (5000, 700)
+    );
     assert_eq!(st.totals.ended(SessionEnd::Limit), 1);
     assert_eq!(s.handle.stats().totals.sessions, 3);
 }
 
 /// Under Fork and PreFork the same totals reach the parent: `--stats-interval` logs them.
 fn stats_lines_count_every_process(ex: Executor) {
-    let s = builder().executor(ex).config(&["--stats-interval", "1"], |_| {}).start();
+    let s = builder()
+        .executor(ex)
+        .config(&["--stats-interval", "1"], |_| {})
+        .start();
     s.write("f", &pattern(4000));
     for _ in 0..3 {
         let mut c = s.login();
@@ -307,15 +360,15 @@ fn stats_lines_count_every_process(ex: Executor) {
         c.quit().expect("QUIT");
     }
     let b = s.bin.as_ref().expect("binary");
+    assert!(b.wait_log("logins: 3 ok, 0 failed"), "{}", b.log());
     assert!(
-        b.wait_log("logins: 3 ok, 0 failed"),
+        b.wait_log("downloads: 3 complete, 0 aborted, 0 failed, 12000 bytes"),
         "{}",
         b.log()
     );
-    assert!(b.wait_log("downloads: 3 complete, 0 aborted, 0 failed, 12000 bytes"), "{}", b.log());
 }
 
-models!(session_transfer_and_server_stats);
+models!(session_transfer_and_server_stats; bin: metrics_count_real_transfers, metrics_pass_promtool);
 
 #[test]
 fn fork_stats_lines_count_every_process() {
@@ -346,7 +399,10 @@ fn xferlog_lines_parse_field_by_field() {
         c.login(USER, PASS).unwrap();
         c.transfer_type(FileType::Binary).unwrap();
         c.put_file("up.txt", &mut &pattern(1234)[..]).unwrap();
-        assert_eq!(c.retr_as_buffer("big file.bin").unwrap().into_inner().len(), 1 << 20);
+        assert_eq!(
+            c.retr_as_buffer("big file.bin").unwrap().into_inner().len(),
+            1 << 20
+        );
         // An aborted download: incomplete.
         let mut r = raw_at(b.addr);
         r.cmd(&format!("USER {USER}"));
@@ -366,7 +422,10 @@ fn xferlog_lines_parse_field_by_field() {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         };
-        let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
+        let lines: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
         assert_eq!(lines.len(), 3, "{ex:?}: {text}");
         for f in &lines {
             // Date (5 fields) + 13 fields.
@@ -380,10 +439,20 @@ fn xferlog_lines_parse_field_by_field() {
             assert_eq!((f[14], f[15], f[16]), ("ftp", "0", "*"));
         }
         let (up, down, aborted) = (&lines[0], &lines[1], &lines[2]);
-        assert_eq!((up[7], up[8], up[9], up[11], up[17]), ("1234", "/up.txt", "b", "i", "c"));
+        assert_eq!(
+            (up[7], up[8], up[9], up[11], up[17]),
+            ("1234", "/up.txt", "b", "i", "c")
+        );
         assert_eq!(down[7], (1 << 20).to_string());
-        assert_eq!((down[8], down[9], down[11], down[17]), ("/big_file.bin", "b", "o", "c"));
-        assert_eq!((aborted[9], aborted[11], aborted[17]), ("a", "o", "i"), "{text}");
+        assert_eq!(
+            (down[8], down[9], down[11], down[17]),
+            ("/big_file.bin", "b", "o", "c")
+        );
+        assert_eq!(
+            (aborted[9], aborted[11], aborted[17]),
+            ("a", "o", "i"),
+            "{text}"
+        );
     }
 }
 
@@ -422,10 +491,17 @@ fn sighup_reopens_the_log_file_and_the_xferlog() {
             read(&log)
         );
         session("after.txt");
-        assert!(wait_file(&log, "STOR /after.txt 226"), "{ex:?}: {}", read(&log));
+        assert!(
+            wait_file(&log, "STOR /after.txt 226"),
+            "{ex:?}: {}",
+            read(&log)
+        );
         assert!(wait_file(&xfer, "/after.txt"), "{}", read(&xfer));
         let old = read(&dir.path().join("ftpd.log.1"));
-        assert!(old.contains("/before.txt") && !old.contains("/after.txt"), "{old}");
+        assert!(
+            old.contains("/before.txt") && !old.contains("/after.txt"),
+            "{old}"
+        );
         assert!(!read(&xfer).contains("/before.txt"));
         assert!(read(&dir.path().join("xferlog.1")).contains("/before.txt"));
         // Still serving, and stops cleanly.
@@ -504,7 +580,11 @@ fn start_logging_to_file(args: &[&str], log: &std::path::Path) -> FileLogged {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start ftpdlib");
-    assert!(wait_file(log, ">>> starting FTP server on "), "{}", read(log));
+    assert!(
+        wait_file(log, ">>> starting FTP server on "),
+        "{}",
+        read(log)
+    );
     let text = read(log);
     let addr = text
         .split(">>> starting FTP server on ")
@@ -562,11 +642,19 @@ fn sighup_reloads_the_tls_certificate() {
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
         make_cert("first.example", &cert, &key);
         let mut args = model_args(ex);
-        args.extend(["--tls".into(), "--certfile".into(), cert.to_str().unwrap().into()]);
+        args.extend([
+            "--tls".into(),
+            "--certfile".into(),
+            cert.to_str().unwrap().into(),
+        ]);
         args.extend(["--keyfile".into(), key.to_str().unwrap().into()]);
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let b = BinServer::start(&refs);
-        assert!(served_subject(b.addr).contains("first.example"), "{}", b.log());
+        assert!(
+            served_subject(b.addr).contains("first.example"),
+            "{}",
+            b.log()
+        );
         make_cert("second.example", &cert, &key);
         b.signal(nix::sys::signal::Signal::SIGHUP);
         let processes = match ex {
@@ -582,7 +670,11 @@ fn sighup_reloads_the_tls_certificate() {
         for _ in 0..4 {
             // Several connections: under pre-fork they land on different workers.
             let subject = served_subject(b.addr);
-            assert!(subject.contains("second.example"), "{ex:?}: {subject}\n{}", b.log());
+            assert!(
+                subject.contains("second.example"),
+                "{ex:?}: {subject}\n{}",
+                b.log()
+            );
         }
         std::fs::write(&cert, b"not a certificate").unwrap();
         b.signal(nix::sys::signal::Signal::SIGHUP);
@@ -591,6 +683,10 @@ fn sighup_reloads_the_tls_certificate() {
             assert!(std::time::Instant::now() < deadline, "{ex:?}: {}", b.log());
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        assert!(served_subject(b.addr).contains("second.example"), "{}", b.log());
+        assert!(
+            served_subject(b.addr).contains("second.example"),
+            "{}",
+            b.log()
+        );
     }
 }

@@ -1304,7 +1304,15 @@ fn binary_fork_mode_counts_the_childrens_bytes() {
     std::fs::write(dir.path().join("f"), &data).expect("write");
     let root = dir.path().to_str().expect("utf-8 path");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tftpd"))
-        .args(["--root", root, "--port", "0", "--address", "127.0.0.1", "--fork"])
+        .args([
+            "--root",
+            root,
+            "--port",
+            "0",
+            "--address",
+            "127.0.0.1",
+            "--fork",
+        ])
         .args(["--timeout", "1", "--stats-interval", "1"])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -1331,7 +1339,10 @@ fn binary_fork_mode_counts_the_childrens_bytes() {
         .parse()
         .expect("addr");
     for _ in 0..2 {
-        assert_eq!(checksum(&get(addr, "f", "octet", &[]).data), checksum(&data));
+        assert_eq!(
+            checksum(&get(addr, "f", "octet", &[]).data),
+            checksum(&data)
+        );
     }
     // Each stats line counts one interval; add them up until both files are in.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -1349,5 +1360,10 @@ fn binary_fork_mode_counts_the_childrens_bytes() {
     };
     child.kill().expect("kill");
     child.wait().expect("wait");
-    assert!(sent.0 >= 2 * data.len() as u64, "bytes sent {}:\n{}", sent.0, sent.1);
+    assert!(
+        sent.0 >= 2 * data.len() as u64,
+        "bytes sent {}:\n{}",
+        sent.0,
+        sent.1
+    );
 }

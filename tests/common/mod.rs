@@ -317,7 +317,10 @@ impl BinServer {
         assert!(self.wait_log(">>> metrics on http://"), "{}", self.log());
         let log = self.log();
         let rest = log.split(">>> metrics on http://").nth(1).expect("line");
-        rest.split('/').next().and_then(|a| a.parse().ok()).expect("metrics address")
+        rest.split('/')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .expect("metrics address")
     }
 
     /// Everything the server logged so far.
