@@ -101,6 +101,9 @@ fn get(m: &std::collections::HashMap<String, f64>, k: &str) -> f64 {
 /// Real transfers by suppaftp, then the counters scraped from the endpoint with curl: the
 /// same numbers in every model, forked children and pre-forked workers included.
 fn metrics_count_real_transfers(ex: Executor) {
+    if !cfg!(feature = "metrics") {
+        return missing("built without the `metrics` feature");
+    }
     if !tool("curl") {
         return;
     }
@@ -176,6 +179,9 @@ fn metrics_count_real_transfers(ex: Executor) {
 /// The exposition passes Prometheus's own checker (`promtool check metrics`), after real
 /// traffic so every family has samples.
 fn metrics_pass_promtool(ex: Executor) {
+    if !cfg!(feature = "metrics") {
+        return missing("built without the `metrics` feature");
+    }
     if !tool("curl") || !tool("promtool") {
         return;
     }

@@ -151,6 +151,7 @@ impl Builder {
         if self.implicit_tls {
             server = server.implicit_tls(true).expect("implicit TLS");
         }
+        #[cfg(feature = "metrics")]
         if self.metrics {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind metrics");
             server = server.serve_metrics(l);
@@ -158,7 +159,10 @@ impl Builder {
         if let Some(f) = self.server {
             server = f(server);
         }
+        #[cfg(feature = "metrics")]
         let metrics = server.metrics_addr();
+        #[cfg(not(feature = "metrics"))]
+        let metrics = None;
         let addr = server.local_addrs()[0];
         let handle = server.handle();
         let thread = std::thread::spawn(move || {
