@@ -32,6 +32,8 @@ struct Forker {
     children: RefCell<HashMap<Pid, ConnGuard>>,
     /// The parent's descriptors a child must not keep: listeners, wake pipe, signalfd.
     close_in_child: Vec<RawFd>,
+    /// The server's shared state (for the processes gauge).
+    shared: Arc<Shared>,
 }
 
 impl Dispatch for Forker {
@@ -103,9 +105,7 @@ impl Forker {
                 Err(_) => break,
             }
         }
-        if let Some((_, g)) = children.iter().next() {
-            set_processes(&g.shared, children.len());
-        }
+        set_processes(&self.shared, children.len());
     }
 
     /// Sends `sig` to every live child.
@@ -160,6 +160,7 @@ pub(super) fn serve(server: &FtpServer) -> Result<(), Error> {
     let forker = Forker {
         children: RefCell::new(HashMap::new()),
         close_in_child: parent_fds(server, true),
+        shared: server.shared.clone(),
     };
     let accepting = acceptor::Accepting {
         listeners: &server.listeners,
