@@ -46,7 +46,8 @@ Usage: scripts/compare.sh [options]
   --list-files N       files in the LIST/MLSD directory (default 10000)
   --servers "A B ..."  subset/order of: ftpdlib-pool ftpdlib-multi-thread ftpdlib-multi-proc
                        ftpdlib-pre-fork pyftpdlib pyftpdlib-multi-thread pyftpdlib-multi-proc
-                       pyftpdlib-pre-fork vsftpd proftpd pure-ftpd
+                       pyftpdlib-pre-fork vsftpd proftpd pure-ftpd; an ftpdlib name
+                       with -metrics appended (ftpdlib-pool-metrics) serves --metrics too
                        (default: the four ftpdlib models, pyftpdlib, vsftpd, proftpd,
                        pure-ftpd; the system servers need root)
   --no-build           do not run cargo build --release for ftpdlib
@@ -402,11 +403,15 @@ start_server() {
     if id "$BENCH_USER" >/dev/null 2>&1; then chown -R "$BENCH_USER" "$DIR"; fi
     case "$name" in
         ftpdlib-*)
-            local model=${name#ftpdlib-}
+            local model=${name#ftpdlib-} extra=()
+            # NAME-metrics: the same model with the Prometheus endpoint on (what it costs).
+            case "$model" in
+                *-metrics) model=${model%-metrics}; extra=(--metrics 127.0.0.1:0) ;;
+            esac
             [ -x "$FTPDLIB" ] || { log "$name: $FTPDLIB missing (server not merged yet?): skipped"; return 1; }
             # shellcheck disable=SC2046
             setsid "$FTPDLIB" -i 127.0.0.1 -p "$port" -d "$DIR" -w -u "$BENCH_USER" -P "$BENCH_PASS" \
-                --concurrency "$model" $(max_cons_flag "$FTPDLIB") >"$logf" 2>&1 &
+                --concurrency "$model" $(max_cons_flag "$FTPDLIB") "${extra[@]}" >"$logf" 2>&1 &
             ;;
         pyftpdlib|pyftpdlib-multi-thread|pyftpdlib-multi-proc|pyftpdlib-pre-fork)
             [ -n "$PY" ] || { log "$name: pyftpdlib unavailable: skipped"; return 1; }

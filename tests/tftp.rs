@@ -1294,3 +1294,76 @@ fn a_session_ends_at_its_time_limit() {
         .unwrap_or_default()
         .contains("time limit"));
 }
+
+/// `--fork`: the sessions run in children, and their bytes and packets still reach the
+/// server's counters (shared memory made before the fork), not only their outcome.
+#[test]
+fn binary_fork_mode_counts_the_childrens_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = content(100_000, 3);
+    std::fs::write(dir.path().join("f"), &data).expect("write");
+    let root = dir.path().to_str().expect("utf-8 path");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tftpd"))
+        .args([
+            "--root",
+            root,
+            "--port",
+            "0",
+            "--address",
+            "127.0.0.1",
+            "--fork",
+        ])
+        .args(["--timeout", "1", "--stats-interval", "1"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn tftpd");
+    let stderr = child.stderr.take().expect("stderr");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("serving") {
+                if let Some(a) = line.split(" on ").nth(1).and_then(|r| r.split(' ').next()) {
+                    let _ = tx.send(a.to_string());
+                }
+            }
+            sink.lock().expect("log").push_str(&(line + "\n"));
+        }
+    });
+    let addr: SocketAddr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("tftpd started")
+        .parse()
+        .expect("addr");
+    for _ in 0..2 {
+        assert_eq!(
+            checksum(&get(addr, "f", "octet", &[]).data),
+            checksum(&data)
+        );
+    }
+    // Each stats line counts one interval; add them up until both files are in.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let sent = loop {
+        let text = log.lock().expect("log").clone();
+        let sent: u64 = text
+            .lines()
+            .filter_map(|l| l.split("bytes ").nth(1))
+            .filter_map(|r| r.split(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if sent >= 2 * data.len() as u64 || std::time::Instant::now() > deadline {
+            break (sent, text);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert!(
+        sent.0 >= 2 * data.len() as u64,
+        "bytes sent {}:\n{}",
+        sent.0,
+        sent.1
+    );
+}

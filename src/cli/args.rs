@@ -114,6 +114,14 @@ pub struct Options {
     pub ban_find_time: u64,
     /// `--ban-time` seconds a banned address is refused. Default: 600.
     pub ban_time: u64,
+    /// `--log-file`: the log goes there (appended) instead of stderr. Default: stderr.
+    pub log_file: Option<PathBuf>,
+    /// `--xferlog`: the transfer log (wu-ftpd xferlog format). Default: none.
+    pub xferlog: Option<PathBuf>,
+    /// `--metrics ADDR:PORT`: where the Prometheus endpoint listens. Default: off.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// `--stats-interval` seconds between lines of server counters (0 never). Default: 0.
+    pub stats_interval: u64,
 }
 
 impl Default for Options {
@@ -167,6 +175,10 @@ impl Default for Options {
             ban_failures: 5,
             ban_find_time: 600,
             ban_time: 600,
+            log_file: None,
+            xferlog: None,
+            metrics: None,
+            stats_interval: 0,
         }
     }
 }
@@ -278,7 +290,40 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<Parsed, S
     tls_options(&m, &mut o)?;
     deployment_options(&m, &mut o)?;
     limits(&m, &mut o)?;
+    operating(&m, &mut o)?;
     Ok(Parsed::Run(Box::new(o)))
+}
+
+/// `--log-file`, `--xferlog`, `--metrics`, `--stats-interval`.
+fn operating(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
+    o.log_file = value(m, "log-file").map(PathBuf::from);
+    o.xferlog = value(m, "xferlog").map(PathBuf::from);
+    o.stats_interval = num(m, "stats-interval", o.stats_interval)?;
+    if let Some(s) = value(m, "metrics") {
+        if !cfg!(feature = "metrics") {
+            return Err(
+                "--metrics: this ftpdlib was built without the metrics endpoint (cargo \
+                 feature `metrics`)"
+                    .into(),
+            );
+        }
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("argument --metrics: {s:?}: expected ADDR:PORT"))?;
+        let port: u16 = port
+            .trim()
+            .parse()
+            .map_err(|_| format!("argument --metrics: {s:?}: invalid port"))?;
+        let ip = resolve("--metrics", host)?[0];
+        o.metrics = Some(std::net::SocketAddr::new(ip, port));
+    }
+    if o.inetd && (o.metrics.is_some() || o.stats_interval > 0) {
+        return Err(
+            "--metrics and --stats-interval need a server: -I serves one connection and exits"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// pyftpdlib's own flags.

@@ -394,12 +394,47 @@ const LIMITS: &[Flag] = &[
     ),
 ];
 
+/// What an operator reads: log files, the transfer log, stats and metrics.
+const OPERATING: &[Flag] = &[
+    flag(
+        "",
+        "log-file",
+        "FILE",
+        "append the log to FILE instead of stderr; SIGHUP reopens it (logrotate)",
+        "stderr",
+    ),
+    flag(
+        "",
+        "xferlog",
+        "FILE",
+        "log each file transfer to FILE in the wu-ftpd/vsftpd xferlog format; SIGHUP \
+         reopens it",
+        "",
+    ),
+    flag(
+        "",
+        "metrics",
+        "ADDR:PORT",
+        "serve Prometheus metrics at http://ADDR:PORT/metrics (its own port, never the FTP \
+         port)",
+        "off",
+    ),
+    flag(
+        "",
+        "stats-interval",
+        "SECS",
+        "log the server's counters every SECS seconds",
+        "0 = never",
+    ),
+];
+
 /// The groups of `--help`, in order (pyftpdlib shows its main flags, then its TLS flags).
 const GROUPS: &[(&str, &[Flag])] = &[
     ("Main options", MAIN),
     ("TLS (FTPS) options", TLS),
     ("Deployment options", DEPLOYMENT),
     ("Limits", LIMITS),
+    ("Logs and metrics", OPERATING),
 ];
 
 const USAGE: &str = "Usage: ftpdlib [options]\n       ftpdlib users COMMAND ... (users in a database: ftpdlib users --help)\n\nStart a stand alone anonymous FTP server.\n";

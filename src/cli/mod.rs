@@ -90,6 +90,11 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
         t.require_session_reuse = !o.disable_tls_reuse_check;
         h.tls = Some(t);
     }
+    if let Some(path) = &o.xferlog {
+        let x = crate::handlers::xferlog::XferLog::open(path, h.use_gmt_times)
+            .map_err(|e| Error::Config(format!("--xferlog {}: {e}", path.display())))?;
+        h.xferlog = Some(Arc::new(x));
+    }
     Ok(h)
 }
 
@@ -138,6 +143,14 @@ pub fn build_server(o: &Options) -> Result<FtpServer, Error> {
     server.max_cons_per_ip = o.max_cons_per_ip;
     server.idle_timeout = (o.idle_timeout > 0).then(|| Duration::from_secs(o.idle_timeout));
     server.shutdown_grace = Duration::from_secs(o.shutdown_grace);
+    if o.stats_interval > 0 {
+        server.stats_interval = Duration::from_secs(o.stats_interval);
+        server.server_stats_callback = Some(Arc::new(|s| log::info!("stats: {s}")));
+    }
+    #[cfg(feature = "metrics")]
+    if let Some(addr) = o.metrics {
+        server = server.serve_metrics(bind_one(addr)?);
+    }
     Ok(server)
 }
 
@@ -238,7 +251,14 @@ pub fn main() -> ExitCode {
         }
         Parsed::Run(o) => o,
     };
-    crate::logging::init(o.verbosity);
+    let log_file = match crate::logging::init(o.verbosity, o.log_file.as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            let path = o.log_file.as_deref().unwrap_or(std::path::Path::new(""));
+            eprintln!("ftpdlib: error: --log-file {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    };
     // New files and directories get exactly the modes `--umask` gives them (vsftpd sets
     // its process umask the same way); the server creates nothing else.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
@@ -255,6 +275,15 @@ pub fn main() -> ExitCode {
             });
         }
     };
+    if let Some(f) = log_file {
+        server.on_reload(move || f.reopen());
+    }
+    if let Some(x) = server.handler().xferlog.clone() {
+        server.on_reload(move || match x.reopen() {
+            Ok(()) => log::info!("xferlog {} reopened", x.path().display()),
+            Err(e) => log::error!("cannot reopen the xferlog {}: {e}", x.path().display()),
+        });
+    }
     if let Some(code) = crate::servers::inetd::before_serving(o.run_as.as_deref()) {
         return code;
     }

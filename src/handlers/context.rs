@@ -1,10 +1,10 @@
 //! What a session receives from the server that runs it, as one explicit value: the drain
 //! token of a graceful shutdown, the kind of process it runs in, its place in the server's
-//! admission table (freed before the 221 of QUIT, told of failed logins for bans), and the
-//! shared rate buckets. The server builds one per session (servers/); a program that calls
-//! [`Session::run`](super::Session::run) itself gets a [`SessionContext::default`], whose
-//! parts belong to that session alone. Nothing here is a thread-local or a static: the
-//! session reads only what it was given.
+//! admission table (freed before the 221 of QUIT, told of failed logins for bans), the
+//! shared rate buckets and the session counters. The server builds one per session
+//! (servers/); a program that calls [`Session::run`](super::Session::run) itself gets a
+//! [`SessionContext::default`], whose parts belong to that session alone. Nothing here is a
+//! thread-local or a static: the session reads only what it was given.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::rates::RateTable;
+use super::stats::Counters;
 
 /// The drain flag of a server and the "running a command" flag of one session, shared with
 /// the server's drainer (graceful shutdown: idle sessions end with `421` at once, busy ones
@@ -87,6 +88,9 @@ pub struct SessionContext {
     pub admission: Option<Arc<dyn AdmissionHooks>>,
     /// The server's shared rate buckets (per user, server-wide), made before any fork.
     pub rates: Arc<RateTable>,
+    /// The server's session counters (sessions, logins, transfers, bytes), made before any
+    /// fork: the session adds to them as it goes.
+    pub stats: Arc<Counters>,
 }
 
 impl fmt::Debug for SessionContext {
@@ -96,6 +100,7 @@ impl fmt::Debug for SessionContext {
             .field("process", &self.process)
             .field("admitted", &self.admission.is_some())
             .field("rates", &self.rates)
+            .field("stats", &self.stats)
             .finish()
     }
 }
@@ -117,6 +122,7 @@ impl SessionContext {
             process: ProcessKind::Shared,
             admission: None,
             rates,
+            stats: Arc::new(Counters::new()),
         }
     }
 

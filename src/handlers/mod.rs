@@ -6,8 +6,9 @@
 //! Inside: `session/` (the session as three parts and the loop that drives it), `table.rs`
 //! (the command table's columns), `commands/` (one function per command), `dtp/` (moving
 //! bytes: transfer loops, TLS stream, throttle), `rates.rs` (rate limits by scope and the
-//! shared buckets), `context.rs` (what the server hands a session), `tls.rs` (FTPS
-//! configuration). handlers/ imports nothing from servers/: the server side builds the
+//! shared buckets), `context.rs` (what the server hands a session), `stats.rs` (session and
+//! transfer stats, the server's shared counters), `xferlog.rs` (the transfer log), `tls.rs`
+//! (FTPS configuration). handlers/ imports nothing from servers/: the server side builds the
 //! context and calls in.
 
 use std::fmt;
@@ -29,14 +30,16 @@ pub(crate) mod dtp;
 pub mod fuzzing;
 pub(crate) mod rates;
 mod session;
+pub mod stats;
 mod table;
 mod tls;
+pub mod xferlog;
 
 pub use context::{AdmissionHooks, BanRules, DrainToken, ProcessKind, SessionContext};
 pub use session::{memory, Session};
 pub use table::{
-    Arg, Busy, Channel, Command, CommandFn, CommandTable, Creates, Login, PathArg, Request, Telnet,
-    Tls,
+    Arg, Audit, Busy, Channel, Command, CommandFn, CommandTable, Creates, Login, PathArg, Request,
+    Telnet, Tls,
 };
 pub use tls::TlsConfig;
 
@@ -72,6 +75,12 @@ pub trait Callbacks: Send {
     /// An upload was cut short; the partial file stays where it is (with
     /// [`FtpHandler::atomic_uploads`] it was removed and the old file is unchanged).
     fn on_incomplete_file_received(&mut self, _path: &Path) {}
+    /// A file transfer ended, complete or not, with who moved what, how many bytes and how
+    /// long it took (after `on_file_sent` and its kin; what an xferlog line says).
+    fn on_transfer_end(&mut self, _transfer: &stats::TransferStats) {}
+    /// The session ended: everything it did, once, after `on_disconnect` (fbtftp's
+    /// `session_stats_callback`).
+    fn on_session_end(&mut self, _stats: &stats::SessionStats) {}
 }
 
 /// Callbacks that do nothing.
@@ -265,6 +274,9 @@ pub struct FtpHandler {
     pub ban_find_time: Duration,
     /// How long a banned address is refused (fail2ban's `bantime`). Default: 600 s.
     pub ban_time: Duration,
+    /// Where each file transfer's line goes in the wu-ftpd xferlog format (vsftpd's
+    /// `xferlog_std_format`; see [`xferlog`]). Default: none.
+    pub xferlog: Option<Arc<xferlog::XferLog>>,
 }
 
 impl fmt::Debug for FtpHandler {
@@ -321,6 +333,7 @@ impl FtpHandler {
             ban_failures: 5,
             ban_find_time: Duration::from_secs(600),
             ban_time: Duration::from_secs(600),
+            xferlog: None,
         }
     }
 

@@ -130,6 +130,22 @@ pub enum Telnet {
     Tail,
 }
 
+/// What the log says of a command at the default level (pyftpdlib `log_cmds_list` and
+/// `log_cmd`): `ip:port-[user] VERB /virtual/path CODE`, with the reply text after a 4xx or
+/// 5xx code (`DELE /f 550 'No such file or directory.'`). The full dialogue of every
+/// command is at debug level (`-D`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audit {
+    /// Logged only when it fails (a 4xx or 5xx reply): most commands.
+    Failures,
+    /// Logged always: it changes something (DELE, MKD, RNFR/RNTO, SITE CHMOD…), or moves
+    /// the session (CWD, REIN), as pyftpdlib's `log_cmds_list`.
+    Changes,
+    /// Never logged by dispatch: the command writes its own line (PASS: `USER 'name'
+    /// logged in.`, `… failed login.`).
+    Own,
+}
+
 /// What a command function receives.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -191,6 +207,8 @@ pub struct Command {
     pub help: String,
     /// The line FEAT shows for this command, if any.
     pub feat: Option<String>,
+    /// What the default-level log says of it.
+    pub audit: Audit,
     pub(crate) run: CommandFn,
 }
 
@@ -204,6 +222,7 @@ impl fmt::Debug for Command {
             .field("path", &self.path)
             .field("busy", &self.busy)
             .field("channel", &self.channel)
+            .field("audit", &self.audit)
             .finish_non_exhaustive()
     }
 }
@@ -229,6 +248,7 @@ impl Command {
             telnet: Telnet::Exact,
             help: help.to_owned(),
             feat: None,
+            audit: Audit::Failures,
             run: Arc::new(run),
         }
     }
@@ -276,6 +296,12 @@ impl Command {
     /// Sets the FEAT line.
     pub fn feat(mut self, feat: &str) -> Command {
         self.feat = Some(feat.to_owned());
+        self
+    }
+
+    /// Sets what the default-level log says of the command.
+    pub fn audit(mut self, audit: Audit) -> Command {
+        self.audit = audit;
         self
     }
 }

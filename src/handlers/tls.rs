@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -36,7 +36,10 @@ pub struct TlsConfig {
     /// port first cannot take the transfer. Turn it off only for old clients that cannot
     /// resume. Default: true.
     pub require_session_reuse: bool,
-    server_config: Arc<ServerConfig>,
+    /// The configuration new control connections start from; [`reload`](Self::reload)
+    /// swaps it (every clone of this value shares the swap). A session keeps the one it
+    /// started with.
+    server_config: Arc<RwLock<Arc<ServerConfig>>>,
 }
 
 impl fmt::Debug for TlsConfig {
@@ -59,42 +62,73 @@ impl TlsConfig {
     /// [`Error::Tls`] naming the file when it is missing, holds no certificate or key, or the
     /// key does not fit the certificate.
     pub fn from_pem_files(certfile: &Path, keyfile: Option<&Path>) -> Result<TlsConfig, Error> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certfile)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| Error::Tls(format!("certfile {}: {e}", certfile.display())))?;
-        if certs.is_empty() {
-            return Err(Error::Tls(format!(
-                "certfile {}: no certificate found",
-                certfile.display()
-            )));
-        }
-        let keypath = keyfile.unwrap_or(certfile);
-        let key = PrivateKeyDer::from_pem_file(keypath).map_err(|e| match e {
-            rustls::pki_types::pem::Error::NoItemsFound => Error::Tls(format!(
-                "keyfile {}: no private key found",
-                keypath.display()
-            )),
-            e => Error::Tls(format!("keyfile {}: {e}", keypath.display())),
-        })?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| Error::Tls(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| {
-                Error::Tls(format!(
-                    "certificate {} / key {}: {e}",
-                    certfile.display(),
-                    keypath.display()
-                ))
-            })?;
+        let config = load_pem(certfile, keyfile)?;
         let mut t = TlsConfig::from_server_config(Arc::new(config));
         t.certfile = Some(certfile.to_path_buf());
         t.keyfile = keyfile.map(Path::to_path_buf);
         Ok(t)
     }
 
+    /// Reads the certificate and key again from [`certfile`](Self::certfile) and
+    /// [`keyfile`](Self::keyfile) (a renewed certificate): control connections made from
+    /// now on use them, sessions already running keep theirs. Every clone of this value
+    /// (the handler's copies in every session thread) sees the new files. Returns false
+    /// for a configuration that did not come from files.
+    ///
+    /// # Errors
+    /// As [`from_pem_files`](Self::from_pem_files); the configuration in use is then kept.
+    pub fn reload(&self) -> Result<bool, Error> {
+        let Some(certfile) = &self.certfile else {
+            return Ok(false);
+        };
+        let fresh = load_pem(certfile, self.keyfile.as_deref())?;
+        let mut cur = self
+            .server_config
+            .write()
+            .map_err(|_| Error::Tls("the TLS configuration lock is poisoned".into()))?;
+        let mut fresh = fresh;
+        // What a program set on the old configuration beyond the certificate stays.
+        fresh.alpn_protocols = cur.alpn_protocols.clone();
+        *cur = Arc::new(fresh);
+        Ok(true)
+    }
+}
+
+/// A rustls server configuration (TLS 1.2 and 1.3, ring) from PEM files.
+fn load_pem(certfile: &Path, keyfile: Option<&Path>) -> Result<ServerConfig, Error> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certfile)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| Error::Tls(format!("certfile {}: {e}", certfile.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Tls(format!(
+            "certfile {}: no certificate found",
+            certfile.display()
+        )));
+    }
+    let keypath = keyfile.unwrap_or(certfile);
+    let key = PrivateKeyDer::from_pem_file(keypath).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => Error::Tls(format!(
+            "keyfile {}: no private key found",
+            keypath.display()
+        )),
+        e => Error::Tls(format!("keyfile {}: {e}", keypath.display())),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            Error::Tls(format!(
+                "certificate {} / key {}: {e}",
+                certfile.display(),
+                keypath.display()
+            ))
+        })
+}
+
+impl TlsConfig {
     /// Uses a `rustls::ServerConfig` the program built. Its session storage, ticketer and
     /// ticket count are replaced per control connection (see
     /// [`require_session_reuse`](Self::require_session_reuse)); an empty `alpn_protocols`
@@ -107,13 +141,17 @@ impl TlsConfig {
             tls_control_required: false,
             tls_data_required: false,
             require_session_reuse: true,
-            server_config: config,
+            server_config: Arc::new(RwLock::new(config)),
         }
     }
 
-    /// The rustls configuration sessions start from.
-    pub fn server_config(&self) -> &Arc<ServerConfig> {
-        &self.server_config
+    /// The rustls configuration new sessions start from (the latest after a
+    /// [`reload`](Self::reload)).
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        match self.server_config.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
 
     /// The control and data configurations of one control connection. Both share a session
@@ -123,7 +161,7 @@ impl TlsConfig {
     /// would reset the connection on close and the kernel would drop the end of an upload).
     pub(crate) fn per_session(&self) -> SessionConfigs {
         let store = ServerSessionMemoryCache::new(64);
-        let mut ctrl = (*self.server_config).clone();
+        let mut ctrl = (*self.server_config()).clone();
         if ctrl.alpn_protocols.is_empty() {
             // ALPACA (RFC 7301 §3.2; vsftpd 3.0.4): a client offering ALPN without "ftp" — a
             // browser made to talk to this port, offering "http/1.1" — fails the handshake

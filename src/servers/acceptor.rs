@@ -91,6 +91,7 @@ pub(crate) fn run(
         if let Some(a) = &accepting {
             a.runner.tick();
         }
+        let report = shared.report();
         if shared.shutdown.load(Ordering::SeqCst) {
             return Ok(Stop::Closed);
         }
@@ -100,9 +101,19 @@ pub(crate) fn run(
         {
             return Ok(Stop::Idle);
         }
+        let timeout = match (timeout, report) {
+            (Some(t), Some(r)) => Some(t.min(r)),
+            (t, r) => t.or(r),
+        };
         let woken = wait(listeners, shared, timeout)?;
-        if let Some(stop) = woken.stop(shared) {
-            return Ok(stop);
+        match woken.stop(shared) {
+            Some(Stop::Signal(nix::sys::signal::Signal::SIGHUP)) => {
+                log::info!("received SIGHUP, reloading");
+                shared.reload();
+                continue;
+            }
+            Some(stop) => return Ok(stop),
+            None => {}
         }
         let Some(a) = &accepting else { continue };
         for (i, l) in listeners

@@ -24,7 +24,6 @@ use super::admission::Admitted;
 use super::shutdown::{wait_refusing, Ending};
 use super::{ConnGuard, FtpServer, Shared};
 use crate::error::Error;
-use crate::handlers::throttle::RateTable;
 use crate::handlers::{FtpHandler, SessionContext};
 use crate::process::{self, ProcessKind};
 
@@ -33,6 +32,8 @@ struct Forker {
     children: RefCell<HashMap<Pid, ConnGuard>>,
     /// The parent's descriptors a child must not keep: listeners, wake pipe, signalfd.
     close_in_child: Vec<RawFd>,
+    /// The server's shared state (for the processes gauge).
+    shared: Arc<Shared>,
 }
 
 impl Dispatch for Forker {
@@ -51,7 +52,9 @@ impl Dispatch for Forker {
         match process::fork("multi-proc") {
             Ok(ForkResult::Parent { child }) => {
                 drop(stream);
-                self.children.borrow_mut().insert(child, guard);
+                let mut children = self.children.borrow_mut();
+                children.insert(child, guard);
+                set_processes(shared, children.len());
             }
             Ok(ForkResult::Child) => {
                 for fd in &self.close_in_child {
@@ -60,8 +63,7 @@ impl Dispatch for Forker {
                 let mine = guard.admitted.as_ref().map(|a| a.share());
                 // The parent's counters are the parent's; the child leaves them alone.
                 std::mem::forget(guard);
-                let rates = shared.rates().clone();
-                let code = single_session(stream, handler.clone(), implicit_tls, mine, rates);
+                let code = single_session(stream, handler.clone(), implicit_tls, mine, shared);
                 std::process::exit(code);
             }
             Err(e) => {
@@ -103,6 +105,7 @@ impl Forker {
                 Err(_) => break,
             }
         }
+        set_processes(&self.shared, children.len());
     }
 
     /// Sends `sig` to every live child.
@@ -144,12 +147,20 @@ impl Forker {
     }
 }
 
+/// The processes gauge: this one and its session children.
+fn set_processes(shared: &Shared, children: usize) {
+    if let Some(g) = shared.gauges.get() {
+        g.set_processes(1 + children);
+    }
+}
+
 /// The Fork model's `serve_forever`.
 pub(super) fn serve(server: &FtpServer) -> Result<(), Error> {
     process::ensure_single_thread("multi-proc").map_err(|e| Error::Config(e.to_string()))?;
     let forker = Forker {
         children: RefCell::new(HashMap::new()),
         close_in_child: parent_fds(server, true),
+        shared: server.shared.clone(),
     };
     let accepting = acceptor::Accepting {
         listeners: &server.listeners,
@@ -185,31 +196,31 @@ pub(super) fn parent_fds(server: &FtpServer, listeners: bool) -> Vec<RawFd> {
 /// Serves one connection in a process of its own (a forked child, inetd "nowait") and
 /// returns the exit code. SIGTERM/SIGINT drain the session (a transfer finishes, an idle
 /// session gets 421), SIGUSR1 closes it with 421 at once. `admitted` is the session's
-/// place in its server's admission table (none under inetd "nowait").
+/// place in its server's admission table (none under inetd "nowait"); `parent` holds the
+/// tables the session shares with its server (rate buckets, counters).
 pub(crate) fn single_session(
     stream: TcpStream,
     handler: Arc<FtpHandler>,
     implicit_tls: bool,
     admitted: Option<Admitted>,
-    rates: Arc<RateTable>,
+    parent: &Shared,
 ) -> i32 {
     single_session_with(
         stream,
         handler,
         admitted,
-        rates,
+        parent,
         acceptor::entry(implicit_tls),
     )
 }
 
 /// [`single_session`] with the session started by `session` (inetd "nowait" over a Unix
-/// socket, whose addresses the socket cannot tell). `rates` are the parent server's shared
-/// buckets (a fresh table under inetd).
+/// socket, whose addresses the socket cannot tell).
 pub(crate) fn single_session_with(
     stream: TcpStream,
     handler: Arc<FtpHandler>,
     admitted: Option<Admitted>,
-    rates: Arc<RateTable>,
+    parent: &Shared,
     session: impl FnOnce(TcpStream, Arc<FtpHandler>, SessionContext) -> std::io::Result<()>,
 ) -> i32 {
     let shared = match Shared::new(None) {
@@ -219,10 +230,10 @@ pub(crate) fn single_session_with(
             return 1;
         }
     };
+    shared.adopt(parent);
     if let Some(a) = &admitted {
         let _ = shared.admission.set(a.table().clone());
     }
-    let _ = shared.rates.set(rates);
     let Some(guard) = shared.register(&stream, admitted) else {
         acceptor::out_of_descriptors(&stream, &shared);
         return 1;

@@ -96,12 +96,14 @@ pub fn serve_nowait(handler: FtpHandler) -> Result<(), Error> {
     stdout_to_stderr()?;
     let (stream, addrs) = stdin_connection()?;
     let handler = Arc::new(handler);
-    // One session per process: user and server rates hold within it.
-    let rates = Arc::new(RateTable::with_capacity(1));
+    // One session per process: user and server rates hold within it, and its counters
+    // are its own (no server adds them up).
+    let parent = super::Shared::new(None)?;
+    let _ = parent.rates.set(Arc::new(RateTable::with_capacity(1)));
     match addrs {
-        None => super::fork::single_session(stream, handler, false, None, rates),
+        None => super::fork::single_session(stream, handler, false, None, &parent),
         Some(addrs) => {
-            super::fork::single_session_with(stream, handler, None, rates, move |s, h, ctx| {
+            super::fork::single_session_with(stream, handler, None, &parent, move |s, h, ctx| {
                 Session::run_with_addresses(s, h, ctx, addrs)
             })
         }

@@ -21,10 +21,13 @@ mod descriptors;
 mod executor;
 mod fork;
 pub mod inetd;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod pool;
 mod prefork;
 mod shared;
 pub(crate) mod shutdown;
+mod stats;
 
 pub use admission::UNLIMITED_SESSIONS;
 pub(crate) use descriptors::nofile_limit;
@@ -32,6 +35,7 @@ pub use descriptors::DESCRIPTORS_PER_SESSION;
 pub use executor::{Executor, DEFAULT_STACK_SIZE};
 pub(crate) use shared::{ConnGuard, Shared};
 use shutdown::{stop_signals, Ending};
+pub use stats::{Refusals, ServerStats, ServerStatsCallback};
 
 /// Stops a running server from any thread.
 #[derive(Clone)]
@@ -83,6 +87,12 @@ impl ServerHandle {
     pub fn rate_table(&self) -> &Arc<RateTable> {
         self.shared.rates()
     }
+
+    /// The server's statistics now, counted across every process it runs (what the stats
+    /// callback and the metrics endpoint see).
+    pub fn stats(&self) -> ServerStats {
+        self.shared.server_stats()
+    }
 }
 
 /// An FTP server: listeners, a handler configuration and a concurrency model.
@@ -120,6 +130,20 @@ pub struct FtpServer {
     /// How long running transfers may go on after SIGINT/SIGTERM before the remaining
     /// sessions are closed with 421. Default: 10 s.
     pub shutdown_grace: Duration,
+    /// Called with the server's statistics every [`stats_interval`](Self::stats_interval)
+    /// (fbtftp's `server_stats_callback`), from the thread that runs `serve_forever` (in
+    /// the Fork and PreFork models, the parent: the counts include every child's and
+    /// worker's). Default: none.
+    pub server_stats_callback: Option<ServerStatsCallback>,
+    /// The period of `server_stats_callback` (at least 100 ms). Default: 60 s.
+    pub stats_interval: Duration,
+    /// What SIGHUP does besides reloading the TLS certificate (see [`on_reload`]).
+    ///
+    /// [`on_reload`]: Self::on_reload
+    reload_hooks: Vec<shared::ReloadFn>,
+    /// The metrics endpoint's listener, if any.
+    #[cfg(feature = "metrics")]
+    metrics: Option<TcpListener>,
 }
 
 impl FtpServer {
@@ -167,7 +191,35 @@ impl FtpServer {
             stack_size: DEFAULT_STACK_SIZE,
             idle_timeout: None,
             shutdown_grace: Duration::from_secs(10),
+            server_stats_callback: None,
+            stats_interval: Duration::from_secs(60),
+            reload_hooks: Vec::new(),
+            #[cfg(feature = "metrics")]
+            metrics: None,
         })
+    }
+
+    /// Also does `hook` on SIGHUP (with [`stop_on_signals`](Self::stop_on_signals)), in
+    /// every process of the server: reopen a log file, re-read a configuration. The TLS
+    /// certificate and key are reloaded from their files in any case
+    /// ([`TlsConfig::reload`](crate::handlers::TlsConfig::reload)). Hooks run in order,
+    /// before the certificate, from the thread that runs the accept loop.
+    pub fn on_reload(&mut self, hook: impl Fn() + Send + Sync + 'static) {
+        self.reload_hooks.push(Arc::new(hook));
+    }
+
+    /// Serves Prometheus metrics at `GET /metrics` on `listener` (a port of its own, never
+    /// the FTP port) while the server runs: see [`metrics`](self::metrics).
+    #[cfg(feature = "metrics")]
+    pub fn serve_metrics(mut self, listener: TcpListener) -> FtpServer {
+        self.metrics = Some(listener);
+        self
+    }
+
+    /// Where the metrics endpoint listens, if it does.
+    #[cfg(feature = "metrics")]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Uses `table` for the shared rate buckets of this server's sessions (per user and
@@ -231,18 +283,18 @@ impl FtpServer {
 
     /// Stops the server cleanly on SIGINT and SIGTERM (graceful: running transfers get
     /// [`shutdown_grace`](Self::shutdown_grace)) and on SIGUSR1 (every session closed with
-    /// 421 at once): they are blocked in the calling thread (and so in every thread started
+    /// 421 at once), and reloads on SIGHUP (the TLS certificate for new connections, and
+    /// the [`on_reload`](Self::on_reload) hooks; a pre-fork supervisor passes SIGHUP on to
+    /// its workers): they are blocked in the calling thread (and so in every thread started
     /// after) and read from a signalfd by the accept loop. Call before any other thread
     /// starts.
     ///
     /// # Errors
     /// The signal mask or the signalfd cannot be set up.
     pub fn stop_on_signals(&mut self) -> Result<(), Error> {
-        let rates = self.shared.rates.get().cloned();
+        let old = self.shared.clone();
         self.shared = Shared::new(Some(stop_signals()?))?;
-        if let Some(r) = rates {
-            let _ = self.shared.rates.set(r);
-        }
+        self.shared.adopt(&old);
         Ok(())
     }
 
@@ -289,16 +341,79 @@ impl FtpServer {
         self.log_banner();
         descriptors::prepare(self.max_cons, self.executor);
         let table = self.shared.admission(self.max_cons).clone();
-        // Made before any fork, so every worker and child shares the same buckets.
-        let _ = self.shared.rates();
+        self.prepare_shared();
+        #[cfg(feature = "metrics")]
+        let metrics = self.start_metrics()?;
         let r = match self.executor {
             Executor::Fork => fork::serve(self),
             Executor::PreFork { workers } => prefork::serve(self, workers),
             _ => self.serve_threads(),
         };
+        #[cfg(feature = "metrics")]
+        metrics.stop();
         log::info!("{}", table.summary());
         self.shared.stopped.store(true, Ordering::SeqCst);
         r
+    }
+
+    /// Makes what every worker and child shares, before any fork: the rate buckets, the
+    /// counters, the gauges; and this process's stats reporter and SIGHUP action.
+    fn prepare_shared(&self) {
+        let sh = &self.shared;
+        let _ = sh.rates();
+        let _ = sh.stats();
+        let _ = sh.started.set(std::time::SystemTime::now());
+        let workers = match self.executor {
+            Executor::PreFork { workers } => workers.max(1),
+            _ => 0,
+        };
+        let gauges = sh
+            .gauges
+            .get_or_init(|| Arc::new(stats::Gauges::new(workers)));
+        gauges.set_processes(1);
+        if let Some(cb) = &self.server_stats_callback {
+            let _ = sh
+                .reporter
+                .set(stats::Reporter::new(cb.clone(), self.stats_interval));
+        }
+        let handler = self.handler.clone();
+        let hooks = self.reload_hooks.clone();
+        let _ = sh.reload.set(Arc::new(move || {
+            for hook in &hooks {
+                hook();
+            }
+            if let Some(tls) = &handler.tls {
+                match tls.reload() {
+                    Ok(true) => log::info!("SIGHUP: TLS certificate reloaded for new connections"),
+                    Ok(false) => {}
+                    Err(e) => log::error!("SIGHUP: {e}; keeping the current certificate"),
+                }
+            }
+        }));
+    }
+
+    /// Starts the metrics endpoint: threads of this process (Pool, Thread), or a process of
+    /// its own forked now, while this one runs a single thread (Fork, PreFork).
+    #[cfg(feature = "metrics")]
+    fn start_metrics(&self) -> Result<MetricsRunning, Error> {
+        let Some(l) = &self.metrics else {
+            return Ok(MetricsRunning::None);
+        };
+        let listener = l.try_clone()?;
+        if let Ok(a) = listener.local_addr() {
+            log::info!(">>> metrics on http://{a}/metrics <<<");
+        }
+        match self.executor {
+            Executor::Fork | Executor::PreFork { .. } => {
+                let close = fork::parent_fds(self, true);
+                let pid = metrics::fork_process(listener, &self.shared, &close)?;
+                Ok(MetricsRunning::Process(pid))
+            }
+            _ => Ok(MetricsRunning::Thread(metrics::Endpoint::start(
+                listener,
+                self.shared.clone(),
+            )?)),
+        }
     }
 
     /// The accept-loop limits of this server.
@@ -313,13 +428,14 @@ impl FtpServer {
     /// Pool and Thread models: sessions are threads of this process.
     fn serve_threads(&self) -> Result<(), Error> {
         let (stop, workers) = if self.executor == Executor::Pool {
+            let gauge = self.shared.gauges.get().and_then(|g| g.slot(0));
             let pool = pool::Pool::start(
                 &self.listeners,
                 &self.implicit_tls,
                 &self.shared,
                 &self.handler,
                 self.limits(),
-                self.stack_size,
+                (self.stack_size, gauge),
             )?;
             let stop = acceptor::run(None, &self.shared, &self.limits());
             pool.close();
@@ -398,6 +514,29 @@ impl FtpServer {
             self.max_cons,
             self.max_cons_per_ip
         );
+    }
+}
+
+/// The metrics endpoint while the server runs.
+#[cfg(feature = "metrics")]
+enum MetricsRunning {
+    None,
+    Thread(metrics::Endpoint),
+    Process(nix::unistd::Pid),
+}
+
+#[cfg(feature = "metrics")]
+impl MetricsRunning {
+    /// Ends the endpoint (its process is killed and reaped).
+    fn stop(self) {
+        match self {
+            MetricsRunning::Process(pid) => {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+            }
+            MetricsRunning::Thread(endpoint) => drop(endpoint),
+            MetricsRunning::None => {}
+        }
     }
 }
 

@@ -32,6 +32,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use super::acceptor::{self, AcceptLimits};
+use super::stats::PoolGauge;
 use super::{ConnGuard, Shared};
 use crate::handlers::FtpHandler;
 
@@ -69,6 +70,9 @@ pub(crate) struct Pool {
     idle: AtomicUsize,
     /// Workers alive.
     workers: AtomicUsize,
+    /// The pool's slot in the server's gauges (its workers and idle workers, for the
+    /// metrics), moved with `workers` and `idle`.
+    gauge: Option<PoolGauge>,
     ask: Sender<Ask>,
 }
 
@@ -83,7 +87,7 @@ impl Pool {
         shared: &Arc<Shared>,
         handler: &Arc<FtpHandler>,
         limits: AcceptLimits,
-        stack_size: usize,
+        (stack_size, gauge): (usize, Option<PoolGauge>),
     ) -> io::Result<Arc<Pool>> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         let stop_fd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
@@ -107,6 +111,7 @@ impl Pool {
             stack_size,
             idle: AtomicUsize::new(0),
             workers: AtomicUsize::new(0),
+            gauge,
             ask,
         });
         shared.reserve.arm();
@@ -140,21 +145,45 @@ impl Pool {
         }
     }
 
+    /// Counts `d` more idle workers (negative: fewer), here and in the gauges.
+    fn idle_add(&self, d: isize) {
+        if d >= 0 {
+            self.idle.fetch_add(d as usize, Ordering::SeqCst);
+        } else {
+            self.idle.fetch_sub(d.unsigned_abs(), Ordering::SeqCst);
+        }
+        if let Some(g) = &self.gauge {
+            g.idle(d as i64);
+        }
+    }
+
+    /// Counts `d` more workers (negative: fewer), here and in the gauges.
+    fn workers_add(&self, d: isize) {
+        if d >= 0 {
+            self.workers.fetch_add(d as usize, Ordering::Relaxed);
+        } else {
+            self.workers.fetch_sub(d.unsigned_abs(), Ordering::Relaxed);
+        }
+        if let Some(g) = &self.gauge {
+            g.workers(d as i64);
+        }
+    }
+
     /// Starts a worker thread now.
     fn grow(self: &Arc<Self>) {
         if self.stopped.load(Ordering::SeqCst) {
             return;
         }
-        self.workers.fetch_add(1, Ordering::Relaxed);
-        self.idle.fetch_add(1, Ordering::SeqCst);
+        self.workers_add(1);
+        self.idle_add(1);
         let pool = self.clone();
         let r = std::thread::Builder::new()
             .name("ftp-worker".into())
             .stack_size(self.stack_size)
             .spawn(move || worker(&pool));
         if let Err(e) = r {
-            self.workers.fetch_sub(1, Ordering::Relaxed);
-            self.idle.fetch_sub(1, Ordering::SeqCst);
+            self.workers_add(-1);
+            self.idle_add(-1);
             log::error!("cannot start a worker thread: {e}");
         }
     }
@@ -167,7 +196,7 @@ impl Pool {
         let timeout = EpollTimeout::try_from(IDLE_WORKER).unwrap_or(EpollTimeout::NONE);
         loop {
             if self.stopped.load(Ordering::SeqCst) {
-                self.idle.fetch_sub(1, Ordering::SeqCst);
+                self.idle_add(-1);
                 return None;
             }
             let n = match self.epoll.wait(&mut events, timeout) {
@@ -192,6 +221,9 @@ impl Pool {
                 continue; // `stopped` is set: the loop's first check ends this worker.
             }
             let was_idle = self.idle.fetch_sub(1, Ordering::SeqCst);
+            if let Some(g) = &self.gauge {
+                g.idle(-1);
+            }
             if let Some(got) = self.accept(token) {
                 // Only a connection taken changes the pool: a wake-up that found nothing
                 // (another pre-fork process accepted first) or a refusal asks for no worker.
@@ -200,7 +232,7 @@ impl Pool {
                 }
                 return Some(got);
             }
-            self.idle.fetch_add(1, Ordering::SeqCst);
+            self.idle_add(1);
         }
     }
 
@@ -235,11 +267,16 @@ impl Pool {
 
     /// An idle worker timed out: it may exit when another worker stays idle.
     fn retire(&self) -> bool {
-        self.idle
+        let retired = self
+            .idle
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                 (n > SPARE).then(|| n - 1)
             })
-            .is_ok()
+            .is_ok();
+        if let (true, Some(g)) = (retired, &self.gauge) {
+            g.idle(-1);
+        }
+        retired
     }
 }
 
@@ -259,9 +296,9 @@ fn worker(pool: &Arc<Pool>) {
             crate::handlers::ProcessKind::Shared,
             acceptor::entry(implicit),
         );
-        pool.idle.fetch_add(1, Ordering::SeqCst);
+        pool.idle_add(1);
     }
-    pool.workers.fetch_sub(1, Ordering::Relaxed);
+    pool.workers_add(-1);
 }
 
 /// The spawner thread: starts workers when asked, until the pool closes.

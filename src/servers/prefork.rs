@@ -5,7 +5,7 @@
 //! releases the sessions it held), forwards shutdown and, while the workers drain, answers
 //! new connections with 421.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -27,10 +27,12 @@ use crate::process;
 pub(super) fn serve(server: &FtpServer, workers: usize) -> Result<(), Error> {
     process::ensure_single_thread("pre-fork").map_err(|e| Error::Config(e.to_string()))?;
     let workers = workers.max(1);
-    let mut pids: HashSet<Pid> = HashSet::new();
-    for _ in 0..workers {
-        pids.insert(spawn_worker(server)?);
+    // Each worker has its slot in the gauges (1..=workers), reused by its replacement.
+    let mut pids: Workers = HashMap::new();
+    for slot in 1..=workers {
+        pids.insert(spawn_worker(server, slot)?, slot);
     }
+    set_processes(server, &pids);
     log::info!("pre-fork: {workers} worker processes");
     let table = server.shared.admission(server.max_cons).clone();
     let stop = supervise(server, &mut pids, workers, &table)?;
@@ -39,23 +41,36 @@ pub(super) fn serve(server: &FtpServer, workers: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// The workers by pid, with their slot in the gauges.
+type Workers = HashMap<Pid, usize>;
+
+/// The processes gauge: the supervisor and its workers.
+fn set_processes(server: &FtpServer, pids: &Workers) {
+    if let Some(g) = server.shared.gauges.get() {
+        g.set_processes(1 + pids.len());
+    }
+}
+
 /// Keeps `workers` workers running (replacing any that dies) until the server is closed or
-/// a stop signal comes.
+/// a stop signal comes; on SIGHUP, reloads and passes the signal on to every worker.
 fn supervise(
     server: &FtpServer,
-    pids: &mut HashSet<Pid>,
+    pids: &mut Workers,
     workers: usize,
     table: &Admission,
 ) -> Result<Stop, Error> {
     let shared = &server.shared;
     loop {
-        reap(pids, table, |pid, status| {
+        reap(pids, table, server, |pid, _, status| {
             log::warn!("worker {pid} died ({status:?}); starting another");
         });
-        while pids.len() < workers {
-            match spawn_worker(server) {
+        for slot in 1..=workers {
+            if pids.values().any(|s| *s == slot) {
+                continue;
+            }
+            match spawn_worker(server, slot) {
                 Ok(pid) => {
-                    pids.insert(pid);
+                    pids.insert(pid, slot);
                 }
                 Err(e) => {
                     log::error!("cannot start a worker: {e}");
@@ -63,20 +78,30 @@ fn supervise(
                 }
             }
         }
+        set_processes(server, pids);
         if shared.shutdown.load(Ordering::SeqCst) {
             return Ok(Stop::Closed);
         }
-        if let Some(stop) =
-            acceptor::wait(&[], shared, Some(Duration::from_millis(200)))?.stop(shared)
-        {
-            return Ok(stop);
+        let wait = shared.report().map_or(Duration::from_millis(200), |r| {
+            r.min(Duration::from_millis(200))
+        });
+        match acceptor::wait(&[], shared, Some(wait))?.stop(shared) {
+            Some(Stop::Signal(Signal::SIGHUP)) => {
+                log::info!("received SIGHUP, reloading and passing it on to the workers");
+                shared.reload();
+                for pid in pids.keys() {
+                    let _ = kill(*pid, Signal::SIGHUP);
+                }
+            }
+            Some(stop) => return Ok(stop),
+            None => {}
         }
     }
 }
 
 /// Tells the workers to stop as `stop` asks (SIGUSR1: close now; SIGTERM: drain) and waits
 /// for them, answering new connections with 421 meanwhile; kills those that do not stop.
-fn stop_workers(server: &FtpServer, mut pids: HashSet<Pid>, stop: &Stop, table: &Admission) {
+fn stop_workers(server: &FtpServer, mut pids: Workers, stop: &Stop, table: &Admission) {
     let shared = &server.shared;
     let (sig, limit) = match server.ending(stop) {
         Ending::Hard => (Signal::SIGUSR1, Duration::from_secs(5)),
@@ -87,17 +112,17 @@ fn stop_workers(server: &FtpServer, mut pids: HashSet<Pid>, stop: &Stop, table: 
         ),
     };
     shared.stop_admitting();
-    for pid in &pids {
+    for pid in pids.keys() {
         let _ = kill(*pid, sig);
     }
-    let wait = |pids: &mut HashSet<Pid>, limit| {
+    let wait = |pids: &mut Workers, limit| {
         wait_refusing(shared, &server.listeners, limit, || {
-            reap(pids, table, |_, _| {});
+            reap(pids, table, server, |_, _, _| {});
             pids.is_empty()
         })
     };
     if !wait(&mut pids, limit) {
-        for pid in &pids {
+        for pid in pids.keys() {
             log::warn!("worker {pid} did not stop; killing it");
             let _ = kill(*pid, Signal::SIGKILL);
         }
@@ -106,19 +131,27 @@ fn stop_workers(server: &FtpServer, mut pids: HashSet<Pid>, stop: &Stop, table: 
 }
 
 /// Collects exited workers, releasing the sessions each still held in the admission table
-/// (a worker that died cannot) and calling `died` for each.
-fn reap(pids: &mut HashSet<Pid>, table: &Admission, mut died: impl FnMut(Pid, WaitStatus)) {
+/// (a worker that died cannot), clearing its gauges and calling `died` for each.
+fn reap(
+    pids: &mut Workers,
+    table: &Admission,
+    server: &FtpServer,
+    mut died: impl FnMut(Pid, usize, WaitStatus),
+) {
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => break,
             Ok(status) => {
                 if let Some(pid) = status.pid() {
-                    if pids.remove(&pid) {
+                    if let Some(slot) = pids.remove(&pid) {
                         let n = table.release_owned_by(pid.as_raw() as u32);
                         if n > 0 {
                             log::warn!("released {n} session(s) of worker {pid}");
                         }
-                        died(pid, status);
+                        if let Some(g) = server.shared.gauges.get() {
+                            g.clear(slot);
+                        }
+                        died(pid, slot, status);
                     }
                 }
             }
@@ -128,22 +161,26 @@ fn reap(pids: &mut HashSet<Pid>, table: &Admission, mut died: impl FnMut(Pid, Wa
     }
 }
 
-/// Forks one worker; in the child this never returns.
-fn spawn_worker(server: &FtpServer) -> Result<Pid, Error> {
+/// Forks one worker, which reports its pool in gauge slot `slot`; in the child this never
+/// returns.
+fn spawn_worker(server: &FtpServer, slot: usize) -> Result<Pid, Error> {
+    if let Some(g) = server.shared.gauges.get() {
+        g.clear(slot);
+    }
     match process::fork("pre-fork")? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
             for fd in parent_fds(server, false) {
                 let _ = nix::unistd::close(fd);
             }
-            std::process::exit(worker_main(server))
+            std::process::exit(worker_main(server, slot))
         }
     }
 }
 
 /// A worker: the pooled-thread model on the shared listeners until SIGTERM (graceful) or
 /// SIGUSR1 (close now).
-fn worker_main(server: &FtpServer) -> i32 {
+fn worker_main(server: &FtpServer, slot: usize) -> i32 {
     let shared = match stop_signals().and_then(|s| Shared::new(Some(s))) {
         Ok(s) => s,
         Err(e) => {
@@ -151,9 +188,8 @@ fn worker_main(server: &FtpServer) -> i32 {
             return 1;
         }
     };
-    if let Some(table) = server.shared.admission.get() {
-        let _ = shared.admission.set(table.clone());
-    }
+    shared.adopt(&server.shared);
+    let gauge = shared.gauges.get().and_then(|g| g.slot(slot));
     let limits = AcceptLimits {
         max_cons: server.max_cons,
         max_cons_per_ip: server.max_cons_per_ip,
@@ -165,7 +201,7 @@ fn worker_main(server: &FtpServer) -> i32 {
         &shared,
         &server.handler,
         limits,
-        server.stack_size,
+        (server.stack_size, gauge),
     ) {
         Ok(p) => p,
         Err(e) => {

@@ -10,13 +10,15 @@ use std::net::TcpStream;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signalfd::SignalFd;
 use nix::sys::socket;
 
 use super::admission::{Admission, Admitted};
+use super::stats::{Gauges, Reporter, ServerStats};
 use crate::error::Error;
+use crate::handlers::stats::Counters;
 use crate::handlers::throttle::RateTable;
 use crate::handlers::{AdmissionHooks, DrainToken, ProcessKind, SessionContext};
 
@@ -52,7 +54,20 @@ pub(crate) struct Shared {
     /// the parent before any fork (like the admission table) so every worker and child
     /// shares them.
     pub(crate) rates: OnceLock<Arc<RateTable>>,
+    /// The sessions' counters, made with the rate table (shared the same way).
+    pub(crate) stats: OnceLock<Arc<Counters>>,
+    /// The process and pool gauges, made when the server starts serving (before any fork).
+    pub(crate) gauges: OnceLock<Arc<Gauges>>,
+    /// When the server started serving.
+    pub(crate) started: OnceLock<SystemTime>,
+    /// The periodic stats callback (only in the process that serves or supervises).
+    pub(crate) reporter: OnceLock<Reporter>,
+    /// What SIGHUP does in this process: reload the TLS certificate, reopen log files.
+    pub(crate) reload: OnceLock<ReloadFn>,
 }
+
+/// What a server does on SIGHUP (see [`FtpServer::on_reload`](super::FtpServer::on_reload)).
+pub(crate) type ReloadFn = Arc<dyn Fn() + Send + Sync>;
 
 impl Shared {
     pub(super) fn new(signals: Option<SignalFd>) -> Result<Arc<Shared>, Error> {
@@ -73,7 +88,65 @@ impl Shared {
             fd_refusals: RateLog::default(),
             reserve: Default::default(),
             rates: OnceLock::new(),
+            stats: OnceLock::new(),
+            gauges: OnceLock::new(),
+            started: OnceLock::new(),
+            reporter: OnceLock::new(),
+            reload: OnceLock::new(),
         }))
+    }
+
+    /// The sessions' counters, made if there are none yet.
+    pub(crate) fn stats(&self) -> &Arc<Counters> {
+        self.stats.get_or_init(|| Arc::new(Counters::new()))
+    }
+
+    /// Shares another `Shared`'s tables (a worker process's own `Shared` takes its
+    /// server's): admission, rates, counters, gauges, start time and reload action.
+    pub(crate) fn adopt(&self, from: &Shared) {
+        if let Some(a) = from.admission.get() {
+            let _ = self.admission.set(a.clone());
+        }
+        let _ = self.rates.set(from.rates().clone());
+        let _ = self.stats.set(from.stats().clone());
+        if let Some(g) = from.gauges.get() {
+            let _ = self.gauges.set(g.clone());
+        }
+        if let Some(t) = from.started.get() {
+            let _ = self.started.set(*t);
+        }
+        if let Some(r) = from.reload.get() {
+            let _ = self.reload.set(r.clone());
+        }
+    }
+
+    /// The server's statistics now.
+    pub(crate) fn server_stats(&self) -> ServerStats {
+        super::stats::read(
+            self.started
+                .get()
+                .copied()
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+            self.stats(),
+            self.admission.get().map(|a| &**a),
+            self.gauges.get().map(|g| &**g),
+        )
+    }
+
+    /// Calls the stats callback if it is due; how long until the next call (`None`: there
+    /// is no callback).
+    pub(crate) fn report(&self) -> Option<Duration> {
+        let r = self.reporter.get()?;
+        r.tick(|| self.server_stats());
+        Some(r.due_in())
+    }
+
+    /// Runs the SIGHUP action of this process.
+    pub(crate) fn reload(&self) {
+        match self.reload.get() {
+            Some(r) => r(),
+            None => log::info!("SIGHUP: nothing to reload"),
+        }
     }
 
     /// The admission table, made for `max_cons` sessions if there is none yet.
@@ -169,6 +242,7 @@ impl ConnGuard {
             process,
             admission: self.admitted.clone().map(|a| a as Arc<dyn AdmissionHooks>),
             rates: self.shared.rates().clone(),
+            stats: self.shared.stats().clone(),
         }
     }
 

@@ -158,13 +158,15 @@ pub(crate) enum Ending {
     Hard,
 }
 
-/// Blocks SIGINT, SIGTERM and SIGUSR1 (the "close everything now" signal a pre-fork parent
-/// sends its workers) in the calling thread and returns a signalfd that reads them.
+/// Blocks SIGINT, SIGTERM, SIGUSR1 (the "close everything now" signal a pre-fork parent
+/// sends its workers) and SIGHUP (reload) in the calling thread and returns a signalfd that
+/// reads them.
 pub(crate) fn stop_signals() -> Result<SignalFd, Error> {
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGUSR1);
+    set.add(Signal::SIGHUP);
     set.thread_block().map_err(std::io::Error::from)?;
     Ok(
         SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)

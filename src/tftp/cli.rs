@@ -431,7 +431,7 @@ pub fn main() -> ExitCode {
         println!("tftpd {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    crate::logging::init(u8::from(args.verbose));
+    let _ = crate::logging::init(u8::from(args.verbose), None);
     if !args.root.is_dir() {
         error!("--root {} is not a directory", args.root.display());
         return ExitCode::from(2);

@@ -35,7 +35,7 @@ pub enum Executor {
     Thread,
     /// One child process per session (fbtftp's model). The acceptor stays single-threaded
     /// so that `fork()` is safe, and the process must run no other thread (checked);
-    /// server counters only see session outcomes.
+    /// the children count into the server's counters, which live in shared memory.
     Fork,
 }
 
@@ -233,12 +233,20 @@ impl BoundTftpServer {
                 // In a forked child: close the server socket, run the one session, exit.
                 let BoundTftpServer { shared, sock, .. } = self;
                 drop(sock);
-                let ok = catch_unwind(AssertUnwindSafe(|| {
+                // The child counts its session into the shared counters itself (bytes,
+                // packets, outcome); the parent only counts a child that died unreported.
+                let ok = match catch_unwind(AssertUnwindSafe(|| {
                     session::run(&shared, job.req, job.peer, job.local, job.sockets)
-                        .error
-                        .is_none()
-                }))
-                .unwrap_or(false);
+                })) {
+                    Ok(s) => {
+                        shared.stats.session_done(&s);
+                        s.error.is_none()
+                    }
+                    Err(_) => {
+                        shared.stats.session_result(false);
+                        false
+                    }
+                };
                 std::process::exit(if ok { 0 } else { 1 });
             }
         }
@@ -612,13 +620,13 @@ fn is_fatal(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(EBADF | ENOTSOCK | EINVAL | EFAULT))
 }
 
-/// Reaps finished children without blocking.
+/// Reaps finished children without blocking. A child that exited counted its session
+/// itself; one killed by a signal could not, and counts as failed here.
 fn reap(stats: &ServerStats, children: &mut HashMap<nix::unistd::Pid, SocketAddr>) {
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     while !children.is_empty() {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => {
-                stats.session_result(code == 0);
+            Ok(WaitStatus::Exited(pid, _)) => {
                 children.remove(&pid);
             }
             Ok(WaitStatus::Signaled(pid, ..)) => {

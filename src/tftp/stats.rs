@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::packet::Mode;
+use crate::shm::{SharedArray, ZeroedAtomics};
 
 /// Number of error codes counted separately (RFC 1350 codes 0–7, RFC 2347 code 8).
 pub const ERROR_CODES: usize = 9;
@@ -41,10 +42,20 @@ pub struct Counters {
 
 /// Live server counters, shared by the acceptor and the sessions (fbtftp `ServerStats`).
 ///
-/// In `--fork` mode a session runs in a child process: only the session counts
-/// (started/finished/failed, from the child's exit status) reach the parent.
-#[derive(Debug, Default)]
+/// They sit in an anonymous shared mapping made with the server, before any fork (see
+/// `crate::shm`): in `--fork` mode a session runs in a child process and counts its bytes,
+/// packets and outcome into the same memory the parent reads.
 pub struct ServerStats {
+    mem: SharedArray<Live>,
+    /// How often the server calls `server_stats_callback`.
+    pub interval: Duration,
+}
+
+/// The live counters behind [`ServerStats`], in shared memory (all zero when mapped); read
+/// them with [`ServerStats::get_all_counters`].
+#[repr(C)]
+#[derive(Default)]
+pub struct Live {
     pub(crate) sessions_started: AtomicU64,
     pub(crate) sessions_finished: AtomicU64,
     pub(crate) sessions_failed: AtomicU64,
@@ -57,8 +68,33 @@ pub struct ServerStats {
     pub(crate) packets_received: AtomicU64,
     pub(crate) retransmits: AtomicU64,
     pub(crate) errors_by_code: [AtomicU64; ERROR_CODES],
-    /// How often the server calls `server_stats_callback`.
-    pub interval: Duration,
+}
+
+// SAFETY: `repr(C)`, only atomic integers and an array of them (alignment 8), valid when
+// zeroed.
+#[allow(unsafe_code)]
+unsafe impl ZeroedAtomics for Live {}
+
+impl std::ops::Deref for ServerStats {
+    type Target = Live;
+    fn deref(&self) -> &Live {
+        &self.mem[0]
+    }
+}
+
+impl Default for ServerStats {
+    fn default() -> ServerStats {
+        ServerStats::new(Duration::ZERO)
+    }
+}
+
+impl std::fmt::Debug for ServerStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerStats")
+            .field("counters", &self.get_all_counters())
+            .field("interval", &self.interval)
+            .finish()
+    }
 }
 
 fn take(c: &AtomicU64, reset: bool) -> u64 {
@@ -70,11 +106,12 @@ fn take(c: &AtomicU64, reset: bool) -> u64 {
 }
 
 impl ServerStats {
-    /// New zeroed counters for a server reporting every `interval`.
+    /// New zeroed counters for a server reporting every `interval`, in memory that
+    /// processes forked later share.
     pub fn new(interval: Duration) -> Self {
         ServerStats {
+            mem: SharedArray::new(1, "TFTP server counters"),
             interval,
-            ..ServerStats::default()
         }
     }
 

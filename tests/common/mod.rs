@@ -53,6 +53,7 @@ macro_rules! models {
 
 type AuthFn = Box<dyn FnOnce(&mut DummyAuthorizer, &Path)>;
 type HandlerFn = Box<dyn FnOnce(&mut FtpHandler)>;
+type ServerFn = Box<dyn FnOnce(FtpServer) -> FtpServer>;
 
 /// Builds a test server.
 pub struct Builder {
@@ -66,6 +67,10 @@ pub struct Builder {
     /// Command-line flags for the binary models, set with the handler closure that means
     /// the same in-process (see [`Builder::config`]).
     flags: Vec<String>,
+    /// Serve the metrics endpoint on a port of its own (`--metrics 127.0.0.1:0`).
+    metrics: bool,
+    /// Changes the in-process server before it starts.
+    server: Option<ServerFn>,
 }
 
 impl Builder {
@@ -96,6 +101,16 @@ impl Builder {
     }
     pub fn handler(mut self, f: impl FnOnce(&mut FtpHandler) + 'static) -> Self {
         self.handler = Some(Box::new(f));
+        self
+    }
+    /// Serves the Prometheus endpoint too ([`Server::metrics`] is its address).
+    pub fn metrics(mut self) -> Self {
+        self.metrics = true;
+        self
+    }
+    /// Changes the in-process server (stats callback, reload hooks) before it starts.
+    pub fn server(mut self, f: impl FnOnce(FtpServer) -> FtpServer + 'static) -> Self {
+        self.server = Some(Box::new(f));
         self
     }
     pub fn max_cons(mut self, n: usize, per_ip: usize) -> Self {
@@ -136,6 +151,18 @@ impl Builder {
         if self.implicit_tls {
             server = server.implicit_tls(true).expect("implicit TLS");
         }
+        #[cfg(feature = "metrics")]
+        if self.metrics {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind metrics");
+            server = server.serve_metrics(l);
+        }
+        if let Some(f) = self.server {
+            server = f(server);
+        }
+        #[cfg(feature = "metrics")]
+        let metrics = server.metrics_addr();
+        #[cfg(not(feature = "metrics"))]
+        let metrics = None;
         let addr = server.local_addrs()[0];
         let handle = server.handle();
         let thread = std::thread::spawn(move || {
@@ -148,6 +175,7 @@ impl Builder {
             handle,
             thread: Some(thread),
             bin: None,
+            metrics,
         }
     }
 
@@ -156,6 +184,7 @@ impl Builder {
     fn start_bin(self) -> Server {
         assert!(
             self.auth.is_none()
+                && self.server.is_none()
                 && (self.handler.is_none() || !self.flags.is_empty())
                 && self.bind == "127.0.0.1:0",
             "this configuration cannot be expressed as command-line flags"
@@ -168,6 +197,9 @@ impl Builder {
         ];
         args.extend(model_args(self.executor));
         args.extend(self.flags.iter().cloned());
+        if self.metrics {
+            args.extend(["--metrics".to_string(), "127.0.0.1:0".to_string()]);
+        }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let bin = BinServer::start(&refs);
         // A handle for the harness's type only: the server is another process.
@@ -177,6 +209,7 @@ impl Builder {
         )
         .expect("placeholder")
         .handle();
+        let metrics = self.metrics.then(|| bin.metrics_addr());
         Server {
             addr: bin.addr,
             root: bin.root.clone(),
@@ -184,6 +217,7 @@ impl Builder {
             handle: placeholder,
             thread: None,
             bin: Some(bin),
+            metrics,
         }
     }
 }
@@ -281,6 +315,18 @@ impl BinServer {
         }
     }
 
+    /// The metrics endpoint's address, from its `>>> metrics on http://ADDR/metrics <<<`
+    /// log line.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        assert!(self.wait_log(">>> metrics on http://"), "{}", self.log());
+        let log = self.log();
+        let rest = log.split(">>> metrics on http://").nth(1).expect("line");
+        rest.split('/')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .expect("metrics address")
+    }
+
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
@@ -349,6 +395,8 @@ pub struct Server {
     /// The binary serving this server (Fork and PreFork models); `handle` is then a
     /// placeholder that controls nothing.
     pub bin: Option<BinServer>,
+    /// The metrics endpoint, when the builder asked for it.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Drop for Server {
@@ -370,6 +418,8 @@ pub fn builder() -> Builder {
         max_cons_per_ip: 0,
         implicit_tls: false,
         flags: Vec::new(),
+        metrics: false,
+        server: None,
     }
 }
 

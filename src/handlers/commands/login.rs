@@ -18,6 +18,7 @@ use crate::authorizers::Impersonation;
 use crate::error::AuthenticationFailed;
 use crate::filesystems::AbstractedFs;
 use crate::handlers::session::Phase;
+use crate::handlers::stats::SessionEnd;
 use crate::handlers::{BanRules, Request, Session};
 
 pub(super) fn user(s: &mut Session, req: &Request) -> io::Result<()> {
@@ -48,12 +49,18 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
     if s.ctx.banned() {
         return refuse_banned(s, &shown);
     }
+    let began = std::time::Instant::now();
     match login(s, &user, &password) {
         Ok((fs, msg, guard)) => {
             let rates = s.ctx.rates.clone();
             s.account.logged_in(&s.h, &rates, fs, guard);
+            if user == "anonymous" {
+                s.account.anonymous_id = Some(password);
+            }
             s.ctrl.set_user(Some(&shown));
             s.reply_lines(230, &msg)?;
+            s.ctx.stats.login_ok(began.elapsed());
+            s.stats.user = Some(user.clone());
             log::info!("{} USER '{shown}' logged in.", s.ctrl.prefix);
             s.cb.on_login(&user);
             Ok(())
@@ -84,15 +91,19 @@ fn failed(s: &mut Session, user: &str, shown: &str, password: &str, msg: String)
     // Slowed down; only this session waits.
     std::thread::sleep(s.h.auth_failed_timeout);
     if banned {
+        s.ctx.stats.login_failed(false);
         s.cb.on_login_failed(user, password);
         return refuse_banned(s, shown);
     }
     s.account.attempted_logins += 1;
     s.account.username.clear();
     let mut msg = capitalize(&msg);
-    if s.account.attempted_logins >= s.h.max_login_attempts {
+    let exceeded = s.account.attempted_logins >= s.h.max_login_attempts;
+    s.ctx.stats.login_failed(exceeded);
+    if exceeded {
         msg.push_str(" Disconnecting.");
         s.ctrl.closing = true;
+        s.stats.ending(SessionEnd::Limit);
     }
     s.ctrl.reply(530, &msg)?;
     log::info!("{} USER '{shown}' failed login.", s.ctrl.prefix);
@@ -106,6 +117,7 @@ fn refuse_banned(s: &mut Session, shown: &str) -> io::Result<()> {
     log::info!("{} USER '{shown}' refused: address banned.", s.ctrl.prefix);
     s.account.username.clear();
     s.ctrl.closing = true;
+    s.stats.ending(SessionEnd::Limit);
     s.ctrl.reply(
         421,
         "Too many failed logins from your address; try again later.",
@@ -196,6 +208,7 @@ pub(super) fn quit(s: &mut Session, _req: &Request) -> io::Result<()> {
         s.ctrl.quit_pending = true;
         return Ok(());
     }
+    s.stats.ending(SessionEnd::Quit);
     if !matches!(s.data.phase, Phase::Connecting(..)) {
         // The slot is free before the client has the 221: it may reconnect at once.
         s.ctx.release_early();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::session::ControlChannel;
 use super::table::Arg::*;
+use super::table::Audit::*;
 use super::table::Busy::*;
 use super::table::Channel::*;
 use super::table::Creates::*;
@@ -63,6 +64,7 @@ fn row(
         telnet,
         help: format!("Syntax: {help}"),
         feat: None,
+        audit: super::table::Audit::Failures,
         run: Arc::new(f),
     }
 }
@@ -77,35 +79,35 @@ pub(super) fn builtin() -> Vec<Command> {
     row("ALLO",       Needed,  None,            Required,  NotAPath,  Run,        Unused,  Any,     Nothing, Exact, transfer::allo,     "ALLO <SP> bytes (noop; allocate storage)."),
     row("APPE",       Needed,  Some(Append),    Required,  Plain,     Wait,       File,    Any,     Name,    Exact, transfer::appe,     "APPE <SP> file-name (append data to file)."),
     row("CDUP",       Needed,  Some(ChangeDir), Forbidden, Parent,    Run,        Unused,  Any,     Nothing, Exact, nav::cwd,           "CDUP (go to parent directory)."),
-    row("CWD",        Needed,  Some(ChangeDir), Optional,  Cwd,       Run,        Unused,  Any,     Nothing, Exact, nav::cwd,           "CWD [<SP> dir-name] (change working directory)."),
-    row("DELE",       Needed,  Some(Delete),    Required,  Plain,     Run,        Unused,  Any,     Nothing, Exact, fsops::dele,        "DELE <SP> file-name (delete file)."),
+    row("CWD",        Needed,  Some(ChangeDir), Optional,  Cwd,       Run,        Unused,  Any,     Nothing, Exact, nav::cwd,           "CWD [<SP> dir-name] (change working directory).").audit(Changes),
+    row("DELE",       Needed,  Some(Delete),    Required,  Plain,     Run,        Unused,  Any,     Nothing, Exact, fsops::dele,        "DELE <SP> file-name (delete file).").audit(Changes),
     row("EPRT",       Needed,  None,            Required,  NotAPath,  Wait,       Setup,   Data,    Nothing, Exact, datachan::eprt,     "EPRT <SP> |proto|ip|port| (extended active mode).").feat("EPRT"),
     row("EPSV",       Needed,  None,            Optional,  NotAPath,  Wait,       Setup,   Data,    Nothing, Exact, datachan::epsv,     "EPSV [<SP> proto/\"ALL\"] (extended passive mode).").feat("EPSV"),
     row("FEAT",       Free,    None,            Forbidden, NotAPath,  Run,        Unused,  Any,     Nothing, Exact, misc::feat,         "FEAT (list all new features supported)."),
     row("HELP",       Free,    None,            Optional,  NotAPath,  Run,        Unused,  Any,     Nothing, Exact, misc::help,         "HELP [<SP> cmd] (show help)."),
     row("LIST",       Needed,  Some(List),      Optional,  LsArgs,    Wait,       Listing, Any,     Nothing, Exact, listing::list,      "LIST [<SP> path] (list files)."),
     row("MDTM",       Needed,  Some(List),      Required,  Plain,     Run,        Unused,  Any,     Nothing, Exact, fsops::mdtm,        "MDTM [<SP> path] (file last modification time).").feat("MDTM"),
-    row("MFMT",       Needed,  Some(Mtime),     Required,  AfterWord, Run,        Unused,  Any,     Nothing, Exact, fsops::mfmt,        "MFMT <SP> timeval <SP> path (file update last modification time).").feat("MFMT"),
+    row("MFMT",       Needed,  Some(Mtime),     Required,  AfterWord, Run,        Unused,  Any,     Nothing, Exact, fsops::mfmt,        "MFMT <SP> timeval <SP> path (file update last modification time).").feat("MFMT").audit(Changes),
     row("MLSD",       Needed,  Some(List),      Optional,  Plain,     Wait,       Listing, Any,     Nothing, Exact, listing::mlsd,      "MLSD [<SP> path] (list directory)."),
     row("MLST",       Needed,  Some(List),      Optional,  Plain,     Run,        Unused,  Any,     Nothing, Exact, listing::mlst,      "MLST [<SP> path] (show information about path)."),
     row("MODE",       Needed,  None,            Required,  NotAPath,  Run,        Unused,  Any,     Nothing, Exact, transfer::mode,     "MODE <SP> mode (noop; set data transfer mode)."),
-    row("MKD",        Needed,  Some(Mkdir),     Required,  Plain,     Run,        Unused,  Any,     Name,    Exact, fsops::mkd,         "MKD <SP> path (create directory)."),
+    row("MKD",        Needed,  Some(Mkdir),     Required,  Plain,     Run,        Unused,  Any,     Name,    Exact, fsops::mkd,         "MKD <SP> path (create directory).").audit(Changes),
     row("NLST",       Needed,  Some(List),      Optional,  LsArgs,    Wait,       Listing, Any,     Nothing, Exact, listing::nlst,      "NLST [<SP> path] (list path in a compact form)."),
     row("NOOP",       Free,    None,            Forbidden, NotAPath,  Run,        Unused,  Any,     Nothing, Exact, misc::noop,         "NOOP (just do nothing)."),
     row("OPTS",       Needed,  None,            Required,  NotAPath,  Run,        Unused,  Any,     Nothing, Exact, misc::opts,         "OPTS <SP> cmd [<SP> option] (set option for command)."),
-    row("PASS",       Free,    None,            Optional,  NotAPath,  Run,        Unused,  Control, Nothing, Exact, login::pass,        "PASS [<SP> password] (set user password)."),
+    row("PASS",       Free,    None,            Optional,  NotAPath,  Run,        Unused,  Control, Nothing, Exact, login::pass,        "PASS [<SP> password] (set user password).").audit(Own),
     row("PASV",       Needed,  None,            Forbidden, NotAPath,  Wait,       Setup,   Data,    Nothing, Exact, datachan::pasv,     "PASV (open passive data connection)."),
     row("PORT",       Needed,  None,            Required,  NotAPath,  Wait,       Setup,   Data,    Nothing, Exact, datachan::port,     "PORT <sp> h,h,h,h,p,p (open active data connection)."),
     row("PWD",        Needed,  None,            Forbidden, NotAPath,  Run,        Unused,  Any,     Nothing, Exact, nav::pwd,           "PWD (get current working directory)."),
     row("QUIT",       Free,    None,            Forbidden, NotAPath,  Run,        Unused,  Any,     Nothing, Tail,  login::quit,        "QUIT (quit current session)."),
-    row("REIN",       Needed,  None,            Forbidden, NotAPath,  Run,        Unused,  Any,     Nothing, Exact, login::rein,        "REIN (flush account)."),
+    row("REIN",       Needed,  None,            Forbidden, NotAPath,  Run,        Unused,  Any,     Nothing, Exact, login::rein,        "REIN (flush account).").audit(Changes),
     row("REST",       Needed,  None,            Required,  NotAPath,  Run,        Unused,  Any,     Nothing, Exact, transfer::rest,     "REST <SP> offset (set file offset).").feat("REST STREAM"),
     row("RETR",       Needed,  Some(Retrieve),  Required,  Plain,     Wait,       File,    Any,     Nothing, Exact, transfer::retr,     "RETR <SP> file-name (retrieve a file)."),
-    row("RMD",        Needed,  Some(Delete),    Required,  Plain,     Run,        Unused,  Any,     Nothing, Exact, fsops::rmd,         "RMD <SP> dir-name (remove directory)."),
-    row("RNFR",       Needed,  Some(Rename),    Required,  Plain,     Run,        Unused,  Any,     Nothing, Exact, fsops::rnfr,        "RNFR <SP> file-name (rename (source name))."),
-    row("RNTO",       Needed,  Some(Rename),    Required,  Plain,     Run,        Unused,  Any,     Name,    Exact, fsops::rnto,        "RNTO <SP> file-name (rename (destination name))."),
+    row("RMD",        Needed,  Some(Delete),    Required,  Plain,     Run,        Unused,  Any,     Nothing, Exact, fsops::rmd,         "RMD <SP> dir-name (remove directory).").audit(Changes),
+    row("RNFR",       Needed,  Some(Rename),    Required,  Plain,     Run,        Unused,  Any,     Nothing, Exact, fsops::rnfr,        "RNFR <SP> file-name (rename (source name)).").audit(Changes),
+    row("RNTO",       Needed,  Some(Rename),    Required,  Plain,     Run,        Unused,  Any,     Name,    Exact, fsops::rnto,        "RNTO <SP> file-name (rename (destination name)).").audit(Changes),
     row("SITE",       Free,    None,            Required,  NotAPath,  Run,        Unused,  Any,     Nothing, Exact, misc::site,         "SITE <SP> site-command (execute SITE command)."),
-    row("SITE CHMOD", Needed,  Some(Chmod),     Required,  AfterWord, Run,        Unused,  Any,     Nothing, Exact, fsops::site_chmod,  "SITE CHMOD <SP> mode path (change file mode)."),
+    row("SITE CHMOD", Needed,  Some(Chmod),     Required,  AfterWord, Run,        Unused,  Any,     Nothing, Exact, fsops::site_chmod,  "SITE CHMOD <SP> mode path (change file mode).").audit(Changes),
     row("SITE HELP",  Free,    None,            Optional,  NotAPath,  Run,        Unused,  Any,     Nothing, Exact, misc::site_help,    "SITE HELP [<SP> cmd] (show SITE command help)."),
     row("SIZE",       Needed,  Some(List),      Required,  Plain,     Run,        Unused,  Any,     Nothing, Exact, fsops::size,        "SIZE <SP> file-name (get file size).").feat("SIZE"),
     row("STAT",       WithArg, Some(List),      Optional,  Status,    UrgentBare, Unused,  Any,     Nothing, Tail,  listing::stat,      "STAT [<SP> path name] (server stats [list files])."),
@@ -116,10 +118,10 @@ pub(super) fn builtin() -> Vec<Command> {
     row("TYPE",       Needed,  None,            Required,  NotAPath,  Run,        Unused,  Any,     Nothing, Exact, transfer::type_,    "TYPE <SP> [A | I] (set transfer type)."),
     row("USER",       Free,    None,            Required,  NotAPath,  Run,        Unused,  Control, Nothing, Exact, login::user,        "USER <SP> user-name (set username)."),
     row("XCUP",       Needed,  Some(ChangeDir), Forbidden, Parent,    Run,        Unused,  Any,     Nothing, Exact, nav::cwd,           "XCUP (obsolete; go to parent directory)."),
-    row("XCWD",       Needed,  Some(ChangeDir), Optional,  Cwd,       Run,        Unused,  Any,     Nothing, Exact, nav::cwd,           "XCWD [<SP> dir-name] (obsolete; change directory)."),
-    row("XMKD",       Needed,  Some(Mkdir),     Required,  Plain,     Run,        Unused,  Any,     Name,    Exact, fsops::mkd,         "XMKD <SP> dir-name (obsolete; create directory)."),
+    row("XCWD",       Needed,  Some(ChangeDir), Optional,  Cwd,       Run,        Unused,  Any,     Nothing, Exact, nav::cwd,           "XCWD [<SP> dir-name] (obsolete; change directory).").audit(Changes),
+    row("XMKD",       Needed,  Some(Mkdir),     Required,  Plain,     Run,        Unused,  Any,     Name,    Exact, fsops::mkd,         "XMKD <SP> dir-name (obsolete; create directory).").audit(Changes),
     row("XPWD",       Needed,  None,            Forbidden, NotAPath,  Run,        Unused,  Any,     Nothing, Exact, nav::pwd,           "XPWD (obsolete; get current dir)."),
-    row("XRMD",       Needed,  Some(Delete),    Required,  Plain,     Run,        Unused,  Any,     Nothing, Exact, fsops::rmd,         "XRMD <SP> dir-name (obsolete; remove directory)."),
+    row("XRMD",       Needed,  Some(Delete),    Required,  Plain,     Run,        Unused,  Any,     Nothing, Exact, fsops::rmd,         "XRMD <SP> dir-name (obsolete; remove directory).").audit(Changes),
     ]
 }
 
@@ -150,7 +152,7 @@ pub(crate) fn wire(s: &Session, vpath: &Path) -> Vec<u8> {
 }
 
 /// True for a full disk or an exhausted quota.
-fn out_of_space(e: &io::Error) -> bool {
+pub(crate) fn out_of_space(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(nix::libc::ENOSPC) | Some(nix::libc::EDQUOT)
@@ -188,7 +190,8 @@ pub(crate) fn fs_error(s: &mut Session, e: &io::Error) -> io::Result<()> {
         msg.extend_from_slice(b"' points to a path which is outside the user's root directory.");
         return s.ctrl.reply_bytes(550, &msg);
     }
-    log::info!("{} filesystem error: {e}", s.ctrl.prefix);
+    // The command's own log line names the command, the path and the reply (dispatch).
+    log::debug!("{} {e}", s.ctrl.prefix);
     if out_of_space(e) || crate::handlers::dtp::out_of_descriptors(e) {
         // Transient, not the file's fault.
         return reply_local_error(&mut s.ctrl, e, "try again later");

@@ -113,6 +113,22 @@ impl TlsStream {
         };
     }
 
+    /// The negotiated protocol version and cipher suite, for the session's stats.
+    pub(crate) fn info(&self) -> crate::handlers::stats::TlsInfo {
+        crate::handlers::stats::TlsInfo {
+            version: self
+                .conn
+                .protocol_version()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default(),
+            cipher: self
+                .conn
+                .negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite()))
+                .unwrap_or_default(),
+        }
+    }
+
     /// A short description for logs: `TLSv1_3 TLS13_AES_256_GCM_SHA384 (resumed)`.
     pub(crate) fn describe(&self) -> String {
         format!(

@@ -26,6 +26,9 @@ pub(crate) struct Account {
     pub(crate) rates: SessionRates,
     /// RNFR's path, waiting for RNTO.
     pub(crate) rnfr: Option<PathBuf>,
+    /// The anonymous user's password (an e-mail address by custom: xferlog's
+    /// identification string).
+    pub(crate) anonymous_id: Option<String>,
     /// The user's identity, taken on at login; dropping it ends the impersonation.
     impersonation: Option<Impersonation>,
 }
@@ -41,6 +44,7 @@ impl Account {
             fs: None,
             rates: SessionRates::default(),
             rnfr: None,
+            anonymous_id: None,
             impersonation: None,
         }
     }
@@ -77,6 +81,7 @@ impl Account {
         self.username.clear();
         self.rates = SessionRates::default();
         self.rnfr = None;
+        self.anonymous_id = None;
         self.fs.take()
     }
 

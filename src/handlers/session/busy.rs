@@ -52,6 +52,8 @@ impl Session {
     /// a transfer: it ends without a reply.
     fn control_gone(&mut self) -> io::Result<()> {
         self.ctrl.closing = true;
+        self.stats
+            .ending(crate::handlers::stats::SessionEnd::ClientClosed);
         if matches!(self.data.phase, Phase::Running(_)) {
             return self.end_transfer(Outcome::ControlGone);
         }

@@ -138,6 +138,8 @@ pub(crate) struct ControlChannel {
     pub(crate) implicit_tls: bool,
     /// This connection's rustls configurations (made at the first handshake).
     pub(crate) tls_configs: Option<SessionConfigs>,
+    /// The code and text of the last reply sent (its last line), for the command's log line.
+    pub(crate) last_reply: Option<(u16, Vec<u8>)>,
 }
 
 impl ControlChannel {
@@ -160,6 +162,7 @@ impl ControlChannel {
             quit_pending: false,
             implicit_tls: false,
             tls_configs: None,
+            last_reply: None,
         };
         c.set_user(None);
         c
@@ -273,6 +276,7 @@ impl ControlChannel {
         out.extend_from_slice(&proto::escape_line(text));
         log::debug!("{} -> {}", self.prefix, proto::log_escape(&out));
         out.extend_from_slice(b"\r\n");
+        self.last_reply = Some((code, text.to_vec()));
         self.send_raw(&out)
     }
 

@@ -11,7 +11,9 @@ use std::io;
 
 use super::data::Phase;
 use super::Session;
-use crate::handlers::table::{Arg, Channel, Command, Creates, Found, Login, PathArg, Request, Tls};
+use crate::handlers::table::{
+    Arg, Audit, Channel, Command, Creates, Found, Login, PathArg, Request, Tls,
+};
 use crate::proto;
 
 /// The texts pyftpdlib sends when TLS is required.
@@ -34,6 +36,8 @@ impl Session {
 
     /// Runs one raw command line.
     pub(crate) fn dispatch(&mut self, raw: &[u8]) -> io::Result<()> {
+        self.stats.commands += 1;
+        self.ctx.stats.command();
         let line = proto::clean_line(raw);
         let (verb, _) = proto::split_command(&line);
         if verb == "PASS" {
@@ -49,23 +53,70 @@ impl Session {
         }
         let (verb, arg) = self.split_verb(&line);
         let h = self.h.clone();
+        self.ctrl.last_reply = None;
         let cmd = match h.lookup(&verb) {
             Found::Row(c) => c,
             Found::NotImplemented => {
-                log::info!("{} {verb}: not implemented", self.ctrl.prefix);
-                return self.ctrl.reply(502, "Command not implemented.");
+                self.ctrl.reply(502, "Command not implemented.")?;
+                return self.log_command(&verb, Audit::Failures, &arg, None);
             }
-            Found::Unknown => return self.unknown_command(&verb),
+            Found::Unknown => {
+                self.unknown_command(&verb)?;
+                return self.log_command(&verb, Audit::Failures, &arg, None);
+            }
         };
-        let Some(req) = self.check(cmd, arg)? else {
-            return Ok(());
+        let Some(req) = self.check(cmd, arg.clone())? else {
+            return self.log_command(&cmd.name, cmd.audit, &arg, None);
         };
         let r = (cmd.run)(self, &req);
         if cmd.channel == Channel::Setup {
             self.data.refused = matches!(self.data.setup, super::data::Setup::None);
         }
         r?;
+        self.log_command(&cmd.name, cmd.audit, &req.arg, Some(&req))?;
         self.after_command()
+    }
+
+    /// The command's line in the default-level log (pyftpdlib `log_cmd`): `VERB [first
+    /// word] /virtual/path CODE`, plus the reply text after a 4xx/5xx code, for rows whose
+    /// [`Audit`] asks for it. The argument shown is the resolved virtual path when the row
+    /// has one, else the argument as sent.
+    fn log_command(
+        &mut self,
+        verb: &str,
+        audit: Audit,
+        arg: &[u8],
+        req: Option<&Request>,
+    ) -> io::Result<()> {
+        let Some((code, text)) = self.ctrl.last_reply.as_ref() else {
+            return Ok(());
+        };
+        let failed = *code >= 400;
+        if audit == Audit::Own || (audit == Audit::Failures && !failed) {
+            return Ok(());
+        }
+        let mut line = verb.to_string();
+        if let Some(extra) = req.and_then(|r| r.extra.as_deref()) {
+            line.push(' ');
+            line.push_str(&proto::log_escape(extra.as_bytes()));
+        }
+        match req.and_then(|r| r.vpath.as_deref()) {
+            Some(v) => {
+                line.push(' ');
+                line.push_str(&proto::log_escape(v.as_os_str().as_encoded_bytes()));
+            }
+            None if !arg.is_empty() => {
+                line.push(' ');
+                line.push_str(&proto::log_escape(&arg[..arg.len().min(200)]));
+            }
+            None => {}
+        }
+        line.push_str(&format!(" {code}"));
+        if failed {
+            line.push_str(&format!(" '{}'", proto::log_escape(text)));
+        }
+        log::info!("{} {line}", self.ctrl.prefix);
+        Ok(())
     }
 
     /// The checks of `cmd`'s columns; the request to run, or `None` when a reply already
@@ -132,7 +183,6 @@ impl Session {
             }
             _ => return Ok(true),
         };
-        log::info!("{} {} refused: {}", self.ctrl.prefix, cmd.name, refusal.1);
         self.ctrl.reply(refusal.0, refusal.1)?;
         Ok(false)
     }
@@ -157,7 +207,6 @@ impl Session {
             .authorizer
             .has_perm(&self.account.username, perm, path)
         {
-            log::info!("{} {}: not enough privileges", self.ctrl.prefix, cmd.name);
             self.ctrl.reply(550, "Not enough privileges.")?;
             return Ok(false);
         }
@@ -203,7 +252,6 @@ impl Session {
     /// `500 Command "FOO" not understood.`: pyftpdlib echoes the verb whatever it is; here
     /// only a short plain word is (see [`proto::echoable`]).
     fn unknown_command(&mut self, verb: &str) -> io::Result<()> {
-        log::info!("{} unknown command {verb:?}", self.ctrl.prefix);
         match proto::echoable(verb) {
             Some(v) => self
                 .ctrl
@@ -236,6 +284,7 @@ impl Session {
         );
         self.ctrl.discard_input();
         self.ctrl.closing = true;
+        self.stats.ending(crate::handlers::stats::SessionEnd::Limit);
         self.ctrl.reply(500, "HTTP protocol commands not allowed.")
     }
 }

@@ -15,6 +15,7 @@ use super::data::{Ending, Phase, Plan, Running, Setup, Work, Xfer};
 use super::Session;
 use crate::handlers::dtp::{self, Download, Outcome, Settings, Step, Stream, Upload};
 use crate::handlers::rates::Direction;
+use crate::handlers::stats::{SessionEnd, TransferResult, TransferStats};
 use crate::handlers::table::Channel;
 use crate::proto::TransferType;
 
@@ -321,8 +322,9 @@ impl Session {
             .as_ref()
             .map(|f| f.fs2ftp(&end.path))
             .unwrap_or_default();
+        let code = outcome_code(&outcome).map_or(String::new(), |c| format!("{c} "));
         log::info!(
-            "{} {} {} completed={} bytes={bytes} seconds={secs:.3}",
+            "{} {} {} {code}completed={} bytes={bytes} seconds={secs:.3}",
             self.ctrl.prefix,
             end.cmd,
             crate::proto::log_escape(&vpath),
@@ -335,8 +337,52 @@ impl Session {
                 (true, true) => self.cb.on_file_received(&end.path),
                 (true, false) => self.cb.on_incomplete_file_received(&end.path),
             }
+            let t = self.transfer_stats(end, upload, bytes, start, &outcome, &vpath);
+            self.stats.transfer(&t);
+            self.ctx.stats.transfer(&t);
+            if let Some(x) = &self.h.xferlog {
+                x.write(&t);
+            }
+            self.cb.on_transfer_end(&t);
+        }
+        if matches!(outcome, Outcome::DataTimeout) {
+            self.stats.ending(SessionEnd::Timeout);
         }
         self.reply_outcome(&end.cmd, upload, bytes, outcome)
+    }
+
+    /// What a finished file transfer did (its stats, its xferlog line).
+    fn transfer_stats(
+        &self,
+        end: &Ending,
+        upload: bool,
+        bytes: u64,
+        start: Option<Instant>,
+        outcome: &Outcome,
+        vpath: &[u8],
+    ) -> TransferStats {
+        let user = match self.account.user() {
+            Some(u) => u.to_string(),
+            None => self.stats.user.clone().unwrap_or_default(),
+        };
+        TransferStats {
+            command: end.cmd.clone(),
+            user,
+            anonymous_id: self.account.anonymous_id.clone(),
+            peer: self.ctrl.peer,
+            vpath: crate::filesystems::path::bytes_path(vpath),
+            path: end.path.clone(),
+            upload,
+            ascii: self.data.ttype == TransferType::Ascii,
+            bytes,
+            duration: start.map(|s| s.elapsed()).unwrap_or_default(),
+            result: match outcome {
+                Outcome::Complete => TransferResult::Complete,
+                Outcome::Aborted => TransferResult::Aborted,
+                _ => TransferResult::Failed,
+            },
+            tls: self.ctrl.is_tls(),
+        }
     }
 
     /// The reply to a transfer's outcome (pyftpdlib's texts).
@@ -379,5 +425,18 @@ impl Session {
             c.closing = true;
         }
         Ok(())
+    }
+}
+
+/// The reply code that ends a transfer with `outcome` (none when the control connection is
+/// gone), for its log line.
+fn outcome_code(outcome: &Outcome) -> Option<u16> {
+    match outcome {
+        Outcome::Complete => Some(226),
+        Outcome::Aborted | Outcome::PeerClosed => Some(426),
+        Outcome::DataTimeout => Some(421),
+        Outcome::LocalError(e) if crate::handlers::commands::out_of_space(e) => Some(452),
+        Outcome::LocalError(_) => Some(451),
+        Outcome::ControlGone => None,
     }
 }

@@ -24,6 +24,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::stats::{SessionEnd, Tally};
 use super::{Callbacks, FtpHandler, SessionContext};
 use crate::filesystems::listing::DEFAULT_FACTS;
 use crate::filesystems::AbstractedFs;
@@ -31,7 +32,7 @@ use crate::proto::{self, TransferType};
 
 mod account;
 mod busy;
-mod control;
+pub(crate) mod control;
 pub(crate) mod data;
 mod dispatch;
 mod drive;
@@ -56,6 +57,8 @@ pub struct Session {
     pub(crate) data: DataChannel,
     /// The MLST/MLSD facts chosen with `OPTS MLST` (RFC 3659 §7.9).
     pub(crate) facts: Vec<String>,
+    /// What the session did so far, for its stats.
+    pub(crate) stats: Tally,
 }
 
 impl Session {
@@ -178,12 +181,22 @@ impl Session {
             account: Account::new(),
             data: DataChannel::new(),
             facts: DEFAULT_FACTS.iter().map(|s| s.to_string()).collect(),
+            stats: Tally::new(),
         })
     }
 
     fn serve_and_end(&mut self) -> io::Result<()> {
         log::info!("{} FTP session opened (connect)", self.ctrl.prefix);
+        self.ctx.stats.session_started();
         let r = self.serve();
+        if let Err(e) = &r {
+            let end = if control::is_disconnect(e) {
+                SessionEnd::ClientClosed
+            } else {
+                SessionEnd::Error
+            };
+            self.stats.ending(end);
+        }
         self.end();
         r
     }
@@ -192,6 +205,7 @@ impl Session {
     /// the session closes.
     fn serve(&mut self) -> io::Result<()> {
         if self.ctrl.implicit_tls && !self.secure_control()? {
+            self.stats.ending(SessionEnd::Error);
             return Ok(());
         }
         let banner = self.h.banner.clone();
@@ -220,6 +234,7 @@ impl Session {
         // Graceful shutdown: an idle session ends here (servers/shutdown.rs).
         if !awaiting && self.ctx.drain.going_idle() {
             self.ctrl.closing = true;
+            self.stats.ending(SessionEnd::ServerShutdown);
             let _ = self.ctrl.reply(421, "Server shutting down.");
             return Ok(());
         }
@@ -241,13 +256,18 @@ impl Session {
             }
             Input::Eof => {
                 self.ctrl.closing = true;
-                if !awaiting && self.ctx.drain.draining() {
-                    let _ = self.ctrl.reply(421, "Server shutting down.");
+                if self.ctx.drain.draining() {
+                    self.stats.ending(SessionEnd::ServerShutdown);
+                    if !awaiting {
+                        let _ = self.ctrl.reply(421, "Server shutting down.");
+                    }
                 }
+                self.stats.ending(SessionEnd::ClientClosed);
                 Ok(())
             }
             Input::Timeout => {
                 self.ctrl.closing = true;
+                self.stats.ending(SessionEnd::Timeout);
                 self.timed_out()
             }
         }
@@ -262,7 +282,19 @@ impl Session {
         self.data.setup = Setup::None;
         self.logout();
         self.cb.on_disconnect();
-        log::info!("{} FTP session closed (disconnect).", self.ctrl.prefix);
+        let stats = self.stats.finish(self.ctrl.peer, self.ctrl.local);
+        self.ctx.stats.session_ended(stats.end);
+        self.cb.on_session_end(&stats);
+        log::info!(
+            "{} FTP session closed (disconnect): {}, {} commands, {} bytes in, {} bytes out, \
+             {:.3} s.",
+            self.ctrl.prefix,
+            stats.end.name(),
+            stats.commands,
+            stats.bytes_received,
+            stats.bytes_sent,
+            stats.duration.as_secs_f64()
+        );
     }
 
     /// Forgets the logged-in user (REIN, USER again, QUIT, disconnect). A listing still
@@ -353,6 +385,8 @@ impl Session {
             out.extend_from_slice(&proto::escape_line(l.as_bytes()));
             out.extend_from_slice(b"\r\n");
         }
+        let last = lines.last().map_or(&b""[..], |l| l.as_bytes());
+        self.ctrl.last_reply = Some((code, last.to_vec()));
         self.ctrl.send_raw(&out)
     }
 
@@ -379,6 +413,7 @@ impl Session {
         out.extend_from_slice(format!("{code} ").as_bytes());
         out.extend_from_slice(&proto::escape_line(last.as_bytes()));
         out.extend_from_slice(b"\r\n");
+        self.ctrl.last_reply = Some((code, last.as_bytes().to_vec()));
         self.ctrl.send_raw(&out)
     }
 

@@ -45,6 +45,7 @@ impl Session {
                     self.ctrl.prefix,
                     t.describe()
                 );
+                self.stats.tls = Some(t.info());
                 self.ctrl.transport = Transport::Tls(Box::new(t));
                 // RFC 4217 §4: a new security exchange resets PBSZ/PROT. Implicit FTPS
                 // protects data connections from the start (as vsftpd and most servers do).
@@ -59,6 +60,7 @@ impl Session {
                     self.ctrl.prefix
                 );
                 self.ctrl.closing = true;
+                self.stats.ending(crate::handlers::stats::SessionEnd::Error);
                 Ok(false)
             }
         }

@@ -195,6 +195,15 @@ impl Admission {
         out
     }
 
+    /// The refusal counters (by [`Refusal`]) and the bans imposed.
+    pub(crate) fn refusals(&self) -> ([u64; 5], u64) {
+        let mut out = [0; 5];
+        for (o, n) in out.iter_mut().zip(&self.h().refused) {
+            *o = n.load(Ordering::Relaxed);
+        }
+        (out, self.h().bans.load(Ordering::Relaxed))
+    }
+
     /// Admits a session from `ip` if the server is not draining, the address is not
     /// banned and both limits (0: none) leave room; check and count are one step.
     pub(crate) fn admit(

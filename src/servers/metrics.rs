@@ -1,0 +1,341 @@
+//! The Prometheus endpoint: a server's [`ServerStats`] as Prometheus text (exposition format
+//! 0.0.4, which OpenMetrics scrapers read too), served at `GET /metrics` by a small blocking
+//! HTTP server (tiny_http) on a listener of its own, never the FTP port. Names follow the
+//! Prometheus conventions: `ftpdlib_` prefix, base units (bytes, seconds), `_total` on
+//! counters.
+//!
+//! Where it runs: in the Pool and Thread models, on threads of the serving process. The
+//! Fork and PreFork models fork, which a process may do only while it runs a single thread,
+//! so there the endpoint is a process of its own, forked first; it reads the same shared
+//! memory as the server (counters, admission table, gauges), dies with its parent
+//! (`PR_SET_PDEATHSIG`) and is ended when the server stops.
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use super::stats::ServerStats;
+use super::Shared;
+use crate::handlers::stats::{Histogram, SessionEnd, TransferResult, DURATION_BUCKETS};
+
+/// `ServerStats` as Prometheus text.
+pub fn render(s: &ServerStats) -> String {
+    let mut out = String::with_capacity(4096);
+    let t = &s.totals;
+    let start = s
+        .start_time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    metric(
+        &mut out,
+        "start_time_seconds",
+        "gauge",
+        "When the server started (Unix time).",
+        &[("", start)],
+    );
+    metric(
+        &mut out,
+        "sessions_active",
+        "gauge",
+        "FTP sessions running now.",
+        &[("", s.active_sessions as f64)],
+    );
+    metric(
+        &mut out,
+        "sessions_total",
+        "counter",
+        "FTP sessions started.",
+        &[("", t.sessions as f64)],
+    );
+    let ends: Vec<(String, f64)> = SessionEnd::ALL
+        .iter()
+        .map(|e| (format!("reason=\"{}\"", e.name()), t.ended(*e) as f64))
+        .collect();
+    metric_owned(
+        &mut out,
+        "session_ends_total",
+        "counter",
+        "FTP sessions ended, by how they ended.",
+        &ends,
+    );
+    metric(
+        &mut out,
+        "logins_total",
+        "counter",
+        "Login attempts (PASS), by result.",
+        &[
+            ("result=\"ok\"", t.logins as f64),
+            ("result=\"failed\"", t.failed_logins as f64),
+        ],
+    );
+    metric(
+        &mut out,
+        "commands_total",
+        "counter",
+        "Command lines received.",
+        &[("", t.commands as f64)],
+    );
+    metric(
+        &mut out,
+        "received_bytes_total",
+        "counter",
+        "File bytes received (uploads).",
+        &[("", t.bytes_received as f64)],
+    );
+    metric(
+        &mut out,
+        "sent_bytes_total",
+        "counter",
+        "File bytes sent (downloads).",
+        &[("", t.bytes_sent as f64)],
+    );
+    let mut transfers = Vec::new();
+    for (dir, counts) in [("download", &t.downloads), ("upload", &t.uploads)] {
+        for (r, n) in TransferResult::ALL.iter().zip(counts.iter()) {
+            transfers.push((
+                format!("direction=\"{dir}\",result=\"{}\"", r.name()),
+                *n as f64,
+            ));
+        }
+    }
+    metric_owned(
+        &mut out,
+        "transfers_total",
+        "counter",
+        "File transfers ended, by direction and result.",
+        &transfers,
+    );
+    let r = &s.refused;
+    metric(
+        &mut out,
+        "refused_connections_total",
+        "counter",
+        "Connections refused with 421 before a session started, by reason.",
+        &[
+            ("reason=\"max_cons\"", r.max_cons as f64),
+            ("reason=\"per_ip\"", r.per_ip as f64),
+            ("reason=\"banned\"", r.banned as f64),
+            ("reason=\"shutting_down\"", r.shutting_down as f64),
+            ("reason=\"no_descriptors\"", r.no_descriptors as f64),
+        ],
+    );
+    metric(
+        &mut out,
+        "login_attempts_exceeded_total",
+        "counter",
+        "Sessions closed after max_login_attempts failed logins.",
+        &[("", t.login_attempts_exceeded as f64)],
+    );
+    metric(
+        &mut out,
+        "bans_total",
+        "counter",
+        "Addresses banned for failed logins.",
+        &[("", s.bans as f64)],
+    );
+    metric(
+        &mut out,
+        "processes",
+        "gauge",
+        "Processes serving (1, plus forked children or pre-forked workers).",
+        &[("", s.processes as f64)],
+    );
+    metric(
+        &mut out,
+        "pool_workers",
+        "gauge",
+        "Pool worker threads in every process, by state.",
+        &[
+            (
+                "state=\"busy\"",
+                s.pool_workers.saturating_sub(s.pool_idle) as f64,
+            ),
+            ("state=\"idle\"", s.pool_idle as f64),
+        ],
+    );
+    histogram(
+        &mut out,
+        "login_duration_seconds",
+        "Time from PASS to the 230 reply of successful logins.",
+        &[("", &t.login_time)],
+    );
+    histogram(
+        &mut out,
+        "transfer_duration_seconds",
+        "Duration of file transfers, by direction.",
+        &[
+            ("direction=\"download\"", &t.download_time),
+            ("direction=\"upload\"", &t.upload_time),
+        ],
+    );
+    out
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP ftpdlib_{name} {help}");
+    let _ = writeln!(out, "# TYPE ftpdlib_{name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &str, v: f64) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "ftpdlib_{name} {v}");
+    } else {
+        let _ = writeln!(out, "ftpdlib_{name}{{{labels}}} {v}");
+    }
+}
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, f64)]) {
+    header(out, name, kind, help);
+    for (labels, v) in samples {
+        sample(out, name, labels, *v);
+    }
+}
+
+fn metric_owned(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    header(out, name, kind, help);
+    for (labels, v) in samples {
+        sample(out, name, labels, *v);
+    }
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, series: &[(&str, &Histogram)]) {
+    header(out, name, "histogram", help);
+    for (labels, h) in series {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let bounds = DURATION_BUCKETS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(["+Inf".to_string()]);
+        for (le, n) in bounds.zip(&h.cumulative) {
+            let l = format!("{labels}{sep}le=\"{le}\"");
+            sample(out, &format!("{name}_bucket"), &l, *n as f64);
+        }
+        sample(out, &format!("{name}_sum"), labels, h.sum.as_secs_f64());
+        sample(out, &format!("{name}_count"), labels, h.count as f64);
+    }
+}
+
+/// The endpoint: answers `GET /metrics` (and `HEAD`) with the server's statistics, 404 for
+/// any other path and 405 for any other method, until the listener's server is unblocked.
+pub(crate) struct Endpoint {
+    http: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Endpoint {
+    /// Serves on `listener` from a thread of this process.
+    pub(crate) fn start(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<Endpoint> {
+        let http = Arc::new(
+            tiny_http::Server::from_listener(listener, None)
+                .map_err(|e| std::io::Error::other(e.to_string()))?,
+        );
+        let h = http.clone();
+        let thread = std::thread::Builder::new()
+            .name("ftp-metrics".into())
+            .stack_size(128 * 1024)
+            .spawn(move || serve(&h, &shared))?;
+        Ok(Endpoint {
+            http,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.http.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Answers requests until the server is unblocked.
+fn serve(http: &tiny_http::Server, shared: &Shared) {
+    for req in http.incoming_requests() {
+        let get = matches!(
+            req.method(),
+            tiny_http::Method::Get | tiny_http::Method::Head
+        );
+        let path = req.url().split('?').next().unwrap_or("");
+        let r = if path != "/metrics" {
+            req.respond(
+                tiny_http::Response::from_string("Not Found: try /metrics\n").with_status_code(404),
+            )
+        } else if !get {
+            req.respond(
+                tiny_http::Response::from_string("Method Not Allowed\n").with_status_code(405),
+            )
+        } else {
+            let body = render(&shared.server_stats());
+            let ctype = tiny_http::Header::from_bytes(
+                &b"Content-Type"[..],
+                &b"text/plain; version=0.0.4; charset=utf-8"[..],
+            );
+            let mut resp = tiny_http::Response::from_string(body);
+            if let Ok(h) = ctype {
+                resp = resp.with_header(h);
+            }
+            req.respond(resp)
+        };
+        if let Err(e) = r {
+            log::debug!("metrics: {e}");
+        }
+    }
+}
+
+/// The endpoint in a process of its own (Fork, PreFork); call while the process runs a
+/// single thread. Returns the child's pid.
+pub(crate) fn fork_process(
+    listener: TcpListener,
+    shared: &Arc<Shared>,
+    close: &[std::os::fd::RawFd],
+) -> std::io::Result<nix::unistd::Pid> {
+    use nix::unistd::ForkResult;
+    match crate::process::fork("metrics")? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+            for fd in close {
+                let _ = nix::unistd::close(*fd);
+            }
+            match Endpoint::start(listener, shared.clone()) {
+                Ok(mut e) => {
+                    if let Some(t) = e.thread.take() {
+                        let _ = t.join();
+                    }
+                }
+                Err(e) => log::error!("metrics endpoint: {e}"),
+            }
+            std::process::exit(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::stats::Counters;
+
+    #[test]
+    fn every_family_has_help_type_and_samples() {
+        let c = Counters::new();
+        let s = super::super::stats::read(std::time::SystemTime::now(), &c, None, None);
+        let text = render(&s);
+        for family in [
+            "ftpdlib_sessions_total 0",
+            "ftpdlib_logins_total{result=\"failed\"} 0",
+            "ftpdlib_transfers_total{direction=\"upload\",result=\"aborted\"} 0",
+            "ftpdlib_login_duration_seconds_bucket{le=\"+Inf\"} 0",
+            "ftpdlib_transfer_duration_seconds_bucket{direction=\"download\",le=\"0.001\"} 0",
+            "ftpdlib_transfer_duration_seconds_count{direction=\"upload\"} 0",
+            "# TYPE ftpdlib_pool_workers gauge",
+        ] {
+            assert!(text.contains(family), "{family} missing:\n{text}");
+        }
+        let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
+        let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
+        assert_eq!(helps, types);
+    }
+}
