@@ -22,27 +22,36 @@ use crate::handlers::stats::{Histogram, SessionEnd, TransferResult, DURATION_BUC
 /// `ServerStats` as Prometheus text.
 pub fn render(s: &ServerStats) -> String {
     let mut out = String::with_capacity(4096);
+    sessions(&mut out, s);
+    transfers(&mut out, s);
+    server(&mut out, s);
+    durations(&mut out, s);
+    out
+}
+
+/// Sessions, logins and commands.
+fn sessions(out: &mut String, s: &ServerStats) {
     let t = &s.totals;
     let start = s
         .start_time
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
     metric(
-        &mut out,
+        out,
         "start_time_seconds",
         "gauge",
         "When the server started (Unix time).",
         &[("", start)],
     );
     metric(
-        &mut out,
+        out,
         "sessions_active",
         "gauge",
         "FTP sessions running now.",
         &[("", s.active_sessions as f64)],
     );
     metric(
-        &mut out,
+        out,
         "sessions_total",
         "counter",
         "FTP sessions started.",
@@ -53,14 +62,14 @@ pub fn render(s: &ServerStats) -> String {
         .map(|e| (format!("reason=\"{}\"", e.name()), t.ended(*e) as f64))
         .collect();
     metric_owned(
-        &mut out,
+        out,
         "session_ends_total",
         "counter",
         "FTP sessions ended, by how they ended.",
         &ends,
     );
     metric(
-        &mut out,
+        out,
         "logins_total",
         "counter",
         "Login attempts (PASS), by result.",
@@ -70,21 +79,26 @@ pub fn render(s: &ServerStats) -> String {
         ],
     );
     metric(
-        &mut out,
+        out,
         "commands_total",
         "counter",
         "Command lines received.",
         &[("", t.commands as f64)],
     );
+}
+
+/// Bytes and file transfers.
+fn transfers(out: &mut String, s: &ServerStats) {
+    let t = &s.totals;
     metric(
-        &mut out,
+        out,
         "received_bytes_total",
         "counter",
         "File bytes received (uploads).",
         &[("", t.bytes_received as f64)],
     );
     metric(
-        &mut out,
+        out,
         "sent_bytes_total",
         "counter",
         "File bytes sent (downloads).",
@@ -100,15 +114,20 @@ pub fn render(s: &ServerStats) -> String {
         }
     }
     metric_owned(
-        &mut out,
+        out,
         "transfers_total",
         "counter",
         "File transfers ended, by direction and result.",
         &transfers,
     );
+}
+
+/// Refused connections, bans, processes and pool threads.
+fn server(out: &mut String, s: &ServerStats) {
+    let t = &s.totals;
     let r = &s.refused;
     metric(
-        &mut out,
+        out,
         "refused_connections_total",
         "counter",
         "Connections refused with 421 before a session started, by reason.",
@@ -121,28 +140,28 @@ pub fn render(s: &ServerStats) -> String {
         ],
     );
     metric(
-        &mut out,
+        out,
         "login_attempts_exceeded_total",
         "counter",
         "Sessions closed after max_login_attempts failed logins.",
         &[("", t.login_attempts_exceeded as f64)],
     );
     metric(
-        &mut out,
+        out,
         "bans_total",
         "counter",
         "Addresses banned for failed logins.",
         &[("", s.bans as f64)],
     );
     metric(
-        &mut out,
+        out,
         "processes",
         "gauge",
         "Processes serving (1, plus forked children or pre-forked workers).",
         &[("", s.processes as f64)],
     );
     metric(
-        &mut out,
+        out,
         "pool_workers",
         "gauge",
         "Pool worker threads in every process, by state.",
@@ -154,14 +173,19 @@ pub fn render(s: &ServerStats) -> String {
             ("state=\"idle\"", s.pool_idle as f64),
         ],
     );
+}
+
+/// The login and transfer duration histograms.
+fn durations(out: &mut String, s: &ServerStats) {
+    let t = &s.totals;
     histogram(
-        &mut out,
+        out,
         "login_duration_seconds",
         "Time from PASS to the 230 reply of successful logins.",
         &[("", &t.login_time)],
     );
     histogram(
-        &mut out,
+        out,
         "transfer_duration_seconds",
         "Duration of file transfers, by direction.",
         &[
@@ -169,7 +193,6 @@ pub fn render(s: &ServerStats) -> String {
             ("direction=\"upload\"", &t.upload_time),
         ],
     );
-    out
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
