@@ -6,6 +6,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,7 +41,6 @@ pub(crate) struct Ctx {
     budget: Option<Arc<Mutex<Amplification>>>,
     /// UDP generic segmentation offload: the datagram size the socket cuts bursts into.
     gso: Option<usize>,
-    gso_buf: Vec<u8>,
     /// True when `sock` is connected to the peer (see [`open_sockets`]).
     connected: bool,
     /// With a connected `sock`: the unconnected socket on the same port that receives
@@ -85,7 +85,6 @@ pub(crate) fn recv_with_dst(
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
     use std::io::IoSliceMut;
     use std::net::{Ipv4Addr, Ipv6Addr};
-    use std::os::fd::AsRawFd;
     let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo, nix::libc::in_pktinfo);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<SockaddrStorage>(
@@ -131,7 +130,6 @@ fn bind_reuse(addr: SocketAddr) -> io::Result<UdpSocket> {
     use nix::sys::socket::{
         bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrStorage,
     };
-    use std::os::fd::AsRawFd;
     let (family, sa) = match addr {
         SocketAddr::V4(a) => (AddressFamily::Inet, SockaddrStorage::from(a)),
         SocketAddr::V6(a) => (AddressFamily::Inet6, SockaddrStorage::from(a)),
@@ -199,7 +197,6 @@ impl Ctx {
             end_of_life,
             budget: None,
             gso: None,
-            gso_buf: Vec::new(),
             connected: false,
             strays: None,
             since_strays: 0,
@@ -373,7 +370,6 @@ impl Ctx {
     pub fn send_burst(&mut self, pkts: &[&[u8]]) -> io::Result<()> {
         use nix::sys::socket::{sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
         use std::io::IoSlice;
-        use std::os::fd::AsRawFd;
         let addr = match self.peer {
             SocketAddr::V4(a) => SockaddrStorage::from(a),
             SocketAddr::V6(a) => SockaddrStorage::from(a),
@@ -432,11 +428,18 @@ impl Ctx {
     }
 
     /// Sends as much of `pkts` as possible through GSO (all full-size datagrams, the last
-    /// one may be shorter); returns how many were sent. On an error GSO is switched off and
-    /// the caller sends the rest one by one.
+    /// one may be shorter); returns how many were sent. The datagrams go to the kernel as
+    /// they lie, one iovec each (no staging copy). On an error GSO is switched off and the
+    /// caller sends the rest one by one.
     fn send_gso(&mut self, pkts: &[&[u8]], seg: usize) -> usize {
-        use nix::sys::socket::{setsockopt, sockopt};
+        use nix::sys::socket::{sendmsg, setsockopt, sockopt, MsgFlags, SockaddrStorage};
+        use std::io::IoSlice;
         let per_send = (GSO_MAX_BYTES / seg).min(GSO_MAX_SEGMENTS);
+        let addr = match self.peer {
+            SocketAddr::V4(a) => SockaddrStorage::from(a),
+            SocketAddr::V6(a) => SockaddrStorage::from(a),
+        };
+        let mut iov = [IoSlice::new(&[]); GSO_MAX_SEGMENTS];
         let mut done = 0;
         while pkts.len() - done >= 2 {
             let chunk = &pkts[done..(done + per_send).min(pkts.len())];
@@ -445,11 +448,19 @@ impl Ctx {
             if !full || chunk[chunk.len() - 1].len() > seg {
                 break;
             }
-            self.gso_buf.clear();
-            for p in chunk {
-                self.gso_buf.extend_from_slice(p);
+            for (slot, p) in iov.iter_mut().zip(chunk) {
+                *slot = IoSlice::new(p);
             }
-            match self.send_raw(&self.gso_buf) {
+            // A connected socket sends to its peer (and keeps its cached route).
+            let to = if self.connected { None } else { Some(&addr) };
+            let sent = sendmsg(
+                self.sock.as_raw_fd(),
+                &iov[..chunk.len()],
+                &[],
+                MsgFlags::empty(),
+                to,
+            );
+            match sent {
                 Ok(_) => {
                     self.stats.packets_sent += chunk.len() as u64;
                     done += chunk.len();
