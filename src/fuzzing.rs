@@ -14,6 +14,15 @@ pub mod proto {
     };
 }
 
+/// The PROXY protocol header parser and encoders (HAProxy's proxy-protocol.txt, v1 and v2).
+pub mod proxy {
+    pub use crate::proxy_protocol::parse::{
+        encode_v1, encode_v2, parse, Error, Header, Parsed, Progress, V1_MAX, V2_MAX_PAYLOAD,
+        V2_SIGNATURE,
+    };
+    pub use crate::proxy_protocol::Cidr;
+}
+
 /// Virtual paths and resolution beneath a root.
 pub mod paths {
     pub use crate::beneath::{Escape, Resolver, RootDir};

@@ -40,6 +40,7 @@ pub mod process;
 #[cfg(test)]
 mod properties;
 pub mod proto;
+pub mod proxy_protocol;
 pub mod ratelimit;
 pub mod servers;
 mod shm;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use super::flags;
 use crate::handlers::Encoding;
+use crate::proxy_protocol::Cidr;
 use crate::servers::Executor;
 
 /// Everything the command line decides.
@@ -114,6 +115,10 @@ pub struct Options {
     pub ban_find_time: u64,
     /// `--ban-time` seconds a banned address is refused. Default: 600.
     pub ban_time: u64,
+    /// `--proxy-protocol`: PROXY protocol headers from the `--trusted-proxy` balancers.
+    pub proxy_protocol: bool,
+    /// `--trusted-proxy` (repeatable, or comma-separated): who may send PROXY headers.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Default for Options {
@@ -167,6 +172,8 @@ impl Default for Options {
             ban_failures: 5,
             ban_find_time: 600,
             ban_time: 600,
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -395,7 +402,29 @@ fn deployment_options(m: &getopts::Matches, o: &mut Options) -> Result<(), Strin
     }
     identity_options(m, o)?;
     o.shutdown_grace = num(m, "shutdown-grace", o.shutdown_grace)?;
-    Ok(())
+    proxy_options(m, o)
+}
+
+/// `--proxy-protocol` and its `--trusted-proxy` blocks (every value counts, not the last).
+fn proxy_options(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
+    o.proxy_protocol = m.opt_present("proxy-protocol");
+    for v in m.opt_strs("trusted-proxy") {
+        for c in v.split(',').filter(|c| !c.trim().is_empty()) {
+            let cidr = c
+                .parse()
+                .map_err(|e| format!("argument --trusted-proxy: {e}"))?;
+            o.trusted_proxies.push(cidr);
+        }
+    }
+    match (o.proxy_protocol, o.trusted_proxies.is_empty()) {
+        (true, true) => Err(
+            "--proxy-protocol needs --trusted-proxy ADDRESS[/PREFIX]: the balancers whose \
+             headers are believed"
+                .into(),
+        ),
+        (false, false) => Err("--trusted-proxy requires --proxy-protocol".into()),
+        _ => Ok(()),
+    }
 }
 
 /// `--concurrency` and `--workers`.

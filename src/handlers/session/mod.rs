@@ -19,7 +19,7 @@
 //! below drive the state machine with the latter, and [`memory::run_script`] is the entry
 //! point of a fuzz target.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +42,7 @@ mod tests;
 mod tls;
 
 pub(crate) use account::Account;
-pub(crate) use control::{ControlChannel, Input, Transport};
+pub(crate) use control::{ControlChannel, Input, Transport, Via};
 pub(crate) use data::{DataChannel, Ending, Listing, Phase, Plan, Setup, Work};
 
 /// The state of one client connection. Custom commands receive it to reply and to reach the
@@ -152,12 +152,46 @@ impl Session {
         let _ = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::OobInline, &true);
         stream.set_read_timeout(handler.timeout)?;
         stream.set_write_timeout(Some(handler.timeout.unwrap_or(Duration::from_secs(300))))?;
+        let (peer, via) = match &handler.proxy_protocol {
+            None => (peer, Via::Direct),
+            Some(pp) => match Self::through_proxy(&stream, peer, pp, &ctx) {
+                Some(arrived) => arrived,
+                None => return Ok(()),
+            },
+        };
         // Built on the heap by a function of its own, whose frame (where the value is first
         // assembled) is gone before the session runs: the frames under `serve` stay small,
         // and so does the resident stack of an idle session's thread.
         let mut s = Session::boxed(handler, ctx, Transport::Tcp(stream), (peer, local));
         s.ctrl.implicit_tls = implicit_tls;
+        s.ctrl.via = via;
         s.serve_and_end()
+    }
+
+    /// The PROXY protocol header of a control connection from `proxy` (before the 220, and
+    /// before any TLS): the client it names and how it came, or `None` when the connection
+    /// is to be closed (untrusted sender, missing, late or invalid header, or a client the
+    /// admission refuses, which gets its 421 first).
+    fn through_proxy(
+        stream: &TcpStream,
+        proxy: SocketAddr,
+        pp: &crate::proxy_protocol::ProxyProtocol,
+        ctx: &SessionContext,
+    ) -> Option<(SocketAddr, Via)> {
+        use crate::proxy_protocol::Header;
+        let parsed = crate::proxy_protocol::control_header(stream, proxy, pp)?;
+        match parsed.header {
+            // LOCAL or UNKNOWN: the balancer's own connection (a health check).
+            Header::Local => Some((proxy, Via::ProxyLocal(proxy))),
+            Header::Proxied { source, .. } => {
+                let client = SocketAddr::new(proto::unmap(source.ip()), source.port());
+                if let Err(reply) = ctx.proxied(client) {
+                    let _ = (&*stream).write_all(reply.as_bytes());
+                    return None;
+                }
+                Some((client, Via::Proxy(proxy, parsed.version)))
+            }
+        }
     }
 
     #[inline(never)]
@@ -182,9 +216,21 @@ impl Session {
     }
 
     fn serve_and_end(&mut self) -> io::Result<()> {
-        log::info!("{} FTP session opened (connect)", self.ctrl.prefix);
+        // A balancer's health checks come every few seconds: their sessions log at debug.
+        let level = self.ctrl.via.log_level();
+        log::log!(
+            level,
+            "{} FTP session opened (connect{})",
+            self.ctrl.prefix,
+            self.ctrl.via
+        );
         let r = self.serve();
         self.end();
+        log::log!(
+            level,
+            "{} FTP session closed (disconnect).",
+            self.ctrl.prefix
+        );
         r
     }
 
@@ -262,7 +308,6 @@ impl Session {
         self.data.setup = Setup::None;
         self.logout();
         self.cb.on_disconnect();
-        log::info!("{} FTP session closed (disconnect).", self.ctrl.prefix);
     }
 
     /// Forgets the logged-in user (REIN, USER again, QUIT, disconnect). A listing still

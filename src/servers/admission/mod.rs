@@ -12,9 +12,9 @@
 //! generation, so a session is released exactly once — by itself when it ends (before its
 //! 221), or by the parent when the process serving it died; and a stack of free tickets.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::handlers::{AdmissionHooks, BanRules};
@@ -203,14 +203,32 @@ impl Admission {
         max_cons: usize,
         max_per_ip: usize,
     ) -> Result<Ticket, Refusal> {
-        let r = self.admit_locked(key(ip), max_cons, max_per_ip);
+        let r = self.admit_locked(key(ip), max_cons, Some(max_per_ip));
         if let Err(why) = r {
             self.count(why);
         }
         r
     }
 
-    fn admit_locked(&self, k: Key, max_cons: usize, max_per_ip: usize) -> Result<Ticket, Refusal> {
+    /// Admits a connection from a trusted proxy whose client is not known yet: only the
+    /// drain and `max_cons` apply now, the client's bans and `max_cons_per_ip` once its
+    /// PROXY header names it ([`readdress`](Self::readdress)). The session is counted
+    /// under the proxy's address meanwhile.
+    pub(crate) fn admit_unaddressed(&self, ip: IpAddr, max_cons: usize) -> Result<Ticket, Refusal> {
+        let r = self.admit_locked(key(ip), max_cons, None);
+        if let Err(why) = r {
+            self.count(why);
+        }
+        r
+    }
+
+    /// `max_per_ip`: `None` skips the address's checks (bans, per-address count).
+    fn admit_locked(
+        &self,
+        k: Key,
+        max_cons: usize,
+        max_per_ip: Option<usize>,
+    ) -> Result<Ticket, Refusal> {
         let h = self.h();
         let _g = shm::lock(&h.lock, "admission");
         let now = now_ms();
@@ -218,17 +236,11 @@ impl Admission {
             return Err(Refusal::ShuttingDown);
         }
         let found = self.addrs.find(k);
-        if let Some(e) = found.map(|i| self.addrs.entry(i)) {
-            if e.banned_until.load(Ordering::Relaxed) > now {
-                return Err(Refusal::Banned);
-            }
+        if let Some(max_per_ip) = max_per_ip {
+            self.address_allows(found, now, max_per_ip)?;
         }
         if max_cons > 0 && h.sessions.load(Ordering::Relaxed) as usize >= max_cons {
             return Err(Refusal::Full);
-        }
-        let conns = found.map_or(0, |i| self.addrs.entry(i).conns.load(Ordering::Relaxed));
-        if max_per_ip > 0 && conns as usize >= max_per_ip {
-            return Err(Refusal::PerIp);
         }
         let top = h.free_top.load(Ordering::Relaxed);
         if top == 0 {
@@ -241,7 +253,8 @@ impl Admission {
         let index = self.free[top as usize - 1].load(Ordering::Relaxed);
         h.free_top.store(top - 1, Ordering::Relaxed);
         let e = self.addrs.entry(i);
-        e.conns.store(conns + 1, Ordering::Relaxed);
+        e.conns
+            .store(e.conns.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         h.sessions.fetch_add(1, Ordering::SeqCst);
         let t = &self.tickets[index as usize];
         let gen = ((t.state.load(Ordering::Relaxed) >> 32) as u32).wrapping_add(1);
@@ -251,6 +264,81 @@ impl Admission {
         t.state
             .store((u64::from(gen) << 32) | u64::from(pid), Ordering::Relaxed);
         Ok(Ticket { index, gen })
+    }
+
+    /// Under the lock: the address of record `found` is not banned and has fewer than
+    /// `max_per_ip` sessions (0: no limit).
+    fn address_allows(
+        &self,
+        found: Option<usize>,
+        now: u64,
+        max_per_ip: usize,
+    ) -> Result<(), Refusal> {
+        let Some(e) = found.map(|i| self.addrs.entry(i)) else {
+            return Ok(());
+        };
+        if e.banned_until.load(Ordering::Relaxed) > now {
+            return Err(Refusal::Banned);
+        }
+        if max_per_ip > 0 && e.conns.load(Ordering::Relaxed) as usize >= max_per_ip {
+            return Err(Refusal::PerIp);
+        }
+        Ok(())
+    }
+
+    /// Moves an admitted session to the address of its real client (named by a PROXY
+    /// header), if that address is not banned and has room under `max_per_ip`; otherwise
+    /// the session stays counted under its old address until it is released. A ticket
+    /// released already is left alone.
+    pub(crate) fn readdress(
+        &self,
+        t: Ticket,
+        ip: IpAddr,
+        max_per_ip: usize,
+    ) -> Result<(), Refusal> {
+        let r = self.readdress_locked(t, key(ip), max_per_ip);
+        if let Err(why) = r {
+            self.count(why);
+        }
+        r
+    }
+
+    fn readdress_locked(&self, t: Ticket, k: Key, max_per_ip: usize) -> Result<(), Refusal> {
+        let _g = shm::lock(&self.h().lock, "admission");
+        let now = now_ms();
+        let Some(slot) = self.tickets.get(t.index as usize) else {
+            return Ok(());
+        };
+        let st = slot.state.load(Ordering::Relaxed);
+        let old = (
+            slot.hi.load(Ordering::Relaxed),
+            slot.lo.load(Ordering::Relaxed),
+        );
+        if (st >> 32) as u32 != t.gen || st as u32 == 0 || old == k {
+            return Ok(());
+        }
+        let found = self.addrs.find(k);
+        self.address_allows(found, now, max_per_ip)?;
+        let Some(i) = found.or_else(|| self.addrs.insert(k, now)) else {
+            log::warn!("the admission table is full of connected addresses");
+            return Err(Refusal::Full);
+        };
+        let e = self.addrs.entry(i);
+        e.conns
+            .store(e.conns.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        slot.hi.store(k.0, Ordering::Relaxed);
+        slot.lo.store(k.1, Ordering::Relaxed);
+        // The new record first: the old one (which has this session) is never the one a
+        // full table forgets, and tidying it may move others.
+        if let Some(o) = self.addrs.find(old) {
+            let e = self.addrs.entry(o);
+            e.conns.store(
+                e.conns.load(Ordering::Relaxed).saturating_sub(1),
+                Ordering::Relaxed,
+            );
+            self.addrs.tidy(o, now);
+        }
+        Ok(())
     }
 
     /// Releases an admitted session; a ticket released already (or reused since) is left
@@ -361,28 +449,42 @@ impl Admission {
 pub(crate) struct Admitted {
     admission: Arc<Admission>,
     ticket: Ticket,
-    ip: IpAddr,
+    /// The client's address: the connection's, or the one its PROXY header named.
+    ip: Mutex<IpAddr>,
+    /// `max_cons_per_ip`, applied again when a PROXY header names the client.
+    max_per_ip: usize,
     released: AtomicBool,
 }
 
 impl Admitted {
-    pub(crate) fn new(admission: Arc<Admission>, ticket: Ticket, ip: IpAddr) -> Admitted {
+    pub(crate) fn new(
+        admission: Arc<Admission>,
+        ticket: Ticket,
+        ip: IpAddr,
+        max_per_ip: usize,
+    ) -> Admitted {
         Admitted {
             admission,
             ticket,
-            ip,
+            ip: Mutex::new(ip),
+            max_per_ip,
             released: AtomicBool::new(false),
         }
     }
 
     /// The same admission for another process (a forked child serving the session).
     pub(crate) fn share(&self) -> Admitted {
-        Admitted::new(self.admission.clone(), self.ticket, self.ip)
+        Admitted::new(
+            self.admission.clone(),
+            self.ticket,
+            self.ip(),
+            self.max_per_ip,
+        )
     }
 
     /// The client's address.
     pub(crate) fn ip(&self) -> IpAddr {
-        self.ip
+        *self.ip.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The table it belongs to.
@@ -431,6 +533,37 @@ impl AdmissionHooks for Admitted {
     fn is_banned(&self) -> bool {
         self.table().is_banned(self.ip())
     }
+
+    /// The session's client is `client` (its PROXY header said so): its bans and
+    /// `max_cons_per_ip` apply now, and the session counts under its address.
+    fn proxied(&self, client: SocketAddr) -> Result<(), &'static str> {
+        let ip = crate::proto::unmap(client.ip());
+        match self.table().readdress(self.ticket, ip, self.max_per_ip) {
+            Ok(()) => {
+                *self.ip.lock().unwrap_or_else(|p| p.into_inner()) = ip;
+                Ok(())
+            }
+            Err(why) => {
+                log_refusal(ip, client.port(), why);
+                Err(why.reply())
+            }
+        }
+    }
+}
+
+/// The log line of a refused connection (once per ban, when it starts: a flood must not
+/// flood the log).
+pub(crate) fn log_refusal(ip: IpAddr, port: u16, why: Refusal) {
+    match why {
+        Refusal::Full => log::info!("{ip}:{port} refused: too many connections"),
+        Refusal::PerIp => {
+            log::info!("{ip}:{port} refused: too many connections from this address")
+        }
+        Refusal::ShuttingDown => log::info!("{ip}:{port} refused: shutting down"),
+        Refusal::Banned | Refusal::NoDescriptors => {
+            log::debug!("{ip}:{port} refused: {why:?}")
+        }
+    }
 }
 
 #[cfg(test)]
@@ -470,6 +603,52 @@ mod tests {
         a.set_draining();
         assert_eq!(a.admit(ip(9), 3, 2), Err(Refusal::ShuttingDown));
         assert!(a.summary().contains("per_ip=1 banned=0 shutting_down=1"));
+    }
+
+    /// Behind a balancer: admitted under the balancer's address with only max_cons
+    /// checked, then moved to the client its PROXY header names, whose bans and per-address
+    /// limit apply; a release frees the client's count, not the balancer's.
+    #[test]
+    fn a_proxied_session_moves_to_its_client() {
+        let a = Admission::new(8);
+        let (lb, c1, c2) = (ip(100), ip(1), ip(2));
+        let t1 = a.admit_unaddressed(lb, 8).unwrap();
+        let t2 = a.admit_unaddressed(lb, 8).unwrap();
+        let t3 = a.admit_unaddressed(lb, 8).unwrap();
+        assert_eq!(
+            a.admit(lb, 8, 1),
+            Err(Refusal::PerIp),
+            "three under the balancer"
+        );
+        assert_eq!(a.readdress(t1, c1, 1), Ok(()));
+        assert_eq!(
+            a.readdress(t2, c1, 1),
+            Err(Refusal::PerIp),
+            "c1 has its one"
+        );
+        assert_eq!(a.readdress(t3, c2, 1), Ok(()));
+        let find = Duration::from_secs(600);
+        assert_eq!(a.login_failed(c2, 1, find, find), Strike::Banned);
+        let t4 = a.admit_unaddressed(lb, 8).unwrap();
+        assert_eq!(a.readdress(t4, c2, 0), Err(Refusal::Banned));
+        assert_eq!(a.sessions(), 4);
+        for t in [t1, t2, t3, t4] {
+            a.release(t);
+        }
+        assert_eq!(a.sessions(), 0);
+        assert!(
+            a.admit(c1, 8, 1).is_ok(),
+            "c1's count went with its session"
+        );
+        assert!(a.admit(lb, 8, 1).is_ok(), "so did the balancer's");
+        a.release(t1);
+        assert_eq!(
+            a.readdress(t1, c2, 0),
+            Ok(()),
+            "a released ticket is left alone"
+        );
+        a.set_draining();
+        assert_eq!(a.admit_unaddressed(lb, 8), Err(Refusal::ShuttingDown));
     }
 
     #[test]
