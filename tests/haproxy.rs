@@ -125,7 +125,7 @@ fn config(ctrl: u16, servers: &[(SocketAddr, u16)]) -> String {
         "frontend ftp\n  bind 127.0.0.1:{ctrl}\n  default_backend ftp\n\
          backend ftp\n  balance roundrobin\n  option tcp-check\n  \
          tcp-check expect string 220\n  tcp-check send-binary 515549540d0a\n  \
-         tcp-check expect string 221\n  default-server send-proxy-v2 check inter 500ms\n"
+         tcp-check expect string 221\n  default-server send-proxy-v2 check inter 2s\n"
     ));
     for (i, (addr, _)) in servers.iter().enumerate() {
         c.push_str(&format!("  server ftp{i} {addr}\n"));

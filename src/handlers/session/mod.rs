@@ -432,7 +432,8 @@ impl Session {
         self.account.user()
     }
 
-    /// The client's address (IPv4-mapped addresses shown as IPv4).
+    /// The client's address (IPv4-mapped addresses shown as IPv4); behind a balancer
+    /// ([`FtpHandler::proxy_protocol`]), the one its PROXY header named.
     pub fn peer(&self) -> SocketAddr {
         self.ctrl.peer
     }
