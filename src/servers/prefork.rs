@@ -154,6 +154,8 @@ fn worker_main(server: &FtpServer) -> i32 {
     if let Some(table) = server.shared.admission.get() {
         let _ = shared.admission.set(table.clone());
     }
+    // The parent's rate buckets, mapped before the fork: every worker shares them.
+    let _ = shared.rates.set(server.shared.rates().clone());
     let limits = AcceptLimits {
         max_cons: server.max_cons,
         max_cons_per_ip: server.max_cons_per_ip,
