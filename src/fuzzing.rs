@@ -16,6 +16,15 @@ pub mod proto {
     };
 }
 
+/// The PROXY protocol header parser and encoders (HAProxy's proxy-protocol.txt, v1 and v2).
+pub mod proxy {
+    pub use crate::proxy_protocol::parse::{
+        encode_v1, encode_v2, parse, Error, Header, Parsed, Progress, V1_MAX, V2_MAX_PAYLOAD,
+        V2_SIGNATURE,
+    };
+    pub use crate::proxy_protocol::Cidr;
+}
+
 /// The TFTP packet and option parsers (RFC 1350, 2347–2349, 7440).
 pub mod tftp {
     pub use crate::tftp::options::{negotiate, Negotiated, OptionLimits};

@@ -39,6 +39,7 @@ mod poll;
 pub mod process;
 mod properties;
 pub mod proto;
+pub mod proxy_protocol;
 pub mod ratelimit;
 pub mod servers;
 mod shm;

@@ -1,7 +1,8 @@
 //! Property tests (proptest) for the invariants the fuzz targets in scripts/fuzz check:
 //! ftpnorm, resolution beneath a root on random trees with symlinks, the PORT/EPRT grammar,
-//! control-line framing, TFTP packets and reply escaping. Case counts are kept small so the
-//! whole file runs in a few seconds; scripts/fuzz.sh searches for longer.
+//! control-line framing, TFTP packets, reply escaping and PROXY protocol headers. Case
+//! counts are kept small so the whole file runs in a few seconds; scripts/fuzz.sh searches
+//! for longer.
 //!
 //! The whole module is a test module: it may reach every part of the crate.
 
@@ -312,6 +313,79 @@ mod tests {
         #[test]
         fn tftp_parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..80)) {
             let _ = packet::parse(&bytes);
+        }
+    }
+
+    /// A socket address of either family.
+    fn socket_addr() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (any::<u32>(), any::<u16>())
+                .prop_map(|(ip, p)| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), p))),
+            (any::<u128>(), any::<u16>())
+                .prop_map(|(ip, p)| SocketAddr::new(Ipv6Addr::from(ip).into(), p)),
+        ]
+    }
+
+    /// A PROXY header (v1 or v2, from random addresses), with a byte maybe changed, and the
+    /// connection's own bytes behind it.
+    fn proxy_bytes() -> impl Strategy<Value = Vec<u8>> {
+        use crate::proxy_protocol::parse::{encode_v1, encode_v2};
+        (
+            socket_addr(),
+            socket_addr(),
+            0..3u8,
+            prop::option::of((any::<prop::sample::Index>(), any::<u8>())),
+            prop::collection::vec(any::<u8>(), 0..16),
+        )
+            .prop_map(|(s, d, kind, flip, tail)| {
+                let mut b = match kind {
+                    0 => encode_v1(s, d),
+                    1 => encode_v2(Some((s, d))),
+                    _ => encode_v2(None),
+                };
+                if let Some((i, v)) = flip {
+                    let i = i.index(b.len());
+                    b[i] = v;
+                }
+                b.extend(tail);
+                b
+            })
+    }
+
+    proptest! {
+        #![proptest_config(config(512))]
+
+        /// The fuzz target's invariants (scripts/fuzz/fuzz_targets/proxy_header.rs): a header
+        /// within the bytes and limits, the same answer for every prefix, and what it names
+        /// encodes back to the same header.
+        #[test]
+        fn proxy_headers_parse_the_same_at_every_prefix(bytes in proxy_bytes()) {
+            use crate::proxy_protocol::parse::{self as pp, Header, Progress};
+            let whole = pp::parse(&bytes);
+            if let Ok(Progress::Done(p)) = whole {
+                prop_assert!(p.len <= bytes.len());
+                prop_assert_eq!(pp::parse(&bytes[..p.len]), whole);
+                if let Header::Proxied { source, destination } = p.header {
+                    let again = match p.version {
+                        1 => pp::encode_v1(source, destination),
+                        _ => pp::encode_v2(Some((source, destination))),
+                    };
+                    prop_assert!(
+                        matches!(pp::parse(&again), Ok(Progress::Done(q)) if q.header == p.header)
+                    );
+                }
+            }
+            for k in 0..bytes.len() {
+                match (pp::parse(&bytes[..k]), whole) {
+                    (Ok(Progress::Need(n)), _) => prop_assert!(n > 0),
+                    (a, b) => prop_assert_eq!(a, b, "prefix {}", k),
+                }
+            }
+        }
+
+        #[test]
+        fn proxy_parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = crate::proxy_protocol::parse::parse(&bytes);
         }
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use super::flags;
 use crate::handlers::Encoding;
+use crate::proxy_protocol::Cidr;
 use crate::servers::Executor;
 
 /// Everything the command line decides.
@@ -122,6 +123,10 @@ pub struct Options {
     pub metrics: Option<std::net::SocketAddr>,
     /// `--stats-interval` seconds between lines of server counters (0 never). Default: 0.
     pub stats_interval: u64,
+    /// `--proxy-protocol`: PROXY protocol headers from the `--trusted-proxy` balancers.
+    pub proxy_protocol: bool,
+    /// `--trusted-proxy` (repeatable, or comma-separated): who may send PROXY headers.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Default for Options {
@@ -179,6 +184,8 @@ impl Default for Options {
             xferlog: None,
             metrics: None,
             stats_interval: 0,
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -440,7 +447,29 @@ fn deployment_options(m: &getopts::Matches, o: &mut Options) -> Result<(), Strin
     }
     identity_options(m, o)?;
     o.shutdown_grace = num(m, "shutdown-grace", o.shutdown_grace)?;
-    Ok(())
+    proxy_options(m, o)
+}
+
+/// `--proxy-protocol` and its `--trusted-proxy` blocks (every value counts, not the last).
+fn proxy_options(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
+    o.proxy_protocol = m.opt_present("proxy-protocol");
+    for v in m.opt_strs("trusted-proxy") {
+        for c in v.split(',').filter(|c| !c.trim().is_empty()) {
+            let cidr = c
+                .parse()
+                .map_err(|e| format!("argument --trusted-proxy: {e}"))?;
+            o.trusted_proxies.push(cidr);
+        }
+    }
+    match (o.proxy_protocol, o.trusted_proxies.is_empty()) {
+        (true, true) => Err(
+            "--proxy-protocol needs --trusted-proxy ADDRESS[/PREFIX]: the balancers whose \
+             headers are believed"
+                .into(),
+        ),
+        (false, false) => Err("--trusted-proxy requires --proxy-protocol".into()),
+        _ => Ok(()),
+    }
 }
 
 /// `--concurrency` and `--workers`.

@@ -283,6 +283,21 @@ const DEPLOYMENT: &[Flag] = &[
     ),
     flag(
         "",
+        "proxy-protocol",
+        "",
+        "behind a TCP load balancer: every connection must come from a --trusted-proxy and \
+         start with a PROXY protocol v1 or v2 header naming the client",
+        "off",
+    ),
+    flag(
+        "",
+        "trusted-proxy",
+        "CIDR",
+        "a balancer allowed to send PROXY headers: an address or ADDRESS/PREFIX; repeatable",
+        "",
+    ),
+    flag(
+        "",
         "shutdown-grace",
         "SECS",
         "seconds running transfers may go on after SIGTERM/SIGINT",

@@ -83,6 +83,11 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
     h.ban_failures = o.ban_failures;
     h.ban_find_time = Duration::from_secs(o.ban_find_time);
     h.ban_time = Duration::from_secs(o.ban_time);
+    if o.proxy_protocol {
+        h.proxy_protocol = Some(crate::proxy_protocol::ProxyProtocol::new(
+            o.trusted_proxies.clone(),
+        ));
+    }
     if let (true, Some(cert)) = (o.tls, &o.certfile) {
         let mut t = crate::handlers::TlsConfig::from_pem_files(cert, o.keyfile.as_deref())?;
         t.tls_control_required = o.tls_control_required;
@@ -494,6 +499,38 @@ mod tests {
         for bad in ["8", "1000", "-1", "rw", ""] {
             assert!(parse(&["--umask", bad]).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn proxy_protocol_flags_parse() {
+        assert!(build_handler(&run(&["-d", "/tmp"]))
+            .unwrap()
+            .proxy_protocol
+            .is_none());
+        let o = run(&[
+            "-d",
+            "/tmp",
+            "--proxy-protocol",
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--trusted-proxy",
+            "10.0.0.0/8,::1",
+        ]);
+        let h = build_handler(&o).unwrap();
+        let pp = h.proxy_protocol.expect("on");
+        assert_eq!(pp.describe(), "127.0.0.1/32, 10.0.0.0/8, ::1/128");
+        assert!(pp.trusts("10.9.8.7".parse().unwrap()));
+        assert!(!pp.trusts("127.0.0.2".parse().unwrap()));
+        assert!(
+            parse(&["--proxy-protocol"]).is_err(),
+            "needs a trusted proxy"
+        );
+        assert!(
+            parse(&["--trusted-proxy", "127.0.0.1"]).is_err(),
+            "needs the switch"
+        );
+        let bad = parse(&["--proxy-protocol", "--trusted-proxy", "10.0.0.0/40"]);
+        assert!(bad.unwrap_err().contains("--trusted-proxy"));
     }
 
     #[test]

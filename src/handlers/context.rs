@@ -75,6 +75,12 @@ pub trait AdmissionHooks: Send + Sync {
     fn login_failed(&self, rules: &BanRules) -> bool;
     /// True while the session's address is banned.
     fn is_banned(&self) -> bool;
+    /// The session's PROXY protocol header named its real client: the session's place moves
+    /// to that address, whose bans and per-address limit apply from now on. `Err` is the
+    /// reply line (`421 …\r\n`) to close the connection with. The default accepts.
+    fn proxied(&self, _client: std::net::SocketAddr) -> Result<(), &'static str> {
+        Ok(())
+    }
 }
 
 /// What a session shares with the server that runs it.
@@ -138,6 +144,14 @@ impl SessionContext {
         self.admission
             .as_ref()
             .is_some_and(|a| a.login_failed(rules))
+    }
+
+    /// The session's client is `client` (its PROXY header said so): `Err` is the 421
+    /// line when that address may not connect.
+    pub(crate) fn proxied(&self, client: std::net::SocketAddr) -> Result<(), &'static str> {
+        self.admission
+            .as_ref()
+            .map_or(Ok(()), |a| a.proxied(client))
     }
 
     /// True while the session's address is banned.

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use crate::authorizers::Authorizer;
 use crate::filesystems::{Filesystem, OsFilesystem};
+use crate::proxy_protocol::ProxyProtocol;
 
 mod commands;
 mod context;
@@ -277,6 +278,14 @@ pub struct FtpHandler {
     /// Where each file transfer's line goes in the wu-ftpd xferlog format (vsftpd's
     /// `xferlog_std_format`; see [`xferlog`]). Default: none.
     pub xferlog: Option<Arc<xferlog::XferLog>>,
+    /// The PROXY protocol (HAProxy's, versions 1 and 2) on every connection, for a server
+    /// behind a TCP load balancer: only the [trusted](ProxyProtocol::trusted) balancers
+    /// may connect, each control connection starts with a header naming the client, and
+    /// that address is the session's peer from then on (logs, callbacks, per-address
+    /// limits and bans, the PORT bounce check, the passive connection check). A passive
+    /// data connection from a trusted balancer must carry a header naming the same client;
+    /// one from anywhere else is the client's own, checked by its address. Default: none.
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 impl fmt::Debug for FtpHandler {
@@ -287,6 +296,7 @@ impl fmt::Debug for FtpHandler {
             .field("login_timeout", &self.login_timeout)
             .field("masquerade_address", &self.masquerade_address)
             .field("passive_ports", &self.passive_ports)
+            .field("proxy_protocol", &self.proxy_protocol)
             .finish_non_exhaustive()
     }
 }
@@ -334,6 +344,7 @@ impl FtpHandler {
             ban_find_time: Duration::from_secs(600),
             ban_time: Duration::from_secs(600),
             xferlog: None,
+            proxy_protocol: None,
         }
     }
 
@@ -392,6 +403,18 @@ impl FtpHandler {
         }
         if self.max_line_length < 64 {
             return Err(crate::Error::Config("max_line_length must be ≥ 64".into()));
+        }
+        if let Some(pp) = &self.proxy_protocol {
+            if pp.trusted.is_empty() {
+                return Err(crate::Error::Config(
+                    "proxy_protocol: no trusted proxy (every connection would be refused)".into(),
+                ));
+            }
+            if pp.timeout.is_zero() {
+                return Err(crate::Error::Config(
+                    "proxy_protocol: the header timeout must be > 0".into(),
+                ));
+            }
         }
         Ok(())
     }

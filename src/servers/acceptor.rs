@@ -22,6 +22,7 @@ use super::admission::{Admitted, Refusal};
 use super::{ConnGuard, Shared};
 use crate::handlers::{FtpHandler, ProcessKind, Session, SessionContext};
 use crate::proto;
+use crate::proxy_protocol::ProxyProtocol;
 
 /// Why the loop stopped.
 pub(crate) enum Stop {
@@ -240,7 +241,13 @@ fn accept_all(
                 return;
             }
         };
-        if let Some(a) = admit(&stream, addr, shared, limits) {
+        if let Some(a) = admit(
+            &stream,
+            addr,
+            shared,
+            limits,
+            handler.proxy_protocol.as_ref(),
+        ) {
             runner.dispatch(stream, a, handler, shared, implicit_tls);
         }
     }
@@ -341,29 +348,37 @@ pub(crate) fn out_of_descriptors(stream: &TcpStream, shared: &Shared) {
 /// there, or `None` after the 421 that says why (draining, banned, `max_cons`,
 /// `max_cons_per_ip`). (An accepted socket is blocking: Linux does not pass the
 /// listener's O_NONBLOCK on.)
+///
+/// With the PROXY protocol on, a connection from an untrusted address is closed here,
+/// without a reply and without taking a place; one from a trusted balancer is admitted
+/// under the balancer's address with only `max_cons` checked: its client's bans and
+/// `max_cons_per_ip` apply once the session has read the header that names the client
+/// (in its own thread or process, never on the accept path).
 pub(crate) fn admit(
     stream: &TcpStream,
     addr: SocketAddr,
     shared: &Shared,
     limits: &AcceptLimits,
+    proxy: Option<&ProxyProtocol>,
 ) -> Option<Admitted> {
     let ip = proto::unmap(addr.ip());
     let table = shared.admission(limits.max_cons);
-    match table.admit(ip, limits.max_cons, limits.max_cons_per_ip) {
-        Ok(t) => Some(Admitted::new(table.clone(), t, ip)),
+    let r = match proxy {
+        None => table.admit(ip, limits.max_cons, limits.max_cons_per_ip),
+        Some(pp) if pp.trusts(ip) => table.admit_unaddressed(ip, limits.max_cons),
+        Some(pp) => {
+            log::warn!(
+                "{ip}:{} refused: not a trusted proxy (PROXY protocol is on; trusted: {})",
+                addr.port(),
+                pp.describe()
+            );
+            return None;
+        }
+    };
+    match r {
+        Ok(t) => Some(Admitted::new(table.clone(), t, ip, limits.max_cons_per_ip)),
         Err(why) => {
-            let port = addr.port();
-            match why {
-                Refusal::Full => log::info!("{ip}:{port} refused: too many connections"),
-                Refusal::PerIp => {
-                    log::info!("{ip}:{port} refused: too many connections from this address")
-                }
-                Refusal::ShuttingDown => log::info!("{ip}:{port} refused: shutting down"),
-                // Logged once, when the ban starts (a flood must not flood the log).
-                Refusal::Banned | Refusal::NoDescriptors => {
-                    log::debug!("{ip}:{port} refused: {why:?}")
-                }
-            }
+            super::admission::log_refusal(ip, addr.port(), why);
             refuse(stream, why.reply());
             None
         }

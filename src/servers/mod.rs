@@ -514,6 +514,9 @@ impl FtpServer {
             self.max_cons,
             self.max_cons_per_ip
         );
+        if let Some(pp) = &h.proxy_protocol {
+            log::info!("PROXY protocol: on, trusted proxies: {}", pp.describe());
+        }
     }
 }
 

@@ -260,7 +260,8 @@ impl Pool {
             let (s, a) = r.ok()?;
             (s, a, *implicit)
         };
-        let admitted = acceptor::admit(&stream, addr, &self.shared, &self.limits)?;
+        let proxy = self.handler.proxy_protocol.as_ref();
+        let admitted = acceptor::admit(&stream, addr, &self.shared, &self.limits, proxy)?;
         let guard = acceptor::register_or_refuse(&self.shared, &stream, admitted)?;
         Some((stream, guard, implicit))
     }

@@ -1,12 +1,15 @@
 //! A data connection's byte stream: plain TCP, or TLS under `PROT P` (RFC 4217 §9), plus the
-//! socket options every data connection gets and the accept that keeps foreign hosts out.
+//! socket options every data connection gets and the accept that keeps foreign hosts out
+//! (behind a balancer, by the client its PROXY protocol header names).
 
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Instant;
 
 use super::tls_stream::TlsStream;
 use crate::proto;
+use crate::proxy_protocol::{read_header, Header, Parsed, ProxyProtocol};
 
 /// A data connection, plain or (with FTPS) encrypted.
 #[derive(Debug)]
@@ -113,22 +116,38 @@ pub(crate) fn out_of_descriptors(e: &io::Error) -> bool {
 /// unknown), dropping the others (RFC 2577 §3: data connections only from the client's own
 /// address; `log` names each refused one). `None` when nothing acceptable is pending.
 ///
+/// With the PROXY protocol on (`proxy`), a connection from a trusted balancer is the
+/// client's only if it starts with a header naming the client (the balancer relays the
+/// passive port range too); the header is taken off before the data. A connection from
+/// anywhere else is the client's own, judged by its address.
+///
 /// # Errors
 /// accept(2) failed (EMFILE and ENFILE included: see [`out_of_descriptors`]).
 pub(crate) fn accept_from(
     listener: &TcpListener,
     client: Option<IpAddr>,
+    proxy: Option<&ProxyProtocol>,
     log: &str,
 ) -> io::Result<Option<Stream>> {
     loop {
         match listener.accept() {
             Ok((s, addr)) => {
-                if client.is_some_and(|c| proto::unmap(addr.ip()) != c) {
-                    log::warn!("{log} rejected data connection from foreign address {addr}");
+                s.set_nonblocking(false)?;
+                let Some(from) = data_client(&s, addr, proxy, log) else {
+                    continue;
+                };
+                if client.is_some_and(|c| from != c) {
+                    if from == proto::unmap(addr.ip()) {
+                        log::warn!("{log} rejected data connection from foreign address {addr}");
+                    } else {
+                        log::warn!(
+                            "{log} rejected data connection from foreign address {from} \
+                             (via {addr})"
+                        );
+                    }
                     continue;
                 }
                 log::trace!("{log} data connection from {addr}");
-                s.set_nonblocking(false)?;
                 limit_socket_buffers(&s);
                 return Ok(Some(Stream::Tcp(s)));
             }
@@ -136,6 +155,35 @@ pub(crate) fn accept_from(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whose data connection `s` (from `addr`) is: the address itself, or the client a trusted
+/// balancer's PROXY header names; `None` (logged) when a trusted balancer sent no valid
+/// header naming a client.
+fn data_client(
+    s: &TcpStream,
+    addr: SocketAddr,
+    proxy: Option<&ProxyProtocol>,
+    log: &str,
+) -> Option<IpAddr> {
+    let ip = proto::unmap(addr.ip());
+    let Some(pp) = proxy.filter(|pp| pp.trusts(ip)) else {
+        return Some(ip);
+    };
+    match read_header(s, Instant::now() + pp.timeout) {
+        Ok(Parsed {
+            header: Header::Proxied { source, .. },
+            ..
+        }) => Some(proto::unmap(source.ip())),
+        Ok(_) => {
+            log::warn!("{log} rejected data connection from proxy {addr}: no client named");
+            None
+        }
+        Err(e) => {
+            log::warn!("{log} rejected data connection from proxy {addr}: {e}");
+            None
         }
     }
 }

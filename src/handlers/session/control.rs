@@ -103,6 +103,40 @@ impl AsFd for Transport {
     }
 }
 
+/// How the control connection reached the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// From the client itself.
+    Direct,
+    /// Through the balancer at this address, whose PROXY header (this version) named the
+    /// client: the channel's `peer` is the client.
+    Proxy(SocketAddr, u8),
+    /// From the balancer at this address, for itself (a LOCAL or UNKNOWN header: a health
+    /// check): the channel's `peer` is the balancer.
+    ProxyLocal(SocketAddr),
+}
+
+impl Via {
+    /// How loudly the session's opening and closing are logged.
+    pub(crate) fn log_level(self) -> log::Level {
+        match self {
+            Via::ProxyLocal(_) => log::Level::Debug,
+            _ => log::Level::Info,
+        }
+    }
+}
+
+/// What the session's first log line adds: the balancer, when there is one.
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Via::Direct => Ok(()),
+            Via::Proxy(p, v) => write!(f, " via {p}, PROXY v{v}"),
+            Via::ProxyLocal(p) => write!(f, " from proxy {p} for itself"),
+        }
+    }
+}
+
 /// What reading the control connection produced.
 pub(crate) enum Input {
     /// A complete command line (terminator removed, not yet cleaned).
@@ -126,6 +160,8 @@ pub(crate) struct ControlChannel {
     pub(crate) peer: SocketAddr,
     /// The server's address of this connection.
     pub(crate) local: SocketAddr,
+    /// Directly, or through a balancer (PROXY protocol).
+    pub(crate) via: Via,
     /// pyftpdlib's log prefix `ip:port-[user]`.
     pub(crate) prefix: String,
     /// Lines that arrived during a transfer, run once it ends (pipelining).
@@ -156,6 +192,7 @@ impl ControlChannel {
             max_line,
             peer,
             local,
+            via: Via::Direct,
             prefix: String::new(),
             pending: VecDeque::new(),
             closing: false,

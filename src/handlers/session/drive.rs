@@ -101,7 +101,8 @@ impl Session {
     pub(crate) fn accept(&self, listener: &TcpListener) -> io::Result<Option<Stream>> {
         let peer = self.ctrl.peer.ip();
         let client = (!peer.is_unspecified() && !self.h.permit_foreign_addresses).then_some(peer);
-        dtp::accept_from(listener, client, &self.ctrl.prefix)
+        let proxy = self.h.proxy_protocol.as_ref();
+        dtp::accept_from(listener, client, proxy, &self.ctrl.prefix)
     }
 
     /// 425 with the reason when the process is out of descriptors (the session goes on);

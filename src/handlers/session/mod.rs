@@ -19,7 +19,7 @@
 //! below drive the state machine with the latter, and [`memory::run_script`] is the entry
 //! point of a fuzz target.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +43,7 @@ mod tests;
 mod tls;
 
 pub(crate) use account::Account;
-pub(crate) use control::{ControlChannel, Input, Transport};
+pub(crate) use control::{ControlChannel, Input, Transport, Via};
 pub(crate) use data::{DataChannel, Ending, Listing, Phase, Plan, Setup, Work};
 
 /// The state of one client connection. Custom commands receive it to reply and to reach the
@@ -155,12 +155,46 @@ impl Session {
         let _ = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::OobInline, &true);
         stream.set_read_timeout(handler.timeout)?;
         stream.set_write_timeout(Some(handler.timeout.unwrap_or(Duration::from_secs(300))))?;
+        let (peer, via) = match &handler.proxy_protocol {
+            None => (peer, Via::Direct),
+            Some(pp) => match Self::through_proxy(&stream, peer, pp, &ctx) {
+                Some(arrived) => arrived,
+                None => return Ok(()),
+            },
+        };
         // Built on the heap by a function of its own, whose frame (where the value is first
         // assembled) is gone before the session runs: the frames under `serve` stay small,
         // and so does the resident stack of an idle session's thread.
         let mut s = Session::boxed(handler, ctx, Transport::Tcp(stream), (peer, local));
         s.ctrl.implicit_tls = implicit_tls;
+        s.ctrl.via = via;
         s.serve_and_end()
+    }
+
+    /// The PROXY protocol header of a control connection from `proxy` (before the 220, and
+    /// before any TLS): the client it names and how it came, or `None` when the connection
+    /// is to be closed (untrusted sender, missing, late or invalid header, or a client the
+    /// admission refuses, which gets its 421 first).
+    fn through_proxy(
+        stream: &TcpStream,
+        proxy: SocketAddr,
+        pp: &crate::proxy_protocol::ProxyProtocol,
+        ctx: &SessionContext,
+    ) -> Option<(SocketAddr, Via)> {
+        use crate::proxy_protocol::Header;
+        let parsed = crate::proxy_protocol::control_header(stream, proxy, pp)?;
+        match parsed.header {
+            // LOCAL or UNKNOWN: the balancer's own connection (a health check).
+            Header::Local => Some((proxy, Via::ProxyLocal(proxy))),
+            Header::Proxied { source, .. } => {
+                let client = SocketAddr::new(proto::unmap(source.ip()), source.port());
+                if let Err(reply) = ctx.proxied(client) {
+                    let _ = (&*stream).write_all(reply.as_bytes());
+                    return None;
+                }
+                Some((client, Via::Proxy(proxy, parsed.version)))
+            }
+        }
     }
 
     #[inline(never)]
@@ -186,7 +220,13 @@ impl Session {
     }
 
     fn serve_and_end(&mut self) -> io::Result<()> {
-        log::info!("{} FTP session opened (connect)", self.ctrl.prefix);
+        // A balancer's health checks come every few seconds: their sessions log at debug.
+        log::log!(
+            self.ctrl.via.log_level(),
+            "{} FTP session opened (connect{})",
+            self.ctrl.prefix,
+            self.ctrl.via
+        );
         self.ctx.stats.session_started();
         let r = self.serve();
         if let Err(e) = &r {
@@ -285,7 +325,8 @@ impl Session {
         let stats = self.stats.finish(self.ctrl.peer, self.ctrl.local);
         self.ctx.stats.session_ended(stats.end);
         self.cb.on_session_end(&stats);
-        log::info!(
+        log::log!(
+            self.ctrl.via.log_level(),
             "{} FTP session closed (disconnect): {}, {} commands, {} bytes in, {} bytes out, \
              {:.3} s.",
             self.ctrl.prefix,
@@ -422,7 +463,8 @@ impl Session {
         self.account.user()
     }
 
-    /// The client's address (IPv4-mapped addresses shown as IPv4).
+    /// The client's address (IPv4-mapped addresses shown as IPv4); behind a balancer
+    /// ([`FtpHandler::proxy_protocol`]), the one its PROXY header named.
     pub fn peer(&self) -> SocketAddr {
         self.ctrl.peer
     }

@@ -11,16 +11,24 @@
 //! ticket per admitted session, naming its address, the process that admitted it and a
 //! generation, so a session is released exactly once — by itself when it ends (before its
 //! 221), or by the parent when the process serving it died; and a stack of free tickets.
+//!
+//! Behind a balancer (PROXY protocol), a connection is admitted under the balancer's
+//! address with only `max_cons` checked, and its ticket moved to the client's address once
+//! the session has read the header ([`Admission::readdress`]), where the client's bans and
+//! `max_cons_per_ip` apply. The session's side of a ticket is [`Admitted`] (admitted.rs).
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::handlers::{AdmissionHooks, BanRules};
 use crate::shm::{self, SharedArray, ZeroedAtomics};
 
+mod admitted;
 mod table;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use admitted::{log_refusal, Admitted};
 use table::{key, AddrTable, Key};
 
 /// Sessions the table holds when `max_cons` is 0 (unlimited); beyond them new connections
@@ -212,14 +220,32 @@ impl Admission {
         max_cons: usize,
         max_per_ip: usize,
     ) -> Result<Ticket, Refusal> {
-        let r = self.admit_locked(key(ip), max_cons, max_per_ip);
+        let r = self.admit_locked(key(ip), max_cons, Some(max_per_ip));
         if let Err(why) = r {
             self.count(why);
         }
         r
     }
 
-    fn admit_locked(&self, k: Key, max_cons: usize, max_per_ip: usize) -> Result<Ticket, Refusal> {
+    /// Admits a connection from a trusted proxy whose client is not known yet: only the
+    /// drain and `max_cons` apply now, the client's bans and `max_cons_per_ip` once its
+    /// PROXY header names it ([`readdress`](Self::readdress)). The session is counted
+    /// under the proxy's address meanwhile.
+    pub(crate) fn admit_unaddressed(&self, ip: IpAddr, max_cons: usize) -> Result<Ticket, Refusal> {
+        let r = self.admit_locked(key(ip), max_cons, None);
+        if let Err(why) = r {
+            self.count(why);
+        }
+        r
+    }
+
+    /// `max_per_ip`: `None` skips the address's checks (bans, per-address count).
+    fn admit_locked(
+        &self,
+        k: Key,
+        max_cons: usize,
+        max_per_ip: Option<usize>,
+    ) -> Result<Ticket, Refusal> {
         let h = self.h();
         let _g = shm::lock(&h.lock, "admission");
         let now = now_ms();
@@ -227,17 +253,11 @@ impl Admission {
             return Err(Refusal::ShuttingDown);
         }
         let found = self.addrs.find(k);
-        if let Some(e) = found.map(|i| self.addrs.entry(i)) {
-            if e.banned_until.load(Ordering::Relaxed) > now {
-                return Err(Refusal::Banned);
-            }
+        if let Some(max_per_ip) = max_per_ip {
+            self.address_allows(found, now, max_per_ip)?;
         }
         if max_cons > 0 && h.sessions.load(Ordering::Relaxed) as usize >= max_cons {
             return Err(Refusal::Full);
-        }
-        let conns = found.map_or(0, |i| self.addrs.entry(i).conns.load(Ordering::Relaxed));
-        if max_per_ip > 0 && conns as usize >= max_per_ip {
-            return Err(Refusal::PerIp);
         }
         let top = h.free_top.load(Ordering::Relaxed);
         if top == 0 {
@@ -250,7 +270,8 @@ impl Admission {
         let index = self.free[top as usize - 1].load(Ordering::Relaxed);
         h.free_top.store(top - 1, Ordering::Relaxed);
         let e = self.addrs.entry(i);
-        e.conns.store(conns + 1, Ordering::Relaxed);
+        e.conns
+            .store(e.conns.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         h.sessions.fetch_add(1, Ordering::SeqCst);
         let t = &self.tickets[index as usize];
         let gen = ((t.state.load(Ordering::Relaxed) >> 32) as u32).wrapping_add(1);
@@ -260,6 +281,81 @@ impl Admission {
         t.state
             .store((u64::from(gen) << 32) | u64::from(pid), Ordering::Relaxed);
         Ok(Ticket { index, gen })
+    }
+
+    /// Under the lock: the address of record `found` is not banned and has fewer than
+    /// `max_per_ip` sessions (0: no limit).
+    fn address_allows(
+        &self,
+        found: Option<usize>,
+        now: u64,
+        max_per_ip: usize,
+    ) -> Result<(), Refusal> {
+        let Some(e) = found.map(|i| self.addrs.entry(i)) else {
+            return Ok(());
+        };
+        if e.banned_until.load(Ordering::Relaxed) > now {
+            return Err(Refusal::Banned);
+        }
+        if max_per_ip > 0 && e.conns.load(Ordering::Relaxed) as usize >= max_per_ip {
+            return Err(Refusal::PerIp);
+        }
+        Ok(())
+    }
+
+    /// Moves an admitted session to the address of its real client (named by a PROXY
+    /// header), if that address is not banned and has room under `max_per_ip`; otherwise
+    /// the session stays counted under its old address until it is released. A ticket
+    /// released already is left alone.
+    pub(crate) fn readdress(
+        &self,
+        t: Ticket,
+        ip: IpAddr,
+        max_per_ip: usize,
+    ) -> Result<(), Refusal> {
+        let r = self.readdress_locked(t, key(ip), max_per_ip);
+        if let Err(why) = r {
+            self.count(why);
+        }
+        r
+    }
+
+    fn readdress_locked(&self, t: Ticket, k: Key, max_per_ip: usize) -> Result<(), Refusal> {
+        let _g = shm::lock(&self.h().lock, "admission");
+        let now = now_ms();
+        let Some(slot) = self.tickets.get(t.index as usize) else {
+            return Ok(());
+        };
+        let st = slot.state.load(Ordering::Relaxed);
+        let old = (
+            slot.hi.load(Ordering::Relaxed),
+            slot.lo.load(Ordering::Relaxed),
+        );
+        if (st >> 32) as u32 != t.gen || st as u32 == 0 || old == k {
+            return Ok(());
+        }
+        let found = self.addrs.find(k);
+        self.address_allows(found, now, max_per_ip)?;
+        let Some(i) = found.or_else(|| self.addrs.insert(k, now)) else {
+            log::warn!("the admission table is full of connected addresses");
+            return Err(Refusal::Full);
+        };
+        let e = self.addrs.entry(i);
+        e.conns
+            .store(e.conns.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        slot.hi.store(k.0, Ordering::Relaxed);
+        slot.lo.store(k.1, Ordering::Relaxed);
+        // The new record first: the old one (which has this session) is never the one a
+        // full table forgets, and tidying it may move others.
+        if let Some(o) = self.addrs.find(old) {
+            let e = self.addrs.entry(o);
+            e.conns.store(
+                e.conns.load(Ordering::Relaxed).saturating_sub(1),
+                Ordering::Relaxed,
+            );
+            self.addrs.tidy(o, now);
+        }
+        Ok(())
     }
 
     /// Releases an admitted session; a ticket released already (or reused since) is left
@@ -362,195 +458,5 @@ impl Admission {
         self.addrs
             .find(key(ip))
             .is_some_and(|i| self.addrs.entry(i).banned_until.load(Ordering::Relaxed) > now)
-    }
-}
-
-/// A session's admission: released once, when the session ends or earlier (QUIT), by
-/// whichever of its holders gets there first.
-pub(crate) struct Admitted {
-    admission: Arc<Admission>,
-    ticket: Ticket,
-    ip: IpAddr,
-    released: AtomicBool,
-}
-
-impl Admitted {
-    pub(crate) fn new(admission: Arc<Admission>, ticket: Ticket, ip: IpAddr) -> Admitted {
-        Admitted {
-            admission,
-            ticket,
-            ip,
-            released: AtomicBool::new(false),
-        }
-    }
-
-    /// The same admission for another process (a forked child serving the session).
-    pub(crate) fn share(&self) -> Admitted {
-        Admitted::new(self.admission.clone(), self.ticket, self.ip)
-    }
-
-    /// The client's address.
-    pub(crate) fn ip(&self) -> IpAddr {
-        self.ip
-    }
-
-    /// The table it belongs to.
-    pub(crate) fn table(&self) -> &Arc<Admission> {
-        &self.admission
-    }
-
-    /// Frees the session's place now (idempotent).
-    pub(crate) fn release(&self) {
-        if !self.released.swap(true, Ordering::SeqCst) {
-            self.admission.release(self.ticket);
-        }
-    }
-}
-
-impl Drop for Admitted {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
-
-/// The session's side of its admission, as the session sees it in its context.
-impl AdmissionHooks for Admitted {
-    fn release(&self) {
-        Admitted::release(self);
-    }
-
-    /// Counts the failure for the address across all its sessions (and every worker and
-    /// child); the ban is logged once, when it starts.
-    fn login_failed(&self, rules: &BanRules) -> bool {
-        let strike =
-            self.table()
-                .login_failed(self.ip(), rules.failures, rules.find_time, rules.ban_time);
-        if strike == Strike::Banned {
-            log::warn!(
-                "{} banned for {} s after {} failed logins within {} s",
-                self.ip(),
-                rules.ban_time.as_secs(),
-                rules.failures,
-                rules.find_time.as_secs()
-            );
-        }
-        strike != Strike::Counted
-    }
-
-    fn is_banned(&self) -> bool {
-        self.table().is_banned(self.ip())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::table::key_ip;
-    use super::*;
-
-    fn ip(n: u32) -> IpAddr {
-        IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n))
-    }
-
-    #[test]
-    fn limits_are_exact_and_released_once() {
-        let a = Admission::new(3);
-        let t1 = a.admit(ip(1), 3, 2).unwrap();
-        let t2 = a.admit(ip(1), 3, 2).unwrap();
-        assert_eq!(a.admit(ip(1), 3, 2), Err(Refusal::PerIp));
-        let t3 = a.admit(ip(2), 3, 2).unwrap();
-        assert_eq!(a.admit(ip(3), 3, 2), Err(Refusal::Full));
-        assert_eq!(a.sessions(), 3);
-        a.release(t1);
-        a.release(t1);
-        assert_eq!(a.sessions(), 2, "a second release is a no-op");
-        let t4 = a.admit(ip(1), 3, 2).unwrap();
-        assert_eq!(t4.index, t1.index, "the freed ticket is reused");
-        a.release(t1);
-        assert_eq!(
-            a.sessions(),
-            3,
-            "an old ticket does not release its successor"
-        );
-        for t in [t2, t3, t4] {
-            a.release(t);
-        }
-        assert_eq!(a.sessions(), 0);
-        assert_eq!(a.addrs.used(), 0, "no entry left");
-        a.set_draining();
-        assert_eq!(a.admit(ip(9), 3, 2), Err(Refusal::ShuttingDown));
-        assert!(a.summary().contains("per_ip=1 banned=0 shutting_down=1"));
-    }
-
-    #[test]
-    fn a_dead_owner_is_released_by_pid() {
-        let a = Admission::new(0);
-        let _t = a.admit(ip(1), 0, 0).unwrap();
-        let _u = a.admit(ip(2), 0, 0).unwrap();
-        assert_eq!(a.release_owned_by(std::process::id()), 2);
-        assert_eq!(a.sessions(), 0);
-    }
-
-    #[test]
-    fn failures_ban_within_the_window() {
-        let a = Admission::new(8);
-        let (find, ban) = (Duration::from_secs(600), Duration::from_secs(600));
-        assert_eq!(a.login_failed(ip(1), 3, find, ban), Strike::Counted);
-        assert_eq!(a.login_failed(ip(2), 3, find, ban), Strike::Counted);
-        assert_eq!(a.login_failed(ip(1), 3, find, ban), Strike::Counted);
-        assert_eq!(a.login_failed(ip(1), 3, find, ban), Strike::Banned);
-        assert_eq!(a.login_failed(ip(1), 3, find, ban), Strike::AlreadyBanned);
-        assert!(a.is_banned(ip(1)) && !a.is_banned(ip(2)));
-        assert_eq!(a.admit(ip(1), 0, 0), Err(Refusal::Banned));
-        assert!(a.admit(ip(2), 0, 0).is_ok());
-        // A zero ban time ends at once; a zero window never adds failures up.
-        let z = Duration::ZERO;
-        assert_eq!(a.login_failed(ip(3), 2, z, z), Strike::Counted);
-        assert_eq!(a.login_failed(ip(3), 2, z, z), Strike::Counted);
-        assert_eq!(a.login_failed(ip(3), 1, find, z), Strike::Banned);
-        assert!(!a.is_banned(ip(3)));
-    }
-
-    #[test]
-    fn a_full_table_forgets_the_oldest_record_and_keeps_every_key_reachable() {
-        let a = Admission::new(1); // 1024 entries, 768 usable
-        let (find, ban) = (Duration::from_secs(600), Duration::from_secs(600));
-        for n in 0..2000 {
-            a.login_failed(ip(n), 5, find, ban);
-        }
-        assert!(a.addrs.used() <= 768);
-        // Every recorded key is still found after all the shifting.
-        let found = (0..2000)
-            .filter(|n| a.addrs.find(key(ip(*n))).is_some())
-            .count();
-        assert_eq!(found, a.addrs.used() as usize);
-        assert!(
-            a.admit(ip(5000), 1, 0).is_ok(),
-            "room is made for a session"
-        );
-    }
-
-    #[test]
-    fn backward_shift_keeps_runs_intact() {
-        let a = Admission::new(600);
-        let keys: Vec<IpAddr> = (0..600).map(ip).collect();
-        let tickets: Vec<Ticket> = keys.iter().map(|k| a.admit(*k, 0, 0).unwrap()).collect();
-        for (n, t) in tickets.iter().enumerate() {
-            if n % 3 == 0 {
-                a.release(*t);
-            }
-        }
-        for (n, k) in keys.iter().enumerate() {
-            assert_eq!(a.addrs.find(key(*k)).is_some(), n % 3 != 0, "{k}");
-        }
-    }
-
-    #[test]
-    fn ipv4_and_mapped_ipv6_are_one_address() {
-        let a = Admission::new(4);
-        let v4: IpAddr = "192.0.2.1".parse().unwrap();
-        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        let _t = a.admit(v4, 0, 1).unwrap();
-        assert_eq!(a.admit(mapped, 0, 1), Err(Refusal::PerIp));
-        assert_eq!(key_ip(key(mapped)), v4);
     }
 }
