@@ -154,6 +154,11 @@ fn worker_main(server: &FtpServer) -> i32 {
     if let Some(table) = server.shared.admission.get() {
         let _ = shared.admission.set(table.clone());
     }
+    // The server-wide rate buckets, like the admission table, are the parent's (shared
+    // memory made before the fork): a table of the worker's own would not be shared.
+    if let Some(rates) = server.shared.rates.get() {
+        let _ = shared.rates.set(rates.clone());
+    }
     let limits = AcceptLimits {
         max_cons: server.max_cons,
         max_cons_per_ip: server.max_cons_per_ip,
