@@ -196,7 +196,7 @@ pub(super) fn quit(s: &mut Session, _req: &Request) -> io::Result<()> {
         s.ctrl.quit_pending = true;
         return Ok(());
     }
-    if !matches!(s.data.phase, Phase::Connecting(..)) {
+    if !matches!(s.data.phase, Phase::Connecting(..) | Phase::Securing(..)) {
         // The slot is free before the client has the 221: it may reconnect at once.
         s.ctx.release_early();
     }
