@@ -1,6 +1,6 @@
 //! FTPS with the clients people script with (RFC 4217): curl (several files in one session
-//! under TLS 1.2 and 1.3, explicit and implicit, CCC, uploads, active mode), lftp (mirror
-//! both ways) and Python's `ftplib.FTP_TLS` (with a subclass that resumes the control
+//! under TLS 1.2 and 1.3, explicit and implicit, CCC, uploads, active mode), wget, lftp
+//! (mirror both ways) and Python's `ftplib.FTP_TLS` (with a subclass that resumes the control
 //! connection's TLS session on data connections, and without it). Each test skips with a
 //! message when its client is missing (and fails under `CI=true`); every client run is
 //! bounded by a timeout.
@@ -214,6 +214,34 @@ fn curl_active_mode_is_bounded() {
     assert_ne!(out.status.code(), Some(28), "{out:?}");
     let lines = logs::logged("TLS handshake on the data connection timed out");
     assert!(!lines.is_empty(), "{out:?}");
+}
+
+// ---------------------------------------------------------------- wget
+
+/// wget's `ftps://` (explicit AUTH TLS, PROT P) resumes the control session on each data
+/// connection (`--ftps-resume-ssl`, its default): several files in one run.
+#[test]
+fn wget_several_files() {
+    let c = need!(certs());
+    if !tool("wget") {
+        return;
+    }
+    let s = tls_server(&c);
+    three_files(&s);
+    let local = tempfile::tempdir().unwrap();
+    let base = format!("ftps://127.0.0.1:{}/", s.addr.port());
+    let out = Command::new("timeout")
+        .args(["60", "wget", "-q", "--no-check-certificate", "--tries=1"])
+        .args(["--user", USER, "--password", PASS, "-P"])
+        .arg(local.path())
+        .args(["a.txt", "b.txt", "c.txt"].map(|f| format!("{base}{f}")))
+        .output()
+        .expect("run wget");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read(local.path().join("c.txt")).unwrap(),
+        b"third\n"
+    );
 }
 
 // ---------------------------------------------------------------- lftp
