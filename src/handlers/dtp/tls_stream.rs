@@ -115,17 +115,20 @@ impl Handshake {
     /// closing the connection (`UnexpectedEof`); a socket error.
     pub(crate) fn step(&mut self) -> io::Result<bool> {
         loop {
+            // A full socket does not stop the reading: a client sending while it does not
+            // read must not turn the wait into a busy loop.
+            let mut blocked = false;
             if self.must_write() {
                 match self.conn.write_tls(&mut self.sock) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(_) => continue,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.waiting(),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => blocked = true,
                     Err(e) => return Err(e),
                 }
             }
             if self.over() {
-                return Ok(true);
+                return if blocked { self.waiting() } else { Ok(true) };
             }
             match self.conn.read_tls(&mut self.sock) {
                 Ok(0) => {

@@ -208,8 +208,8 @@ impl Session {
             ],
             left,
         )?;
-        // The handshake first: a client that completed it and then sent ABOR has its
-        // transfer started (and aborted), as when both arrive in the other order.
+        // The handshake first: a client that completed it, then sent ABOR, gets its
+        // transfer started and then aborted (426, 226) whichever socket poll(2) saw first.
         let Phase::Securing(_, sec) = &mut self.data.phase else {
             return Ok(());
         };
