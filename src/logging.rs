@@ -68,8 +68,10 @@ impl Write for Sink {
 /// Starts logging at `verbosity` (0 info, 1 debug, 2 trace) unless `RUST_LOG` says
 /// otherwise, to `file` (appended) or stderr. Only ftpdlib's own lines get more verbose:
 /// the libraries under it stay at info, so `-D` shows each command, reply and data
-/// connection rather than the TLS library's handshake internals. Returns the log file, to
-/// reopen on SIGHUP.
+/// connection rather than the TLS library's handshake internals. rustls is silent unless
+/// `RUST_LOG` names it: its lines lack the session's prefix (and a build that compiles its
+/// logging in, as the test builds do, would warn about clients sending an IP address as
+/// SNI). Returns the log file, to reopen on SIGHUP.
 ///
 /// # Errors
 /// `file` cannot be opened.
@@ -85,7 +87,9 @@ pub(crate) fn init(verbosity: u8, file: Option<&Path>) -> io::Result<Option<LogF
         None => env_logger::Target::Stderr,
     };
     let env = env_logger::Env::default().default_filter_or(filter);
-    let _ = env_logger::Builder::from_env(env)
+    let _ = env_logger::Builder::new()
+        .filter_module("rustls", log::LevelFilter::Off)
+        .parse_env(env)
         .format(|buf, rec| {
             let l = rec.level().as_str().chars().next().unwrap_or('?');
             writeln!(buf, "[{l} {}] {}", buf.timestamp_seconds(), rec.args())

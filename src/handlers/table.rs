@@ -104,7 +104,8 @@ pub enum Tls {
     Any,
     /// An encrypted control connection when `tls_control_required` (USER, PASS): 550.
     Control,
-    /// `PROT P` when `tls_data_required` (the data channel setup): 522.
+    /// `PROT P` when `tls_data_required` (the data channel setup): 550, pyftpdlib's
+    /// reply.
     Data,
 }
 

@@ -6,7 +6,8 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -28,7 +29,7 @@ pub struct TlsConfig {
     /// Default: false.
     pub tls_control_required: bool,
     /// Refuse PASV/EPSV/PORT/EPRT and transfers without `PROT P`
-    /// (`522 SSL/TLS required on the data channel.`). Default: false.
+    /// (`550 SSL/TLS required on the data channel.`, pyftpdlib's reply). Default: false.
     pub tls_data_required: bool,
     /// Each `PROT P` data connection must resume the control connection's TLS session
     /// (vsftpd's `require_ssl_reuse`); one that does not is refused with 522. This binds data
@@ -36,6 +37,11 @@ pub struct TlsConfig {
     /// port first cannot take the transfer. Turn it off only for old clients that cannot
     /// resume. Default: true.
     pub require_session_reuse: bool,
+    /// How long the TLS handshake of a `PROT P` data connection may take, from the
+    /// moment it starts (a passive connection accepted, or the transfer command over an
+    /// active one); past it the transfer gets `425` and the log says the handshake timed
+    /// out. Default: 10 s.
+    pub data_handshake_timeout: Duration,
     /// The configuration new control connections start from; [`reload`](Self::reload)
     /// swaps it (every clone of this value shares the swap). A session keeps the one it
     /// started with.
@@ -141,6 +147,7 @@ impl TlsConfig {
             tls_control_required: false,
             tls_data_required: false,
             require_session_reuse: true,
+            data_handshake_timeout: Duration::from_secs(10),
             server_config: Arc::new(RwLock::new(config)),
         }
     }
@@ -154,13 +161,14 @@ impl TlsConfig {
         }
     }
 
-    /// The control and data configurations of one control connection. Both share a session
-    /// store only this connection's sessions land in: the control side stores its TLS 1.2
-    /// session and its TLS 1.3 tickets there (stateful tickets: no ticketer), the data side
-    /// only looks sessions up and sends no TLS 1.3 tickets (a client that never reads them
-    /// would reset the connection on close and the kernel would drop the end of an upload).
+    /// The rustls configurations of one control connection. Its sessions land in a store
+    /// of its own: the control side stores its TLS 1.2 session and its TLS 1.3 tickets
+    /// there (stateful tickets: no ticketer), so only this connection's data connections
+    /// can resume them. Each data connection looks them up without consuming them and
+    /// issues one TLS 1.3 ticket of its own, kept only once its handshake proved to resume
+    /// (see [`SessionConfigs::data_connection`]).
     pub(crate) fn per_session(&self) -> SessionConfigs {
-        let store = ServerSessionMemoryCache::new(64);
+        let sessions = ServerSessionMemoryCache::new(64);
         let mut ctrl = (*self.server_config()).clone();
         if ctrl.alpn_protocols.is_empty() {
             // ALPACA (RFC 7301 §3.2; vsftpd 3.0.4): a client offering ALPN without "ftp" — a
@@ -168,33 +176,79 @@ impl TlsConfig {
             // with no_application_protocol. A client that offers no ALPN is served.
             ctrl.alpn_protocols = vec![b"ftp".to_vec()];
         }
-        ctrl.session_storage = store.clone();
+        ctrl.session_storage = sessions.clone();
         ctrl.ticketer = Arc::new(NoTickets);
         ctrl.send_tls13_tickets = ctrl.send_tls13_tickets.max(CONTROL_TICKETS);
         ctrl.max_early_data_size = 0;
         let mut data = ctrl.clone();
-        data.session_storage = Arc::new(LookupOnly(store));
-        // No tickets on data connections (and `LookupOnly::put` refusing would stop rustls
-        // from issuing any even if this were raised).
-        data.send_tls13_tickets = 0;
+        data.send_tls13_tickets = DATA_TICKETS;
         SessionConfigs {
             ctrl: Arc::new(ctrl),
             data: Arc::new(data),
+            sessions,
+            tickets: ServerSessionMemoryCache::new(ISSUED_TICKETS),
         }
     }
 }
 
-/// TLS 1.3 tickets sent on a control connection. OpenSSL (curl) and GnuTLS (lftp) offer
-/// one ticket again for every data connection; rustls clients use each ticket once (RFC 8446
-/// §C.4) and keep at most 8 per server, so a rustls client gets 8 resumed data connections
-/// per control connection under TLS 1.3 (TLS 1.2 session IDs have no such limit).
+/// TLS 1.3 tickets sent on a control connection. GnuTLS (lftp) and Python's ftplib offer
+/// the control connection's session again on every data connection; rustls clients use
+/// each ticket once (RFC 8446 §C.4) and keep at most 8 per server.
 const CONTROL_TICKETS: usize = 8;
 
-/// The rustls configurations of one control connection.
+/// TLS 1.3 tickets sent on each data connection that resumed: OpenSSL (curl) and rustls
+/// clients use each ticket once, and curl keeps only the last one it got, so every data
+/// connection must leave the client a fresh one for the next.
+const DATA_TICKETS: usize = 1;
+
+/// How many tickets issued on data connections a control connection keeps (the oldest go
+/// first; the control connection's own sessions are kept apart and never pushed out).
+const ISSUED_TICKETS: usize = 32;
+
+/// The rustls configurations of one control connection, and the sessions its data
+/// connections may resume.
 #[derive(Clone)]
 pub(crate) struct SessionConfigs {
     pub(crate) ctrl: Arc<ServerConfig>,
-    pub(crate) data: Arc<ServerConfig>,
+    data: Arc<ServerConfig>,
+    /// The control connection's sessions (TLS 1.2 session, TLS 1.3 tickets).
+    sessions: Arc<ServerSessionMemoryCache>,
+    /// Tickets issued on data connections that resumed.
+    tickets: Arc<ServerSessionMemoryCache>,
+}
+
+impl SessionConfigs {
+    /// The configuration of one data connection, and the tickets its handshake issues:
+    /// [`DataTickets::keep`] them once the handshake resumed this control connection's
+    /// session. A connection that did not (a third party on the passive port, with the
+    /// reuse check off) must not leave a ticket that would let it resume the next time.
+    pub(crate) fn data_connection(&self) -> (Arc<ServerConfig>, DataTickets) {
+        let store = Arc::new(DataStore {
+            sessions: self.sessions.clone(),
+            tickets: self.tickets.clone(),
+            issued: Mutex::new(Vec::new()),
+        });
+        let mut cfg = (*self.data).clone();
+        cfg.session_storage = store.clone();
+        (Arc::new(cfg), DataTickets(store))
+    }
+}
+
+/// The tickets one data connection's handshake issued, not yet resumable.
+#[derive(Debug)]
+pub(crate) struct DataTickets(Arc<DataStore>);
+
+impl DataTickets {
+    /// Makes them resumable by the next data connections of the same control connection.
+    pub(crate) fn keep(&self) {
+        let issued = match self.0.issued.lock() {
+            Ok(mut v) => std::mem::take(&mut *v),
+            Err(_) => return,
+        };
+        for (key, value) in issued {
+            self.0.tickets.put(key, value);
+        }
+    }
 }
 
 /// No stateless tickets: TLS 1.3 tickets are then stateful and kept in the per-connection
@@ -217,22 +271,33 @@ impl ProducesTickets for NoTickets {
     }
 }
 
-/// The data side of a session store: looks sessions up, never adds one (a data connection
-/// that did a full handshake must not become resumable), and does not consume TLS 1.3
-/// tickets, since clients (OpenSSL, GnuTLS) offer the control connection's ticket again for
-/// every data connection.
+/// The session store of one data connection: looks up the control connection's sessions
+/// and the tickets earlier data connections issued, without consuming them (OpenSSL and
+/// GnuTLS clients offer the same session again), and holds the ticket this connection
+/// issues apart until [`DataTickets::keep`]. No TLS 1.2 session IDs are handed out
+/// (`can_cache`): a data connection that did a full handshake never becomes resumable.
 #[derive(Debug)]
-struct LookupOnly(Arc<ServerSessionMemoryCache>);
+struct DataStore {
+    sessions: Arc<ServerSessionMemoryCache>,
+    tickets: Arc<ServerSessionMemoryCache>,
+    issued: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
+}
 
-impl StoresServerSessions for LookupOnly {
-    fn put(&self, _key: Vec<u8>, _value: Vec<u8>) -> bool {
-        false
+impl StoresServerSessions for DataStore {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        match self.issued.lock() {
+            Ok(mut v) => {
+                v.push((key, value));
+                true
+            }
+            Err(_) => false,
+        }
     }
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.0.get(key)
+        self.sessions.get(key).or_else(|| self.tickets.get(key))
     }
     fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.0.get(key)
+        self.get(key)
     }
     fn can_cache(&self) -> bool {
         false

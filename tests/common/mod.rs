@@ -626,6 +626,8 @@ pub use tool::{missing, tool};
 pub mod logs;
 /// A throw-away PostgreSQL server (tests of database users, and of several servers sharing one).
 pub mod pg;
+/// FTPS: certificates, servers with TLS, a rustls client.
+pub mod tls;
 
 /// A TCP connection to `addr` (IPv4) from the loopback address `src`: every address of
 /// 127.0.0.0/8 is local, so tests can be several clients at once.

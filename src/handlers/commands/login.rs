@@ -209,7 +209,7 @@ pub(super) fn quit(s: &mut Session, _req: &Request) -> io::Result<()> {
         return Ok(());
     }
     s.stats.ending(SessionEnd::Quit);
-    if !matches!(s.data.phase, Phase::Connecting(..)) {
+    if !matches!(s.data.phase, Phase::Connecting(..) | Phase::Securing(..)) {
         // The slot is free before the client has the 221: it may reconnect at once.
         s.ctx.release_early();
     }

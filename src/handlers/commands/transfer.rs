@@ -301,13 +301,13 @@ pub(super) fn rest(s: &mut Session, req: &Request) -> io::Result<()> {
 }
 
 /// ABOR (RFC 959 §4.1.3; pyftpdlib `ftp_ABOR`), by where the transfer is: a running one
-/// ends with 426 and 226; one waiting for its client, or an idle prepared channel, is
-/// closed with 225 (before the reply, so its passive port is free once the client reads
-/// it); otherwise there is nothing to abort.
+/// ends with 426 and 226; one waiting for its client or its TLS handshake, or an idle
+/// prepared channel, is closed with 225 (before the reply, so its passive port is free
+/// once the client reads it); otherwise there is nothing to abort.
 pub(super) fn abor(s: &mut Session, _req: &Request) -> io::Result<()> {
     match s.data.phase {
         Phase::Running(_) => return s.end_transfer(Outcome::Aborted),
-        Phase::Connecting(..) => {
+        Phase::Connecting(..) | Phase::Securing(..) => {
             s.cancel_phase();
             return s
                 .ctrl

@@ -46,6 +46,13 @@ impl Stream {
         }
     }
 
+    /// Writes nothing more until the stream ends (see [`TlsStream::hold_output`]).
+    pub(crate) fn hold_output(&mut self) {
+        if let Stream::Tls(t) = self {
+            t.hold_output();
+        }
+    }
+
     /// Ends the stream cleanly (TLS close_notify; TCP FIN).
     pub(crate) fn finish(&mut self) -> io::Result<()> {
         match self {

@@ -1,14 +1,16 @@
 //! The TLS byte stream under FTPS control and data connections (pyftpdlib
-//! `SSLConnection`'s role; RFC 4217 §10–§12): a rustls `ServerConnection` over a TCP socket that
-//! the transfer loop can drive non-blocking, and the plaintext control stream after CCC
-//! (RFC 4217 §6).
+//! `SSLConnection`'s role; RFC 4217 §10–§12): the server handshake as steps a session loop
+//! takes between commands, a rustls `ServerConnection` over a TCP socket that the transfer
+//! loop can drive non-blocking, and the plaintext control stream after CCC (RFC 4217 §6).
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rustls::{HandshakeKind, ServerConfig, ServerConnection};
+use nix::poll::PollFlags;
+use rustls::{HandshakeKind, ProtocolVersion, ServerConfig, ServerConnection};
 
 /// A TLS connection over a TCP socket that keeps the [`Stream`](super::stream::Stream)
 /// contract on blocking and non-blocking sockets alike: `write` takes plaintext only once
@@ -26,73 +28,188 @@ pub(crate) struct TlsStream {
     pub(crate) close_on_drop: bool,
     /// close_notify already sent.
     closed: bool,
+    /// Nothing is written until the stream ends (see [`hold_output`](Self::hold_output)).
+    hold: bool,
 }
 
 fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+/// A server TLS handshake under way on a non-blocking socket. rustls is sans-IO: each
+/// [`step`](Handshake::step) reads and writes what the socket allows at that moment and
+/// never waits, so the thread that drives it (a session loop) polls the socket together
+/// with others and takes a step whenever [`interest`](Handshake::interest) is ready.
+#[derive(Debug)]
+pub(crate) struct Handshake {
+    conn: ServerConnection,
+    sock: TcpStream,
+    deadline: Option<Instant>,
+    /// Records have come from the client.
+    heard: bool,
+}
+
+impl Handshake {
+    /// Starts a server handshake on `sock` (made non-blocking), to end by `deadline`.
+    ///
+    /// # Errors
+    /// The socket could not be made non-blocking, or rustls refused the configuration.
+    pub(crate) fn start(
+        sock: TcpStream,
+        config: Arc<ServerConfig>,
+        deadline: Option<Instant>,
+    ) -> io::Result<Handshake> {
+        sock.set_nonblocking(true)?;
+        let conn = ServerConnection::new(config).map_err(tls_error)?;
+        Ok(Handshake {
+            conn,
+            sock,
+            deadline,
+            heard: false,
+        })
+    }
+
+    /// True when the client has begun its handshake: records came, or wait to be read.
+    pub(crate) fn heard(&self) -> bool {
+        self.heard || self.sock.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0)
+    }
+
+    /// When the handshake must be over.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The socket.
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+
+    /// True once the handshake is over: what rustls queued then is post-handshake (TLS 1.3
+    /// session tickets), which [`step`](Self::step) leaves for the stream to send.
+    fn over(&self) -> bool {
+        !self.conn.is_handshaking()
+    }
+
+    /// Handshake records wait to be written (the socket was full).
+    fn must_write(&self) -> bool {
+        self.conn.wants_write()
+            && !(self.over() && self.conn.protocol_version() == Some(ProtocolVersion::TLSv1_3))
+    }
+
+    /// The poll(2) events the next step waits for: the client's records, and room in the
+    /// socket while handshake records wait.
+    pub(crate) fn interest(&self) -> PollFlags {
+        if self.must_write() {
+            PollFlags::POLLIN | PollFlags::POLLOUT
+        } else {
+            PollFlags::POLLIN
+        }
+    }
+
+    /// Moves the handshake on as far as the socket allows without waiting: `Ok(true)` once
+    /// it is over (TLS 1.2's last flight written; TLS 1.3's session tickets left queued),
+    /// `Ok(false)` when it waits for the client.
+    ///
+    /// # Errors
+    /// `TimedOut` past the deadline; the TLS alert rustls sent (`InvalidData`); the client
+    /// closing the connection (`UnexpectedEof`); a socket error.
+    pub(crate) fn step(&mut self) -> io::Result<bool> {
+        loop {
+            // A full socket does not stop the reading: a client sending while it does not
+            // read must not turn the wait into a busy loop.
+            let mut blocked = false;
+            if self.must_write() {
+                match self.conn.write_tls(&mut self.sock) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => blocked = true,
+                    Err(e) => return Err(e),
+                }
+            }
+            if self.over() {
+                return if blocked { self.waiting() } else { Ok(true) };
+            }
+            match self.conn.read_tls(&mut self.sock) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "peer closed the connection during the TLS handshake",
+                    ))
+                }
+                Ok(_) => {
+                    self.heard = true;
+                    if let Err(e) = self.conn.process_new_packets() {
+                        // The alert rustls queued: one attempt, the connection is over.
+                        let _ = self.conn.write_tls(&mut self.sock);
+                        return Err(tls_error(e));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.waiting(),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Nothing more can move now: `Ok(false)`, or `TimedOut` once the deadline is past.
+    fn waiting(&self) -> io::Result<bool> {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "TLS handshake timed out",
+            ));
+        }
+        Ok(false)
+    }
+
+    /// Runs the handshake to its end, waiting with poll(2) (the socket is left
+    /// non-blocking).
+    ///
+    /// # Errors
+    /// As [`step`](Self::step).
+    pub(crate) fn complete(&mut self) -> io::Result<()> {
+        while !self.step()? {
+            let left = self
+                .deadline
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            crate::poll::ready([(self.sock.as_fd(), self.interest())], left)?;
+        }
+        Ok(())
+    }
+
+    /// The stream of a completed handshake, its post-handshake records still queued: the
+    /// first write or flush sends them, and a stream that holds its output
+    /// ([`TlsStream::hold_output`]) keeps them until it closes.
+    pub(crate) fn finish(self) -> TlsStream {
+        let mut t = TlsStream {
+            conn: self.conn,
+            sock: self.sock,
+            buffered: false,
+            close_on_drop: false,
+            closed: false,
+            hold: false,
+        };
+        t.refresh();
+        t
+    }
+}
+
 impl TlsStream {
     /// Runs the server handshake on a blocking socket, ending it with `TimedOut` at
-    /// `deadline`: each read(2) waits only for what is left, so a client sending its
-    /// handshake a byte at a time cannot stretch it. The socket's read timeout is restored.
+    /// `deadline` (a client sending its handshake a byte at a time cannot stretch it), and
+    /// sends what followed it (TLS 1.3 session tickets). The socket is blocking again after.
     pub(crate) fn accept(
         sock: TcpStream,
         config: Arc<ServerConfig>,
         deadline: Option<Instant>,
     ) -> io::Result<TlsStream> {
-        let saved = sock.read_timeout()?;
-        let r = Self::handshake(sock, config, deadline);
-        if let Ok(t) = &r {
-            t.sock.set_read_timeout(saved)?;
-        }
-        r
-    }
-
-    fn handshake(
-        sock: TcpStream,
-        config: Arc<ServerConfig>,
-        deadline: Option<Instant>,
-    ) -> io::Result<TlsStream> {
-        let conn = ServerConnection::new(config).map_err(tls_error)?;
-        let mut t = TlsStream {
-            conn,
-            sock,
-            buffered: false,
-            close_on_drop: false,
-            closed: false,
-        };
-        while t.conn.is_handshaking() {
-            t.flush_tls()?;
-            if !t.conn.is_handshaking() {
-                break;
-            }
-            if !t.conn.wants_read() {
-                return Err(io::Error::other("TLS handshake stalled"));
-            }
-            if let Some(d) = deadline {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "TLS handshake timed out",
-                    ));
-                }
-                t.sock.set_read_timeout(Some(left))?;
-            }
-            if t.conn.read_tls(&mut t.sock)? == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "peer closed the connection during the TLS handshake",
-                ));
-            }
-            if let Err(e) = t.conn.process_new_packets() {
-                let _ = t.flush_tls();
-                return Err(tls_error(e));
-            }
-        }
+        let mut h = Handshake::start(sock, config, deadline)?;
+        let done = h.complete();
+        h.sock.set_nonblocking(false)?;
+        done?;
+        let mut t = h.finish();
         t.flush_tls()?;
-        t.refresh();
         Ok(t)
     }
 
@@ -161,6 +278,15 @@ impl TlsStream {
         self.buffered
     }
 
+    /// From now on nothing is written until the stream ends: records rustls queues (the
+    /// session ticket that followed the handshake, a key-update reply) wait for the end.
+    /// An upload's client may never read its data connection, and closing a socket with
+    /// unread bytes makes a reset that can lose the end of the upload (RFC 8446 §4.6.3
+    /// allows a KeyUpdate reply to wait for the next record the server sends).
+    pub(crate) fn hold_output(&mut self) {
+        self.hold = true;
+    }
+
     /// Flushes, sends close_notify and half-closes the socket (call in blocking mode).
     pub(crate) fn finish(&mut self) -> io::Result<()> {
         self.flush_tls()?;
@@ -206,10 +332,12 @@ impl Read for TlsStream {
                 return Err(io::ErrorKind::Interrupted.into());
             }
             // Alerts or key-update replies rustls queued; on a full socket they wait.
-            match self.flush_tls() {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+            if !self.hold {
+                match self.flush_tls() {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
             }
             // 0 (TCP EOF) is recorded by rustls: the reader then says Ok(0) after a
             // close_notify, UnexpectedEof without one (a truncated upload).

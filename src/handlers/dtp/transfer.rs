@@ -412,17 +412,20 @@ pub(crate) struct Upload {
 }
 
 impl Upload {
-    /// An upload from `conn` (made non-blocking here) into `sink`.
+    /// An upload from `conn` (made non-blocking here) into `sink`. Nothing is written to
+    /// `conn` while it runs (a client that never reads its data connection must be able to
+    /// close it cleanly).
     ///
     /// # Errors
     /// The socket could not be made non-blocking.
     pub(crate) fn new(
-        conn: Stream,
+        mut conn: Stream,
         sink: Box<dyn UploadSink>,
         set: Settings,
         throttle: Throttle,
     ) -> io::Result<Upload> {
         conn.tcp().set_nonblocking(true)?;
+        conn.hold_output();
         Ok(Upload {
             conn,
             sink: Sink::Direct(sink),

@@ -2,7 +2,7 @@
 //! handler's `_in_dtp_queue` / `_out_dtp_queue`): the connection prepared by PORT/PASV, the
 //! transfer parameters (TYPE, REST, EPSV ALL, PBSZ/PROT), and the phase of the transfer a
 //! command asked for — waiting for a PORT/PASV after a 150, waiting for the client to
-//! connect, or running. The session loop drives the phases (drive.rs); the bytes move in
+//! connect, for its TLS handshake, or running. The session loop drives the phases (drive.rs); the bytes move in
 //! the dtp layer.
 
 use std::io;
@@ -10,6 +10,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::tls::Securing;
 use crate::filesystems::{AbstractedFs, UploadSink};
 use crate::handlers::dtp::{Download, Source, Stream, Upload};
 use crate::handlers::table::Channel;
@@ -23,9 +24,19 @@ pub(crate) enum Setup {
     None,
     /// PASV/EPSV: a listener waiting for the client.
     Passive(TcpListener),
-    /// PORT/EPRT: already connected to the client (pyftpdlib connects at PORT time).
+    /// Connected: PORT/EPRT (pyftpdlib connects at PORT time; under PROT P the TLS
+    /// handshake waits for the transfer command, RFC 4217 §7), or a passive connection
+    /// accepted before its transfer command (already secured under PROT P).
     Active(Stream),
+    /// A passive connection accepted before its transfer command, its TLS handshake
+    /// under way (PROT P).
+    Securing(Box<Securing>),
+    /// That handshake failed: the next transfer command gets this reply.
+    Failed(Refusal),
 }
+
+/// A reply that refuses a transfer: code and text.
+pub(crate) type Refusal = (u16, &'static str);
 
 /// The lines of a listing, produced as the transfer asks for them, from the filesystem the
 /// session lends at each step (commands/listing.rs).
@@ -104,6 +115,8 @@ pub(crate) enum Phase {
     Awaiting(Plan),
     /// 125/150 sent; the passive listener waits for the client.
     Connecting(Plan, TcpListener),
+    /// 125/150 sent; the data connection's TLS handshake runs.
+    Securing(Plan, Box<Securing>),
     /// Moving bytes.
     Running(Box<Running>),
 }
@@ -159,7 +172,10 @@ impl DataChannel {
     /// True while a transfer waits for its client or runs: control lines are then served
     /// by the rules of the table's `busy` column.
     pub(crate) fn busy(&self) -> bool {
-        matches!(self.phase, Phase::Connecting(..) | Phase::Running(_))
+        matches!(
+            self.phase,
+            Phase::Connecting(..) | Phase::Securing(..) | Phase::Running(_)
+        )
     }
 
     /// When the passive listener set up by PASV/EPSV stops waiting (`None`: a zero
@@ -190,7 +206,10 @@ impl DataChannel {
             Setup::Passive(_) => vec![b"Passive data channel waiting for connection.".to_vec()],
             // pyftpdlib: a connected channel shows its (zero) totals.
             Setup::Active(_) => open(0, 0, self.since),
-            Setup::None => vec![b"Data connection closed.".to_vec()],
+            Setup::Securing(_) => {
+                vec![b"Data connection open: TLS handshake in progress.".to_vec()]
+            }
+            Setup::None | Setup::Failed(_) => vec![b"Data connection closed.".to_vec()],
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Command dispatch: the only place for the checks every command shares, read from the
 //! command table's columns, in pyftpdlib's order and texts (`pre_process_command`): unknown
-//! → 500, TLS required → 550/522, argument rule → 501, not logged in → 530, permission →
+//! → 500, TLS required → 550, argument rule → 501, not logged in → 530, permission →
 //! 550, a new name holding CR, LF or NUL → 553; then the command runs. Before the checks:
 //! an HTTP request before login closes the connection. A path leading out of the root is
 //! refused (550, pyftpdlib's text) by the operation itself, which resolves it beneath the
@@ -179,7 +179,7 @@ impl Session {
                 (550, CONTROL_REQUIRED)
             }
             Tls::Data if cfg.tls_data_required && !self.data.protection.private => {
-                (522, DATA_REQUIRED)
+                (550, DATA_REQUIRED)
             }
             _ => return Ok(true),
         };

@@ -1,8 +1,9 @@
 //! Driving a transfer from the session loop (RFC 959 §3.2; pyftpdlib's `_in_dtp_queue`,
 //! `PassiveDTP`, `DTPHandler`): a transfer command hands the session a [`Plan`], which
 //! replies 125 or 150 and then, one step of the session loop at a time, waits for a
-//! PORT/PASV, for the passive client, and runs the transfer, answering the control lines
-//! that arrive meanwhile (busy.rs). No step runs another command from inside a command.
+//! PORT/PASV, for the passive client, for its TLS handshake (PROT P), and runs the
+//! transfer, answering the control lines that arrive meanwhile (busy.rs). No step runs
+//! another command from inside a command.
 
 use std::io;
 use std::net::TcpListener;
@@ -12,6 +13,7 @@ use std::time::Instant;
 use nix::poll::PollFlags;
 
 use super::data::{Ending, Phase, Plan, Running, Setup, Work, Xfer};
+use super::tls::Protection;
 use super::Session;
 use crate::handlers::dtp::{self, Download, Outcome, Settings, Step, Stream, Upload};
 use crate::handlers::rates::Direction;
@@ -65,10 +67,23 @@ impl Session {
     }
 
     /// Takes the prepared connection: an active one is up, a passive one is accepted now or
-    /// waited for (`reply`: the 125/150 is still to be sent).
+    /// waited for, one whose TLS handshake began goes on with it, one whose handshake failed
+    /// is reported now (`reply`: the 125/150 is still to be sent).
     fn connect(&mut self, plan: Plan, setup: Setup, reply: bool) -> io::Result<()> {
         let listener = match setup {
             Setup::None => return Ok(()),
+            Setup::Failed((code, text)) => {
+                self.cancel(plan);
+                return self.ctrl.reply(code, text);
+            }
+            Setup::Securing(mut sec) => {
+                if reply {
+                    self.preliminary(&plan, true)?;
+                }
+                sec.eager = sec.hs.heard();
+                self.data.phase = Phase::Securing(plan, sec);
+                return Ok(());
+            }
             Setup::Active(s) => {
                 if reply {
                     self.preliminary(&plan, true)?;
@@ -161,13 +176,64 @@ impl Session {
         }
     }
 
-    /// Secures the new data connection (PROT P) and starts moving bytes.
+    /// Starts moving bytes on the new data connection, or first its TLS handshake (PROT P),
+    /// which the session loop then steps.
     fn secure_and_run(&mut self, plan: Plan, conn: Stream) -> io::Result<()> {
-        match self.secure_data(conn)? {
-            Some(conn) => self.begin_moving(plan, conn),
-            None => {
-                self.cancel(plan);
+        match self.protect(conn)? {
+            Protection::Plain(conn) => self.begin_moving(plan, conn),
+            Protection::Handshake(sec) => {
+                self.data.phase = Phase::Securing(plan, sec);
                 Ok(())
+            }
+            Protection::Refused((code, text)) => {
+                self.cancel(plan);
+                self.ctrl.reply(code, text)
+            }
+        }
+    }
+
+    /// One step while the data connection's TLS handshake runs after its transfer command:
+    /// records from the client, then control input (ABOR, STAT, …), or the end of
+    /// `data_handshake_timeout`. Once it is over and passes the reuse check, bytes move.
+    pub(crate) fn step_securing(&mut self) -> io::Result<()> {
+        let Phase::Securing(_, sec) = &self.data.phase else {
+            return Ok(());
+        };
+        let left = sec
+            .hs
+            .deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        let [_, c] = crate::poll::ready(
+            [
+                (sec.hs.tcp().as_fd(), sec.hs.interest()),
+                (self.ctrl.fd(), PollFlags::POLLIN),
+            ],
+            left,
+        )?;
+        // The handshake first: a client that completed it, then sent ABOR, gets its
+        // transfer started and then aborted (426, 226) whichever socket poll(2) saw first.
+        let Phase::Securing(_, sec) = &mut self.data.phase else {
+            return Ok(());
+        };
+        let step = sec.hs.step();
+        if matches!(step, Ok(false)) {
+            return if c { self.serve_busy() } else { Ok(()) };
+        }
+        let Phase::Securing(plan, sec) = std::mem::take(&mut self.data.phase) else {
+            return Ok(());
+        };
+        let secured = match step {
+            Ok(_) => {
+                let eager = sec.eager;
+                self.secured(*sec, eager)
+            }
+            Err(e) => Err(self.handshake_failed(&e)),
+        };
+        match secured {
+            Ok(conn) => self.begin_moving(plan, conn),
+            Err((code, text)) => {
+                self.cancel(plan);
+                self.ctrl.reply(code, text)
             }
         }
     }
@@ -290,7 +356,9 @@ impl Session {
     /// Cancels a transfer waiting for its channel or its client (no reply).
     pub(crate) fn cancel_phase(&mut self) {
         match std::mem::take(&mut self.data.phase) {
-            Phase::Awaiting(plan) | Phase::Connecting(plan, _) => self.cancel(plan),
+            Phase::Awaiting(plan) | Phase::Connecting(plan, _) | Phase::Securing(plan, _) => {
+                self.cancel(plan)
+            }
             other => self.data.phase = other,
         }
     }

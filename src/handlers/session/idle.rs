@@ -5,7 +5,9 @@
 //! (or REIN), a passive listener not connected to within `passive_accept_timeout` is closed
 //! with 421, and a connected data channel left unused for `data_timeout` ends the session
 //! with 421, while suspending the idle timeout. A passive connection made early is
-//! accepted at once, as pyftpdlib does.
+//! accepted at once, as pyftpdlib does, and under PROT P its TLS handshake is stepped
+//! between commands (bounded by `data_handshake_timeout`; a failure is kept for the next
+//! transfer command).
 
 use std::io;
 use std::os::fd::AsFd;
@@ -22,8 +24,8 @@ use crate::handlers::dtp;
 enum Woken {
     /// Control input.
     Control,
-    /// The passive listener has a connection.
-    Listener,
+    /// The passive listener has a connection, or a data handshake can move.
+    Data,
     /// A deadline passed (or a signal): the timers decide.
     Nothing,
 }
@@ -52,15 +54,21 @@ impl Session {
     }
 
     /// Waits for the next command between transfers, running the data channel's timers
-    /// (see the module's docs).
+    /// and its TLS handshake (see the module's docs).
     pub(crate) fn read_idle(&mut self) -> io::Result<Input> {
         let idle_deadline = self.control_deadline();
         loop {
-            if self.ctrl.has_buffered_input() || matches!(self.data.setup, Setup::None) {
+            if self.ctrl.has_buffered_input()
+                || matches!(self.data.setup, Setup::None | Setup::Failed(_))
+            {
                 return self.ctrl.read_input(idle_deadline);
             }
             let connected = matches!(self.data.setup, Setup::Active(_));
-            let pasv = self.data.passive_deadline(self.h.passive_accept_timeout);
+            let pasv = match &self.data.setup {
+                Setup::Passive(_) => self.data.passive_deadline(self.h.passive_accept_timeout),
+                Setup::Securing(sec) => sec.hs.deadline(),
+                _ => None,
+            };
             let deadline = if connected {
                 self.h.data_timeout.map(|t| self.data.since + t)
             } else {
@@ -74,54 +82,108 @@ impl Session {
                     return self.ctrl.read_input(deadline);
                 }
                 Woken::Control => return self.ctrl.read_input(idle_deadline),
-                Woken::Listener => self.accept_early()?,
+                Woken::Data => self.data_ready()?,
                 Woken::Nothing => {
-                    let now = Instant::now();
-                    if connected && deadline.is_some_and(|d| now >= d) {
-                        log::info!("{} data connection timed out", self.ctrl.prefix);
-                        self.data.setup = Setup::None;
-                        self.ctrl.reply(421, "Data connection timed out.")?;
-                        // The session ends here, as after any 421.
-                        return Ok(Input::Eof);
-                    }
-                    if !connected && idle_deadline.is_some_and(|d| now >= d) {
-                        return Ok(Input::Timeout);
-                    }
-                    if !connected && pasv.is_some_and(|d| now >= d) {
-                        log::info!("{} passive data channel timed out", self.ctrl.prefix);
-                        self.data.setup = Setup::None;
-                        self.ctrl.reply(421, "Passive data channel timed out.")?;
+                    if let Some(input) = self.idle_timers(connected, deadline, idle_deadline)? {
+                        return Ok(input);
                     }
                 }
             }
         }
     }
 
-    /// Polls the control connection and the passive listener, if any, up to `deadline`.
+    /// The timers of an idle wait that woke with nothing: the unused connected channel
+    /// (421, the session ends), the idle timeout, the passive accept timeout (421), the
+    /// data handshake timeout (reported on the next transfer command).
+    fn idle_timers(
+        &mut self,
+        connected: bool,
+        deadline: Option<Instant>,
+        idle_deadline: Option<Instant>,
+    ) -> io::Result<Option<Input>> {
+        let now = Instant::now();
+        if connected && deadline.is_some_and(|d| now >= d) {
+            log::info!("{} data connection timed out", self.ctrl.prefix);
+            self.data.setup = Setup::None;
+            self.ctrl.reply(421, "Data connection timed out.")?;
+            // The session ends here, as after any 421.
+            return Ok(Some(Input::Eof));
+        }
+        if !connected && idle_deadline.is_some_and(|d| now >= d) {
+            return Ok(Some(Input::Timeout));
+        }
+        match &self.data.setup {
+            Setup::Passive(_)
+                if self
+                    .data
+                    .passive_deadline(self.h.passive_accept_timeout)
+                    .is_some_and(|d| now >= d) =>
+            {
+                log::info!("{} passive data channel timed out", self.ctrl.prefix);
+                self.data.setup = Setup::None;
+                self.ctrl.reply(421, "Passive data channel timed out.")?;
+            }
+            // Its step reports the timeout.
+            Setup::Securing(_) => self.data_ready()?,
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    /// Polls the control connection and the data channel being set up, if any (the
+    /// passive listener, or the socket of a TLS handshake), up to `deadline`.
     fn wait_idle(&self, deadline: Option<Instant>) -> io::Result<Woken> {
         let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let ctl = (self.ctrl.fd(), PollFlags::POLLIN);
-        let (c, l) = match &self.data.setup {
-            Setup::Passive(l) => {
-                let [c, l] = crate::poll::ready([ctl, (l.as_fd(), PollFlags::POLLIN)], wait)?;
-                (c, l)
-            }
-            _ => (crate::poll::ready([ctl], wait)?[0], false),
+        let data = match &self.data.setup {
+            Setup::Passive(l) => Some((l.as_fd(), PollFlags::POLLIN)),
+            Setup::Securing(sec) => Some((sec.hs.tcp().as_fd(), sec.hs.interest())),
+            _ => None,
         };
-        Ok(match (c, l) {
+        let (c, d) = match data {
+            Some(data) => {
+                let [c, d] = crate::poll::ready([ctl, data], wait)?;
+                (c, d)
+            }
+            None => (crate::poll::ready([ctl], wait)?[0], false),
+        };
+        Ok(match (c, d) {
             (true, _) => Woken::Control,
-            (false, true) => Woken::Listener,
+            (false, true) => Woken::Data,
             _ => Woken::Nothing,
         })
     }
 
-    /// Accepts a passive connection made before its transfer command.
+    /// The data channel being set up can move: a passive connection to accept, or a step
+    /// of its TLS handshake.
+    fn data_ready(&mut self) -> io::Result<()> {
+        match &self.data.setup {
+            Setup::Passive(_) => self.accept_early(),
+            Setup::Securing(_) => {
+                self.step_early();
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Accepts a passive connection made before its transfer command; under PROT P its TLS
+    /// handshake starts at once (the client may be waiting for it before it sends the
+    /// command, as curl does).
     fn accept_early(&mut self) -> io::Result<()> {
         let Setup::Passive(listener) = std::mem::take(&mut self.data.setup) else {
             return Ok(());
         };
         listener.set_nonblocking(true)?;
         match self.accept(&listener) {
+            Ok(Some(dtp::Stream::Tcp(sock))) if self.data_private() => {
+                let setup = match self.start_data_tls(sock) {
+                    Ok(sec) => Setup::Securing(Box::new(sec)),
+                    Err(e) => Setup::Failed(self.handshake_failed(&e)),
+                };
+                self.data.prepare(setup);
+                self.step_early();
+            }
             Ok(Some(conn)) => self.data.prepare(Setup::Active(conn)),
             Ok(None) => self.data.setup = Setup::Passive(listener),
             Err(e) if dtp::out_of_descriptors(&e) => {
@@ -133,6 +195,28 @@ impl Session {
             Err(e) => return Err(e),
         }
         Ok(())
+    }
+
+    /// One step of a data handshake that began before its transfer command. Once it is
+    /// over the channel is ready (or refused: the next transfer command hears why).
+    fn step_early(&mut self) {
+        let Setup::Securing(sec) = &mut self.data.setup else {
+            return;
+        };
+        let step = sec.hs.step();
+        if matches!(step, Ok(false)) {
+            return;
+        }
+        let Setup::Securing(sec) = std::mem::take(&mut self.data.setup) else {
+            return;
+        };
+        let setup = match step.map(|_| self.secured(*sec, true)) {
+            Ok(Ok(conn)) => Setup::Active(conn),
+            Ok(Err(refusal)) => Setup::Failed(refusal),
+            Err(e) => Setup::Failed(self.handshake_failed(&e)),
+        };
+        // A connected channel's unused timer (data_timeout) starts now.
+        self.data.prepare(setup);
     }
 }
 

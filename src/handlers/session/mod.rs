@@ -254,9 +254,13 @@ impl Session {
         self.cb.on_connect(peer);
         while !self.ctrl.closing {
             match self.data.phase {
-                Phase::Connecting(..) if self.ctrl.has_buffered_input() => self.serve_busy()?,
-                Phase::Running(_) if self.ctrl.has_buffered_input() => self.serve_busy()?,
+                Phase::Connecting(..) | Phase::Securing(..) | Phase::Running(_)
+                    if self.ctrl.has_buffered_input() =>
+                {
+                    self.serve_busy()?
+                }
                 Phase::Connecting(..) => self.wait_connection()?,
+                Phase::Securing(..) => self.step_securing()?,
                 Phase::Running(_) => self.step_transfer()?,
                 Phase::Idle | Phase::Awaiting(_) => self.next_command()?,
             }

@@ -1,17 +1,43 @@
 //! The session's TLS handshakes (pyftpdlib `TLS_FTPHandler` / `TLS_DTPHandler`; RFC 4217
 //! §4–§10): the control connection's upgrade (`AUTH`, implicit FTPS) and its return to
 //! plaintext (`CCC`), and the handshake of a `PROT P` data connection, which must resume
-//! the control connection's TLS session.
+//! the control connection's TLS session. A data handshake is a value the session loop
+//! steps ([`Securing`]): a passive connection's starts as soon as it is accepted, before
+//! its transfer command, so a client that handshakes at once (curl) is answered while the
+//! control connection goes on being served; an active one's starts at the transfer
+//! command (RFC 4217 §7 order).
 
-use std::io;
-use std::time::{Duration, Instant};
+use std::io::{self, Write};
+use std::net::TcpStream;
+use std::time::Instant;
 
 use super::control::Transport;
+use super::data::Refusal;
 use super::dispatch::DATA_REQUIRED;
 use super::Session;
-use crate::handlers::dtp::tls_stream::TlsStream;
+use crate::handlers::dtp::tls_stream::{Handshake, TlsStream};
 use crate::handlers::dtp::Stream;
-use crate::handlers::tls::SessionConfigs;
+use crate::handlers::tls::{DataTickets, SessionConfigs};
+
+/// A data connection's TLS handshake under way, and the session ticket it will issue.
+#[derive(Debug)]
+pub(crate) struct Securing {
+    pub(crate) hs: Handshake,
+    tickets: DataTickets,
+    /// The client began the handshake before its transfer command (curl does): it reads
+    /// its data connection, so the ticket goes as soon as the handshake is over.
+    pub(crate) eager: bool,
+}
+
+/// What a new data connection needs before bytes move.
+pub(crate) enum Protection {
+    /// Nothing: bytes move now.
+    Plain(Stream),
+    /// A TLS handshake.
+    Handshake(Box<Securing>),
+    /// The transfer is refused with this reply.
+    Refused(Refusal),
+}
 
 impl Session {
     /// This control connection's rustls configurations, made at the first handshake.
@@ -66,62 +92,117 @@ impl Session {
         }
     }
 
-    /// Secures a freshly opened data connection under PROT P (after the 125/150 reply):
-    /// handshake, then the session-reuse check. `None` when a reply already refused it.
-    pub(crate) fn secure_data(&mut self, s: Stream) -> io::Result<Option<Stream>> {
+    /// What a data connection needs before bytes move, at its transfer command: nothing
+    /// (PROT C, or its handshake already done), a TLS handshake (PROT P), or a refusal
+    /// (TLS required on data connections but PROT C: pyftpdlib's 550).
+    pub(crate) fn protect(&mut self, conn: Stream) -> io::Result<Protection> {
         let Some(cfg) = self.h.tls.as_ref() else {
-            return Ok(Some(s));
+            return Ok(Protection::Plain(conn));
         };
-        let require_reuse = cfg.require_session_reuse;
+        let Stream::Tcp(sock) = conn else {
+            return Ok(Protection::Plain(conn));
+        };
         if !self.data.protection.private {
             if cfg.tls_data_required {
                 log::info!("{} transfer refused: {DATA_REQUIRED}", self.ctrl.prefix);
-                self.ctrl.reply(522, DATA_REQUIRED)?;
-                return Ok(None);
+                return Ok(Protection::Refused((550, DATA_REQUIRED)));
             }
-            return Ok(Some(s));
+            return Ok(Protection::Plain(Stream::Tcp(sock)));
         }
-        let Some(configs) = self.tls_configs() else {
-            return Ok(Some(s));
+        Ok(match self.start_data_tls(sock) {
+            Ok(sec) => Protection::Handshake(Box::new(sec)),
+            Err(e) => Protection::Refused(self.handshake_failed(&e)),
+        })
+    }
+
+    /// True when new data connections are encrypted (PROT P with TLS configured): the
+    /// handshake of a passive one starts as soon as it is accepted.
+    pub(crate) fn data_private(&self) -> bool {
+        self.h.tls.is_some() && self.data.protection.private
+    }
+
+    /// Starts the TLS handshake of a data connection, to be over within
+    /// `data_handshake_timeout` (session-loop steps drive it: drive.rs, idle.rs).
+    pub(crate) fn start_data_tls(&mut self, sock: TcpStream) -> io::Result<Securing> {
+        let (Some(configs), Some(cfg)) = (self.tls_configs(), self.h.tls.as_ref()) else {
+            return Err(io::Error::other("no TLS configuration"));
         };
-        let Stream::Tcp(sock) = s else {
-            return Ok(Some(s));
-        };
-        let t: Option<Duration> = self.h.data_timeout;
-        sock.set_nonblocking(false)?;
-        sock.set_read_timeout(t)?;
-        sock.set_write_timeout(t)?;
-        let deadline = t.map(|t| Instant::now() + t);
-        match TlsStream::accept(sock, configs.data, deadline) {
-            Ok(tls) if require_reuse && !tls.resumed() => {
-                log::warn!(
-                    "{} data connection refused: its TLS session does not resume the \
-                     control connection's (require_session_reuse; a client that cannot \
-                     resume needs the check turned off)",
-                    self.ctrl.prefix
-                );
-                self.ctrl
-                    .reply(522, "SSL connection failed: session reuse required.")?;
-                Ok(None)
-            }
-            Ok(tls) => {
-                log::debug!(
-                    "{} data connection secured: {}",
-                    self.ctrl.prefix,
-                    tls.describe()
-                );
-                Ok(Some(Stream::Tls(Box::new(tls))))
-            }
-            Err(e) => {
-                log::info!(
-                    "{} TLS handshake failed on data connection: {e}",
-                    self.ctrl.prefix
-                );
-                self.ctrl
-                    .reply(522, "SSL/TLS handshake failed on the data channel.")?;
-                Ok(None)
-            }
+        let (config, tickets) = configs.data_connection();
+        let deadline = Instant::now() + cfg.data_handshake_timeout;
+        let hs = Handshake::start(sock, config, Some(deadline))?;
+        Ok(Securing {
+            hs,
+            tickets,
+            eager: false,
+        })
+    }
+
+    /// The stream of a data connection whose handshake is over, once it passes the
+    /// session-reuse check (RFC 4217 §10: only the client that logged in can resume the
+    /// control connection's session), or the refusal. `early`: the client began its
+    /// handshake before any transfer command, so what followed the handshake (its next
+    /// session ticket) is sent now; otherwise it goes with a download's first bytes, or at
+    /// an upload's end (a client that handshakes only after STOR may never read its data
+    /// connection: see [`TlsStream::hold_output`]).
+    pub(crate) fn secured(&mut self, sec: Securing, early: bool) -> Result<Stream, Refusal> {
+        let require_reuse = self.h.tls.as_ref().is_some_and(|c| c.require_session_reuse);
+        let mut tls = sec.hs.finish();
+        if require_reuse && !tls.resumed() {
+            log::warn!(
+                "{} data connection refused: its TLS session does not resume the control \
+                 connection's. The client must reuse the control connection's TLS session on \
+                 data connections (curl and lftp do; Python's ftplib.FTP_TLS needs a subclass \
+                 that passes session=self.sock.session when it wraps the data socket), or the \
+                 check be turned off: --disable-tls-reuse-check \
+                 (TlsConfig::require_session_reuse = false)",
+                self.ctrl.prefix
+            );
+            return Err((522, "SSL connection failed: session reuse required."));
         }
+        if tls.resumed() {
+            sec.tickets.keep();
+        }
+        log::debug!(
+            "{} data connection secured: {}",
+            self.ctrl.prefix,
+            tls.describe()
+        );
+        if early {
+            // Non-blocking: a full socket keeps the rest queued for the first write.
+            let _ = tls.flush();
+        }
+        let t = self.h.data_timeout;
+        let sock = tls.tcp();
+        let blocking = sock
+            .set_nonblocking(false)
+            .and_then(|()| sock.set_read_timeout(t))
+            .and_then(|()| sock.set_write_timeout(t));
+        match blocking {
+            Ok(()) => Ok(Stream::Tls(Box::new(tls))),
+            Err(e) => Err(self.handshake_failed(&e)),
+        }
+    }
+
+    /// Logs a data connection's failed handshake and says how to answer its transfer
+    /// command: 425 when it timed out (the client never completed it), 522 otherwise.
+    pub(crate) fn handshake_failed(&self, e: &io::Error) -> Refusal {
+        if e.kind() == io::ErrorKind::TimedOut {
+            let secs = self
+                .h
+                .tls
+                .as_ref()
+                .map_or(0, |c| c.data_handshake_timeout.as_secs());
+            log::warn!(
+                "{} TLS handshake on the data connection timed out after {secs} s",
+                self.ctrl.prefix
+            );
+            return (425, "Can't open data connection: TLS handshake timed out.");
+        }
+        log::info!(
+            "{} TLS handshake failed on data connection: {e}",
+            self.ctrl.prefix
+        );
+        (522, "SSL/TLS handshake failed on the data channel.")
     }
 
     /// CCC (RFC 4217 §6): back to a plaintext control connection on the same socket.
