@@ -22,6 +22,7 @@ pub mod paths {
 }
 
 /// The TFTP packet and option parsers (RFC 1350, 2347–2349, 7440).
+#[cfg(feature = "tftp")]
 pub mod tftp {
     pub use crate::tftp::options::{negotiate, Negotiated, OptionLimits};
     pub use crate::tftp::packet::{self, Packet, ParseError};

@@ -25,8 +25,18 @@
 
 #![warn(missing_docs)]
 
+// ftpdlib is built on Linux interfaces with no portable stand-in: openat2(2) and the *at()
+// calls of the jail, epoll and eventfd (the pool), setfsuid(2) (per-thread impersonation),
+// sendfile(2) with an offset, signalfd, Linux socket options (IP_MTU, UDP_SEGMENT). Say so at once rather than in a hundred errors.
+#[cfg(not(target_os = "linux"))]
+compile_error!("ftpdlib runs on Linux only (openat2, epoll, setfsuid, sendfile)");
+
 pub mod authorizers;
 pub mod beneath;
+/// The command line of the `ftpdlib` binary (and `ftpdlib users`): the binary's internals,
+/// public only so `src/main.rs` can reach it; not part of the library's API.
+#[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod cli;
 pub mod error;
 pub mod filesystems;
@@ -34,6 +44,7 @@ pub mod filesystems;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handlers;
+#[cfg(feature = "cli")]
 mod logging;
 mod poll;
 pub mod process;
@@ -44,6 +55,7 @@ pub mod ratelimit;
 pub mod servers;
 mod shm;
 /// TFTP server framework in the spirit of fbtftp (RFC 1350, 2347–2349, 7440).
+#[cfg(feature = "tftp")]
 pub mod tftp;
 
 pub use error::{AuthenticationFailed, AuthorizerError, Error, FailureKind};

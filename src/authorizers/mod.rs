@@ -13,12 +13,16 @@ mod impersonation;
 #[cfg(feature = "sql")]
 pub mod sql;
 mod system;
+#[cfg(feature = "unix-users")]
 mod unix;
 pub use dummy::DummyAuthorizer;
 pub use impersonation::Impersonation;
 #[cfg(feature = "sql")]
 pub use sql::SqlAuthorizer;
-pub use system::{crypt, drop_privileges, verify_password};
+pub use system::drop_privileges;
+#[cfg(any(feature = "unix-users", feature = "sql"))]
+pub use system::{crypt, verify_password};
+#[cfg(feature = "unix-users")]
 pub use unix::UnixAuthorizer;
 
 /// One permission letter, with pyftpdlib's meaning.
@@ -180,14 +184,28 @@ pub trait Authorizer: Send + Sync {
     /// Whether `username` has `perm`, on `path` (a real filesystem path) when given.
     fn has_perm(&self, username: &str, perm: Perm, path: Option<&Path>) -> bool;
 
-    /// The user's permissions at home (used for MLSx `perm` facts).
-    fn get_perms(&self, username: &str) -> PermSet;
+    /// The user's permissions at home (used for MLSx `perm` facts). Default: every letter
+    /// [`has_perm`](Self::has_perm) grants with no path.
+    fn get_perms(&self, username: &str) -> PermSet {
+        let mut set = PermSet::default();
+        for p in Perm::ALL {
+            if self.has_perm(username, p, None) {
+                set.0 |= 1 << (p as u16);
+            }
+        }
+        set
+    }
 
-    /// The text of the 230 reply after a successful login.
-    fn get_msg_login(&self, username: &str) -> String;
+    /// The text of the 230 reply after a successful login. Default: `Login successful.`
+    /// (pyftpdlib's `msg_login`).
+    fn get_msg_login(&self, _username: &str) -> String {
+        "Login successful.".into()
+    }
 
-    /// The text of the 221 reply to QUIT.
-    fn get_msg_quit(&self, username: &str) -> String;
+    /// The text of the 221 reply to QUIT. Default: `Goodbye.` (pyftpdlib's `msg_quit`).
+    fn get_msg_quit(&self, _username: &str) -> String {
+        "Goodbye.".into()
+    }
 
     /// Called after login, before any filesystem access, to take on the user's identity.
     /// `process` says where the session runs: in a process of its own

@@ -27,6 +27,11 @@ pub(crate) mod dtp;
 pub(crate) mod rates;
 mod session;
 mod table;
+#[cfg(feature = "tls")]
+mod tls;
+// Without the `tls` feature: the same names, none of which can be made (see the file).
+#[cfg(not(feature = "tls"))]
+#[path = "no_tls.rs"]
 mod tls;
 
 pub use context::{AdmissionHooks, BanRules, DrainToken, ProcessKind, SessionContext};
@@ -60,15 +65,47 @@ pub trait Callbacks: Send {
     fn on_login_failed(&mut self, _username: &str, _password: &str) {}
     /// A user logged out (QUIT, REIN, USER again or disconnect).
     fn on_logout(&mut self, _username: &str) {}
-    /// A download completed.
+    /// A download completed (called by the default [`on_transfer_end`](Self::on_transfer_end)).
     fn on_file_sent(&mut self, _path: &Path) {}
-    /// An upload completed.
+    /// An upload completed (called by the default `on_transfer_end`).
     fn on_file_received(&mut self, _path: &Path) {}
-    /// A download was cut short.
+    /// A download was cut short (called by the default `on_transfer_end`).
     fn on_incomplete_file_sent(&mut self, _path: &Path) {}
     /// An upload was cut short; the partial file stays where it is (with
-    /// [`FtpHandler::atomic_uploads`] it was removed and the old file is unchanged).
+    /// [`FtpHandler::atomic_uploads`] it was removed and the old file is unchanged). Called
+    /// by the default `on_transfer_end`.
     fn on_incomplete_file_received(&mut self, _path: &Path) {}
+    /// A file transfer (RETR, STOR, APPE, STOU) ended, complete or not: who, which file, how
+    /// many bytes and how long. pyftpdlib passes only the path; the default calls the
+    /// path-only method of the four above that fits, so override either this one (for the
+    /// details) or those (for the simple case).
+    fn on_transfer_end(&mut self, t: &TransferEnd<'_>) {
+        match (t.upload, t.complete) {
+            (false, true) => self.on_file_sent(t.path),
+            (false, false) => self.on_incomplete_file_sent(t.path),
+            (true, true) => self.on_file_received(t.path),
+            (true, false) => self.on_incomplete_file_received(t.path),
+        }
+    }
+}
+
+/// What [`Callbacks::on_transfer_end`] is told about a file transfer that ended.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TransferEnd<'a> {
+    /// The user logged in on the session.
+    pub user: &'a str,
+    /// The file on the host (beneath the session's root), as the `on_file_*` methods get it.
+    pub path: &'a Path,
+    /// True for an upload (STOR, APPE, STOU), false for a download (RETR).
+    pub upload: bool,
+    /// True when the transfer completed (the client got `226`); false when it was cut short
+    /// (ABOR, a closed or stalled data connection, a local error).
+    pub complete: bool,
+    /// Bytes moved over the data connection (for a cut transfer: those that got through).
+    pub bytes: u64,
+    /// From the data connection's start to the transfer's end.
+    pub elapsed: Duration,
 }
 
 /// Callbacks that do nothing.
@@ -239,8 +276,8 @@ pub struct FtpHandler {
     /// file executable (SITE CHMOD with an execute bit on a file is refused), and nobody sets
     /// setuid, setgid or sticky bits. Default: `0o022`.
     pub umask: u32,
-    /// FTPS (pyftpdlib `TLS_FTPHandler`): AUTH/PBSZ/PROT/CCC exist only when set.
-    /// Default: none.
+    /// FTPS (pyftpdlib `TLS_FTPHandler`): AUTH/PBSZ/PROT/CCC exist only when set. Needs
+    /// the `tls` cargo feature (without it no [`TlsConfig`] can be made). Default: none.
     pub tls: Option<TlsConfig>,
     /// Uploads take an exclusive advisory lock (flock(2)) on their file and downloads a
     /// shared one, so two uploads of one name never interleave and a download never reads

@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
@@ -52,12 +53,14 @@ impl fmt::Debug for TlsConfig {
 }
 
 impl TlsConfig {
-    /// Loads a PEM certificate chain and private key (TLS 1.2 and 1.3, rustls with ring).
-    /// `keyfile` may be `None` when `certfile` holds the key too, as pyftpdlib allows.
+    /// Loads a PEM certificate chain and private key (TLS 1.2 and 1.3). `keyfile` may be
+    /// `None` when `certfile` holds the key too, as pyftpdlib allows. The cryptography is
+    /// the process's default rustls crypto provider: ring, unless the program
+    /// installed another with `rustls::crypto::CryptoProvider::install_default`.
     ///
     /// # Errors
     /// [`Error::Tls`] naming the file when it is missing, holds no certificate or key, or the
-    /// key does not fit the certificate.
+    /// key does not fit the certificate; or no crypto provider can be chosen.
     pub fn from_pem_files(certfile: &Path, keyfile: Option<&Path>) -> Result<TlsConfig, Error> {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(certfile)
             .and_then(|it| it.collect::<Result<Vec<_>, _>>())
@@ -76,8 +79,7 @@ impl TlsConfig {
             )),
             e => Error::Tls(format!("keyfile {}: {e}", keypath.display())),
         })?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
+        let config = ServerConfig::builder_with_provider(crypto_provider()?)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| Error::Tls(e.to_string()))?
             .with_no_client_auth()
@@ -144,6 +146,30 @@ impl TlsConfig {
             data: Arc::new(data),
         }
     }
+}
+
+/// The rustls crypto provider FTPS uses: the process default when the program installed one
+/// (`CryptoProvider::install_default`, which rustls asks libraries to honour, so a program
+/// choosing aws-lc-rs or a FIPS provider gets it here too), else the one this crate's
+/// rustls features name — ring — which rustls then installs as the process default.
+///
+/// # Errors
+/// [`Error::Tls`] when none is installed and the program's rustls features name more than
+/// one provider (e.g. ring and aws-lc-rs both compiled in): rustls cannot choose, and the
+/// program must call `CryptoProvider::install_default` first.
+pub(crate) fn crypto_provider() -> Result<Arc<CryptoProvider>, Error> {
+    if let Some(p) = CryptoProvider::get_default() {
+        return Ok(p.clone());
+    }
+    // `ServerConfig::builder` installs the provider the crate features name, and panics
+    // (its documented behaviour) when they name several; that panic becomes an error here.
+    std::panic::catch_unwind(|| ServerConfig::builder().crypto_provider().clone()).map_err(|_| {
+        Error::Tls(
+            "no rustls crypto provider: several are compiled in and none is installed; call \
+             rustls::crypto::CryptoProvider::install_default() before building TlsConfig"
+                .into(),
+        )
+    })
 }
 
 /// TLS 1.3 tickets sent on a control connection. OpenSSL (curl) and GnuTLS (lftp) offer

@@ -26,6 +26,9 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+/// The `tftpd` binary's command line: its internals, not part of the library's API.
+#[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod cli;
 pub mod options;
 pub mod packet;

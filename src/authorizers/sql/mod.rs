@@ -27,6 +27,7 @@ mod sqlite;
 
 pub use authorizer::SqlAuthorizer;
 pub use db::UserDb;
+#[cfg(feature = "cli")]
 pub(crate) use password::is_known_hash;
 pub use password::{hash_password, verify_password_hash};
 pub use schema::SCHEMA_VERSION;

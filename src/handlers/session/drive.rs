@@ -16,6 +16,7 @@ use super::Session;
 use crate::handlers::dtp::{self, Download, Outcome, Settings, Step, Stream, Upload};
 use crate::handlers::rates::Direction;
 use crate::handlers::table::Channel;
+use crate::handlers::TransferEnd;
 use crate::proto::TransferType;
 
 impl Session {
@@ -329,12 +330,14 @@ impl Session {
             u8::from(complete)
         );
         if end.channel == Channel::File {
-            match (upload, complete) {
-                (false, true) => self.cb.on_file_sent(&end.path),
-                (false, false) => self.cb.on_incomplete_file_sent(&end.path),
-                (true, true) => self.cb.on_file_received(&end.path),
-                (true, false) => self.cb.on_incomplete_file_received(&end.path),
-            }
+            self.cb.on_transfer_end(&TransferEnd {
+                user: &self.account.username,
+                path: &end.path,
+                upload,
+                complete,
+                bytes,
+                elapsed: start.map(|s| s.elapsed()).unwrap_or_default(),
+            });
         }
         self.reply_outcome(&end.cmd, upload, bytes, outcome)
     }
