@@ -70,16 +70,6 @@ impl Rate {
         }
     }
 
-    /// Tokens per second.
-    pub fn per_second(&self) -> u64 {
-        self.per_second
-    }
-
-    /// How long an empty bucket takes to fill.
-    pub fn burst(&self) -> Duration {
-        Duration::from_nanos(self.burst_ns)
-    }
-
     /// Nanoseconds that `n` tokens cost, rounded up.
     fn cost_ns(&self, n: u64) -> u64 {
         (u128::from(n) * NS)

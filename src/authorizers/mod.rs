@@ -162,7 +162,93 @@ pub struct UserLimits {
 /// Decides who may log in, where their home is and what they may do.
 ///
 /// Shared by every session (`Send + Sync`); methods may block (a database lookup is fine:
-/// each session runs on its own thread). Mirrors pyftpdlib's authorizer interface.
+/// each session runs on its own thread). Mirrors pyftpdlib's authorizer interface. Three
+/// methods are required; the others have pyftpdlib's defaults.
+///
+/// # Example
+///
+/// An authorizer backed by a user database. `Accounts` stands in for a database client
+/// (a connection pool, an LDAP or HTTP client): the session thread simply waits for it.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::net::SocketAddr;
+/// use std::path::{Path, PathBuf};
+/// use std::sync::Arc;
+///
+/// use ftpdlib::authorizers::{Authorizer, Perm};
+/// use ftpdlib::handlers::FtpHandler;
+/// use ftpdlib::{AuthenticationFailed, AuthorizerError};
+///
+/// /// One row of the users table.
+/// struct Row {
+///     password: String,
+///     home: PathBuf,
+///     may_write: bool,
+/// }
+///
+/// /// Stands in for a database client: `find` would run `SELECT … WHERE name = $1`.
+/// struct Accounts(HashMap<String, Row>);
+///
+/// impl Accounts {
+///     fn find(&self, name: &str) -> Option<&Row> {
+///         self.0.get(name)
+///     }
+/// }
+///
+/// struct DbAuthorizer(Accounts);
+///
+/// impl Authorizer for DbAuthorizer {
+///     fn validate_authentication(
+///         &self,
+///         user: &str,
+///         password: &str,
+///         _peer: SocketAddr,
+///     ) -> Result<(), AuthenticationFailed> {
+///         // A real table stores hashes: compare with a password-hashing crate, in
+///         // constant time. The text after `530 ` never says which part was wrong.
+///         match self.0.find(user) {
+///             Some(row) if row.password == password => Ok(()),
+///             _ => Err(AuthenticationFailed::new("Authentication failed.")),
+///         }
+///     }
+///
+///     fn get_home_dir(&self, user: &str) -> Result<PathBuf, AuthorizerError> {
+///         self.0
+///             .find(user)
+///             .map(|row| row.home.clone())
+///             .ok_or_else(|| AuthorizerError::new(format!("no such user {user:?}")))
+///     }
+///
+///     fn has_perm(&self, user: &str, perm: Perm, _path: Option<&Path>) -> bool {
+///         match self.0.find(user) {
+///             Some(row) => row.may_write || !perm.is_write(),
+///             None => false,
+///         }
+///     }
+///     // get_perms, get_msg_login ("Login successful."), get_msg_quit ("Goodbye."),
+///     // impersonation and per-user rate limits keep their defaults.
+/// }
+///
+/// let mut rows = HashMap::new();
+/// let home = std::env::temp_dir();
+/// rows.insert(
+///     "alice".to_string(),
+///     Row { password: "s3cret".into(), home: home.clone(), may_write: false },
+/// );
+/// let auth = DbAuthorizer(Accounts(rows));
+/// let peer: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+/// assert!(auth.validate_authentication("alice", "s3cret", peer).is_ok());
+/// assert!(auth.validate_authentication("alice", "guess", peer).is_err());
+/// assert!(auth.has_perm("alice", Perm::Retrieve, None));
+/// assert!(!auth.has_perm("alice", Perm::Store, None));
+/// assert_eq!(auth.get_perms("alice").to_string(), "elr");
+/// assert_eq!(auth.get_home_dir("alice").unwrap(), home);
+///
+/// // Every session of a server shares it.
+/// let handler = FtpHandler::new(Arc::new(auth));
+/// # drop(handler);
+/// ```
 pub trait Authorizer: Send + Sync {
     /// Checks a user's password. `peer` is the client's address.
     ///

@@ -35,25 +35,83 @@ mod tls;
 mod tls;
 
 pub use context::{AdmissionHooks, BanRules, DrainToken, ProcessKind, SessionContext};
-pub use session::{memory, Session};
+pub(crate) use session::memory;
+pub use session::Session;
 pub use table::{
     Arg, Busy, Channel, Command, CommandFn, CommandTable, Creates, Login, PathArg, Request, Telnet,
     Tls,
 };
 pub use tls::TlsConfig;
 
-/// Rate limits and throttling (pyftpdlib `ThrottledDTPHandler`, and limits shared by a
-/// user's sessions or a whole server): the scopes and directions, the shared buckets, the
-/// throttle of one transfer, and the crate's one rate-limiting primitive underneath.
+/// Rate limits shared by a user's sessions or by a whole server: the table of shared
+/// buckets a server makes before it forks ([`RateTable`](throttle::RateTable)). The
+/// limits themselves are [`FtpHandler`]'s `*_limit` and `max_*_rate` fields.
 pub mod throttle {
-    pub use super::dtp::throttle::Throttle;
-    pub use super::rates::{Direction, RateTable, Scope, UserSlot, DEFAULT_USER_SLOTS};
-    pub use crate::ratelimit::{Bucket, Clock, MonotonicClock, Rate};
+    pub use super::rates::{RateTable, DEFAULT_USER_SLOTS};
 }
 
 /// The events of a session (pyftpdlib's `on_*` methods). One value per connection, built by
 /// [`FtpHandler::callbacks`], so `&mut self` needs no lock; a method may block (a database
 /// call) without stalling any other session. Every method defaults to doing nothing.
+///
+/// # Example
+///
+/// An audit trail: one line per login and per transfer, with who, what, how much and how
+/// long. Here the lines go to a shared `Vec`; a real one would write a file or a table.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+///
+/// use ftpdlib::authorizers::DummyAuthorizer;
+/// use ftpdlib::handlers::{Callbacks, FtpHandler, TransferEnd};
+///
+/// struct Audit {
+///     peer: Option<std::net::SocketAddr>,
+///     trail: Arc<Mutex<Vec<String>>>,
+/// }
+///
+/// impl Audit {
+///     fn note(&self, line: String) {
+///         self.trail.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+///     }
+/// }
+///
+/// impl Callbacks for Audit {
+///     fn on_connect(&mut self, peer: std::net::SocketAddr) {
+///         self.peer = Some(peer);
+///     }
+///     fn on_login(&mut self, user: &str) {
+///         self.note(format!("{user} logged in from {:?}", self.peer));
+///     }
+///     fn on_login_failed(&mut self, user: &str, _password: &str) {
+///         self.note(format!("failed login as {user} from {:?}", self.peer));
+///     }
+///     fn on_transfer_end(&mut self, t: &TransferEnd<'_>) {
+///         self.note(format!(
+///             "{} {} {}: {} bytes in {:?}{}",
+///             t.user,
+///             if t.upload { "uploaded" } else { "downloaded" },
+///             t.path.display(),
+///             t.bytes,
+///             t.elapsed,
+///             if t.complete { "" } else { " (cut short)" },
+///         ));
+///     }
+/// }
+///
+/// let trail = Arc::new(Mutex::new(Vec::new()));
+/// let mut handler = FtpHandler::new(Arc::new(DummyAuthorizer::new()));
+/// // One `Audit` per connection; they share the trail.
+/// let shared = trail.clone();
+/// handler.set_callbacks(move || Audit { peer: None, trail: shared.clone() });
+/// # let mut a = (handler.callbacks)();
+/// # a.on_login("alice");
+/// # assert_eq!(trail.lock().unwrap()[0], "alice logged in from None");
+/// ```
+///
+/// For the simple case, override the path-only methods pyftpdlib has (`on_file_sent`,
+/// `on_file_received` and their `on_incomplete_*` twins) instead of
+/// [`on_transfer_end`](Self::on_transfer_end).
 pub trait Callbacks: Send {
     /// A client connected (after the 220 banner was sent).
     fn on_connect(&mut self, _peer: SocketAddr) {}

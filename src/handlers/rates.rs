@@ -49,7 +49,7 @@ pub enum Scope {
 
 impl FtpHandler {
     /// The handler's rate for a scope and direction, bytes/s (0: unlimited).
-    pub fn rate(&self, scope: Scope, dir: Direction) -> u64 {
+    pub(crate) fn rate(&self, scope: Scope, dir: Direction) -> u64 {
         match (scope, dir) {
             (Scope::Session, Direction::Read) => self.read_limit,
             (Scope::Session, Direction::Write) => self.write_limit,
@@ -135,19 +135,23 @@ unsafe impl ZeroedAtomics for Slot {}
 
 /// The registry of shared buckets: the server-wide pair and one pair per user. Made by the
 /// server and passed to its sessions in their [`SessionContext`](super::SessionContext);
-/// sessions take a [`UserSlot`] at login.
+/// sessions take a slot of it at login.
 ///
-/// ```
+/// A server makes one with 1,024 user slots; one for more users at once:
+///
+/// ```no_run
 /// use std::sync::Arc;
-/// use std::time::Duration;
-/// use ftpdlib::handlers::throttle::{Direction, RateTable};
+/// use ftpdlib::authorizers::DummyAuthorizer;
+/// use ftpdlib::handlers::{throttle::RateTable, FtpHandler};
+/// use ftpdlib::servers::FtpServer;
 ///
-/// let limits = Arc::new(RateTable::with_capacity(8));
-/// assert!(limits.is_process_shared());
-/// let now = Duration::from_secs(100);
-/// let a = limits.acquire("bob", now).unwrap();
-/// let b = limits.acquire("bob", now).unwrap();
-/// assert!(std::ptr::eq(a.bucket(Direction::Write), b.bucket(Direction::Write)));
+/// let mut handler = FtpHandler::new(Arc::new(DummyAuthorizer::new()));
+/// handler.user_write_limit = 1 << 20; // 1 MiB/s shared by each user's sessions
+/// let table = Arc::new(RateTable::with_capacity(10_000));
+/// assert!(table.is_process_shared()); // forked sessions draw from it too
+/// let server = FtpServer::new("127.0.0.1:2121", handler)?.with_rate_table(table)?;
+/// server.serve_forever()?;
+/// # Ok::<(), ftpdlib::Error>(())
 /// ```
 pub struct RateTable {
     slots: SharedArray<Slot>,
@@ -205,7 +209,7 @@ impl RateTable {
     }
 
     /// The server-wide bucket for a direction.
-    pub fn server_bucket(&self, dir: Direction) -> &Bucket {
+    pub(crate) fn server_bucket(&self, dir: Direction) -> &Bucket {
         &self.slots()[0].buckets[dir as usize]
     }
 
@@ -227,7 +231,7 @@ impl RateTable {
     /// sharing this registry); `now` is the [`MonotonicClock`] time, used when a new slot's
     /// buckets start empty. `None` when every slot is held by other users (logged; the user
     /// then has no shared limit).
-    pub fn acquire(self: &Arc<Self>, user: &str, now: Duration) -> Option<UserSlot> {
+    pub(crate) fn acquire(self: &Arc<Self>, user: &str, now: Duration) -> Option<UserSlot> {
         let key = name_key(user);
         let slots = self.slots();
         let g = self.lock();

@@ -125,7 +125,7 @@ impl Session {
     ///
     /// # Errors
     /// Only errors of the control connection itself.
-    pub fn run_memory(
+    pub(crate) fn run_memory(
         control: memory::MemoryControl,
         handler: Arc<FtpHandler>,
         ctx: SessionContext,
