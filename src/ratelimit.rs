@@ -62,6 +62,8 @@ impl Rate {
 
     /// A request rate (`per_second` > 0) allowing bursts of `burst` seconds' worth; any
     /// single request may be granted.
+    // The TFTP request limit (tftp/ratelimit.rs) is the only user.
+    #[cfg_attr(not(feature = "tftp"), allow(dead_code))]
     pub fn requests(per_second: u64, burst: Duration) -> Rate {
         Rate {
             per_second: per_second.max(1),
@@ -95,6 +97,7 @@ impl Bucket {
     }
 
     /// A bucket that is full at `now`.
+    #[cfg_attr(not(feature = "tftp"), allow(dead_code))]
     pub fn full_at(rate: &Rate, now: Duration) -> Bucket {
         Bucket(AtomicU64::new(ns(now).saturating_sub(rate.burst_ns)))
     }
@@ -120,6 +123,7 @@ impl Bucket {
     }
 
     /// True when the bucket holds all it can at `now`.
+    #[cfg_attr(not(feature = "tftp"), allow(dead_code))]
     pub fn is_full(&self, rate: &Rate, now: Duration) -> bool {
         self.0.load(Ordering::Relaxed) <= ns(now).saturating_sub(rate.burst_ns)
     }

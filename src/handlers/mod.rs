@@ -35,6 +35,7 @@ mod tls;
 mod tls;
 
 pub use context::{AdmissionHooks, BanRules, DrainToken, ProcessKind, SessionContext};
+#[cfg(feature = "fuzzing")]
 pub(crate) use session::memory;
 pub use session::Session;
 pub use table::{
