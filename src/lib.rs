@@ -29,7 +29,7 @@
 //! event, pyftpdlib's `ip:port-[user]` prefix, passwords never) and prints nothing until the
 //! program installs a logger. With `env_logger`:
 //!
-//! ```ignore
+//! ```no_run
 //! env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
 //! ```
 //!
@@ -105,3 +105,8 @@ mod shm;
 pub mod tftp;
 
 pub use error::{AuthenticationFailed, AuthorizerError, Error, FailureKind};
+
+// The README's Rust examples compile as doctests, so they keep matching the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

@@ -18,6 +18,40 @@ use crate::Error;
 
 /// FTPS settings of a handler (pyftpdlib `TLS_FTPHandler`'s attributes). Build it with
 /// [`TlsConfig::from_pem_files`] or [`TlsConfig::from_server_config`], then set the flags.
+///
+/// # Data connections are bound to the control connection
+///
+/// By default every `PROT P` data connection must **resume the control connection's TLS
+/// session** — vsftpd's `require_ssl_reuse`, which pyftpdlib and libunftp leave open. Without it,
+/// whoever connects to the passive port first (with `permit_foreign_addresses`, from anywhere)
+/// gets the file. A data connection that does a full handshake instead is refused with
+/// `522 SSL connection failed: session reuse required.` and a log line saying why.
+///
+/// How: each control connection gets its own session store. Its TLS 1.2 session ID and its
+/// TLS 1.3 tickets (stateful, 8 of them) land there and nowhere else; data connections may only
+/// look sessions up in it, never add one, and send no tickets. curl (OpenSSL), lftp (GnuTLS) and
+/// rustls clients (suppaftp) resume as required. One limit: rustls clients use each TLS 1.3
+/// ticket once, so a rustls client gets 8 encrypted data connections per control connection
+/// under TLS 1.3 (no limit with TLS 1.2). Clients that cannot resume need
+/// `require_session_reuse = false` (`--disable-tls-reuse-check`).
+///
+/// # What else it protects against
+///
+/// * **STARTTLS command injection**: anything the client sent in plaintext behind `AUTH TLS`
+///   (e.g. `AUTH TLS\r\nUSER x\r\n` in one packet) is discarded, never executed.
+/// * **Truncated uploads**: an upload whose TLS stream ends without close_notify (a TCP close or
+///   reset) is incomplete: `426`, `on_incomplete_file_received`, never `226`.
+/// * **No tickets on data connections**: a client that never reads a data connection (lftp under
+///   TLS 1.3) would otherwise leave unread tickets in its socket, reset the connection when it
+///   closes it, and the server's kernel would drop the end of the upload — while pyftpdlib
+///   answers 226. ftpdlib sends none, and treats a reset during STOR as incomplete.
+/// * sendfile(2) is not used for TLS data; the transfer loop, ABOR/STAT during a transfer and
+///   throttling work the same over TLS.
+///
+/// With curl's default `--ftp-ssl-ccc-mode passive`, curl drops its TLS session without a
+/// close_notify exchange, OpenSSL then forgets the session, and later data connections cannot
+/// resume it (522); use `--ftp-ssl-ccc-mode active` or the reuse check off. curl 7.88 (Debian 12)
+/// cannot do active-mode FTPS; lftp can.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct TlsConfig {

@@ -14,9 +14,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::memory::{self, MemoryClient};
-use super::{Session, Transport};
+use super::Session;
+#[cfg(feature = "tls")]
+use super::Transport;
 use crate::authorizers::DummyAuthorizer;
-use crate::handlers::{Busy, Command, FtpHandler, SessionContext, TlsConfig};
+#[cfg(feature = "tls")]
+use crate::handlers::TlsConfig;
+use crate::handlers::{Busy, Command, FtpHandler, SessionContext};
 
 const WAIT: Duration = Duration::from_secs(20);
 
