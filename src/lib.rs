@@ -47,8 +47,9 @@
 //!
 //! The extension points each carry a compiled example: [`Authorizer`](authorizers::Authorizer)
 //! (a database-backed authorizer), [`Filesystem`](filesystems::Filesystem) (generated
-//! content), [`Callbacks`](handlers::Callbacks) (an audit trail) and
-//! [`Command`](handlers::Command) (a `SITE` command).
+//! content), [`Callbacks`](handlers::Callbacks) (an audit trail),
+//! [`Command`](handlers::Command) (a `SITE` command) and, for TFTP, `tftp::TftpHandler`
+//! (files generated per machine).
 //!
 //! # Cargo features
 //!
