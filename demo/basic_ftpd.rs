@@ -1,7 +1,8 @@
 //! A basic FTP server: one virtual user with full permissions and read-only anonymous
 //! access (pyftpdlib's `demo/basic_ftpd.py`).
 //!
-//! Run: `cargo run --example basic_ftpd -- [DIR]`, then `curl ftp://user:12345@127.0.0.1:2121/`.
+//! Run: `cargo run --example basic_ftpd -- [DIR] [ADDRESS]` (default `.` on
+//! 127.0.0.1:2121), then `curl ftp://user:12345@127.0.0.1:2121/`.
 
 use std::sync::Arc;
 
@@ -11,7 +12,10 @@ use ftpdlib::servers::FtpServer;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let dir = std::env::args().nth(1).unwrap_or_else(|| ".".into());
+    // `[DIR] [ADDRESS]`: loopback unless told otherwise (`0.0.0.0:2121` serves the network).
+    let mut args = std::env::args().skip(1);
+    let dir = args.next().unwrap_or_else(|| ".".into());
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:2121".into());
 
     // Virtual users: a full-access account and a read-only anonymous one.
     let mut authorizer = DummyAuthorizer::new();
@@ -23,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Behind NAT: handler.masquerade_address = Some("151.25.42.11".parse()?);
     handler.passive_ports = Some(60000..=65535);
 
-    let mut server = FtpServer::new("0.0.0.0:2121", handler)?;
+    let mut server = FtpServer::new(addr.as_str(), handler)?;
     server.max_cons = 256;
     server.max_cons_per_ip = 5;
     server.stop_on_signals()?;

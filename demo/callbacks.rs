@@ -2,7 +2,8 @@
 //! extension): logs logins and finished transfers, and adds `SITE USAGE`, which reports how
 //! many bytes the user's home holds.
 //!
-//! Run: `cargo run --example callbacks -- [DIR]`, then
+//! Run: `cargo run --example callbacks -- [DIR] [ADDRESS]` (default `.` on 127.0.0.1:2121),
+//! then
 //! `curl -Q 'SITE USAGE' ftp://user:12345@127.0.0.1:2121/`.
 
 use std::path::Path;
@@ -67,7 +68,10 @@ fn dir_size(p: &Path) -> u64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let dir = std::env::args().nth(1).unwrap_or_else(|| ".".into());
+    // `[DIR] [ADDRESS]`: loopback unless told otherwise (`0.0.0.0:2121` serves the network).
+    let mut args = std::env::args().skip(1);
+    let dir = args.next().unwrap_or_else(|| ".".into());
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:2121".into());
     let mut auth = DummyAuthorizer::new();
     auth.add_user("user", "12345", &dir, "elradfmwMT")?;
     let mut handler = FtpHandler::new(Arc::new(auth));
@@ -90,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .arg(Arg::Forbidden),
     );
-    let mut server = FtpServer::new("0.0.0.0:2121", handler)?;
+    let mut server = FtpServer::new(addr.as_str(), handler)?;
     server.stop_on_signals()?;
     server.serve_forever()?;
     Ok(())

@@ -3,7 +3,8 @@
 //! pyftpdlib cannot do: a limit shared by all sessions of one user, one shared by the whole
 //! server, and a per-user limit set in the authorizer.
 //!
-//! Run: `cargo run --example throttled_ftpd -- [PORT]` (default 2121), then e.g.
+//! Run: `cargo run --example throttled_ftpd -- [DIR] [ADDRESS]` (default `.` on
+//! 127.0.0.1:2121), then e.g.
 //! `curl -u user:12345 ftp://127.0.0.1:2121/somefile -o /dev/null`.
 
 use std::sync::Arc;
@@ -14,12 +15,10 @@ use ftpdlib::servers::FtpServer;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let port: u16 = std::env::args()
-        .nth(1)
-        .map(|p| p.parse())
-        .transpose()?
-        .unwrap_or(2121);
-    let dir = std::env::current_dir()?;
+    // `[DIR] [ADDRESS]`: loopback unless told otherwise (`0.0.0.0:2121` serves the network).
+    let mut args = std::env::args().skip(1);
+    let dir = args.next().unwrap_or_else(|| ".".into());
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:2121".into());
 
     let mut authorizer = DummyAuthorizer::new();
     authorizer.add_user("user", "12345", &dir, "elradfmwMT")?;
@@ -47,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     handler.max_read_rate = 10 << 20;
     handler.max_write_rate = 10 << 20;
 
-    let mut server = FtpServer::new(("0.0.0.0", port), handler)?;
+    let mut server = FtpServer::new(addr.as_str(), handler)?;
     server.stop_on_signals()?;
     server.serve_forever()?;
     Ok(())

@@ -1,7 +1,8 @@
 //! A "real" Unix FTP server (pyftpdlib `demo/unix_ftpd.py`): system accounts log in with
 //! their own passwords, land in their home on the real filesystem and act as themselves.
 //! The Fork model gives each session its own process, which drops to the user for good
-//! after login. Run as root: `cargo run --example unix_ftpd -- 0.0.0.0:21`.
+//! after login. Run as root: `cargo run --example unix_ftpd -- [ADDRESS]` (default
+//! 127.0.0.1:2121; `0.0.0.0:21` serves the network on the standard port).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let addr = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "0.0.0.0:21".into());
+        .unwrap_or_else(|| "127.0.0.1:2121".into());
     match run(&addr) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -54,6 +54,13 @@ impl std::error::Error for AuthenticationFailed {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthorizerError(pub String);
 
+impl AuthorizerError {
+    /// An error with this message (`AuthorizerError::new("no such user")`).
+    pub fn new(msg: impl Into<String>) -> Self {
+        AuthorizerError(msg.into())
+    }
+}
+
 impl fmt::Display for AuthorizerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -26,6 +26,7 @@ pub mod proxy {
 }
 
 /// The TFTP packet and option parsers (RFC 1350, 2347–2349, 7440).
+#[cfg(feature = "tftp")]
 pub mod tftp {
     pub use crate::tftp::options::{negotiate, Negotiated, OptionLimits};
     pub use crate::tftp::packet::{self, Packet, ParseError};

@@ -1,7 +1,7 @@
-//! ftpdlib: a blocking, thread-per-connection FTP server library in the spirit of Python's
-//! pyftpdlib — authorizers, a chroot-jailed virtual filesystem, a protocol handler with
-//! callbacks and custom commands, FTPS, throttled transfers, several concurrency models —
-//! plus a TFTP server framework in the spirit of fbtftp.
+//! ftpdlib: a blocking, thread-per-connection FTP server library for Linux in the spirit of
+//! Python's pyftpdlib — authorizers, a chroot-jailed virtual filesystem, a protocol handler
+//! with callbacks and custom commands, FTPS, throttled transfers, several concurrency models
+//! — plus a TFTP server framework in the spirit of fbtftp.
 //!
 //! # Quick start
 //!
@@ -22,11 +22,68 @@
 //! Every connection ends in [`handlers::Session::run`], served by one thread (or one forked
 //! child) from its first byte to its last, so authorizers, filesystems and callbacks may
 //! block without stalling other sessions.
+//!
+//! # Logging
+//!
+//! The library logs through the [`log`](https://docs.rs/log) facade (one line per session
+//! event, pyftpdlib's `ip:port-[user]` prefix, passwords never) and prints nothing until the
+//! program installs a logger. With `env_logger`:
+//!
+//! ```no_run
+//! env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+//! ```
+//!
+//! # What is public
+//!
+//! | module | what a program uses |
+//! |---|---|
+//! | [`authorizers`] | the [`Authorizer`](authorizers::Authorizer) trait, permission letters ([`Perm`](authorizers::Perm), [`PermSet`](authorizers::PermSet)), [`DummyAuthorizer`](authorizers::DummyAuthorizer) (virtual users), `UnixAuthorizer` (system accounts), `sql` (users in SQLite or PostgreSQL) |
+//! | [`filesystems`] | the [`Filesystem`](filesystems::Filesystem) trait, [`OsFilesystem`](filesystems::OsFilesystem) (the disk beneath a root), [`AbstractedFs`](filesystems::AbstractedFs) (the working directory around any filesystem) |
+//! | [`handlers`] | [`FtpHandler`](handlers::FtpHandler) (the configuration, pyftpdlib's names and defaults), the [`Callbacks`](handlers::Callbacks) trait, custom commands ([`Command`](handlers::Command)), `TlsConfig` (FTPS), [`Session`](handlers::Session) (one connection, for inetd-style entry points) |
+//! | [`servers`] | [`FtpServer`](servers::FtpServer) with its concurrency models ([`Executor`](servers::Executor)), [`ServerHandle`](servers::ServerHandle), inetd and systemd entry points ([`servers::inetd`]) |
+//! | [`beneath`] | resolution beneath a root directory descriptor (the jail, openat2), for filesystems of your own over real files |
+//! | [`error`] | [`Error`], [`AuthenticationFailed`], [`AuthorizerError`] |
+//! | `tftp` | the TFTP framework: `TftpServer`, the `TftpHandler` trait, `ResponseData` |
+//!
+//! The extension points each carry a compiled example: [`Authorizer`](authorizers::Authorizer)
+//! (a database-backed authorizer), [`Filesystem`](filesystems::Filesystem) (generated
+//! content), [`Callbacks`](handlers::Callbacks) (an audit trail),
+//! [`Command`](handlers::Command) (a `SITE` command) and, for TFTP, `tftp::TftpHandler`
+//! (files generated per machine).
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `tls` | yes | FTPS: `handlers::TlsConfig`, AUTH/PBSZ/PROT/CCC (rustls with ring) |
+//! | `tftp` | yes | the `tftp` module |
+//! | `unix-users` | yes | `authorizers::UnixAuthorizer` and `crypt`: system accounts, links libcrypt |
+//! | `sqlite` | yes | `authorizers::sql` with SQLite compiled in |
+//! | `postgres` | no | `authorizers::sql` over PostgreSQL |
+//! | `cli` | yes | the `ftpdlib` and `tftpd` binaries (getopts, env_logger) |
+//!
+//! The defaults build everything the binaries need. A program embedding the library can
+//! start from `default-features = false`: the FTP server alone, with nothing linked but libc.
+//!
+//! # Platform
+//!
+//! Linux only (openat2, epoll, setfsuid, sendfile with an offset, signalfd): other targets
+//! stop at a `compile_error!`.
 
 #![warn(missing_docs)]
 
+// ftpdlib is built on Linux interfaces with no portable stand-in: openat2(2) and the *at()
+// calls of the jail, epoll and eventfd (the pool), setfsuid(2) (per-thread impersonation),
+// sendfile(2) with an offset, signalfd, Linux socket options (IP_MTU, UDP_SEGMENT). Say so at once rather than in a hundred errors.
+#[cfg(not(target_os = "linux"))]
+compile_error!("ftpdlib runs on Linux only (openat2, epoll, setfsuid, sendfile)");
+
 pub mod authorizers;
 pub mod beneath;
+/// The command line of the `ftpdlib` binary (and `ftpdlib users`): the binary's internals,
+/// public only so `src/main.rs` can reach it; not part of the library's API.
+#[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod cli;
 pub mod error;
 pub mod filesystems;
@@ -34,16 +91,23 @@ pub mod filesystems;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handlers;
+#[cfg(feature = "cli")]
 mod logging;
 mod poll;
 pub mod process;
 mod properties;
-pub mod proto;
+pub(crate) mod proto;
 pub mod proxy_protocol;
-pub mod ratelimit;
+pub(crate) mod ratelimit;
 pub mod servers;
 mod shm;
 /// TFTP server framework in the spirit of fbtftp (RFC 1350, 2347–2349, 7440).
+#[cfg(feature = "tftp")]
 pub mod tftp;
 
 pub use error::{AuthenticationFailed, AuthorizerError, Error, FailureKind};
+
+// The README's Rust examples compile as doctests, so they keep matching the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

@@ -22,7 +22,6 @@ mod tests {
     use crate::beneath::{Resolver, RootDir};
     use crate::filesystems::path::ftpnorm;
     use crate::proto;
-    use crate::tftp::packet::{self, Mode as TftpMode, Packet, Request};
 
     /// `cases` cases, no failure files written into the source tree.
     fn config(cases: u32) -> Config {
@@ -249,70 +248,78 @@ mod tests {
         }
     }
 
-    /// TFTP text fields: no NUL (the terminator), any other character.
-    fn field() -> impl Strategy<Value = String> {
-        "[^\u{0}]{0,12}".prop_map(String::from)
-    }
+    // The TFTP packet round trips (cargo feature `tftp`).
+    #[cfg(feature = "tftp")]
+    mod tftp_packets {
+        use super::*;
+        use crate::tftp::packet::{self, Mode as TftpMode, Packet, Request};
 
-    fn tftp_packet() -> impl Strategy<Value = (Vec<u8>, Vec<(String, String)>)> {
-        let opts = || prop::collection::vec(("[a-z]{1,9}".prop_map(String::from), field()), 0..5);
-        prop_oneof![
-            (any::<bool>(), "[^\u{0}]{1,40}", 0..3usize, opts()).prop_map(|(w, f, m, o)| {
-                let mode = ["octet", "netascii", "mail"][m];
-                let refs: Vec<(&str, &str)> =
-                    o.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                (packet::request(w, &f, mode, &refs), o)
-            }),
-            opts().prop_map(|o| (packet::oack(&o), o)),
-            (any::<u16>(), prop::collection::vec(any::<u8>(), 0..64)).prop_map(|(b, d)| {
-                let mut out = vec![0; 4];
-                packet::data_header(&mut out, b);
-                out.extend(d);
-                (out, Vec::new())
-            }),
-            any::<u16>().prop_map(|b| (packet::ack(b).to_vec(), Vec::new())),
-            (0..9u16, field()).prop_map(|(c, m)| {
-                (
-                    packet::error(packet::ErrorCode::from_code(c), &m),
-                    Vec::new(),
-                )
-            }),
-        ]
-    }
-
-    proptest! {
-        #![proptest_config(config(512))]
-
-        #[test]
-        fn tftp_parse_then_encode_round_trips((bytes, opts) in tftp_packet()) {
-            let p = packet::parse(&bytes).expect("our own encoding parses");
-            let again = match &p {
-                Packet::Request(Request { write, filename, mode, options }) => {
-                    prop_assert_eq!(options, &opts);
-                    prop_assert!(matches!(mode, TftpMode::Octet | TftpMode::Netascii | TftpMode::Mail));
-                    let refs: Vec<(&str, &str)> =
-                        options.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                    packet::request(*write, filename, &mode.to_string(), &refs)
-                }
-                Packet::Oack(o) => {
-                    prop_assert_eq!(o, &opts);
-                    packet::oack(o)
-                }
-                Packet::Data(b, d) => {
-                    let mut out = vec![0; 4];
-                    packet::data_header(&mut out, *b);
-                    out.extend_from_slice(d);
-                    out
-                }
-                Packet::Ack(b) => packet::ack(*b).to_vec(),
-                Packet::Error(c, m) => packet::error(packet::ErrorCode::from_code(*c), m),
-            };
-            prop_assert_eq!(&again, &bytes);
+        /// TFTP text fields: no NUL (the terminator), any other character.
+        fn field() -> impl Strategy<Value = String> {
+            "[^\u{0}]{0,12}".prop_map(String::from)
         }
 
-        #[test]
-        fn tftp_parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..80)) {
-            let _ = packet::parse(&bytes);
+        fn tftp_packet() -> impl Strategy<Value = (Vec<u8>, Vec<(String, String)>)> {
+            let opts =
+                || prop::collection::vec(("[a-z]{1,9}".prop_map(String::from), field()), 0..5);
+            prop_oneof![
+                (any::<bool>(), "[^\u{0}]{1,40}", 0..3usize, opts()).prop_map(|(w, f, m, o)| {
+                    let mode = ["octet", "netascii", "mail"][m];
+                    let refs: Vec<(&str, &str)> =
+                        o.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    (packet::request(w, &f, mode, &refs), o)
+                }),
+                opts().prop_map(|o| (packet::oack(&o), o)),
+                (any::<u16>(), prop::collection::vec(any::<u8>(), 0..64)).prop_map(|(b, d)| {
+                    let mut out = vec![0; 4];
+                    packet::data_header(&mut out, b);
+                    out.extend(d);
+                    (out, Vec::new())
+                }),
+                any::<u16>().prop_map(|b| (packet::ack(b).to_vec(), Vec::new())),
+                (0..9u16, field()).prop_map(|(c, m)| {
+                    (
+                        packet::error(packet::ErrorCode::from_code(c), &m),
+                        Vec::new(),
+                    )
+                }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(config(512))]
+
+            #[test]
+            fn tftp_parse_then_encode_round_trips((bytes, opts) in tftp_packet()) {
+                let p = packet::parse(&bytes).expect("our own encoding parses");
+                let again = match &p {
+                    Packet::Request(Request { write, filename, mode, options }) => {
+                        prop_assert_eq!(options, &opts);
+                        prop_assert!(matches!(mode, TftpMode::Octet | TftpMode::Netascii | TftpMode::Mail));
+                        let refs: Vec<(&str, &str)> =
+                            options.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                        packet::request(*write, filename, &mode.to_string(), &refs)
+                    }
+                    Packet::Oack(o) => {
+                        prop_assert_eq!(o, &opts);
+                        packet::oack(o)
+                    }
+                    Packet::Data(b, d) => {
+                        let mut out = vec![0; 4];
+                        packet::data_header(&mut out, *b);
+                        out.extend_from_slice(d);
+                        out
+                    }
+                    Packet::Ack(b) => packet::ack(*b).to_vec(),
+                    Packet::Error(c, m) => packet::error(packet::ErrorCode::from_code(*c), m),
+                };
+                prop_assert_eq!(&again, &bytes);
+            }
+
+            #[test]
+            fn tftp_parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..80)) {
+                let _ = packet::parse(&bytes);
+            }
         }
     }
 

@@ -62,22 +62,14 @@ impl Rate {
 
     /// A request rate (`per_second` > 0) allowing bursts of `burst` seconds' worth; any
     /// single request may be granted.
+    // The TFTP request limit (tftp/ratelimit.rs) is the only user.
+    #[cfg_attr(not(feature = "tftp"), allow(dead_code))]
     pub fn requests(per_second: u64, burst: Duration) -> Rate {
         Rate {
             per_second: per_second.max(1),
             burst_ns: burst.as_nanos().min(u128::from(u64::MAX)) as u64,
             min_grant: 1,
         }
-    }
-
-    /// Tokens per second.
-    pub fn per_second(&self) -> u64 {
-        self.per_second
-    }
-
-    /// How long an empty bucket takes to fill.
-    pub fn burst(&self) -> Duration {
-        Duration::from_nanos(self.burst_ns)
     }
 
     /// Nanoseconds that `n` tokens cost, rounded up.
@@ -105,6 +97,7 @@ impl Bucket {
     }
 
     /// A bucket that is full at `now`.
+    #[cfg_attr(not(feature = "tftp"), allow(dead_code))]
     pub fn full_at(rate: &Rate, now: Duration) -> Bucket {
         Bucket(AtomicU64::new(ns(now).saturating_sub(rate.burst_ns)))
     }
@@ -130,6 +123,7 @@ impl Bucket {
     }
 
     /// True when the bucket holds all it can at `now`.
+    #[cfg_attr(not(feature = "tftp"), allow(dead_code))]
     pub fn is_full(&self, rate: &Rate, now: Duration) -> bool {
         self.0.load(Ordering::Relaxed) <= ns(now).saturating_sub(rate.burst_ns)
     }

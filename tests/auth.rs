@@ -88,7 +88,56 @@ fn custom_login_message_and_quit(ex: Executor) {
     assert_eq!(r.cmd("QUIT").1.trim_end(), "221 See you.");
 }
 
+/// An authorizer that decides only what it must: who, where, and what they may do.
+struct Minimal(std::path::PathBuf);
+
+impl ftpdlib::authorizers::Authorizer for Minimal {
+    fn validate_authentication(
+        &self,
+        user: &str,
+        password: &str,
+        _peer: std::net::SocketAddr,
+    ) -> Result<(), ftpdlib::AuthenticationFailed> {
+        if user == "reader" && password == "pw" {
+            Ok(())
+        } else {
+            Err(ftpdlib::AuthenticationFailed::new("Authentication failed."))
+        }
+    }
+    fn get_home_dir(&self, _user: &str) -> Result<std::path::PathBuf, ftpdlib::AuthorizerError> {
+        Ok(self.0.clone())
+    }
+    fn has_perm(
+        &self,
+        _user: &str,
+        perm: ftpdlib::authorizers::Perm,
+        _path: Option<&std::path::Path>,
+    ) -> bool {
+        !perm.is_write()
+    }
+}
+
+fn three_methods_make_an_authorizer(ex: Executor) {
+    let s = builder()
+        .executor(ex)
+        .handler(|h| {
+            let root = h.authorizer.get_home_dir(USER).unwrap();
+            h.authorizer = std::sync::Arc::new(Minimal(root));
+        })
+        .start();
+    s.write("f", b"x");
+    let mut r = s.raw();
+    assert_eq!(r.cmd("USER reader").0, 331);
+    assert_eq!(r.cmd("PASS pw").1, "230 Login successful.\r\n");
+    // The permission facts come from has_perm: read letters only.
+    let (code, text) = r.cmd("MLST f");
+    assert_eq!(code, 250, "{text}");
+    assert!(text.contains("perm=r;"), "{text}");
+    assert_eq!(r.cmd("QUIT").1, "221 Goodbye.\r\n");
+}
+
 models!(
+    three_methods_make_an_authorizer,
     anonymous_is_read_only,
     replies_are_pyftpdlibs,
     anonymous_refused_without_anonymous_user,

@@ -3,6 +3,7 @@
 mod common;
 use common::*;
 use ftpdlib::authorizers::Perm;
+use ftpdlib::handlers::stats::{TransferResult, TransferStats};
 use ftpdlib::handlers::{Arg, Callbacks, Command};
 use ftpdlib::servers::Executor;
 use std::io::Write;
@@ -327,7 +328,68 @@ fn help_feat_syst(ex: Executor) {
     assert_eq!(r.cmd("OPTS FOO").0, 501);
 }
 
+/// Records what `on_transfer_end` is told: who, which file, how much, how long.
+struct Detailed(Log);
+
+impl Callbacks for Detailed {
+    fn on_transfer_end(&mut self, t: &TransferStats) {
+        self.0.push(format!(
+            "{} {} {} complete={} bytes={} timed={}",
+            t.user,
+            if t.upload { "up" } else { "down" },
+            name(&t.path),
+            t.result == TransferResult::Complete,
+            t.bytes,
+            t.duration > Duration::ZERO
+        ));
+    }
+}
+
+fn transfer_end_knows_who_how_much_and_how_long(ex: Executor) {
+    let log = Log::default();
+    let l = log.clone();
+    let s = builder()
+        .executor(ex)
+        .handler(move |h| h.set_callbacks(move || Detailed(l.clone())))
+        .start();
+    s.write("f", &pattern(1000));
+    s.write("big", &pattern(4 << 20));
+    let mut c = s.login();
+    c.transfer_type(FileType::Binary).unwrap();
+    c.retr_as_buffer("f").unwrap();
+    c.put_file("g", &mut &pattern(3000)[..]).unwrap();
+    assert!(log.wait_for("user down f complete=true bytes=1000 timed=true"));
+    assert!(log.wait_for("user up g complete=true bytes=3000 timed=true"));
+    // A download cut short: incomplete, with the bytes that left before the ABOR.
+    let mut r = s.raw_login();
+    r.cmd("TYPE I");
+    let _d = r.pasv();
+    assert_eq!(r.cmd("RETR big").0, 125);
+    r.send("ABOR");
+    assert_eq!(r.reply().0, 426);
+    r.reply();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10)
+        && !log
+            .events()
+            .iter()
+            .any(|e| e.starts_with("user down big complete=false"))
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ev = log.events();
+    let cut = ev
+        .iter()
+        .find(|e| e.starts_with("user down big complete=false"));
+    assert!(cut.is_some(), "{ev:?}");
+    assert!(
+        !cut.unwrap().contains(&format!("bytes={}", 4 << 20)),
+        "an aborted download reports what left, not the whole file: {ev:?}"
+    );
+}
+
 models!(
+    transfer_end_knows_who_how_much_and_how_long,
     every_callback_fires,
     blocking_callback_does_not_stall_others,
     blocking_authorizer_does_not_stall_others,

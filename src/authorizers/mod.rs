@@ -13,12 +13,16 @@ mod impersonation;
 #[cfg(feature = "sql")]
 pub mod sql;
 mod system;
+#[cfg(feature = "unix-users")]
 mod unix;
 pub use dummy::DummyAuthorizer;
 pub use impersonation::Impersonation;
 #[cfg(feature = "sql")]
 pub use sql::SqlAuthorizer;
-pub use system::{crypt, drop_privileges, verify_password};
+pub use system::drop_privileges;
+#[cfg(any(feature = "unix-users", feature = "sql"))]
+pub use system::{crypt, verify_password};
+#[cfg(feature = "unix-users")]
 pub use unix::UnixAuthorizer;
 
 /// One permission letter, with pyftpdlib's meaning.
@@ -158,7 +162,93 @@ pub struct UserLimits {
 /// Decides who may log in, where their home is and what they may do.
 ///
 /// Shared by every session (`Send + Sync`); methods may block (a database lookup is fine:
-/// each session runs on its own thread). Mirrors pyftpdlib's authorizer interface.
+/// each session runs on its own thread). Mirrors pyftpdlib's authorizer interface. Three
+/// methods are required; the others have pyftpdlib's defaults.
+///
+/// # Example
+///
+/// An authorizer backed by a user database. `Accounts` stands in for a database client
+/// (a connection pool, an LDAP or HTTP client): the session thread simply waits for it.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::net::SocketAddr;
+/// use std::path::{Path, PathBuf};
+/// use std::sync::Arc;
+///
+/// use ftpdlib::authorizers::{Authorizer, Perm};
+/// use ftpdlib::handlers::FtpHandler;
+/// use ftpdlib::{AuthenticationFailed, AuthorizerError};
+///
+/// /// One row of the users table.
+/// struct Row {
+///     password: String,
+///     home: PathBuf,
+///     may_write: bool,
+/// }
+///
+/// /// Stands in for a database client: `find` would run `SELECT … WHERE name = $1`.
+/// struct Accounts(HashMap<String, Row>);
+///
+/// impl Accounts {
+///     fn find(&self, name: &str) -> Option<&Row> {
+///         self.0.get(name)
+///     }
+/// }
+///
+/// struct DbAuthorizer(Accounts);
+///
+/// impl Authorizer for DbAuthorizer {
+///     fn validate_authentication(
+///         &self,
+///         user: &str,
+///         password: &str,
+///         _peer: SocketAddr,
+///     ) -> Result<(), AuthenticationFailed> {
+///         // A real table stores hashes: compare with a password-hashing crate, in
+///         // constant time. The text after `530 ` never says which part was wrong.
+///         match self.0.find(user) {
+///             Some(row) if row.password == password => Ok(()),
+///             _ => Err(AuthenticationFailed::new("Authentication failed.")),
+///         }
+///     }
+///
+///     fn get_home_dir(&self, user: &str) -> Result<PathBuf, AuthorizerError> {
+///         self.0
+///             .find(user)
+///             .map(|row| row.home.clone())
+///             .ok_or_else(|| AuthorizerError::new(format!("no such user {user:?}")))
+///     }
+///
+///     fn has_perm(&self, user: &str, perm: Perm, _path: Option<&Path>) -> bool {
+///         match self.0.find(user) {
+///             Some(row) => row.may_write || !perm.is_write(),
+///             None => false,
+///         }
+///     }
+///     // get_perms, get_msg_login ("Login successful."), get_msg_quit ("Goodbye."),
+///     // impersonation and per-user rate limits keep their defaults.
+/// }
+///
+/// let mut rows = HashMap::new();
+/// let home = std::env::temp_dir();
+/// rows.insert(
+///     "alice".to_string(),
+///     Row { password: "s3cret".into(), home: home.clone(), may_write: false },
+/// );
+/// let auth = DbAuthorizer(Accounts(rows));
+/// let peer: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+/// assert!(auth.validate_authentication("alice", "s3cret", peer).is_ok());
+/// assert!(auth.validate_authentication("alice", "guess", peer).is_err());
+/// assert!(auth.has_perm("alice", Perm::Retrieve, None));
+/// assert!(!auth.has_perm("alice", Perm::Store, None));
+/// assert_eq!(auth.get_perms("alice").to_string(), "elr");
+/// assert_eq!(auth.get_home_dir("alice").unwrap(), home);
+///
+/// // Every session of a server shares it.
+/// let handler = FtpHandler::new(Arc::new(auth));
+/// # drop(handler);
+/// ```
 pub trait Authorizer: Send + Sync {
     /// Checks a user's password. `peer` is the client's address.
     ///
@@ -180,14 +270,28 @@ pub trait Authorizer: Send + Sync {
     /// Whether `username` has `perm`, on `path` (a real filesystem path) when given.
     fn has_perm(&self, username: &str, perm: Perm, path: Option<&Path>) -> bool;
 
-    /// The user's permissions at home (used for MLSx `perm` facts).
-    fn get_perms(&self, username: &str) -> PermSet;
+    /// The user's permissions at home (used for MLSx `perm` facts). Default: every letter
+    /// [`has_perm`](Self::has_perm) grants with no path.
+    fn get_perms(&self, username: &str) -> PermSet {
+        let mut set = PermSet::default();
+        for p in Perm::ALL {
+            if self.has_perm(username, p, None) {
+                set.0 |= 1 << (p as u16);
+            }
+        }
+        set
+    }
 
-    /// The text of the 230 reply after a successful login.
-    fn get_msg_login(&self, username: &str) -> String;
+    /// The text of the 230 reply after a successful login. Default: `Login successful.`
+    /// (pyftpdlib's `msg_login`).
+    fn get_msg_login(&self, _username: &str) -> String {
+        "Login successful.".into()
+    }
 
-    /// The text of the 221 reply to QUIT.
-    fn get_msg_quit(&self, username: &str) -> String;
+    /// The text of the 221 reply to QUIT. Default: `Goodbye.` (pyftpdlib's `msg_quit`).
+    fn get_msg_quit(&self, _username: &str) -> String {
+        "Goodbye.".into()
+    }
 
     /// Called after login, before any filesystem access, to take on the user's identity.
     /// `process` says where the session runs: in a process of its own

@@ -3,7 +3,10 @@
 //! checked with the system's crypt(3) (libxcrypt), and identity changes — for good
 //! (setgroups/setgid/setuid) or per thread (Linux setfsuid/setfsgid).
 
-use std::ffi::{CStr, CString};
+#[cfg(any(feature = "unix-users", feature = "sql"))]
+use std::ffi::CStr;
+use std::ffi::CString;
+#[cfg(feature = "unix-users")]
 use std::path::Path;
 
 use nix::unistd::{Gid, Uid, User};
@@ -19,6 +22,7 @@ pub(super) fn lookup(name: &str) -> Result<User, AuthorizerError> {
     }
 }
 
+#[cfg(feature = "unix-users")]
 /// True if `shell` is listed in /etc/shells (or that file does not exist).
 pub(super) fn valid_shell(shell: &Path) -> bool {
     match std::fs::read_to_string("/etc/shells") {
@@ -31,6 +35,7 @@ pub(super) fn valid_shell(shell: &Path) -> bool {
     }
 }
 
+#[cfg(feature = "unix-users")]
 /// Days since the epoch, for shadow expiry dates.
 pub(super) fn today() -> i64 {
     std::time::SystemTime::now()
@@ -39,6 +44,7 @@ pub(super) fn today() -> i64 {
         .unwrap_or(0)
 }
 
+#[cfg(feature = "unix-users")]
 /// The password hash of an account and its expiry day (-1: never), from the shadow
 /// database when there is one, else from the passwd entry.
 pub(super) fn password_hash(user: &User) -> Option<(Vec<u8>, i64)> {
@@ -49,6 +55,7 @@ pub(super) fn password_hash(user: &User) -> Option<(Vec<u8>, i64)> {
     (!p.is_empty() && p != b"x").then(|| (p.to_vec(), -1))
 }
 
+#[cfg(feature = "unix-users")]
 /// getspnam_r(3): the shadow hash and expiry day of `name`.
 #[allow(unsafe_code)]
 fn shadow_entry(name: &str) -> Option<(Vec<u8>, i64)> {
@@ -83,6 +90,7 @@ fn shadow_entry(name: &str) -> Option<(Vec<u8>, i64)> {
     }
 }
 
+#[cfg(any(feature = "unix-users", feature = "sql"))]
 #[link(name = "crypt")]
 extern "C" {
     /// libxcrypt's crypt_rn(3): like crypt_r, with the size of the work area given and
@@ -95,9 +103,11 @@ extern "C" {
     ) -> *mut nix::libc::c_char;
 }
 
+#[cfg(any(feature = "unix-users", feature = "sql"))]
 /// The size of libxcrypt's `struct crypt_data`.
 const CRYPT_DATA_SIZE: usize = 32768;
 
+#[cfg(any(feature = "unix-users", feature = "sql"))]
 /// Hashes `password` with the scheme and salt of `setting` (a full hash works) using the
 /// system's crypt(3). `None` when the scheme is unknown or the input holds a NUL.
 #[allow(unsafe_code)]
@@ -126,6 +136,7 @@ pub fn crypt(password: &str, setting: &[u8]) -> Option<Vec<u8>> {
     (!hash.starts_with(b"*")).then_some(hash)
 }
 
+#[cfg(any(feature = "unix-users", feature = "sql"))]
 /// Checks `password` against a crypt(3) hash in constant time; locked (`!…`) and disabled
 /// (`*`, empty) hashes never match.
 pub fn verify_password(password: &str, hash: &[u8]) -> bool {
@@ -170,6 +181,7 @@ pub(super) fn become_user(u: &User) -> Result<(), AuthorizerError> {
     Ok(())
 }
 
+#[cfg(feature = "unix-users")]
 /// Sets the calling thread's filesystem uid and gid (Linux setfsuid/setfsgid: per thread)
 /// and checks they took effect.
 pub(super) fn set_fs_ids(uid: Uid, gid: Gid) -> Result<(), AuthorizerError> {
@@ -184,6 +196,7 @@ pub(super) fn set_fs_ids(uid: Uid, gid: Gid) -> Result<(), AuthorizerError> {
     Ok(())
 }
 
+#[cfg(feature = "unix-users")]
 /// Gives the calling thread back the process's own filesystem identity (its effective ids),
 /// so a reused pool thread starts its next session clean. After a drop for good
 /// ([`become_user`]) the effective ids are the user's: nothing changes.
@@ -192,7 +205,7 @@ pub(super) fn restore_fs_ids() {
     nix::unistd::setfsgid(Gid::effective());
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "unix-users", feature = "sql")))]
 mod tests {
     use super::*;
 

@@ -34,9 +34,7 @@ fn authorizer(o: &Options, perm: &str) -> Result<Arc<dyn Authorizer>, Error> {
                     .into(),
             ));
         }
-        let mut unix = crate::authorizers::UnixAuthorizer::new();
-        unix.global_perm(perm)?;
-        return Ok(Arc::new(unix));
+        return unix_users(perm);
     }
     let mut auth = DummyAuthorizer::new();
     match (&o.username, &o.password) {
@@ -44,6 +42,23 @@ fn authorizer(o: &Options, perm: &str) -> Result<Arc<dyn Authorizer>, Error> {
         _ => auth.add_anonymous(&o.directory, perm)?,
     }
     Ok(Arc::new(auth))
+}
+
+/// The authorizer of `--unix-users`.
+#[cfg(feature = "unix-users")]
+fn unix_users(perm: &str) -> Result<Arc<dyn Authorizer>, Error> {
+    let mut unix = crate::authorizers::UnixAuthorizer::new();
+    unix.global_perm(perm)?;
+    Ok(Arc::new(unix))
+}
+
+#[cfg(not(feature = "unix-users"))]
+fn unix_users(_perm: &str) -> Result<Arc<dyn Authorizer>, Error> {
+    Err(Error::Config(
+        "--unix-users: this ftpdlib was built without system accounts (cargo feature \
+         `unix-users`)"
+            .into(),
+    ))
 }
 
 /// Builds the handler the options describe.
@@ -88,19 +103,35 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
             o.trusted_proxies.clone(),
         ));
     }
-    if let (true, Some(cert)) = (o.tls, &o.certfile) {
+    if let Some(path) = &o.xferlog {
+        let x = crate::handlers::xferlog::XferLog::open(path, h.use_gmt_times)
+            .map_err(|e| Error::Config(format!("--xferlog {}: {e}", path.display())))?;
+        h.xferlog = Some(Arc::new(x));
+    }
+    if o.tls {
+        tls(o, &mut h)?;
+    }
+    Ok(h)
+}
+
+/// FTPS as `--tls`, `--certfile`… describe it.
+#[cfg(feature = "tls")]
+fn tls(o: &Options, h: &mut FtpHandler) -> Result<(), Error> {
+    if let Some(cert) = &o.certfile {
         let mut t = crate::handlers::TlsConfig::from_pem_files(cert, o.keyfile.as_deref())?;
         t.tls_control_required = o.tls_control_required;
         t.tls_data_required = o.tls_data_required;
         t.require_session_reuse = !o.disable_tls_reuse_check;
         h.tls = Some(t);
     }
-    if let Some(path) = &o.xferlog {
-        let x = crate::handlers::xferlog::XferLog::open(path, h.use_gmt_times)
-            .map_err(|e| Error::Config(format!("--xferlog {}: {e}", path.display())))?;
-        h.xferlog = Some(Arc::new(x));
-    }
-    Ok(h)
+    Ok(())
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls(_o: &Options, _h: &mut FtpHandler) -> Result<(), Error> {
+    Err(Error::Config(
+        "--tls: this ftpdlib was built without FTPS (cargo feature `tls`)".into(),
+    ))
 }
 
 /// The authorizer of `--users-db`: relative homes hang from `-d`.

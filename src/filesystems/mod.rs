@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 mod abstracted;
-pub mod listing;
+pub(crate) mod listing;
 mod os;
-pub mod path;
+pub(crate) mod path;
 pub use abstracted::AbstractedFs;
 pub use os::OsFilesystem;
 mod upload;
@@ -179,6 +179,99 @@ pub type DirIter = Box<dyn Iterator<Item = io::Result<OsString>> + Send>;
 /// [`FtpHandler::filesystem`](crate::handlers::FtpHandler::filesystem)), so `&mut self` needs
 /// no lock. Every path is a virtual path (see the [module docs](self): absolute, normalized,
 /// `/` is the session's root).
+///
+/// # Example
+///
+/// A read-only filesystem whose files are made when they are read: `/motd.txt` greets the
+/// user who logged in, `/uptime.txt` says how long the session has been on. Uploads,
+/// renames and deletions get `550 Read-only file system`.
+///
+/// ```
+/// use std::io::{self, Read, Write};
+/// use std::path::{Path, PathBuf};
+/// use std::sync::Arc;
+/// use std::time::{Instant, SystemTime};
+///
+/// use ftpdlib::filesystems::{DirIter, FileKind, Filesystem, ReadStream, Stat, WriteMode};
+/// use ftpdlib::handlers::FtpHandler;
+/// # use ftpdlib::authorizers::DummyAuthorizer;
+///
+/// struct Generated {
+///     user: String,
+///     since: Instant,
+/// }
+///
+/// impl Generated {
+///     fn body(&self, path: &Path) -> io::Result<Vec<u8>> {
+///         match path.to_str() {
+///             Some("/motd.txt") => Ok(format!("Hello, {}.\n", self.user).into_bytes()),
+///             Some("/uptime.txt") => Ok(format!("{:?}\n", self.since.elapsed()).into_bytes()),
+///             _ => Err(io::ErrorKind::NotFound.into()),
+///         }
+///     }
+///
+///     fn facts(kind: FileKind, size: u64) -> Stat {
+///         let mode = if kind == FileKind::Dir { 0o040555 } else { 0o100444 };
+///         Stat { kind, size, mode, nlink: 1, uid: 0, gid: 0,
+///                mtime: SystemTime::now(), dev: 0, ino: 0 }
+///     }
+/// }
+///
+/// fn read_only<T>() -> io::Result<T> {
+///     Err(io::Error::from_raw_os_error(30)) // EROFS
+/// }
+///
+/// impl Filesystem for Generated {
+///     fn open_read(&mut self, path: &Path, offset: u64) -> io::Result<ReadStream> {
+///         let body = self.body(path)?;
+///         let start = body.len().min(offset as usize); // REST
+///         Ok(ReadStream::Other(Box::new(io::Cursor::new(body[start..].to_vec()))))
+///     }
+///     fn stat(&mut self, path: &Path) -> io::Result<Stat> {
+///         if path == Path::new("/") {
+///             return Ok(Self::facts(FileKind::Dir, 0));
+///         }
+///         Ok(Self::facts(FileKind::File, self.body(path)?.len() as u64))
+///     }
+///     fn lstat(&mut self, path: &Path) -> io::Result<Stat> {
+///         self.stat(path)
+///     }
+///     fn listdir(&mut self, path: &Path) -> io::Result<DirIter> {
+///         if path != Path::new("/") {
+///             return Err(io::ErrorKind::NotFound.into());
+///         }
+///         Ok(Box::new(["motd.txt", "uptime.txt"].into_iter().map(|n| Ok(n.into()))))
+///     }
+///     fn open_write(&mut self, _: &Path, _: WriteMode, _: u32)
+///         -> io::Result<Box<dyn Write + Send>> { read_only() }
+///     fn mkdir(&mut self, _: &Path, _: u32) -> io::Result<()> { read_only() }
+///     fn rmdir(&mut self, _: &Path) -> io::Result<()> { read_only() }
+///     fn remove(&mut self, _: &Path) -> io::Result<()> { read_only() }
+///     fn rename(&mut self, _: &Path, _: &Path) -> io::Result<()> { read_only() }
+///     fn chmod(&mut self, _: &Path, _: u32) -> io::Result<()> { read_only() }
+///     fn utime(&mut self, _: &Path, _: SystemTime) -> io::Result<()> { read_only() }
+///     fn readlink(&mut self, _: &Path) -> io::Result<PathBuf> {
+///         Err(io::Error::from_raw_os_error(22)) // EINVAL: nothing here is a link
+///     }
+/// }
+///
+/// // Each session gets its own, built at login from the user's name.
+/// # let authorizer = Arc::new(DummyAuthorizer::new());
+/// let mut handler = FtpHandler::new(authorizer);
+/// handler.filesystem = Arc::new(|user, _root| {
+///     Ok(Box::new(Generated { user: user.to_string(), since: Instant::now() }))
+/// });
+///
+/// // What a session sees:
+/// let mut fs = Generated { user: "alice".into(), since: Instant::now() };
+/// let mut motd = String::new();
+/// fs.open_read(Path::new("/motd.txt"), 0)?.read_to_string(&mut motd)?;
+/// assert_eq!(motd, "Hello, alice.\n");
+/// let names: Vec<_> = fs.listdir(Path::new("/"))?.collect::<io::Result<_>>()?;
+/// assert_eq!(names, ["motd.txt", "uptime.txt"]);
+/// assert!(fs.remove(Path::new("/motd.txt")).is_err());
+/// # Ok::<(), io::Error>(())
+/// ```
 pub trait Filesystem: Send {
     /// Opens a file for download, positioned at `offset`.
     ///

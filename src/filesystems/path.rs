@@ -144,11 +144,6 @@ pub fn basename(vpath: &[u8]) -> &[u8] {
     }
 }
 
-/// Bytes of a real path (for replies and listings).
-pub fn path_bytes(p: &Path) -> &[u8] {
-    p.as_os_str().as_bytes()
-}
-
 /// A real path from bytes.
 pub fn bytes_path(b: &[u8]) -> PathBuf {
     PathBuf::from(OsString::from_vec(b.to_vec()))

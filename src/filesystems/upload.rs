@@ -8,6 +8,40 @@
 //! [`RootDir::create_temp`] for the temporary file.
 //!
 //! [`Filesystem::open_upload`]: super::Filesystem::open_upload
+//!
+//! * **The upload lock** (vsftpd's `lock_upload_files`; `FtpHandler::lock_upload_files`, on by
+//!   default): an upload takes an exclusive advisory lock (flock(2)) on its file before
+//!   truncating it, a download a shared one. Whoever finds the lock taken gets `450 File busy:
+//!   another session is transferring it; try again later.` (an upload) or `450 File busy: it is
+//!   being uploaded; try again later.` (a download) at once; vsftpd waits instead, which a
+//!   client cannot tell from a hang. So two uploads of one name never interleave, a refused
+//!   upload changes nothing, a download never serves a half-written file as complete — and an
+//!   upload over a file someone is downloading waits for the download. The lock is advisory:
+//!   other programs on the host are not bound by it.
+//! * **Without atomic uploads** (the default, as pyftpdlib), a STOR writes the file in place:
+//!   a STOR over an existing file that is cut (ABOR, a reset, a timeout) leaves the bytes that
+//!   arrived — the old contents are gone — with `426` and `on_incomplete_file_received`.
+//! * **`--atomic-uploads`** (`FtpHandler::atomic_uploads`): the upload goes to a hidden
+//!   temporary file in the same directory (`.ftpdlib.<random>.<name>`), renamed over the name
+//!   only once the upload is complete. The jail holds throughout: the directory is resolved
+//!   beneath the session's root descriptor once and held open; the temporary file is created
+//!   in it with `O_EXCL` (openat2), renamed with renameat(2) and removed with unlinkat(2)
+//!   relative to that descriptor, and the old file of an APPE/REST is opened beneath the root
+//!   like any download (`tests/jail.rs` races a directory swapped for a symlink out). Readers see the old file or the new one, never a part;
+//!   a cut upload removes the temporary file and leaves the old file byte for byte. The new
+//!   file is a new inode with the mode of a fresh upload (not the old file's; hard links to the
+//!   old file keep the old contents). `APPE` copies the old file into the temporary file
+//!   first, `REST n` + `STOR` its first n bytes (copy_file_range(2): a reflink where the
+//!   filesystem can), holding the old file's lock until the rename, so the result ends where
+//!   the upload ends and two appends never lose one another. `STOU` reserves its unique name
+//!   as an empty file, uploads to a temporary file and renames it over the reservation; a cut
+//!   STOU leaves neither. Downloads take no lock in this mode: they never need one.
+//! * **Every byte received is written**: an upload past 8 MiB writes through a helper thread
+//!   (`handlers/dtp/writer.rs`); when an ABOR, a reset or a timeout ends it, what is still in the receive
+//!   buffer is handed to the helper and written before the reply, so the file holds every byte
+//!   the server read (the kernel delivers queued data before the reset).
+//! * A filesystem of your own gets neither the lock nor atomic uploads unless it implements
+//!   `Filesystem::open_upload` (the default opens with `open_write`).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};

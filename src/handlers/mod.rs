@@ -33,29 +33,94 @@ pub(crate) mod rates;
 mod session;
 pub mod stats;
 mod table;
+#[cfg(feature = "tls")]
+mod tls;
+// Without the `tls` feature: the same names, none of which can be made (see the file).
+#[cfg(not(feature = "tls"))]
+#[path = "no_tls.rs"]
 mod tls;
 pub mod xferlog;
 
 pub use context::{AdmissionHooks, BanRules, DrainToken, ProcessKind, SessionContext};
-pub use session::{memory, Session};
+#[cfg(feature = "fuzzing")]
+pub(crate) use session::memory;
+pub use session::Session;
 pub use table::{
     Arg, Audit, Busy, Channel, Command, CommandFn, CommandTable, Creates, Login, PathArg, Request,
     Telnet, Tls,
 };
 pub use tls::TlsConfig;
 
-/// Rate limits and throttling (pyftpdlib `ThrottledDTPHandler`, and limits shared by a
-/// user's sessions or a whole server): the scopes and directions, the shared buckets, the
-/// throttle of one transfer, and the crate's one rate-limiting primitive underneath.
+/// Rate limits shared by a user's sessions or by a whole server: the table of shared
+/// buckets a server makes before it forks ([`RateTable`](throttle::RateTable)). The
+/// limits themselves are [`FtpHandler`]'s `*_limit` and `max_*_rate` fields.
 pub mod throttle {
-    pub use super::dtp::throttle::Throttle;
-    pub use super::rates::{Direction, RateTable, Scope, UserSlot, DEFAULT_USER_SLOTS};
-    pub use crate::ratelimit::{Bucket, Clock, MonotonicClock, Rate};
+    pub use super::rates::{RateTable, DEFAULT_USER_SLOTS};
 }
 
 /// The events of a session (pyftpdlib's `on_*` methods). One value per connection, built by
 /// [`FtpHandler::callbacks`], so `&mut self` needs no lock; a method may block (a database
 /// call) without stalling any other session. Every method defaults to doing nothing.
+///
+/// # Example
+///
+/// An audit trail: one line per login and per transfer, with who, what, how much and how
+/// long. Here the lines go to a shared `Vec`; a real one would write a file or a table.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+///
+/// use ftpdlib::authorizers::DummyAuthorizer;
+/// use ftpdlib::handlers::stats::{TransferResult, TransferStats};
+/// use ftpdlib::handlers::{Callbacks, FtpHandler};
+///
+/// struct Audit {
+///     peer: Option<std::net::SocketAddr>,
+///     trail: Arc<Mutex<Vec<String>>>,
+/// }
+///
+/// impl Audit {
+///     fn note(&self, line: String) {
+///         self.trail.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+///     }
+/// }
+///
+/// impl Callbacks for Audit {
+///     fn on_connect(&mut self, peer: std::net::SocketAddr) {
+///         self.peer = Some(peer);
+///     }
+///     fn on_login(&mut self, user: &str) {
+///         self.note(format!("{user} logged in from {:?}", self.peer));
+///     }
+///     fn on_login_failed(&mut self, user: &str, _password: &str) {
+///         self.note(format!("failed login as {user} from {:?}", self.peer));
+///     }
+///     fn on_transfer_end(&mut self, t: &TransferStats) {
+///         self.note(format!(
+///             "{} {} {}: {} bytes in {:?}{}",
+///             t.user,
+///             if t.upload { "uploaded" } else { "downloaded" },
+///             t.path.display(),
+///             t.bytes,
+///             t.duration,
+///             if t.result == TransferResult::Complete { "" } else { " (cut short)" },
+///         ));
+///     }
+/// }
+///
+/// let trail = Arc::new(Mutex::new(Vec::new()));
+/// let mut handler = FtpHandler::new(Arc::new(DummyAuthorizer::new()));
+/// // One `Audit` per connection; they share the trail.
+/// let shared = trail.clone();
+/// handler.set_callbacks(move || Audit { peer: None, trail: shared.clone() });
+/// # let mut a = (handler.callbacks)();
+/// # a.on_login("alice");
+/// # assert_eq!(trail.lock().unwrap()[0], "alice logged in from None");
+/// ```
+///
+/// For the simple case, override the path-only methods pyftpdlib has (`on_file_sent`,
+/// `on_file_received` and their `on_incomplete_*` twins) instead of
+/// [`on_transfer_end`](Self::on_transfer_end).
 pub trait Callbacks: Send {
     /// A client connected (after the 220 banner was sent).
     fn on_connect(&mut self, _peer: SocketAddr) {}
@@ -67,18 +132,29 @@ pub trait Callbacks: Send {
     fn on_login_failed(&mut self, _username: &str, _password: &str) {}
     /// A user logged out (QUIT, REIN, USER again or disconnect).
     fn on_logout(&mut self, _username: &str) {}
-    /// A download completed.
+    /// A download completed (called by the default [`on_transfer_end`](Self::on_transfer_end)).
     fn on_file_sent(&mut self, _path: &Path) {}
-    /// An upload completed.
+    /// An upload completed (called by the default `on_transfer_end`).
     fn on_file_received(&mut self, _path: &Path) {}
-    /// A download was cut short.
+    /// A download was cut short (called by the default `on_transfer_end`).
     fn on_incomplete_file_sent(&mut self, _path: &Path) {}
     /// An upload was cut short; the partial file stays where it is (with
-    /// [`FtpHandler::atomic_uploads`] it was removed and the old file is unchanged).
+    /// [`FtpHandler::atomic_uploads`] it was removed and the old file is unchanged). Called
+    /// by the default `on_transfer_end`.
     fn on_incomplete_file_received(&mut self, _path: &Path) {}
-    /// A file transfer ended, complete or not, with who moved what, how many bytes and how
-    /// long it took (after `on_file_sent` and its kin; what an xferlog line says).
-    fn on_transfer_end(&mut self, _transfer: &stats::TransferStats) {}
+    /// A file transfer (RETR, STOR, APPE, STOU) ended, complete or not: who moved which file,
+    /// how many bytes and how long it took (what an xferlog line says). pyftpdlib passes
+    /// only the path; the default calls the path-only method of the four above that fits, so
+    /// override either this one (for the details) or those (for the simple case).
+    fn on_transfer_end(&mut self, t: &stats::TransferStats) {
+        let complete = t.result == stats::TransferResult::Complete;
+        match (t.upload, complete) {
+            (false, true) => self.on_file_sent(&t.path),
+            (false, false) => self.on_incomplete_file_sent(&t.path),
+            (true, true) => self.on_file_received(&t.path),
+            (true, false) => self.on_incomplete_file_received(&t.path),
+        }
+    }
     /// The session ended: everything it did, once, after `on_disconnect` (fbtftp's
     /// `session_stats_callback`).
     fn on_session_end(&mut self, _stats: &stats::SessionStats) {}
@@ -252,8 +328,8 @@ pub struct FtpHandler {
     /// file executable (SITE CHMOD with an execute bit on a file is refused), and nobody sets
     /// setuid, setgid or sticky bits. Default: `0o022`.
     pub umask: u32,
-    /// FTPS (pyftpdlib `TLS_FTPHandler`): AUTH/PBSZ/PROT/CCC exist only when set.
-    /// Default: none.
+    /// FTPS (pyftpdlib `TLS_FTPHandler`): AUTH/PBSZ/PROT/CCC exist only when set. Needs
+    /// the `tls` cargo feature (without it no [`TlsConfig`] can be made). Default: none.
     pub tls: Option<TlsConfig>,
     /// Uploads take an exclusive advisory lock (flock(2)) on their file and downloads a
     /// shared one, so two uploads of one name never interleave and a download never reads

@@ -14,6 +14,81 @@
 //! `key` word the number of user slots ever used. Slots 1.. belong to users, found by a
 //! 64-bit hash of the name. Buckets are single atomics, so transfers never take the lock;
 //! only login and logout do, for a scan of the used slots.
+//!
+//! # How a transfer is throttled
+//!
+//! - Each direction of each transfer gets a `Throttle` (handlers/dtp/throttle.rs): the session's
+//!   own bucket plus the shared buckets that apply (the user's when a user limit is set, the
+//!   server's when a server rate is set). `take(want)` takes from every bucket; the grant is the
+//!   smallest allowance, and whatever a later bucket could not match is refunded to the earlier
+//!   ones. Bytes a short write did not move are refunded to all of them.
+//! - Every bucket, a session's own and the shared ones alike, is the crate's one rate-limiting
+//!   primitive, `ratelimit::Bucket` driven by a `ratelimit::Rate` (src/ratelimit.rs; the TFTP
+//!   server's per-address request limit is the same bucket). A bucket holds one token per byte,
+//!   refills at its rate from `CLOCK_MONOTONIC`, and holds at most one second's worth, so no
+//!   burst is larger than one second of the rate. Session buckets start empty at each
+//!   transfer; a user's bucket starts empty when its slot is first taken, the server's when
+//!   its table is made. A bucket grants nothing until a quantum is there (a 32nd of a second's
+//!   worth, at most 16 KiB), so slow rates still move and fast ones do not spin.
+//! - When a bucket is empty the loop sleeps exactly until enough tokens exist, but it sleeps in
+//!   poll(2) on the control socket, so ABOR, STAT and NOOP are answered at once
+//!   (RFC 1123 §4.1.3.4). RETR still uses sendfile(2), in chunks of the allowance.
+//!
+//! # Shared buckets: shared memory, not a parent accountant
+//!
+//! The per-user and server-wide buckets live in `handlers::throttle::RateTable`: a fixed table
+//! of 32-byte slots in one **anonymous `MAP_SHARED` mapping** (nix `mman`), made by the server
+//! in the parent before `serve_forever` forks anything (the handler, a configuration value,
+//! holds only the rates), and handed to every session in its `SessionContext`
+//! (`ServerHandle::rate_table()` reads it). Every forked child inherits the same physical
+//! pages, so Pool, Thread, Fork and PreFork sessions all draw from the same buckets. A parent
+//! accountant (children asking the parent over a pipe for each chunk's allowance) was not
+//! chosen: it costs a round trip per chunk, makes the parent a bottleneck, and needs a channel
+//! that survives inetd-style setups.
+//!
+//! - A shared bucket is a single `AtomicU64` (the GCRA form of a token bucket: the "theoretical
+//!   arrival time" in ns of `CLOCK_MONOTONIC`, which has the same origin in every process).
+//!   Taking and refunding are lock-free CAS loops; the rate is passed in by the caller.
+//! - Slot 0 holds the server's read/write buckets; its other words are the table lock and the
+//!   number of user slots used. Slots 1.. are users, found by a 64-bit FNV-1a hash of the name
+//!   (two names with the same hash would share a bucket; names come from the authorizer, so this
+//!   is not attacker-chosen). A session takes its user's slot at login (`RateTable::acquire`, only
+//!   when a per-user limit applies) and releases it at logout (`UserSlot` drop). A free slot of a
+//!   user who left is reused for a new user.
+//! - The table lock (login/logout only, never during a transfer) is a spin lock in the mapping
+//!   holding the locker's pid; a lock left by a process that died is taken over after
+//!   `kill(pid, 0)` says it is gone.
+//! - Capacity: `RateTable::new()` has 1,024 user slots (32 KiB, touched pages only). With more
+//!   users holding slots at once, a new user gets no shared user limit and a warning is logged;
+//!   use `server.with_rate_table(Arc::new(RateTable::with_capacity(n)))` for more. If mmap(2)
+//!   fails the table falls back to ordinary memory (threads only) with a warning;
+//!   `RateTable::is_process_shared()` tells which.
+//!
+//! ## What the Fork/PreFork executor must do
+//!
+//! Nothing, as long as the rate table is made in the parent before forking and passed to the
+//! child's sessions, which is how `FtpServer` works. Rules for the executor:
+//!
+//! 1. Do not make a new table in the child (that would give the child a private table): give
+//!    each session the parent's in its `SessionContext`.
+//! 2. Let `Session::run_with` return (or drop the `Session`) before the child exits, so the user slot
+//!    is released. A child killed with SIGKILL leaks its slot reference: the slot then stays with
+//!    that user (who keeps finding it) and is never reused for another user; throttling is not
+//!    affected.
+//! 3. Optionally log `rate_table.is_process_shared()` at start-up.
+//!
+//! This is how the Fork (`--concurrency multi-proc`) and PreFork (`pre-fork`) executors work
+//! (`servers/fork.rs`, `servers/prefork.rs`): the child runs `single_session` /
+//! `worker_main`, whose sessions end before `process::exit`. tests/throttle.rs checks it through
+//! the built binary (the test process never forks): two sessions of one user in two forked
+//! processes at `--user-write-limit 1M`, and two sessions on two PreFork workers at
+//! `--max-write-rate 1M`, each download 1 MiB at once and take about 2 s together; with a
+//! bucket per process they take 1.0 s (checked by hand with `--write-limit 1M`: 1.03 s). The
+//! unit tests exercise the same memory from threads.
+//!
+//! inetd "nowait" (`--inetd`) starts a fresh process per connection from inetd, not by fork
+//! from a common parent, so there the user and server limits are per session; inetd "wait" and
+//! systemd socket activation run one long-lived server and share them as usual.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,7 +124,7 @@ pub enum Scope {
 
 impl FtpHandler {
     /// The handler's rate for a scope and direction, bytes/s (0: unlimited).
-    pub fn rate(&self, scope: Scope, dir: Direction) -> u64 {
+    pub(crate) fn rate(&self, scope: Scope, dir: Direction) -> u64 {
         match (scope, dir) {
             (Scope::Session, Direction::Read) => self.read_limit,
             (Scope::Session, Direction::Write) => self.write_limit,
@@ -135,19 +210,23 @@ unsafe impl ZeroedAtomics for Slot {}
 
 /// The registry of shared buckets: the server-wide pair and one pair per user. Made by the
 /// server and passed to its sessions in their [`SessionContext`](super::SessionContext);
-/// sessions take a [`UserSlot`] at login.
+/// sessions take a slot of it at login.
 ///
-/// ```
+/// A server makes one with 1,024 user slots; one for more users at once:
+///
+/// ```no_run
 /// use std::sync::Arc;
-/// use std::time::Duration;
-/// use ftpdlib::handlers::throttle::{Direction, RateTable};
+/// use ftpdlib::authorizers::DummyAuthorizer;
+/// use ftpdlib::handlers::{throttle::RateTable, FtpHandler};
+/// use ftpdlib::servers::FtpServer;
 ///
-/// let limits = Arc::new(RateTable::with_capacity(8));
-/// assert!(limits.is_process_shared());
-/// let now = Duration::from_secs(100);
-/// let a = limits.acquire("bob", now).unwrap();
-/// let b = limits.acquire("bob", now).unwrap();
-/// assert!(std::ptr::eq(a.bucket(Direction::Write), b.bucket(Direction::Write)));
+/// let mut handler = FtpHandler::new(Arc::new(DummyAuthorizer::new()));
+/// handler.user_write_limit = 1 << 20; // 1 MiB/s shared by each user's sessions
+/// let table = Arc::new(RateTable::with_capacity(10_000));
+/// assert!(table.is_process_shared()); // forked sessions draw from it too
+/// let server = FtpServer::new("127.0.0.1:2121", handler)?.with_rate_table(table)?;
+/// server.serve_forever()?;
+/// # Ok::<(), ftpdlib::Error>(())
 /// ```
 pub struct RateTable {
     slots: SharedArray<Slot>,
@@ -205,7 +284,7 @@ impl RateTable {
     }
 
     /// The server-wide bucket for a direction.
-    pub fn server_bucket(&self, dir: Direction) -> &Bucket {
+    pub(crate) fn server_bucket(&self, dir: Direction) -> &Bucket {
         &self.slots()[0].buckets[dir as usize]
     }
 
@@ -227,7 +306,7 @@ impl RateTable {
     /// sharing this registry); `now` is the [`MonotonicClock`] time, used when a new slot's
     /// buckets start empty. `None` when every slot is held by other users (logged; the user
     /// then has no shared limit).
-    pub fn acquire(self: &Arc<Self>, user: &str, now: Duration) -> Option<UserSlot> {
+    pub(crate) fn acquire(self: &Arc<Self>, user: &str, now: Duration) -> Option<UserSlot> {
         let key = name_key(user);
         let slots = self.slots();
         let g = self.lock();

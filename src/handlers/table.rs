@@ -180,6 +180,29 @@ impl Request {
 pub type CommandFn = Arc<dyn Fn(&mut Session, &Request) -> io::Result<()> + Send + Sync>;
 
 /// One row of the command table (pyftpdlib `proto_cmds`).
+///
+/// # Example
+///
+/// A custom `SITE WHO` command that answers with the logged-in user and their address, added
+/// with [`FtpHandler::add_command`](super::FtpHandler::add_command). The table runs its
+/// checks before the function (login required: `530`; no argument allowed: `501`), and it
+/// shows in `HELP` and `SITE HELP`.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use ftpdlib::authorizers::DummyAuthorizer;
+/// use ftpdlib::handlers::{Arg, Command, FtpHandler};
+///
+/// let mut handler = FtpHandler::new(Arc::new(DummyAuthorizer::new()));
+/// handler.add_command(
+///     Command::new("SITE WHO", "Syntax: SITE WHO (who you are to this server).", |s, _req| {
+///         let who = format!("{} from {}", s.username().unwrap_or("?"), s.peer().ip());
+///         s.reply(200, &who)
+///     })
+///     .arg(Arg::Forbidden),
+/// );
+/// ```
 #[derive(Clone)]
 pub struct Command {
     /// The verb, upper case; SITE commands as `"SITE NAME"`.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
@@ -18,6 +19,40 @@ use crate::Error;
 
 /// FTPS settings of a handler (pyftpdlib `TLS_FTPHandler`'s attributes). Build it with
 /// [`TlsConfig::from_pem_files`] or [`TlsConfig::from_server_config`], then set the flags.
+///
+/// # Data connections are bound to the control connection
+///
+/// By default every `PROT P` data connection must **resume the control connection's TLS
+/// session** — vsftpd's `require_ssl_reuse`, which pyftpdlib and libunftp leave open. Without it,
+/// whoever connects to the passive port first (with `permit_foreign_addresses`, from anywhere)
+/// gets the file. A data connection that does a full handshake instead is refused with
+/// `522 SSL connection failed: session reuse required.` and a log line saying why.
+///
+/// How: each control connection gets its own session store. Its TLS 1.2 session ID and its
+/// TLS 1.3 tickets (stateful, 8 of them) land there and nowhere else; data connections may only
+/// look sessions up in it, never add one, and send no tickets. curl (OpenSSL), lftp (GnuTLS) and
+/// rustls clients (suppaftp) resume as required. One limit: rustls clients use each TLS 1.3
+/// ticket once, so a rustls client gets 8 encrypted data connections per control connection
+/// under TLS 1.3 (no limit with TLS 1.2). Clients that cannot resume need
+/// `require_session_reuse = false` (`--disable-tls-reuse-check`).
+///
+/// # What else it protects against
+///
+/// * **STARTTLS command injection**: anything the client sent in plaintext behind `AUTH TLS`
+///   (e.g. `AUTH TLS\r\nUSER x\r\n` in one packet) is discarded, never executed.
+/// * **Truncated uploads**: an upload whose TLS stream ends without close_notify (a TCP close or
+///   reset) is incomplete: `426`, `on_incomplete_file_received`, never `226`.
+/// * **No tickets on data connections**: a client that never reads a data connection (lftp under
+///   TLS 1.3) would otherwise leave unread tickets in its socket, reset the connection when it
+///   closes it, and the server's kernel would drop the end of the upload — while pyftpdlib
+///   answers 226. ftpdlib sends none, and treats a reset during STOR as incomplete.
+/// * sendfile(2) is not used for TLS data; the transfer loop, ABOR/STAT during a transfer and
+///   throttling work the same over TLS.
+///
+/// With curl's default `--ftp-ssl-ccc-mode passive`, curl drops its TLS session without a
+/// close_notify exchange, OpenSSL then forgets the session, and later data connections cannot
+/// resume it (522); use `--ftp-ssl-ccc-mode active` or the reuse check off. curl 7.88 (Debian 12)
+/// cannot do active-mode FTPS; lftp can.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct TlsConfig {
@@ -61,12 +96,14 @@ impl fmt::Debug for TlsConfig {
 }
 
 impl TlsConfig {
-    /// Loads a PEM certificate chain and private key (TLS 1.2 and 1.3, rustls with ring).
-    /// `keyfile` may be `None` when `certfile` holds the key too, as pyftpdlib allows.
+    /// Loads a PEM certificate chain and private key (TLS 1.2 and 1.3). `keyfile` may be
+    /// `None` when `certfile` holds the key too, as pyftpdlib allows. The cryptography is
+    /// the process's default rustls crypto provider: ring, unless the program
+    /// installed another with `rustls::crypto::CryptoProvider::install_default`.
     ///
     /// # Errors
     /// [`Error::Tls`] naming the file when it is missing, holds no certificate or key, or the
-    /// key does not fit the certificate.
+    /// key does not fit the certificate; or no crypto provider can be chosen.
     pub fn from_pem_files(certfile: &Path, keyfile: Option<&Path>) -> Result<TlsConfig, Error> {
         let config = load_pem(certfile, keyfile)?;
         let mut t = TlsConfig::from_server_config(Arc::new(config));
@@ -119,7 +156,7 @@ fn load_pem(certfile: &Path, keyfile: Option<&Path>) -> Result<ServerConfig, Err
         )),
         e => Error::Tls(format!("keyfile {}: {e}", keypath.display())),
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crypto_provider()?;
     ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| Error::Tls(e.to_string()))?
@@ -189,6 +226,30 @@ impl TlsConfig {
             tickets: ServerSessionMemoryCache::new(ISSUED_TICKETS),
         }
     }
+}
+
+/// The rustls crypto provider FTPS uses: the process default when the program installed one
+/// (`CryptoProvider::install_default`, which rustls asks libraries to honour, so a program
+/// choosing aws-lc-rs or a FIPS provider gets it here too), else the one this crate's
+/// rustls features name — ring — which rustls then installs as the process default.
+///
+/// # Errors
+/// [`Error::Tls`] when none is installed and the program's rustls features name more than
+/// one provider (e.g. ring and aws-lc-rs both compiled in): rustls cannot choose, and the
+/// program must call `CryptoProvider::install_default` first.
+pub(crate) fn crypto_provider() -> Result<Arc<CryptoProvider>, Error> {
+    if let Some(p) = CryptoProvider::get_default() {
+        return Ok(p.clone());
+    }
+    // `ServerConfig::builder` installs the provider the crate features name, and panics
+    // (its documented behaviour) when they name several; that panic becomes an error here.
+    std::panic::catch_unwind(|| ServerConfig::builder().crypto_provider().clone()).map_err(|_| {
+        Error::Tls(
+            "no rustls crypto provider: several are compiled in and none is installed; call \
+             rustls::crypto::CryptoProvider::install_default() before building TlsConfig"
+                .into(),
+        )
+    })
 }
 
 /// TLS 1.3 tickets sent on a control connection. GnuTLS (lftp) and Python's ftplib offer

@@ -11,6 +11,75 @@
 //! forbids guessing whether a header is present (§2: "the receiver MUST NOT try to guess"):
 //! a connection from a trusted sender must start with one, and on the control listener
 //! nobody else may connect at all.
+//!
+//! # Deployment
+//!
+//!
+//! Several instances behind a TCP balancer share users (`--users-db postgres://…`) and files (one
+//! directory, mounted on each). With `--proxy-protocol`, the balancer opens each connection with a
+//! PROXY protocol header (HAProxy's, version 1 or 2, told apart by their signatures) naming the
+//! client, and that address is the session's everywhere: logs, callbacks, the authorizer,
+//! `--max-cons-per-ip`, bans, the PORT bounce check, the passive connection check. One instance of
+//! three, and HAProxy in front (`mode tcp` in `defaults`):
+//!
+//! ```sh
+//! ftpdlib -i 10.0.0.11 -p 2121 -d /srv/ftp --users-db @/etc/ftpdlib/db.url \
+//!     --proxy-protocol --trusted-proxy 10.0.0.5 -n 203.0.113.10 -r 50000-50099
+//! ```
+//!
+//! ```text
+//! frontend ftp
+//!     bind 203.0.113.10:21
+//!     default_backend ftp
+//! backend ftp
+//!     balance roundrobin
+//!     option tcp-check
+//!     tcp-check expect string 220
+//!     tcp-check send-binary 515549540d0a   # QUIT
+//!     tcp-check expect string 221
+//!     default-server send-proxy-v2 check
+//!     server ftp1 10.0.0.11:2121
+//!     server ftp2 10.0.0.12:2121
+//!     server ftp3 10.0.0.13:2121
+//! frontend pasv1
+//!     bind 203.0.113.10:50000-50099
+//!     default_backend pasv1
+//! backend pasv1
+//!     server ftp1 10.0.0.11 send-proxy-v2     # no port: the one the client connected to
+//! # pasv2 (50100-50199 → ftp2) and pasv3 likewise
+//! ```
+//!
+//! * **Who may connect.** Only `--trusted-proxy` addresses (repeatable; `ADDR` or `ADDR/PREFIX`):
+//!   anyone else is closed at accept, without a reply, and logged; the spec forbids guessing
+//!   whether a header comes. The header must arrive whole within 5 s
+//!   (`ProxyProtocol::timeout`); a missing, malformed or late one closes the connection (logged;
+//!   a connect-only health check that sends nothing is logged at debug). HAProxy's health checks
+//!   send a LOCAL header: they are served as the balancer's own sessions, logged at debug.
+//! * **Admission.** A connection from the balancer takes its place under `--max-cons` at
+//!   accept; the client's bans and `--max-cons-per-ip` apply once the session (in its own thread
+//!   or process, never the accept path) has read the header, with the same 421 replies.
+//! * **Data connections.** EPSV carries no address, so clients open data connections to the
+//!   balancer: each instance has its own passive range (`-r`), advertises the balancer in PASV
+//!   (`-n`), and the balancer relays each range to its instance with a PROXY header. A passive
+//!   connection from a trusted balancer must carry a header naming the control connection's
+//!   client; one from anywhere else is the client's own, checked by its address, so an instance
+//!   reached directly for data keeps working. Active mode connects from the instance straight to
+//!   the client's real address (only where instances can reach clients).
+//! * **Per instance, not shared:** `--max-cons`, `--max-cons-per-ip`, bans and every rate limit
+//!   count the sessions of one instance (a client spread over three instances may hold three
+//!   times its per-address limit; a bandwidth cap across machines belongs to the network, not
+//!   to the FTP server). Upload locks are `flock(2)`, as shared as the shared filesystem makes
+//!   them.
+//! * **In a program:** `handler.proxy_protocol = Some(ProxyProtocol::new(vec!["10.0.0.5".parse()?]))`
+//!   (`ftpdlib::proxy_protocol`).
+//!
+//! `scripts/cluster.sh [--v1]` shows it all on loopback and stops by itself: a throw-away
+//! PostgreSQL cluster, users added with `ftpdlib users`, three instances on 127.0.0.2–4 sharing it
+//! and one directory, HAProxy on 127.0.0.1, curl (EPSV, PASV) and lftp from 127.0.0.9 uploading
+//! through one instance and downloading through the others, and each instance's log showing
+//! `127.0.0.9:PORT-[alice] …` (`FTP session opened (connect via 127.0.0.1:…, PROXY v2)`).
+//! Tests: `tests/proxy_protocol.rs` (headers written by hand, every concurrency model) and
+//! `tests/haproxy.rs` (a real HAProxy in front of two servers sharing one user table).
 
 use std::fmt;
 use std::io::{self, Read};

@@ -318,10 +318,7 @@ mod tests {
                     Err(e) => break Err(e),
                 }
             };
-            assert!(
-                first.map_or(true, |f| f == r),
-                "chunking changed the result"
-            );
+            assert!(first.is_none_or(|f| f == r), "chunking changed the result");
             first = Some(r);
         }
         first.unwrap()

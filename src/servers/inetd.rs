@@ -267,6 +267,7 @@ pub fn listeners_for(
 
 /// Drops root for `run_as` (the `--user` flag) once the sockets are bound; `Some(code)` to
 /// exit with when that fails.
+#[cfg(feature = "cli")]
 pub(crate) fn before_serving(run_as: Option<&str>) -> Option<std::process::ExitCode> {
     let name = run_as?;
     match crate::authorizers::drop_privileges(name) {
@@ -282,6 +283,7 @@ pub(crate) fn before_serving(run_as: Option<&str>) -> Option<std::process::ExitC
 }
 
 /// The command line's inetd "nowait" mode.
+#[cfg(feature = "cli")]
 pub(crate) fn main_nowait(
     handler: Result<FtpHandler, Error>,
     run_as: Option<&str>,

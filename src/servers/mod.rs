@@ -1,6 +1,173 @@
 //! Servers: [`FtpServer`] binds or adopts listeners and serves them with an [`Executor`]
 //! (pyftpdlib `FTPServer`, `ThreadedFTPServer`); [`ServerHandle`] stops it from another
 //! thread (`close`, `close_all`).
+//!
+//! # Concurrency models
+//!
+//! | `--concurrency` | Library | What it does |
+//! |---|---|---|
+//! | `pool` (default; `async` is accepted as a synonym) | `FtpServer` / `Executor::Pool` | Reusable worker threads that accept for themselves: idle workers wait together on one epoll instance holding the listeners in one-shot mode, so each new connection wakes exactly one of them, which accepts it, re-arms the listener for the next and serves the session on the spot (no accept thread in between). A spawner thread, asked through a crossbeam channel, keeps two workers spare; the pool grows with the sessions, and a worker idle for 60 s retires while two others stay. 256 KiB stacks (`FtpServer::stack_size`), so a thousand idle sessions cost little memory. The main thread only waits for the stop (`close`, signals). |
+//! | `multi-thread` | `ThreadedFtpServer` / `Executor::Thread` | A fresh thread per connection. |
+//! | `multi-proc` | `MultiprocessFtpServer` / `Executor::Fork` | A child process per connection. The child closes the listeners, serves the session and exits; the parent reaps children without blocking (every 200 ms). After login a child may become the Unix user for good (see below). |
+//! | `pre-fork` (`--workers N`, default: number of CPUs) | `Executor::PreFork { workers }` | N worker processes accept on the shared listeners, each running the pool model, so every core serves. A worker that dies is replaced (and the sessions it held are released). |
+//!
+//! In every model `max_cons`, `max_cons_per_ip` and bans are one admission table per server
+//! (see "Limits, bans and descriptors"), so they count every worker's and every child's
+//! sessions together and exactly.
+//!
+//! Every model runs each session inside `catch_unwind`: a panic ends that session only (logged,
+//! `421 Internal error; closing connection.` when the socket is still writable).
+//!
+//! ```sh
+//! ftpdlib -w -d /srv/ftp --concurrency multi-proc
+//! ftpdlib -w -d /srv/ftp --concurrency pre-fork --workers 4
+//! ```
+//!
+//! `fork()` is only called while the process has a single thread: `serve_forever` under Fork or
+//! PreFork returns a configuration error if other threads are running (start the server before
+//! any thread, as the command line does). In those models `ServerHandle` cannot reach the server
+//! from another thread (there is none); stop it with SIGTERM/SIGINT (graceful) or SIGUSR1
+//! (close everything now).
+//!
+//! # inetd and xinetd ("nowait" and "wait")
+//!
+//! * `-I` / `--inetd` ("nowait"): stdin is the accepted connection. ftpdlib serves it and exits.
+//!   stdout is redirected to stderr at once, so nothing ever reaches the client by accident;
+//!   logs go to stderr. stdin may also be a Unix stream socket, as `socat TCP-LISTEN:2121,fork
+//!   EXEC:"ftpdlib -I -d /srv/ftp"` (a socketpair) and UCSPI servers (tcpserver) hand over: the
+//!   client's and the local address then come from their environment (`SOCAT_PEERADDR`,
+//!   `SOCAT_SOCKADDR`…, `TCPREMOTEIP`, `TCPLOCALIP`…). Without them the client's address is
+//!   unknown: passive mode still works (PASV says `0,0,0,0` unless `-n`; curl and Python's ftplib
+//!   use the server's host instead; the first connection to the passive port is taken), and
+//!   PORT/EPRT get 501 unless `--permit-foreign-addresses`, since no bounce check can be made.
+//! * `-W` / `--inetd-wait` ("wait"): stdin is the listening socket. ftpdlib accepts connections
+//!   (with any `--concurrency`) and, with `-t` / `--idle-timeout SECS`, exits cleanly (code 0)
+//!   once no session has existed for that long. inetd then listens again on its behalf.
+//!
+//! ```text
+//! # /etc/inetd.conf
+//! ftp  stream  tcp  nowait  root  /usr/local/bin/ftpdlib  ftpdlib -I -d /srv/ftp --user nobody
+//! ftp  stream  tcp  wait    root  /usr/local/bin/ftpdlib  ftpdlib -W -t 600 -d /srv/ftp --user nobody
+//! ```
+//!
+//! xinetd services for both modes: `scripts/deploy/xinetd-ftpdlib`,
+//! `scripts/deploy/xinetd-ftpdlib-wait`; a launchd plist: `scripts/deploy/org.ftpdlib.ftpd.plist`.
+//! From a program: `servers::inetd::serve_nowait(handler)`, or
+//! `FtpServer::from_listener(servers::inetd::stdin_listener()?, handler)` with
+//! `server.idle_timeout = Some(..)` (see `demo/inetd_ftpd.rs`).
+//!
+//! # systemd socket activation
+//!
+//! When `LISTEN_PID` names the process and `LISTEN_FDS=N` is set, ftpdlib serves the N listening
+//! sockets starting at fd 3 (`-i`/`-p` are then ignored) and removes the `LISTEN_*` variables.
+//! When `NOTIFY_SOCKET` is set it sends `READY=1` once serving and `STOPPING=1` on shutdown (a
+//! plain datagram; no libsystemd). See `scripts/deploy/ftpdlib.socket` and
+//! `scripts/deploy/ftpdlib.service` (`Type=notify`, `KillMode=mixed`):
+//!
+//! ```sh
+//! cp scripts/deploy/ftpdlib.{socket,service} /etc/systemd/system/
+//! systemctl daemon-reload && systemctl enable --now ftpdlib.socket
+//! ```
+//!
+//! From a program: `servers::inetd::listen_fds()` and `servers::inetd::notify("READY=1")`.
+//!
+//! # Real Unix users
+//!
+//! `--unix-users` (library: `UnixAuthorizer` + `handler.use_unix_filesystem()`) logs
+//! system accounts in with their own passwords, starts them in their home on the real
+//! filesystem (no jail, as pyftpdlib's `UnixFilesystem`), and acts as them, so the kernel
+//! decides every access and uploaded files belong to the uploader. It needs root.
+//! `--chroot-local-user` (`FtpHandler.chroot_local_user`, vsftpd's name) jails each account in
+//! its home instead, with the same resolution beneath the root as any jail. It is off by
+//! default, as in vsftpd and pyftpdlib: the session acts as the account, so it reaches only
+//! what the account could reach by logging in to a shell. Turn it on when accounts exist
+//! only for FTP, or when users must not see the rest of the system.
+//!
+//! * Passwords: the system's crypt(3) from libxcrypt (`crypt_rn`, linked as `-lcrypt`; building
+//!   needs `libcrypt.so`, which Debian's `libcrypt-dev` ships and `libc6-dev` pulls in), against
+//!   the shadow entry read with getspnam_r(3) (NSS-aware). yescrypt (`$y$`, Debian's default),
+//!   sha512-crypt (`$6$`) and every scheme the system's libcrypt knows work; locked (`!`) and
+//!   expired accounts are refused. PAM is not used: it would add a C dependency and a
+//!   conversation callback for the same hashes `pam_unix` checks; sites that need other PAM
+//!   modules can write an `Authorizer`.
+//! * Options, as pyftpdlib: `global_perm` (default `elradfmwMT`), `allowed_users` /
+//!   `rejected_users` (exclusive), `require_valid_shell` (default on; /etc/shells),
+//!   `anonymous_user` (a system account serving `anonymous`, read-only unless overridden),
+//!   `override_user(name, password, homedir, perm, msg_login, msg_quit)`, `messages`.
+//! * Impersonation: in the Fork model (and inetd "nowait") the session process drops to the
+//!   user for good after login — `initgroups`, `setgid`, `setuid`, then it checks that
+//!   `setuid(0)` fails. The session cannot change identity again: a later login as another
+//!   user in the same session is refused. In the Pool and Thread models only the session thread's filesystem identity
+//!   changes (Linux `setfsuid`/`setfsgid` are per thread), and it is restored when the session
+//!   logs out or ends (a guard, `authorizers::Impersonation`, dropped even by a panic), so no
+//!   identity leaks into another session. Supplementary groups cannot be set per
+//!   thread: in thread models access is decided by the user's uid and primary gid only. For
+//!   full group semantics and privilege separation use `--concurrency multi-proc`.
+//!
+//! ```sh
+//! sudo ftpdlib -p 21 -w --unix-users --concurrency multi-proc
+//! ```
+//!
+//! # Binding port 21, then dropping root
+//!
+//! `--user NAME` switches the whole process to `NAME` (groups, gid, uid; verified) after the
+//! listening socket is bound and before anything is served. Use it for anonymous or virtual
+//! (`-u`/`-P`) users; the served directory must be accessible to `NAME`.
+//!
+//! ```sh
+//! sudo ftpdlib -p 21 -d /srv/ftp --user nobody
+//! ```
+//!
+//! # Limits, bans and descriptors
+//!
+//! * **One admission table per server.** `max_cons`, `max_cons_per_ip` and bans live in shared
+//!   memory made before any fork and used by every worker thread, worker process and child:
+//!   checking a limit and counting the session are one step under one lock, so exactly
+//!   `max_cons` sessions are admitted in every model. A session's place is freed the moment it
+//!   ends — before the `221` of its QUIT, so a client that reconnects at once gets in — or,
+//!   if the process serving it dies, when the parent reaps it. The table holds four address
+//!   records per possible session (`max_cons`; 65,536 sessions when `max_cons` is 0); when it
+//!   is full the oldest record of an address with no session is forgotten (a ban may end
+//!   early), and an address that would need a new record while every record has a session is
+//!   refused like a full server.
+//! * **Bans** (fail2ban's idea, inside the server): `--ban-failures` failed logins from one
+//!   address within `--ban-find-time`, in any of its sessions, ban it for `--ban-time` (library:
+//!   `FtpHandler::ban_failures`, `ban_find_time`, `ban_time`). A successful login resets
+//!   nothing, so an account that works (or anonymous) cannot clear an attacker's count; another
+//!   address is never affected. The ban is logged once when it starts (`banned for … s`);
+//!   inetd "nowait" sessions (a fresh process each) have no table and no bans.
+//! * **Refusals say why**, then close: `421 Too many connections. Service temporarily
+//!   unavailable.`, `421 Too many connections from the same IP address.`, `421 Too many
+//!   failed logins from your address; try again later.`, `421 Server shutting down.`, `421 Too
+//!   many open files, try again later.`. The exit log line counts them by reason
+//!   (`421 refusals: max_cons=… per_ip=… banned=… shutting_down=… no_descriptors=…; bans: …`).
+//! * **Out of descriptors**, a spare descriptor (open on `/dev/null`) is given up to accept the
+//!   waiting connection, tell it `421 Too many open files…` and close it, then taken back (the
+//!   technique nginx and libev use): no client waits in a backlog nobody can accept from, and
+//!   the accept loop backs off instead of spinning. One log line a second at most says how
+//!   many were refused. A session that cannot open its data connection or its file gets `425
+//!   Can't open passive connection: Too many open files.` / `451 Local error: Too many open
+//!   files; try again later.` and goes on. At start-up the soft `RLIMIT_NOFILE` is raised to the
+//!   hard limit, and a warning names the numbers when `--max-cons` sessions (5 descriptors
+//!   each, plus 32) cannot fit (not under `multi-proc`, where each child has its own table).
+//!
+//! # Shutdown
+//!
+//! SIGTERM, SIGINT or `ServerHandle::shutdown(grace)`. What a client sees:
+//!
+//! | stage | a new client | an idle session | a session in a transfer |
+//! |---|---|---|---|
+//! | drain (up to `--shutdown-grace`, default 10 s) | `421 Server shutting down.` at once, then closed | `421 Server shutting down.`, closed | the transfer goes on and gets its reply (`226`…), then `421` |
+//! | grace period over | the same | — | `421`, closed; never a `226`; an upload fires `on_incomplete_file_received` |
+//! | process exited | ftpdlib's own socket: connection refused; a systemd/inetd socket: queued for the next instance | — | — |
+//!
+//! During the drain the process that owns the stop (the only process under Pool and Thread, the
+//! parent under Fork and PreFork) keeps accepting only to answer `421`; listeners that belong
+//! to systemd or inetd are never closed. The command line then exits with code 0. SIGUSR1 skips
+//! the grace period (421 at once); `close_all()` ends every session at once without a reply, as
+//! pyftpdlib's does. In the Fork model the parent forwards SIGTERM to every session process
+//! (each drains itself), then SIGUSR1 after the grace period, then SIGKILL as a last resort; in
+//! PreFork it forwards the signal to every worker.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::Ordering;

@@ -284,7 +284,7 @@ impl Ctx {
     /// Sends the first packet again to a peer that has not answered, if its address's
     /// anti-amplification budget allows; false when it was not sent.
     pub fn resend_first(&mut self, pkt: &[u8]) -> io::Result<bool> {
-        let allowed = self.budget.as_ref().map_or(true, |b| {
+        let allowed = self.budget.as_ref().is_none_or(|b| {
             b.lock().unwrap_or_else(|e| e.into_inner()).allow(
                 self.peer.ip(),
                 pkt.len(),

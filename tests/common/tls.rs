@@ -124,7 +124,8 @@ impl ServerCertVerifier for AcceptAny {
 
 /// A client configuration (its own session cache: connections sharing it can resume).
 pub fn client_config(tls12_only: bool) -> Arc<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // The process's provider (ring, the one rustls feature compiled in).
+    let provider = ClientConfig::builder().crypto_provider().clone();
     let versions: &[&'static rustls::SupportedProtocolVersion] = if tls12_only {
         &[&rustls::version::TLS12]
     } else {

@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
         max_blksize: 8 + usize::from(*a) * 256,
         max_windowsize: u16::from(*b & 0x7f),
         max_window_bytes: 1 + usize::from(*a) * 1024,
+        max_timeout: std::time::Duration::from_secs(u64::from(*b & 0x0f)),
         max_upload: (b & 0x80 != 0).then_some(u64::from(*a) * 100),
     };
     let size = (a & 1 == 1).then_some(u64::from(*b) * 1000);

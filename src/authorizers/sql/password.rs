@@ -53,7 +53,9 @@ pub fn verify_password_hash(password: &str, hash: &str) -> bool {
     hash.starts_with('$') && crate::authorizers::verify_password(password, hash.as_bytes())
 }
 
-/// True if `hash` has a shape [`verify_password_hash`] can ever accept.
+/// True if `hash` has a shape [`verify_password_hash`] can ever accept (`ftpdlib users
+/// --hash-stdin` checks what it stores).
+#[cfg(any(feature = "cli", test))]
 pub(crate) fn is_known_hash(hash: &str) -> bool {
     if hash.starts_with("$argon2") {
         return PasswordHash::new(hash).is_ok_and(|h| h.salt.is_some() && h.hash.is_some());

@@ -7,7 +7,10 @@
 
 pub(crate) mod stream;
 pub mod throttle;
+#[cfg(feature = "tls")]
 pub(crate) mod tls_stream;
+#[cfg(not(feature = "tls"))]
+pub(crate) use super::tls::stream as tls_stream;
 pub(crate) mod transfer;
 pub(crate) mod writer;
 

@@ -79,6 +79,7 @@ impl<C: Clock> Throttle<C> {
     }
 
     /// True when no bucket limits the transfer.
+    #[cfg(test)]
     pub fn is_unlimited(&self) -> bool {
         self.buckets.is_empty()
     }

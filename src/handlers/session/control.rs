@@ -24,6 +24,7 @@ pub(crate) enum Transport {
     /// Plaintext again after CCC (RFC 4217 §6).
     Cleared(Box<Cleared>),
     /// In memory (unit tests, fuzzing): see memory.rs.
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
     Memory(MemoryControl),
 }
 

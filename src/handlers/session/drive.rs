@@ -400,12 +400,6 @@ impl Session {
             u8::from(complete)
         );
         if end.channel == Channel::File {
-            match (upload, complete) {
-                (false, true) => self.cb.on_file_sent(&end.path),
-                (false, false) => self.cb.on_incomplete_file_sent(&end.path),
-                (true, true) => self.cb.on_file_received(&end.path),
-                (true, false) => self.cb.on_incomplete_file_received(&end.path),
-            }
             let t = self.transfer_stats(end, upload, bytes, start, &outcome, &vpath);
             self.stats.transfer(&t);
             self.ctx.stats.transfer(&t);

@@ -161,17 +161,7 @@ fn reply_end(buf: &[u8]) -> Option<usize> {
 /// every byte the session replied: the entry point of a fuzz target. The client's address
 /// is 127.0.0.1, so PASV binds loopback ports; give the handler short timeouts
 /// (`auth_failed_timeout` zero, a short `passive_accept_timeout` and `timeout`) so no input
-/// makes the run wait.
-///
-/// ```
-/// use std::sync::Arc;
-/// use ftpdlib::authorizers::DummyAuthorizer;
-/// use ftpdlib::handlers::{memory, FtpHandler};
-///
-/// let handler = Arc::new(FtpHandler::new(Arc::new(DummyAuthorizer::new())));
-/// let out = memory::run_script(handler, b"SYST\r\nQUIT\r\n");
-/// assert!(String::from_utf8_lossy(&out).contains("215 UNIX Type: L8"));
-/// ```
+/// makes the run wait. (The fuzz targets reach it as `ftpdlib::fuzzing::session::run_script`.)
 pub fn run_script(handler: Arc<FtpHandler>, input: &[u8]) -> Vec<u8> {
     let Ok((control, mut client)) = pair() else {
         return Vec::new();
@@ -208,6 +198,16 @@ pub fn loopback_addresses() -> (SocketAddr, SocketAddr) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_script_gets_its_replies() {
+        use crate::authorizers::DummyAuthorizer;
+        use crate::handlers::FtpHandler;
+        use std::sync::Arc;
+        let handler = Arc::new(FtpHandler::new(Arc::new(DummyAuthorizer::new())));
+        let out = super::run_script(handler, b"SYST\r\nQUIT\r\n");
+        assert!(String::from_utf8_lossy(&out).contains("215 UNIX Type: L8"));
+    }
+
     use super::reply_end;
 
     #[test]

@@ -37,7 +37,10 @@ pub(crate) mod data;
 mod dispatch;
 mod drive;
 mod idle;
-pub mod memory;
+// The in-memory control connection serves the unit tests and, through `ftpdlib::fuzzing`,
+// the fuzz targets; an ordinary build has no use for it.
+#[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+pub(crate) mod memory;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -128,7 +131,8 @@ impl Session {
     ///
     /// # Errors
     /// Only errors of the control connection itself.
-    pub fn run_memory(
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+    pub(crate) fn run_memory(
         control: memory::MemoryControl,
         handler: Arc<FtpHandler>,
         ctx: SessionContext,

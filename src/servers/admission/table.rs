@@ -180,7 +180,7 @@ impl AddrTable {
                 return true;
             }
             let age = e.window.load(Ordering::Relaxed);
-            if oldest.map_or(true, |(a, _)| age < a) {
+            if oldest.is_none_or(|(a, _)| age < a) {
                 oldest = Some((age, i));
             }
         }
