@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use ftpdlib::authorizers::UnixAuthorizer;
-use ftpdlib::filesystems::UnixFilesystem;
 use ftpdlib::handlers::FtpHandler;
 use ftpdlib::servers::MultiprocessFtpServer;
 
@@ -15,7 +14,7 @@ fn run(addr: &str) -> Result<(), ftpdlib::Error> {
     let mut auth = UnixAuthorizer::new();
     auth.rejected_users(&["root"])?;
     let mut handler = FtpHandler::new(Arc::new(auth));
-    UnixFilesystem::install(&mut handler);
+    handler.use_unix_filesystem();
     let mut server = MultiprocessFtpServer::new(addr, handler)?;
     server.stop_on_signals()?;
     server.serve_forever()

@@ -23,6 +23,15 @@ pub mod paths {
 
 /// The TFTP packet and option parsers (RFC 1350, 2347–2349, 7440).
 pub mod tftp {
-    pub use crate::tftp::options::{negotiate, Limits, Negotiated};
+    pub use crate::tftp::options::{negotiate, Negotiated, OptionLimits};
     pub use crate::tftp::packet::{self, Packet, ParseError};
+}
+
+/// A whole session on an in-memory control connection: a byte string of control input in,
+/// every reply out ([`run_script`](crate::handlers::memory::run_script)), or a session driven
+/// step by step through the client end of a [`pair`](crate::handlers::memory::pair).
+pub mod session {
+    pub use crate::handlers::memory::{
+        loopback_addresses, pair, run_script, MemoryClient, MemoryControl,
+    };
 }

@@ -35,9 +35,12 @@ pub mod filesystems;
 pub mod fuzzing;
 pub mod handlers;
 mod logging;
+mod poll;
+pub mod process;
 #[cfg(test)]
 mod properties;
 pub mod proto;
+pub mod ratelimit;
 pub mod servers;
 mod shm;
 /// TFTP server framework in the spirit of fbtftp (RFC 1350, 2347–2349, 7440).

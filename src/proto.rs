@@ -216,26 +216,16 @@ pub enum EprtError {
 /// # Errors
 /// [`EprtError`] says whether the syntax or the protocol number is wrong.
 pub fn parse_eprt(arg: &str) -> Result<SocketAddr, EprtError> {
+    // Stricter than the server's reading (split_eprt): a printable delimiter, nothing
+    // after the last one.
     let d = arg.chars().next().ok_or(EprtError::Syntax)?;
-    if !(33..=126).contains(&(d as u32)) {
+    if !(33..=126).contains(&(d as u32)) || !arg.ends_with(d) {
         return Err(EprtError::Syntax);
     }
-    let parts: Vec<&str> = arg.split(d).collect();
-    if parts.len() != 5 || !parts[0].is_empty() || !parts[4].is_empty() {
-        return Err(EprtError::Syntax);
-    }
-    let port: u16 = parts[3].parse().map_err(|_| EprtError::Syntax)?;
-    let ip: IpAddr = match parts[1] {
-        "1" => IpAddr::V4(
-            parts[2]
-                .parse::<Ipv4Addr>()
-                .map_err(|_| EprtError::Syntax)?,
-        ),
-        "2" => IpAddr::V6(
-            parts[2]
-                .parse::<Ipv6Addr>()
-                .map_err(|_| EprtError::Syntax)?,
-        ),
+    let (af, addr, port) = split_eprt(arg).ok_or(EprtError::Syntax)?;
+    let ip: IpAddr = match af {
+        "1" => IpAddr::V4(addr.parse::<Ipv4Addr>().map_err(|_| EprtError::Syntax)?),
+        "2" => IpAddr::V6(addr.parse::<Ipv6Addr>().map_err(|_| EprtError::Syntax)?),
         _ => return Err(EprtError::UnknownProtocol),
     };
     Ok(SocketAddr::new(ip, port))

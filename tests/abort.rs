@@ -7,6 +7,18 @@ use ftpdlib::servers::Executor;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+/// A slow server holding a `size`-byte file `big`, and a session whose RETR of it is under
+/// way (125: the passive connection was open already).
+fn slow_download(ex: Executor, size: usize) -> (Server, Raw, std::net::TcpStream) {
+    let s = slow(ex);
+    s.write("big", &pattern(size));
+    let mut r = s.raw_login();
+    r.cmd("TYPE I");
+    let d = r.pasv();
+    assert_eq!(r.cmd("RETR big").0, 125);
+    (s, r, d)
+}
+
 /// A server whose downloads crawl (64 KiB/s), so a transfer is reliably still running.
 fn slow(ex: Executor) -> Server {
     builder()
@@ -19,12 +31,7 @@ fn slow(ex: Executor) -> Server {
 }
 
 fn abor_during_retr(ex: Executor) {
-    let s = slow(ex);
-    s.write("big", &pattern(4 * 1024 * 1024));
-    let mut r = s.raw_login();
-    r.cmd("TYPE I");
-    let mut d = r.pasv();
-    assert_eq!(r.cmd("RETR big").0, 125);
+    let (_s, mut r, mut d) = slow_download(ex, 4 * 1024 * 1024);
     let mut buf = [0u8; 1024];
     d.read_exact(&mut buf).unwrap();
     // Python's ftplib sends ABOR behind Telnet IP + Synch.
@@ -93,12 +100,7 @@ fn abor_during_a_pipelined_stor(ex: Executor) {
 }
 
 fn stat_and_noop_during_transfer(ex: Executor) {
-    let s = slow(ex);
-    s.write("big", &pattern(2 * 1024 * 1024));
-    let mut r = s.raw_login();
-    r.cmd("TYPE I");
-    let mut d = r.pasv();
-    assert_eq!(r.cmd("RETR big").0, 125);
+    let (_s, mut r, mut d) = slow_download(ex, 2 * 1024 * 1024);
     let mut buf = vec![0u8; 100_000];
     d.read_exact(&mut buf).unwrap();
     let (code, text) = r.cmd("STAT");
@@ -164,12 +166,7 @@ fn quit_waits_for_transfer(ex: Executor) {
 }
 
 fn client_closes_data_early(ex: Executor) {
-    let s = slow(ex);
-    s.write("big", &pattern(2 * 1024 * 1024));
-    let mut r = s.raw_login();
-    r.cmd("TYPE I");
-    let mut d = r.pasv();
-    assert_eq!(r.cmd("RETR big").0, 125);
+    let (_s, mut r, mut d) = slow_download(ex, 2 * 1024 * 1024);
     let mut buf = [0u8; 10];
     d.read_exact(&mut buf).unwrap();
     drop(d);

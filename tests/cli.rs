@@ -354,21 +354,6 @@ fn unprivileged(args: &[&str]) -> Command {
     cmd
 }
 
-/// True when `cmd` is installed; otherwise the test says it skipped — except under CI=true,
-/// where `.ci/run` installs the tools and a missing one fails the test.
-fn tool(cmd: &str) -> bool {
-    if have(cmd) {
-        return true;
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "{cmd} is not installed (.ci/run installs it)"
-    );
-    eprintln!("skipped: {cmd} not installed");
-    false
-}
-
 /// The README's quick-start command line, word by word (`cargo run --release -- …`).
 fn readme_quick_start() -> Vec<String> {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))

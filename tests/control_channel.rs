@@ -22,24 +22,32 @@ fn read_until_closed(s: &mut TcpStream, limit: Duration) -> Vec<u8> {
     s.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
     loop {
-        match s.read(&mut buf) {
-            Ok(0) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            // A reset after the server closed with unread input: closed all the same.
-            Err(_) => return out,
+        if read_some(s, &mut out) {
+            return out;
         }
         assert!(
             Instant::now() < deadline,
             "the server did not close the connection; it sent {:?}",
             String::from_utf8_lossy(&out)
         );
+    }
+}
+
+/// One read (up to the socket's read timeout) appended to `out`; true once the server has
+/// closed the connection (EOF, or a reset after it closed with unread input).
+fn read_some(s: &mut TcpStream, out: &mut Vec<u8>) -> bool {
+    let mut buf = [0u8; 4096];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => {
+            out.extend_from_slice(&buf[..n]);
+            false
+        }
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
     }
 }
 
@@ -63,19 +71,11 @@ fn dribble(s: &mut TcpStream, every: Duration, limit: Duration) -> Vec<u8> {
     let deadline = Instant::now() + limit;
     s.set_read_timeout(Some(every)).unwrap();
     let mut out = Vec::new();
-    let mut buf = [0u8; 512];
     loop {
         // Errors are fine: the server may have closed already.
         let _ = s.write_all(b"N");
-        match s.read(&mut buf) {
-            Ok(0) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return out,
+        if read_some(s, &mut out) {
+            return out;
         }
         assert!(
             Instant::now() < deadline,
@@ -442,7 +442,7 @@ fn check_exhausted_range(addr: std::net::SocketAddr, range: std::ops::RangeInclu
     // A session that takes a new port lets its old one go first.
     let (code, text) = sessions[1].cmd("EPSV");
     assert_eq!(code, 229, "{text}");
-    let p: u16 = text.split('|').nth(3).unwrap().parse().unwrap();
+    let p = epsv_port(&text);
     assert!(range.contains(&p), "EPSV port {p} outside {range:?}");
     // A session that lets its listener go frees the port for another.
     assert_eq!(sessions[0].cmd("ABOR").0, 225);

@@ -12,19 +12,6 @@ use std::time::{Duration, Instant};
 /// Descriptors the server may hold.
 const NOFILE: u32 = 40;
 
-/// True if `prlimit` (util-linux) can run; a missing tool fails under CI=true.
-fn have_prlimit() -> bool {
-    if have("prlimit") {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "prlimit (util-linux) is missing"
-    );
-    eprintln!("skipped: prlimit (util-linux) is not installed");
-    false
-}
-
 /// The binary limited to [`NOFILE`] descriptors.
 fn limited(ex: Executor) -> BinServer {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -66,7 +53,7 @@ fn flood(bin: &BinServer, n: usize) -> (Vec<TcpStream>, usize) {
 /// start-up warning names the numbers; the failures are logged at most once a second;
 /// once the clients leave, new ones are served again.
 fn every_connection_gets_an_answer(ex: Executor) {
-    if !have_prlimit() {
+    if !tool("prlimit") {
         return;
     }
     let bin = limited(ex);
@@ -127,7 +114,7 @@ fn login(bin: &BinServer) -> Raw {
 /// With every descriptor taken, PASV gets 425 and STOR 451, each saying why, and the
 /// sessions go on; once descriptors free up the same session uploads.
 fn data_channel_and_file_without_descriptors(ex: Executor) {
-    if !have_prlimit() {
+    if !tool("prlimit") {
         return;
     }
     let bin = limited(ex);

@@ -31,8 +31,7 @@ struct Certs {
 }
 
 fn certs() -> Option<Certs> {
-    if !have("openssl") {
-        eprintln!("skipped: openssl not installed");
+    if !tool("openssl") {
         return None;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -161,33 +160,6 @@ fn tls_connect(cfg: &Arc<ClientConfig>, sock: TcpStream) -> TlsSock {
     rustls::StreamOwned::new(conn, sock)
 }
 
-/// Reads one whole reply (multi-line aware) byte by byte: (code, text).
-fn read_reply(r: &mut impl Read) -> (u32, String) {
-    let read_line = |r: &mut dyn Read| {
-        let mut line = Vec::new();
-        let mut b = [0u8; 1];
-        while !line.ends_with(b"\r\n") {
-            let n = r.read(&mut b).expect("read reply");
-            assert!(n > 0, "EOF in reply {:?}", String::from_utf8_lossy(&line));
-            line.push(b[0]);
-        }
-        String::from_utf8_lossy(&line).into_owned()
-    };
-    let first = read_line(r);
-    let code: u32 = first[..3].parse().expect("reply code");
-    let mut text = first.clone();
-    if first.as_bytes()[3] == b'-' {
-        loop {
-            let l = read_line(r);
-            text.push_str(&l);
-            if l.starts_with(&format!("{code} ")) {
-                break;
-            }
-        }
-    }
-    (code, text)
-}
-
 /// A control connection after AUTH TLS.
 struct TlsCtl {
     s: TlsSock,
@@ -210,13 +182,29 @@ impl TlsCtl {
         assert_eq!(self.cmd("PBSZ 0").0, 200);
         assert_eq!(self.cmd("PROT P").0, 200);
     }
+    /// EPSV, then `cmd` (RETR, STOR…) answered with 125 or 150: the data connection, its TLS
+    /// handshake not begun.
+    fn data_for(&mut self, cmd: &str) -> TcpStream {
+        let sock = self.epsv();
+        self.s.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        let (code, text) = read_reply(&mut self.s);
+        assert!(code == 125 || code == 150, "{cmd}: {text}");
+        sock
+    }
     /// EPSV and a plain TCP connection to the announced port.
     fn epsv(&mut self) -> TcpStream {
         let (code, text) = self.cmd("EPSV");
         assert_eq!(code, 229, "{text}");
-        let port: u16 = text.split('|').nth(3).unwrap().parse().unwrap();
-        TcpStream::connect((self.addr.ip(), port)).expect("data connect")
+        TcpStream::connect((self.addr.ip(), epsv_port(&text))).expect("data connect")
     }
+}
+
+/// AUTH TLS, login and PROT P on a fresh connection, with its own client configuration.
+fn protected(s: &Server, tls12_only: bool) -> TlsCtl {
+    let mut t = auth_tls(s, tls12_only);
+    t.login();
+    t.protect();
+    t
 }
 
 /// AUTH TLS on a fresh connection, with its own client configuration.
@@ -244,6 +232,21 @@ fn suppaftp_secure(s: &Server, cfg: Arc<ClientConfig>) -> RustlsFtpStream {
     c
 }
 
+/// RETR `name` `times` times, each over a new protected data connection, each giving `want`.
+fn retr_each(ftp: &mut RustlsFtpStream, name: &str, want: &[u8], times: usize) {
+    for i in 0..times {
+        let got = ftp.retr_as_buffer(name).expect("RETR").into_inner();
+        assert_eq!(got, want, "RETR #{i}");
+    }
+}
+
+/// A download of `dl.bin` (holding `data`) and an upload of it as `up`.
+fn round_trip(ftp: &mut RustlsFtpStream, s: &Server, data: &[u8], up: &str) {
+    retr_each(ftp, "dl.bin", data, 1);
+    ftp.put_file(up, &mut &data[..]).expect("STOR");
+    assert_eq!(s.read(up), data);
+}
+
 // ---------------------------------------------------------------- suppaftp
 
 fn suppaftp_explicit_passive_and_active(ex: Executor) {
@@ -254,17 +257,12 @@ fn suppaftp_explicit_passive_and_active(ex: Executor) {
     let mut ftp = suppaftp_secure(&s, client_config(false));
     // rustls clients resume with the tickets the control connection got; each is used once
     // and the client keeps 8, so 8 TLS 1.3 data connections pass the check (listed below).
-    for _ in 0..3 {
-        assert_eq!(ftp.retr_as_buffer("dl.bin").unwrap().into_inner(), data);
-    }
-    ftp.put_file("up.bin", &mut &data[..]).unwrap();
-    assert_eq!(s.read("up.bin"), data);
+    retr_each(&mut ftp, "dl.bin", &data, 2);
+    round_trip(&mut ftp, &s, &data, "up.bin");
     let names = ftp.nlst(None).unwrap();
     assert!(names.iter().any(|n| n == "up.bin"), "{names:?}");
     let mut ftp = ftp.active_mode(IO_TIMEOUT);
-    assert_eq!(ftp.retr_as_buffer("dl.bin").unwrap().into_inner(), data);
-    ftp.put_file("up2.bin", &mut &data[..]).unwrap();
-    assert_eq!(s.read("up2.bin"), data);
+    round_trip(&mut ftp, &s, &data, "up2.bin");
     assert!(ftp
         .list(None)
         .unwrap()
@@ -281,26 +279,14 @@ fn suppaftp_tls13_uses_each_ticket_once() {
     // With the reuse check on, a rustls client has 8 resumable data connections per control
     // connection under TLS 1.3 (one ticket each); the 9th does a full handshake: refused.
     let mut ftp = suppaftp_secure(&s, client_config(false));
-    for i in 0..8 {
-        assert_eq!(
-            ftp.retr_as_buffer("f.txt").unwrap().into_inner(),
-            b"x",
-            "{i}"
-        );
-    }
+    retr_each(&mut ftp, "f.txt", b"x", 8);
     let err = ftp.retr_as_buffer("f.txt").unwrap_err();
     assert!(err.to_string().contains("522") || matches!(err, FtpError::ConnectionError(_)));
     // With the check off, it goes on for ever.
     let s = tls_builder(&c, |t| t.require_session_reuse = false).start();
     s.write("f.txt", b"x");
     let mut ftp = suppaftp_secure(&s, client_config(false));
-    for i in 0..12 {
-        assert_eq!(
-            ftp.retr_as_buffer("f.txt").unwrap().into_inner(),
-            b"x",
-            "{i}"
-        );
-    }
+    retr_each(&mut ftp, "f.txt", b"x", 12);
 }
 
 #[test]
@@ -310,12 +296,7 @@ fn suppaftp_explicit_tls12() {
     s.write("f.txt", b"tls one-two");
     // TLS 1.2 session IDs: resumable any number of times.
     let mut ftp = suppaftp_secure(&s, client_config(true));
-    for _ in 0..10 {
-        assert_eq!(
-            ftp.retr_as_buffer("f.txt").unwrap().into_inner(),
-            b"tls one-two"
-        );
-    }
+    retr_each(&mut ftp, "f.txt", b"tls one-two", 10);
     ftp.quit().unwrap();
 }
 
@@ -336,9 +317,7 @@ fn suppaftp_implicit(ex: Executor) {
     ftp.login(USER, PASS).unwrap();
     ftp.transfer_type(FileType::Binary).unwrap();
     // Implicit FTPS protects data connections from the start (no PBSZ/PROT needed).
-    assert_eq!(ftp.retr_as_buffer("dl.bin").unwrap().into_inner(), data);
-    ftp.put_file("up.bin", &mut &data[..]).unwrap();
-    assert_eq!(s.read("up.bin"), data);
+    round_trip(&mut ftp, &s, &data, "up.bin");
     ftp.quit().unwrap();
 }
 
@@ -388,8 +367,7 @@ fn curl(args: &[&str]) -> std::process::Output {
 #[test]
 fn curl_explicit_passive() {
     let c = need!(certs());
-    if !have("curl") {
-        eprintln!("skipped: curl not installed");
+    if !tool("curl") {
         return;
     }
     let s = tls_server(&c);
@@ -425,8 +403,7 @@ fn curl_explicit_passive() {
 #[test]
 fn curl_implicit_and_ccc() {
     let c = need!(certs());
-    if !have("curl") {
-        eprintln!("skipped: curl not installed");
+    if !tool("curl") {
         return;
     }
     let s = tls_builder(&c, |_| {}).implicit_tls(true).start();
@@ -459,8 +436,7 @@ fn lftp(script: &str) -> std::process::Output {
 #[test]
 fn lftp_passive_and_active() {
     let c = need!(certs());
-    if !have("lftp") {
-        eprintln!("skipped: lftp not installed");
+    if !tool("lftp") {
         return;
     }
     let s = tls_builder(&c, |t| {
@@ -500,12 +476,7 @@ fn lftp_passive_and_active() {
 
 /// RETR over a PROT P data connection whose TLS uses `data_cfg`: (final code, bytes).
 fn retr_with(ctl: &mut TlsCtl, data_cfg: &Arc<ClientConfig>, name: &str) -> (u32, Vec<u8>) {
-    let sock = ctl.epsv();
-    ctl.s
-        .write_all(format!("RETR {name}\r\n").as_bytes())
-        .unwrap();
-    let (code, text) = read_reply(&mut ctl.s);
-    assert!(code == 125 || code == 150, "{text}");
+    let sock = ctl.data_for(&format!("RETR {name}"));
     sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     let name_ = ServerName::try_from("localhost").unwrap();
     let mut conn = ClientConnection::new(data_cfg.clone(), name_).unwrap();
@@ -532,9 +503,7 @@ fn data_connection_must_resume_the_control_session() {
     let s = tls_server(&c);
     s.write("f.txt", b"secret");
     for tls12 in [false, true] {
-        let mut ctl = auth_tls(&s, tls12);
-        ctl.login();
-        ctl.protect();
+        let mut ctl = protected(&s, tls12);
         let own = ctl.cfg.clone();
         // Same client, same session cache: resumed, served, ended with close_notify.
         assert_eq!(
@@ -557,12 +526,8 @@ fn data_connection_must_resume_the_control_session() {
         );
     }
     // Another control connection's session does not open this one's data connections.
-    let mut a = auth_tls(&s, false);
-    a.login();
-    a.protect();
-    let mut b = auth_tls(&s, false);
-    b.login();
-    b.protect();
+    let a = protected(&s, false);
+    let mut b = protected(&s, false);
     let a_cfg = a.cfg.clone();
     assert_eq!(retr_with(&mut b, &a_cfg, "f.txt").0, 522);
 }
@@ -572,9 +537,7 @@ fn reuse_check_can_be_turned_off() {
     let c = need!(certs());
     let s = tls_builder(&c, |t| t.require_session_reuse = false).start();
     s.write("f.txt", b"old client");
-    let mut ctl = auth_tls(&s, false);
-    ctl.login();
-    ctl.protect();
+    let mut ctl = protected(&s, false);
     let stranger = client_config(false);
     assert_eq!(
         retr_with(&mut ctl, &stranger, "f.txt"),
@@ -697,9 +660,7 @@ fn ccc_returns_the_control_connection_to_plaintext() {
     let c = need!(certs());
     let s = tls_server(&c);
     s.write("f.txt", b"after ccc");
-    let mut t = auth_tls(&s, false);
-    t.login();
-    t.protect();
+    let mut t = protected(&s, false);
     assert_eq!(t.cmd("CCC").0, 200);
     // The client answers with its own close_notify, then speaks plaintext on the same socket.
     let TlsCtl {
@@ -732,8 +693,7 @@ impl PlainCtl {
     fn retr(&mut self, cfg: &Arc<ClientConfig>, addr: SocketAddr, name: &str) -> (u32, Vec<u8>) {
         let (code, text) = self.cmd("EPSV");
         assert_eq!(code, 229, "{text}");
-        let port: u16 = text.split('|').nth(3).unwrap().parse().unwrap();
-        let sock = TcpStream::connect((addr.ip(), port)).unwrap();
+        let sock = TcpStream::connect((addr.ip(), epsv_port(&text))).unwrap();
         self.0
             .write_all(format!("RETR {name}\r\n").as_bytes())
             .unwrap();
@@ -771,16 +731,12 @@ fn upload_without_close_notify_is_incomplete() {
             h.set_callbacks(move || ev.clone());
         })
         .start();
-    let mut t = auth_tls(&s, false);
-    t.login();
-    t.protect();
+    let mut t = protected(&s, false);
     let cfg = t.cfg.clone();
     // A complete upload (close_notify sent) is a 226. The client never reads the data
     // connection: had the server sent TLS 1.3 tickets there, closing the socket with them
     // unread would reset it and the kernel could drop the end of the upload.
-    let sock = t.epsv();
-    t.s.write_all(b"STOR whole.bin\r\n").unwrap();
-    assert!(matches!(read_reply(&mut t.s).0, 125 | 150));
+    let sock = t.data_for("STOR whole.bin");
     let mut d = tls_connect(&cfg, sock);
     // Nothing arrives after the handshake: no NewSessionTicket on data connections.
     d.sock
@@ -800,9 +756,7 @@ fn upload_without_close_notify_is_incomplete() {
     assert_eq!(s.read("whole.bin"), pattern(2_000_000));
 
     // Cut: TCP closed without close_notify (a truncation attack or a crashed client).
-    let sock = t.epsv();
-    t.s.write_all(b"STOR cut.bin\r\n").unwrap();
-    assert!(matches!(read_reply(&mut t.s).0, 125 | 150));
+    let sock = t.data_for("STOR cut.bin");
     let mut d = tls_connect(&cfg, sock);
     d.write_all(&pattern(50_000)).unwrap();
     d.flush().unwrap();
@@ -858,13 +812,9 @@ fn abor_during_a_tls_download() {
     let c = need!(certs());
     let s = tls_server(&c);
     s.write("big.bin", &pattern(16 << 20));
-    let mut t = auth_tls(&s, false);
-    t.login();
-    t.protect();
+    let mut t = protected(&s, false);
     let cfg = t.cfg.clone();
-    let sock = t.epsv();
-    t.s.write_all(b"RETR big.bin\r\n").unwrap();
-    assert!(matches!(read_reply(&mut t.s).0, 125 | 150));
+    let sock = t.data_for("RETR big.bin");
     // Handshake, then read nothing: the server blocks on a full socket and must still hear
     // ABOR on the (encrypted) control connection.
     let d = tls_connect(&cfg, sock);
@@ -890,9 +840,7 @@ fn throttled_transfers_over_tls() {
     let data = pattern(400_000);
     s.write("dl.bin", &data);
     let mut ftp = suppaftp_secure(&s, client_config(false));
-    assert_eq!(ftp.retr_as_buffer("dl.bin").unwrap().into_inner(), data);
-    ftp.put_file("up.bin", &mut &data[..]).unwrap();
-    assert_eq!(s.read("up.bin"), data);
+    round_trip(&mut ftp, &s, &data, "up.bin");
 }
 
 #[test]
@@ -901,13 +849,9 @@ fn partial_control_record_does_not_stall_a_transfer() {
     let s = tls_server(&c);
     let data = pattern(16 << 20);
     s.write("big.bin", &data);
-    let mut t = auth_tls(&s, false);
-    t.login();
-    t.protect();
+    let mut t = protected(&s, false);
     let cfg = t.cfg.clone();
-    let sock = t.epsv();
-    t.s.write_all(b"RETR big.bin\r\n").unwrap();
-    assert!(matches!(read_reply(&mut t.s).0, 125 | 150));
+    let sock = t.data_for("RETR big.bin");
     let mut d = tls_connect(&cfg, sock);
     // Half of an encrypted "NOOP" record on the control connection while the server waits
     // on a full data socket: it must go back to the transfer, not wait for the other half.
@@ -1015,12 +959,8 @@ fn alpn_without_ftp_fails_the_data_handshake() {
     let c = need!(certs());
     let s = tls_builder(&c, |t| t.require_session_reuse = false).start();
     s.write("f.txt", b"data");
-    let mut t = auth_tls(&s, false);
-    t.login();
-    t.protect();
-    let sock = t.epsv();
-    t.s.write_all(b"RETR f.txt\r\n").unwrap();
-    assert!(matches!(read_reply(&mut t.s).0, 125 | 150));
+    let mut t = protected(&s, false);
+    let sock = t.data_for("RETR f.txt");
     let err = try_handshake(&alpn_config(&[b"http/1.1"]), sock).expect_err("handshake refused");
     assert!(is_no_application_protocol(&err), "{err:?}");
     assert_eq!(read_reply(&mut t.s).0, 522);

@@ -371,21 +371,6 @@ fn inetd_nowait_sigterm_says_421() {
     assert_eq!(status.code(), Some(0));
 }
 
-/// True when `cmd` is installed; otherwise the test says it skipped — except under CI=true,
-/// where `.ci/run` installs the tools and a missing one fails the test.
-fn tool(cmd: &str) -> bool {
-    if have(cmd) {
-        return true;
-    }
-    assert_ne!(
-        std::env::var("CI").as_deref(),
-        Ok("true"),
-        "{cmd} is not installed (.ci/run installs it)"
-    );
-    eprintln!("skipped: {cmd} not installed");
-    false
-}
-
 /// A control connection over a Unix socket, driven line by line.
 struct UnixCtl {
     w: std::os::unix::net::UnixStream,
@@ -582,12 +567,9 @@ fn socat_recipe_of_the_inetd_demo() {
         .unwrap();
     if !manifest.join(example).exists() {
         // `cargo test` builds the examples; `cargo test --test inetd` alone does not.
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "{example} not built"
-        );
-        eprintln!("skipped: {example} not built (run `cargo build --examples`)");
+        missing(&format!(
+            "{example} not built (run `cargo build --examples`)"
+        ));
         return;
     }
     let (mut s, port) = socat(listen_opts, words[2], manifest);

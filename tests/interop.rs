@@ -5,7 +5,7 @@
 //! bounded by a timeout.
 
 mod common;
-use common::{have, pattern};
+use common::{pattern, tool};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -135,8 +135,7 @@ fn lftp(bin: &Bin, host: &str, passive: bool, script: &str) -> String {
 }
 
 fn lftp_round_trip(interface: &str, host: &str, passive: bool, pipelined: bool) {
-    if !have("lftp") {
-        eprintln!("skipped: lftp not installed");
+    if !tool("lftp") {
         return;
     }
     let bin = Bin::start(interface);
@@ -200,8 +199,7 @@ fn curl(args: &[&str]) -> Output {
 }
 
 fn curl_suite(interface: &str, host: &str) {
-    if !have("curl") {
-        eprintln!("skipped: curl not installed");
+    if !tool("curl") {
         return;
     }
     let bin = Bin::start(interface);
@@ -362,8 +360,7 @@ print("quit", c.quit()[:3])
 "#;
 
 fn ftplib_suite(interface: &str, host: &str, mode: &str) {
-    if !have("python3") {
-        eprintln!("skipped: python3 not installed");
+    if !tool("python3") {
         return;
     }
     let bin = Bin::start(interface);

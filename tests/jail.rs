@@ -180,6 +180,44 @@ impl Wins {
             *n += 1;
         }
     }
+
+    /// The race's verdict: the swapper ran, `ran` (what proves the race reached the inside,
+    /// e.g. "SIZE reached the file inside") happened `times` > 0 times, and the attacker won
+    /// nothing (`escaped` says what a win would mean).
+    fn verdict(&self, swaps: u64, ran: &str, times: usize, escaped: &str) {
+        eprintln!("swaps: {swaps}; attacker wins by operation: {:?}", self.0);
+        assert!(swaps > 0, "the swapper ran");
+        assert!(times > 0, "never: {ran}; no race was run");
+        assert!(self.0.values().all(|&n| n == 0), "{escaped}: {:?}", self.0);
+    }
+
+    /// Counts a win when a name not in `before` (nor kept by `keep`) appeared in `outside`.
+    fn check_created(&mut self, outside: &Path, before: &BTreeSet<String>, keep: fn(&str) -> bool) {
+        let created: Vec<String> = names(outside)
+            .into_iter()
+            .filter(|n| !before.contains(n) && !keep(n))
+            .collect();
+        eprintln!("names that appeared outside: {created:?}");
+        self.check("anything created outside", !created.is_empty());
+    }
+}
+
+/// The race of the tests below: the root holds `q/victim.txt` and `qx`, a symlink to the
+/// tree outside, and the names outside before the race.
+fn swap_ground(root: &Path, outside: &Path) -> BTreeSet<String> {
+    std::fs::create_dir(root.join("q")).expect("mkdir q");
+    std::fs::write(root.join("q/victim.txt"), b"inside\n").expect("write");
+    std::os::unix::fs::symlink(outside, root.join("qx")).expect("symlink");
+    names(outside)
+}
+
+/// A session of the default user at `addr`, logged in, binary type.
+fn writer(addr: std::net::SocketAddr) -> Raw {
+    let mut r = raw_at(addr);
+    assert_eq!(r.cmd(&format!("USER {USER}")).0, 331);
+    assert_eq!(r.cmd(&format!("PASS {PASS}")).0, 230);
+    assert_eq!(r.cmd("TYPE I").0, 200);
+    r
 }
 
 /// Tries per operation: the cheap control-connection commands many times, the ones needing a
@@ -194,20 +232,14 @@ fn parent_directory_swapped_for_a_symlink_out() {
     let outside = outside_tree();
     let srv = BinServer::start(&[]);
     let root = srv.root.clone();
-    std::fs::create_dir(root.join("q")).expect("mkdir q");
-    std::fs::write(root.join("q/victim.txt"), b"inside\n").expect("write");
-    std::os::unix::fs::symlink(outside.path(), root.join("qx")).expect("symlink");
+    let before = swap_ground(&root, outside.path());
     for i in 0..DATA_TRIES {
         std::fs::write(root.join(format!("movable-{i}")), b"in").expect("write");
     }
-    let before = names(outside.path());
     let secret_size = format!("213 {SECRET_SIZE}");
     let secret_mtime = "213 20010203040506";
 
-    let mut r = raw_at(srv.addr);
-    r.cmd(&format!("USER {USER}"));
-    assert_eq!(r.cmd(&format!("PASS {PASS}")).0, 230);
-    r.cmd("TYPE I");
+    let mut r = writer(srv.addr);
     let swapper = Swapper::start(root.join("q"), root.join("qx"));
     let mut wins = Wins::default();
     let out = outside.path().to_path_buf();
@@ -268,22 +300,14 @@ fn parent_directory_swapped_for_a_symlink_out() {
     }
     let swaps = swapper.finish();
     // Anything else that appeared outside (each attempt above is also checked on its own).
-    let created: Vec<String> = names(outside.path())
-        .into_iter()
-        .filter(|n| !before.contains(n) && !n.starts_with("keep-") && !n.starts_with("rmd-"))
-        .collect();
-    eprintln!("names that appeared outside: {created:?}");
-    wins.check("anything created outside", !created.is_empty());
-    eprintln!("swaps: {swaps}; attacker wins by operation: {:?}", wins.0);
-    assert!(swaps > 0, "the swapper ran");
-    assert!(
-        inside > 0,
-        "SIZE never reached the file inside: no race was run"
-    );
-    assert!(
-        wins.0.values().all(|&n| n == 0),
-        "the jail was escaped: {:?}",
-        wins.0
+    wins.check_created(outside.path(), &before, |n| {
+        n.starts_with("keep-") || n.starts_with("rmd-")
+    });
+    wins.verdict(
+        swaps,
+        "SIZE reached the file inside",
+        inside,
+        "the jail was escaped",
     );
     assert_eq!(r.cmd("NOOP").0, 200, "the session is alive");
 }
@@ -297,14 +321,8 @@ fn atomic_uploads_while_the_parent_directory_is_swapped() {
     let outside = outside_tree();
     let srv = BinServer::start(&["--atomic-uploads"]);
     let root = srv.root.clone();
-    std::fs::create_dir(root.join("q")).expect("mkdir q");
-    std::fs::write(root.join("q/victim.txt"), b"inside\n").expect("write");
-    std::os::unix::fs::symlink(outside.path(), root.join("qx")).expect("symlink");
-    let before = names(outside.path());
-    let mut r = raw_at(srv.addr);
-    r.cmd(&format!("USER {USER}"));
-    assert_eq!(r.cmd(&format!("PASS {PASS}")).0, 230);
-    r.cmd("TYPE I");
+    let before = swap_ground(&root, outside.path());
+    let mut r = writer(srv.addr);
     let swapper = Swapper::start(root.join("q"), root.join("qx"));
     let mut wins = Wins::default();
     let out = outside.path().to_path_buf();
@@ -326,12 +344,7 @@ fn atomic_uploads_while_the_parent_directory_is_swapped() {
         wins.check("STOU", victim.changed_then_restored());
     }
     let swaps = swapper.finish();
-    let created: Vec<String> = names(outside.path())
-        .into_iter()
-        .filter(|n| !before.contains(n))
-        .collect();
-    eprintln!("names that appeared outside: {created:?}");
-    wins.check("anything created outside", !created.is_empty());
+    wins.check_created(outside.path(), &before, |_| false);
     // The real `q` (whichever name it has now): no copy of the secret, no temporary file left.
     let q = if root.join("q").is_symlink() {
         root.join("qx")
@@ -349,19 +362,12 @@ fn atomic_uploads_while_the_parent_directory_is_swapped() {
         "secret copied inside, or a temporary file left",
         !leaked.is_empty(),
     );
-    eprintln!(
-        "swaps: {swaps}; uploads done: {done}; attacker wins: {:?}",
-        wins.0
-    );
-    assert!(swaps > 0, "the swapper ran");
-    assert!(
-        done > 0,
-        "no upload reached the directory inside: no race was run"
-    );
-    assert!(
-        wins.0.values().all(|&n| n == 0),
-        "the jail was escaped: {:?} {leaked:?}",
-        wins.0
+    eprintln!("leaked: {leaked:?}");
+    wins.verdict(
+        swaps,
+        "an upload reached the directory inside",
+        done,
+        "the jail was escaped",
     );
     assert_eq!(r.cmd("NOOP").0, 200, "the session is alive");
 }
@@ -409,16 +415,11 @@ fn file_swapped_for_a_symlink_out_under_anonymous() {
         );
     }
     let swaps = swapper.finish();
-    eprintln!("swaps: {swaps}; attacker wins by operation: {:?}", wins.0);
-    assert!(swaps > 0, "the swapper ran");
-    assert!(
-        inside > 0,
-        "SIZE never reached the public file: no race was run"
-    );
-    assert!(
-        wins.0.values().all(|&n| n == 0),
-        "a read-only user read outside the root: {:?}",
-        wins.0
+    wins.verdict(
+        swaps,
+        "SIZE reached the public file",
+        inside,
+        "a read-only user read outside the root",
     );
 }
 

@@ -139,8 +139,7 @@ fn huge_directory_streams(ex: Executor) {
 }
 
 fn listing_with_curl(ex: Executor) {
-    if !have("curl") {
-        eprintln!("skipping: curl not installed");
+    if !tool("curl") {
         return;
     }
     let s = start(ex);

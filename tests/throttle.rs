@@ -195,16 +195,12 @@ fn authorizer_limits_apply_to_that_user(ex: Executor) {
 }
 
 fn user_slots_are_taken_at_login_and_released_at_logout(ex: Executor) {
-    let cell = std::sync::Arc::new(std::sync::Mutex::new(None));
-    let c2 = cell.clone();
     let s = builder()
         .executor(ex)
-        .handler(move |h| {
-            h.user_read_limit = MIB as u64;
-            *c2.lock().unwrap() = Some(h.limits.clone());
-        })
+        .handler(move |h| h.user_read_limit = MIB as u64)
         .start();
-    let limits = cell.lock().unwrap().clone().unwrap();
+    // The shared buckets are the server's (live state), not the handler's.
+    let limits = s.handle.rate_table().clone();
     assert!(limits.is_process_shared());
     let wait_for = |n: usize| {
         let t0 = Instant::now();

@@ -262,8 +262,7 @@ fn mode_stru_allo(ex: Executor) {
 }
 
 fn curl_upload_download(ex: Executor) {
-    if !have("curl") {
-        eprintln!("skipping: curl not installed");
+    if !tool("curl") {
         return;
     }
     let s = start(ex);
@@ -311,9 +310,58 @@ fn pipelined_commands_run_in_order(ex: Executor) {
     assert!(r.stream.read(&mut buf).is_err(), "no stray reply");
 }
 
+/// A transfer command and the EPSV for it, pipelined while another transfer runs: both
+/// wait for it to end, then the EPSV carries the second transfer (it must not wait for a
+/// channel from the socket while the command that makes one is already queued).
+fn queued_transfer_and_its_channel(ex: Executor) {
+    let s = start(ex);
+    let big = pattern(8 << 20);
+    s.write("big", &big);
+    s.write("small", b"small");
+    let mut r = s.raw_login();
+    assert_eq!(r.cmd("TYPE I").0, 200);
+    let data = r.pasv();
+    assert_eq!(r.cmd("RETR big").0, 125);
+    // Sent while the download runs (the client reads nothing yet).
+    r.send_bytes(b"RETR small\r\nEPSV\r\n");
+    assert!(read_all(data) == big, "download corrupted");
+    assert_eq!(r.reply().0, 226);
+    assert_eq!(r.reply().0, 150, "RETR small waits for its channel");
+    let (code, text) = r.reply();
+    assert_eq!(code, 229, "{text}");
+    let port: u16 = text.split('|').nth(3).unwrap().parse().unwrap();
+    let second = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    second.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    assert_eq!(read_all(second), b"small");
+    assert_eq!(r.reply().0, 226);
+}
+
+/// Commands that use the filesystem are answered while a listing streams: the listing does
+/// not take the user's filesystem away from the session.
+fn filesystem_commands_during_a_listing(ex: Executor) {
+    let s = start(ex);
+    std::fs::create_dir(s.path("sub")).unwrap();
+    // About 1.2 MB of names: more than the data sockets hold while the client waits.
+    for i in 0..6000 {
+        s.write(&format!("{i:0>200}"), b"");
+    }
+    let mut r = s.raw_login();
+    let data = r.pasv();
+    assert_eq!(r.cmd("NLST").0, 125);
+    assert_eq!(
+        r.cmd("CWD sub").1.trim_end(),
+        "250 \"/sub\" is the current directory."
+    );
+    assert_eq!(r.cmd("MKD new").0, 257);
+    let names = String::from_utf8(read_all(data)).unwrap();
+    assert_eq!(names.lines().count(), 6001, "the listing of / went on");
+    assert_eq!(r.reply().0, 226);
+    assert!(s.path("sub/new").is_dir());
+}
+
 models!(
     binary_round_trip,
     ipv6,
     dual_stack_pasv_answers_ipv4;
-    bin: empty_file, ascii_converts_line_endings, appe_and_stou, rest_resumes, active_mode, extended_passive_and_epsv_all, preliminary_reply_125_vs_150, mode_stru_allo, curl_upload_download, pipelined_commands_run_in_order,
+    bin: empty_file, ascii_converts_line_endings, appe_and_stou, rest_resumes, active_mode, extended_passive_and_epsv_all, preliminary_reply_125_vs_150, mode_stru_allo, curl_upload_download, pipelined_commands_run_in_order, queued_transfer_and_its_channel, filesystem_commands_during_a_listing,
 );

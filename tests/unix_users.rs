@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use common::*;
 use ftpdlib::authorizers::UnixAuthorizer;
-use ftpdlib::filesystems::UnixFilesystem;
 use ftpdlib::servers::Executor;
 
 /// A system account that exists for the life of the value.
@@ -30,8 +29,7 @@ fn can_run() -> bool {
         eprintln!("skipped: creating system accounts needs root");
         return false;
     }
-    if !have("useradd") || !have("chpasswd") || !have("userdel") {
-        eprintln!("skipped: useradd/chpasswd/userdel not installed");
+    if !tool("useradd") || !tool("chpasswd") || !tool("userdel") {
         return false;
     }
     true
@@ -112,9 +110,18 @@ fn unix_server(ex: Executor) -> Server {
             let mut auth = UnixAuthorizer::new();
             auth.rejected_users(&["root"]).unwrap();
             h.authorizer = Arc::new(auth);
-            UnixFilesystem::install(h);
+            h.use_unix_filesystem();
         })
         .start()
+}
+
+/// `a` logged in to `bin` with `password`, binary type.
+fn login_at(bin: &BinServer, a: &Account, password: &str) -> FtpStream {
+    let mut c = FtpStream::connect_timeout(bin.addr, IO_TIMEOUT).unwrap();
+    c.get_ref().set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    c.login(a.name.as_str(), password).unwrap();
+    c.transfer_type(FileType::Binary).unwrap();
+    c
 }
 
 fn put(c: &mut FtpStream, name: &str, data: &[u8]) -> Result<(), FtpError> {
@@ -201,7 +208,7 @@ fn chroot_local_user_jails_each_account(ex: Executor) {
         .executor(ex)
         .handler(|h| {
             h.authorizer = Arc::new(UnixAuthorizer::new());
-            UnixFilesystem::install(h);
+            h.use_unix_filesystem();
             h.chroot_local_user = true;
         })
         .start();
@@ -242,10 +249,7 @@ fn chroot_local_user_flag() {
     let a = Account::create("pw-D-1");
     // By default an account reads whatever it may read on the system (pyftpdlib, vsftpd).
     let free = BinServer::start(&["--unix-users", "--concurrency", "multi-proc"]);
-    let mut c = FtpStream::connect_timeout(free.addr, IO_TIMEOUT).unwrap();
-    c.get_ref().set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    c.login(a.name.as_str(), "pw-D-1").unwrap();
-    c.transfer_type(FileType::Binary).unwrap();
+    let mut c = login_at(&free, &a, "pw-D-1");
     assert_eq!(c.pwd().unwrap(), a.home.to_str().unwrap());
     assert!(c.retr_as_buffer("/etc/passwd").is_ok());
     c.quit().unwrap();
@@ -255,10 +259,7 @@ fn chroot_local_user_flag() {
         "--concurrency",
         "multi-proc",
     ]);
-    let mut c = FtpStream::connect_timeout(bin.addr, IO_TIMEOUT).unwrap();
-    c.get_ref().set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    c.login(a.name.as_str(), "pw-D-1").unwrap();
-    c.transfer_type(FileType::Binary).unwrap();
+    let mut c = login_at(&bin, &a, "pw-D-1");
     assert_eq!(c.pwd().unwrap(), "/");
     let err = c.retr_as_buffer("/etc/passwd").unwrap_err();
     assert!(err.to_string().contains("550"), "{err}");
@@ -279,10 +280,7 @@ fn fork_model_drops_to_the_user_for_good() {
     }
     let a = Account::create("pw-F-1");
     let bin = BinServer::start(&["--unix-users", "--concurrency", "multi-proc"]);
-    let mut c = FtpStream::connect_timeout(bin.addr, IO_TIMEOUT).unwrap();
-    c.get_ref().set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    c.login(a.name.as_str(), "pw-F-1").unwrap();
-    c.transfer_type(FileType::Binary).unwrap();
+    let mut c = login_at(&bin, &a, "pw-F-1");
     put(&mut c, "forked.txt", b"hello").unwrap();
     let m = std::fs::metadata(a.home.join("forked.txt")).unwrap();
     assert_eq!((m.uid(), m.gid()), (a.uid, a.gid));
@@ -375,7 +373,7 @@ fn anonymous_user_and_valid_shell() {
             let mut auth = UnixAuthorizer::new();
             auth.anonymous_user(&anon_name).unwrap();
             h.authorizer = Arc::new(auth);
-            UnixFilesystem::install(h);
+            h.use_unix_filesystem();
         })
         .start();
     let mut c = s.anon();

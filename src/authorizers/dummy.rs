@@ -256,10 +256,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn peer() -> SocketAddr {
-        "127.0.0.1:1".parse().unwrap()
-    }
+    use crate::authorizers::tests::peer;
 
     #[test]
     fn users_and_passwords() {

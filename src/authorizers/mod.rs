@@ -6,16 +6,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::error::{AuthenticationFailed, AuthorizerError};
+use crate::process::ProcessKind;
 
 mod dummy;
+mod impersonation;
 #[cfg(feature = "sql")]
 pub mod sql;
 mod system;
 mod unix;
 pub use dummy::DummyAuthorizer;
+pub use impersonation::Impersonation;
 #[cfg(feature = "sql")]
 pub use sql::SqlAuthorizer;
-pub(crate) use system::restore_fs_ids;
 pub use system::{crypt, drop_privileges, verify_password};
 pub use unix::UnixAuthorizer;
 
@@ -188,15 +190,29 @@ pub trait Authorizer: Send + Sync {
     fn get_msg_quit(&self, username: &str) -> String;
 
     /// Called after login, before any filesystem access, to take on the user's identity.
-    /// Default: nothing.
+    /// `process` says where the session runs: in a process of its own
+    /// ([`ProcessKind::SingleSession`]: the identity may be taken on for good) or in a
+    /// process shared with other sessions ([`ProcessKind::Shared`]: only the calling
+    /// thread's identity may change, e.g. Linux `setfsuid`). pyftpdlib's `impersonate_user`
+    /// with the kind of process added, which pyftpdlib's single-threaded server has no need
+    /// to tell. Sessions call it through [`Impersonation::begin`], whose guard calls
+    /// [`terminate_impersonation`](Self::terminate_impersonation) when dropped. Default:
+    /// nothing.
     ///
     /// # Errors
     /// [`AuthorizerError`] if the identity cannot be taken on; the login is refused.
-    fn impersonate_user(&self, _username: &str, _password: &str) -> Result<(), AuthorizerError> {
+    fn impersonate_user(
+        &self,
+        _username: &str,
+        _password: &str,
+        _process: ProcessKind,
+    ) -> Result<(), AuthorizerError> {
         Ok(())
     }
 
-    /// Called when the session ends or logs out, to drop the user's identity. Default: nothing.
+    /// Called once for each successful [`impersonate_user`](Self::impersonate_user), when
+    /// the session logs out or ends (also by a panic), to drop the user's identity on the
+    /// calling thread. Default: nothing.
     ///
     /// # Errors
     /// [`AuthorizerError`] if the identity cannot be dropped.
@@ -246,8 +262,13 @@ pub(crate) fn has_perm_with(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A client address for the authorizers' tests.
+    pub(crate) fn peer() -> SocketAddr {
+        "127.0.0.1:1".parse().unwrap()
+    }
 
     #[test]
     fn perm_strings_round_trip() {

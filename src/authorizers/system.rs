@@ -170,16 +170,9 @@ pub(super) fn become_user(u: &User) -> Result<(), AuthorizerError> {
     Ok(())
 }
 
-thread_local! {
-    /// Whether this thread's filesystem ids may differ from the process's (set before any
-    /// setfsuid/setfsgid, cleared by `restore_fs_ids`).
-    static FS_IDS_CHANGED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 /// Sets the calling thread's filesystem uid and gid (Linux setfsuid/setfsgid: per thread)
 /// and checks they took effect.
 pub(super) fn set_fs_ids(uid: Uid, gid: Gid) -> Result<(), AuthorizerError> {
-    FS_IDS_CHANGED.with(|c| c.set(true));
     nix::unistd::setfsgid(gid);
     nix::unistd::setfsuid(uid);
     // setfsuid returns the previous value: calling it again with the same id reads it back.
@@ -191,20 +184,12 @@ pub(super) fn set_fs_ids(uid: Uid, gid: Gid) -> Result<(), AuthorizerError> {
     Ok(())
 }
 
-/// Gives the calling thread back the process's own filesystem identity (after a session
-/// that impersonated a user, so a reused pool thread starts clean).
-pub(crate) fn restore_fs_ids() {
-    // Four system calls saved per session on threads that never impersonated anyone.
-    if !FS_IDS_CHANGED.with(|c| c.replace(false)) {
-        return;
-    }
-    let (uid, gid) = (Uid::effective(), Gid::effective());
-    if nix::unistd::setfsuid(uid) != uid {
-        nix::unistd::setfsuid(uid);
-    }
-    if nix::unistd::setfsgid(gid) != gid {
-        nix::unistd::setfsgid(gid);
-    }
+/// Gives the calling thread back the process's own filesystem identity (its effective ids),
+/// so a reused pool thread starts its next session clean. After a drop for good
+/// ([`become_user`]) the effective ids are the user's: nothing changes.
+pub(super) fn restore_fs_ids() {
+    nix::unistd::setfsuid(Uid::effective());
+    nix::unistd::setfsgid(Gid::effective());
 }
 
 #[cfg(test)]

@@ -6,10 +6,22 @@
 //! NSS sources work too). PAM is not used: it would need a C dependency and a conversation
 //! callback, and the hashes PAM's pam_unix checks are exactly these.
 //!
-//! Impersonation: in a process that serves one session (Fork model, inetd "nowait") the
-//! process drops to the user for good (setgroups, setgid, setuid, then checks that
-//! setuid(0) fails); in the thread models only the session thread's filesystem identity
-//! changes (Linux setfsuid/setfsgid, per thread), so sessions never see each other's.
+//! Impersonation, decided by the [`ProcessKind`] the session passes to
+//! [`impersonate_user`](Authorizer::impersonate_user):
+//! - In a process that serves one session ([`ProcessKind::SingleSession`]: the Fork model,
+//!   inetd "nowait") the process drops to the user for good (initgroups, setgid, setuid,
+//!   then checks that setuid(0) fails): full group semantics, and nothing the session does
+//!   can regain root. A second login in the same session then fails (it cannot become
+//!   anyone else).
+//! - In a process shared by many sessions ([`ProcessKind::Shared`]: Pool, Thread, PreFork
+//!   workers, inetd "wait") only the session thread's filesystem identity changes (Linux
+//!   setfsuid/setfsgid), restored when the session's [`Impersonation`](super::Impersonation)
+//!   guard is dropped. pyftpdlib's `seteuid` cannot serve here: POSIX makes set*id calls
+//!   process-wide (glibc applies them to every thread), so one login would change every
+//!   session's identity; the filesystem ids are the only per-thread identity Linux has, and
+//!   they are the ones the kernel checks for file access. Supplementary groups are
+//!   process-wide and stay the server's: in these models access follows the user's uid and
+//!   primary gid only. Only a thread that impersonated restores its ids (two system calls).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,6 +33,7 @@ use super::system::{
 };
 use super::{is_subpath, Authorizer, Perm, PermSet};
 use crate::error::{AuthenticationFailed, AuthorizerError};
+use crate::process::ProcessKind;
 
 const MSG_AUTH_FAILED: &str = "Authentication failed.";
 const MSG_ANON_NOT_ALLOWED: &str = "Anonymous access not allowed.";
@@ -92,12 +105,7 @@ impl UnixAuthorizer {
     /// # Errors
     /// `rejected_users` is set too, or a user does not exist.
     pub fn allowed_users(&mut self, users: &[&str]) -> Result<&mut Self, AuthorizerError> {
-        if !self.rejected_users.is_empty() {
-            return Err(AuthorizerError(
-                "allowed_users and rejected_users options are mutually exclusive".into(),
-            ));
-        }
-        self.allowed_users = known_users(users)?;
+        self.allowed_users = user_list(users, &self.rejected_users)?;
         Ok(self)
     }
 
@@ -106,12 +114,7 @@ impl UnixAuthorizer {
     /// # Errors
     /// `allowed_users` is set too, or a user does not exist.
     pub fn rejected_users(&mut self, users: &[&str]) -> Result<&mut Self, AuthorizerError> {
-        if !self.allowed_users.is_empty() {
-            return Err(AuthorizerError(
-                "allowed_users and rejected_users options are mutually exclusive".into(),
-            ));
-        }
-        self.rejected_users = known_users(users)?;
+        self.rejected_users = user_list(users, &self.allowed_users)?;
         Ok(self)
     }
 
@@ -223,6 +226,17 @@ impl UnixAuthorizer {
     }
 }
 
+/// `users` for `allowed_users` or `rejected_users` (each must exist), unless `other`, the
+/// other list, is set already: pyftpdlib allows one of the two.
+fn user_list(users: &[&str], other: &[String]) -> Result<Vec<String>, AuthorizerError> {
+    if !other.is_empty() {
+        return Err(AuthorizerError(
+            "allowed_users and rejected_users options are mutually exclusive".into(),
+        ));
+    }
+    known_users(users)
+}
+
 fn known_users(users: &[&str]) -> Result<Vec<String>, AuthorizerError> {
     users
         .iter()
@@ -328,23 +342,26 @@ impl Authorizer for UnixAuthorizer {
             .unwrap_or_else(|| self.msg_quit.clone())
     }
 
-    fn impersonate_user(&self, username: &str, _password: &str) -> Result<(), AuthorizerError> {
+    fn impersonate_user(
+        &self,
+        username: &str,
+        _password: &str,
+        process: ProcessKind,
+    ) -> Result<(), AuthorizerError> {
         let account = self
             .account(username)
             .ok_or_else(|| AuthorizerError(MSG_ANON_NOT_ALLOWED.into()))?;
         let user = lookup(&account)?;
-        if crate::servers::is_session_process() {
+        match process {
             // This process serves only this session: become the user for good.
-            become_user(&user)
-        } else {
-            set_fs_ids(user.uid, user.gid)
+            ProcessKind::SingleSession => become_user(&user),
+            ProcessKind::Shared => set_fs_ids(user.uid, user.gid),
         }
     }
 
     fn terminate_impersonation(&self, _username: &str) -> Result<(), AuthorizerError> {
-        if !crate::servers::is_session_process() {
-            restore_fs_ids();
-        }
+        // After a drop for good the effective ids are the user's, and this changes nothing.
+        restore_fs_ids();
         Ok(())
     }
 }
@@ -361,7 +378,7 @@ mod tests {
         a.rejected_users(&["root"]).unwrap();
         assert!(a.allowed_users(&["root"]).is_err());
         assert!(a.is_rejected("root"));
-        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let peer = crate::authorizers::tests::peer();
         assert_eq!(
             a.validate_authentication("anonymous", "x", peer)
                 .unwrap_err()

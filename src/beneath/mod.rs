@@ -4,7 +4,7 @@
 //! `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS` (Linux ≥ 5.6) and the final component is then
 //! handled by an `*at()` call relative to its parent's descriptor. No path is checked and
 //! then opened again by name, so a component renamed, or swapped for a symlink, between two
-//! steps cannot lead out of the root. Where openat2 is missing, [`walk`] resolves one
+//! steps cannot lead out of the root. Where openat2 is missing, `walk` resolves one
 //! component at a time with the same guarantees.
 //!
 //! What a jailed root refuses (the error carries [`Escape`]): `..` above the root, a symlink
@@ -81,7 +81,7 @@ impl std::error::Error for Escape {}
 pub enum Resolver {
     /// openat2(2) with `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS` (Linux ≥ 5.6).
     Openat2,
-    /// One component at a time ([`walk`]), where openat2 is missing or filtered.
+    /// One component at a time (`walk`), where openat2 is missing or filtered.
     Walk,
 }
 

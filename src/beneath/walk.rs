@@ -100,19 +100,8 @@ fn walk_once(
             if links > MAX_LINKS {
                 return Err(Errno::ELOOP);
             }
-            let target = readlinkat(&fd, "")?;
-            let target = target.as_bytes();
-            if target.starts_with(b"/") {
-                if jailed {
-                    return Err(Errno::EXDEV);
-                }
-                held.clear();
-            }
-            if last && wants_dir(target) {
+            if follow_link(&fd, jailed, &mut held, &mut todo)? && last {
                 flags = dir_flags(flags);
-            }
-            for c in components(target).rev() {
-                todo.push_front(c.to_vec());
             }
         } else if !last {
             if kind != nix::libc::S_IFDIR {
@@ -126,6 +115,30 @@ fn walk_once(
     // The path ends at a directory reached by `..` (or is the root itself).
     let cur = held.last().map_or(root, |f| f.as_fd());
     openat(cur, ".", flags, mode).map(Some)
+}
+
+/// A symlink met on the walk (`fd`, opened O_PATH|O_NOFOLLOW): its target's components go
+/// in front of what is left to walk. An absolute target starts again at the root (all
+/// `held` directories dropped), which a jailed walk refuses with EXDEV. True when the
+/// target ends in a slash (or `.`/`..`): it then names a directory.
+fn follow_link(
+    fd: &OwnedFd,
+    jailed: bool,
+    held: &mut Vec<OwnedFd>,
+    todo: &mut VecDeque<Vec<u8>>,
+) -> Result<bool, Errno> {
+    let target = readlinkat(fd, "")?;
+    let target = target.as_bytes();
+    if target.starts_with(b"/") {
+        if jailed {
+            return Err(Errno::EXDEV);
+        }
+        held.clear();
+    }
+    for c in components(target).rev() {
+        todo.push_front(c.to_vec());
+    }
+    Ok(wants_dir(target))
 }
 
 /// Creates the final component, which did not exist a moment ago. `O_NOFOLLOW`: a symlink

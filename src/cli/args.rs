@@ -380,12 +380,32 @@ fn tls_options(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
 
 /// Concurrency model, service-manager modes, identity and shutdown.
 fn deployment_options(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
+    o.concurrency = concurrency(m)?;
+    o.inetd = m.opt_present("inetd");
+    o.inetd_wait = m.opt_present("inetd-wait");
+    if o.inetd && o.inetd_wait {
+        return Err("--inetd and --inetd-wait are exclusive".into());
+    }
+    o.idle_timeout = num(m, "idle-timeout", o.idle_timeout)?;
+    if o.idle_timeout > 0 && o.inetd {
+        // A standalone server is checked once its listeners are known (systemd may pass them).
+        return Err(
+            "-t/--idle-timeout needs -W/--inetd-wait: -I serves one connection and exits".into(),
+        );
+    }
+    identity_options(m, o)?;
+    o.shutdown_grace = num(m, "shutdown-grace", o.shutdown_grace)?;
+    Ok(())
+}
+
+/// `--concurrency` and `--workers`.
+fn concurrency(m: &getopts::Matches) -> Result<Executor, String> {
     let model = value(m, "concurrency");
     let pre_fork = matches!(model.as_deref(), Some("pre-fork") | Some("prefork"));
     if m.opt_present("workers") && !pre_fork {
         return Err("--workers needs --concurrency pre-fork".into());
     }
-    o.concurrency = match model.as_deref() {
+    let executor = match model.as_deref() {
         None | Some("pool") | Some("async") => Executor::Pool,
         Some("multi-thread") | Some("thread") => Executor::Thread,
         Some("multi-proc") | Some("fork") => Executor::Fork,
@@ -402,21 +422,15 @@ fn deployment_options(m: &getopts::Matches, o: &mut Options) -> Result<(), Strin
             ))
         }
     };
-    if matches!(o.concurrency, Executor::PreFork { workers: 0 }) {
+    if matches!(executor, Executor::PreFork { workers: 0 }) {
         return Err("argument --workers: must be at least 1".into());
     }
-    o.inetd = m.opt_present("inetd");
-    o.inetd_wait = m.opt_present("inetd-wait");
-    if o.inetd && o.inetd_wait {
-        return Err("--inetd and --inetd-wait are exclusive".into());
-    }
-    o.idle_timeout = num(m, "idle-timeout", o.idle_timeout)?;
-    if o.idle_timeout > 0 && o.inetd {
-        // A standalone server is checked once its listeners are known (systemd may pass them).
-        return Err(
-            "-t/--idle-timeout needs -W/--inetd-wait: -I serves one connection and exits".into(),
-        );
-    }
+    Ok(executor)
+}
+
+/// Who the server runs as and whose files it serves: `--user`, `--unix-users`,
+/// `--chroot-local-user`, `--umask`, `--atomic-uploads`, `--users-db`.
+fn identity_options(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
     o.run_as = value(m, "user");
     o.unix_users = m.opt_present("unix-users");
     if o.run_as.is_some() && o.unix_users {
@@ -444,7 +458,6 @@ fn deployment_options(m: &getopts::Matches, o: &mut Options) -> Result<(), Strin
                 .into(),
         );
     }
-    o.shutdown_grace = num(m, "shutdown-grace", o.shutdown_grace)?;
     Ok(())
 }
 

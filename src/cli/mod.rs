@@ -54,7 +54,7 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
     let perm = if o.write { "elradfmwMT" } else { "elr" };
     let mut h = FtpHandler::new(authorizer(o, perm)?);
     if o.unix_users {
-        crate::filesystems::UnixFilesystem::install(&mut h);
+        h.use_unix_filesystem();
     }
     let t = (o.timeout > 0).then(|| Duration::from_secs(o.timeout));
     h.timeout = t;
@@ -574,19 +574,21 @@ mod tests {
 
     #[test]
     fn listen_errors_say_what_to_do() {
-        let any: SocketAddr = "[::]:2121".parse().unwrap();
-        let e = io::Error::from_raw_os_error(nix::libc::EADDRINUSE);
-        let m = listen_error(any, &e);
-        assert!(
-            m.starts_with("cannot listen on [::]:2121: address already in use"),
-            "{m}"
+        let says = |addr: &str, errno: i32, start: &str| {
+            let e = io::Error::from_raw_os_error(errno);
+            let m = listen_error(addr.parse().unwrap(), &e);
+            assert!(m.starts_with(start), "{m}");
+            m
+        };
+        says(
+            "[::]:2121",
+            nix::libc::EADDRINUSE,
+            "cannot listen on [::]:2121: address already in use",
         );
-        let low: SocketAddr = "0.0.0.0:21".parse().unwrap();
-        let e = io::Error::from_raw_os_error(nix::libc::EACCES);
-        let m = listen_error(low, &e);
-        assert!(
-            m.starts_with("cannot listen on 0.0.0.0:21: permission denied"),
-            "{m}"
+        let m = says(
+            "0.0.0.0:21",
+            nix::libc::EACCES,
+            "cannot listen on 0.0.0.0:21: permission denied",
         );
         assert!(
             m.contains("CAP_NET_BIND_SERVICE") && m.contains("root"),

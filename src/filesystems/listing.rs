@@ -380,14 +380,7 @@ pub fn mlsx_line(
     let isdir = st.is_dir();
     // Sorted by fact name: modify, perm, size, type, unique, unix.gid, unix.mode, unix.uid.
     if has("modify") {
-        // As format_timeval, written in place (no String per entry).
-        let tm = breakdown(st.mtime, use_gmt);
-        out.extend_from_slice(b"modify=");
-        push_year(out, tm.year, 4);
-        for v in [tm.month, tm.day, tm.hour, tm.min, tm.sec] {
-            push_num(out, u64::from(v), 2, b'0');
-        }
-        out.push(b';');
+        push_modify(out, st.mtime, use_gmt);
     }
     if has("perm") {
         out.extend_from_slice(b"perm=");
@@ -400,21 +393,8 @@ pub fn mlsx_line(
         out.push(b';');
     }
     if has("type") {
-        // A symlink whose target is outside the root keeps its own facts (RFC 3659 §7.5.1's
-        // OS-specific type); any other one was followed.
-        let t = if st.kind == FileKind::Symlink {
-            "OS.unix=symlink"
-        } else if !isdir {
-            "file"
-        } else if name == b"." {
-            "cdir"
-        } else if name == b".." {
-            "pdir"
-        } else {
-            "dir"
-        };
         out.extend_from_slice(b"type=");
-        out.extend_from_slice(t.as_bytes());
+        out.extend_from_slice(mlsx_type(name, st).as_bytes());
         out.push(b';');
     }
     if has("unique") {
@@ -436,6 +416,35 @@ pub fn mlsx_line(
     out.push(b' ');
     out.extend_from_slice(name);
     out.extend_from_slice(b"\r\n");
+}
+
+/// The `modify=YYYYMMDDHHMMSS;` fact, as pyftpdlib's `format_timeval`, written in place (no
+/// String per entry).
+fn push_modify(out: &mut Vec<u8>, mtime: SystemTime, use_gmt: bool) {
+    let tm = breakdown(mtime, use_gmt);
+    out.extend_from_slice(b"modify=");
+    push_year(out, tm.year, 4);
+    for v in [tm.month, tm.day, tm.hour, tm.min, tm.sec] {
+        push_num(out, u64::from(v), 2, b'0');
+    }
+    out.push(b';');
+}
+
+/// The `type` fact: `cdir`/`pdir` for `.`/`..`, `dir`, `file`; a symlink whose target is
+/// outside the root keeps its own facts (RFC 3659 §7.5.1's OS-specific type); any other one
+/// was followed.
+fn mlsx_type(name: &[u8], st: &Stat) -> &'static str {
+    if st.kind == FileKind::Symlink {
+        "OS.unix=symlink"
+    } else if !st.is_dir() {
+        "file"
+    } else if name == b"." {
+        "cdir"
+    } else if name == b".." {
+        "pdir"
+    } else {
+        "dir"
+    }
 }
 
 #[cfg(test)]

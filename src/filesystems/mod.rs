@@ -31,11 +31,9 @@ mod abstracted;
 pub mod listing;
 mod os;
 pub mod path;
-mod unix;
 pub use abstracted::AbstractedFs;
 pub use os::OsFilesystem;
 mod upload;
-pub use unix::UnixFilesystem;
 pub use upload::{try_lock, PlainUpload, UploadOptions, UploadSink};
 
 /// What a directory entry is.

@@ -1,8 +1,15 @@
 //! The protocol handler: [`FtpHandler`] (the configuration, pyftpdlib `FTPHandler`'s class
 //! attributes with the same defaults), the [`Callbacks`] trait (the `on_*` hooks) and the
-//! command table ([`Command`], pyftpdlib `proto_cmds`). A [`Session`] runs one connection.
+//! command table ([`Command`], pyftpdlib `proto_cmds`). A [`Session`] runs one connection,
+//! in the [`SessionContext`] its server gives it.
+//!
+//! Inside: `session/` (the session as three parts and the loop that drives it), `table.rs`
+//! (the command table's columns), `commands/` (one function per command), `dtp/` (moving
+//! bytes: transfer loops, TLS stream, throttle), `rates.rs` (rate limits by scope and the
+//! shared buckets), `context.rs` (what the server hands a session), `tls.rs` (FTPS
+//! configuration). handlers/ imports nothing from servers/: the server side builds the
+//! context and calls in.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -11,23 +18,33 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::authorizers::{Authorizer, Perm};
+use crate::authorizers::Authorizer;
 use crate::filesystems::{Filesystem, OsFilesystem};
 
 mod commands;
-mod data;
-mod dispatch;
-mod limits;
+mod context;
+pub(crate) mod dtp;
+pub(crate) mod rates;
 mod session;
-mod stream;
-pub mod throttle;
+mod table;
 mod tls;
-mod tls_stream;
-mod transfer_loop;
-mod writer;
 
-pub use session::Session;
+pub use context::{AdmissionHooks, BanRules, DrainToken, ProcessKind, SessionContext};
+pub use session::{memory, Session};
+pub use table::{
+    Arg, Busy, Channel, Command, CommandFn, CommandTable, Creates, Login, PathArg, Request, Telnet,
+    Tls,
+};
 pub use tls::TlsConfig;
+
+/// Rate limits and throttling (pyftpdlib `ThrottledDTPHandler`, and limits shared by a
+/// user's sessions or a whole server): the scopes and directions, the shared buckets, the
+/// throttle of one transfer, and the crate's one rate-limiting primitive underneath.
+pub mod throttle {
+    pub use super::dtp::throttle::Throttle;
+    pub use super::rates::{Direction, RateTable, Scope, UserSlot, DEFAULT_USER_SLOTS};
+    pub use crate::ratelimit::{Bucket, Clock, MonotonicClock, Rate};
+}
 
 /// The events of a session (pyftpdlib's `on_*` methods). One value per connection, built by
 /// [`FtpHandler::callbacks`], so `&mut self` needs no lock; a method may block (a database
@@ -67,158 +84,6 @@ pub type CallbacksFactory = Arc<dyn Fn() -> Box<dyn Callbacks> + Send + Sync>;
 /// receives virtual paths only (see [`filesystems`](crate::filesystems)).
 pub type FilesystemFactory =
     Arc<dyn Fn(&str, &Path) -> io::Result<Box<dyn Filesystem>> + Send + Sync>;
-
-/// How a command treats its argument (pyftpdlib `proto_cmds[...]['arg']`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arg {
-    /// An argument is needed (501 without one).
-    Required,
-    /// No argument is accepted (501 with one).
-    Forbidden,
-    /// Either.
-    Optional,
-}
-
-/// What a command function receives.
-#[derive(Debug, Clone)]
-pub struct Request {
-    /// The verb, upper-cased (`"RETR"`, `"SITE CHMOD"`).
-    pub verb: String,
-    /// The argument as the client sent it (bytes: names need not be UTF-8).
-    pub arg: Vec<u8>,
-    /// For commands with a permission letter: the argument (or the working directory) as a
-    /// virtual path, normalized (`/dir/file`): what the session's
-    /// [`Filesystem`](crate::filesystems::Filesystem) receives, resolved beneath the root
-    /// when the operation runs.
-    pub vpath: Option<std::path::PathBuf>,
-    /// The same path on the host: the root joined with `vpath`, symlinks not resolved (what
-    /// [`Authorizer::has_perm`] and the callbacks see). Opening it by name would bypass the
-    /// jail; go through [`Session::fs`] with `vpath` instead.
-    pub path: Option<std::path::PathBuf>,
-    /// The first word of two-argument commands (the mode of SITE CHMOD, the time of MFMT).
-    pub extra: Option<String>,
-}
-
-impl Request {
-    /// The argument as text (bytes that are not UTF-8 replaced).
-    pub fn arg_str(&self) -> String {
-        String::from_utf8_lossy(&self.arg).into_owned()
-    }
-}
-
-/// The function that runs a command. It returns `Err` only when the control connection is
-/// dead; every protocol failure is a reply.
-pub type CommandFn = Arc<dyn Fn(&mut Session, &Request) -> io::Result<()> + Send + Sync>;
-
-/// One row of the command table (pyftpdlib `proto_cmds`).
-#[derive(Clone)]
-pub struct Command {
-    /// The verb, upper case; SITE commands as `"SITE NAME"`.
-    pub name: String,
-    /// Login required.
-    pub auth: bool,
-    /// Argument rule.
-    pub arg: Arg,
-    /// Permission checked with [`Authorizer::has_perm`] on the resolved path.
-    pub perm: Option<Perm>,
-    /// HELP text: `"Syntax: RETR <SP> file-name (retrieve a file)."`.
-    pub help: String,
-    /// The line FEAT shows for this command, if any.
-    pub feat: Option<String>,
-    pub(crate) run: CommandFn,
-}
-
-impl fmt::Debug for Command {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Command")
-            .field("name", &self.name)
-            .field("auth", &self.auth)
-            .field("arg", &self.arg)
-            .field("perm", &self.perm)
-            .finish()
-    }
-}
-
-impl Command {
-    /// A command that needs login and takes an optional argument; change it with the
-    /// builder methods.
-    pub fn new(
-        name: &str,
-        help: &str,
-        run: impl Fn(&mut Session, &Request) -> io::Result<()> + Send + Sync + 'static,
-    ) -> Command {
-        Command {
-            name: name.to_ascii_uppercase(),
-            auth: true,
-            arg: Arg::Optional,
-            perm: None,
-            help: help.to_owned(),
-            feat: None,
-            run: Arc::new(run),
-        }
-    }
-
-    /// Sets whether login is required.
-    pub fn auth(mut self, auth: bool) -> Command {
-        self.auth = auth;
-        self
-    }
-
-    /// Sets the argument rule.
-    pub fn arg(mut self, arg: Arg) -> Command {
-        self.arg = arg;
-        self
-    }
-
-    /// Sets the permission letter (the argument is then resolved as a path and checked).
-    pub fn perm(mut self, perm: Option<Perm>) -> Command {
-        self.perm = perm;
-        self
-    }
-
-    /// Sets the FEAT line.
-    pub fn feat(mut self, feat: &str) -> Command {
-        self.feat = Some(feat.to_owned());
-        self
-    }
-}
-
-/// The commands a handler understands, by verb.
-#[derive(Clone, Debug)]
-pub struct CommandTable {
-    cmds: BTreeMap<String, Command>,
-}
-
-impl CommandTable {
-    /// The built-in commands.
-    pub fn builtin() -> CommandTable {
-        let mut cmds = BTreeMap::new();
-        for c in commands::builtin() {
-            cmds.insert(c.name.clone(), c);
-        }
-        CommandTable { cmds }
-    }
-
-    /// Adds or replaces a command.
-    pub fn insert(&mut self, cmd: Command) {
-        self.cmds.insert(cmd.name.clone(), cmd);
-    }
-
-    /// Removes a command (it then gets 500 like any unknown verb).
-    pub fn remove(&mut self, name: &str) -> Option<Command> {
-        self.cmds.remove(&name.to_ascii_uppercase())
-    }
-
-    /// Looks a command up.
-    pub fn get(&self, name: &str) -> Option<&Command> {
-        self.cmds.get(name)
-    }
-
-    /// Every command, sorted by name.
-    pub fn iter(&self) -> impl Iterator<Item = &Command> {
-        self.cmds.values()
-    }
-}
 
 /// Encodings for names on the wire. The filesystem side is always the raw bytes the OS uses
 /// (UTF-8 on any modern system).
@@ -268,7 +133,9 @@ impl Encoding {
 }
 
 /// The configuration of every session a server runs (pyftpdlib `FTPHandler` attributes, with
-/// pyftpdlib's names and defaults). Build it with [`FtpHandler::new`], then set fields.
+/// pyftpdlib's names and defaults). Build it with [`FtpHandler::new`], then set fields. A
+/// plain value: it holds no live state (the shared rate buckets, the admission table and
+/// the drain flag are the server's, handed to each session in its [`SessionContext`]).
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct FtpHandler {
@@ -342,12 +209,9 @@ pub struct FtpHandler {
     /// Default: 0.
     pub max_read_rate: u64,
     /// Download rate limit shared by every session of the server, bytes/s; 0 is unlimited.
-    /// Default: 0.
+    /// The buckets behind `user_*_limit` and `max_*_rate` are live state, so the server
+    /// keeps them ([`SessionContext::rates`]), not the handler. Default: 0.
     pub max_write_rate: u64,
-    /// The shared buckets behind `user_*_limit` and `max_*_rate`, in memory that forked
-    /// children share (made here, before any fork). Clones of a handler share it.
-    /// Default: [`throttle::Limits::new`].
-    pub limits: Arc<throttle::Limits>,
     /// Builds the callbacks of each connection. Default: [`NoCallbacks`].
     pub callbacks: CallbacksFactory,
     /// Builds each session's filesystem at login. Default: [`OsFilesystem`] beneath the
@@ -357,11 +221,15 @@ pub struct FtpHandler {
     pub commands: CommandTable,
     /// The virtual root of every session instead of the user's home; the session then
     /// starts in its home below it. `Some("/")` is pyftpdlib's `UnixFilesystem` (the real
-    /// filesystem, no jail; see [`UnixFilesystem::install`](crate::filesystems::UnixFilesystem::install)).
-    /// Default: none (the home is the root: a jail).
+    /// filesystem, no jail; see [`FtpHandler::use_unix_filesystem`]). pyftpdlib has no such
+    /// attribute: its `UnixFilesystem` subclass roots the session at `/` and starts it in
+    /// the home. Here the filesystem is a [`Filesystem`]
+    /// that only ever sees virtual paths, so where the root lies is the handler's to say,
+    /// for every filesystem alike, and the jail (openat2 beneath the root) stays one code
+    /// path. Default: none (the home is the root: a jail).
     pub root_dir: Option<std::path::PathBuf>,
     /// Jail every user in their own home, whatever `root_dir` says (vsftpd's
-    /// `chroot_local_user`): with [`UnixFilesystem::install`](crate::filesystems::UnixFilesystem::install)
+    /// `chroot_local_user`): with [`FtpHandler::use_unix_filesystem`]
     /// system users then see their home as `/` and nothing else. Default: false
     /// (pyftpdlib: `root_dir` decides).
     pub chroot_local_user: bool,
@@ -438,7 +306,6 @@ impl FtpHandler {
             user_write_limit: 0,
             max_read_rate: 0,
             max_write_rate: 0,
-            limits: Arc::new(throttle::Limits::new()),
             callbacks: Arc::new(|| Box::new(NoCallbacks)),
             filesystem: Arc::new(|_, root| Ok(Box::new(OsFilesystem::new(root)?))),
             commands: CommandTable::builtin(),
@@ -465,6 +332,18 @@ impl FtpHandler {
         make: impl Fn() -> C + Send + Sync + 'static,
     ) {
         self.callbacks = Arc::new(move || Box::new(make()));
+    }
+
+    /// Serves the real filesystem, unjailed, as pyftpdlib's `UnixFilesystem` does for
+    /// `UnixAuthorizer` users: every session's root is `/` ([`root_dir`](Self::root_dir)),
+    /// login lands in the user's home, and files are opened with the session's impersonated
+    /// identity, so the kernel decides what each user may touch. Paths are resolved as the
+    /// kernel always does (absolute symlinks work), except that /proc "magic" links are never
+    /// followed. Setting [`chroot_local_user`](Self::chroot_local_user) as well jails each
+    /// user in their home instead (vsftpd's `chroot_local_user`).
+    pub fn use_unix_filesystem(&mut self) {
+        self.root_dir = Some(std::path::PathBuf::from("/"));
+        self.filesystem = Arc::new(|_, root| Ok(Box::new(OsFilesystem::new(root)?)));
     }
 
     /// Checks the configuration once, when a server is built.

@@ -1,23 +1,18 @@
-//! FTPS glue over rustls (pyftpdlib `TLS_FTPHandler`/`TLS_DTPHandler`; RFC 2228 §3, RFC 4217
-//! §4–§10): [`TlsConfig`] (certificate, key, required TLS, session binding), the encrypted
-//! stream the transfer loop drives on a non-blocking socket, the control-connection upgrade
-//! (`AUTH`, implicit FTPS, `CCC`) and the data-connection handshake that must resume the
-//! control connection's TLS session.
+//! FTPS configuration over rustls (pyftpdlib `TLS_FTPHandler`'s attributes; RFC 4217):
+//! [`TlsConfig`] (certificate, key, required TLS, session binding) and the rustls
+//! configurations of one control connection, whose data connections must resume its TLS
+//! session. The handshakes themselves are the session's (session/tls.rs); the encrypted
+//! stream is dtp/tls_stream.rs.
 
 use std::fmt;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::ServerConfig;
 
-use super::session::Session;
-use super::stream::Stream;
-use super::tls_stream::TlsStream;
 use crate::Error;
 
 /// FTPS settings of a handler (pyftpdlib `TLS_FTPHandler`'s attributes). Build it with
@@ -126,7 +121,7 @@ impl TlsConfig {
     /// session and its TLS 1.3 tickets there (stateful tickets: no ticketer), the data side
     /// only looks sessions up and sends no TLS 1.3 tickets (a client that never reads them
     /// would reset the connection on close and the kernel would drop the end of an upload).
-    fn per_session(&self) -> SessionConfigs {
+    pub(crate) fn per_session(&self) -> SessionConfigs {
         let store = ServerSessionMemoryCache::new(64);
         let mut ctrl = (*self.server_config).clone();
         if ctrl.alpn_protocols.is_empty() {
@@ -159,9 +154,9 @@ const CONTROL_TICKETS: usize = 8;
 
 /// The rustls configurations of one control connection.
 #[derive(Clone)]
-struct SessionConfigs {
-    ctrl: Arc<ServerConfig>,
-    data: Arc<ServerConfig>,
+pub(crate) struct SessionConfigs {
+    pub(crate) ctrl: Arc<ServerConfig>,
+    pub(crate) data: Arc<ServerConfig>,
 }
 
 /// No stateless tickets: TLS 1.3 tickets are then stateful and kept in the per-connection
@@ -204,184 +199,4 @@ impl StoresServerSessions for LookupOnly {
     fn can_cache(&self) -> bool {
         false
     }
-}
-
-/// The TLS state of a session.
-#[derive(Default)]
-pub(crate) struct TlsState {
-    /// The listener is implicit FTPS: handshake before the 220.
-    pub(crate) implicit: bool,
-    /// PBSZ was accepted (RFC 4217 §8: PROT needs it first).
-    pub(crate) pbsz: bool,
-    /// PROT P: data connections are encrypted.
-    pub(crate) prot_private: bool,
-    configs: Option<SessionConfigs>,
-}
-
-/// The texts pyftpdlib sends when TLS is required.
-const CONTROL_REQUIRED: &str = "SSL/TLS required on the control channel.";
-const DATA_REQUIRED: &str = "SSL/TLS required on the data channel.";
-
-/// Verbs that exist only when the handler has TLS.
-pub(crate) const TLS_VERBS: &[&str] = &["AUTH", "PBSZ", "PROT", "CCC"];
-
-/// False for the TLS verbs of a handler without TLS (FEAT and HELP then leave them out).
-pub(crate) fn command_available(h: &super::FtpHandler, name: &str) -> bool {
-    h.tls.is_some() || !TLS_VERBS.contains(&name)
-}
-
-impl Session {
-    /// True when the control connection is encrypted now.
-    pub(crate) fn control_is_tls(&self) -> bool {
-        matches!(self.ctrl, Stream::Tls(_))
-    }
-
-    fn tls_configs(&mut self) -> Option<SessionConfigs> {
-        let cfg = self.h.tls.as_ref()?;
-        if self.tls.configs.is_none() {
-            self.tls.configs = Some(cfg.per_session());
-        }
-        self.tls.configs.clone()
-    }
-
-    /// The checks TLS adds before dispatch (pyftpdlib `TLS_FTPHandler.pre_process_command`).
-    /// Returns false when a reply already refused the command.
-    pub(crate) fn tls_precheck(&mut self, verb: &str) -> io::Result<bool> {
-        let Some(cfg) = self.h.tls.as_ref() else {
-            if TLS_VERBS.contains(&verb) {
-                log::info!("{} {verb} refused: TLS is not configured", self.prefix);
-                self.reply(500, &format!("Command \"{verb}\" not understood."))?;
-                return Ok(false);
-            }
-            return Ok(true);
-        };
-        let (control_required, data_required) = (cfg.tls_control_required, cfg.tls_data_required);
-        match verb {
-            "USER" | "PASS" if control_required && !self.control_is_tls() => {
-                log::info!("{} {verb} refused: {CONTROL_REQUIRED}", self.prefix);
-                self.reply(550, CONTROL_REQUIRED)?;
-                Ok(false)
-            }
-            "PASV" | "EPSV" | "PORT" | "EPRT" if data_required && !self.tls.prot_private => {
-                log::info!("{} {verb} refused: {DATA_REQUIRED}", self.prefix);
-                self.reply(522, DATA_REQUIRED)?;
-                Ok(false)
-            }
-            _ => Ok(true),
-        }
-    }
-
-    /// Upgrades the control connection (after `234`, or before the 220 on an implicit
-    /// listener). Input the client sent in plaintext behind AUTH is discarded, never run
-    /// (STARTTLS command injection). On failure the session ends.
-    pub(crate) fn secure_control(&mut self) -> io::Result<bool> {
-        let Some(configs) = self.tls_configs() else {
-            return Ok(false);
-        };
-        let sock = self.ctrl.tcp().try_clone()?;
-        self.discard_input();
-        // The handshake counts against the idle and login timers like a command line.
-        let deadline = self.control_deadline();
-        match TlsStream::accept(sock, configs.ctrl, deadline) {
-            Ok(mut t) => {
-                t.close_on_drop = true;
-                log::info!(
-                    "{} control connection secured: {}",
-                    self.prefix,
-                    t.describe()
-                );
-                self.ctrl = Stream::Tls(Box::new(t));
-                // RFC 4217 §4: a new security exchange resets PBSZ/PROT. Implicit FTPS
-                // protects data connections from the start (as vsftpd and most servers do).
-                self.tls.pbsz = self.tls.implicit;
-                self.tls.prot_private = self.tls.implicit;
-                Ok(true)
-            }
-            Err(e) => {
-                log::info!(
-                    "{} TLS handshake failed on control connection: {e}",
-                    self.prefix
-                );
-                self.closing = true;
-                Ok(false)
-            }
-        }
-    }
-
-    /// Secures a freshly opened data connection under PROT P (after the 125/150 reply):
-    /// handshake, then the session-reuse check. `None` when a reply already refused it.
-    pub(crate) fn secure_data(&mut self, s: Stream) -> io::Result<Option<Stream>> {
-        let Some(cfg) = self.h.tls.as_ref() else {
-            return Ok(Some(s));
-        };
-        let require_reuse = cfg.require_session_reuse;
-        if !self.tls.prot_private {
-            if cfg.tls_data_required {
-                log::info!("{} transfer refused: {DATA_REQUIRED}", self.prefix);
-                self.reply(522, DATA_REQUIRED)?;
-                return Ok(None);
-            }
-            return Ok(Some(s));
-        }
-        let Some(configs) = self.tls_configs() else {
-            return Ok(Some(s));
-        };
-        let Stream::Tcp(sock) = s else {
-            return Ok(Some(s));
-        };
-        let t: Option<Duration> = self.h.data_timeout;
-        sock.set_nonblocking(false)?;
-        sock.set_read_timeout(t)?;
-        sock.set_write_timeout(t)?;
-        let deadline = t.map(|t| std::time::Instant::now() + t);
-        match TlsStream::accept(sock, configs.data, deadline) {
-            Ok(tls) => {
-                let resumed = tls.resumed();
-                if require_reuse && !resumed {
-                    log::warn!(
-                        "{} data connection refused: its TLS session does not resume the \
-                         control connection's (require_session_reuse; a client that cannot \
-                         resume needs the check turned off)",
-                        self.prefix
-                    );
-                    self.reply(522, "SSL connection failed: session reuse required.")?;
-                    return Ok(None);
-                }
-                log::debug!(
-                    "{} data connection secured: {}",
-                    self.prefix,
-                    tls.describe()
-                );
-                Ok(Some(Stream::Tls(Box::new(tls))))
-            }
-            Err(e) => {
-                log::info!(
-                    "{} TLS handshake failed on data connection: {e}",
-                    self.prefix
-                );
-                self.reply(522, "SSL/TLS handshake failed on the data channel.")?;
-                Ok(None)
-            }
-        }
-    }
-
-    /// CCC (RFC 4217 §6): back to a plaintext control connection on the same socket.
-    pub(crate) fn clear_control(&mut self) -> io::Result<()> {
-        let stand_in = placeholder(&self.ctrl)?;
-        let t = match std::mem::replace(&mut self.ctrl, stand_in) {
-            Stream::Tls(t) => t,
-            other => {
-                self.ctrl = other;
-                return Ok(());
-            }
-        };
-        self.ctrl = Stream::Cleared(Box::new(t.into_cleared()?));
-        log::info!("{} control connection back to plaintext (CCC)", self.prefix);
-        Ok(())
-    }
-}
-
-/// A stand-in stream while the control connection changes form.
-fn placeholder(s: &Stream) -> io::Result<Stream> {
-    Ok(Stream::Tcp(s.tcp().try_clone()?))
 }

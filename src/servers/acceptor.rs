@@ -10,17 +10,17 @@
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::PollFlags;
 
 use super::admission::{Admitted, Refusal};
 use super::{ConnGuard, Shared};
-use crate::handlers::{FtpHandler, Session};
+use crate::handlers::{FtpHandler, ProcessKind, Session, SessionContext};
 use crate::proto;
 
 /// Why the loop stopped.
@@ -33,9 +33,10 @@ pub(crate) enum Stop {
     Idle,
 }
 
-/// The accept loop's limits.
+/// The accept loop's limits: connection counts (admission) and the idle timeout of inetd
+/// "wait".
 #[derive(Clone, Copy)]
-pub(crate) struct Limits {
+pub(crate) struct AcceptLimits {
     pub(crate) max_cons: usize,
     pub(crate) max_cons_per_ip: usize,
     pub(crate) idle_timeout: Option<Duration>,
@@ -74,7 +75,7 @@ pub(crate) struct Accepting<'a> {
 pub(crate) fn run(
     accepting: Option<Accepting<'_>>,
     shared: &Arc<Shared>,
-    limits: &Limits,
+    limits: &AcceptLimits,
 ) -> io::Result<Stop> {
     let listeners = accepting.as_ref().map(|a| a.listeners).unwrap_or(&[]);
     for l in listeners {
@@ -83,19 +84,9 @@ pub(crate) fn run(
     if !listeners.is_empty() {
         shared.reserve.arm();
     }
-    // Sessions registered so far: a change means a connection came (and maybe went)
-    // between two idle checks, which counts as activity.
-    let mut registered = shared.next_id.load(Ordering::SeqCst);
-    let mut last_busy = Instant::now();
     let tick_every = accepting.as_ref().and_then(|a| a.runner.tick_every());
-    let every = match (tick_every, limits.idle_timeout) {
-        (Some(t), Some(_)) => Some(t.min(Duration::from_millis(250))),
-        (None, Some(_)) => Some(Duration::from_millis(250)),
-        (t, None) => t,
-    };
-    let timeout = every
-        .map(|d| PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX))
-        .unwrap_or(PollTimeout::NONE);
+    let timeout = poll_timeout(tick_every, limits.idle_timeout);
+    let mut idle = IdleWatch::new(shared);
     loop {
         if let Some(a) = &accepting {
             a.runner.tick();
@@ -103,56 +94,23 @@ pub(crate) fn run(
         if shared.shutdown.load(Ordering::SeqCst) {
             return Ok(Stop::Closed);
         }
-        if let Some(idle) = limits.idle_timeout {
-            let now_registered = shared.next_id.load(Ordering::SeqCst);
-            if shared.count.load(Ordering::SeqCst) > 0 || now_registered != registered {
-                registered = now_registered;
-                last_busy = Instant::now();
-            } else if last_busy.elapsed() >= idle {
-                return Ok(Stop::Idle);
-            }
+        if limits
+            .idle_timeout
+            .is_some_and(|limit| idle.expired(shared, limit))
+        {
+            return Ok(Stop::Idle);
         }
-        let (ready, woke, signalled) = {
-            let mut fds: Vec<PollFd> = listeners
-                .iter()
-                .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN))
-                .collect();
-            fds.push(PollFd::new(shared.wake_rx.as_fd(), PollFlags::POLLIN));
-            let sig = shared.signals.as_ref();
-            if let Some(sfd) = sig {
-                fds.push(PollFd::new(sfd.as_fd(), PollFlags::POLLIN));
-            }
-            match poll(&mut fds, timeout) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            let hit = |f: &PollFd| f.revents().map(|r| !r.is_empty()).unwrap_or(false);
-            let ready: Vec<bool> = fds[..listeners.len()].iter().map(hit).collect();
-            let woke = hit(&fds[listeners.len()]);
-            let signalled = sig.is_some() && hit(&fds[listeners.len() + 1]);
-            (ready, woke, signalled)
-        };
-        if signalled {
-            if let Some(sfd) = shared.signals.as_ref() {
-                if let Ok(Some(info)) = sfd.read_signal() {
-                    let sig = nix::sys::signal::Signal::try_from(info.ssi_signo as i32)
-                        .unwrap_or(nix::sys::signal::Signal::SIGTERM);
-                    return Ok(Stop::Signal(sig));
-                }
-            }
-        }
-        if woke {
-            return Ok(Stop::Closed);
+        let woken = wait(listeners, shared, timeout)?;
+        if let Some(stop) = woken.stop(shared) {
+            return Ok(stop);
         }
         let Some(a) = &accepting else { continue };
-        for (i, (l, _)) in listeners
+        for (i, l) in listeners
             .iter()
-            .zip(ready)
             .enumerate()
-            .filter(|(_, (_, r))| *r)
+            .filter(|(i, _)| woken.ready[*i])
         {
-            last_busy = Instant::now();
+            idle.last_busy = Instant::now();
             let implicit = a.implicit_tls.get(i).copied().unwrap_or(false);
             accept_all(l, shared, a.handler, a.runner, limits, implicit);
         }
@@ -165,12 +123,98 @@ pub(crate) fn run(
 /// returns at once.
 const ACCEPT_BATCH: usize = 64;
 
+/// How long the loop's poll may wait: until the runner's next tick, and at most 250 ms
+/// when an idle timeout must be noticed (`None`: until something happens).
+fn poll_timeout(tick_every: Option<Duration>, idle_timeout: Option<Duration>) -> Option<Duration> {
+    match (tick_every, idle_timeout) {
+        (Some(t), Some(_)) => Some(t.min(Duration::from_millis(250))),
+        (None, Some(_)) => Some(Duration::from_millis(250)),
+        (t, None) => t,
+    }
+}
+
+/// When the server was last busy, for the idle timeout (inetd "wait").
+struct IdleWatch {
+    /// Sessions registered so far: a change means a connection came (and maybe went)
+    /// between two checks, which counts as activity.
+    registered: u64,
+    last_busy: Instant,
+}
+
+impl IdleWatch {
+    fn new(shared: &Shared) -> IdleWatch {
+        IdleWatch {
+            registered: shared.next_id.load(Ordering::SeqCst),
+            last_busy: Instant::now(),
+        }
+    }
+
+    /// True once no session has run or come for `limit`.
+    fn expired(&mut self, shared: &Shared, limit: Duration) -> bool {
+        let registered = shared.next_id.load(Ordering::SeqCst);
+        if shared.count.load(Ordering::SeqCst) > 0 || registered != self.registered {
+            self.registered = registered;
+            self.last_busy = Instant::now();
+            return false;
+        }
+        self.last_busy.elapsed() >= limit
+    }
+}
+
+/// What one poll of the control loop found.
+pub(super) struct Woken {
+    /// Per listener: a connection is waiting.
+    ready: Vec<bool>,
+    /// The wake-up pipe: `close()` was called.
+    woke: bool,
+    /// The signalfd is readable.
+    signalled: bool,
+}
+
+impl Woken {
+    /// The reason to stop, if the poll found one: a stop signal, or the wake-up pipe.
+    pub(super) fn stop(&self, shared: &Shared) -> Option<Stop> {
+        if self.signalled {
+            if let Some(Ok(Some(info))) = shared.signals.as_ref().map(|s| s.read_signal()) {
+                let sig = nix::sys::signal::Signal::try_from(info.ssi_signo as i32)
+                    .unwrap_or(nix::sys::signal::Signal::SIGTERM);
+                return Some(Stop::Signal(sig));
+            }
+        }
+        self.woke.then_some(Stop::Closed)
+    }
+}
+
+/// Polls the listeners, the wake-up pipe and the signalfd (a signal interrupting the wait
+/// finds nothing ready).
+pub(super) fn wait(
+    listeners: &[TcpListener],
+    shared: &Shared,
+    timeout: Option<Duration>,
+) -> io::Result<Woken> {
+    let mut fds: Vec<(BorrowedFd<'_>, PollFlags)> = listeners
+        .iter()
+        .map(|l| (l.as_fd(), PollFlags::POLLIN))
+        .collect();
+    fds.push((shared.wake_rx.as_fd(), PollFlags::POLLIN));
+    if let Some(sfd) = &shared.signals {
+        fds.push((sfd.as_fd(), PollFlags::POLLIN));
+    }
+    let ready = crate::poll::ready_slice(&fds, timeout)?;
+    let n = listeners.len();
+    Ok(Woken {
+        ready: ready[..n].to_vec(),
+        woke: ready[n],
+        signalled: ready.get(n + 1).copied().unwrap_or(false),
+    })
+}
+
 fn accept_all(
     l: &TcpListener,
     shared: &Arc<Shared>,
     handler: &Arc<FtpHandler>,
     runner: &dyn Dispatch,
-    limits: &Limits,
+    limits: &AcceptLimits,
     implicit_tls: bool,
 ) {
     for _ in 0..ACCEPT_BATCH {
@@ -290,7 +334,7 @@ pub(crate) fn admit(
     stream: &TcpStream,
     addr: SocketAddr,
     shared: &Shared,
-    limits: &Limits,
+    limits: &AcceptLimits,
 ) -> Option<Admitted> {
     let ip = proto::unmap(addr.ip());
     let table = shared.admission(limits.max_cons);
@@ -338,32 +382,30 @@ pub(crate) fn refuse(stream: &TcpStream, msg: &str) {
     );
 }
 
-/// Session entry points: [`Session::run`] or [`Session::run_implicit_tls`].
-pub(crate) type SessionFn = fn(TcpStream, Arc<FtpHandler>) -> io::Result<()>;
+/// Session entry points: [`Session::run_with`] or [`Session::run_implicit_tls_with`].
+pub(crate) type SessionFn = fn(TcpStream, Arc<FtpHandler>, SessionContext) -> io::Result<()>;
 
 /// The session entry point for a listener: implicit FTPS or plain.
 pub(crate) fn entry(implicit_tls: bool) -> SessionFn {
     if implicit_tls {
         // Implicit FTPS: the handshake runs in the session's thread, never the acceptor's.
-        Session::run_implicit_tls
+        Session::run_implicit_tls_with
     } else {
-        Session::run
+        Session::run_with
     }
 }
 
-/// Runs one session through `session` (see [`entry`]), turning a panic into a log line
-/// and a 421, and telling graceful shutdown whether the session is busy.
+/// Runs one session through `session` (see [`entry`]) in the context its guard gives it,
+/// turning a panic into a log line and a 421.
 pub(crate) fn serve_guarded_with(
     stream: TcpStream,
     handler: Arc<FtpHandler>,
     guard: super::ConnGuard,
-    session: impl FnOnce(TcpStream, Arc<FtpHandler>) -> io::Result<()>,
+    process: ProcessKind,
+    session: impl FnOnce(TcpStream, Arc<FtpHandler>, SessionContext) -> io::Result<()>,
 ) {
-    super::shutdown::enter(&guard);
-    let r = catch_unwind(AssertUnwindSafe(|| session(stream, handler)));
-    super::shutdown::leave();
-    // A pool thread must not keep the filesystem identity of the user it just served.
-    crate::authorizers::restore_fs_ids();
+    let ctx = guard.context(process);
+    let r = catch_unwind(AssertUnwindSafe(|| session(stream, handler, ctx)));
     match r {
         Ok(Ok(())) => {}
         Ok(Err(e)) => log::debug!("session ended: {e}"),
@@ -420,7 +462,7 @@ mod tests {
         let shared = Shared::new(None).expect("shared");
         let auth = crate::authorizers::DummyAuthorizer::new();
         let handler = Arc::new(FtpHandler::new(Arc::new(auth)));
-        let limits = Limits {
+        let limits = AcceptLimits {
             max_cons: 0,
             max_cons_per_ip: 0,
             idle_timeout: None,

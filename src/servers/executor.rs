@@ -2,6 +2,15 @@
 //! `MultiprocessFTPServer`): the [`Executor`] choice, and the Thread model's dispatcher
 //! (the pool is pool.rs, the process models fork.rs and prefork.rs). Every model runs the
 //! session inside `catch_unwind`, so a panic ends one session and the server keeps serving.
+//!
+//! Only the Thread and Fork models have a thread that accepts for them (acceptor.rs) and
+//! hands each connection over. The Pool accepts by itself: its idle workers wait on one
+//! epoll instance holding the listeners (EPOLLONESHOT), and the one woken accepts, re-arms
+//! and serves the session on its own stack (leader/followers). Measured against a pool fed
+//! through a channel by an accept thread, it moves no connection between threads, wakes one
+//! thread per connection instead of two, and keeps idle workers' stacks small; its accept
+//! thread only waits for the stop. Every session still gets the same
+//! [`SessionContext`](crate::handlers::SessionContext) from its guard.
 
 use std::sync::Arc;
 
@@ -80,6 +89,14 @@ impl super::acceptor::Dispatch for Runner {
         };
         let handler = handler.clone();
         let session = super::acceptor::entry(implicit_tls);
-        self.spawn(move || super::acceptor::serve_guarded_with(stream, handler, guard, session));
+        self.spawn(move || {
+            super::acceptor::serve_guarded_with(
+                stream,
+                handler,
+                guard,
+                crate::handlers::ProcessKind::Shared,
+                session,
+            )
+        });
     }
 }

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,45 +17,16 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::{ForkResult, Pid};
 
 use super::acceptor::{self, serve_guarded_with, Dispatch};
 use super::admission::Admitted;
 use super::shutdown::{wait_refusing, Ending};
 use super::{ConnGuard, FtpServer, Shared};
 use crate::error::Error;
-use crate::handlers::FtpHandler;
-
-/// Set in a process that serves exactly one session (a forked child, inetd "nowait").
-static SESSION_PROCESS: AtomicBool = AtomicBool::new(false);
-
-/// True in a process that serves exactly one session and nothing else: a child of the
-/// [`Fork`](super::Executor::Fork) model or an inetd "nowait" server. Only there may an
-/// authorizer change the process's identity for good (`setuid`), since no other session
-/// shares the process.
-pub fn is_session_process() -> bool {
-    SESSION_PROCESS.load(Ordering::SeqCst)
-}
-
-/// Fails unless the calling process runs a single thread: `fork()` copies only the calling
-/// thread, so a lock held by another thread would stay locked forever in the child.
-pub(crate) fn ensure_single_thread(model: &str) -> Result<(), Error> {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return Ok(());
-    };
-    let threads = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|n| n.trim().parse::<usize>().ok())
-        .unwrap_or(1);
-    if threads > 1 {
-        return Err(Error::Config(format!(
-            "the {model} model forks, which needs a process with no other thread \
-             ({threads} threads are running)"
-        )));
-    }
-    Ok(())
-}
+use crate::handlers::throttle::RateTable;
+use crate::handlers::{FtpHandler, SessionContext};
+use crate::process::{self, ProcessKind};
 
 /// Forks a child for each connection and remembers it until it is reaped.
 struct Forker {
@@ -77,7 +48,7 @@ impl Dispatch for Forker {
         // without releasing it; the child releases the same ticket itself when its session
         // ends (before its 221), and the second release is a no-op.
         let guard = shared.count_only(Some(admitted));
-        match fork_process() {
+        match process::fork("multi-proc") {
             Ok(ForkResult::Parent { child }) => {
                 drop(stream);
                 self.children.borrow_mut().insert(child, guard);
@@ -89,7 +60,8 @@ impl Dispatch for Forker {
                 let mine = guard.admitted.as_ref().map(|a| a.share());
                 // The parent's counters are the parent's; the child leaves them alone.
                 std::mem::forget(guard);
-                let code = single_session(stream, handler.clone(), implicit_tls, mine);
+                let rates = shared.rates().clone();
+                let code = single_session(stream, handler.clone(), implicit_tls, mine, rates);
                 std::process::exit(code);
             }
             Err(e) => {
@@ -110,17 +82,6 @@ impl Dispatch for Forker {
     fn tick_every(&self) -> Option<Duration> {
         Some(Duration::from_millis(200))
     }
-}
-
-/// `fork(2)`, for the Fork and PreFork models only.
-#[allow(unsafe_code)]
-pub(crate) fn fork_process() -> nix::Result<ForkResult> {
-    // SAFETY: both callers (the Fork accept loop and the PreFork supervisor) checked with
-    // `ensure_single_thread` that this process runs one thread and start no thread of their
-    // own, so no other thread can hold a lock (allocator, logger, stdio) at the moment of
-    // the fork; the child is an ordinary single-threaded process that may allocate, log and
-    // start threads.
-    unsafe { fork() }
 }
 
 impl Forker {
@@ -185,7 +146,7 @@ impl Forker {
 
 /// The Fork model's `serve_forever`.
 pub(super) fn serve(server: &FtpServer) -> Result<(), Error> {
-    ensure_single_thread("multi-proc")?;
+    process::ensure_single_thread("multi-proc").map_err(|e| Error::Config(e.to_string()))?;
     let forker = Forker {
         children: RefCell::new(HashMap::new()),
         close_in_child: parent_fds(server, true),
@@ -230,19 +191,27 @@ pub(crate) fn single_session(
     handler: Arc<FtpHandler>,
     implicit_tls: bool,
     admitted: Option<Admitted>,
+    rates: Arc<RateTable>,
 ) -> i32 {
-    single_session_with(stream, handler, admitted, acceptor::entry(implicit_tls))
+    single_session_with(
+        stream,
+        handler,
+        admitted,
+        rates,
+        acceptor::entry(implicit_tls),
+    )
 }
 
 /// [`single_session`] with the session started by `session` (inetd "nowait" over a Unix
-/// socket, whose addresses the socket cannot tell).
+/// socket, whose addresses the socket cannot tell). `rates` are the parent server's shared
+/// buckets (a fresh table under inetd).
 pub(crate) fn single_session_with(
     stream: TcpStream,
     handler: Arc<FtpHandler>,
     admitted: Option<Admitted>,
-    session: impl FnOnce(TcpStream, Arc<FtpHandler>) -> std::io::Result<()>,
+    rates: Arc<RateTable>,
+    session: impl FnOnce(TcpStream, Arc<FtpHandler>, SessionContext) -> std::io::Result<()>,
 ) -> i32 {
-    SESSION_PROCESS.store(true, Ordering::SeqCst);
     let shared = match Shared::new(None) {
         Ok(s) => s,
         Err(e) => {
@@ -253,12 +222,13 @@ pub(crate) fn single_session_with(
     if let Some(a) = &admitted {
         let _ = shared.admission.set(a.table().clone());
     }
+    let _ = shared.rates.set(rates);
     let Some(guard) = shared.register(&stream, admitted) else {
         acceptor::out_of_descriptors(&stream, &shared);
         return 1;
     };
     watch_signals(&shared);
-    serve_guarded_with(stream, handler, guard, session);
+    serve_guarded_with(stream, handler, guard, ProcessKind::SingleSession, session);
     0
 }
 

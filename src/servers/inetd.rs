@@ -14,6 +14,7 @@ use nix::sys::socket::{
 };
 
 use crate::error::Error;
+use crate::handlers::throttle::RateTable;
 use crate::handlers::{FtpHandler, Session};
 
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
@@ -95,11 +96,15 @@ pub fn serve_nowait(handler: FtpHandler) -> Result<(), Error> {
     stdout_to_stderr()?;
     let (stream, addrs) = stdin_connection()?;
     let handler = Arc::new(handler);
+    // One session per process: user and server rates hold within it.
+    let rates = Arc::new(RateTable::with_capacity(1));
     match addrs {
-        None => super::fork::single_session(stream, handler, false, None),
-        Some(addrs) => super::fork::single_session_with(stream, handler, None, move |s, h| {
-            Session::run_with_addresses(s, h, addrs)
-        }),
+        None => super::fork::single_session(stream, handler, false, None, rates),
+        Some(addrs) => {
+            super::fork::single_session_with(stream, handler, None, rates, move |s, h, ctx| {
+                Session::run_with_addresses(s, h, ctx, addrs)
+            })
+        }
     };
     Ok(())
 }

@@ -12,6 +12,7 @@ use nix::sys::socket::{
 };
 
 use crate::error::Error;
+use crate::handlers::throttle::RateTable;
 use crate::handlers::FtpHandler;
 
 mod acceptor;
@@ -29,7 +30,6 @@ pub use admission::UNLIMITED_SESSIONS;
 pub(crate) use descriptors::nofile_limit;
 pub use descriptors::DESCRIPTORS_PER_SESSION;
 pub use executor::{Executor, DEFAULT_STACK_SIZE};
-pub use fork::is_session_process;
 pub(crate) use shared::{ConnGuard, Shared};
 use shutdown::{stop_signals, Ending};
 
@@ -76,6 +76,12 @@ impl ServerHandle {
     /// Sessions running now, in every process of the server.
     pub fn connection_count(&self) -> usize {
         self.shared.connection_count()
+    }
+
+    /// The shared rate buckets of the server's sessions (made with the server, before any
+    /// fork): the per-user and server-wide limits, and who holds a user slot now.
+    pub fn rate_table(&self) -> &Arc<RateTable> {
+        self.shared.rates()
     }
 }
 
@@ -164,6 +170,22 @@ impl FtpServer {
         })
     }
 
+    /// Uses `table` for the shared rate buckets of this server's sessions (per user and
+    /// server-wide): a table with more user slots than [`DEFAULT_USER_SLOTS`], or one shared
+    /// with another server. Without it the server makes one with the default capacity.
+    ///
+    /// # Errors
+    /// The server already has its table (a session ran or `rate_table` was read).
+    ///
+    /// [`DEFAULT_USER_SLOTS`]: crate::handlers::throttle::DEFAULT_USER_SLOTS
+    pub fn with_rate_table(self, table: Arc<RateTable>) -> Result<FtpServer, Error> {
+        self.shared
+            .rates
+            .set(table)
+            .map_err(|_| Error::Config("the rate table is already in use".into()))?;
+        Ok(self)
+    }
+
     /// Chooses the concurrency model.
     pub fn with_executor(mut self, executor: Executor) -> FtpServer {
         self.executor = executor;
@@ -216,7 +238,11 @@ impl FtpServer {
     /// # Errors
     /// The signal mask or the signalfd cannot be set up.
     pub fn stop_on_signals(&mut self) -> Result<(), Error> {
+        let rates = self.shared.rates.get().cloned();
         self.shared = Shared::new(Some(stop_signals()?))?;
+        if let Some(r) = rates {
+            let _ = self.shared.rates.set(r);
+        }
         Ok(())
     }
 
@@ -263,6 +289,8 @@ impl FtpServer {
         self.log_banner();
         descriptors::prepare(self.max_cons, self.executor);
         let table = self.shared.admission(self.max_cons).clone();
+        // Made before any fork, so every worker and child shares the same buckets.
+        let _ = self.shared.rates();
         let r = match self.executor {
             Executor::Fork => fork::serve(self),
             Executor::PreFork { workers } => prefork::serve(self, workers),
@@ -274,8 +302,8 @@ impl FtpServer {
     }
 
     /// The accept-loop limits of this server.
-    fn limits(&self) -> acceptor::Limits {
-        acceptor::Limits {
+    fn limits(&self) -> acceptor::AcceptLimits {
+        acceptor::AcceptLimits {
             max_cons: self.max_cons,
             max_cons_per_ip: self.max_cons_per_ip,
             idle_timeout: self.idle_timeout,

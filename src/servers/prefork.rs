@@ -6,37 +6,50 @@
 //! new connections with 421.
 
 use std::collections::HashSet;
-use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::acceptor::{self, Limits, Stop};
+use super::acceptor::{self, AcceptLimits, Stop};
 use super::admission::Admission;
-use super::fork::{ensure_single_thread, fork_process, parent_fds};
+use super::fork::parent_fds;
 use super::pool::Pool;
 use super::shutdown::{stop_signals, wait_refusing, Ending};
 use super::{FtpServer, Shared};
 use crate::error::Error;
+use crate::process;
 
 /// The PreFork model's `serve_forever`.
 pub(super) fn serve(server: &FtpServer, workers: usize) -> Result<(), Error> {
-    ensure_single_thread("pre-fork")?;
+    process::ensure_single_thread("pre-fork").map_err(|e| Error::Config(e.to_string()))?;
     let workers = workers.max(1);
     let mut pids: HashSet<Pid> = HashSet::new();
     for _ in 0..workers {
         pids.insert(spawn_worker(server)?);
     }
     log::info!("pre-fork: {workers} worker processes");
+    let table = server.shared.admission(server.max_cons).clone();
+    let stop = supervise(server, &mut pids, workers, &table)?;
+    stop_workers(server, pids, &stop, &table);
+    log::info!(">>> shutting down FTP server (pre-fork) <<<");
+    Ok(())
+}
+
+/// Keeps `workers` workers running (replacing any that dies) until the server is closed or
+/// a stop signal comes.
+fn supervise(
+    server: &FtpServer,
+    pids: &mut HashSet<Pid>,
+    workers: usize,
+    table: &Admission,
+) -> Result<Stop, Error> {
     let shared = &server.shared;
-    let table = shared.admission(server.max_cons).clone();
-    let stop = loop {
-        reap(&mut pids, &table, |pid, status| {
+    loop {
+        reap(pids, table, |pid, status| {
             log::warn!("worker {pid} died ({status:?}); starting another");
         });
         while pids.len() < workers {
@@ -51,29 +64,21 @@ pub(super) fn serve(server: &FtpServer, workers: usize) -> Result<(), Error> {
             }
         }
         if shared.shutdown.load(Ordering::SeqCst) {
-            break Stop::Closed;
+            return Ok(Stop::Closed);
         }
-        let mut fds = vec![PollFd::new(shared.wake_rx.as_fd(), PollFlags::POLLIN)];
-        if let Some(s) = &shared.signals {
-            fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+        if let Some(stop) =
+            acceptor::wait(&[], shared, Some(Duration::from_millis(200)))?.stop(shared)
+        {
+            return Ok(stop);
         }
-        match poll(&mut fds, PollTimeout::from(200u16)) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(std::io::Error::from(e).into()),
-        }
-        let signalled = fds
-            .get(1)
-            .and_then(|f| f.revents())
-            .map(|r| !r.is_empty())
-            .unwrap_or(false);
-        if signalled {
-            if let Some(Ok(Some(info))) = shared.signals.as_ref().map(|s| s.read_signal()) {
-                let sig = Signal::try_from(info.ssi_signo as i32).unwrap_or(Signal::SIGTERM);
-                break Stop::Signal(sig);
-            }
-        }
-    };
-    let (sig, limit) = match server.ending(&stop) {
+    }
+}
+
+/// Tells the workers to stop as `stop` asks (SIGUSR1: close now; SIGTERM: drain) and waits
+/// for them, answering new connections with 421 meanwhile; kills those that do not stop.
+fn stop_workers(server: &FtpServer, mut pids: HashSet<Pid>, stop: &Stop, table: &Admission) {
+    let shared = &server.shared;
+    let (sig, limit) = match server.ending(stop) {
         Ending::Hard => (Signal::SIGUSR1, Duration::from_secs(5)),
         Ending::Graceful(g) => (Signal::SIGTERM, g + Duration::from_secs(10)),
         Ending::Leave => (
@@ -87,7 +92,7 @@ pub(super) fn serve(server: &FtpServer, workers: usize) -> Result<(), Error> {
     }
     let wait = |pids: &mut HashSet<Pid>, limit| {
         wait_refusing(shared, &server.listeners, limit, || {
-            reap(pids, &table, |_, _| {});
+            reap(pids, table, |_, _| {});
             pids.is_empty()
         })
     };
@@ -98,8 +103,6 @@ pub(super) fn serve(server: &FtpServer, workers: usize) -> Result<(), Error> {
         }
         wait(&mut pids, Duration::from_secs(5));
     }
-    log::info!(">>> shutting down FTP server (pre-fork) <<<");
-    Ok(())
 }
 
 /// Collects exited workers, releasing the sessions each still held in the admission table
@@ -127,7 +130,7 @@ fn reap(pids: &mut HashSet<Pid>, table: &Admission, mut died: impl FnMut(Pid, Wa
 
 /// Forks one worker; in the child this never returns.
 fn spawn_worker(server: &FtpServer) -> Result<Pid, Error> {
-    match fork_process().map_err(std::io::Error::from)? {
+    match process::fork("pre-fork")? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
             for fd in parent_fds(server, false) {
@@ -151,7 +154,7 @@ fn worker_main(server: &FtpServer) -> i32 {
     if let Some(table) = server.shared.admission.get() {
         let _ = shared.admission.set(table.clone());
     }
-    let limits = Limits {
+    let limits = AcceptLimits {
         max_cons: server.max_cons,
         max_cons_per_ip: server.max_cons_per_ip,
         idle_timeout: None,

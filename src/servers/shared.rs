@@ -17,6 +17,8 @@ use nix::sys::socket;
 
 use super::admission::{Admission, Admitted};
 use crate::error::Error;
+use crate::handlers::throttle::RateTable;
+use crate::handlers::{AdmissionHooks, DrainToken, ProcessKind, SessionContext};
 
 /// State shared by the acceptor, the sessions' guards and every `ServerHandle`.
 pub(crate) struct Shared {
@@ -30,8 +32,9 @@ pub(crate) struct Shared {
     /// graceful shutdown, with the session's "running a command" flag.
     pub(super) sessions: Mutex<HashMap<u64, (TcpStream, Arc<AtomicBool>)>>,
     pub(super) next_id: AtomicU64,
-    /// Graceful shutdown in progress (see `shutdown.rs`).
-    pub(super) draining: AtomicBool,
+    /// Graceful shutdown in progress (see `shutdown.rs`); every session's drain token
+    /// reads it.
+    pub(super) draining: Arc<AtomicBool>,
     /// `ServerHandle::shutdown` asked for a graceful stop with this grace period.
     pub(super) grace: Mutex<Option<Duration>>,
     /// `close_all` was asked for (forked children are ended too).
@@ -45,6 +48,10 @@ pub(crate) struct Shared {
     pub(super) fd_refusals: RateLog,
     /// The spare descriptor given up to refuse a connection when there is none left.
     pub(super) reserve: super::acceptor::Reserve,
+    /// The shared rate buckets of the server's sessions (per user, server-wide), made in
+    /// the parent before any fork (like the admission table) so every worker and child
+    /// shares them.
+    pub(crate) rates: OnceLock<Arc<RateTable>>,
 }
 
 impl Shared {
@@ -58,13 +65,14 @@ impl Shared {
             count: AtomicUsize::new(0),
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
-            draining: AtomicBool::new(false),
+            draining: Arc::new(AtomicBool::new(false)),
             grace: Mutex::new(None),
             hard: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             admission: OnceLock::new(),
             fd_refusals: RateLog::default(),
             reserve: Default::default(),
+            rates: OnceLock::new(),
         }))
     }
 
@@ -72,6 +80,13 @@ impl Shared {
     pub(crate) fn admission(&self, max_cons: usize) -> &Arc<Admission> {
         self.admission
             .get_or_init(|| Arc::new(Admission::new(max_cons)))
+    }
+
+    /// The shared rate table, made with [`DEFAULT_USER_SLOTS`] if the server was given none.
+    ///
+    /// [`DEFAULT_USER_SLOTS`]: crate::handlers::throttle::DEFAULT_USER_SLOTS
+    pub(crate) fn rates(&self) -> &Arc<RateTable> {
+        self.rates.get_or_init(|| Arc::new(RateTable::new()))
     }
 
     /// Counts a new session served in this process and keeps a duplicate of its socket;
@@ -145,6 +160,18 @@ pub(crate) struct ConnGuard {
 }
 
 impl ConnGuard {
+    /// What the session this guard counts gets from its server: the drain token (the
+    /// server's drain flag and this session's busy flag), its admission, the shared rate
+    /// buckets, and the kind of process it runs in.
+    pub(crate) fn context(&self, process: ProcessKind) -> SessionContext {
+        SessionContext {
+            drain: DrainToken::new(self.shared.draining.clone(), self.busy.clone()),
+            process,
+            admission: self.admitted.clone().map(|a| a as Arc<dyn AdmissionHooks>),
+            rates: self.shared.rates().clone(),
+        }
+    }
+
     /// Writes `msg` to the session's socket through the registered duplicate, without
     /// blocking (nothing happens for a session counted with `count_only`).
     pub(crate) fn send(&self, msg: &[u8]) {

@@ -3,93 +3,26 @@
 //! `421`, and after the grace period close whatever is left with `421`. Until the process
 //! exits, every new connection is accepted and told `421 Server shutting down.` at once, so
 //! none waits in a backlog nobody accepts from; listeners that belong to systemd or inetd
-//! stay open for the next instance. Each session thread tells its server whether it is busy
-//! through the hooks below, which the session loop calls; the same thread-bound slot
-//! carries the session's admission (admission.rs hooks).
+//! stay open for the next instance. Each session tells its server whether it is busy through
+//! the drain token of its [`SessionContext`](crate::handlers::SessionContext) (its busy flag
+//! and this server's drain flag; see [`ConnGuard::context`](super::ConnGuard::context)).
 
-use std::cell::RefCell;
 use std::net::{Shutdown, TcpListener};
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::PollFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{self, MsgFlags};
 
-use super::admission::{Admitted, Refusal};
-use super::{acceptor, ConnGuard, FtpServer, Shared};
+use super::admission::Refusal;
+use super::{acceptor, FtpServer, Shared};
 use crate::error::Error;
 
 /// The reply a session gets when the server closes it.
 pub(crate) const SHUTDOWN_REPLY: &[u8] = b"421 Server shutting down.\r\n";
-
-/// What the current thread's session shares with its server.
-struct Slot {
-    shared: Arc<Shared>,
-    busy: Arc<AtomicBool>,
-    admitted: Option<Arc<Admitted>>,
-}
-
-thread_local! {
-    static SLOT: RefCell<Option<Slot>> = const { RefCell::new(None) };
-}
-
-/// Binds the current thread to a registered session (called by `serve_guarded`).
-pub(crate) fn enter(guard: &ConnGuard) {
-    SLOT.with(|s| {
-        *s.borrow_mut() = Some(Slot {
-            shared: guard.shared.clone(),
-            busy: guard.busy.clone(),
-            admitted: guard.admitted.clone(),
-        })
-    });
-}
-
-/// Runs `f` on the admission of the current thread's session, if it has one.
-pub(crate) fn with_admitted<R>(f: impl FnOnce(&Admitted) -> R) -> Option<R> {
-    SLOT.with(|s| s.borrow().as_ref()?.admitted.as_deref().map(f))
-}
-
-/// Unbinds the current thread (pool workers serve many sessions in turn).
-pub(crate) fn leave() {
-    SLOT.with(|s| *s.borrow_mut() = None);
-}
-
-/// The session is about to wait for its next command. Returns true when the server is
-/// shutting down, in which case the session should reply 421 and end.
-///
-/// The order (mark idle, then read the flag; the drainer sets the flag, then reads the mark,
-/// both `SeqCst`) guarantees that either the session sees the flag here or the drainer sees
-/// the session idle and shuts its socket for reading, which wakes the session's read.
-pub(crate) fn going_idle() -> bool {
-    SLOT.with(|s| match &*s.borrow() {
-        Some(slot) => {
-            slot.busy.store(false, Ordering::SeqCst);
-            slot.shared.draining.load(Ordering::SeqCst)
-        }
-        None => false,
-    })
-}
-
-/// The session got a command and runs it (a transfer in progress must not be cut).
-pub(crate) fn busy() {
-    SLOT.with(|s| {
-        if let Some(slot) = &*s.borrow() {
-            slot.busy.store(true, Ordering::SeqCst);
-        }
-    });
-}
-
-/// True once the server of the current session is shutting down.
-pub(crate) fn draining() -> bool {
-    SLOT.with(|s| match &*s.borrow() {
-        Some(slot) => slot.shared.draining.load(Ordering::SeqCst),
-        None => false,
-    })
-}
 
 impl Shared {
     /// Starts draining: idle sessions are woken (their control socket is shut for reading,
@@ -179,19 +112,14 @@ pub(crate) fn wait_refusing(
             std::thread::sleep(wait);
             continue;
         }
-        let mut fds: Vec<PollFd> = listeners
+        let fds: Vec<_> = listeners
             .iter()
-            .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN))
+            .map(|l| (l.as_fd(), PollFlags::POLLIN))
             .collect();
-        let t = PollTimeout::try_from(wait).unwrap_or(PollTimeout::ZERO);
-        if poll(&mut fds, t).is_err() {
+        let Ok(ready) = crate::poll::ready_slice(&fds, Some(wait)) else {
             std::thread::sleep(wait);
             continue;
-        }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
+        };
         for (l, _) in listeners.iter().zip(ready).filter(|(_, r)| *r) {
             refuse_all(shared, l);
         }

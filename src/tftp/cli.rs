@@ -13,8 +13,9 @@ use std::time::Duration;
 use getopts::Options;
 use log::{debug, error, info};
 
+use super::server::ServerStatsCallback;
 use super::stats::{Counters, ServerStats};
-use super::{Executor, FileHandler, SessionStats, TftpServer};
+use super::{Executor, FileHandler, OptionLimits, SessionStats, TftpServer};
 
 /// Parsed `tftpd` flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,12 +192,20 @@ fn num<T: std::str::FromStr>(m: &getopts::Matches, name: &str, default: T) -> Re
     }
 }
 
-fn secs(m: &getopts::Matches, name: &str, default: u64, min: u64) -> Result<Duration, String> {
-    let v: u64 = num(m, name, default)?;
+/// [`num`], refused below `min`.
+fn num_at_least<T>(m: &getopts::Matches, name: &str, default: T, min: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let v = num(m, name, default)?;
     if v < min {
         return Err(format!("--{name} must be at least {min}"));
     }
-    Ok(Duration::from_secs(v))
+    Ok(v)
+}
+
+fn secs(m: &getopts::Matches, name: &str, default: u64, min: u64) -> Result<Duration, String> {
+    num_at_least(m, name, default, min).map(Duration::from_secs)
 }
 
 /// Parses the arguments after the program name. `Ok(None)` means `--help` was asked.
@@ -228,18 +237,7 @@ where
     if !(super::options::MIN_BLKSIZE..=super::options::MAX_BLKSIZE).contains(&max_blksize) {
         return Err("--max-blksize must be within 8..=65464".into());
     }
-    let max_windowsize: u16 = num(&m, "max-windowsize", 64)?;
-    if max_windowsize == 0 {
-        return Err("--max-windowsize must be at least 1".into());
-    }
-    let max_sessions: usize = num(&m, "max-sessions", 512)?;
-    if max_sessions == 0 {
-        return Err("--max-sessions must be at least 1".into());
-    }
-    let min_timeout = Duration::from_millis(num(&m, "min-timeout", 100)?);
-    if min_timeout.is_zero() {
-        return Err("--min-timeout must be at least 1".into());
-    }
+    let min_timeout = Duration::from_millis(num_at_least(&m, "min-timeout", 100, 1)?);
     let max_timeout = secs(&m, "max-timeout", 10, 1)?;
     if max_timeout < min_timeout {
         return Err("--max-timeout must not be below --min-timeout".into());
@@ -257,14 +255,14 @@ where
         fork: m.opt_present("fork"),
         allow_write: m.opt_str("allow-write").map(PathBuf::from),
         max_upload: num(&m, "max-upload", 64 * 1024 * 1024)?,
-        max_sessions,
+        max_sessions: num_at_least(&m, "max-sessions", 512, 1)?,
         max_sessions_per_ip: num(&m, "max-sessions-per-ip", 8)?,
         rate_limit: num(&m, "rate-limit", 100)?,
         stats_interval: secs(&m, "stats-interval", 60, 1)?,
         inetd_wait: m.opt_present("inetd-wait"),
         idle_timeout: secs(&m, "idle-timeout", 30, 1)?,
         max_blksize,
-        max_windowsize,
+        max_windowsize: num_at_least(&m, "max-windowsize", 64, 1)?,
         user: m.opt_str("user"),
         verbose: m.opt_present("verbose"),
         version: false,
@@ -351,39 +349,43 @@ pub fn build(args: &Args) -> TftpServer {
         Some(e) => debug!("{}, error: {e}", describe_session(s)),
         None => info!("{}", describe_session(s)),
     }));
-    let mut server = TftpServer::new(handler.factory());
-    server.address = args.address;
-    server.port = args.port;
-    server.retries = args.retries;
-    server.timeout = args.timeout;
-    server.min_timeout = args.min_timeout;
-    server.limits.max_timeout = args.max_timeout;
-    server.max_session_time = args.max_session_time;
-    server.executor = if args.fork {
-        Executor::Fork
-    } else {
-        Executor::Thread
-    };
-    server.upload_dir = args.allow_write.clone();
-    server.max_upload = args.max_upload;
-    server.max_sessions = args.max_sessions;
-    server.max_sessions_per_ip = args.max_sessions_per_ip;
-    server.rate_limit = args.rate_limit;
-    server.stats_interval = args.stats_interval;
-    server.limits.max_blksize = args.max_blksize;
-    server.limits.max_windowsize = args.max_windowsize;
-    server.server_stats_callback = Some(Arc::new(|stats: &ServerStats| {
+    let server_stats_callback: ServerStatsCallback = Arc::new(|stats: &ServerStats| {
         let c = stats.get_and_reset_all_counters();
         if c == Counters::default() {
             debug!("server stats: no activity");
         } else {
             info!("server stats: {}", describe_counters(&c));
         }
-    }));
-    if args.inetd_wait {
-        server.idle_timeout = Some(args.idle_timeout);
+    });
+    let defaults = TftpServer::new(handler.factory());
+    TftpServer {
+        address: args.address,
+        port: args.port,
+        retries: args.retries,
+        timeout: args.timeout,
+        min_timeout: args.min_timeout,
+        max_session_time: args.max_session_time,
+        executor: if args.fork {
+            Executor::Fork
+        } else {
+            Executor::Thread
+        },
+        upload_dir: args.allow_write.clone(),
+        max_upload: args.max_upload,
+        max_sessions: args.max_sessions,
+        max_sessions_per_ip: args.max_sessions_per_ip,
+        rate_limit: args.rate_limit,
+        stats_interval: args.stats_interval,
+        limits: OptionLimits {
+            max_timeout: args.max_timeout,
+            max_blksize: args.max_blksize,
+            max_windowsize: args.max_windowsize,
+            ..defaults.limits
+        },
+        server_stats_callback: Some(server_stats_callback),
+        idle_timeout: args.inetd_wait.then_some(args.idle_timeout),
+        ..defaults
     }
-    server
 }
 
 /// Becomes `name` for good: its groups, then its gid, then its uid (the order that leaves

@@ -44,7 +44,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use options::{Limits, Negotiated};
+pub use options::{Negotiated, OptionLimits};
 pub use packet::{ErrorCode, Mode, Request};
 pub use response::{BytesResponseData, FileResponseData, ResponseData};
 pub use server::{BoundTftpServer, Executor, HandlerFactory, ServerHandle, TftpServer};

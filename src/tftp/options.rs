@@ -12,9 +12,10 @@ pub const MAX_BLKSIZE: usize = 65464;
 /// The block size without options (RFC 1350).
 pub const DEFAULT_BLKSIZE: usize = 512;
 
-/// Server-side bounds applied while negotiating.
+/// Server-side bounds of the RFC 2347–2349 and 7440 options, applied while negotiating
+/// (`TftpServer::limits`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct OptionLimits {
     /// The largest block size granted (already clamped to the path MTU by the caller).
     pub max_blksize: usize,
     /// The largest windowsize granted.
@@ -30,7 +31,7 @@ pub struct Limits {
     pub max_upload: Option<u64>,
 }
 
-/// The default [`Limits::max_window_bytes`]: 200,000 bytes of receive buffer.
+/// The default [`OptionLimits::max_window_bytes`]: 200,000 bytes of receive buffer.
 ///
 /// A window leaves in one burst (UDP GSO or sendmmsg(2)), faster than any receiver reads it,
 /// so the whole window must fit in the receiver's socket buffer or its tail is dropped — and
@@ -58,9 +59,9 @@ pub fn receive_charge(len: usize) -> usize {
     }
 }
 
-impl Default for Limits {
+impl Default for OptionLimits {
     fn default() -> Self {
-        Limits {
+        OptionLimits {
             max_blksize: MAX_BLKSIZE,
             max_windowsize: 64,
             max_window_bytes: DEFAULT_MAX_WINDOW_BYTES,
@@ -114,13 +115,13 @@ fn number(v: &str) -> Option<u64> {
 ///
 /// # Errors
 /// An error code and message to send when the request must be refused: a WRQ whose
-/// announced tsize exceeds [`Limits::max_upload`] gets ERROR 3 ("allocation exceeded"),
+/// announced tsize exceeds [`OptionLimits::max_upload`] gets ERROR 3 ("allocation exceeded"),
 /// the refusal RFC 2349 §4 allows the receiver before any data moves.
 pub fn negotiate(
     options: &[(String, String)],
     write: bool,
     size: Option<u64>,
-    limits: &Limits,
+    limits: &OptionLimits,
 ) -> Result<Negotiated, (ErrorCode, String)> {
     let mut n = Negotiated::default();
     let mut seen: Vec<&str> = Vec::new();
@@ -131,65 +132,81 @@ pub fn negotiate(
             continue;
         }
         seen.push(name);
-        match name.as_str() {
-            "blksize" => {
-                // RFC 2348: 8..=65464; a bigger request may be answered with a smaller value.
-                if let Some(v) = number(value).filter(|v| *v >= MIN_BLKSIZE as u64) {
-                    let granted = (v.min(limits.max_blksize as u64) as usize).max(MIN_BLKSIZE);
-                    n.blksize = granted;
-                    n.oack.push((name.clone(), granted.to_string()));
-                }
-            }
-            "timeout" => {
-                // RFC 2349: 1..=255 seconds, and the OACK must carry the value asked for, so
-                // a larger one than we accept cannot be clamped: it is left out, and the
-                // client keeps its own timeout (a session cannot be held for minutes).
-                let max = limits.max_timeout.as_secs().clamp(1, 255);
-                if let Some(v) = number(value).filter(|v| (1..=max).contains(v)) {
-                    n.timeout = Some(Duration::from_secs(v));
-                    n.oack.push((name.clone(), v.to_string()));
-                }
-            }
-            "tsize" => {
-                let Some(v) = number(value) else { continue };
-                if write {
-                    // RFC 2349: the client announces the size; refuse what will not fit.
-                    if limits.max_upload.is_some_and(|max| v > max) {
-                        return Err((ErrorCode::DiskFull, format!("file too large ({v} bytes)")));
-                    }
-                    n.tsize = Some(v);
-                    n.oack.push((name.clone(), v.to_string()));
-                } else if v == 0 {
-                    // An empty file's tsize is left out: curl (7.x) rejects "tsize 0" in an
-                    // OACK as invalid, and omitting an option is always allowed (RFC 2347).
-                    if let Some(size) = size.filter(|s| *s > 0) {
-                        n.tsize = Some(size);
-                        n.oack.push((name.clone(), size.to_string()));
-                    }
-                }
-            }
-            "windowsize" => {
-                // RFC 7440: 1..=65535; the server may answer with a smaller value.
-                if let Some(v) = number(value).filter(|v| (1..=65535).contains(v)) {
-                    want_window = Some(v as u16);
-                    n.oack.push((name.clone(), String::new()));
-                }
-            }
-            _ => {}
+        let granted = match name.as_str() {
+            "blksize" => grant_blksize(value, limits).map(|b| {
+                n.blksize = b;
+                b.to_string()
+            }),
+            "timeout" => grant_timeout(value, limits).map(|t| {
+                n.timeout = Some(Duration::from_secs(t));
+                t.to_string()
+            }),
+            "tsize" => grant_tsize(value, write, size, limits)?.map(|t| {
+                n.tsize = Some(t);
+                t.to_string()
+            }),
+            // RFC 7440: 1..=65535; the value is decided below, once blksize is known.
+            "windowsize" => number(value).filter(|v| (1..=65535).contains(v)).map(|v| {
+                want_window = Some(v as u16);
+                String::new()
+            }),
+            _ => None,
+        };
+        if let Some(v) = granted {
+            n.oack.push((name.clone(), v));
         }
     }
     if let Some(w) = want_window {
-        // Bound what a window costs the receiver's buffer; decided after blksize whatever
-        // the option order.
-        let per_block = receive_charge(n.blksize + 4);
-        let by_bytes = (limits.max_window_bytes / per_block).clamp(1, 65535) as u16;
-        let granted = w.min(limits.max_windowsize.max(1)).min(by_bytes);
-        n.windowsize = granted;
+        n.windowsize = grant_windowsize(w, n.blksize, limits);
         if let Some(entry) = n.oack.iter_mut().find(|(k, _)| k == "windowsize") {
-            entry.1 = granted.to_string();
+            entry.1 = n.windowsize.to_string();
         }
     }
     Ok(n)
+}
+
+/// RFC 2348: 8..=65464; a bigger request may be answered with a smaller value.
+fn grant_blksize(value: &str, limits: &OptionLimits) -> Option<usize> {
+    let v = number(value).filter(|v| *v >= MIN_BLKSIZE as u64)?;
+    Some((v.min(limits.max_blksize as u64) as usize).max(MIN_BLKSIZE))
+}
+
+/// RFC 2349: 1..=255 seconds, and the OACK must carry the value asked for, so a larger one
+/// than we accept cannot be clamped: it is left out, and the client keeps its own timeout
+/// (a session cannot be held for minutes).
+fn grant_timeout(value: &str, limits: &OptionLimits) -> Option<u64> {
+    let max = limits.max_timeout.as_secs().clamp(1, 255);
+    number(value).filter(|v| (1..=max).contains(v))
+}
+
+/// RFC 2349 tsize: a WRQ announces the size (refused when it will not fit); an RRQ's
+/// `tsize 0` asks for the file's size.
+fn grant_tsize(
+    value: &str,
+    write: bool,
+    size: Option<u64>,
+    limits: &OptionLimits,
+) -> Result<Option<u64>, (ErrorCode, String)> {
+    let Some(v) = number(value) else {
+        return Ok(None);
+    };
+    if write {
+        if limits.max_upload.is_some_and(|max| v > max) {
+            return Err((ErrorCode::DiskFull, format!("file too large ({v} bytes)")));
+        }
+        return Ok(Some(v));
+    }
+    // An empty file's tsize is left out: curl (7.x) rejects "tsize 0" in an OACK as
+    // invalid, and omitting an option is always allowed (RFC 2347).
+    Ok(size.filter(|s| v == 0 && *s > 0))
+}
+
+/// The window granted for a requested `w` blocks (RFC 7440: the server may answer with a
+/// smaller value), bounded by what a window costs the receiver's buffer at `blksize`.
+fn grant_windowsize(w: u16, blksize: usize, limits: &OptionLimits) -> u16 {
+    let per_block = receive_charge(blksize + 4);
+    let by_bytes = (limits.max_window_bytes / per_block).clamp(1, 65535) as u16;
+    w.min(limits.max_windowsize.max(1)).min(by_bytes)
 }
 
 #[cfg(test)]
@@ -205,15 +222,15 @@ mod tests {
 
     #[test]
     fn no_options_no_oack() {
-        let n = negotiate(&[], false, Some(10), &Limits::default()).expect("ok");
+        let n = negotiate(&[], false, Some(10), &OptionLimits::default()).expect("ok");
         assert_eq!(n, Negotiated::default());
     }
 
     #[test]
     fn blksize_clamped_and_invalid_ignored() {
-        let l = Limits {
+        let l = OptionLimits {
             max_blksize: 1428,
-            ..Limits::default()
+            ..OptionLimits::default()
         };
         let n = negotiate(&opts(&[("blksize", "65464")]), false, None, &l).expect("ok");
         assert_eq!(n.blksize, 1428);
@@ -227,7 +244,7 @@ mod tests {
             &opts(&[("blksize", "70000")]),
             false,
             None,
-            &Limits::default(),
+            &OptionLimits::default(),
         )
         .expect("ok");
         assert_eq!(n.blksize, MAX_BLKSIZE);
@@ -235,7 +252,7 @@ mod tests {
 
     #[test]
     fn timeout_range() {
-        let l = Limits::default();
+        let l = OptionLimits::default();
         let n = negotiate(&opts(&[("timeout", "3")]), false, None, &l).expect("ok");
         assert_eq!(n.timeout, Some(Duration::from_secs(3)));
         assert_eq!(n.oack, opts(&[("timeout", "3")]));
@@ -249,9 +266,9 @@ mod tests {
 
     #[test]
     fn tsize_read_and_write() {
-        let l = Limits {
+        let l = OptionLimits {
             max_upload: Some(100),
-            ..Limits::default()
+            ..OptionLimits::default()
         };
         let n = negotiate(&opts(&[("tsize", "0")]), false, Some(1234), &l).expect("ok");
         assert_eq!(n.oack, opts(&[("tsize", "1234")]));
@@ -267,9 +284,9 @@ mod tests {
 
     #[test]
     fn windowsize_bounded_by_bytes_in_flight() {
-        let l = Limits {
+        let l = OptionLimits {
             max_window_bytes: 64 * 1024,
-            ..Limits::default()
+            ..OptionLimits::default()
         };
         // 8,196-byte packets are charged 16,640 each: three fit in 64 KiB.
         let o = opts(&[("windowsize", "16"), ("blksize", "8192")]);
@@ -280,7 +297,7 @@ mod tests {
         assert_eq!(n.windowsize, 16);
         let n = negotiate(&opts(&[("windowsize", "0")]), false, None, &l).expect("ok");
         assert_eq!((n.windowsize, n.oack.len()), (1, 0));
-        let big = Limits {
+        let big = OptionLimits {
             max_window_bytes: 1,
             ..l
         };
@@ -295,7 +312,7 @@ mod tests {
         const RMEM_DEFAULT: usize = 212_992;
         for (bs, want) in [(512, 64), (1468, 64), (8192, 12), (65464, 3)] {
             let o = opts(&[("blksize", &bs.to_string()), ("windowsize", "65535")]);
-            let n = negotiate(&o, false, None, &Limits::default()).expect("ok");
+            let n = negotiate(&o, false, None, &OptionLimits::default()).expect("ok");
             assert_eq!(n.windowsize, want, "blksize {bs}");
             let charged = usize::from(n.windowsize) * receive_charge(bs + 4);
             assert!(charged < RMEM_DEFAULT, "blksize {bs}: {charged}");
@@ -309,7 +326,7 @@ mod tests {
     #[test]
     fn unknown_and_repeated_options() {
         let o = opts(&[("multicast", ""), ("blksize", "1024"), ("blksize", "2048")]);
-        let n = negotiate(&o, false, None, &Limits::default()).expect("ok");
+        let n = negotiate(&o, false, None, &OptionLimits::default()).expect("ok");
         assert_eq!(n.blksize, 1024);
         assert_eq!(n.oack, opts(&[("blksize", "1024")]));
     }

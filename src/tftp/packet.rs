@@ -170,78 +170,61 @@ pub fn parse(buf: &[u8]) -> Result<Packet<'_>, ParseError> {
     }
     let op = u16::from_be_bytes([buf[0], buf[1]]);
     let body = &buf[2..];
+    // DATA, ACK and ERROR start with a 16-bit number (block or error code).
+    let number = || match body {
+        [hi, lo, rest @ ..] => Ok((u16::from_be_bytes([*hi, *lo]), rest)),
+        _ => Err(ParseError::TooShort),
+    };
     match op {
-        OP_RRQ | OP_WRQ => {
-            if buf.len() > MAX_REQUEST {
-                return Err(ParseError::TooLong);
-            }
-            let strings = split_strings(body)?;
-            if strings.len() < 2 {
-                return Err(ParseError::Malformed("request without file name and mode"));
-            }
-            let filename = strings[0].clone();
-            if filename.is_empty() {
-                return Err(ParseError::Malformed("empty file name"));
-            }
-            let mode = match strings[1].to_ascii_lowercase().as_str() {
-                "octet" => Mode::Octet,
-                "netascii" => Mode::Netascii,
-                "mail" => Mode::Mail,
-                other => return Err(ParseError::UnknownMode(other.to_owned())),
-            };
-            // RFC 2347 §2: options come in name/value pairs; a trailing odd string is dropped.
-            let options = strings[2..]
-                .chunks_exact(2)
-                .map(|kv| (kv[0].to_ascii_lowercase(), kv[1].clone()))
-                .collect();
-            Ok(Packet::Request(Request {
-                write: op == OP_WRQ,
-                filename,
-                mode,
-                options,
-            }))
-        }
-        OP_DATA => {
-            if body.len() < 2 {
-                return Err(ParseError::TooShort);
-            }
-            Ok(Packet::Data(
-                u16::from_be_bytes([body[0], body[1]]),
-                &body[2..],
-            ))
-        }
-        OP_ACK => {
-            if body.len() < 2 {
-                return Err(ParseError::TooShort);
-            }
-            Ok(Packet::Ack(u16::from_be_bytes([body[0], body[1]])))
-        }
+        OP_RRQ | OP_WRQ if buf.len() > MAX_REQUEST => Err(ParseError::TooLong),
+        OP_RRQ | OP_WRQ => parse_request(op == OP_WRQ, body).map(Packet::Request),
+        OP_DATA => number().map(|(block, data)| Packet::Data(block, data)),
+        OP_ACK => number().map(|(block, _)| Packet::Ack(block)),
         OP_ERROR => {
-            if body.len() < 2 {
-                return Err(ParseError::TooShort);
-            }
-            let code = u16::from_be_bytes([body[0], body[1]]);
+            let (code, rest) = number()?;
             // Be lenient with the message: a missing NUL or bad UTF-8 still ends the session.
-            let msg = body[2..].split(|b| *b == 0).next().unwrap_or_default();
+            let msg = rest.split(|b| *b == 0).next().unwrap_or_default();
             Ok(Packet::Error(
                 code,
                 String::from_utf8_lossy(msg).into_owned(),
             ))
         }
-        OP_OACK => {
-            let strings = if body.is_empty() {
-                Vec::new()
-            } else {
-                split_strings(body)?
-            };
-            let options = strings
-                .chunks_exact(2)
-                .map(|kv| (kv[0].to_ascii_lowercase(), kv[1].clone()))
-                .collect();
-            Ok(Packet::Oack(options))
-        }
+        OP_OACK if body.is_empty() => Ok(Packet::Oack(Vec::new())),
+        OP_OACK => Ok(Packet::Oack(option_pairs(&split_strings(body)?))),
         other => Err(ParseError::UnknownOpcode(other)),
     }
+}
+
+/// The body of an RRQ or WRQ: file name, mode, options.
+fn parse_request(write: bool, body: &[u8]) -> Result<Request, ParseError> {
+    let strings = split_strings(body)?;
+    let [filename, mode, options @ ..] = strings.as_slice() else {
+        return Err(ParseError::Malformed("request without file name and mode"));
+    };
+    if filename.is_empty() {
+        return Err(ParseError::Malformed("empty file name"));
+    }
+    let mode = match mode.to_ascii_lowercase().as_str() {
+        "octet" => Mode::Octet,
+        "netascii" => Mode::Netascii,
+        "mail" => Mode::Mail,
+        other => return Err(ParseError::UnknownMode(other.to_owned())),
+    };
+    Ok(Request {
+        write,
+        filename: filename.clone(),
+        mode,
+        options: option_pairs(options),
+    })
+}
+
+/// RFC 2347 §2: options come in name/value pairs (names case-insensitive); a trailing odd
+/// string is dropped.
+fn option_pairs(strings: &[String]) -> Vec<(String, String)> {
+    strings
+        .chunks_exact(2)
+        .map(|kv| (kv[0].to_ascii_lowercase(), kv[1].clone()))
+        .collect()
 }
 
 /// Encodes an ACK.
@@ -336,18 +319,17 @@ mod tests {
         assert_eq!(parse(&[]), Err(ParseError::TooShort));
         assert_eq!(parse(&[0]), Err(ParseError::TooShort));
         assert_eq!(parse(&[0, 9, 1, 2]), Err(ParseError::UnknownOpcode(9)));
-        assert!(matches!(
-            parse(b"\x00\x01abc"),
-            Err(ParseError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse(b"\x00\x01abc\x00"),
-            Err(ParseError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse(b"\x00\x01\x00octet\x00"),
-            Err(ParseError::Malformed(_))
-        ));
+        // No NUL, no mode, an empty file name.
+        for bad in [
+            &b"\x00\x01abc"[..],
+            b"\x00\x01abc\x00",
+            b"\x00\x01\x00octet\x00",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(ParseError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
         assert!(matches!(
             parse(b"\x00\x01f\x00bin\x00"),
             Err(ParseError::UnknownMode(_))

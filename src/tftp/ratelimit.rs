@@ -1,5 +1,5 @@
 //! Anti-reflection limits of the TFTP acceptor: a token bucket of requests per source
-//! address, and a byte budget for what is sent to an address that has not yet answered
+//! address (the crate's one rate-limiting primitive), and a byte budget for what is sent to an address that has not yet answered
 //! (fbtftp has neither; RFC 1350 servers answer any source, so spoofed requests would turn
 //! the server into a reflector).
 
@@ -7,49 +7,54 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::ratelimit::{Bucket, Rate};
+
 /// Sources remembered at most.
 const MAX_SOURCES: usize = 8192;
 
-/// A per-source token bucket: `rate` requests per second, bursts of `2 × rate`.
+/// How many seconds' worth of requests a source may send at once.
+const BURST: Duration = Duration::from_secs(2);
+
+/// A per-source token bucket, the crate's one rate-limiting primitive
+/// ([`ratelimit::Bucket`](crate::ratelimit::Bucket)): `rate` requests per second, bursts of
+/// `2 × rate`.
 pub(crate) struct RateLimiter {
-    rate: f64,
-    buckets: HashMap<IpAddr, (f64, Instant)>,
+    rate: Option<Rate>,
+    buckets: HashMap<IpAddr, Bucket>,
+    /// Bucket times are durations since this instant, shifted by [`BURST`] so that a bucket
+    /// full at the first request is representable.
+    origin: Instant,
 }
 
 impl RateLimiter {
     pub fn new(rate: u32) -> Self {
         RateLimiter {
-            rate: f64::from(rate),
+            rate: (rate > 0).then(|| Rate::requests(u64::from(rate), BURST)),
             buckets: HashMap::new(),
+            origin: Instant::now(),
         }
     }
 
     /// True if a request from `ip` at `now` is allowed.
     pub fn allow(&mut self, ip: IpAddr, now: Instant) -> bool {
-        if self.rate <= 0.0 {
+        let Some(rate) = self.rate else {
             return true;
-        }
-        let burst = self.rate * 2.0;
+        };
+        let t = now.saturating_duration_since(self.origin) + BURST;
         if self.buckets.len() > MAX_SOURCES {
             // Forget sources idle long enough to have a full bucket again. If a flood from
             // many (spoofed) sources keeps the table full, start afresh: memory and the cost
             // per request stay bounded, and the session cap still limits what is sent.
-            let full_after = Duration::from_secs_f64(burst / self.rate);
-            self.buckets
-                .retain(|_, (_, t)| now.duration_since(*t) < full_after);
+            self.buckets.retain(|_, b| !b.is_full(&rate, t));
             if self.buckets.len() > MAX_SOURCES / 2 {
                 self.buckets.clear();
             }
         }
-        let (tokens, last) = self.buckets.entry(ip).or_insert((burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        let bucket = self
+            .buckets
+            .entry(ip)
+            .or_insert_with(|| Bucket::full_at(&rate, t));
+        bucket.take(&rate, 1, t) == 1
     }
 }
 

@@ -202,15 +202,7 @@ impl Sender {
     /// The timer expired: back off, and start the window again after the last ACK
     /// (RFC 7440 §4); before the peer has answered, the first packet goes at most twice.
     fn timeout(&mut self, ctx: &mut Ctx) -> Result<(), String> {
-        self.tries += 1;
-        if self.tries > ctx.tries_allowed() {
-            return Err(if ctx.verified {
-                format!("timeout after {} retries", ctx.retries)
-            } else {
-                "no answer from the peer".to_owned()
-            });
-        }
-        ctx.rto.back_off();
+        ctx.timed_out(&mut self.tries)?;
         self.burst.loss();
         if !ctx.verified {
             let pkt = std::mem::take(&mut self.window[0].pkt);

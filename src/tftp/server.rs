@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
-use super::options::Limits;
+use super::options::OptionLimits;
 use super::packet::{self, ErrorCode, Packet, ParseError, Request};
 use super::ratelimit::{Amplification, RateLimiter};
 use super::stats::ServerStats;
@@ -75,8 +75,8 @@ pub struct TftpServer {
     /// Requests per second accepted from one source address (a burst of twice that is
     /// allowed); 0 disables the limit. Default: 100.
     pub rate_limit: u32,
-    /// Option bounds (blksize, windowsize, bytes in flight). Default: [`Limits::default`].
-    pub limits: Limits,
+    /// Option bounds (blksize, windowsize, bytes in flight). Default: [`OptionLimits::default`].
+    pub limits: OptionLimits,
     /// Where write requests land; `None` refuses them with ERROR 2. Default: `None`.
     pub upload_dir: Option<PathBuf>,
     /// Largest upload in bytes. Default: 64 MiB.
@@ -103,7 +103,7 @@ impl TftpServer {
             max_sessions: 512,
             max_sessions_per_ip: 8,
             rate_limit: 100,
-            limits: Limits::default(),
+            limits: OptionLimits::default(),
             upload_dir: None,
             max_upload: 64 * 1024 * 1024,
             idle_timeout: None,
@@ -225,16 +225,7 @@ impl BoundTftpServer {
     /// other threads.
     pub fn serve_forever(self) -> io::Result<()> {
         if self.shared.cfg.executor == Executor::Fork {
-            // fork() in a multi-threaded process can leave the child with locks held by
-            // threads that do not exist there; refuse rather than deadlock a child later.
-            let threads = std::fs::read_dir("/proc/self/task")
-                .map(|d| d.count())
-                .unwrap_or(1);
-            if threads > 1 {
-                return Err(io::Error::other(format!(
-                    "Executor::Fork needs a single-threaded process ({threads} threads running)"
-                )));
-            }
+            crate::process::ensure_single_thread("TFTP fork")?;
         }
         match self.accept_loop()? {
             None => Ok(()),
@@ -379,54 +370,14 @@ impl BoundTftpServer {
         peer: SocketAddr,
         local: SocketAddr,
     ) -> Option<ChildJob> {
-        let cfg = &self.shared.cfg;
-        let stats = &self.shared.stats;
-        let req = match packet::parse(pkt) {
-            Ok(Packet::Request(r)) => r,
-            Ok(other) => {
-                // DATA/ACK/ERROR/OACK on the server port belong to no session: silence.
-                debug!("{peer} stray packet on the server port: {other:?}");
-                ServerStats::add(&stats.bad_packets, 1);
-                return None;
-            }
-            Err(e) => {
-                debug!("{peer} bad packet ({} bytes): {e}", pkt.len());
-                ServerStats::add(&stats.bad_packets, 1);
-                // Too short to be anything: silence. Otherwise a (rate-limited) ERROR 4.
-                if e != ParseError::TooShort && st.limiter.allow(peer.ip(), Instant::now()) {
-                    self.credit(peer, pkt.len());
-                    self.send_error(peer, ErrorCode::IllegalOperation, "Illegal TFTP operation");
-                }
-                return None;
-            }
-        };
+        let req = self.request(st, pkt, peer)?;
         if !st.limiter.allow(peer.ip(), Instant::now()) {
             debug!("{peer} rate limited");
-            ServerStats::add(&stats.requests_rate_limited, 1);
+            ServerStats::add(&self.shared.stats.requests_rate_limited, 1);
             return None;
         }
         self.credit(peer, pkt.len());
-        let (from_ip, duplicate) = self.running_for(st, peer);
-        if duplicate {
-            // A retransmitted request while its session runs is not a new transfer.
-            debug!("{peer} duplicate request ignored: its session is running");
-            return None;
-        }
-        let running = self.shared.active.load(Ordering::SeqCst) + st.children.len();
-        if running >= cfg.max_sessions {
-            warn!("{peer} refused: {} sessions running", cfg.max_sessions);
-            ServerStats::add(&stats.requests_over_capacity, 1);
-            self.send_error(peer, ErrorCode::NotDefined, "Server busy, try again later");
-            return None;
-        }
-        if cfg.max_sessions_per_ip > 0 && from_ip >= cfg.max_sessions_per_ip {
-            debug!("{peer} refused: {from_ip} sessions running for its address");
-            ServerStats::add(&stats.requests_over_capacity, 1);
-            self.send_error(
-                peer,
-                ErrorCode::NotDefined,
-                "Too many sessions from your address",
-            );
+        if !self.room_for(st, peer) {
             return None;
         }
         let sockets = match transport::open_sockets(local.ip(), peer) {
@@ -436,14 +387,65 @@ impl BoundTftpServer {
                 return None;
             }
         };
-        ServerStats::add(&stats.sessions_started, 1);
-        match cfg.executor {
+        ServerStats::add(&self.shared.stats.sessions_started, 1);
+        match self.shared.cfg.executor {
             Executor::Thread => {
                 self.spawn_thread(req, peer, local, sockets);
                 None
             }
             Executor::Fork => self.fork(req, peer, local, sockets, &mut st.children),
         }
+    }
+
+    /// The request in a datagram on the server port. Anything else is counted and dropped:
+    /// silently when it is a stray packet or too short to be anything, else with a
+    /// (rate-limited) ERROR 4.
+    fn request(&self, st: &mut AcceptState, pkt: &[u8], peer: SocketAddr) -> Option<Request> {
+        let stats = &self.shared.stats;
+        match packet::parse(pkt) {
+            Ok(Packet::Request(r)) => Some(r),
+            Ok(other) => {
+                // DATA/ACK/ERROR/OACK on the server port belong to no session: silence.
+                debug!("{peer} stray packet on the server port: {other:?}");
+                ServerStats::add(&stats.bad_packets, 1);
+                None
+            }
+            Err(e) => {
+                debug!("{peer} bad packet ({} bytes): {e}", pkt.len());
+                ServerStats::add(&stats.bad_packets, 1);
+                if e != ParseError::TooShort && st.limiter.allow(peer.ip(), Instant::now()) {
+                    self.credit(peer, pkt.len());
+                    self.send_error(peer, ErrorCode::IllegalOperation, "Illegal TFTP operation");
+                }
+                None
+            }
+        }
+    }
+
+    /// Whether a new session for `peer` fits: not a retransmitted request of a running
+    /// session (ignored), within `max_sessions` and `max_sessions_per_ip` (else ERROR 0).
+    fn room_for(&self, st: &AcceptState, peer: SocketAddr) -> bool {
+        let cfg = &self.shared.cfg;
+        let stats = &self.shared.stats;
+        let (from_ip, duplicate) = self.running_for(st, peer);
+        if duplicate {
+            // A retransmitted request while its session runs is not a new transfer.
+            debug!("{peer} duplicate request ignored: its session is running");
+            return false;
+        }
+        let running = self.shared.active.load(Ordering::SeqCst) + st.children.len();
+        let why = if running >= cfg.max_sessions {
+            warn!("{peer} refused: {} sessions running", cfg.max_sessions);
+            "Server busy, try again later"
+        } else if cfg.max_sessions_per_ip > 0 && from_ip >= cfg.max_sessions_per_ip {
+            debug!("{peer} refused: {from_ip} sessions running for its address");
+            "Too many sessions from your address"
+        } else {
+            return true;
+        };
+        ServerStats::add(&stats.requests_over_capacity, 1);
+        self.send_error(peer, ErrorCode::NotDefined, why);
+        false
     }
 
     /// Credits `peer`'s address with a request of `len` bytes (anti-amplification budget).
@@ -536,7 +538,6 @@ impl BoundTftpServer {
         }
     }
 
-    #[allow(unsafe_code)]
     fn fork(
         &self,
         req: Request,
@@ -545,10 +546,10 @@ impl BoundTftpServer {
         sockets: Sockets,
         children: &mut HashMap<nix::unistd::Pid, SocketAddr>,
     ) -> Option<ChildJob> {
-        use nix::unistd::{fork, ForkResult};
-        // SAFETY: in Fork mode the acceptor is the only thread of the process (no stats
-        // thread, no session threads), so the child inherits no lock held by another thread.
-        match unsafe { fork() } {
+        use nix::unistd::ForkResult;
+        // In Fork mode the acceptor is the only thread of the process (no stats thread, no
+        // session threads), as the shared fork helper requires.
+        match crate::process::fork("TFTP fork") {
             Ok(ForkResult::Child) => Some(ChildJob {
                 req,
                 peer,

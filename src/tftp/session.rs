@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use log::{debug, info, warn};
 
-use super::options::{self, Limits, Negotiated};
+use super::options::{self, Negotiated, OptionLimits};
 use super::packet::{self, ErrorCode, Mode, Packet, Request};
 use super::response::NetasciiEncoder;
 use super::rto::Rto;
@@ -39,21 +39,17 @@ pub(crate) fn run(
     sockets: (UdpSocket, Option<UdpSocket>),
 ) -> SessionStats {
     let started = Instant::now();
-    let mut stats = SessionStats::new(peer, local, &req);
-    let cfg = &shared.cfg;
-    let rto = Rto::new(cfg.timeout, cfg.min_timeout, cfg.limits.max_timeout);
-    let end_of_life = cfg.max_session_time.map(|t| started + t);
-    let (sock, strays) = sockets;
-    let mut ctx = match Ctx::new(sock, peer, rto, cfg.retries, stats.clone(), end_of_life) {
+    let stats = SessionStats::new(peer, local, &req);
+    let mut ctx = match session_ctx(shared, peer, sockets, &stats, started) {
         Ok(c) => c,
         Err(e) => {
             warn!("{peer} cannot set up the session socket: {e}");
-            stats.error = Some(format!("socket: {e}"));
-            return stats;
+            return SessionStats {
+                error: Some(format!("socket: {e}")),
+                ..stats
+            };
         }
     };
-    ctx.set_strays(strays);
-    ctx.set_budget(shared.budget.clone());
     let info = RequestInfo {
         server_addr: local,
         peer,
@@ -62,7 +58,7 @@ pub(crate) fn run(
         options: req.options.clone(),
         write: req.write,
     };
-    let mut handler = (cfg.handler_factory)(&info);
+    let mut handler = (shared.cfg.handler_factory)(&info);
     info!(
         "{} {} {} mode {} options {:?}",
         peer,
@@ -80,7 +76,33 @@ pub(crate) fn run(
         serve_read(&mut ctx, shared, &mut *handler, &info, &req)
     };
     ctx.stats.duration = started.elapsed();
-    match &result {
+    log_outcome(&ctx, &result);
+    ctx.stats.error = result.err();
+    handler.session_stats_callback(&ctx.stats);
+    ctx.stats
+}
+
+/// The session's transfer context on its own socket, with the server's timeouts, the
+/// anti-reflection budget and the session's end of life.
+fn session_ctx(
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    (sock, strays): (UdpSocket, Option<UdpSocket>),
+    stats: &SessionStats,
+    started: Instant,
+) -> std::io::Result<Ctx> {
+    let cfg = &shared.cfg;
+    let rto = Rto::new(cfg.timeout, cfg.min_timeout, cfg.limits.max_timeout);
+    let end_of_life = cfg.max_session_time.map(|t| started + t);
+    let mut ctx = Ctx::new(sock, peer, rto, cfg.retries, stats.clone(), end_of_life)?;
+    ctx.set_strays(strays);
+    ctx.set_budget(shared.budget.clone());
+    Ok(ctx)
+}
+
+/// One line at the end of a session: its figures (debug) or why it failed (info).
+fn log_outcome(ctx: &Ctx, result: &Result<(), String>) {
+    match result {
         Ok(()) => debug!(
             "{} done: {} bytes sent, {} received, {} retransmits in {:?}",
             ctx.log_prefix(),
@@ -91,9 +113,6 @@ pub(crate) fn run(
         ),
         Err(e) => info!("{} failed: {e}", ctx.log_prefix()),
     }
-    ctx.stats.error = result.err();
-    handler.session_stats_callback(&ctx.stats);
-    ctx.stats
 }
 
 /// Negotiates against the session's limits (blksize bounded by the path MTU); the client's
@@ -104,7 +123,7 @@ pub(crate) fn negotiate(
     req: &Request,
     size: Option<u64>,
 ) -> Result<Negotiated, String> {
-    let limits = Limits {
+    let limits = OptionLimits {
         max_blksize: path_max_blksize(ctx, shared.cfg.limits.max_blksize),
         max_upload: Some(shared.cfg.max_upload),
         ..shared.cfg.limits
@@ -138,11 +157,8 @@ fn oack_handshake(ctx: &mut Ctx, n: &Negotiated) -> Result<(), String> {
     let mut tries = 0;
     loop {
         let Some(len) = ctx.recv().map_err(io)? else {
-            tries += 1;
-            if tries > ctx.tries_allowed() {
-                return Err("no answer to the OACK".into());
-            }
-            ctx.rto.back_off();
+            ctx.timed_out(&mut tries)
+                .map_err(|_| "no answer to the OACK".to_owned())?;
             resent |= ctx.resend_first(&oack).map_err(io)?;
             ctx.arm().map_err(io)?;
             continue;

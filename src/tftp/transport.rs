@@ -316,6 +316,24 @@ impl Ctx {
         }
     }
 
+    /// A wait ran out: counts it in `tries` and backs the retransmission timeout off, or
+    /// says why the session ends: too many timeouts in a row ([`tries_allowed`]), or no
+    /// answer at all from a peer that never answered.
+    ///
+    /// [`tries_allowed`]: Self::tries_allowed
+    pub fn timed_out(&mut self, tries: &mut u32) -> Result<(), String> {
+        *tries += 1;
+        if *tries > self.tries_allowed() {
+            return Err(if self.verified {
+                format!("timeout after {} retries", self.retries)
+            } else {
+                "no answer from the peer".to_owned()
+            });
+        }
+        self.rto.back_off();
+        Ok(())
+    }
+
     /// Starts a new wait of one retransmission timeout (after each burst sent).
     pub fn arm(&mut self) -> io::Result<()> {
         let rto = self.rto.current();

@@ -352,15 +352,7 @@ impl Receiver {
 
     /// Nothing arrived for a timeout: say again what we said last, backing off.
     fn timeout(&mut self, ctx: &mut Ctx) -> Result<(), String> {
-        self.tries += 1;
-        if self.tries > ctx.tries_allowed() {
-            return Err(if ctx.verified {
-                format!("timeout after {} retries", ctx.retries)
-            } else {
-                "no answer from the peer".to_owned()
-            });
-        }
-        ctx.rto.back_off();
+        ctx.timed_out(&mut self.tries)?;
         self.ack_sent = None;
         // The sender starts a new window after the ACK we repeat now.
         self.acked = self.expected - 1;

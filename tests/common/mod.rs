@@ -415,15 +415,7 @@ impl Server {
     }
     /// A raw control connection with the 220 greeting already read.
     pub fn raw(&self) -> Raw {
-        let s = TcpStream::connect(self.addr).expect("connect");
-        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        let mut r = Raw {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            stream: s,
-        };
-        let (code, _) = r.reply();
-        assert_eq!(code, 220);
-        r
+        raw_at(self.addr)
     }
     /// A raw connection logged in as `user`.
     pub fn raw_login(&self) -> Raw {
@@ -441,13 +433,9 @@ pub fn raw_at(addr: SocketAddr) -> Raw {
 
 /// A raw control connection over an already connected socket, 220 greeting read.
 pub fn raw_from(s: TcpStream) -> Raw {
-    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    let mut r = Raw {
-        reader: BufReader::new(s.try_clone().unwrap()),
-        stream: s,
-    };
-    let (code, _) = r.reply();
-    assert_eq!(code, 220);
+    let mut r = Raw::greeted(s);
+    let (code, text) = r.reply();
+    assert_eq!(code, 220, "{text}");
     r
 }
 
@@ -460,24 +448,12 @@ pub struct Raw {
 impl Raw {
     /// Connects without reading anything (for refusals sent instead of the greeting).
     pub fn connect_any(addr: &str) -> Raw {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        Raw {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            stream: s,
-        }
+        Raw::greeted(TcpStream::connect(addr).expect("connect"))
     }
 
     /// Connects to any address and reads the 220 greeting.
     pub fn connect(addr: &str) -> Raw {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        let mut r = Raw {
-            reader: BufReader::new(s.try_clone().unwrap()),
-            stream: s,
-        };
-        assert_eq!(r.reply().0, 220);
-        r
+        raw_from(TcpStream::connect(addr).expect("connect"))
     }
 
     /// A connection whose 220 greeting the caller has already read.
@@ -497,30 +473,11 @@ impl Raw {
     }
     /// Reads one whole reply (multi-line aware): (code, full text).
     pub fn reply(&mut self) -> (u32, String) {
-        let mut text = String::new();
-        let mut first = Vec::new();
-        self.reader
-            .read_until(b'\n', &mut first)
-            .expect("read reply");
-        let line = String::from_utf8_lossy(&first).to_string();
-        assert!(line.len() >= 4, "short reply line {line:?}");
-        let code: u32 = line[..3]
-            .parse()
-            .unwrap_or_else(|_| panic!("bad reply {line:?}"));
-        text.push_str(&line);
-        if line.as_bytes()[3] == b'-' {
-            loop {
-                let mut l = Vec::new();
-                let n = self.reader.read_until(b'\n', &mut l).expect("read reply");
-                assert!(n > 0, "EOF in multi-line reply: {text}");
-                let l = String::from_utf8_lossy(&l).to_string();
-                text.push_str(&l);
-                if l.starts_with(&format!("{code} ")) {
-                    break;
-                }
-            }
-        }
-        (code, text)
+        parse_reply(|| {
+            let mut l = Vec::new();
+            self.reader.read_until(b'\n', &mut l).expect("read reply");
+            l
+        })
     }
     pub fn cmd(&mut self, line: &str) -> (u32, String) {
         self.send(line);
@@ -547,6 +504,50 @@ impl Raw {
     }
 }
 
+/// One whole reply (RFC 959 §4.2, multi-line aware) from `next_line`, which returns each
+/// line with its end (empty at EOF): (code, full text).
+pub fn parse_reply(mut next_line: impl FnMut() -> Vec<u8>) -> (u32, String) {
+    let first = String::from_utf8_lossy(&next_line()).into_owned();
+    assert!(first.len() >= 4, "short reply line {first:?}");
+    let code: u32 = first[..3]
+        .parse()
+        .unwrap_or_else(|_| panic!("bad reply {first:?}"));
+    let mut text = first.clone();
+    if first.as_bytes()[3] == b'-' {
+        loop {
+            let l = next_line();
+            assert!(!l.is_empty(), "EOF in multi-line reply: {text}");
+            let l = String::from_utf8_lossy(&l);
+            text.push_str(&l);
+            if l.starts_with(&format!("{code} ")) {
+                break;
+            }
+        }
+    }
+    (code, text)
+}
+
+/// Reads one whole reply byte by byte, so nothing after it is consumed (on a control
+/// connection about to carry a TLS handshake, or inside a TLS stream): (code, text).
+pub fn read_reply(r: &mut impl Read) -> (u32, String) {
+    parse_reply(|| {
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while !line.ends_with(b"\n") && r.read(&mut b).expect("read reply") > 0 {
+            line.push(b[0]);
+        }
+        line
+    })
+}
+
+/// The data port of a 229 reply (RFC 2428 §3: `(|||port|)`).
+pub fn epsv_port(text: &str) -> u16 {
+    text.split('|')
+        .nth(3)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("bad 229 reply {text:?}"))
+}
+
 /// Reads a data connection to its end.
 pub fn read_all(mut s: TcpStream) -> Vec<u8> {
     let mut v = Vec::new();
@@ -567,15 +568,9 @@ pub fn pattern(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// True if an external program is on PATH (tests that need it skip with a message otherwise).
-pub fn have(cmd: &str) -> bool {
-    std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {cmd}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
+/// External programs: skip with a message, or fail under CI=true.
+pub mod tool;
+pub use tool::{missing, tool};
 
 /// Warnings and errors of in-process servers, captured.
 pub mod logs;

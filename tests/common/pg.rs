@@ -51,10 +51,7 @@ impl PgCluster {
         let Some(bin) = bin_dir() else {
             let why = "PostgreSQL binaries not found in /usr/lib/postgresql/*/bin \
                        (apt-get install postgresql)";
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{why}");
-            }
-            eprintln!("skipped: {why}");
+            super::missing(why);
             return None;
         };
         let dir = tempfile::tempdir().expect("tempdir");

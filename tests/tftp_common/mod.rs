@@ -6,6 +6,10 @@
 
 pub mod client;
 pub mod relay;
+/// External programs: skip with a message, or fail under CI=true (shared with the FTP tests).
+#[path = "../common/tool.rs"]
+pub mod tool;
+pub use tool::tool;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -151,6 +155,32 @@ pub fn recv(sock: &UdpSocket) -> Option<(Vec<u8>, SocketAddr)> {
     }
 }
 
+/// Ends a session from the client's side (ERROR 0), so the server does not wait for it.
+pub fn hang_up(sock: &UdpSocket, peer: SocketAddr) {
+    sock.send_to(
+        &packet::error(ftpdlib::tftp::ErrorCode::NotDefined, "bye"),
+        peer,
+    )
+    .expect("send ERROR");
+}
+
+/// Receives DATA `block` (nothing else): its packet and where it came from.
+pub fn expect_data(sock: &UdpSocket, block: u16) -> (Vec<u8>, SocketAddr) {
+    let (p, from) = recv(sock).unwrap_or_else(|| panic!("no DATA {block}"));
+    assert!(
+        matches!(packet::parse(&p), Ok(Packet::Data(n, _)) if n == block),
+        "DATA {block} expected"
+    );
+    (p, from)
+}
+
+/// The block size and window an OACK grants (RFC 2348, 7440), defaults where it is silent.
+fn oack_sizes<W: std::str::FromStr + From<u8>>(o: &[(String, String)]) -> (usize, W) {
+    let blksize = opt(o, "blksize").and_then(|v| v.parse().ok());
+    let window = opt(o, "windowsize").and_then(|v| v.parse().ok());
+    (blksize.unwrap_or(512), window.unwrap_or(W::from(1)))
+}
+
 fn opt<'a>(o: &'a [(String, String)], k: &str) -> Option<&'a str> {
     o.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
@@ -185,12 +215,7 @@ pub fn get(server: SocketAddr, file: &str, mode: &str, options: &[(&str, &str)])
         timeouts = 0;
         match packet::parse(&pkt) {
             Ok(Packet::Oack(o)) => {
-                blksize = opt(&o, "blksize")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(512);
-                window = opt(&o, "windowsize")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1);
+                (blksize, window) = oack_sizes(&o);
                 got.oack = Some(o);
                 last_ack = packet::ack(0).to_vec();
                 sock.send_to(&last_ack, from).expect("ack 0");
@@ -256,12 +281,7 @@ pub fn put_mode(
     let oack = match packet::parse(&pkt) {
         Ok(Packet::Ack(0)) => None,
         Ok(Packet::Oack(o)) => {
-            blksize = opt(&o, "blksize")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(512);
-            window = opt(&o, "windowsize")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1);
+            (blksize, window) = oack_sizes(&o);
             Some(o)
         }
         Ok(Packet::Error(c, m)) => return Err((c, m)),
@@ -305,16 +325,6 @@ pub fn put_mode(
         }
     }
     Ok(oack)
-}
-
-/// True if `prog` runs; otherwise prints why the calling test skips.
-pub fn have(prog: &str, test: &str) -> bool {
-    let ok = Command::new(prog).arg("--version").output().is_ok()
-        || Command::new(prog).arg("--help").output().is_ok();
-    if !ok {
-        eprintln!("SKIP {test}: {prog} is not installed (.ci/run installs it)");
-    }
-    ok
 }
 
 /// Downloads with curl's tftp:// client; `None` when curl failed.

@@ -3,7 +3,7 @@
 //! client sent, once each, with decimal values.
 #![no_main]
 
-use ftpdlib::fuzzing::tftp::{negotiate, packet, Limits, Packet};
+use ftpdlib::fuzzing::tftp::{negotiate, packet, OptionLimits, Packet};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(Packet::Request(req)) = packet::parse(rest) else {
         return;
     };
-    let limits = Limits {
+    let limits = OptionLimits {
         max_blksize: 8 + usize::from(*a) * 256,
         max_windowsize: u16::from(*b & 0x7f),
         max_window_bytes: 1 + usize::from(*a) * 1024,

@@ -21,6 +21,7 @@ use crate::authorizers::{
     has_perm_with, is_subpath, Authorizer, Overrides, Perm, PermSet, UserLimits,
 };
 use crate::error::{AuthenticationFailed, AuthorizerError};
+use crate::process::ProcessKind;
 
 const MSG_AUTH_FAILED: &str = "Authentication failed.";
 const MSG_ANON_NOT_ALLOWED: &str = "Anonymous access not allowed.";
@@ -194,11 +195,6 @@ impl Authorizer for SqlAuthorizer {
         let record = match self.load(username) {
             Ok(r) => {
                 self.outage.recovered(&self.db);
-                if crate::servers::is_session_process() {
-                    // This process serves one session (Fork, inetd) and asks nothing more:
-                    // 500 forked sessions must not hold 500 database connections.
-                    self.db.close_idle();
-                }
                 r
             }
             Err(e) => {
@@ -266,6 +262,22 @@ impl Authorizer for SqlAuthorizer {
 
     fn get_limits(&self, username: &str) -> UserLimits {
         self.account(username).map(|a| a.limits).unwrap_or_default()
+    }
+
+    fn impersonate_user(
+        &self,
+        _username: &str,
+        _password: &str,
+        process: ProcessKind,
+    ) -> Result<(), AuthorizerError> {
+        if process == ProcessKind::SingleSession {
+            // This process serves one session (Fork, inetd "nowait") and, the user's row
+            // cached, asks the database nothing more: 500 forked sessions must not hold 500
+            // database connections. (A child whose logins failed keeps its connection until
+            // its session ends.)
+            self.db.close_idle();
+        }
+        Ok(())
     }
 
     fn terminate_impersonation(&self, username: &str) -> Result<(), AuthorizerError> {
@@ -353,10 +365,7 @@ impl Outage {
 mod tests {
     use super::*;
     use crate::authorizers::sql::hash_password;
-
-    fn peer() -> SocketAddr {
-        "127.0.0.1:1".parse().unwrap()
-    }
+    use crate::authorizers::tests::peer;
 
     #[test]
     fn every_refusal_costs_one_hash_and_logins_are_cached_per_session() {

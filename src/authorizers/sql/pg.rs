@@ -6,14 +6,15 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use ::postgres::error::SqlState;
 use ::postgres::types::ToSql;
 use ::postgres::{Client, Config, NoTls, Statement};
 
 use super::pool::Connect;
-use super::schema::{pending, CURRENT_VERSION_SQL, RECORD_SQL, VERSION_TABLE_POSTGRES};
+use super::schema::{
+    migrate_from, pending, SchemaChecked, CURRENT_VERSION_SQL, RECORD_SQL, VERSION_TABLE_POSTGRES,
+};
 use super::{redact, Conn, DbError, RawRow, SqlOptions, Value};
 use crate::error::AuthorizerError;
 
@@ -24,7 +25,7 @@ const MIGRATION_LOCK: i64 = 0x0066_7470_646c_6962; // "ftpdlib" in ASCII
 pub(crate) struct Connector {
     config: Config,
     url: String,
-    schema_ok: AtomicBool,
+    schema_ok: SchemaChecked,
 }
 
 impl Connector {
@@ -51,7 +52,7 @@ impl Connector {
         Ok(Connector {
             config,
             url: redact(url),
-            schema_ok: AtomicBool::new(false),
+            schema_ok: SchemaChecked::default(),
         })
     }
 }
@@ -66,10 +67,7 @@ impl Connect for Connector {
             client,
             statements: HashMap::new(),
         };
-        if !self.schema_ok.load(Ordering::Relaxed) {
-            c.migrate()?;
-            self.schema_ok.store(true, Ordering::Relaxed);
-        }
+        self.schema_ok.ensure(&mut c)?;
         Ok(Box::new(c))
     }
 }
@@ -167,17 +165,13 @@ impl Conn for PgConn {
                 .map_err(classify)?
                 .get::<_, i32>(0),
         );
-        for m in pending(found)? {
+        migrate_from(found, |m| {
             tx.batch_execute(m.postgres).map_err(classify)?;
             let version = i32::try_from(m.version).unwrap_or(i32::MAX);
             tx.execute(RECORD_SQL, &[&version, &m.description])
                 .map_err(classify)?;
-            log::info!(
-                "user database: schema migrated to version {} ({})",
-                m.version,
-                m.description
-            );
-        }
+            Ok(())
+        })?;
         tx.commit().map_err(classify)?;
         Ok(found)
     }

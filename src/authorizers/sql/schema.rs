@@ -4,7 +4,9 @@
 //! older database in place (in one transaction, under a lock, so servers starting together
 //! migrate once) and an older ftpdlib refuses a newer database instead of misreading it.
 
-use super::DbError;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::{Conn, DbError};
 
 /// The schema version this ftpdlib writes and reads.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -59,6 +61,42 @@ pub(crate) fn pending(found: i64) -> Result<impl Iterator<Item = &'static Migrat
         )));
     }
     Ok(MIGRATIONS.iter().filter(move |m| m.version > found))
+}
+
+/// Runs, through `apply` (its statements and its record, in the caller's transaction),
+/// every migration a database at version `found` still needs, logging each.
+///
+/// # Errors
+/// The database is newer than this ftpdlib, or `apply`'s.
+pub(crate) fn migrate_from(
+    found: i64,
+    mut apply: impl FnMut(&Migration) -> Result<(), DbError>,
+) -> Result<(), DbError> {
+    for m in pending(found)? {
+        apply(m)?;
+        log::info!(
+            "user database: schema migrated to version {} ({})",
+            m.version,
+            m.description
+        );
+    }
+    Ok(())
+}
+
+/// Whether a connector has found its database's schema up to date: migrated on its first
+/// connection, not asked again on the next ones.
+#[derive(Default)]
+pub(crate) struct SchemaChecked(AtomicBool);
+
+impl SchemaChecked {
+    /// Migrates the database through `conn` unless that was done already.
+    pub(crate) fn ensure(&self, conn: &mut dyn Conn) -> Result<(), DbError> {
+        if !self.0.load(Ordering::Relaxed) {
+            conn.migrate()?;
+            self.0.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -5,14 +5,15 @@
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rusqlite::types::ToSqlOutput;
 use rusqlite::{Connection, ErrorCode, OpenFlags, ToSql, TransactionBehavior};
 
 use super::pool::Connect;
-use super::schema::{pending, CURRENT_VERSION_SQL, RECORD_SQL, VERSION_TABLE_SQLITE};
+use super::schema::{
+    migrate_from, pending, SchemaChecked, CURRENT_VERSION_SQL, RECORD_SQL, VERSION_TABLE_SQLITE,
+};
 use super::{Conn, DbError, RawRow, SqlOptions, Value, SCHEMA_VERSION};
 use crate::error::AuthorizerError;
 
@@ -21,7 +22,7 @@ pub(crate) struct Connector {
     path: PathBuf,
     busy_timeout: Duration,
     /// Set once a connection found the schema up to date (no check per connection then).
-    schema_ok: AtomicBool,
+    schema_ok: SchemaChecked,
 }
 
 impl Connector {
@@ -54,7 +55,7 @@ impl Connector {
         Ok(Connector {
             path,
             busy_timeout: opts.busy_timeout,
-            schema_ok: AtomicBool::new(false),
+            schema_ok: SchemaChecked::default(),
         })
     }
 }
@@ -70,10 +71,7 @@ impl Connect for Connector {
         conn.execute_batch("PRAGMA foreign_keys = ON")
             .map_err(classify)?;
         let mut c = SqliteConn { conn };
-        if !self.schema_ok.load(Ordering::Relaxed) {
-            c.migrate()?;
-            self.schema_ok.store(true, Ordering::Relaxed);
-        }
+        self.schema_ok.ensure(&mut c)?;
         Ok(Box::new(c))
     }
 }
@@ -178,19 +176,15 @@ impl Conn for SqliteConn {
         let found: i64 = tx
             .query_row(CURRENT_VERSION_SQL, [], |r| r.get(0))
             .map_err(classify)?;
-        for m in pending(found)? {
+        migrate_from(found, |m| {
             tx.execute_batch(m.sqlite).map_err(classify)?;
             tx.execute(
                 &placeholders(RECORD_SQL),
                 rusqlite::params![m.version, m.description],
             )
             .map_err(classify)?;
-            log::info!(
-                "user database: schema migrated to version {} ({})",
-                m.version,
-                m.description
-            );
-        }
+            Ok(())
+        })?;
         tx.commit().map_err(classify)?;
         debug_assert!(found <= SCHEMA_VERSION);
         Ok(found)

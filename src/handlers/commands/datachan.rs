@@ -6,16 +6,16 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use crate::handlers::data::DataSetup;
-use crate::handlers::stream::Stream;
-use crate::handlers::{Request, Session};
+use crate::handlers::dtp::{self, Stream};
+use crate::handlers::session::{ControlChannel, Setup};
+use crate::handlers::{FtpHandler, Request, Session};
 use crate::proto;
 
 /// How long an active connection attempt may take (pyftpdlib `ActiveDTP.timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn af_hint(s: &Session) -> &'static str {
-    if s.local.is_ipv4() {
+fn af_hint(c: &ControlChannel) -> &'static str {
+    if c.local.is_ipv4() {
         "1"
     } else {
         "2"
@@ -23,45 +23,47 @@ fn af_hint(s: &Session) -> &'static str {
 }
 
 pub(super) fn port(s: &mut Session, req: &Request) -> io::Result<()> {
-    if s.epsv_all {
-        return s.reply(501, "PORT not allowed after EPSV ALL.");
+    if s.data.epsv_all {
+        return s.ctrl.reply(501, "PORT not allowed after EPSV ALL.");
     }
     match proto::parse_port(&req.arg_str()) {
         Some(addr) => make_eport(s, addr),
-        None => s.reply(501, "Invalid PORT format."),
+        None => s.ctrl.reply(501, "Invalid PORT format."),
     }
 }
 
 pub(super) fn eprt(s: &mut Session, req: &Request) -> io::Result<()> {
-    if s.epsv_all {
-        return s.reply(501, "EPRT not allowed after EPSV ALL.");
+    if s.data.epsv_all {
+        return s.ctrl.reply(501, "EPRT not allowed after EPSV ALL.");
     }
     // pyftpdlib `ftp_EPRT`: `<d>af<d>ip<d>port<d>` split on the first character, the port
     // checked first, then the protocol against the control connection's family.
     let arg = req.arg_str();
     let Some((af, ip, port)) = proto::split_eprt(&arg) else {
-        return s.reply(501, "Invalid EPRT format.");
+        return s.ctrl.reply(501, "Invalid EPRT format.");
     };
     match af {
         "1" => match ip.parse::<std::net::Ipv4Addr>() {
             Ok(v4) => make_eport(s, SocketAddr::new(v4.into(), port)),
-            Err(_) => s.reply(501, "Invalid EPRT format."),
+            Err(_) => s.ctrl.reply(501, "Invalid EPRT format."),
         },
-        "2" if s.local.is_ipv4() => s.reply(522, "Network protocol not supported (use 1)."),
+        "2" if s.ctrl.local.is_ipv4() => {
+            s.ctrl.reply(522, "Network protocol not supported (use 1).")
+        }
         "2" => match ip.parse::<std::net::Ipv6Addr>() {
             Ok(v6) => make_eport(s, SocketAddr::new(v6.into(), port)),
             // pyftpdlib does not parse the address: one that is not the client's is foreign.
-            Err(_) => refuse_foreign(s, ip, port),
+            Err(_) => refuse_foreign(&mut s.ctrl, ip, port),
         },
         _ => {
-            let msg = format!("Unknown network protocol (use {}).", af_hint(s));
-            s.reply(501, &msg)
+            let msg = format!("Unknown network protocol (use {}).", af_hint(&s.ctrl));
+            s.ctrl.reply(501, &msg)
         }
     }
 }
 
 /// The RFC 2577 refusal of a data connection to another host (pyftpdlib's text).
-fn refuse_foreign(s: &mut Session, ip: &str, port: u16) -> io::Result<()> {
+fn refuse_foreign(c: &mut ControlChannel, ip: &str, port: u16) -> io::Result<()> {
     // The address may be whatever the client wrote after EPRT |2|: echoed only when it is
     // made of address characters (no markup, no control bytes).
     let plain = |b: u8| b.is_ascii_alphanumeric() || b".:%-".contains(&b);
@@ -72,113 +74,128 @@ fn refuse_foreign(s: &mut Session, ip: &str, port: u16) -> io::Result<()> {
     };
     log::warn!(
         "{} PORT/EPRT to foreign address {ip}:{port} refused",
-        s.prefix
+        c.prefix
     );
-    s.reply(
+    c.reply(
         501,
         &format!("Rejected data connection to foreign address {ip}:{port}."),
     )
 }
 
-/// Connects to the client's data port (pyftpdlib `_make_eport`).
-fn make_eport(s: &mut Session, addr: SocketAddr) -> io::Result<()> {
-    if s.peer.ip().is_unspecified() && !s.h.permit_foreign_addresses {
+/// The address PORT/EPRT may connect to, or the reply that refuses it (RFC 2577).
+fn bounce_check(
+    h: &FtpHandler,
+    c: &mut ControlChannel,
+    addr: SocketAddr,
+) -> io::Result<Option<IpAddr>> {
+    let peer = c.peer.ip();
+    if peer.is_unspecified() && !h.permit_foreign_addresses {
         // A control connection over a Unix socket (inetd "nowait" under socat) may not know
         // the client: any address could then be a bounce target (RFC 2577).
         log::warn!(
             "{} PORT/EPRT refused: the client's address is unknown",
-            s.prefix
+            c.prefix
         );
-        return s.reply(
+        c.reply(
             501,
             "Active mode needs the client's address, which this connection does not tell; \
              use PASV or EPSV.",
-        );
+        )?;
+        return Ok(None);
     }
     let mut ip = proto::unmap(addr.ip());
     if ip.is_unspecified() {
         // lftp sends `EPRT |2|::|port|` on IPv6: "this host" can only mean the client itself,
         // so it is no bounce risk (pyftpdlib refuses it as a foreign address).
-        ip = s.peer.ip();
+        ip = peer;
     }
-    if ip != s.peer.ip() && !s.h.permit_foreign_addresses {
-        return refuse_foreign(s, &ip.to_string(), addr.port());
+    if ip != peer && !h.permit_foreign_addresses {
+        refuse_foreign(c, &ip.to_string(), addr.port())?;
+        return Ok(None);
     }
-    if addr.port() < 1024 && !s.h.permit_privileged_ports {
-        log::warn!(
-            "{} PORT/EPRT to privileged port {} refused",
-            s.prefix,
-            addr.port()
-        );
-        return s.reply(
+    if addr.port() < 1024 && !h.permit_privileged_ports {
+        let port = addr.port();
+        log::warn!("{} PORT/EPRT to privileged port {port} refused", c.prefix);
+        c.reply(
             501,
-            &format!(
-                "PORT against the privileged port \"{}\" refused.",
-                addr.port()
-            ),
-        );
+            &format!("PORT against the privileged port \"{port}\" refused."),
+        )?;
+        return Ok(None);
     }
-    s.data = DataSetup::None;
+    Ok(Some(ip))
+}
+
+/// Connects to the client's data port (pyftpdlib `_make_eport`).
+fn make_eport(s: &mut Session, addr: SocketAddr) -> io::Result<()> {
+    let Some(ip) = bounce_check(&s.h, &mut s.ctrl, addr)? else {
+        return Ok(());
+    };
+    s.data.setup = Setup::None;
     match TcpStream::connect_timeout(&SocketAddr::new(ip, addr.port()), CONNECT_TIMEOUT) {
         Ok(stream) => {
-            log::trace!("{} data connection to {addr} established", s.prefix);
-            crate::handlers::data::limit_socket_buffers(&stream);
-            s.data = DataSetup::Active(Stream::Tcp(stream));
-            s.data_since = std::time::Instant::now();
-            s.reply(200, "Active data connection established.")
+            log::trace!("{} data connection to {addr} established", s.ctrl.prefix);
+            dtp::limit_socket_buffers(&stream);
+            s.data.prepare(Setup::Active(Stream::Tcp(stream)));
+            s.ctrl.reply(200, "Active data connection established.")
         }
-        Err(e) if crate::handlers::data::out_of_descriptors(&e) => {
-            log::warn!("{} active connection to {addr} failed: {e}", s.prefix);
+        Err(e) if dtp::out_of_descriptors(&e) => {
+            log::warn!("{} active connection to {addr} failed: {e}", s.ctrl.prefix);
             let why = crate::filesystems::strerror(&e);
-            s.reply(425, &format!("Can't open data connection: {why}."))
+            s.ctrl
+                .reply(425, &format!("Can't open data connection: {why}."))
         }
         Err(e) => {
-            log::info!("{} active connection to {addr} failed: {e}", s.prefix);
-            s.reply(425, "Can't connect to specified address.")
+            log::info!("{} active connection to {addr} failed: {e}", s.ctrl.prefix);
+            s.ctrl.reply(425, "Can't connect to specified address.")
         }
     }
 }
 
 pub(super) fn pasv(s: &mut Session, _req: &Request) -> io::Result<()> {
-    if s.epsv_all {
-        return s.reply(501, "PASV not allowed after EPSV ALL.");
+    if s.data.epsv_all {
+        return s.ctrl.reply(501, "PASV not allowed after EPSV ALL.");
     }
-    let ip4 = match (s.h.masquerade_for(s.local.ip()), s.local.ip()) {
+    let ip4 = match (s.h.masquerade_for(s.ctrl.local.ip()), s.ctrl.local.ip()) {
         (Some(m), _) => m,
         (None, IpAddr::V4(v4)) => v4,
         (None, IpAddr::V6(_)) => {
-            return s.reply(425, "Can't use PASV on an IPv6 connection; use EPSV.");
+            return s
+                .ctrl
+                .reply(425, "Can't use PASV on an IPv6 connection; use EPSV.");
         }
     };
     match open_passive(s) {
-        Ok(port) => s.reply(227, &proto::format_pasv(ip4, port)),
-        Err(why) => s.reply(425, &why),
+        Ok(port) => s.ctrl.reply(227, &proto::format_pasv(ip4, port)),
+        Err(why) => s.ctrl.reply(425, &why),
     }
 }
 
 pub(super) fn epsv(s: &mut Session, req: &Request) -> io::Result<()> {
+    let v4 = s.ctrl.local.is_ipv4();
     match proto::parse_epsv(&req.arg_str()) {
         Some(proto::EpsvArg::Any) => {}
-        Some(proto::EpsvArg::Protocol(1)) if !s.local.is_ipv4() => {
-            return s.reply(522, "Network protocol not supported (use 2).")
+        Some(proto::EpsvArg::Protocol(1)) if !v4 => {
+            return s.ctrl.reply(522, "Network protocol not supported (use 2).")
         }
-        Some(proto::EpsvArg::Protocol(2)) if s.local.is_ipv4() => {
-            return s.reply(522, "Network protocol not supported (use 1).")
+        Some(proto::EpsvArg::Protocol(2)) if v4 => {
+            return s.ctrl.reply(522, "Network protocol not supported (use 1).")
         }
         Some(proto::EpsvArg::Protocol(_)) => {}
         Some(proto::EpsvArg::All) => {
-            s.epsv_all = true;
+            s.data.epsv_all = true;
             // pyftpdlib answers 220 here; any 2xx satisfies RFC 2428 §4.
-            return s.reply(220, "Other commands other than EPSV are now disabled.");
+            return s
+                .ctrl
+                .reply(220, "Other commands other than EPSV are now disabled.");
         }
         None => {
-            let msg = format!("Unknown network protocol (use {}).", af_hint(s));
-            return s.reply(501, &msg);
+            let msg = format!("Unknown network protocol (use {}).", af_hint(&s.ctrl));
+            return s.ctrl.reply(501, &msg);
         }
     }
     match open_passive(s) {
-        Ok(port) => s.reply(229, &proto::format_epsv(port)),
-        Err(why) => s.reply(425, &why),
+        Ok(port) => s.ctrl.reply(229, &proto::format_epsv(port)),
+        Err(why) => s.ctrl.reply(425, &why),
     }
 }
 
@@ -193,27 +210,26 @@ const RANGE_EXHAUSTED: &str =
 /// here the client gets 425 and may try again once a session lets its port go. `Err` is the
 /// 425 text, which says why when the process is out of descriptors.
 fn open_passive(s: &mut Session) -> Result<u16, String> {
-    s.data = DataSetup::None;
-    let ip = s.local.ip();
+    s.data.setup = Setup::None;
+    let ip = s.ctrl.local.ip();
+    let prefix = &s.ctrl.prefix;
     // Out of descriptors every port fails alike: say so instead of trying them all.
     let no_fds = std::cell::Cell::new(None);
     let bind = |port: u16| match TcpListener::bind(SocketAddr::new(ip, port)) {
         Ok(l) => Some(l),
         Err(e) => {
-            if crate::handlers::data::out_of_descriptors(&e) {
+            if dtp::out_of_descriptors(&e) {
                 no_fds.set(e.raw_os_error());
             } else if port == 0 {
-                log::warn!("{} no passive port available: {e}", s.prefix);
+                log::warn!("{prefix} no passive port available: {e}");
             }
             None
         }
     };
-    let mut range = None;
-    let listener = match &s.h.passive_ports {
+    let range = s.h.passive_ports.as_ref().map(|r| (*r.start(), *r.end()));
+    let listener = match range {
         None => bind(0),
-        Some(r) => {
-            let (lo, hi) = (*r.start(), *r.end());
-            range = Some((lo, hi));
+        Some((lo, hi)) => {
             let n = u32::from(hi - lo) + 1;
             let start = (std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -227,32 +243,28 @@ fn open_passive(s: &mut Session) -> Result<u16, String> {
         }
     };
     let Some(listener) = listener else {
-        return Err(passive_refused(s, no_fds.get(), range));
+        return Err(passive_refused(prefix, no_fds.get(), range));
     };
     let port = listener
         .local_addr()
         .map_err(|_| "Can't open passive connection.".to_string())?
         .port();
-    log::trace!("{} passive data channel listening on port {port}", s.prefix);
-    s.data = DataSetup::Passive(listener);
-    s.data_since = std::time::Instant::now();
+    log::trace!("{prefix} passive data channel listening on port {port}");
+    s.data.prepare(Setup::Passive(listener));
     Ok(port)
 }
 
 /// The 425 text (and the log line) when no passive listener could be opened: out of
 /// descriptors (`errno`), every port of the configured range taken, or the bind failed.
-fn passive_refused(s: &Session, errno: Option<i32>, range: Option<(u16, u16)>) -> String {
+fn passive_refused(prefix: &str, errno: Option<i32>, range: Option<(u16, u16)>) -> String {
     if let Some(e) = errno.map(io::Error::from_raw_os_error) {
-        log::warn!("{} cannot open a passive listener: {e}", s.prefix);
+        log::warn!("{prefix} cannot open a passive listener: {e}");
         let why = crate::filesystems::strerror(&e);
         return format!("Can't open passive connection: {why}.");
     }
     match range {
         Some((lo, hi)) => {
-            log::warn!(
-                "{} PASV refused: no free port in the passive range {lo}-{hi}",
-                s.prefix
-            );
+            log::warn!("{prefix} PASV refused: no free port in the passive range {lo}-{hi}");
             RANGE_EXHAUSTED.to_string()
         }
         None => "Can't open passive connection.".to_string(),

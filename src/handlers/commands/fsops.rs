@@ -24,7 +24,7 @@ fn is_root(vpath: &Path) -> bool {
 pub(super) fn mkd(s: &mut Session, req: &Request) -> io::Result<()> {
     let path = target(req);
     let perm = 0o777 & !s.h.umask;
-    let Some(fs) = s.fs.as_mut() else {
+    let Some(fs) = s.account.fs.as_mut() else {
         return Ok(());
     };
     match fs.fs().mkdir(path, perm) {
@@ -42,7 +42,7 @@ pub(super) fn rmd(s: &mut Session, req: &Request) -> io::Result<()> {
     if is_root(path) {
         return s.reply(550, "Can't remove root directory.");
     }
-    let Some(fs) = s.fs.as_mut() else {
+    let Some(fs) = s.account.fs.as_mut() else {
         return Ok(());
     };
     match fs.fs().rmdir(path) {
@@ -55,7 +55,7 @@ pub(super) fn rmd(s: &mut Session, req: &Request) -> io::Result<()> {
 /// check follows links). Removing or moving the link itself never reaches outside (unlinkat
 /// and renameat do not follow it); the refusal only keeps pyftpdlib's answer.
 fn leads_out(s: &mut Session, path: &Path) -> io::Result<bool> {
-    let Some(fs) = s.fs.as_mut() else {
+    let Some(fs) = s.account.fs.as_mut() else {
         return Ok(true);
     };
     match fs.fs().lstat(path) {
@@ -75,7 +75,7 @@ pub(super) fn dele(s: &mut Session, req: &Request) -> io::Result<()> {
     if leads_out(s, path)? {
         return Ok(());
     }
-    let Some(fs) = s.fs.as_mut() else {
+    let Some(fs) = s.account.fs.as_mut() else {
         return Ok(());
     };
     match fs.fs().remove(path) {
@@ -92,12 +92,12 @@ pub(super) fn rnfr(s: &mut Session, req: &Request) -> io::Result<()> {
     if leads_out(s, &path)? {
         return Ok(());
     }
-    let Some(fs) = s.fs.as_mut() else {
+    let Some(fs) = s.account.fs.as_mut() else {
         return Ok(());
     };
     match fs.fs().lstat(&path) {
         Ok(_) => {
-            s.rnfr = Some(path);
+            s.account.rnfr = Some(path);
             s.reply(350, "Ready for destination name.")
         }
         Err(e) => fs_error(s, &e),
@@ -105,14 +105,14 @@ pub(super) fn rnfr(s: &mut Session, req: &Request) -> io::Result<()> {
 }
 
 pub(super) fn rnto(s: &mut Session, req: &Request) -> io::Result<()> {
-    let Some(src) = s.rnfr.take() else {
+    let Some(src) = s.account.rnfr.take() else {
         return s.reply(503, "Bad sequence of commands: use RNFR first.");
     };
     let dst = target(req);
     if is_root(dst) {
         return s.reply(550, "Can't overwrite home directory.");
     }
-    let Some(fs) = s.fs.as_mut() else {
+    let Some(fs) = s.account.fs.as_mut() else {
         return Ok(());
     };
     match fs.fs().rename(&src, dst) {
@@ -124,7 +124,7 @@ pub(super) fn rnto(s: &mut Session, req: &Request) -> io::Result<()> {
 /// `550 <path> is not retrievable` (pyftpdlib's text, no period) unless the path is a regular
 /// file; pyftpdlib's outside-the-root answer for a path leading out.
 fn regular_file(s: &mut Session, path: &Path) -> io::Result<Option<crate::filesystems::Stat>> {
-    let st = s.fs.as_mut().map(|fs| fs.fs().stat(path));
+    let st = s.account.fs.as_mut().map(|fs| fs.fs().stat(path));
     match st {
         Some(Ok(st)) if st.is_file() => Ok(Some(st)),
         Some(Err(e)) if Escape::of(&e).is_some() => {
@@ -143,7 +143,7 @@ fn regular_file(s: &mut Session, path: &Path) -> io::Result<Option<crate::filesy
 pub(super) fn size(s: &mut Session, req: &Request) -> io::Result<()> {
     // RFC 3659 §4: in ASCII mode the size would need the whole file converted; pyftpdlib
     // refuses instead.
-    if s.ttype == TransferType::Ascii {
+    if s.data.ttype == TransferType::Ascii {
         return s.reply(550, "SIZE not allowed in ASCII mode.");
     }
     if let Some(st) = regular_file(s, target(req))? {
@@ -169,7 +169,7 @@ pub(super) fn mfmt(s: &mut Session, req: &Request) -> io::Result<()> {
     if regular_file(s, &path)?.is_none() {
         return Ok(());
     }
-    let Some(fs) = s.fs.as_mut() else {
+    let Some(fs) = s.account.fs.as_mut() else {
         return Ok(());
     };
     match fs.fs().utime(&path, t) {
@@ -198,7 +198,7 @@ pub(super) fn site_chmod(s: &mut Session, req: &Request) -> io::Result<()> {
     if mode & !0o777 != 0 {
         log::warn!(
             "{} SITE CHMOD {mode:o} refused: setuid, setgid and sticky bits",
-            s.prefix
+            s.ctrl.prefix
         );
         return s.reply(
             550,
@@ -206,17 +206,17 @@ pub(super) fn site_chmod(s: &mut Session, req: &Request) -> io::Result<()> {
         );
     }
     if is_root(path) {
-        log::warn!("{} SITE CHMOD refused on the root directory", s.prefix);
+        log::warn!("{} SITE CHMOD refused on the root directory", s.ctrl.prefix);
         return s.reply(550, "Can't change the mode of the root directory.");
     }
-    let anonymous = s.username == "anonymous";
-    let Some(fs) = s.fs.as_mut() else {
+    let anonymous = s.account.username == "anonymous";
+    let Some(fs) = s.account.fs.as_mut() else {
         return Ok(());
     };
     if anonymous && mode & 0o111 != 0 && !matches!(fs.fs().stat(path), Ok(st) if st.is_dir()) {
         log::warn!(
             "{} SITE CHMOD {mode:o} refused: anonymous files are never executable",
-            s.prefix
+            s.ctrl.prefix
         );
         return s.reply(550, "Anonymous users can't make files executable.");
     }

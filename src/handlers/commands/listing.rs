@@ -14,7 +14,8 @@ use super::{fs_error, quoted};
 use crate::beneath::Escape;
 use crate::filesystems::listing::{self, NameCache};
 use crate::filesystems::{AbstractedFs, DirIter, FileKind, Stat};
-use crate::handlers::data::Source;
+use crate::handlers::session::{Ending, Listing, Plan, Work};
+use crate::handlers::table::Channel;
 use crate::handlers::{Encoding, Request, Session};
 
 /// Directories up to this many names are sorted before listing; larger ones stream unsorted.
@@ -27,9 +28,8 @@ enum Kind {
     Mlsd,
 }
 
-/// Produces listing lines one entry at a time.
-struct Lister<'a> {
-    fs: &'a mut AbstractedFs,
+/// Produces listing lines one entry at a time, from the filesystem lent at each step.
+struct Lister {
     dir: PathBuf,
     /// The directory opened once, so entries are stat'ed with fstatat(2) by name (when the
     /// filesystem offers it).
@@ -39,17 +39,34 @@ struct Lister<'a> {
     kind: Kind,
     names: NameCache,
     now: SystemTime,
+    style: Style,
+}
+
+/// How a session shows entries: its time zone, wire encoding, the user's MLSx permission
+/// facts and the facts chosen with OPTS MLST.
+struct Style {
     use_gmt: bool,
     enc: Encoding,
     perms: (String, String),
     facts: Vec<String>,
 }
 
-impl<'a> Lister<'a> {
+impl Style {
+    fn of(s: &Session) -> Style {
+        Style {
+            use_gmt: s.h.use_gmt_times,
+            enc: s.h.encoding,
+            perms: listing::mlsx_perms(s.h.authorizer.get_perms(&s.account.username)),
+            facts: s.facts.clone(),
+        }
+    }
+}
+
+impl Lister {
     /// A listing of directory `dir`, or of the single entry `only` inside it.
     fn new(
-        s: &Session,
-        fs: &'a mut AbstractedFs,
+        style: Style,
+        fs: &mut AbstractedFs,
         dir: PathBuf,
         only: Option<OsString>,
         kind: Kind,
@@ -78,7 +95,6 @@ impl<'a> Lister<'a> {
             _ => fs.fs().open_dir(&dir).ok().flatten(),
         };
         Ok(Lister {
-            fs,
             dir,
             dirfd,
             first: first.into_iter(),
@@ -86,15 +102,12 @@ impl<'a> Lister<'a> {
             kind,
             names: NameCache::default(),
             now: SystemTime::now(),
-            use_gmt: s.h.use_gmt_times,
-            enc: s.h.encoding,
-            perms: listing::mlsx_perms(s.h.authorizer.get_perms(&s.username)),
-            facts: s.facts.clone(),
+            style,
         })
     }
 
     /// Appends the next entry's line; false once every entry is out.
-    fn fill(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+    fn next_line(&mut self, fs: &mut AbstractedFs, out: &mut Vec<u8>) -> io::Result<bool> {
         loop {
             let name = match self.first.next() {
                 Some(n) => n,
@@ -105,7 +118,7 @@ impl<'a> Lister<'a> {
                 },
             };
             // An entry that vanished or cannot be read is left out, as pyftpdlib does.
-            if self.entry(&name, out).is_ok() {
+            if self.entry(fs, &name, out).is_ok() {
                 return Ok(true);
             }
         }
@@ -115,7 +128,7 @@ impl<'a> Lister<'a> {
     /// symlink), or the filesystem's lstat of the joined path. With `follow`, a symlink's
     /// target is then stat'ed through the filesystem, beneath the root; a link leading out
     /// of it keeps its own facts (never the target's size, time or inode).
-    fn stat_entry(&mut self, name: &OsStr, follow: bool) -> io::Result<Stat> {
+    fn stat_entry(&self, fs: &mut AbstractedFs, name: &OsStr, follow: bool) -> io::Result<Stat> {
         let path = self.dir.join(name);
         let st = match &self.dirfd {
             Some(d) => {
@@ -123,28 +136,33 @@ impl<'a> Lister<'a> {
                 nix::sys::stat::fstatat(d, name, AtFlags::AT_SYMLINK_NOFOLLOW)
                     .map(|st| Stat::from_raw(&st))?
             }
-            None => self.fs.fs().lstat(&path)?,
+            None => fs.fs().lstat(&path)?,
         };
         if !follow || st.kind != FileKind::Symlink {
             return Ok(st);
         }
-        match self.fs.fs().stat(&path) {
+        match fs.fs().stat(&path) {
             Err(e) if Escape::of(&e).is_some() => Ok(st),
             r => r,
         }
     }
 
-    fn link_target(&mut self, name: &OsStr) -> Option<Vec<u8>> {
+    fn link_target(&self, fs: &mut AbstractedFs, name: &OsStr) -> Option<Vec<u8>> {
         let t = match &self.dirfd {
             Some(d) => nix::fcntl::readlinkat(d, name).ok()?,
-            None => self.fs.fs().readlink(&self.dir.join(name)).ok()?.into(),
+            None => fs.fs().readlink(&self.dir.join(name)).ok()?.into(),
         };
-        Some(self.enc.encode(t.as_bytes()))
+        Some(self.style.enc.encode(t.as_bytes()))
     }
 
-    fn entry(&mut self, name: &OsString, out: &mut Vec<u8>) -> io::Result<()> {
+    fn entry(
+        &mut self,
+        fs: &mut AbstractedFs,
+        name: &OsString,
+        out: &mut Vec<u8>,
+    ) -> io::Result<()> {
         // UTF-8 names go out as they are: no copy per entry.
-        let wire: Cow<'_, [u8]> = match self.enc {
+        let wire: Cow<'_, [u8]> = match self.style.enc {
             Encoding::Utf8 => Cow::Borrowed(name.as_bytes()),
             enc => Cow::Owned(enc.encode(name.as_bytes())),
         };
@@ -154,9 +172,9 @@ impl<'a> Lister<'a> {
                 out.extend_from_slice(b"\r\n");
             }
             Kind::List => {
-                let st = self.stat_entry(name, false)?;
+                let st = self.stat_entry(fs, name, false)?;
                 let target = if st.kind == FileKind::Symlink {
-                    self.link_target(name)
+                    self.link_target(fs, name)
                 } else {
                     None
                 };
@@ -169,13 +187,14 @@ impl<'a> Lister<'a> {
                     group,
                     target.as_deref(),
                     self.now,
-                    self.use_gmt,
+                    self.style.use_gmt,
                 );
             }
             Kind::Mlsd => {
                 // RFC 3659 §7.5.2: `unique` follows symlinks, so MLSx uses stat.
-                let st = self.stat_entry(name, true)?;
-                listing::mlsx_line(out, &wire, &st, &self.facts, &self.perms, self.use_gmt);
+                let st = self.stat_entry(fs, name, true)?;
+                let sty = &self.style;
+                listing::mlsx_line(out, &wire, &st, &sty.facts, &sty.perms, sty.use_gmt);
             }
         }
         Ok(())
@@ -205,51 +224,51 @@ fn what_to_list(
     Ok((dir, Some(name)))
 }
 
+impl Listing for Lister {
+    fn fill(&mut self, fs: &mut AbstractedFs, out: &mut Vec<u8>) -> io::Result<bool> {
+        self.next_line(fs, out)
+    }
+}
+
+/// LIST, NLST, MLSD: the listing is prepared here (a missing directory is answered at once)
+/// and sent by the session loop over the data connection.
 fn list_over_data(s: &mut Session, req: &Request, kind: Kind) -> io::Result<()> {
     let (Some(path), Some(real)) = (req.vpath.clone(), req.path.clone()) else {
         return Ok(());
     };
-    let Some((mut fs, epoch)) = s.take_fs() else {
-        return Ok(());
+    let lister = match prepare(s, &path, kind) {
+        Ok(Some(l)) => l,
+        Ok(None) => return s.reply(501, "No such directory."),
+        Err(e) => return fs_error(s, &e),
     };
-    let r = list_with(s, &mut fs, &path, kind);
-    s.restore_fs(fs, epoch);
-    match r {
-        Ok(Some(outcome)) => s.finish_transfer(&req.verb, &real, false, outcome),
-        Ok(None) => Ok(()),
-        Err(ListError::Fs(e)) => fs_error(s, &e),
-        Err(ListError::NotDir) => s.reply(501, "No such directory."),
-        Err(ListError::Ctrl(e)) => Err(e),
-    }
+    s.start_transfer(Plan {
+        end: Ending {
+            cmd: req.verb.clone(),
+            path: real,
+            channel: Channel::Listing,
+            reserved: None,
+        },
+        work: Work::List(Box::new(lister)),
+        mark: None,
+    })
 }
 
-enum ListError {
-    Fs(io::Error),
-    NotDir,
-    Ctrl(io::Error),
-}
-
-fn list_with(
-    s: &mut Session,
-    fs: &mut AbstractedFs,
-    path: &Path,
-    kind: Kind,
-) -> Result<Option<crate::handlers::data::Outcome>, ListError> {
+/// The lister of `path`; `None` for an MLSD of anything but a directory (pyftpdlib
+/// `ftp_MLSD`: 501, missing or not).
+fn prepare(s: &mut Session, path: &Path, kind: Kind) -> io::Result<Option<Lister>> {
+    let style = Style::of(s);
+    let Some(fs) = s.account.fs.as_mut() else {
+        return Err(io::Error::other("not logged in"));
+    };
     let (dir, only) = match what_to_list(fs, path, kind == Kind::Mlsd) {
         Ok(v) => v,
-        // pyftpdlib `ftp_MLSD`: anything that is not a directory, missing or not, is 501.
-        Err(_) if kind == Kind::Mlsd => return Err(ListError::NotDir),
-        Err(e) => return Err(ListError::Fs(e)),
+        Err(_) if kind == Kind::Mlsd => return Ok(None),
+        Err(e) => return Err(e),
     };
     if kind == Kind::Mlsd && only.is_some() {
-        return Err(ListError::NotDir);
-    }
-    let mut lister = Lister::new(s, fs, dir, only, kind).map_err(ListError::Fs)?;
-    let Some(mut conn) = s.open_data(None).map_err(ListError::Ctrl)? else {
         return Ok(None);
-    };
-    let mut fill = |out: &mut Vec<u8>| lister.fill(out);
-    Ok(Some(s.send_data(&mut conn, Source::Lines(&mut fill))))
+    }
+    Lister::new(style, fs, dir, only, kind).map(Some)
 }
 
 pub(super) fn list(s: &mut Session, req: &Request) -> io::Result<()> {
@@ -268,7 +287,7 @@ pub(super) fn mlst(s: &mut Session, req: &Request) -> io::Result<()> {
     let Some(path) = req.vpath.clone() else {
         return Ok(());
     };
-    let Some(fs) = s.fs.as_mut() else {
+    let Some(fs) = s.account.fs.as_mut() else {
         return Ok(());
     };
     // RFC 3659 §7.5.2: facts follow a symlink, beneath the root; a link leading out of it
@@ -284,7 +303,7 @@ pub(super) fn mlst(s: &mut Session, req: &Request) -> io::Result<()> {
     let v = path.as_os_str().as_bytes().to_vec();
     // The name ends the fact line: a CR or LF in it must not end the reply line.
     let wire = crate::proto::escape_line(&s.h.encoding.encode(&v)).into_owned();
-    let perms = listing::mlsx_perms(s.h.authorizer.get_perms(&s.username));
+    let perms = listing::mlsx_perms(s.h.authorizer.get_perms(&s.account.username));
     // RFC 3659 §7.2: with TVFS the fact line names the full path.
     let mut line = Vec::new();
     listing::mlsx_line(&mut line, &wire, &st, &s.facts, &perms, s.h.use_gmt_times);
@@ -297,42 +316,45 @@ pub(super) fn mlst(s: &mut Session, req: &Request) -> io::Result<()> {
     out.extend_from_slice(b"\r\n ");
     out.extend_from_slice(&line);
     out.extend_from_slice(b"\r\n250 End MLST.\r\n");
-    s.send_raw(&out)
+    s.ctrl.send_raw(&out)
 }
 
 pub(super) fn stat(s: &mut Session, req: &Request) -> io::Result<()> {
     let Some(path) = req.vpath.clone() else {
         return s.status_reply();
     };
-    let Some((mut fs, epoch)) = s.take_fs() else {
-        return Ok(());
-    };
-    let r = (|| -> io::Result<Vec<u8>> {
-        let (dir, only) = what_to_list(&mut fs, &path, true)?;
-        let v = path.as_os_str().as_bytes().to_vec();
-        let mut out = b"213-Status of ".to_vec();
-        out.extend_from_slice(&quoted(s, &v));
-        out.extend_from_slice(b":\r\n");
-        let mut lister = Lister::new(s, &mut fs, dir, only, Kind::List)?;
-        let mut line = Vec::new();
-        while lister.fill(&mut line)? {
-            // One `ls -l` line per entry over the control connection: names (and link
-            // targets) with CR or LF must stay inside it, or they would forge replies.
-            let entry = line.strip_suffix(b"\r\n").unwrap_or(&line);
-            out.extend_from_slice(&crate::proto::escape_line(entry));
-            out.extend_from_slice(b"\r\n");
-            line.clear();
-            if out.len() > 1 << 16 {
-                s.send_raw(&out)?;
-                out.clear();
-            }
-        }
-        out.extend_from_slice(b"213 End of status.\r\n");
-        Ok(out)
-    })();
-    s.restore_fs(fs, epoch);
-    match r {
-        Ok(out) => s.send_raw(&out),
+    match stat_listing(s, &path) {
+        Ok(out) => s.ctrl.send_raw(&out),
         Err(e) => fs_error(s, &e),
     }
+}
+
+/// `STAT path`: an `ls -l` listing over the control connection (213), sent in pieces of
+/// 64 KiB; the last piece is returned.
+fn stat_listing(s: &mut Session, path: &Path) -> io::Result<Vec<u8>> {
+    let v = path.as_os_str().as_bytes().to_vec();
+    let mut out = b"213-Status of ".to_vec();
+    out.extend_from_slice(&quoted(s, &v));
+    out.extend_from_slice(b":\r\n");
+    let style = Style::of(s);
+    let Some(fs) = s.account.fs.as_mut() else {
+        return Err(io::Error::other("not logged in"));
+    };
+    let (dir, only) = what_to_list(fs, path, true)?;
+    let mut lister = Lister::new(style, fs, dir, only, Kind::List)?;
+    let mut line = Vec::new();
+    while lister.next_line(fs, &mut line)? {
+        // One `ls -l` line per entry over the control connection: names (and link
+        // targets) with CR or LF must stay inside it, or they would forge replies.
+        let entry = line.strip_suffix(b"\r\n").unwrap_or(&line);
+        out.extend_from_slice(&crate::proto::escape_line(entry));
+        out.extend_from_slice(b"\r\n");
+        line.clear();
+        if out.len() > 1 << 16 {
+            s.ctrl.send_raw(&out)?;
+            out.clear();
+        }
+    }
+    out.extend_from_slice(b"213 End of status.\r\n");
+    Ok(out)
 }

@@ -1,50 +1,60 @@
 //! Access commands: USER, PASS, REIN, QUIT (RFC 959 §4.1.1; pyftpdlib `ftp_USER` …).
+//!
+//! A login asks the authorizer to take on the user's identity (`impersonate_user`) before
+//! the filesystem, and its root directory descriptor, are made, so every later file
+//! operation runs as that user. In the Pool and Thread models that identity is the session
+//! thread's own filesystem uid and gid (Linux `setfsuid`/`setfsgid` are per thread), so
+//! sessions of different users share a process without sharing an identity; only the uid
+//! and the primary gid change (supplementary groups are per process). The logout ends it
+//! (`terminate_impersonation`, called when the account drops its
+//! [`Impersonation`] guard: at logout, and on every other way out of a session, a panic
+//! unwinding included). A session in a process of its own
+//! ([`ProcessKind::SingleSession`](crate::process::ProcessKind::SingleSession): Fork, inetd
+//! "nowait") may instead drop to the user for good.
 
 use std::io;
 
+use crate::authorizers::Impersonation;
 use crate::error::AuthenticationFailed;
 use crate::filesystems::AbstractedFs;
-use crate::handlers::data::DataSetup;
-use crate::handlers::{Request, Session};
-use crate::proto::TransferType;
+use crate::handlers::session::Phase;
+use crate::handlers::{BanRules, Request, Session};
 
 pub(super) fn user(s: &mut Session, req: &Request) -> io::Result<()> {
     // RFC 2577 §5: always 331, so a client cannot learn which names exist.
-    if s.authenticated {
+    if s.account.authenticated {
         s.flush_account();
-        s.username = req.arg_str();
-        s.reply(
+        s.account.username = req.arg_str();
+        s.ctrl.reply(
             331,
             "Previous account information was flushed, send password.",
         )
     } else {
-        s.username = req.arg_str();
-        s.reply(331, "Username ok, send password.")
+        s.account.username = req.arg_str();
+        s.ctrl.reply(331, "Username ok, send password.")
     }
 }
 
 pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
-    if s.authenticated {
-        return s.reply(503, "User already authenticated.");
+    if s.account.authenticated {
+        return s.ctrl.reply(503, "User already authenticated.");
     }
-    if s.username.is_empty() {
-        return s.reply(503, "Login with USER first.");
+    if s.account.username.is_empty() {
+        return s.ctrl.reply(503, "Login with USER first.");
     }
-    let user = s.username.clone();
+    let user = s.account.username.clone();
     let shown = crate::proto::log_escape(user.as_bytes()).into_owned();
     let password = req.arg_str();
-    if crate::servers::admission::banned() {
+    if s.ctx.banned() {
         return refuse_banned(s, &shown);
     }
     match login(s, &user, &password) {
-        Ok((fs, msg)) => {
-            s.set_login_fs(fs);
-            s.limits = crate::handlers::throttle::SessionLimits::at_login(&s.h, &user);
-            s.authenticated = true;
-            s.attempted_logins = 0;
-            s.prefix = format!("{}:{}-[{shown}]", s.peer.ip(), s.peer.port());
+        Ok((fs, msg, guard)) => {
+            let rates = s.ctx.rates.clone();
+            s.account.logged_in(&s.h, &rates, fs, guard);
+            s.ctrl.set_user(Some(&shown));
             s.reply_lines(230, &msg)?;
-            log::info!("{} USER '{shown}' logged in.", s.prefix);
+            log::info!("{} USER '{shown}' logged in.", s.ctrl.prefix);
             s.cb.on_login(&user);
             Ok(())
         }
@@ -52,43 +62,51 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
             // The authorizer could not decide (its database is down): not a wrong password,
             // so no delay, no attempt counted (nor towards a ban), no on_login_failed; 421
             // closes the session (RFC 959 §4.2) and the client may retry later.
-            log::info!("{} USER '{shown}' login deferred: {}", s.prefix, e.0);
-            s.username.clear();
-            s.closing = true;
-            s.reply(421, &e.0)
+            log::info!("{} USER '{shown}' login deferred: {}", s.ctrl.prefix, e.0);
+            s.account.username.clear();
+            s.ctrl.closing = true;
+            s.ctrl.reply(421, &e.0)
         }
-        Err(e) => {
-            let msg = e.0;
-            // Counted for the address across all its sessions (servers/admission/)...
-            let banned = crate::servers::admission::login_failed(&s.h);
-            // ...and slowed down; only this session waits.
-            std::thread::sleep(s.h.auth_failed_timeout);
-            if banned {
-                s.cb.on_login_failed(&user, &password);
-                return refuse_banned(s, &shown);
-            }
-            s.attempted_logins += 1;
-            s.username.clear();
-            let mut msg = capitalize(&msg);
-            if s.attempted_logins >= s.h.max_login_attempts {
-                msg.push_str(" Disconnecting.");
-                s.closing = true;
-            }
-            s.reply(530, &msg)?;
-            log::info!("{} USER '{shown}' failed login.", s.prefix);
-            s.cb.on_login_failed(&user, &password);
-            Ok(())
-        }
+        Err(e) => failed(s, &user, &shown, &password, e.0),
     }
+}
+
+/// A refused password: counted for the address across all its sessions (the server's
+/// admission table), answered after `auth_failed_timeout`, and the session closed after
+/// `max_login_attempts`.
+fn failed(s: &mut Session, user: &str, shown: &str, password: &str, msg: String) -> io::Result<()> {
+    let rules = BanRules {
+        failures: s.h.ban_failures,
+        find_time: s.h.ban_find_time,
+        ban_time: s.h.ban_time,
+    };
+    let banned = s.ctx.login_failed(&rules);
+    // Slowed down; only this session waits.
+    std::thread::sleep(s.h.auth_failed_timeout);
+    if banned {
+        s.cb.on_login_failed(user, password);
+        return refuse_banned(s, shown);
+    }
+    s.account.attempted_logins += 1;
+    s.account.username.clear();
+    let mut msg = capitalize(&msg);
+    if s.account.attempted_logins >= s.h.max_login_attempts {
+        msg.push_str(" Disconnecting.");
+        s.ctrl.closing = true;
+    }
+    s.ctrl.reply(530, &msg)?;
+    log::info!("{} USER '{shown}' failed login.", s.ctrl.prefix);
+    s.cb.on_login_failed(user, password);
+    Ok(())
 }
 
 /// An address banned for failed logins (its own or other sessions') gets 421 and the
 /// session ends; the password is not even tried. `shown` is the user name as logged.
 fn refuse_banned(s: &mut Session, shown: &str) -> io::Result<()> {
-    log::info!("{} USER '{shown}' refused: address banned.", s.prefix);
-    s.username.clear();
-    s.closing = true;
-    s.reply(
+    log::info!("{} USER '{shown}' refused: address banned.", s.ctrl.prefix);
+    s.account.username.clear();
+    s.ctrl.closing = true;
+    s.ctrl.reply(
         421,
         "Too many failed logins from your address; try again later.",
     )
@@ -99,28 +117,27 @@ fn login(
     s: &Session,
     user: &str,
     password: &str,
-) -> Result<(AbstractedFs, String), AuthenticationFailed> {
+) -> Result<(AbstractedFs, String, Impersonation), AuthenticationFailed> {
     let auth = &s.h.authorizer;
-    auth.validate_authentication(user, password, s.peer)
+    auth.validate_authentication(user, password, s.ctrl.peer)
         .map_err(|e| AuthenticationFailed(non_empty(e.0, user), e.1))?;
     let home = auth
         .get_home_dir(user)
         .map_err(|e| AuthenticationFailed::new(non_empty(e.0, user)))?;
     let msg = auth.get_msg_login(user);
-    auth.impersonate_user(user, password).map_err(|e| {
-        log::error!("{} impersonate_user({user}): {e}", s.prefix);
+    let guard = Impersonation::begin(auth, user, password, s.ctx.process).map_err(|e| {
+        log::error!("{} impersonate_user({user}): {e}", s.ctrl.prefix);
         AuthenticationFailed::new("Authentication failed.")
     })?;
     let fs = new_fs(s, user, &home).map_err(|e| {
         log::error!(
             "{} filesystem for {user} at {}: {e}",
-            s.prefix,
+            s.ctrl.prefix,
             home.display()
         );
-        let _ = auth.terminate_impersonation(user);
         AuthenticationFailed::new("Authentication failed.")
     })?;
-    Ok((fs, msg))
+    Ok((fs, msg, guard))
 }
 
 /// The session's files: rooted at the home, or at `root_dir` with the home as working
@@ -166,36 +183,36 @@ fn capitalize(s: &str) -> String {
 
 pub(super) fn rein(s: &mut Session, _req: &Request) -> io::Result<()> {
     s.flush_account();
-    s.reply(230, "Ready for new user.")
+    s.ctrl.reply(230, "Ready for new user.")
 }
 
+/// QUIT: 221 and the session ends. During a transfer the 221 comes now and the transfer's
+/// own reply when it ends, then the connection closes (RFC 959, pyftpdlib); while a
+/// transfer waits for its passive client, it is dropped and the session ends at once.
 pub(super) fn quit(s: &mut Session, _req: &Request) -> io::Result<()> {
-    // The slot is free before the client has the 221: it may reconnect at once.
-    crate::servers::admission::release_early();
+    if matches!(s.data.phase, Phase::Running(_)) {
+        log::debug!("{} QUIT: closing after the transfer", s.ctrl.prefix);
+        s.say_goodbye()?;
+        s.ctrl.quit_pending = true;
+        return Ok(());
+    }
+    if !matches!(s.data.phase, Phase::Connecting(..)) {
+        // The slot is free before the client has the 221: it may reconnect at once.
+        s.ctx.release_early();
+    }
     s.say_goodbye()?;
-    s.closing = true;
+    s.cancel_phase();
+    s.ctrl.closing = true;
     Ok(())
 }
 
 impl Session {
     /// The 221 reply to QUIT: the user's quit message, or pyftpdlib's "Goodbye.".
     pub(crate) fn say_goodbye(&mut self) -> io::Result<()> {
-        let msg = if self.authenticated {
-            self.h.authorizer.get_msg_quit(&self.username)
-        } else {
-            "Goodbye.".to_string()
+        let msg = match self.account.user() {
+            Some(u) => self.h.authorizer.get_msg_quit(u),
+            None => "Goodbye.".to_string(),
         };
         self.reply_lines(221, &msg)
-    }
-
-    /// Resets the account and transfer parameters (pyftpdlib `flush_account`: REIN, or USER
-    /// while logged in).
-    pub(crate) fn flush_account(&mut self) {
-        self.data = DataSetup::None;
-        self.logout();
-        self.attempted_logins = 0;
-        self.ttype = TransferType::Ascii;
-        self.epsv_all = false;
-        self.quit_pending = false;
     }
 }

@@ -4,7 +4,6 @@
 use std::io;
 
 use crate::filesystems::listing::{mlst_feat, AVAILABLE_FACTS};
-use crate::handlers::tls::command_available;
 use crate::handlers::{Request, Session};
 
 pub(super) fn feat(s: &mut Session, _req: &Request) -> io::Result<()> {
@@ -16,10 +15,7 @@ pub(super) fn feat(s: &mut Session, _req: &Request) -> io::Result<()> {
     if s.h.tls.is_some() {
         feats.push("AUTH SSL".into());
     }
-    for c in s.h.commands.iter() {
-        if !command_available(&s.h, &c.name) {
-            continue;
-        }
+    for c in s.h.command_rows() {
         if c.name == "MLST" {
             feats.push(mlst_feat(&s.facts));
         } else if let Some(f) = &c.feat {
@@ -47,7 +43,7 @@ pub(super) fn opts(s: &mut Session, req: &Request) -> io::Result<()> {
         // answer whatever the argument (ON, OFF or none).
         return s.reply(200, "Always in UTF8 mode.");
     }
-    if cmd != "MLST" || s.h.commands.get("MLST").is_none() {
+    if cmd != "MLST" || s.h.command("MLST").is_none() {
         return match crate::proto::echoable(&cmd) {
             Some(c) => s.reply(501, &format!("Unsupported command \"{c}\".")),
             None => s.reply(501, "Unsupported command."),
@@ -64,21 +60,16 @@ pub(super) fn opts(s: &mut Session, req: &Request) -> io::Result<()> {
 pub(super) fn help(s: &mut Session, req: &Request) -> io::Result<()> {
     let arg = req.arg_str().trim().to_ascii_uppercase();
     if !arg.is_empty() {
-        let text =
-            s.h.commands
-                .get(&arg)
-                .filter(|c| command_available(&s.h, &c.name))
-                .map(|c| c.help.clone());
+        let text = s.h.command(&arg).map(|c| c.help.clone());
         return match text {
             Some(t) => s.reply(214, &t),
             None => s.reply(501, "Unrecognized command."),
         };
     }
     let names: Vec<String> =
-        s.h.commands
-            .iter()
+        s.h.command_rows()
+            .into_iter()
             .filter(|c| !c.name.starts_with("SITE "))
-            .filter(|c| command_available(&s.h, &c.name))
             .map(|c| c.name.clone())
             .collect();
     let body: Vec<Vec<u8>> = names
@@ -108,15 +99,15 @@ pub(super) fn site_help(s: &mut Session, req: &Request) -> io::Result<()> {
         } else {
             format!("SITE {arg}")
         };
-        let text = s.h.commands.get(&key).map(|c| c.help.clone());
+        let text = s.h.command(&key).map(|c| c.help.clone());
         return match text {
             Some(t) => s.reply(214, &t),
             None => s.reply(501, "Unrecognized SITE command."),
         };
     }
     let body: Vec<Vec<u8>> =
-        s.h.commands
-            .iter()
+        s.h.command_rows()
+            .into_iter()
             .filter_map(|c| c.name.strip_prefix("SITE ").map(|n| n.as_bytes().to_vec()))
             .collect();
     s.reply_multi(

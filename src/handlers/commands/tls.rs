@@ -7,7 +7,7 @@ use std::io;
 use crate::handlers::{Request, Session};
 
 pub(super) fn auth(s: &mut Session, req: &Request) -> io::Result<()> {
-    if s.control_is_tls() {
+    if s.ctrl.is_tls() {
         return s.reply(503, "Already using TLS.");
     }
     let arg = req.arg_str().trim().to_ascii_uppercase();
@@ -23,22 +23,22 @@ pub(super) fn auth(s: &mut Session, req: &Request) -> io::Result<()> {
 }
 
 pub(super) fn pbsz(s: &mut Session, req: &Request) -> io::Result<()> {
-    if !s.control_is_tls() {
+    if !s.ctrl.is_tls() {
         return s.reply(503, "PBSZ not allowed on insecure control connection.");
     }
     if req.arg_str().trim().parse::<u64>().is_err() {
         return s.reply(501, "Invalid PBSZ value.");
     }
     // RFC 4217 §8: for TLS the only size is 0; any other value is answered with PBSZ=0.
-    s.tls.pbsz = true;
+    s.data.protection.pbsz = true;
     s.reply(200, "PBSZ=0 successful.")
 }
 
 pub(super) fn prot(s: &mut Session, req: &Request) -> io::Result<()> {
-    if !s.control_is_tls() {
+    if !s.ctrl.is_tls() {
         return s.reply(503, "PROT not allowed on insecure control connection.");
     }
-    if !s.tls.pbsz {
+    if !s.data.protection.pbsz {
         // RFC 4217 §9: PROT before PBSZ is a bad sequence.
         return s.reply(503, "You must issue the PBSZ command prior to PROT.");
     }
@@ -47,11 +47,11 @@ pub(super) fn prot(s: &mut Session, req: &Request) -> io::Result<()> {
             if s.h.tls.as_ref().is_some_and(|t| t.tls_data_required) {
                 return s.reply(534, "SSL/TLS required on the data channel.");
             }
-            s.tls.prot_private = false;
+            s.data.protection.private = false;
             s.reply(200, "Protection set to Clear")
         }
         "P" => {
-            s.tls.prot_private = true;
+            s.data.protection.private = true;
             s.reply(200, "Protection set to Private")
         }
         // RFC 4217 §9: S and E are not supported by the TLS mechanism.
@@ -61,7 +61,7 @@ pub(super) fn prot(s: &mut Session, req: &Request) -> io::Result<()> {
 }
 
 pub(super) fn ccc(s: &mut Session, _req: &Request) -> io::Result<()> {
-    if !s.control_is_tls() {
+    if !s.ctrl.is_tls() {
         return s.reply(533, "CCC not allowed on insecure control connection.");
     }
     if s.h.tls.as_ref().is_some_and(|t| t.tls_control_required) {

@@ -1,37 +1,66 @@
 //! Transfers and their parameters: RETR, STOR, APPE, STOU, REST, ABOR, ALLO, TYPE, MODE, STRU
 //! (RFC 959 §4.1.2–4.1.3, RFC 1123 §4.1.2.9 for STOU's `FILE:` mark, RFC 3659 §5 for REST).
+//! A transfer command checks and opens its file, then hands the session a plan; the session
+//! loop opens the data connection and moves the bytes (session/drive.rs).
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::fs_error;
 use crate::beneath::Escape;
 use crate::filesystems::{try_lock, ReadStream, UploadOptions, UploadSink, WriteMode};
-use crate::handlers::data::DataSetup;
+use crate::handlers::dtp::{Outcome, Source};
+use crate::handlers::session::{Ending, Phase, Plan, Setup, Work};
+use crate::handlers::table::Channel;
 use crate::handlers::{FtpHandler, Request, Session};
 use crate::proto::{self, TransferType};
 
-pub(super) fn retr(s: &mut Session, req: &Request) -> io::Result<()> {
-    let rest = std::mem::take(&mut s.rest);
-    let (Some(path), Some(real)) = (req.vpath.clone(), req.path.clone()) else {
-        return Ok(());
-    };
-    let Some(fs) = s.fs.as_mut() else {
-        return Ok(());
-    };
-    if rest > 0 {
-        // RFC 1123 §4.1.3.4 / pyftpdlib: 554 when the file cannot be positioned there.
-        match fs.fs().stat(&path) {
-            Ok(st) if rest > st.size => {
-                return s.reply(
-                    554,
-                    &format!("REST position ({rest}) > file size ({}).", st.size),
-                );
-            }
-            Ok(_) => {}
-            Err(e) => return fs_error(s, &e),
-        }
+/// The plan of a file transfer.
+fn plan(cmd: &str, real: PathBuf, work: Work, mark: Option<Vec<u8>>) -> Plan {
+    Plan {
+        end: Ending {
+            cmd: cmd.to_string(),
+            path: real,
+            channel: Channel::File,
+            reserved: None,
+        },
+        work,
+        mark,
     }
+}
+
+/// REST's offset, taken; 554 when the file is shorter (RFC 1123 §4.1.3.4, pyftpdlib's
+/// text). `None` when a reply refused the transfer.
+fn rest_offset(s: &mut Session, vpath: &Path) -> io::Result<Option<u64>> {
+    let rest = std::mem::take(&mut s.data.rest);
+    if rest == 0 {
+        return Ok(Some(0));
+    }
+    let Some(fs) = s.account.fs.as_mut() else {
+        return Ok(None);
+    };
+    match fs.fs().stat(vpath) {
+        Ok(st) if rest > st.size => {
+            let msg = format!("REST position ({rest}) > file size ({}).", st.size);
+            s.ctrl.reply(554, &msg)?;
+            Ok(None)
+        }
+        Ok(_) => Ok(Some(rest)),
+        Err(e) => fs_error(s, &e).map(|()| None),
+    }
+}
+
+pub(super) fn retr(s: &mut Session, req: &Request) -> io::Result<()> {
+    let (Some(path), Some(real)) = (req.vpath.clone(), req.path.clone()) else {
+        s.data.rest = 0;
+        return Ok(());
+    };
+    let Some(rest) = rest_offset(s, &path)? else {
+        return Ok(());
+    };
+    let Some(fs) = s.account.fs.as_mut() else {
+        return Ok(());
+    };
     let file = match fs.fs().open_read(&path, rest) {
         Ok(f) => f,
         Err(e) => return fs_error(s, &e),
@@ -43,12 +72,7 @@ pub(super) fn retr(s: &mut Session, req: &Request) -> io::Result<()> {
             return busy(s, &e, "it is being uploaded");
         }
     }
-    let Some(mut conn) = s.open_data(None)? else {
-        return Ok(());
-    };
-    let outcome = s.send_data(&mut conn, crate::handlers::data::Source::File(file));
-    drop(conn);
-    s.finish_transfer("RETR", &real, false, outcome)
+    s.start_transfer(plan(&req.verb, real, Work::Send(Source::File(file)), None))
 }
 
 pub(super) fn stor(s: &mut Session, req: &Request) -> io::Result<()> {
@@ -60,46 +84,39 @@ pub(super) fn appe(s: &mut Session, req: &Request) -> io::Result<()> {
 }
 
 fn store(s: &mut Session, req: &Request, append: bool) -> io::Result<()> {
-    if append && s.rest > 0 {
+    if append && s.data.rest > 0 {
         // pyftpdlib: APPE after REST makes no sense (the append point is the end).
-        s.rest = 0;
-        return s.reply(450, "Can't APPE while REST request is pending.");
+        s.data.rest = 0;
+        return s
+            .ctrl
+            .reply(450, "Can't APPE while REST request is pending.");
     }
-    let rest = std::mem::take(&mut s.rest);
     let (Some(path), Some(real)) = (req.vpath.clone(), req.path.clone()) else {
+        s.data.rest = 0;
         return Ok(());
     };
-    let perm = upload_perm(s, 0o666);
-    let Some(fs) = s.fs.as_mut() else {
+    let Some(rest) = rest_offset(s, &path)? else {
         return Ok(());
     };
-    let mode = if rest > 0 {
-        match fs.fs().stat(&path) {
-            Ok(st) if rest > st.size => {
-                return s.reply(
-                    554,
-                    &format!("REST position ({rest}) > file size ({}).", st.size),
-                );
-            }
-            Ok(_) => WriteMode::At(rest),
-            Err(e) => return fs_error(s, &e),
-        }
-    } else if append {
-        WriteMode::Append
-    } else {
-        WriteMode::Truncate
+    let mode = match (rest, append) {
+        (0, true) => WriteMode::Append,
+        (0, false) => WriteMode::Truncate,
+        (at, _) => WriteMode::At(at),
     };
-    let sink = match fs.fs().open_upload(&path, mode, perm, upload_options(&s.h)) {
+    let (perm, opts) = (upload_perm(&s.h, 0o666), upload_options(&s.h));
+    let Some(fs) = s.account.fs.as_mut() else {
+        return Ok(());
+    };
+    let sink = match fs.fs().open_upload(&path, mode, perm, opts) {
         Ok(f) => f,
         Err(e) => return busy(s, &e, "another session is transferring it"),
     };
-    let cmd = if append { "APPE" } else { "STOR" };
-    receive(s, cmd, &real, sink, None, None)
+    s.start_transfer(plan(&req.verb, real, Work::Receive(sink), None))
 }
 
 /// The permission bits of a new upload: `base` less the handler's umask.
-fn upload_perm(s: &Session, base: u32) -> u32 {
-    base & !s.h.umask
+fn upload_perm(h: &FtpHandler, base: u32) -> u32 {
+    base & !h.umask
 }
 
 /// The handler's upload rules.
@@ -114,151 +131,133 @@ fn upload_options(h: &FtpHandler) -> UploadOptions {
 /// for a filesystem error.
 fn busy(s: &mut Session, e: &io::Error, why: &str) -> io::Result<()> {
     if e.kind() == io::ErrorKind::WouldBlock {
-        log::info!("{} file busy: {why}", s.prefix);
-        return s.reply(450, &format!("File busy: {why}; try again later."));
+        log::info!("{} file busy: {why}", s.ctrl.prefix);
+        return s
+            .ctrl
+            .reply(450, &format!("File busy: {why}; try again later."));
     }
     fs_error(s, e)
 }
 
-/// Runs an upload into an opened sink and replies; the file is closed (an atomic upload
-/// renamed into place) before the reply. `real` is the host form of the name, for the log
-/// and the callbacks. When the upload does not complete, `reserved` (the virtual path of an
-/// atomic STOU's unique name) is removed before the reply.
-fn receive(
-    s: &mut Session,
-    cmd: &str,
-    real: &Path,
-    sink: Box<dyn UploadSink>,
-    mark: Option<&[u8]>,
-    reserved: Option<&Path>,
-) -> io::Result<()> {
-    let outcome = match s.open_data(mark)? {
-        Some(mut conn) => {
-            let o = s.recv_data(&mut conn, sink);
-            drop(conn);
-            Some(o)
-        }
-        None => None,
+/// The directory and the name prefix of a STOU name: `ftpd.` in the working directory, or
+/// `<name>.` next to the name the client suggested.
+fn stou_pattern(cwd: &[u8], normalized: Option<Vec<u8>>) -> (Vec<u8>, Vec<u8>) {
+    let Some(v) = normalized else {
+        return (cwd.to_vec(), b"ftpd.".to_vec());
     };
-    let complete = matches!(outcome, Some(crate::handlers::data::Outcome::Complete));
-    if let (Some(vpath), false) = (reserved, complete) {
-        if let Some(fs) = s.fs.as_mut() {
-            let _ = fs.fs().remove(vpath);
-        }
-    }
-    match outcome {
-        Some(o) => s.finish_transfer(cmd, real, true, o),
-        None => Ok(()),
-    }
+    let mut prefix = match crate::filesystems::path::basename(&v) {
+        b"/" => b"ftpd".to_vec(),
+        name => name.to_vec(),
+    };
+    prefix.push(b'.');
+    let cut = v.iter().rposition(|&b| b == b'/').unwrap_or(0);
+    (v[..cut.max(1)].to_vec(), prefix)
 }
 
-pub(super) fn stou(s: &mut Session, req: &Request) -> io::Result<()> {
-    if s.rest > 0 {
-        return s.reply(450, "Can't STOU while REST request is pending.");
-    }
-    if req.arg.contains(&0) {
-        return s.reply(550, "Path points outside the user's root directory.");
-    }
+/// A new file with a unique name: its virtual path and its sink.
+type UniqueFile = (Vec<u8>, Box<dyn UploadSink>);
+
+/// Creates a new file with a unique name (O_EXCL, locked so no download reads it half
+/// written), or says the reply that refused it.
+fn unique_file(s: &mut Session, dir: &[u8], prefix: &[u8]) -> Result<UniqueFile, (u16, String)> {
     // pyftpdlib creates STOU files with tempfile.mkstemp: mode 0600.
-    let perm = upload_perm(s, 0o600);
-    let Some(fs) = s.fs.as_mut() else {
-        return Ok(());
+    let perm = upload_perm(&s.h, 0o600);
+    // Not atomic here: the new name itself is the reservation.
+    let reserve = UploadOptions {
+        lock: s.h.lock_upload_files,
+        atomic: false,
     };
-    // The directory and the name prefix: `ftpd.` in the working directory, or `<name>.`
-    // next to the name the client suggested.
-    let (dir, prefix): (Vec<u8>, Vec<u8>) = if req.arg.is_empty() {
-        (fs.cwd().to_vec(), b"ftpd.".to_vec())
-    } else {
-        let v = fs.ftpnorm(&req.arg);
-        let mut prefix = match crate::filesystems::path::basename(&v) {
-            b"/" => b"ftpd".to_vec(),
-            name => name.to_vec(),
-        };
-        prefix.push(b'.');
-        let cut = v.iter().rposition(|&b| b == b'/').unwrap_or(0);
-        (v[..cut.max(1)].to_vec(), prefix)
-    };
+    let fs = s
+        .account
+        .fs
+        .as_mut()
+        .ok_or((450, "Not logged in.".to_string()))?;
     let mut seed = unique_seed();
-    let mut created = None;
     for _ in 0..100 {
-        let mut name = dir.clone();
+        let mut name = dir.to_vec();
         if name != b"/" {
             name.push(b'/');
         }
-        name.extend_from_slice(&prefix);
+        name.extend_from_slice(prefix);
         name.extend_from_slice(random_suffix(&mut seed).as_bytes());
         let vpath = crate::filesystems::path::bytes_path(&name);
-        // Not atomic here: the new name itself is the reservation (O_EXCL), locked so no
-        // download reads it half written.
-        let reserve = UploadOptions {
-            lock: s.h.lock_upload_files,
-            atomic: false,
-        };
         match fs
             .fs()
             .open_upload(&vpath, WriteMode::CreateNew, perm, reserve)
         {
-            Ok(f) => {
-                created = Some((name, f));
-                break;
-            }
+            Ok(f) => return Ok((name, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) if Escape::of(&e).is_some() => {
-                return s.reply(550, "Path points outside the user's root directory.");
+                return Err((550, "Path points outside the user's root directory.".into()))
             }
-            Err(e) => {
-                let why = crate::filesystems::strerror(&e);
-                return s.reply(450, &format!("{why}."));
-            }
+            Err(e) => return Err((450, format!("{}.", crate::filesystems::strerror(&e)))),
         }
     }
-    let Some((vname, sink)) = created else {
-        return s.reply(450, "No usable unique file name found.");
+    Err((450, "No usable unique file name found.".into()))
+}
+
+pub(super) fn stou(s: &mut Session, req: &Request) -> io::Result<()> {
+    if s.data.rest > 0 {
+        return s
+            .ctrl
+            .reply(450, "Can't STOU while REST request is pending.");
+    }
+    if req.arg.contains(&0) {
+        return s
+            .ctrl
+            .reply(550, "Path points outside the user's root directory.");
+    }
+    let Some(fs) = s.account.fs.as_ref() else {
+        return Ok(());
+    };
+    let suggested = (!req.arg.is_empty()).then(|| fs.ftpnorm(&req.arg));
+    let (dir, prefix) = stou_pattern(fs.cwd(), suggested);
+    let (vname, sink) = match unique_file(s, &dir, &prefix) {
+        Ok(v) => v,
+        Err((code, text)) => return s.ctrl.reply(code, &text),
+    };
+    let vpath = crate::filesystems::path::bytes_path(&vname);
+    let Some(fs) = s.account.fs.as_mut() else {
+        return Ok(());
     };
     let real = fs.ftp2fs(&vname);
+    let store = crate::authorizers::Perm::Store;
     if !s
         .h
         .authorizer
-        .has_perm(&s.username, crate::authorizers::Perm::Store, Some(&real))
+        .has_perm(&s.account.username, store, Some(&real))
     {
         drop(sink);
-        if let Some(fs) = s.fs.as_mut() {
-            let _ = fs
-                .fs()
-                .remove(&crate::filesystems::path::bytes_path(&vname));
-        }
-        return s.reply(550, "Not enough privileges.");
+        let _ = fs.fs().remove(&vpath);
+        return s.ctrl.reply(550, "Not enough privileges.");
     }
-    let name = crate::filesystems::path::basename(&vname).to_vec();
     // RFC 1123 §4.1.2.9: the preliminary reply is "FILE: <name>".
     let mut mark = b"FILE: ".to_vec();
-    mark.extend_from_slice(&s.h.encoding.encode(&name));
+    let name = crate::filesystems::path::basename(&vname);
+    mark.extend_from_slice(&s.h.encoding.encode(name));
     if !s.h.atomic_uploads {
-        return receive(s, "STOU", &real, sink, Some(&mark), None);
+        return s.start_transfer(plan("STOU", real, Work::Receive(sink), Some(mark)));
     }
     drop(sink);
-    let vpath = crate::filesystems::path::bytes_path(&vname);
-    stou_atomic(s, &vpath, &real, perm, &mark)
+    stou_atomic(s, vpath, real, mark)
 }
 
 /// Atomic STOU: the unique name `vpath` stays reserved (empty, mode 0600 less the umask)
 /// while the upload goes to a temporary file that replaces it when complete; a failed
 /// upload removes both.
-fn stou_atomic(
-    s: &mut Session,
-    vpath: &Path,
-    real: &Path,
-    perm: u32,
-    mark: &[u8],
-) -> io::Result<()> {
-    let opts = upload_options(&s.h);
-    let Some(fs) = s.fs.as_mut() else {
+fn stou_atomic(s: &mut Session, vpath: PathBuf, real: PathBuf, mark: Vec<u8>) -> io::Result<()> {
+    let (perm, opts) = (upload_perm(&s.h, 0o600), upload_options(&s.h));
+    let Some(fs) = s.account.fs.as_mut() else {
         return Ok(());
     };
-    match fs.fs().open_upload(vpath, WriteMode::Truncate, perm, opts) {
-        Ok(up) => receive(s, "STOU", real, up, Some(mark), Some(vpath)),
+    match fs.fs().open_upload(&vpath, WriteMode::Truncate, perm, opts) {
+        Ok(up) => {
+            let mut p = plan("STOU", real, Work::Receive(up), Some(mark));
+            p.end.reserved = Some(vpath);
+            s.start_transfer(p)
+        }
         Err(e) => {
-            let _ = fs.fs().remove(vpath);
+            let _ = fs.fs().remove(&vpath);
             fs_error(s, &e)
         }
     }
@@ -287,62 +286,78 @@ fn random_suffix(seed: &mut u64) -> String {
 }
 
 pub(super) fn rest(s: &mut Session, req: &Request) -> io::Result<()> {
-    if s.ttype == TransferType::Ascii {
-        return s.reply(501, "Resuming transfers not allowed in ASCII mode.");
+    if s.data.ttype == TransferType::Ascii {
+        return s
+            .ctrl
+            .reply(501, "Resuming transfers not allowed in ASCII mode.");
     }
     match proto::parse_rest(&req.arg_str()) {
         Some(n) => {
-            s.rest = n;
-            s.reply(350, &format!("Restarting at position {n}."))
+            s.data.rest = n;
+            s.ctrl.reply(350, &format!("Restarting at position {n}."))
         }
-        None => s.reply(501, "Invalid parameter."),
+        None => s.ctrl.reply(501, "Invalid parameter."),
     }
 }
 
+/// ABOR (RFC 959 §4.1.3; pyftpdlib `ftp_ABOR`), by where the transfer is: a running one
+/// ends with 426 and 226; one waiting for its client, or an idle prepared channel, is
+/// closed with 225 (before the reply, so its passive port is free once the client reads
+/// it); otherwise there is nothing to abort.
 pub(super) fn abor(s: &mut Session, _req: &Request) -> io::Result<()> {
-    // Outside a transfer (ABOR during one is answered by the transfer loop). The channel is
-    // closed before the reply, so its passive port is free once the client reads it.
-    let had_channel = !matches!(std::mem::take(&mut s.data), DataSetup::None);
+    match s.data.phase {
+        Phase::Running(_) => return s.end_transfer(Outcome::Aborted),
+        Phase::Connecting(..) => {
+            s.cancel_phase();
+            return s
+                .ctrl
+                .reply(225, "ABOR command successful; data channel closed.");
+        }
+        Phase::Awaiting(_) => s.cancel_phase(),
+        Phase::Idle => {}
+    }
+    let had_channel = !matches!(std::mem::take(&mut s.data.setup), Setup::None);
     if had_channel {
-        s.reply(225, "ABOR command successful; data channel closed.")
+        s.ctrl
+            .reply(225, "ABOR command successful; data channel closed.")
     } else {
-        s.reply(225, "No transfer to abort.")
+        s.ctrl.reply(225, "No transfer to abort.")
     }
 }
 
 pub(super) fn allo(s: &mut Session, _req: &Request) -> io::Result<()> {
-    s.reply(202, "No storage allocation necessary.")
+    s.ctrl.reply(202, "No storage allocation necessary.")
 }
 
 pub(super) fn type_(s: &mut Session, req: &Request) -> io::Result<()> {
     match proto::parse_type(&req.arg_str()) {
         Some(TransferType::Ascii) => {
-            s.ttype = TransferType::Ascii;
-            s.reply(200, "Type set to: ASCII.")
+            s.data.ttype = TransferType::Ascii;
+            s.ctrl.reply(200, "Type set to: ASCII.")
         }
         Some(TransferType::Binary) => {
-            s.ttype = TransferType::Binary;
-            s.reply(200, "Type set to: Binary.")
+            s.data.ttype = TransferType::Binary;
+            s.ctrl.reply(200, "Type set to: Binary.")
         }
         None => match crate::proto::echoable(&req.arg_str()) {
-            Some(t) => s.reply(504, &format!("Unsupported type \"{t}\".")),
-            None => s.reply(504, "Unsupported type."),
+            Some(t) => s.ctrl.reply(504, &format!("Unsupported type \"{t}\".")),
+            None => s.ctrl.reply(504, "Unsupported type."),
         },
     }
 }
 
 pub(super) fn mode(s: &mut Session, req: &Request) -> io::Result<()> {
     match req.arg_str().trim().to_ascii_uppercase().as_str() {
-        "S" => s.reply(200, "Transfer mode set to: S"),
-        "B" | "C" => s.reply(504, "Unimplemented MODE type."),
-        _ => s.reply(501, "Unrecognized MODE type."),
+        "S" => s.ctrl.reply(200, "Transfer mode set to: S"),
+        "B" | "C" => s.ctrl.reply(504, "Unimplemented MODE type."),
+        _ => s.ctrl.reply(501, "Unrecognized MODE type."),
     }
 }
 
 pub(super) fn stru(s: &mut Session, req: &Request) -> io::Result<()> {
     match req.arg_str().trim().to_ascii_uppercase().as_str() {
-        "F" => s.reply(200, "File transfer structure set to: F."),
-        "P" | "R" => s.reply(504, "Unimplemented STRU type."),
-        _ => s.reply(501, "Unrecognized STRU type."),
+        "F" => s.ctrl.reply(200, "File transfer structure set to: F."),
+        "P" | "R" => s.ctrl.reply(504, "Unimplemented STRU type."),
+        _ => s.ctrl.reply(501, "Unrecognized STRU type."),
     }
 }

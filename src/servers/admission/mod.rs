@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::handlers::FtpHandler;
+use crate::handlers::{AdmissionHooks, BanRules};
 use crate::shm::{self, SharedArray, ZeroedAtomics};
 
 mod table;
@@ -404,38 +404,33 @@ impl Drop for Admitted {
     }
 }
 
-/// Frees the current session's place in its server's admission table now, so a client
-/// that reconnects as soon as it has the 221 is admitted (QUIT calls this before its
-/// reply). A no-op outside a server (inetd "nowait").
-pub(crate) fn release_early() {
-    let _ = super::shutdown::with_admitted(|a| a.release());
-}
+/// The session's side of its admission, as the session sees it in its context.
+impl AdmissionHooks for Admitted {
+    fn release(&self) {
+        Admitted::release(self);
+    }
 
-/// Records a failed login from the current session's address; true when the address is
-/// banned (by this failure or before): the session is then told 421 and closed. The ban
-/// is logged once, when it starts.
-pub(crate) fn login_failed(h: &FtpHandler) -> bool {
-    super::shutdown::with_admitted(|a| {
-        let strike = a
-            .table()
-            .login_failed(a.ip(), h.ban_failures, h.ban_find_time, h.ban_time);
+    /// Counts the failure for the address across all its sessions (and every worker and
+    /// child); the ban is logged once, when it starts.
+    fn login_failed(&self, rules: &BanRules) -> bool {
+        let strike =
+            self.table()
+                .login_failed(self.ip(), rules.failures, rules.find_time, rules.ban_time);
         if strike == Strike::Banned {
             log::warn!(
                 "{} banned for {} s after {} failed logins within {} s",
-                a.ip(),
-                h.ban_time.as_secs(),
-                h.ban_failures,
-                h.ban_find_time.as_secs()
+                self.ip(),
+                rules.ban_time.as_secs(),
+                rules.failures,
+                rules.find_time.as_secs()
             );
         }
         strike != Strike::Counted
-    })
-    .unwrap_or(false)
-}
+    }
 
-/// True while the current session's address is banned.
-pub(crate) fn banned() -> bool {
-    super::shutdown::with_admitted(|a| a.table().is_banned(a.ip())).unwrap_or(false)
+    fn is_banned(&self) -> bool {
+        self.table().is_banned(self.ip())
+    }
 }
 
 #[cfg(test)]

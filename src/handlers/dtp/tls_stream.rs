@@ -23,7 +23,7 @@ pub(crate) struct TlsStream {
     buffered: bool,
     /// Send close_notify when dropped (the control connection). Never for data connections:
     /// an aborted download must not look complete to the client.
-    pub(super) close_on_drop: bool,
+    pub(crate) close_on_drop: bool,
     /// close_notify already sent.
     closed: bool,
 }
@@ -36,7 +36,7 @@ impl TlsStream {
     /// Runs the server handshake on a blocking socket, ending it with `TimedOut` at
     /// `deadline`: each read(2) waits only for what is left, so a client sending its
     /// handshake a byte at a time cannot stretch it. The socket's read timeout is restored.
-    pub(super) fn accept(
+    pub(crate) fn accept(
         sock: TcpStream,
         config: Arc<ServerConfig>,
         deadline: Option<Instant>,
@@ -114,7 +114,7 @@ impl TlsStream {
     }
 
     /// A short description for logs: `TLSv1_3 TLS13_AES_256_GCM_SHA384 (resumed)`.
-    pub(super) fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "{} {} ({})",
             self.conn
@@ -137,7 +137,7 @@ impl TlsStream {
     }
 
     /// Whether the handshake resumed an earlier session.
-    pub(super) fn resumed(&self) -> bool {
+    pub(crate) fn resumed(&self) -> bool {
         self.conn.handshake_kind() == Some(HandshakeKind::Resumed)
     }
 
@@ -155,7 +155,7 @@ impl TlsStream {
     }
 
     /// Ends TLS on the control connection (CCC, RFC 4217 §6): close_notify, then plain TCP.
-    pub(super) fn into_cleared(mut self) -> io::Result<Cleared> {
+    pub(crate) fn into_cleared(mut self) -> io::Result<Cleared> {
         self.flush_tls()?;
         self.closed = true;
         self.conn.send_close_notify();

@@ -1,117 +1,117 @@
-//! Rate limits shared by sessions, beyond pyftpdlib's per-session `ThrottledDTPHandler`: the
-//! lock-free [`SharedBucket`] and the registry holding them, one bucket pair (read, write) for
-//! the whole server and one per logged-in user, kept in an anonymous `MAP_SHARED` mapping so that they hold across the threads of the Pool/Thread
-//! executors and across the processes of Fork/PreFork (the mapping is made when the handler is
-//! built, before any `fork()`, and every child inherits the same pages).
+//! Rate limits, by scope: the session's own (pyftpdlib `ThrottledDTPHandler.read_limit` /
+//! `write_limit`), one shared by a user's sessions and one shared by every session of the
+//! server. [`SessionRates`] are what a login decides from the handler and the authorizer;
+//! [`RateTable`] holds the shared buckets, one pair (read, write) for the whole server and
+//! one per logged-in user, in an anonymous `MAP_SHARED` mapping so that they hold across the
+//! threads of the Pool/Thread executors and across the processes of Fork/PreFork. The table
+//! is live state: the server makes it (before any `fork()`, so every child inherits the same
+//! pages) and hands it to each session in its [`SessionContext`](super::SessionContext);
+//! the handler, a configuration value, holds only the rates. Every bucket is the crate's one
+//! primitive, [`ratelimit::Bucket`](crate::ratelimit::Bucket).
 //!
-//! Layout: an array of [`Slot`]s. Slot 0 is the server's: its buckets are the server-wide
-//! limits, its `refs` word is the table lock (holding the locker's pid) and its `key` word the
-//! number of user slots ever used. Slots 1.. belong to users, found by a 64-bit hash of the
-//! name. Buckets are single atomics ([`SharedBucket`]), so transfers never take the lock;
+//! Layout of the table: an array of [`Slot`]s. Slot 0 is the server's: its buckets are the
+//! server-wide limits, its `refs` word is the table lock (holding the locker's pid) and its
+//! `key` word the number of user slots ever used. Slots 1.. belong to users, found by a
+//! 64-bit hash of the name. Buckets are single atomics, so transfers never take the lock;
 //! only login and logout do, for a scan of the used slots.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::throttle::{Clock, Direction, MonotonicClock};
+use super::FtpHandler;
+use crate::authorizers::UserLimits;
+use crate::ratelimit::{Bucket, Clock, MonotonicClock};
 use crate::shm::{self, SharedArray, ZeroedAtomics};
 
-/// User slots of [`Limits::new`]: users with a shared limit logged in at once.
+/// User slots of [`RateTable::new`]: users with a shared limit logged in at once.
 pub const DEFAULT_USER_SLOTS: usize = 1024;
 
-/// Nanoseconds per second.
-const NS: u128 = 1_000_000_000;
-
-/// The smallest grant worth waiting for from a shared bucket (as a session `TokenBucket`'s).
-fn quantum(rate: u64) -> u64 {
-    (rate / 32).clamp(1, 16384)
+/// Which way a transfer moves bytes, from the server's side (pyftpdlib's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Receiving: uploads (STOR, APPE, STOU) — `read_limit`.
+    Read = 0,
+    /// Sending: downloads and listings (RETR, LIST…) — `write_limit`.
+    Write = 1,
 }
 
-/// Nanoseconds that `n` bytes cost at `rate` bytes/s, rounded up.
-fn cost_ns(n: u64, rate: u64) -> u64 {
-    (u128::from(n) * NS).div_ceil(u128::from(rate.max(1))) as u64
+/// Who a rate limit is shared by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// One session alone (`read_limit`, `write_limit`).
+    Session,
+    /// Every session of one user (`user_read_limit`, `user_write_limit`).
+    User,
+    /// Every session of the server (`max_read_rate`, `max_write_rate`).
+    Server,
 }
 
-/// A token bucket that many sessions — threads, or processes sharing memory — draw from
-/// without a lock: one atomic holding the bucket's "theoretical arrival time" (the GCRA form
-/// of a token bucket). With `tat` in nanoseconds of [`MonotonicClock`] time, the bucket holds
-/// `(now - max(tat, now - 1 s)) × rate` tokens: at most one second's worth, and none while
-/// `tat` is `now`. Taking `n` tokens moves `tat` forward by `n / rate` seconds. The rate is
-/// passed to every call (it is configuration, not shared state), and a rate of 0 is never
-/// passed (callers skip unlimited buckets).
+impl FtpHandler {
+    /// The handler's rate for a scope and direction, bytes/s (0: unlimited).
+    pub fn rate(&self, scope: Scope, dir: Direction) -> u64 {
+        match (scope, dir) {
+            (Scope::Session, Direction::Read) => self.read_limit,
+            (Scope::Session, Direction::Write) => self.write_limit,
+            (Scope::User, Direction::Read) => self.user_read_limit,
+            (Scope::User, Direction::Write) => self.user_write_limit,
+            (Scope::Server, Direction::Read) => self.max_read_rate,
+            (Scope::Server, Direction::Write) => self.max_write_rate,
+        }
+    }
+}
+
+/// The authorizer's override of a session or user rate, if it sets one.
+fn user_override(u: &UserLimits, scope: Scope, dir: Direction) -> Option<u64> {
+    match (scope, dir) {
+        (Scope::Session, Direction::Read) => u.read_limit,
+        (Scope::Session, Direction::Write) => u.write_limit,
+        (Scope::User, Direction::Read) => u.user_read_limit,
+        (Scope::User, Direction::Write) => u.user_write_limit,
+        (Scope::Server, _) => None,
+    }
+}
+
+/// The rates of a logged-in session, decided at login from the handler and the authorizer,
+/// with its hold on the user's shared buckets when a per-user rate applies.
 #[derive(Debug, Default)]
-#[repr(transparent)]
-pub struct SharedBucket(AtomicU64);
+pub(crate) struct SessionRates {
+    /// Per direction: the session's own rate and the user's shared one (bytes/s, 0: none).
+    own: [u64; 2],
+    user: [u64; 2],
+    slot: Option<Arc<UserSlot>>,
+}
 
-impl SharedBucket {
-    /// A bucket that is empty at `now`.
-    pub fn empty_at(now: Duration) -> SharedBucket {
-        SharedBucket(AtomicU64::new(now.as_nanos() as u64))
-    }
-
-    /// Empties the bucket at `now`.
-    pub fn reset(&self, now: Duration) {
-        self.0.store(now.as_nanos() as u64, Ordering::Relaxed);
-    }
-
-    /// Tokens available at `now` and the base the next grant is added to.
-    fn level(tat: u64, rate: u64, now: u64) -> (u64, u64) {
-        let base = tat.max(now.saturating_sub(NS as u64));
-        if now <= base {
-            return (0, base);
-        }
-        let tokens = u128::from(now - base) * u128::from(rate) / NS;
-        (tokens.min(u128::from(u64::MAX)) as u64, base)
-    }
-
-    /// Grants up to `want` bytes at `rate` bytes/s; 0 when fewer than the quantum (a 32nd of
-    /// a second's worth, at most 16 KiB, or `want` if smaller) are available.
-    pub fn take(&self, rate: u64, want: usize, now: Duration) -> usize {
-        let now = now.as_nanos() as u64;
-        let want = want as u64;
-        let need = quantum(rate).min(want);
-        let mut tat = self.0.load(Ordering::Relaxed);
-        loop {
-            let (tokens, base) = Self::level(tat, rate, now);
-            if tokens < need || want == 0 {
-                return 0;
-            }
-            let n = tokens.min(want);
-            let next = base.saturating_add(cost_ns(n, rate));
-            match self
-                .0
-                .compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return n as usize,
-                Err(cur) => tat = cur,
-            }
-        }
-    }
-
-    /// Gives back `n` unused tokens.
-    pub fn refund(&self, rate: u64, n: usize) {
-        if n == 0 {
-            return;
-        }
-        let back = (u128::from(n as u64) * NS / u128::from(rate.max(1))) as u64;
-        let _ = self
-            .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
-                Some(t.saturating_sub(back))
-            });
-    }
-
-    /// How long until a grant of up to `want` bytes is possible.
-    pub fn wait(&self, rate: u64, want: usize, now: Duration) -> Duration {
-        let now_ns = now.as_nanos() as u64;
-        let need = quantum(rate).min(want as u64);
-        let (tokens, _) = Self::level(self.0.load(Ordering::Relaxed), rate, now_ns);
-        if tokens >= need {
-            Duration::ZERO
+impl SessionRates {
+    /// The rates of `user`: the authorizer's [`UserLimits`] where set, the handler's
+    /// otherwise; takes the user's slot in `table` when a per-user rate applies.
+    pub(crate) fn at_login(h: &FtpHandler, table: &Arc<RateTable>, user: &str) -> SessionRates {
+        let u: UserLimits = h.authorizer.get_limits(user);
+        let pick = |scope, dir| user_override(&u, scope, dir).unwrap_or(h.rate(scope, dir));
+        let dirs = [Direction::Read, Direction::Write];
+        let own = dirs.map(|d| pick(Scope::Session, d));
+        let user_rates = dirs.map(|d| pick(Scope::User, d));
+        let slot = if user_rates.iter().any(|r| *r > 0) {
+            table.acquire(user, MonotonicClock.now()).map(Arc::new)
         } else {
-            Duration::from_nanos(cost_ns(need - tokens, rate))
+            None
+        };
+        SessionRates {
+            own,
+            user: user_rates,
+            slot,
         }
+    }
+
+    /// The session's own rate in a direction (0: unlimited).
+    pub(crate) fn own(&self, dir: Direction) -> u64 {
+        self.own[dir as usize]
+    }
+
+    /// The user's shared bucket in a direction with its rate, if one applies.
+    pub(crate) fn user(&self, dir: Direction) -> Option<(&Arc<UserSlot>, u64)> {
+        let rate = self.user[dir as usize];
+        self.slot.as_ref().filter(|_| rate > 0).map(|s| (s, rate))
     }
 }
 
@@ -126,60 +126,60 @@ pub(crate) struct Slot {
     refs: AtomicU32,
     _pad: AtomicU32,
     /// Read (upload) and write (download) buckets.
-    buckets: [SharedBucket; 2],
+    buckets: [Bucket; 2],
 }
 
 // SAFETY: `repr(C)`, only atomics (alignment 8), valid when zeroed.
 #[allow(unsafe_code)]
 unsafe impl ZeroedAtomics for Slot {}
 
-/// The registry of shared buckets: the server-wide pair and one pair per user. Held by the
-/// handler ([`FtpHandler::limits`](crate::handlers::FtpHandler::limits)); sessions take a
-/// [`UserSlot`] at login.
+/// The registry of shared buckets: the server-wide pair and one pair per user. Made by the
+/// server and passed to its sessions in their [`SessionContext`](super::SessionContext);
+/// sessions take a [`UserSlot`] at login.
 ///
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use ftpdlib::handlers::throttle::{Direction, Limits};
+/// use ftpdlib::handlers::throttle::{Direction, RateTable};
 ///
-/// let limits = Arc::new(Limits::with_capacity(8));
+/// let limits = Arc::new(RateTable::with_capacity(8));
 /// assert!(limits.is_process_shared());
 /// let now = Duration::from_secs(100);
 /// let a = limits.acquire("bob", now).unwrap();
 /// let b = limits.acquire("bob", now).unwrap();
 /// assert!(std::ptr::eq(a.bucket(Direction::Write), b.bucket(Direction::Write)));
 /// ```
-pub struct Limits {
+pub struct RateTable {
     slots: SharedArray<Slot>,
 }
 
-impl std::fmt::Debug for Limits {
+impl std::fmt::Debug for RateTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Limits")
+        f.debug_struct("RateTable")
             .field("capacity", &self.capacity())
             .field("process_shared", &self.is_process_shared())
             .finish()
     }
 }
 
-impl Default for Limits {
+impl Default for RateTable {
     fn default() -> Self {
-        Limits::new()
+        RateTable::new()
     }
 }
 
-impl Limits {
+impl RateTable {
     /// A registry for up to [`DEFAULT_USER_SLOTS`] users at once.
-    pub fn new() -> Limits {
-        Limits::with_capacity(DEFAULT_USER_SLOTS)
+    pub fn new() -> RateTable {
+        RateTable::with_capacity(DEFAULT_USER_SLOTS)
     }
 
     /// A registry for up to `users` distinct users logged in at once (with a shared limit).
     /// The memory is an anonymous `MAP_SHARED` mapping, so build it before forking: children
     /// then share it. If mmap(2) fails it falls back to ordinary memory (threads only) and
     /// logs a warning.
-    pub fn with_capacity(users: usize) -> Limits {
-        let l = Limits {
+    pub fn with_capacity(users: usize) -> RateTable {
+        let l = RateTable {
             slots: SharedArray::new(users.saturating_add(1), "rate limits"),
         };
         let now = MonotonicClock.now();
@@ -205,7 +205,7 @@ impl Limits {
     }
 
     /// The server-wide bucket for a direction.
-    pub fn server_bucket(&self, dir: Direction) -> &SharedBucket {
+    pub fn server_bucket(&self, dir: Direction) -> &Bucket {
         &self.slots()[0].buckets[dir as usize]
     }
 
@@ -296,7 +296,7 @@ fn name_key(name: &str) -> u64 {
 /// A session's hold on its user's shared buckets; released when dropped (logout, end of
 /// session).
 pub struct UserSlot {
-    limits: Arc<Limits>,
+    limits: Arc<RateTable>,
     index: usize,
 }
 
@@ -310,7 +310,7 @@ impl std::fmt::Debug for UserSlot {
 
 impl UserSlot {
     /// The user's bucket for a direction.
-    pub fn bucket(&self, dir: Direction) -> &SharedBucket {
+    pub fn bucket(&self, dir: Direction) -> &Bucket {
         &self.limits.slots()[self.index].buckets[dir as usize]
     }
 }
@@ -328,57 +328,9 @@ impl Drop for UserSlot {
 mod tests {
     use super::*;
 
-    fn secs(ms: u64) -> Duration {
-        Duration::from_millis(ms)
-    }
-
-    #[test]
-    fn shared_bucket_starts_empty_and_keeps_the_rate() {
-        let b = SharedBucket::empty_at(secs(5_000));
-        assert_eq!(b.take(1000, 100, secs(5_000)), 0, "starts empty");
-        assert_eq!(b.wait(1000, 100, secs(5_000)), Duration::from_millis(31));
-        let mut total = 0;
-        for step in 1..=100 {
-            total += b.take(1000, usize::MAX, secs(5_000 + step * 100));
-        }
-        assert!((9_990..=10_000).contains(&total), "{total}");
-    }
-
-    #[test]
-    fn shared_bucket_burst_is_one_second() {
-        let b = SharedBucket::empty_at(secs(1_000));
-        assert_eq!(b.take(1000, usize::MAX, secs(61_000)), 1000);
-        assert_eq!(b.take(1000, usize::MAX, secs(61_000)), 0);
-        b.refund(1000, 300);
-        assert_eq!(b.take(1000, usize::MAX, secs(61_000)), 300);
-        // Less than the quantum (31 bytes at 1000 B/s) is not granted…
-        assert_eq!(b.take(1000, usize::MAX, secs(61_020)), 0);
-        // …unless the caller wants less than that.
-        assert_eq!(b.take(1000, 10, secs(61_020)), 10);
-    }
-
-    #[test]
-    fn shared_bucket_threads_never_exceed_the_allowance() {
-        let b = Arc::new(SharedBucket::empty_at(secs(0)));
-        let hs: Vec<_> = (0..4)
-            .map(|_| {
-                let b = b.clone();
-                std::thread::spawn(move || {
-                    let mut got = 0;
-                    for _ in 0..1000 {
-                        got += b.take(100_000, 1000, secs(10_000));
-                    }
-                    got
-                })
-            })
-            .collect();
-        let total: usize = hs.into_iter().map(|h| h.join().unwrap()).sum();
-        assert_eq!(total, 100_000, "exactly one second's worth");
-    }
-
     #[test]
     fn slots_are_shared_per_user_and_reused() {
-        let l = Arc::new(Limits::with_capacity(2));
+        let l = Arc::new(RateTable::with_capacity(2));
         assert!(l.is_process_shared());
         assert_eq!(std::mem::size_of::<Slot>(), 32);
         let now = Duration::from_secs(10);
@@ -401,7 +353,7 @@ mod tests {
 
     #[test]
     fn threads_share_the_lock_and_counts() {
-        let l = Arc::new(Limits::with_capacity(16));
+        let l = Arc::new(RateTable::with_capacity(16));
         let hs: Vec<_> = (0..4)
             .map(|t| {
                 let l = l.clone();
@@ -423,7 +375,7 @@ mod tests {
 
     #[test]
     fn a_dead_lock_holder_is_taken_over() {
-        let l = Limits::with_capacity(1);
+        let l = RateTable::with_capacity(1);
         // A pid that does not exist (above the kernel's pid_max).
         l.slots()[0].refs.store(0x7fff_fff0, Ordering::Relaxed);
         let g = l.lock();

@@ -1,0 +1,141 @@
+//! A data connection's byte stream: plain TCP, or TLS under `PROT P` (RFC 4217 §9), plus the
+//! socket options every data connection gets and the accept that keeps foreign hosts out.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use super::tls_stream::TlsStream;
+use crate::proto;
+
+/// A data connection, plain or (with FTPS) encrypted.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    /// Plain TCP.
+    Tcp(TcpStream),
+    /// TLS (PROT P).
+    Tls(Box<TlsStream>),
+}
+
+impl Stream {
+    /// The TCP socket underneath (for options and shutdown).
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Tcp(s) => s,
+            Stream::Tls(t) => t.tcp(),
+        }
+    }
+
+    /// The socket when bytes may be sent with sendfile(2) (plain TCP only).
+    pub(crate) fn sendfile_socket(&self) -> Option<&TcpStream> {
+        match self {
+            Stream::Tcp(s) => Some(s),
+            Stream::Tls(_) => None,
+        }
+    }
+
+    /// True when decrypted bytes are already buffered, so poll(2) on the socket would not
+    /// show them.
+    pub(crate) fn has_buffered_input(&self) -> bool {
+        match self {
+            Stream::Tcp(_) => false,
+            Stream::Tls(t) => t.has_buffered_input(),
+        }
+    }
+
+    /// Ends the stream cleanly (TLS close_notify; TCP FIN).
+    pub(crate) fn finish(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Tls(t) => t.finish(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Tls(t) => t.flush(),
+        }
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.tcp().as_fd()
+    }
+}
+
+/// Send and receive buffer of a data connection, in bytes (Linux doubles it).
+///
+/// Left to autotuning, every download socket grows its send buffer (and the client its
+/// receive buffer) toward `tcp_wmem`/`tcp_rmem` maxima of several MiB. A thousand concurrent
+/// transfers then exceed `tcp_mem`: the kernel enters memory pressure, drops segments even on
+/// loopback and recovers only through retransmission timeouts, stalling transfers for tens of
+/// seconds. A fixed buffer bounds each transfer's bytes in flight; 128 KiB (256 KiB once
+/// doubled) still reaches the loopback sendfile limit with one client.
+pub(crate) const DATA_SOCKET_BUFFER: usize = 128 * 1024;
+
+/// Caps a data socket's buffers (see [`DATA_SOCKET_BUFFER`]); failure only loses the cap.
+pub(crate) fn limit_socket_buffers(s: &TcpStream) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let _ = setsockopt(s, sockopt::SndBuf, &DATA_SOCKET_BUFFER);
+    let _ = setsockopt(s, sockopt::RcvBuf, &DATA_SOCKET_BUFFER);
+}
+
+/// True for EMFILE and ENFILE: the process or the system is out of file descriptors.
+pub(crate) fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EMFILE) | Some(nix::libc::ENFILE)
+    )
+}
+
+/// Accepts the pending connections of a non-blocking passive listener until one comes from
+/// `client` (or from anywhere when `client` is `None`: FXP allowed, or the client's address
+/// unknown), dropping the others (RFC 2577 §3: data connections only from the client's own
+/// address; `log` names each refused one). `None` when nothing acceptable is pending.
+///
+/// # Errors
+/// accept(2) failed (EMFILE and ENFILE included: see [`out_of_descriptors`]).
+pub(crate) fn accept_from(
+    listener: &TcpListener,
+    client: Option<IpAddr>,
+    log: &str,
+) -> io::Result<Option<Stream>> {
+    loop {
+        match listener.accept() {
+            Ok((s, addr)) => {
+                if client.is_some_and(|c| proto::unmap(addr.ip()) != c) {
+                    log::warn!("{log} rejected data connection from foreign address {addr}");
+                    continue;
+                }
+                log::trace!("{log} data connection from {addr}");
+                s.set_nonblocking(false)?;
+                limit_socket_buffers(&s);
+                return Ok(Some(Stream::Tcp(s)));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Command dispatch: the only place for the checks every command shares, read from the
+//! command table's columns, in pyftpdlib's order and texts (`pre_process_command`): unknown
+//! → 500, TLS required → 550/522, argument rule → 501, not logged in → 530, permission →
+//! 550, a new name holding CR, LF or NUL → 553; then the command runs. Before the checks:
+//! an HTTP request before login closes the connection. A path leading out of the root is
+//! refused (550, pyftpdlib's text) by the operation itself, which resolves it beneath the
+//! root when it runs: nothing here checks a path that a command would then open again by
+//! name.
+
+use std::io;
+
+use super::data::Phase;
+use super::Session;
+use crate::handlers::table::{Arg, Channel, Command, Creates, Found, Login, PathArg, Request, Tls};
+use crate::proto;
+
+/// The texts pyftpdlib sends when TLS is required.
+pub(crate) const CONTROL_REQUIRED: &str = "SSL/TLS required on the control channel.";
+pub(crate) const DATA_REQUIRED: &str = "SSL/TLS required on the data channel.";
+
+impl Session {
+    /// The verb (upper case; `SITE NAME` for SITE commands) and the argument decoded from
+    /// the wire encoding, of a cleaned line.
+    pub(crate) fn split_verb(&self, clean: &[u8]) -> (String, Vec<u8>) {
+        let (mut verb, arg) = proto::split_command(clean);
+        let mut arg = self.h.encoding.decode(&arg);
+        if verb == "SITE" && !arg.is_empty() {
+            let (sub, rest) = proto::split_command(&arg);
+            verb = format!("SITE {sub}");
+            arg = rest;
+        }
+        (verb, arg)
+    }
+
+    /// Runs one raw command line.
+    pub(crate) fn dispatch(&mut self, raw: &[u8]) -> io::Result<()> {
+        let line = proto::clean_line(raw);
+        let (verb, _) = proto::split_command(&line);
+        if verb == "PASS" {
+            log::debug!("{} <- PASS ******", self.ctrl.prefix);
+        } else {
+            log::debug!("{} <- {}", self.ctrl.prefix, proto::log_escape(&line));
+        }
+        if !self.account.authenticated
+            && proto::is_http_line(&verb)
+            && self.h.command(&verb).is_none()
+        {
+            return self.refuse_http(&line);
+        }
+        let (verb, arg) = self.split_verb(&line);
+        let h = self.h.clone();
+        let cmd = match h.lookup(&verb) {
+            Found::Row(c) => c,
+            Found::NotImplemented => {
+                log::info!("{} {verb}: not implemented", self.ctrl.prefix);
+                return self.ctrl.reply(502, "Command not implemented.");
+            }
+            Found::Unknown => return self.unknown_command(&verb),
+        };
+        let Some(req) = self.check(cmd, arg)? else {
+            return Ok(());
+        };
+        let r = (cmd.run)(self, &req);
+        if cmd.channel == Channel::Setup {
+            self.data.refused = matches!(self.data.setup, super::data::Setup::None);
+        }
+        r?;
+        self.after_command()
+    }
+
+    /// The checks of `cmd`'s columns; the request to run, or `None` when a reply already
+    /// refused it.
+    fn check(&mut self, cmd: &Command, arg: Vec<u8>) -> io::Result<Option<Request>> {
+        if matches!(cmd.channel, Channel::File | Channel::Listing)
+            && matches!(self.data.phase, Phase::Awaiting(_))
+        {
+            // A second transfer replaces the one waiting for its channel.
+            self.cancel_phase();
+            self.ctrl.reply(425, "Use PORT or PASV first.")?;
+        }
+        if !self.tls_allows(cmd)? {
+            return Ok(None);
+        }
+        if arg.is_empty() && cmd.arg == Arg::Required {
+            self.ctrl
+                .reply(501, "Syntax error: command needs an argument.")?;
+            return Ok(None);
+        }
+        if !arg.is_empty() && cmd.arg == Arg::Forbidden {
+            self.ctrl
+                .reply(501, "Syntax error: command does not accept arguments.")?;
+            return Ok(None);
+        }
+        let login = match cmd.login {
+            Login::Needed => true,
+            Login::Free => false,
+            Login::WithArg => !arg.is_empty(),
+        };
+        if login && !self.account.authenticated {
+            self.ctrl.reply(530, "Log in with USER and PASS first.")?;
+            return Ok(None);
+        }
+        let mut req = Request {
+            verb: cmd.name.clone(),
+            arg,
+            vpath: None,
+            path: None,
+            extra: None,
+        };
+        if !self.permitted(cmd, &mut req)? {
+            return Ok(None);
+        }
+        if cmd.creates == Creates::Name && proto::bad_new_name(&req.arg) {
+            self.refuse_new_name(&cmd.name, &req.arg)?;
+            return Ok(None);
+        }
+        Ok(Some(req))
+    }
+
+    /// The TLS the row needs when the handler requires it (pyftpdlib
+    /// `TLS_FTPHandler.pre_process_command`). False when a reply refused the command.
+    fn tls_allows(&mut self, cmd: &Command) -> io::Result<bool> {
+        let Some(cfg) = self.h.tls.as_ref() else {
+            return Ok(true);
+        };
+        let refusal = match cmd.tls {
+            Tls::Control if cfg.tls_control_required && !self.ctrl.is_tls() => {
+                (550, CONTROL_REQUIRED)
+            }
+            Tls::Data if cfg.tls_data_required && !self.data.protection.private => {
+                (522, DATA_REQUIRED)
+            }
+            _ => return Ok(true),
+        };
+        log::info!("{} {} refused: {}", self.ctrl.prefix, cmd.name, refusal.1);
+        self.ctrl.reply(refusal.0, refusal.1)?;
+        Ok(false)
+    }
+
+    /// Resolves the path argument of a row with a permission letter and checks the
+    /// permission on it. False when a reply refused the command.
+    fn permitted(&mut self, cmd: &Command, req: &mut Request) -> io::Result<bool> {
+        let Some(perm) = cmd.perm else {
+            return Ok(true);
+        };
+        let resolved = match (cmd.path, req.arg.is_empty()) {
+            (PathArg::NotAPath | PathArg::Unique, _) | (PathArg::Status, true) => return Ok(true),
+            _ if !self.account.authenticated => return Ok(true),
+            _ => self.resolve(cmd.path, req)?,
+        };
+        if !resolved {
+            return Ok(false);
+        }
+        let path = req.path.as_deref();
+        if !self
+            .h
+            .authorizer
+            .has_perm(&self.account.username, perm, path)
+        {
+            log::info!("{} {}: not enough privileges", self.ctrl.prefix, cmd.name);
+            self.ctrl.reply(550, "Not enough privileges.")?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Normalizes a command's path argument, by its shape, into the virtual path its
+    /// operation will resolve beneath the root, and the host path the permission check
+    /// sees. Returns false when a reply has already refused the command.
+    fn resolve(&mut self, shape: PathArg, req: &mut Request) -> io::Result<bool> {
+        let Some(fs) = self.account.fs.as_ref() else {
+            return Ok(false);
+        };
+        let target: Vec<u8> = match shape {
+            PathArg::Cwd if req.arg.is_empty() => b"/".to_vec(),
+            PathArg::Parent => b"..".to_vec(),
+            PathArg::LsArgs | PathArg::Status => strip_ls_options(&req.arg).to_vec(),
+            PathArg::AfterWord => {
+                let Some(sp) = req.arg.iter().position(|&b| b == b' ') else {
+                    self.ctrl
+                        .reply(501, "Syntax error: command needs two arguments.")?;
+                    return Ok(false);
+                };
+                req.extra = Some(String::from_utf8_lossy(&req.arg[..sp]).into_owned());
+                req.arg[sp + 1..].to_vec()
+            }
+            _ => req.arg.clone(),
+        };
+        if shape == PathArg::Status && target.iter().any(|b| b"*?[".contains(b)) {
+            self.ctrl.reply(550, "Globbing not supported.")?;
+            return Ok(false);
+        }
+        if target.contains(&0) {
+            log::warn!("{} {}: NUL byte in path", self.ctrl.prefix, req.verb);
+            self.ctrl.reply(501, "Invalid path: NUL byte.")?;
+            return Ok(false);
+        }
+        req.vpath = Some(fs.vpath(&target));
+        req.path = Some(fs.ftp2fs(&target));
+        Ok(true)
+    }
+
+    /// `500 Command "FOO" not understood.`: pyftpdlib echoes the verb whatever it is; here
+    /// only a short plain word is (see [`proto::echoable`]).
+    fn unknown_command(&mut self, verb: &str) -> io::Result<()> {
+        log::info!("{} unknown command {verb:?}", self.ctrl.prefix);
+        match proto::echoable(verb) {
+            Some(v) => self
+                .ctrl
+                .reply(500, &format!("Command \"{v}\" not understood.")),
+            None => self.ctrl.reply(500, "Command not understood."),
+        }
+    }
+
+    /// `553` for a name to be created that holds CR, LF or NUL (RFC 959 §4.2: it would break
+    /// the reply lines that show it).
+    fn refuse_new_name(&mut self, verb: &str, arg: &[u8]) -> io::Result<()> {
+        log::warn!(
+            "{} {verb} refused: a control character in the new name '{}'",
+            self.ctrl.prefix,
+            proto::log_escape(arg)
+        );
+        self.ctrl
+            .reply(553, "File name not allowed: it contains CR, LF or NUL.")
+    }
+
+    /// Ends a connection whose client speaks HTTP before logging in (a browser made to send
+    /// a request to the FTP port): one refusal, as vsftpd sends, then the connection closes
+    /// and nothing the client sent after the line runs.
+    fn refuse_http(&mut self, line: &[u8]) -> io::Result<()> {
+        let shown = &line[..line.len().min(120)];
+        log::warn!(
+            "{} HTTP request on the control connection, closing: '{}'",
+            self.ctrl.prefix,
+            proto::log_escape(shown)
+        );
+        self.ctrl.discard_input();
+        self.ctrl.closing = true;
+        self.ctrl.reply(500, "HTTP protocol commands not allowed.")
+    }
+}
+
+/// Drops the `ls` options many clients put first (`LIST -la`, `LIST -a dir`, `NLST -l`).
+pub(crate) fn strip_ls_options(arg: &[u8]) -> &[u8] {
+    let mut rest = arg;
+    while rest.first() == Some(&b'-') {
+        match rest.iter().position(|&b| b == b' ') {
+            Some(p) => rest = &rest[p + 1..],
+            None => return &[],
+        }
+        while rest.first() == Some(&b' ') {
+            rest = &rest[1..];
+        }
+    }
+    rest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_ls_options;
+
+    #[test]
+    fn ls_options_are_ignored() {
+        assert_eq!(strip_ls_options(b"-la"), b"");
+        assert_eq!(strip_ls_options(b"-a dir"), b"dir");
+        assert_eq!(strip_ls_options(b"-l -a  dir x"), b"dir x");
+        assert_eq!(strip_ls_options(b"dir"), b"dir");
+    }
+}

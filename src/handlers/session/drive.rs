@@ -1,0 +1,383 @@
+//! Driving a transfer from the session loop (RFC 959 §3.2; pyftpdlib's `_in_dtp_queue`,
+//! `PassiveDTP`, `DTPHandler`): a transfer command hands the session a [`Plan`], which
+//! replies 125 or 150 and then, one step of the session loop at a time, waits for a
+//! PORT/PASV, for the passive client, and runs the transfer, answering the control lines
+//! that arrive meanwhile (busy.rs). No step runs another command from inside a command.
+
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use nix::poll::PollFlags;
+
+use super::data::{Ending, Phase, Plan, Running, Setup, Work, Xfer};
+use super::Session;
+use crate::handlers::dtp::{self, Download, Outcome, Settings, Step, Stream, Upload};
+use crate::handlers::rates::Direction;
+use crate::handlers::table::Channel;
+use crate::proto::TransferType;
+
+impl Session {
+    /// Starts the transfer a command asked for: 125 when its data connection is already
+    /// open, 150 when it is about to be (pyftpdlib queues the transfer and answers 150 even
+    /// before any PORT/PASV: the channel may still come from a command sent after it).
+    pub(crate) fn start_transfer(&mut self, plan: Plan) -> io::Result<()> {
+        match std::mem::take(&mut self.data.setup) {
+            Setup::None if self.data.refused => {
+                // lftp pipelines LIST/RETR after its EPRT/PORT and falls back to passive
+                // mode on a 425; waiting here would stall it.
+                self.cancel(plan);
+                self.ctrl.reply(425, "Use PORT or PASV first.")
+            }
+            Setup::None => {
+                self.preliminary(&plan, false)?;
+                self.data.phase = Phase::Awaiting(plan);
+                Ok(())
+            }
+            setup => self.connect(plan, setup, true),
+        }
+    }
+
+    /// 125 (`open`: the data connection is up) or 150, or the plan's own text.
+    fn preliminary(&mut self, plan: &Plan, open: bool) -> io::Result<()> {
+        let text: &[u8] = match (&plan.mark, open) {
+            (Some(m), _) => m,
+            (None, true) => b"Data connection already open. Transfer starting.",
+            (None, false) => b"File status okay. About to open data connection.",
+        };
+        self.ctrl.reply_bytes(if open { 125 } else { 150 }, text)
+    }
+
+    /// After a command ran while a transfer awaited its channel: if the command set one up,
+    /// the transfer goes on (its 150 is already out).
+    pub(crate) fn after_command(&mut self) -> io::Result<()> {
+        if !matches!(self.data.phase, Phase::Awaiting(_)) || matches!(self.data.setup, Setup::None)
+        {
+            return Ok(());
+        }
+        let Phase::Awaiting(plan) = std::mem::take(&mut self.data.phase) else {
+            return Ok(());
+        };
+        let setup = std::mem::take(&mut self.data.setup);
+        self.connect(plan, setup, false)
+    }
+
+    /// Takes the prepared connection: an active one is up, a passive one is accepted now or
+    /// waited for (`reply`: the 125/150 is still to be sent).
+    fn connect(&mut self, plan: Plan, setup: Setup, reply: bool) -> io::Result<()> {
+        let listener = match setup {
+            Setup::None => return Ok(()),
+            Setup::Active(s) => {
+                if reply {
+                    self.preliminary(&plan, true)?;
+                }
+                return self.secure_and_run(plan, s);
+            }
+            Setup::Passive(l) => l,
+        };
+        listener.set_nonblocking(true)?;
+        match self.accept(&listener) {
+            Ok(Some(s)) => {
+                if reply {
+                    self.preliminary(&plan, true)?;
+                }
+                self.secure_and_run(plan, s)
+            }
+            Ok(None) => {
+                if reply {
+                    self.preliminary(&plan, false)?;
+                }
+                self.data.phase = Phase::Connecting(plan, listener);
+                Ok(())
+            }
+            Err(e) => self.refuse_connection(plan, e),
+        }
+    }
+
+    /// Accepts a pending passive connection from the client (from anyone with
+    /// `permit_foreign_addresses`, or when the client's address is unknown).
+    pub(crate) fn accept(&self, listener: &TcpListener) -> io::Result<Option<Stream>> {
+        let peer = self.ctrl.peer.ip();
+        let client = (!peer.is_unspecified() && !self.h.permit_foreign_addresses).then_some(peer);
+        dtp::accept_from(listener, client, &self.ctrl.prefix)
+    }
+
+    /// 425 with the reason when the process is out of descriptors (the session goes on);
+    /// any other accept error ends the session.
+    fn refuse_connection(&mut self, plan: Plan, e: io::Error) -> io::Result<()> {
+        self.cancel(plan);
+        if !dtp::out_of_descriptors(&e) {
+            return Err(e);
+        }
+        log::warn!(
+            "{} cannot accept the data connection: {e}",
+            self.ctrl.prefix
+        );
+        let why = crate::filesystems::strerror(&e);
+        self.ctrl
+            .reply(425, &format!("Can't open data connection: {why}."))
+    }
+
+    /// One step while the passive listener waits for the client: a connection, control
+    /// input, or the end of `passive_accept_timeout` (pyftpdlib `PassiveDTP.timeout`, from
+    /// PASV on).
+    pub(crate) fn wait_connection(&mut self) -> io::Result<()> {
+        let Phase::Connecting(_, listener) = &self.data.phase else {
+            return Ok(());
+        };
+        let deadline = self.data.passive_deadline(self.h.passive_accept_timeout);
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
+            log::info!("{} passive data channel timed out", self.ctrl.prefix);
+            self.cancel_phase();
+            return self.ctrl.reply(421, "Passive data channel timed out.");
+        }
+        let [l, c] = crate::poll::ready(
+            [
+                (listener.as_fd(), PollFlags::POLLIN),
+                (self.ctrl.fd(), PollFlags::POLLIN),
+            ],
+            left,
+        )?;
+        if c {
+            return self.serve_busy();
+        }
+        if !l {
+            return Ok(());
+        }
+        let Phase::Connecting(plan, listener) = std::mem::take(&mut self.data.phase) else {
+            return Ok(());
+        };
+        match self.accept(&listener) {
+            Ok(Some(s)) => self.secure_and_run(plan, s),
+            Ok(None) => {
+                self.data.phase = Phase::Connecting(plan, listener);
+                Ok(())
+            }
+            Err(e) => self.refuse_connection(plan, e),
+        }
+    }
+
+    /// Secures the new data connection (PROT P) and starts moving bytes.
+    fn secure_and_run(&mut self, plan: Plan, conn: Stream) -> io::Result<()> {
+        match self.secure_data(conn)? {
+            Some(conn) => self.begin_moving(plan, conn),
+            None => {
+                self.cancel(plan);
+                Ok(())
+            }
+        }
+    }
+
+    /// The transfer's settings and throttle, from the handler and the account.
+    fn transfer_settings(&self, dir: Direction) -> (Settings, dtp::throttle::Throttle) {
+        let h = &self.h;
+        let rates = &self.account.rates;
+        let mut throttle = dtp::throttle::Throttle::new(dir, rates.own(dir)).with_server(
+            &self.ctx.rates,
+            h.rate(crate::handlers::rates::Scope::Server, dir),
+        );
+        if let Some((slot, rate)) = rates.user(dir) {
+            throttle = throttle.with_user(slot, rate);
+        }
+        let settings = Settings {
+            ascii: self.data.ttype == TransferType::Ascii,
+            buf_size: match dir {
+                Direction::Read => h.ac_in_buffer_size,
+                Direction::Write => h.ac_out_buffer_size,
+            },
+            sendfile: h.use_sendfile,
+            stall: h.data_timeout,
+            log: self.ctrl.prefix.clone(),
+        };
+        (settings, throttle)
+    }
+
+    /// Puts the transfer in motion on `conn` (a socket that cannot be made non-blocking
+    /// ends it at once with 451).
+    fn begin_moving(&mut self, plan: Plan, conn: Stream) -> io::Result<()> {
+        let dir = match plan.work {
+            Work::Receive(_) => Direction::Read,
+            _ => Direction::Write,
+        };
+        let (set, throttle) = self.transfer_settings(dir);
+        let (xfer, lister) = match plan.work {
+            Work::Send(src) => (
+                Download::new(conn, src, set, throttle).map(Xfer::Down),
+                None,
+            ),
+            Work::List(l) => (
+                Download::new(conn, dtp::Source::Lines, set, throttle).map(Xfer::Down),
+                Some(l),
+            ),
+            Work::Receive(sink) => (Upload::new(conn, sink, set, throttle).map(Xfer::Up), None),
+        };
+        match xfer {
+            Ok(xfer) => {
+                self.data.phase = Phase::Running(Box::new(Running {
+                    end: plan.end,
+                    xfer,
+                    lister,
+                    own_fs: None,
+                    start: Instant::now(),
+                }));
+                Ok(())
+            }
+            Err(e) => {
+                let upload = dir == Direction::Read;
+                self.finish(&plan.end, upload, 0, None, Outcome::LocalError(e))
+            }
+        }
+    }
+
+    /// One step of a running transfer: it moves bytes until it ends or the client sends a
+    /// control line, which is then answered.
+    pub(crate) fn step_transfer(&mut self) -> io::Result<()> {
+        let Phase::Running(r) = &mut self.data.phase else {
+            return Ok(());
+        };
+        let ctl = self.ctrl.fd();
+        let step = match &mut r.xfer {
+            Xfer::Up(u) => u.run(ctl),
+            Xfer::Down(d) => {
+                let fs = r.own_fs.as_mut().or(self.account.fs.as_mut());
+                match (r.lister.as_mut(), fs) {
+                    (Some(lister), Some(fs)) => {
+                        let mut fill = |out: &mut Vec<u8>| lister.fill(fs, out);
+                        d.run(ctl, Some(&mut fill))
+                    }
+                    _ => d.run(ctl, None),
+                }
+            }
+        };
+        match step {
+            Ok(Step::Control) => self.serve_busy(),
+            Ok(Step::Done(o)) => self.end_transfer(o),
+            Err(e) => self.end_transfer(Outcome::LocalError(e)),
+        }
+    }
+
+    /// Ends the running transfer: the file is closed (an upload committed or abandoned),
+    /// then the log line, the callbacks and the reply.
+    pub(crate) fn end_transfer(&mut self, outcome: Outcome) -> io::Result<()> {
+        let r = match std::mem::take(&mut self.data.phase) {
+            Phase::Running(r) => r,
+            other => {
+                self.data.phase = other;
+                return Ok(());
+            }
+        };
+        let Running {
+            end, xfer, start, ..
+        } = *r;
+        let (upload, bytes, outcome) = match xfer {
+            Xfer::Down(d) => (false, d.sent, outcome),
+            Xfer::Up(u) => (true, u.received, u.finish(outcome)),
+        };
+        self.finish(&end, upload, bytes, Some(start), outcome)
+    }
+
+    /// Forgets a transfer that never ran (refused, aborted, the session ending): an upload
+    /// is abandoned and an atomic STOU's reserved name removed. No reply.
+    pub(crate) fn cancel(&mut self, plan: Plan) {
+        drop(plan.work);
+        self.remove_reserved(&plan.end);
+    }
+
+    /// Cancels a transfer waiting for its channel or its client (no reply).
+    pub(crate) fn cancel_phase(&mut self) {
+        match std::mem::take(&mut self.data.phase) {
+            Phase::Awaiting(plan) | Phase::Connecting(plan, _) => self.cancel(plan),
+            other => self.data.phase = other,
+        }
+    }
+
+    /// Removes an atomic STOU's reserved name.
+    fn remove_reserved(&mut self, end: &Ending) {
+        if let (Some(vpath), Some(fs)) = (&end.reserved, self.account.fs.as_mut()) {
+            let _ = fs.fs().remove(vpath);
+        }
+    }
+
+    /// The log line (pyftpdlib's `RETR /f completed=1 bytes=N seconds=S`), the file
+    /// callbacks and the reply that end a transfer.
+    fn finish(
+        &mut self,
+        end: &Ending,
+        upload: bool,
+        bytes: u64,
+        start: Option<Instant>,
+        outcome: Outcome,
+    ) -> io::Result<()> {
+        let complete = matches!(outcome, Outcome::Complete);
+        if !complete {
+            self.remove_reserved(end);
+        }
+        let secs = start.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
+        let vpath = self
+            .account
+            .fs
+            .as_ref()
+            .map(|f| f.fs2ftp(&end.path))
+            .unwrap_or_default();
+        log::info!(
+            "{} {} {} completed={} bytes={bytes} seconds={secs:.3}",
+            self.ctrl.prefix,
+            end.cmd,
+            crate::proto::log_escape(&vpath),
+            u8::from(complete)
+        );
+        if end.channel == Channel::File {
+            match (upload, complete) {
+                (false, true) => self.cb.on_file_sent(&end.path),
+                (false, false) => self.cb.on_incomplete_file_sent(&end.path),
+                (true, true) => self.cb.on_file_received(&end.path),
+                (true, false) => self.cb.on_incomplete_file_received(&end.path),
+            }
+        }
+        self.reply_outcome(&end.cmd, upload, bytes, outcome)
+    }
+
+    /// The reply to a transfer's outcome (pyftpdlib's texts).
+    fn reply_outcome(
+        &mut self,
+        cmd: &str,
+        upload: bool,
+        bytes: u64,
+        outcome: Outcome,
+    ) -> io::Result<()> {
+        let c = &mut self.ctrl;
+        match outcome {
+            Outcome::Complete => c.reply(226, "Transfer complete.")?,
+            Outcome::Aborted => {
+                c.reply(426, "Transfer aborted via ABOR.")?;
+                c.reply(226, "ABOR command successful.")?;
+            }
+            Outcome::PeerClosed if upload => {
+                c.reply(426, "Connection closed by peer; transfer aborted.")?
+            }
+            Outcome::PeerClosed => c.reply(
+                426,
+                &format!("Transfer aborted; {bytes} bytes transmitted."),
+            )?,
+            Outcome::DataTimeout => {
+                c.reply(421, "Data connection timed out.")?;
+                c.closing = true;
+            }
+            Outcome::LocalError(e) => {
+                log::error!("{} {cmd} local error: {e}", c.prefix);
+                crate::handlers::commands::reply_local_error(c, &e, "transfer aborted")?;
+            }
+            Outcome::ControlGone => {
+                c.closing = true;
+                return Ok(());
+            }
+        }
+        if std::mem::take(&mut c.quit_pending) {
+            // QUIT was answered when it arrived.
+            c.closing = true;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,145 @@
+//! Waiting for the next command, with the timers pyftpdlib keeps meanwhile (`FTPHandler`
+//! idle timeout, `PassiveDTP.handle_timeout`, `DTPHandler.handle_timeout`,
+//! `_on_dtp_connection`): the control idle timeout runs from the end of the last command
+//! (bytes that do not complete a line do not reset it), the login timeout from connect
+//! (or REIN), a passive listener not connected to within `passive_accept_timeout` is closed
+//! with 421, and a connected data channel left unused for `data_timeout` ends the session
+//! with 421, while suspending the idle timeout. A passive connection made early is
+//! accepted at once, as pyftpdlib does.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use nix::poll::PollFlags;
+
+use super::control::Input;
+use super::data::Setup;
+use super::Session;
+use crate::handlers::dtp;
+
+/// What woke an idle wait.
+enum Woken {
+    /// Control input.
+    Control,
+    /// The passive listener has a connection.
+    Listener,
+    /// A deadline passed (or a signal): the timers decide.
+    Nothing,
+}
+
+impl Session {
+    /// When waiting for a command that starts now must end: the idle timeout from now
+    /// (the previous command is complete), or the login deadline if that comes first.
+    pub(crate) fn control_deadline(&self) -> Option<Instant> {
+        let idle = self.h.timeout.map(|t| Instant::now() + t);
+        earliest(idle, self.account.login_deadline(&self.h))
+    }
+
+    /// Says why the control connection is closing after [`Input::Timeout`] and logs it.
+    pub(crate) fn timed_out(&mut self) -> io::Result<()> {
+        let login_over = self
+            .account
+            .login_deadline(&self.h)
+            .is_some_and(|d| Instant::now() >= d);
+        if login_over {
+            log::info!("{} login timed out", self.ctrl.prefix);
+            self.ctrl.reply(421, "Login timed out.")
+        } else {
+            log::info!("{} control connection timed out", self.ctrl.prefix);
+            self.ctrl.reply(421, "Control connection timed out.")
+        }
+    }
+
+    /// Waits for the next command between transfers, running the data channel's timers
+    /// (see the module's docs).
+    pub(crate) fn read_idle(&mut self) -> io::Result<Input> {
+        let idle_deadline = self.control_deadline();
+        loop {
+            if self.ctrl.has_buffered_input() || matches!(self.data.setup, Setup::None) {
+                return self.ctrl.read_input(idle_deadline);
+            }
+            let connected = matches!(self.data.setup, Setup::Active(_));
+            let pasv = self.data.passive_deadline(self.h.passive_accept_timeout);
+            let deadline = if connected {
+                self.h.data_timeout.map(|t| self.data.since + t)
+            } else {
+                earliest(idle_deadline, pasv)
+            };
+            match self.wait_idle(deadline)? {
+                Woken::Control if connected => {
+                    // The idle timer is suspended while a data channel is connected: the
+                    // line that starts now gets a full timeout.
+                    let deadline = self.control_deadline();
+                    return self.ctrl.read_input(deadline);
+                }
+                Woken::Control => return self.ctrl.read_input(idle_deadline),
+                Woken::Listener => self.accept_early()?,
+                Woken::Nothing => {
+                    let now = Instant::now();
+                    if connected && deadline.is_some_and(|d| now >= d) {
+                        log::info!("{} data connection timed out", self.ctrl.prefix);
+                        self.data.setup = Setup::None;
+                        self.ctrl.reply(421, "Data connection timed out.")?;
+                        // The session ends here, as after any 421.
+                        return Ok(Input::Eof);
+                    }
+                    if !connected && idle_deadline.is_some_and(|d| now >= d) {
+                        return Ok(Input::Timeout);
+                    }
+                    if !connected && pasv.is_some_and(|d| now >= d) {
+                        log::info!("{} passive data channel timed out", self.ctrl.prefix);
+                        self.data.setup = Setup::None;
+                        self.ctrl.reply(421, "Passive data channel timed out.")?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Polls the control connection and the passive listener, if any, up to `deadline`.
+    fn wait_idle(&self, deadline: Option<Instant>) -> io::Result<Woken> {
+        let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let ctl = (self.ctrl.fd(), PollFlags::POLLIN);
+        let (c, l) = match &self.data.setup {
+            Setup::Passive(l) => {
+                let [c, l] = crate::poll::ready([ctl, (l.as_fd(), PollFlags::POLLIN)], wait)?;
+                (c, l)
+            }
+            _ => (crate::poll::ready([ctl], wait)?[0], false),
+        };
+        Ok(match (c, l) {
+            (true, _) => Woken::Control,
+            (false, true) => Woken::Listener,
+            _ => Woken::Nothing,
+        })
+    }
+
+    /// Accepts a passive connection made before its transfer command.
+    fn accept_early(&mut self) -> io::Result<()> {
+        let Setup::Passive(listener) = std::mem::take(&mut self.data.setup) else {
+            return Ok(());
+        };
+        listener.set_nonblocking(true)?;
+        match self.accept(&listener) {
+            Ok(Some(conn)) => self.data.prepare(Setup::Active(conn)),
+            Ok(None) => self.data.setup = Setup::Passive(listener),
+            Err(e) if dtp::out_of_descriptors(&e) => {
+                // No command to answer yet: the channel is dropped and the next transfer
+                // command gets 425 at once.
+                log::warn!("{} cannot accept a data connection: {e}", self.ctrl.prefix);
+                self.data.refused = true;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}

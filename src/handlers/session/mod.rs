@@ -1,0 +1,414 @@
+//! One FTP session: the control connection of one client, from the 220 greeting to the last
+//! byte (pyftpdlib `FTPHandler`'s connection state). A [`Session`] is three owned parts with
+//! one job each — the control channel (control.rs: the connection, its input, replies, the
+//! log prefix), the account (account.rs: the user, their filesystem, rates, the login
+//! timer) and the data channel (data.rs: the prepared connection, the transfer parameters
+//! and the transfer in progress) — plus the handler's configuration, the callbacks and the
+//! [`SessionContext`] the server gave it.
+//!
+//! The session loop ([`Session::serve`]) is the only driver: each turn it either reads a
+//! command line and dispatches it through the command table (dispatch.rs), or, while a
+//! transfer waits for its client or runs, takes one step of it (drive.rs) and serves the
+//! control lines that arrive meanwhile by the table's `busy` column (busy.rs). A command
+//! that starts a transfer returns at once with the transfer handed to the data channel, so
+//! no command runs inside another: a listing reads the account's filesystem at each step,
+//! and one whose account logs out meanwhile (REIN, USER: RFC 959 lets the transfer finish)
+//! keeps the filesystem it started with.
+//!
+//! The control connection may be a socket or an in-memory pipe ([`memory`]): the unit tests
+//! below drive the state machine with the latter, and [`memory::run_script`] is the entry
+//! point of a fuzz target.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Callbacks, FtpHandler, SessionContext};
+use crate::filesystems::listing::DEFAULT_FACTS;
+use crate::filesystems::AbstractedFs;
+use crate::proto::{self, TransferType};
+
+mod account;
+mod busy;
+mod control;
+pub(crate) mod data;
+mod dispatch;
+mod drive;
+mod idle;
+pub mod memory;
+#[cfg(test)]
+mod tests;
+mod tls;
+
+pub(crate) use account::Account;
+pub(crate) use control::{ControlChannel, Input, Transport};
+pub(crate) use data::{DataChannel, Ending, Listing, Phase, Plan, Setup, Work};
+
+/// The state of one client connection. Custom commands receive it to reply and to reach the
+/// user's filesystem.
+pub struct Session {
+    pub(crate) h: Arc<FtpHandler>,
+    pub(crate) ctx: SessionContext,
+    pub(crate) cb: Box<dyn Callbacks>,
+    pub(crate) ctrl: ControlChannel,
+    pub(crate) account: Account,
+    pub(crate) data: DataChannel,
+    /// The MLST/MLSD facts chosen with `OPTS MLST` (RFC 3659 §7.9).
+    pub(crate) facts: Vec<String>,
+}
+
+impl Session {
+    /// Serves one accepted connection until the client leaves, the session times out or the
+    /// socket fails, in a context of its own ([`SessionContext::default`]). Every way a
+    /// connection arrives (acceptor, forked child, inetd, systemd) ends in
+    /// [`run_with`](Self::run_with).
+    ///
+    /// # Errors
+    /// Only errors of the control connection itself (the client vanished).
+    pub fn run(stream: TcpStream, handler: Arc<FtpHandler>) -> io::Result<()> {
+        Self::run_with(stream, handler, SessionContext::default())
+    }
+
+    /// Like [`run`](Self::run), with the context of the server that runs the session.
+    ///
+    /// # Errors
+    /// Only errors of the control connection itself (the client vanished).
+    pub fn run_with(
+        stream: TcpStream,
+        handler: Arc<FtpHandler>,
+        ctx: SessionContext,
+    ) -> io::Result<()> {
+        Self::start(stream, handler, ctx, false, None)
+    }
+
+    /// Like [`run`](Self::run) on an implicit FTPS connection (port 990 style): the TLS
+    /// handshake runs in this thread before the 220 greeting. The handler needs
+    /// [`FtpHandler::tls`].
+    ///
+    /// # Errors
+    /// Only errors of the control connection itself (the client vanished).
+    pub fn run_implicit_tls(stream: TcpStream, handler: Arc<FtpHandler>) -> io::Result<()> {
+        Self::run_implicit_tls_with(stream, handler, SessionContext::default())
+    }
+
+    /// [`run_implicit_tls`](Self::run_implicit_tls) with the server's context.
+    ///
+    /// # Errors
+    /// Only errors of the control connection itself (the client vanished).
+    pub fn run_implicit_tls_with(
+        stream: TcpStream,
+        handler: Arc<FtpHandler>,
+        ctx: SessionContext,
+    ) -> io::Result<()> {
+        Self::start(stream, handler, ctx, true, None)
+    }
+
+    /// Like [`run_with`](Self::run_with) on a control connection whose socket cannot tell
+    /// its addresses (inetd "nowait" over a Unix socket: servers/inetd.rs): `(peer, local)`
+    /// as the launcher told them, each unspecified (`0.0.0.0:0`) when unknown. An unknown
+    /// peer turns off the checks that need it (passive accept, PORT).
+    ///
+    /// # Errors
+    /// Only errors of the control connection itself (the client vanished).
+    pub fn run_with_addresses(
+        stream: TcpStream,
+        handler: Arc<FtpHandler>,
+        ctx: SessionContext,
+        addrs: (SocketAddr, SocketAddr),
+    ) -> io::Result<()> {
+        Self::start(stream, handler, ctx, false, Some(addrs))
+    }
+
+    /// Serves a session over an in-memory control connection ([`memory::pair`]), as if the
+    /// client at `addrs.0` had connected to `addrs.1`.
+    ///
+    /// # Errors
+    /// Only errors of the control connection itself.
+    pub fn run_memory(
+        control: memory::MemoryControl,
+        handler: Arc<FtpHandler>,
+        ctx: SessionContext,
+        addrs: (SocketAddr, SocketAddr),
+    ) -> io::Result<()> {
+        let mut s = Session::boxed(handler, ctx, Transport::Memory(control), addrs);
+        s.serve_and_end()
+    }
+
+    fn start(
+        stream: TcpStream,
+        handler: Arc<FtpHandler>,
+        ctx: SessionContext,
+        implicit_tls: bool,
+        addrs: Option<(SocketAddr, SocketAddr)>,
+    ) -> io::Result<()> {
+        let (peer, local) = match addrs {
+            Some(a) => a,
+            None => (stream.peer_addr()?, stream.local_addr()?),
+        };
+        let _ = stream.set_nodelay(handler.tcp_no_delay);
+        // Telnet Synch arrives as TCP urgent data (RFC 959 §4.1.3): keep it in the stream so
+        // the IAC bytes before ABOR are stripped instead of lost.
+        let _ = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::OobInline, &true);
+        stream.set_read_timeout(handler.timeout)?;
+        stream.set_write_timeout(Some(handler.timeout.unwrap_or(Duration::from_secs(300))))?;
+        // Built on the heap by a function of its own, whose frame (where the value is first
+        // assembled) is gone before the session runs: the frames under `serve` stay small,
+        // and so does the resident stack of an idle session's thread.
+        let mut s = Session::boxed(handler, ctx, Transport::Tcp(stream), (peer, local));
+        s.ctrl.implicit_tls = implicit_tls;
+        s.serve_and_end()
+    }
+
+    #[inline(never)]
+    fn boxed(
+        h: Arc<FtpHandler>,
+        ctx: SessionContext,
+        transport: Transport,
+        (peer, local): (SocketAddr, SocketAddr),
+    ) -> Box<Session> {
+        let peer = SocketAddr::new(proto::unmap(peer.ip()), peer.port());
+        let local = SocketAddr::new(proto::unmap(local.ip()), local.port());
+        let cb = (h.callbacks)();
+        Box::new(Session {
+            ctrl: ControlChannel::new(transport, (peer, local), h.max_line_length),
+            h,
+            ctx,
+            cb,
+            account: Account::new(),
+            data: DataChannel::new(),
+            facts: DEFAULT_FACTS.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    fn serve_and_end(&mut self) -> io::Result<()> {
+        log::info!("{} FTP session opened (connect)", self.ctrl.prefix);
+        let r = self.serve();
+        self.end();
+        r
+    }
+
+    /// The session loop: the greeting, then one turn per command or transfer step until
+    /// the session closes.
+    fn serve(&mut self) -> io::Result<()> {
+        if self.ctrl.implicit_tls && !self.secure_control()? {
+            return Ok(());
+        }
+        let banner = self.h.banner.clone();
+        self.reply_lines(220, &banner)?;
+        let peer = self.ctrl.peer;
+        self.cb.on_connect(peer);
+        while !self.ctrl.closing {
+            match self.data.phase {
+                Phase::Connecting(..) if self.ctrl.has_buffered_input() => self.serve_busy()?,
+                Phase::Running(_) if self.ctrl.has_buffered_input() => self.serve_busy()?,
+                Phase::Connecting(..) => self.wait_connection()?,
+                Phase::Running(_) => self.step_transfer()?,
+                Phase::Idle | Phase::Awaiting(_) => self.next_command()?,
+            }
+        }
+        Ok(())
+    }
+
+    /// One turn between transfers: the next line (one that waited for a transfer first),
+    /// dispatched.
+    fn next_command(&mut self) -> io::Result<()> {
+        let awaiting = matches!(self.data.phase, Phase::Awaiting(_));
+        if let Some(line) = self.ctrl.pending.pop_front() {
+            return self.dispatch(&line);
+        }
+        // Graceful shutdown: an idle session ends here (servers/shutdown.rs).
+        if !awaiting && self.ctx.drain.going_idle() {
+            self.ctrl.closing = true;
+            let _ = self.ctrl.reply(421, "Server shutting down.");
+            return Ok(());
+        }
+        let input = if awaiting {
+            // After a 150, waiting for the PORT/PASV that will carry the transfer.
+            let deadline = self.control_deadline();
+            self.ctrl.read_input(deadline)?
+        } else {
+            self.read_idle()?
+        };
+        match input {
+            Input::Line(line) => {
+                self.ctx.drain.busy();
+                self.dispatch(&line)
+            }
+            Input::TooLong => {
+                log::warn!("{} command too long", self.ctrl.prefix);
+                self.ctrl.reply(500, "Command too long.")
+            }
+            Input::Eof => {
+                self.ctrl.closing = true;
+                if !awaiting && self.ctx.drain.draining() {
+                    let _ = self.ctrl.reply(421, "Server shutting down.");
+                }
+                Ok(())
+            }
+            Input::Timeout => {
+                self.ctrl.closing = true;
+                self.timed_out()
+            }
+        }
+    }
+
+    /// The transfer left behind is abandoned, then the logout and disconnect callbacks.
+    fn end(&mut self) {
+        if matches!(self.data.phase, Phase::Running(_)) {
+            let _ = self.end_transfer(crate::handlers::dtp::Outcome::ControlGone);
+        }
+        self.cancel_phase();
+        self.data.setup = Setup::None;
+        self.logout();
+        self.cb.on_disconnect();
+        log::info!("{} FTP session closed (disconnect).", self.ctrl.prefix);
+    }
+
+    /// Forgets the logged-in user (REIN, USER again, QUIT, disconnect). A listing still
+    /// running goes on with the filesystem it started with.
+    pub(crate) fn logout(&mut self) {
+        let fs = self.account.logout(&mut *self.cb, &self.ctrl.prefix);
+        self.ctrl.set_user(None);
+        self.data.rest = 0;
+        if let (Phase::Running(r), Some(fs)) = (&mut self.data.phase, fs) {
+            if r.lister.is_some() && r.own_fs.is_none() {
+                r.own_fs = Some(fs);
+            }
+        }
+    }
+
+    /// Resets the account and transfer parameters (pyftpdlib `flush_account`: REIN, or USER
+    /// while logged in). A transfer in progress goes on (RFC 959); one still waiting for its
+    /// PORT/PASV is dropped.
+    pub(crate) fn flush_account(&mut self) {
+        if matches!(self.data.phase, Phase::Awaiting(_)) {
+            self.cancel_phase();
+        }
+        self.data.setup = Setup::None;
+        self.logout();
+        self.account.attempted_logins = 0;
+        self.data.ttype = TransferType::Ascii;
+        self.data.rest = 0;
+        self.data.epsv_all = false;
+        self.ctrl.quit_pending = false;
+    }
+
+    /// The 211 reply to STAT without an argument (pyftpdlib `ftp_STAT`).
+    pub(crate) fn status_reply(&mut self) -> io::Result<()> {
+        let mut s: Vec<Vec<u8>> = Vec::new();
+        s.push(format!("Connected to: {}", self.ctrl.local).into_bytes());
+        if self.account.authenticated {
+            s.push(format!("Logged in as: {}", self.account.username).into_bytes());
+        } else if self.account.username.is_empty() {
+            s.push(b"Waiting for username.".to_vec());
+        } else {
+            s.push(b"Waiting for password.".to_vec());
+        }
+        let t = if self.data.ttype == TransferType::Ascii {
+            "ASCII"
+        } else {
+            "Binary"
+        };
+        s.push(format!("TYPE: {t}; STRUcture: File; MODE: Stream").into_bytes());
+        s.extend(self.data.status());
+        self.reply_multi(211, "FTP server status:", &s, "End of status.")
+    }
+
+    /// Sends a one-line reply `code text`.
+    ///
+    /// # Errors
+    /// The control connection failed.
+    pub fn reply(&mut self, code: u16, text: &str) -> io::Result<()> {
+        self.ctrl.reply(code, text)
+    }
+
+    /// Sends a one-line reply whose text may hold non-UTF-8 bytes (a path).
+    ///
+    /// # Errors
+    /// The control connection failed.
+    pub fn reply_bytes(&mut self, code: u16, text: &[u8]) -> io::Result<()> {
+        self.ctrl.reply_bytes(code, text)
+    }
+
+    /// Sends a reply whose text may span lines: `code-first` … `code last` (RFC 959 §4.2).
+    ///
+    /// # Errors
+    /// The control connection failed.
+    pub fn reply_lines(&mut self, code: u16, text: &str) -> io::Result<()> {
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.len() <= 1 {
+            return self.ctrl.reply(code, text.trim_end());
+        }
+        let mut out = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            if i + 1 == lines.len() {
+                out.extend_from_slice(format!("{code} ").as_bytes());
+            } else if i == 0 {
+                out.extend_from_slice(format!("{code}-").as_bytes());
+            } else {
+                // Continuation lines start with a space so none looks like a final line.
+                out.push(b' ');
+            }
+            out.extend_from_slice(&proto::escape_line(l.as_bytes()));
+            out.extend_from_slice(b"\r\n");
+        }
+        self.ctrl.send_raw(&out)
+    }
+
+    /// Sends a multi-line reply: `code-first`, each body line indented by one space, then
+    /// `code last`.
+    ///
+    /// # Errors
+    /// The control connection failed.
+    pub fn reply_multi(
+        &mut self,
+        code: u16,
+        first: &str,
+        body: &[Vec<u8>],
+        last: &str,
+    ) -> io::Result<()> {
+        let mut out = format!("{code}-").into_bytes();
+        out.extend_from_slice(&proto::escape_line(first.as_bytes()));
+        out.extend_from_slice(b"\r\n");
+        for l in body {
+            out.push(b' ');
+            out.extend_from_slice(&proto::escape_line(l));
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(format!("{code} ").as_bytes());
+        out.extend_from_slice(&proto::escape_line(last.as_bytes()));
+        out.extend_from_slice(b"\r\n");
+        self.ctrl.send_raw(&out)
+    }
+
+    /// The logged-in user, if any.
+    pub fn username(&self) -> Option<&str> {
+        self.account.user()
+    }
+
+    /// The client's address (IPv4-mapped addresses shown as IPv4).
+    pub fn peer(&self) -> SocketAddr {
+        self.ctrl.peer
+    }
+
+    /// The user's jailed filesystem, once logged in.
+    pub fn fs(&mut self) -> Option<&mut AbstractedFs> {
+        self.account.fs.as_mut()
+    }
+
+    /// The handler configuration this session runs with.
+    pub fn handler(&self) -> &FtpHandler {
+        &self.h
+    }
+
+    /// The context the server gave this session.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Ends the session after the current command.
+    pub fn close_when_done(&mut self) {
+        self.ctrl.closing = true;
+    }
+}
