@@ -151,8 +151,13 @@ fn worker_main(server: &FtpServer) -> i32 {
             return 1;
         }
     };
+    // The parent's tables, made before the fork: admission and rate buckets hold across
+    // every worker.
     if let Some(table) = server.shared.admission.get() {
         let _ = shared.admission.set(table.clone());
+    }
+    if let Some(rates) = server.shared.rates.get() {
+        let _ = shared.rates.set(rates.clone());
     }
     let limits = AcceptLimits {
         max_cons: server.max_cons,
