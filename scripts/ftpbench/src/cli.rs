@@ -16,7 +16,7 @@ pub fn options() -> getopts::Options {
     o.optopt(
         "b",
         "benchmark",
-        "transfer | concurrence | all | ftps | sessions, or a comma list of stor,retr,list,logins (default transfer)",
+        "transfer | concurrence | all | ftps | sessions, or a comma list of stor,retr,list,logins,many-retr,many-stor (default transfer)",
         "WHAT",
     );
     o.optopt(
@@ -235,6 +235,10 @@ pub struct Selection {
     pub list: bool,
     pub logins: bool,
     pub concurrence: bool,
+    /// Only the concurrent RETR of the concurrence phase (with its connect and QUIT).
+    pub many_retr: bool,
+    /// Only the concurrent STOR of the concurrence phase (with its connect and QUIT).
+    pub many_stor: bool,
     pub ftps: bool,
     pub sessions: bool,
 }
@@ -242,7 +246,14 @@ pub struct Selection {
 impl Selection {
     /// True when a workload other than `ftps` was asked for.
     pub fn any_plain(&self) -> bool {
-        self.stor || self.retr || self.list || self.logins || self.concurrence || self.sessions
+        self.stor
+            || self.retr
+            || self.list
+            || self.logins
+            || self.concurrence
+            || self.many_retr
+            || self.many_stor
+            || self.sessions
     }
 }
 
@@ -258,6 +269,8 @@ impl Selection {
             list: false,
             logins: false,
             concurrence: false,
+            many_retr: false,
+            many_stor: false,
             ftps: false,
             sessions: false,
         };
@@ -268,6 +281,8 @@ impl Selection {
                     sel.concurrence |= part == "all";
                 }
                 "concurrence" => sel.concurrence = true,
+                "many-retr" => sel.many_retr = true,
+                "many-stor" => sel.many_stor = true,
                 "ftps" => sel.ftps = true,
                 "sessions" => sel.sessions = true,
                 // pyftpdlib's ftpbench calls them upload and download.
@@ -307,6 +322,8 @@ mod tests {
         let s = Selection::parse("ftps").unwrap();
         assert!(s.ftps && !s.any_plain());
         assert!(Selection::parse("sessions").unwrap().sessions);
+        let s = Selection::parse("many-stor").unwrap();
+        assert!(s.many_stor && !s.many_retr && !s.concurrence && s.any_plain());
         assert_eq!(
             parse_list("1000, 5000,10000").unwrap(),
             vec![1000, 5000, 10000]

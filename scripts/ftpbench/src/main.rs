@@ -31,7 +31,8 @@ use cli::{opt_num, opt_size, options, parse_list, usage, Selection};
 use client::Ftp;
 use report::{Format, Report};
 use suite::{
-    bench_concurrence, bench_ftps, bench_transfer, cleanup, loopback_limit, raise_fd_limit,
+    bench_concurrence, bench_ftps, bench_many, bench_transfer, cleanup, loopback_limit,
+    raise_fd_limit,
 };
 
 /// Everything the workloads need, from the command line.
@@ -197,6 +198,8 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     failed |= bench_transfer(&cfg, &mut rep, &sel);
     if sel.concurrence {
         failed |= bench_concurrence(&cfg, &mut rep);
+    } else if sel.many_retr || sel.many_stor {
+        failed |= bench_many(&cfg, &mut rep, sel.many_retr, sel.many_stor);
     }
     if sel.ftps {
         failed |= bench_ftps(&cfg, &mut rep);

@@ -355,30 +355,7 @@ pub fn bench_concurrence(cfg: &Config, rep: &mut Report) -> bool {
     failed |= bench_stor(cfg, rep, "stor_idle_mbps", &label, None);
     let label = format!("RETR 1 file with {n} idle clients");
     failed |= bench_retr(cfg, rep, "retr_idle_mbps", &label);
-    let dropped = multi::void_all(&mut clients, "TYPE I", cfg.phase_limit);
-    if dropped > 0 {
-        rep.note(&format!("TYPE I failed on {dropped} clients"));
-        failed = true;
-    }
-    let sz = human_size(cfg.size);
-    let o = multi::transfer_all(cfg, &mut clients, &multi::Job::Retr(MULTI_FILE), cfg.size);
-    failed |= note_outcome(rep, "concurrent RETR", &o);
-    let label = format!("{n} clients RETR a {sz} file at once");
-    rep.add("multi_retr_s", &label, keep(secs(&o)), "s");
-    multi::settle();
-    // Sampled every 500 ms: the sessions' threads and processes live through the phase.
-    let tracker = track(cfg, Duration::from_millis(500));
-    let o = multi::transfer_all(cfg, &mut clients, &multi::Job::Stor(UP_PREFIX), cfg.size);
-    failed |= note_outcome(rep, "concurrent STOR", &o);
-    let label = format!("{n} clients STOR a {sz} file at once");
-    rep.add("multi_stor_s", &label, keep(secs(&o)), "s");
-    let bytes = if o.failed == 0 && !short {
-        (cfg.size * n as u64) as f64
-    } else {
-        0.0
-    };
-    report_usage(cfg, rep, tracker, "multi_stor", bytes);
-    multi::settle();
+    failed |= many_transfers(cfg, rep, &mut clients, short, (true, true));
     if failed {
         // Transfers cut by the time limit leave replies in flight: QUIT would read them and
         // wait on a stalled server for a socket timeout per client, measuring nothing.
@@ -390,6 +367,71 @@ pub fn bench_concurrence(cfg: &Config, rep: &mut Report) -> bool {
     let o = multi::quit_all(clients, cfg.phase_limit);
     failed |= note_outcome(rep, "QUIT", &o);
     rep.add("quit_s", &format!("{n} clients QUIT"), keep(secs(&o)), "s");
+    failed
+}
+
+/// `-b many-retr` / `-b many-stor`: only the concurrent RETR and/or STOR of the
+/// concurrence phase (after its connect+login), for runs that measure those alone.
+pub fn bench_many(cfg: &Config, rep: &mut Report, retr: bool, stor: bool) -> bool {
+    if let Err(e) = open(cfg).and_then(|mut f| {
+        single::stor(cfg, &mut f, MULTI_FILE, cfg.size)?;
+        f.cmd("QUIT").map(drop)
+    }) {
+        rep.note(&format!("preparing files: {e}"));
+        return true;
+    }
+    multi::settle();
+    let n = cfg.clients;
+    let (mut clients, o) = multi::connect_all(cfg);
+    let mut failed = note_outcome(rep, "connect", &o);
+    rep.add("connect_login_s", &format!("{n} clients connect+login"), secs(&o), "s");
+    let short = clients.len() < n;
+    multi::settle();
+    failed |= many_transfers(cfg, rep, &mut clients, short, (retr, stor));
+    drop(clients);
+    failed
+}
+
+/// The concurrent RETR and STOR of every client (`which`: RETR, STOR), with the server's
+/// cost of the uploads; true when any failed.
+fn many_transfers(
+    cfg: &Config,
+    rep: &mut Report,
+    clients: &mut Vec<crate::client::Ftp>,
+    short: bool,
+    which: (bool, bool),
+) -> bool {
+    let n = cfg.clients;
+    let keep = |v: f64| if short { f64::NAN } else { v };
+    let mut failed = false;
+    let dropped = multi::void_all(clients, "TYPE I", cfg.phase_limit);
+    if dropped > 0 {
+        rep.note(&format!("TYPE I failed on {dropped} clients"));
+        failed = true;
+    }
+    let sz = human_size(cfg.size);
+    if which.0 {
+        let o = multi::transfer_all(cfg, clients, &multi::Job::Retr(MULTI_FILE), cfg.size);
+        failed |= note_outcome(rep, "concurrent RETR", &o);
+        let label = format!("{n} clients RETR a {sz} file at once");
+        rep.add("multi_retr_s", &label, keep(secs(&o)), "s");
+        multi::settle();
+    }
+    if which.1 {
+        // Sampled every 500 ms: the sessions' threads and processes live through the phase.
+        let tracker = track(cfg, Duration::from_millis(500));
+        let o = multi::transfer_all(cfg, clients, &multi::Job::Stor(UP_PREFIX), cfg.size);
+        failed |= note_outcome(rep, "concurrent STOR", &o);
+        let label = format!("{n} clients STOR a {sz} file at once");
+        rep.add("multi_stor_s", &label, keep(secs(&o)), "s");
+        let bytes = if o.failed == 0 && !short {
+            (cfg.size * n as u64) as f64
+        } else {
+            0.0
+        };
+        report_usage(cfg, rep, tracker, "multi_stor", bytes);
+        multi::settle();
+    }
     failed
 }
 
