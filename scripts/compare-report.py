@@ -168,8 +168,10 @@ class Report:
                 label = "%s clients connect+login" % sec
             self.row(key, label=label, chart=key != "mem_base_kib", no_ratio=key == "mem_base_kib")
         self.out()
-        self.out("Server cost of uploads (CPU user+system of the server's processes and threads, "
-                 "context switches, per uploaded byte, from /proc):")
+        self.out("Cost of uploads per byte: the server's CPU (user+system; from its cgroup when "
+                 "compare.sh could make one, else /proc), its context switches (/proc, per "
+                 "thread), and the client's own CPU (when the client costs more against one "
+                 "server, that server kept it busier):")
         self.out()
         self.header()
         loads = [("stor", "", "STOR 1 client, 256 KiB writes"), ("stor", "_8k", "STOR 1 client, 8 KiB writes"),
@@ -180,6 +182,8 @@ class Report:
             self.row("%s_cpu_s_per_gb%s" % (key, suffix), label="%s: server CPU per GB" % what, unit="s/GB")
             self.row("%s_cs_per_mb%s" % (key, suffix), label="%s: context switches per MB" % what,
                      unit="/MB", chart=False)
+            self.row("%s_client_cpu_s_per_gb%s" % (key, suffix), label="%s: ftpbench's own CPU per GB" % what,
+                     unit="s/GB", chart=False, no_ratio=True)
         self.loopback_rows()
 
     def loopback_rows(self):

@@ -38,6 +38,7 @@ LIST_REPS=
 SERVERS="ftpdlib-pool ftpdlib-multi-thread ftpdlib-multi-proc ftpdlib-pre-fork pyftpdlib vsftpd proftpd pure-ftpd"
 OUT=
 OUT_DIR=
+CG_BASE=
 BASELINE=
 BUILD=1
 TMPBASE=
@@ -45,6 +46,7 @@ BUDGET=
 PHASE_LIMIT=30
 KEEP=0
 SMALL_IO=1
+PLAIN_BENCH=all
 unset SECOND_LOAD SESSIONS
 FTPS=1
 CERTS="ecdsa rsa"
@@ -78,6 +80,9 @@ Usage: scripts/compare.sh [options]
   --second-load N:SIZE a second concurrence run with N clients and SIZE files (default
                        300:10M; quick none; "" for none)
   --no-small-io        skip the 8 KiB-write STOR / 8 KiB-read RETR phase
+  --bench WHAT         ftpbench's -b for the plain phase (default all; e.g. many-stor, or
+                       stor,retr: with --no-ftps --sessions "" --second-load "" a short
+                       run of a few workloads)
   --no-ftps            skip the FTPS phases (ftpbench -b ftps)
   --certs "ecdsa rsa"  the certificates FTPS runs with (ECDSA P-256, RSA 2048)
   --tls-clients N      concurrent FTPS logins (default 100; quick 50)
@@ -115,6 +120,7 @@ while [ $# -gt 0 ]; do
         --out-dir) OUT_DIR=$2; shift ;;
         --second-load) SECOND_LOAD=$2; shift ;;
         --no-small-io) SMALL_IO=0 ;;
+        --bench) PLAIN_BENCH=$2; shift ;;
         --no-ftps) FTPS=0 ;;
         --certs) CERTS=$2; shift ;;
         --tls-clients) TLS_CLIENTS=$2; shift ;;
@@ -205,6 +211,7 @@ mkdir -p "$DIR" "$RES"
 SPID=
 cleanup() {
     stop_server
+    [ -z "$CG_BASE" ] || rmdir "$CG_BASE" 2>/dev/null || true
     if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -635,6 +642,38 @@ start_server() {
         stop_server
         return 1
     fi
+    cgroup_enter
+}
+
+# --- CPU accounting: every server start gets a cgroup of its own (when this machine lets
+# root make one: cgroup v1 cpuacct or v2), and ftpbench reads the server's CPU there
+# (--cgroup): exact, and counting processes that exited, where /proc's per-process ticks
+# undercount servers of many processes. CGROUP is the running server's, or empty. ---------
+CG_BASE=
+CGROUP=
+for d in /sys/fs/cgroup/cpuacct /sys/fs/cgroup; do
+    [ -w "$d" ] || continue
+    if [ -f "$d/cpuacct.usage" ] || [ "$(stat -fc %T "$d" 2>/dev/null)" = cgroup2fs ]; then
+        if mkdir "$d/ftpbench-compare-$$" 2>/dev/null; then CG_BASE=$d/ftpbench-compare-$$; break; fi
+    fi
+done
+[ -n "$CG_BASE" ] || log "no cgroup for CPU accounting: server CPU from /proc (ticks per process)"
+
+# Moves the server's session (every process of it: pre-fork workers are up by now) into
+# a new cgroup; children forked later follow.
+cgroup_enter() {
+    CGROUP=
+    [ -n "$CG_BASE" ] || return 0
+    local cg=$CG_BASE/s$SPID p
+    mkdir "$cg" 2>/dev/null || return 0
+    for p in $(ps -o pid= -s "$SPID" 2>/dev/null); do echo "$p" >"$cg/cgroup.procs" 2>/dev/null || true; done
+    CGROUP=$cg
+}
+
+cgroup_leave() {
+    [ -n "$CGROUP" ] || return 0
+    rmdir "$CGROUP" 2>/dev/null || true
+    CGROUP=
 }
 
 # start_ftpdlib NAME PORT CERT LOG: ftpdlib's CLI in the model NAME names (ftpdlib-MODEL:
@@ -705,6 +744,7 @@ stop_server() {
     kill -KILL -- "-$SPID" 2>/dev/null || true
     wait "$SPID" 2>/dev/null || true
     SPID=
+    cgroup_leave
 }
 
 # --- peers -----------------------------------------------------------------------------------
@@ -736,7 +776,7 @@ bench() {
     shift 2
     mkdir -p "$RES/$name"
     TMPDIR=$WORK timeout 300 "$FTPBENCH" "${BENCH_ARGS[@]}" -P "$PORT" -k "$SPID" \
-        --phase-limit "${BENCH_PHASE_LIMIT:-$PHASE_LIMIT}" "$@" \
+        --phase-limit "${BENCH_PHASE_LIMIT:-$PHASE_LIMIT}" ${CGROUP:+--cgroup "$CGROUP"} "$@" \
         >"$RES/$name/$run.csv" 2>"$WORK/$name.$run.bench.log" ||
         log "$name: ftpbench reported failures (see $name.$run.bench.log): $(grep -m1 '^ftpbench:' "$WORK/$name.$run.bench.log" || true)"
 }
@@ -770,7 +810,7 @@ phase_plain() {
     loopback_limit "$round-$s-before"
     log "round $round: $s (pid $SPID, port $PORT)"
     local t0=$SECONDS
-    bench "$s" "$round" -b all -n "$CLIENTS" -s "$SIZE" --list-files "$LIST_FILES" --list-reps "$LIST_REPS"
+    bench "$s" "$round" -b "$PLAIN_BENCH" -n "$CLIENTS" -s "$SIZE" --list-files "$LIST_FILES" --list-reps "$LIST_REPS"
     loopback_limit "$round-$s-after"
     if [ "$SMALL_IO" = 1 ]; then
         bench "$s" "$round.8k" -b stor,retr --buffer 8K --key-suffix _8k

@@ -38,6 +38,12 @@ pub fn options() -> getopts::Options {
         "PID",
     );
     o.optopt(
+        "",
+        "cgroup",
+        "the server's own cgroup (v1 cpuacct or v2 directory): its CPU from there",
+        "DIR",
+    );
+    o.optopt(
         "t",
         "timeout",
         "socket timeout in seconds (default 30)",

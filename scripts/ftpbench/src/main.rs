@@ -72,6 +72,9 @@ pub struct Config {
     pub sendfile_chunk: usize,
     /// Server pid for the PSS, CPU and context-switch figures.
     pub pid: Option<u32>,
+    /// A cgroup holding the server alone: its CPU is read there (exact, exited processes
+    /// included) instead of summed over /proc.
+    pub cgroup: Option<std::path::PathBuf>,
     /// Explicit FTPS (`AUTH TLS`, `PBSZ 0`, `PROT P`) for the connections opened.
     pub tls: bool,
     /// Clients of the concurrent FTPS logins (`-b ftps`).
@@ -139,6 +142,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             .opt_str("k")
             .map(|v| v.parse().map_err(|_| format!("bad pid {v:?}")))
             .transpose()?,
+        cgroup: m.opt_str("cgroup").map(std::path::PathBuf::from),
         tls: m.opt_present("tls"),
         tls_clients: opt_num(&m, "tls-clients", 100)?,
         sessions: parse_list(

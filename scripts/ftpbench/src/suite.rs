@@ -45,11 +45,13 @@ fn fig(rep: &mut Report, key: &str, label: &str, r: io::Result<f64>, unit: &'sta
 
 /// Starts sampling the server's CPU and context switches (with `-k PID`).
 fn track(cfg: &Config, interval: Duration) -> Option<Tracker> {
-    cfg.pid.map(|pid| Tracker::start(pid, interval))
+    cfg.pid
+        .map(|pid| Tracker::start(pid, interval, cfg.cgroup.as_deref()))
 }
 
-/// Ends a [`track`] and reports the upload's cost: `{key}_cpu_s_per_gb` (CPU seconds per GB
-/// of 10^9 bytes received) and `{key}_cs_per_mb` (context switches per MB).
+/// Ends a [`track`] and reports the upload's cost: `{key}_cpu_s_per_gb` (the server's CPU
+/// seconds per GB of 10^9 bytes received), `{key}_cs_per_mb` (its context switches per MB)
+/// and `{key}_client_cpu_s_per_gb` (ftpbench's own CPU per GB).
 fn report_usage(cfg: &Config, rep: &mut Report, t: Option<Tracker>, key: &str, bytes: f64) {
     let (Some(t), Some(pid)) = (t, cfg.pid) else {
         return;
@@ -57,6 +59,7 @@ fn report_usage(cfg: &Config, rep: &mut Report, t: Option<Tracker>, key: &str, b
     let u = t.finish(pid).unwrap_or(Usage {
         cpu_s: f64::NAN,
         ctx_switches: 0,
+        client_cpu_s: f64::NAN,
     });
     let ok = bytes > 0.0 && u.cpu_s.is_finite();
     let per_gb = if ok {
@@ -80,6 +83,17 @@ fn report_usage(cfg: &Config, rep: &mut Report, t: Option<Tracker>, key: &str, b
         "  server context switches per MB uploaded",
         per_mb,
         "/MB",
+    );
+    let client = if bytes > 0.0 {
+        u.client_cpu_s / (bytes / 1e9)
+    } else {
+        f64::NAN
+    };
+    rep.add(
+        &format!("{key}_client_cpu_s_per_gb"),
+        "  ftpbench's own CPU per GB uploaded",
+        client,
+        "s/GB",
     );
 }
 
@@ -384,7 +398,12 @@ pub fn bench_many(cfg: &Config, rep: &mut Report, retr: bool, stor: bool) -> boo
     let n = cfg.clients;
     let (mut clients, o) = multi::connect_all(cfg);
     let mut failed = note_outcome(rep, "connect", &o);
-    rep.add("connect_login_s", &format!("{n} clients connect+login"), secs(&o), "s");
+    rep.add(
+        "connect_login_s",
+        &format!("{n} clients connect+login"),
+        secs(&o),
+        "s",
+    );
     let short = clients.len() < n;
     multi::settle();
     failed |= many_transfers(cfg, rep, &mut clients, short, (retr, stor));

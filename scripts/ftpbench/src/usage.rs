@@ -1,5 +1,13 @@
 //! What a phase cost the server: CPU time (utime + stime) and context switches (voluntary +
-//! involuntary) of the server's pid and all its descendants, from /proc, over the phase.
+//! involuntary) of the server's pid and all its descendants, from /proc, over the phase;
+//! and what it cost ftpbench itself (its CPU, from getrusage(2)), which tells whether the
+//! client was the bottleneck.
+//!
+//! With `--cgroup DIR` (a cgroup holding the server alone, as compare.sh makes one per
+//! server start) the CPU comes from the cgroup instead (`cpuacct.usage` in v1, `cpu.stat`'s
+//! `usage_usec` in v2): in nanoseconds and counting every process that ran, exited ones
+//! included. /proc's per-process figures are whole ticks (10 ms), so a server of hundreds of
+//! short-lived or lightly loaded processes sums to much less than it used.
 //!
 //! CPU comes from `/proc/PID/stat` per process, which includes the threads that exited
 //! meanwhile. Context switches exist only per thread (`/proc/PID/task/TID/status`), so the
@@ -11,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -28,6 +37,32 @@ pub struct Usage {
     pub cpu_s: f64,
     /// Context switches (voluntary + involuntary), summed over its threads.
     pub ctx_switches: u64,
+    /// CPU seconds (user + system) of ftpbench itself over the phase.
+    pub client_cpu_s: f64,
+}
+
+/// CPU seconds a cgroup's processes used so far (v1 cpuacct or v2).
+fn cgroup_cpu_s(dir: &Path) -> Option<f64> {
+    if let Ok(s) = fs::read_to_string(dir.join("cpuacct.usage")) {
+        return s.trim().parse::<u64>().ok().map(|ns| ns as f64 / 1e9);
+    }
+    let s = fs::read_to_string(dir.join("cpu.stat")).ok()?;
+    let us: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(us as f64 / 1e6)
+}
+
+/// CPU seconds (user + system) this process used so far.
+fn own_cpu_s() -> f64 {
+    use nix::sys::resource::{getrusage, UsageWho};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |u| {
+        let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+        t(u.user_time()) + t(u.system_time())
+    })
 }
 
 /// First and latest reading per process (CPU ticks) and per thread (switches).
@@ -72,6 +107,7 @@ impl Readings {
         Usage {
             cpu_s: ticks as f64 / USER_HZ,
             ctx_switches: self.ctx.values().map(|(a, b)| b - a).sum(),
+            client_cpu_s: 0.0,
         }
     }
 }
@@ -106,11 +142,16 @@ fn task_switches(pid: u32, tid: u32) -> Option<u64> {
 pub struct Tracker {
     stop: Arc<AtomicBool>,
     handle: thread::JoinHandle<Readings>,
+    /// The server's cgroup and its CPU seconds at the start.
+    cgroup: Option<(PathBuf, f64)>,
+    client_start: f64,
 }
 
 impl Tracker {
     /// Takes the baseline now, then samples every `interval` until [`Tracker::finish`].
-    pub fn start(root: u32, interval: Duration) -> Tracker {
+    pub fn start(root: u32, interval: Duration, cgroup: Option<&Path>) -> Tracker {
+        let cgroup = cgroup.and_then(|d| Some((d.to_path_buf(), cgroup_cpu_s(d)?)));
+        let client_start = own_cpu_s();
         let mut r = Readings::default();
         r.sample(root, true);
         let stop = Arc::new(AtomicBool::new(false));
@@ -128,7 +169,12 @@ impl Tracker {
             }
             r
         });
-        Tracker { stop, handle }
+        Tracker {
+            stop,
+            handle,
+            cgroup,
+            client_start,
+        }
     }
 
     /// The last sample, and the cost since the baseline (`None` if the sampler died).
@@ -136,7 +182,14 @@ impl Tracker {
         self.stop.store(true, Ordering::Relaxed);
         let mut r = self.handle.join().ok()?;
         r.sample(root, false);
-        Some(r.usage())
+        let mut u = r.usage();
+        if let Some((dir, start)) = &self.cgroup {
+            if let Some(now) = cgroup_cpu_s(dir) {
+                u.cpu_s = now - start;
+            }
+        }
+        u.client_cpu_s = own_cpu_s() - self.client_start;
+        Some(u)
     }
 }
 
@@ -147,7 +200,7 @@ mod tests {
     #[test]
     fn own_work_is_counted() {
         let me = std::process::id();
-        let t = Tracker::start(me, Duration::from_millis(10));
+        let t = Tracker::start(me, Duration::from_millis(10), None);
         // Burn some CPU and switch a few times.
         let mut x = 0u64;
         let t0 = std::time::Instant::now();
@@ -161,5 +214,6 @@ mod tests {
         let u = t.finish(me).expect("usage");
         assert!(u.cpu_s > 0.0, "{u:?} {x}");
         assert!(u.ctx_switches > 0, "{u:?}");
+        assert!(u.client_cpu_s > 0.0, "{u:?}");
     }
 }
