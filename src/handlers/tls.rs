@@ -52,7 +52,8 @@ impl fmt::Debug for TlsConfig {
 }
 
 impl TlsConfig {
-    /// Loads a PEM certificate chain and private key (TLS 1.2 and 1.3, rustls with ring).
+    /// Loads a PEM certificate chain and private key (TLS 1.2 and 1.3, rustls with ring;
+    /// AES-128-GCM preferred over the client's order, the cheapest suite for bulk data).
     /// `keyfile` may be `None` when `certfile` holds the key too, as pyftpdlib allows.
     ///
     /// # Errors
@@ -76,8 +77,8 @@ impl TlsConfig {
             )),
             e => Error::Tls(format!("keyfile {}: {e}", keypath.display())),
         })?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ServerConfig::builder_with_provider(provider)
+        let provider = Arc::new(bulk_first(rustls::crypto::ring::default_provider()));
+        let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| Error::Tls(e.to_string()))?
             .with_no_client_auth()
@@ -89,6 +90,9 @@ impl TlsConfig {
                     keypath.display()
                 ))
             })?;
+        // The server's order (`bulk_first`), not the client's: rustls and OpenSSL clients
+        // list AES-256-GCM first.
+        config.ignore_client_order = true;
         let mut t = TlsConfig::from_server_config(Arc::new(config));
         t.certfile = Some(certfile.to_path_buf());
         t.keyfile = keyfile.map(Path::to_path_buf);
@@ -144,6 +148,25 @@ impl TlsConfig {
             data: Arc::new(data),
         }
     }
+}
+
+/// `provider` with AES-128-GCM ahead of the other suites of each TLS version (ring's
+/// order is AES-256-GCM, AES-128-GCM, ChaCha20-Poly1305). FTPS moves files: AES-128 runs
+/// 10 rounds where AES-256 runs 14, at a security margin no attack comes near (it is
+/// TLS 1.3's mandatory suite, RFC 8446 §9.1). Measured on one-client FTPS transfers
+/// (interleaved, 5 rounds): RETR 1.18x, server CPU per uploaded GB 0.96x.
+fn bulk_first(mut provider: rustls::crypto::CryptoProvider) -> rustls::crypto::CryptoProvider {
+    use rustls::CipherSuite::*;
+    // A stable sort: the rest keep ring's order.
+    provider.cipher_suites.sort_by_key(|s| {
+        !matches!(
+            s.suite(),
+            TLS13_AES_128_GCM_SHA256
+                | TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        )
+    });
+    provider
 }
 
 /// TLS 1.3 tickets sent on a control connection. OpenSSL (curl) and GnuTLS (lftp) offer
