@@ -685,3 +685,40 @@ fn dribbled_handshake_is_closed() {
         );
     }
 }
+
+/// Certificates loaded from PEM files prefer AES-128-GCM, whatever the client's order
+/// (rustls and OpenSSL clients list AES-256-GCM first): the cheaper cipher for bulk
+/// transfers. A client without AES-128-GCM still gets what it offers.
+#[test]
+fn aes_128_gcm_is_preferred() {
+    use rustls::CipherSuite::*;
+    let c = need!(certs());
+    let s = tls_server(&c);
+    for (tls12, want) in [
+        (false, TLS13_AES_128_GCM_SHA256),
+        (true, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+    ] {
+        let t = auth_tls(&s, tls12);
+        let got = t.s.conn.negotiated_cipher_suite().map(|s| s.suite());
+        assert_eq!(got, Some(want), "TLS 1.2 only: {tls12}");
+    }
+    // A client offering only ChaCha20-Poly1305.
+    let mut provider = (**ClientConfig::builder().crypto_provider()).clone();
+    provider
+        .cipher_suites
+        .retain(|s| s.suite() == TLS13_CHACHA20_POLY1305_SHA256);
+    let provider = Arc::new(provider);
+    let cfg = Arc::new(
+        ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("versions")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+            .with_no_client_auth(),
+    );
+    let mut r = s.raw();
+    assert_eq!(r.cmd("AUTH TLS").0, 234);
+    let t = tls_connect(&cfg, r.stream.try_clone().unwrap());
+    let got = t.conn.negotiated_cipher_suite().map(|s| s.suite());
+    assert_eq!(got, Some(TLS13_CHACHA20_POLY1305_SHA256));
+}

@@ -96,6 +96,11 @@ impl TempFile {
         &mut self.file
     }
 
+    /// The file, shared (for calls such as splice(2) that take a descriptor).
+    pub fn as_file(&self) -> &File {
+        &self.file
+    }
+
     /// Renames the file over its name (renameat(2) within the held directory: readers see
     /// the old file or this one, never a part).
     ///

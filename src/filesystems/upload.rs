@@ -76,6 +76,37 @@ pub trait UploadSink: Write + Send {
     /// # Errors
     /// The flush or the rename failed (the upload is then abandoned).
     fn commit(self: Box<Self>) -> io::Result<()>;
+
+    /// The regular file the upload's bytes go to, written at its current position, when
+    /// there is one: the transfer may then move bytes from the socket into it with
+    /// splice(2), without copying them through the process (see `handlers/dtp`). Writes
+    /// through [`Write`] and through this file must be interchangeable. Default: none (the
+    /// bytes go through [`Write`]).
+    fn file(&self) -> Option<&File> {
+        None
+    }
+}
+
+/// A plain upload on the real disk: the opened file itself, written where it stands.
+struct FileUpload(File);
+
+impl Write for FileUpload {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl UploadSink for FileUpload {
+    fn commit(mut self: Box<Self>) -> io::Result<()> {
+        self.0.flush()
+    }
+
+    fn file(&self) -> Option<&File> {
+        Some(&self.0)
+    }
 }
 
 /// Any writer as an upload with nothing to do at the end but flush (filesystems that do not
@@ -177,7 +208,7 @@ pub(super) fn open(
             root, path, mode, perm, opts.lock,
         )?));
     }
-    Ok(Box::new(PlainUpload(open_file(
+    Ok(Box::new(FileUpload(open_file(
         root, path, mode, perm, opts.lock,
     )?)))
 }
@@ -248,6 +279,10 @@ impl UploadSink for AtomicUpload {
         self.temp.file().flush()?;
         let AtomicUpload { temp, _source } = *self;
         temp.persist()
+    }
+
+    fn file(&self) -> Option<&File> {
+        Some(self.temp.as_file())
     }
 }
 

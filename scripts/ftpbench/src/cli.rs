@@ -16,7 +16,7 @@ pub fn options() -> getopts::Options {
     o.optopt(
         "b",
         "benchmark",
-        "transfer | concurrence | all, or a comma list of stor,retr,list,logins (default transfer)",
+        "transfer | concurrence | all | ftps | sessions, or a comma list of stor,retr,list,logins,many-retr,many-stor (default transfer)",
         "WHAT",
     );
     o.optopt(
@@ -36,6 +36,12 @@ pub fn options() -> getopts::Options {
         "pid",
         "server pid: report PSS of it and its descendants",
         "PID",
+    );
+    o.optopt(
+        "",
+        "cgroup",
+        "the server's own cgroup (v1 cpuacct or v2 directory): its CPU from there",
+        "DIR",
     );
     o.optopt(
         "t",
@@ -103,6 +109,35 @@ pub fn options() -> getopts::Options {
         "no benchmark: -n sessions of mixed operations for SECS, with -k PID's fds, threads and memory",
         "SECS",
     );
+    o.optflag(
+        "",
+        "tls",
+        "explicit FTPS for every workload (AUTH TLS, PBSZ 0, PROT P)",
+    );
+    o.optopt(
+        "",
+        "tls-clients",
+        "clients of the concurrent FTPS logins of -b ftps (default 100)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "sessions",
+        "steps of -b sessions, sessions held at once (default 1000,5000,10000)",
+        "N,N,...",
+    );
+    o.optopt(
+        "",
+        "list-batch",
+        "sessions listing at once in -b sessions (default 1000)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "key-suffix",
+        "appended to every result key (e.g. _ecdsa), so runs can share a CSV",
+        "SUFFIX",
+    );
     o.optflag("", "pasv", "use PASV instead of EPSV");
     o.optflag(
         "",
@@ -147,6 +182,18 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((n * mult as f64) as u64)
 }
 
+/// "1000,5000,10000" → the numbers.
+///
+/// # Errors
+/// A part that is not a number.
+pub fn parse_list(s: &str) -> Result<Vec<usize>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse().map_err(|_| format!("bad number {p:?} in {s:?}")))
+        .collect()
+}
+
 /// A numeric flag, or `default`.
 ///
 /// # Errors
@@ -185,14 +232,35 @@ pub fn human_size(n: u64) -> String {
     }
 }
 
-/// Which workloads `-b` asked for: `transfer` (stor, retr, list, logins), `concurrence`, `all`,
-/// or a comma-separated mix of those and the single names.
+/// Which workloads `-b` asked for: `transfer` (stor, retr, list, logins), `concurrence`, `all`
+/// (both), `ftps` (the FTPS phases), `sessions` (the many-sessions curve), or a
+/// comma-separated mix of those and the single names.
 pub struct Selection {
     pub stor: bool,
     pub retr: bool,
     pub list: bool,
     pub logins: bool,
     pub concurrence: bool,
+    /// Only the concurrent RETR of the concurrence phase (with its connect and QUIT).
+    pub many_retr: bool,
+    /// Only the concurrent STOR of the concurrence phase (with its connect and QUIT).
+    pub many_stor: bool,
+    pub ftps: bool,
+    pub sessions: bool,
+}
+
+impl Selection {
+    /// True when a workload other than `ftps` was asked for.
+    pub fn any_plain(&self) -> bool {
+        self.stor
+            || self.retr
+            || self.list
+            || self.logins
+            || self.concurrence
+            || self.many_retr
+            || self.many_stor
+            || self.sessions
+    }
 }
 
 impl Selection {
@@ -207,6 +275,10 @@ impl Selection {
             list: false,
             logins: false,
             concurrence: false,
+            many_retr: false,
+            many_stor: false,
+            ftps: false,
+            sessions: false,
         };
         for part in s.split(',').map(str::trim) {
             match part {
@@ -215,6 +287,10 @@ impl Selection {
                     sel.concurrence |= part == "all";
                 }
                 "concurrence" => sel.concurrence = true,
+                "many-retr" => sel.many_retr = true,
+                "many-stor" => sel.many_stor = true,
+                "ftps" => sel.ftps = true,
+                "sessions" => sel.sessions = true,
                 // pyftpdlib's ftpbench calls them upload and download.
                 "stor" | "upload" => sel.stor = true,
                 "retr" | "download" => sel.retr = true,
@@ -249,6 +325,16 @@ mod tests {
         let s = Selection::parse("retr, logins").unwrap();
         assert!(!s.stor && s.retr && !s.list && s.logins && !s.concurrence);
         assert!(Selection::parse("download").unwrap().retr);
+        let s = Selection::parse("ftps").unwrap();
+        assert!(s.ftps && !s.any_plain());
+        assert!(Selection::parse("sessions").unwrap().sessions);
+        let s = Selection::parse("many-stor").unwrap();
+        assert!(s.many_stor && !s.many_retr && !s.concurrence && s.any_plain());
+        assert_eq!(
+            parse_list("1000, 5000,10000").unwrap(),
+            vec![1000, 5000, 10000]
+        );
+        assert!(parse_list("1k").is_err());
         assert!(Selection::parse("nope").is_err());
     }
 }

@@ -1,10 +1,16 @@
 //! A minimal blocking FTP client (control connection + EPSV/PASV data connections), just
 //! enough for the benchmark and with no hidden costs; mirrors the parts of Python's ftplib
-//! that pyftpdlib's scripts/ftpbench uses. RFC 959 §4.2 (replies), RFC 2428 §3 (EPSV).
+//! that pyftpdlib's scripts/ftpbench uses, and its FTP_TLS (explicit FTPS: `AUTH TLS`, `PBSZ 0`,
+//! `PROT P`). RFC 959 §4.2 (replies), RFC 2428 §3 (EPSV), RFC 4217 (FTPS).
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
+
+use rustls::ClientConfig;
+
+use crate::tls::{self, Stream};
 
 /// One FTP reply: the three-digit code and the text of its last line.
 #[derive(Debug, Clone)]
@@ -29,11 +35,16 @@ pub fn proto_err(msg: String) -> io::Error {
 
 /// A logged-in (or about to be) control connection.
 pub struct Ftp {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Stream>,
     peer: SocketAddr,
     timeout: Duration,
     /// Set once EPSV was refused, then PASV is used.
     use_pasv: bool,
+    /// After `AUTH TLS`: the control connection's TLS configuration (and session cache),
+    /// which `PROT P` data connections use to resume its session.
+    tls: Option<Arc<ClientConfig>>,
+    /// `PROT P` was accepted: data connections are TLS too.
+    prot_p: bool,
 }
 
 impl Ftp {
@@ -63,29 +74,66 @@ impl Ftp {
         sock.set_write_timeout(Some(timeout))?;
         sock.set_nodelay(true)?;
         let mut ftp = Ftp {
-            reader: BufReader::with_capacity(1024, sock),
+            reader: BufReader::with_capacity(1024, Stream::Plain(sock)),
             peer: addr,
             timeout,
             use_pasv: force_pasv,
+            tls: None,
+            prot_p: false,
         };
         let r = ftp.read_reply()?;
         Ok((ftp, r))
     }
 
-    /// Connects and logs in with USER/PASS.
+    /// Connects and, with `tls`, secures the control connection (`AUTH TLS`), logs in, and
+    /// protects data connections (`PBSZ 0`, `PROT P`): an FTPS session as Python's
+    /// `FTP_TLS.login()` + `prot_p()` makes it.
     ///
     /// # Errors
-    /// As [`Ftp::connect`], or the login is refused.
-    pub fn open(
+    /// As [`Ftp::connect`], a refused login, or a refused `AUTH TLS`/`PBSZ`/`PROT`, or a failed handshake.
+    pub fn open_with(
         addr: SocketAddr,
         timeout: Duration,
         force_pasv: bool,
+        tls: bool,
         user: &str,
         pass: &str,
     ) -> io::Result<Ftp> {
         let mut ftp = Ftp::connect(addr, timeout, force_pasv)?;
+        if tls {
+            ftp.auth_tls()?;
+        }
         ftp.login(user, pass)?;
+        if tls {
+            ftp.void_cmd("PBSZ 0")?;
+            ftp.void_cmd("PROT P")?;
+            ftp.prot_p = true;
+        }
         Ok(ftp)
+    }
+
+    /// `AUTH TLS` (RFC 4217 §4) and the control connection's handshake, with a fresh
+    /// configuration and session cache.
+    ///
+    /// # Errors
+    /// A refusal (not 234), or a failed handshake.
+    pub fn auth_tls(&mut self) -> io::Result<()> {
+        let r = self.cmd("AUTH TLS")?;
+        if r.code != 234 {
+            return Err(proto_err(format!("AUTH TLS: {} {}", r.code, r.text)));
+        }
+        if !self.reader.buffer().is_empty() {
+            return Err(proto_err("data after the 234 reply".into()));
+        }
+        let cfg = tls::client_config();
+        let sock = self.reader.get_ref().tcp().try_clone()?;
+        let mut t = tls::wrap(&cfg, sock)?;
+        tls::handshake(&mut t)?;
+        // The plain `TcpStream` clone inside the old reader is dropped; the socket stays open
+        // through the TLS stream's clone.
+        self.reader = BufReader::with_capacity(1024, Stream::Tls(Box::new(t)));
+        self.tls = Some(cfg);
+        Ok(())
     }
 
     /// USER then (on 331) PASS.
@@ -110,9 +158,14 @@ impl Ftp {
         self.peer
     }
 
+    /// True after `AUTH TLS`.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// The control socket (for poll).
     pub fn sock(&self) -> &TcpStream {
-        self.reader.get_ref()
+        self.reader.get_ref().tcp()
     }
 
     /// True when a reply (or part of one) is already buffered, so poll would not report it.
@@ -243,7 +296,21 @@ impl Ftp {
         parse_pasv(&r.text).map(|port| SocketAddr::new(self.peer.ip(), port))
     }
 
-    /// Connects a data connection to a passive address.
+    /// Connects a data connection to a passive address and, under `PROT P`, starts TLS on it
+    /// with the control connection's configuration (so it offers to resume that session).
+    /// The handshake runs on first read or write.
+    ///
+    /// # Errors
+    /// Connection failures.
+    pub fn data_open(&self, addr: SocketAddr) -> io::Result<Stream> {
+        let sock = self.data_connect(addr)?;
+        match (&self.tls, self.prot_p) {
+            (Some(cfg), true) => Ok(Stream::Tls(Box::new(tls::wrap(cfg, sock)?))),
+            _ => Ok(Stream::Plain(sock)),
+        }
+    }
+
+    /// Connects a plain TCP data connection to a passive address.
     ///
     /// # Errors
     /// Connection failures.
@@ -258,9 +325,9 @@ impl Ftp {
     ///
     /// # Errors
     /// I/O errors, or a refusal (4xx/5xx) of the command.
-    pub fn transfer_cmd(&mut self, cmd: &str) -> io::Result<TcpStream> {
+    pub fn transfer_cmd(&mut self, cmd: &str) -> io::Result<Stream> {
         let addr = self.passive()?;
-        let data = self.data_connect(addr)?;
+        let data = self.data_open(addr)?;
         let r = self.cmd(cmd)?;
         if r.class() != 1 {
             return Err(proto_err(format!("{cmd}: {} {}", r.code, r.text)));

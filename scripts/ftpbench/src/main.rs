@@ -3,6 +3,8 @@
 //!
 //! ```text
 //! ftpbench -u USER -p PASS -H 127.0.0.1 -P 2121 -b all -n 1000 -s 4M -k SERVER_PID
+//! ftpbench -u USER -p PASS -P 2121 -b ftps --tls-clients 100 --key-suffix _ecdsa -k PID
+//! ftpbench -u USER -p PASS -P 2121 -b sessions --sessions 1000,5000,10000 -k SERVER_PID
 //! ftpbench --loopback-limit
 //! ftpbench -u USER -p PASS -P 2121 -n 1000 -k SERVER_PID --soak 600
 //! ```
@@ -14,18 +16,24 @@ mod mem;
 mod multi;
 mod probe;
 mod report;
+mod sessions;
 mod single;
 mod soak;
 mod suite;
+mod tls;
+mod usage;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cli::{opt_num, opt_size, options, usage, Selection};
+use cli::{opt_num, opt_size, options, parse_list, usage, Selection};
 use client::Ftp;
 use report::{Format, Report};
-use suite::{bench_concurrence, bench_transfer, cleanup, loopback_limit, raise_fd_limit};
+use suite::{
+    bench_concurrence, bench_ftps, bench_many, bench_transfer, cleanup, loopback_limit,
+    raise_fd_limit,
+};
 
 /// Everything the workloads need, from the command line.
 #[derive(Clone)]
@@ -62,8 +70,19 @@ pub struct Config {
     pub phase_limit: Duration,
     /// Bytes per sendfile(2) call in `--loopback-limit`.
     pub sendfile_chunk: usize,
-    /// Server pid for the PSS figures.
+    /// Server pid for the PSS, CPU and context-switch figures.
     pub pid: Option<u32>,
+    /// A cgroup holding the server alone: its CPU is read there (exact, exited processes
+    /// included) instead of summed over /proc.
+    pub cgroup: Option<std::path::PathBuf>,
+    /// Explicit FTPS (`AUTH TLS`, `PBSZ 0`, `PROT P`) for the connections opened.
+    pub tls: bool,
+    /// Clients of the concurrent FTPS logins (`-b ftps`).
+    pub tls_clients: usize,
+    /// The steps of `-b sessions`: logged-in sessions held at once.
+    pub sessions: Vec<usize>,
+    /// Sessions listing at once in `-b sessions`.
+    pub list_batch: usize,
 }
 
 fn main() -> ExitCode {
@@ -123,6 +142,15 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             .opt_str("k")
             .map(|v| v.parse().map_err(|_| format!("bad pid {v:?}")))
             .transpose()?,
+        cgroup: m.opt_str("cgroup").map(std::path::PathBuf::from),
+        tls: m.opt_present("tls"),
+        tls_clients: opt_num(&m, "tls-clients", 100)?,
+        sessions: parse_list(
+            m.opt_str("sessions")
+                .as_deref()
+                .unwrap_or("1000,5000,10000"),
+        )?,
+        list_batch: opt_num(&m, "list-batch", 1000)?,
     };
     let format = if m.opt_present("json") {
         Format::Json
@@ -131,7 +159,7 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     } else {
         Format::Human
     };
-    let mut rep = Report::new(format);
+    let mut rep = Report::new(format, m.opt_str("key-suffix").unwrap_or_default());
     if m.opt_present("loopback-limit") {
         loopback_limit(&cfg, &mut rep);
         rep.finish();
@@ -153,15 +181,35 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     }
     let what = m.opt_str("b").unwrap_or_else(|| "transfer".into());
     let sel = Selection::parse(&what).map_err(|e| format!("{e}\n{}", usage(&o)))?;
-    raise_fd_limit(cfg.clients * 2 + 64, &rep);
+    let most = if sel.sessions {
+        sessions::steps(&cfg).last().copied().unwrap_or(0) + cfg.list_batch
+    } else {
+        cfg.clients.max(cfg.tls_clients)
+    };
+    raise_fd_limit(most * 2 + 64, &rep);
     // Fail early and clearly when the server is not there or refuses the login.
-    Ftp::open(cfg.addr, cfg.timeout, cfg.force_pasv, &cfg.user, &cfg.pass)
-        .and_then(|mut f| f.void_cmd("QUIT").map(drop))
-        .map_err(|e| format!("cannot log in to {}: {e}", cfg.addr))?;
+    Ftp::open_with(
+        cfg.addr,
+        cfg.timeout,
+        cfg.force_pasv,
+        cfg.tls || (sel.ftps && !sel.any_plain()),
+        &cfg.user,
+        &cfg.pass,
+    )
+    .and_then(|mut f| f.void_cmd("QUIT").map(drop))
+    .map_err(|e| format!("cannot log in to {}: {e}", cfg.addr))?;
     let mut failed = false;
     failed |= bench_transfer(&cfg, &mut rep, &sel);
     if sel.concurrence {
         failed |= bench_concurrence(&cfg, &mut rep);
+    } else if sel.many_retr || sel.many_stor {
+        failed |= bench_many(&cfg, &mut rep, sel.many_retr, sel.many_stor);
+    }
+    if sel.ftps {
+        failed |= bench_ftps(&cfg, &mut rep);
+    }
+    if sel.sessions {
+        failed |= sessions::bench_sessions(&cfg, &mut rep);
     }
     cleanup(&cfg, &rep);
     rep.finish();

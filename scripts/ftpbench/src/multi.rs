@@ -40,10 +40,15 @@ impl Outcome {
 /// Opens and logs in `cfg.clients` clients, at most `cfg.conn_threads` connecting at a time
 /// (threads with small stacks; more at once would only measure the server's listen backlog).
 pub fn connect_all(cfg: &Config) -> (Vec<Ftp>, Outcome) {
+    connect_n(cfg, cfg.clients)
+}
+
+/// Opens and logs in `n` clients (FTPS when `cfg.tls`), as [`connect_all`] does.
+pub fn connect_n(cfg: &Config, n: usize) -> (Vec<Ftp>, Outcome) {
     let next = AtomicUsize::new(0);
     let errors = Mutex::new(Vec::new());
     let t0 = Instant::now();
-    let workers = cfg.conn_threads.clamp(1, cfg.clients.max(1));
+    let workers = cfg.conn_threads.clamp(1, n.max(1));
     let clients: Vec<Ftp> = thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
             .filter_map(|_| {
@@ -51,18 +56,12 @@ pub fn connect_all(cfg: &Config) -> (Vec<Ftp>, Outcome) {
                     .stack_size(128 * 1024)
                     .spawn_scoped(s, || {
                         let mut mine = Vec::new();
-                        while next.fetch_add(1, Ordering::Relaxed) < cfg.clients {
+                        while next.fetch_add(1, Ordering::Relaxed) < n {
                             if t0.elapsed() > cfg.phase_limit {
                                 push_err(&errors, "phase time limit reached".into());
                                 continue;
                             }
-                            match Ftp::open(
-                                cfg.addr,
-                                cfg.timeout,
-                                cfg.force_pasv,
-                                &cfg.user,
-                                &cfg.pass,
-                            ) {
+                            match crate::single::open(cfg) {
                                 Ok(f) => mine.push(f),
                                 Err(e) => push_err(&errors, format!("connect/login: {e}")),
                             }
@@ -124,6 +123,8 @@ pub enum Job<'a> {
     Retr(&'a str),
     /// Client i uploads `size` bytes to `{prefix}{i}`.
     Stor(&'a str),
+    /// Every client lists its current directory (`size` is not checked).
+    List,
 }
 
 struct Slot {
@@ -175,13 +176,14 @@ pub fn transfer_all(cfg: &Config, clients: &mut [Ftp], job: &Job, size: u64) -> 
         let cmd = match job {
             Job::Retr(name) => format!("RETR {name}"),
             Job::Stor(prefix) => format!("STOR {prefix}{i}"),
+            Job::List => "LIST".to_string(),
         };
         if let Err(e) = c.send(&cmd) {
             fail(&mut slots[i], format!("{cmd}: {e}"));
         }
     }
     // Phase 3: one poll loop over every data and control connection.
-    let retr = matches!(job, Job::Retr(_));
+    let retr = !matches!(job, Job::Stor(_));
     let mut buf = vec![0u8; cfg.buf];
     let chunk = vec![b'x'; cfg.buf];
     let mut ready: Vec<(usize, bool)> = Vec::new();
@@ -252,7 +254,7 @@ pub fn transfer_all(cfg: &Config, clients: &mut [Ftp], job: &Job, size: u64) -> 
         }
     }
     for (s, c) in slots.iter_mut().zip(clients.iter()) {
-        if s.err.is_none() && retr && s.bytes != size {
+        if s.err.is_none() && matches!(job, Job::Retr(_)) && s.bytes != size {
             s.err = Some(format!(
                 "RETR: got {} bytes, expected {size} ({:?})",
                 s.bytes,

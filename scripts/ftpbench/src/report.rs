@@ -30,6 +30,8 @@ pub enum Format {
 /// Collects figures and prints them.
 pub struct Report {
     format: Format,
+    /// Appended to every key (`--key-suffix`).
+    suffix: String,
     figures: Vec<Figure>,
 }
 
@@ -44,19 +46,21 @@ fn csv_line(key: &str, value: f64, unit: &str, label: &str) -> String {
 }
 
 impl Report {
-    /// A report in `format`.
-    pub fn new(format: Format) -> Report {
+    /// A report in `format`, whose keys end in `suffix`.
+    pub fn new(format: Format, suffix: String) -> Report {
         if format == Format::Csv {
             println!("key,value,unit,label");
         }
         Report {
             format,
+            suffix,
             figures: Vec::new(),
         }
     }
 
     /// Records and prints one figure.
     pub fn add(&mut self, key: &str, label: &str, value: f64, unit: &'static str) {
+        let key = &format!("{key}{}", self.suffix);
         let shown = if value.is_nan() {
             format!("{:>10}", "n/a")
         } else if value.abs() < 10.0 {

@@ -2,10 +2,12 @@
 //! pyftpdlib scripts/ftpbench's order, and the figures they report. RFC 959 §4.1.3.
 
 use std::io;
+use std::time::Duration;
 
 use crate::cli::{human_size, Selection};
-use crate::client::Ftp;
 use crate::report::Report;
+use crate::single::open;
+use crate::usage::{Tracker, Usage};
 use crate::{loopback, mem, multi, single, Config};
 
 const FILE: &str = "ftpbench-file";
@@ -41,18 +43,83 @@ fn fig(rep: &mut Report, key: &str, label: &str, r: io::Result<f64>, unit: &'sta
     }
 }
 
-fn open(cfg: &Config) -> io::Result<Ftp> {
-    Ftp::open(cfg.addr, cfg.timeout, cfg.force_pasv, &cfg.user, &cfg.pass)
+/// Starts sampling the server's CPU and context switches (with `-k PID`).
+fn track(cfg: &Config, interval: Duration) -> Option<Tracker> {
+    cfg.pid
+        .map(|pid| Tracker::start(pid, interval, cfg.cgroup.as_deref()))
 }
 
-fn bench_stor(cfg: &Config, rep: &mut Report, key: &str, label: &str) -> bool {
+/// Ends a [`track`] and reports the upload's cost: `{key}_cpu_s_per_gb` (the server's CPU
+/// seconds per GB of 10^9 bytes received), `{key}_cs_per_mb` (its context switches per MB)
+/// and `{key}_client_cpu_s_per_gb` (ftpbench's own CPU per GB).
+fn report_usage(cfg: &Config, rep: &mut Report, t: Option<Tracker>, key: &str, bytes: f64) {
+    let (Some(t), Some(pid)) = (t, cfg.pid) else {
+        return;
+    };
+    let u = t.finish(pid).unwrap_or(Usage {
+        cpu_s: f64::NAN,
+        ctx_switches: 0,
+        client_cpu_s: f64::NAN,
+    });
+    let ok = bytes > 0.0 && u.cpu_s.is_finite();
+    let per_gb = if ok {
+        u.cpu_s / (bytes / 1e9)
+    } else {
+        f64::NAN
+    };
+    let per_mb = if ok {
+        u.ctx_switches as f64 / (bytes / 1e6)
+    } else {
+        f64::NAN
+    };
+    rep.add(
+        &format!("{key}_cpu_s_per_gb"),
+        "  server CPU (user+system) per GB uploaded",
+        per_gb,
+        "s/GB",
+    );
+    rep.add(
+        &format!("{key}_cs_per_mb"),
+        "  server context switches per MB uploaded",
+        per_mb,
+        "/MB",
+    );
+    let client = if bytes > 0.0 {
+        u.client_cpu_s / (bytes / 1e9)
+    } else {
+        f64::NAN
+    };
+    rep.add(
+        &format!("{key}_client_cpu_s_per_gb"),
+        "  ftpbench's own CPU per GB uploaded",
+        client,
+        "s/GB",
+    );
+}
+
+/// One upload of `cfg.transfer_size`; with `usage` (and `-k PID`) also its server cost
+/// (keys `{usage}_cpu_s_per_gb`, `{usage}_cs_per_mb`).
+fn bench_stor(cfg: &Config, rep: &mut Report, key: &str, label: &str, usage: Option<&str>) -> bool {
+    let mut sent_bytes = 0u64;
+    let mut tracker = None;
     let r = open(cfg).and_then(|mut f| {
+        // Sampled every 20 ms: an upload's helper thread lives a fraction of a second.
+        tracker = usage.and_then(|_| track(cfg, Duration::from_millis(20)));
         let (sent, t) = single::stor(cfg, &mut f, FILE, cfg.transfer_size)?;
-        let _ = f.cmd("QUIT");
+        sent_bytes = sent;
         if sent < cfg.transfer_size {
             eprintln!("ftpbench: STOR stopped at the phase limit after {sent} bytes");
         }
-        Ok(single::mbps(sent, t))
+        Ok((f, single::mbps(sent, t)))
+    });
+    // The cost is read before QUIT, while the session (process or thread) still exists.
+    if let Some(k) = usage {
+        let bytes = if r.is_ok() { sent_bytes as f64 } else { 0.0 };
+        report_usage(cfg, rep, tracker, k, bytes);
+    }
+    let r = r.map(|(mut f, v)| {
+        let _ = f.cmd("QUIT");
+        v
     });
     fig(rep, key, label, r, "MB/s")
 }
@@ -152,7 +219,48 @@ fn bench_stor_fig(cfg: &Config, rep: &mut Report, kb: usize) -> bool {
             "STOR 1 client, {kb} KiB writes ({})",
             human_size(cfg.transfer_size)
         ),
+        Some("stor"),
     )
+}
+
+/// `-b ftps`: the one-client and login workloads over explicit FTPS (`AUTH TLS`, `PBSZ 0`,
+/// `PROT P`, data connections resuming the control session): STOR, RETR, sequential logins,
+/// and `--tls-clients` concurrent logins; true when any failed. Keys start with `tls_`.
+pub fn bench_ftps(cfg: &Config, rep: &mut Report) -> bool {
+    let cfg = &Config {
+        tls: true,
+        ..cfg.clone()
+    };
+    let kb = cfg.buf >> 10;
+    let size = human_size(cfg.transfer_size);
+    let mut failed = bench_stor(
+        cfg,
+        rep,
+        "tls_stor_mbps",
+        &format!("FTPS STOR 1 client, {kb} KiB writes ({size})"),
+        Some("tls_stor"),
+    );
+    failed |= bench_retr(
+        cfg,
+        rep,
+        "tls_retr_mbps",
+        &format!("FTPS RETR 1 client, {kb} KiB reads"),
+    );
+    failed |= fig(
+        rep,
+        "tls_logins_per_s",
+        "FTPS sequential logins (AUTH TLS, USER, PASS, PBSZ, PROT, QUIT)",
+        single::logins_per_sec(cfg),
+        "/s",
+    );
+    let n = cfg.tls_clients;
+    let (clients, o) = multi::connect_n(cfg, n);
+    failed |= note_outcome(rep, "FTPS connect", &o);
+    let label = format!("{n} clients FTPS connect+login at once");
+    rep.add("tls_connect_login_s", &label, secs(&o), "s");
+    let o = multi::quit_all(clients, cfg.phase_limit);
+    failed |= note_outcome(rep, "FTPS QUIT", &o);
+    failed
 }
 
 fn bench_list(cfg: &Config, rep: &mut Report) -> bool {
@@ -258,25 +366,10 @@ pub fn bench_concurrence(cfg: &Config, rep: &mut Report) -> bool {
         }
     }
     let label = format!("STOR 1 file with {n} idle clients");
-    failed |= bench_stor(cfg, rep, "stor_idle_mbps", &label);
+    failed |= bench_stor(cfg, rep, "stor_idle_mbps", &label, None);
     let label = format!("RETR 1 file with {n} idle clients");
     failed |= bench_retr(cfg, rep, "retr_idle_mbps", &label);
-    let dropped = multi::void_all(&mut clients, "TYPE I", cfg.phase_limit);
-    if dropped > 0 {
-        rep.note(&format!("TYPE I failed on {dropped} clients"));
-        failed = true;
-    }
-    let sz = human_size(cfg.size);
-    let o = multi::transfer_all(cfg, &mut clients, &multi::Job::Retr(MULTI_FILE), cfg.size);
-    failed |= note_outcome(rep, "concurrent RETR", &o);
-    let label = format!("{n} clients RETR a {sz} file at once");
-    rep.add("multi_retr_s", &label, keep(secs(&o)), "s");
-    multi::settle();
-    let o = multi::transfer_all(cfg, &mut clients, &multi::Job::Stor(UP_PREFIX), cfg.size);
-    failed |= note_outcome(rep, "concurrent STOR", &o);
-    let label = format!("{n} clients STOR a {sz} file at once");
-    rep.add("multi_stor_s", &label, keep(secs(&o)), "s");
-    multi::settle();
+    failed |= many_transfers(cfg, rep, &mut clients, short, (true, true));
     if failed {
         // Transfers cut by the time limit leave replies in flight: QUIT would read them and
         // wait on a stalled server for a socket timeout per client, measuring nothing.
@@ -288,6 +381,76 @@ pub fn bench_concurrence(cfg: &Config, rep: &mut Report) -> bool {
     let o = multi::quit_all(clients, cfg.phase_limit);
     failed |= note_outcome(rep, "QUIT", &o);
     rep.add("quit_s", &format!("{n} clients QUIT"), keep(secs(&o)), "s");
+    failed
+}
+
+/// `-b many-retr` / `-b many-stor`: only the concurrent RETR and/or STOR of the
+/// concurrence phase (after its connect+login), for runs that measure those alone.
+pub fn bench_many(cfg: &Config, rep: &mut Report, retr: bool, stor: bool) -> bool {
+    if let Err(e) = open(cfg).and_then(|mut f| {
+        single::stor(cfg, &mut f, MULTI_FILE, cfg.size)?;
+        f.cmd("QUIT").map(drop)
+    }) {
+        rep.note(&format!("preparing files: {e}"));
+        return true;
+    }
+    multi::settle();
+    let n = cfg.clients;
+    let (mut clients, o) = multi::connect_all(cfg);
+    let mut failed = note_outcome(rep, "connect", &o);
+    rep.add(
+        "connect_login_s",
+        &format!("{n} clients connect+login"),
+        secs(&o),
+        "s",
+    );
+    let short = clients.len() < n;
+    multi::settle();
+    failed |= many_transfers(cfg, rep, &mut clients, short, (retr, stor));
+    drop(clients);
+    failed
+}
+
+/// The concurrent RETR and STOR of every client (`which`: RETR, STOR), with the server's
+/// cost of the uploads; true when any failed.
+fn many_transfers(
+    cfg: &Config,
+    rep: &mut Report,
+    clients: &mut Vec<crate::client::Ftp>,
+    short: bool,
+    which: (bool, bool),
+) -> bool {
+    let n = cfg.clients;
+    let keep = |v: f64| if short { f64::NAN } else { v };
+    let mut failed = false;
+    let dropped = multi::void_all(clients, "TYPE I", cfg.phase_limit);
+    if dropped > 0 {
+        rep.note(&format!("TYPE I failed on {dropped} clients"));
+        failed = true;
+    }
+    let sz = human_size(cfg.size);
+    if which.0 {
+        let o = multi::transfer_all(cfg, clients, &multi::Job::Retr(MULTI_FILE), cfg.size);
+        failed |= note_outcome(rep, "concurrent RETR", &o);
+        let label = format!("{n} clients RETR a {sz} file at once");
+        rep.add("multi_retr_s", &label, keep(secs(&o)), "s");
+        multi::settle();
+    }
+    if which.1 {
+        // Sampled every 500 ms: the sessions' threads and processes live through the phase.
+        let tracker = track(cfg, Duration::from_millis(500));
+        let o = multi::transfer_all(cfg, clients, &multi::Job::Stor(UP_PREFIX), cfg.size);
+        failed |= note_outcome(rep, "concurrent STOR", &o);
+        let label = format!("{n} clients STOR a {sz} file at once");
+        rep.add("multi_stor_s", &label, keep(secs(&o)), "s");
+        let bytes = if o.failed == 0 && !short {
+            (cfg.size * n as u64) as f64
+        } else {
+            0.0
+        };
+        report_usage(cfg, rep, tracker, "multi_stor", bytes);
+        multi::settle();
+    }
     failed
 }
 

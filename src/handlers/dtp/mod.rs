@@ -5,6 +5,7 @@
 //! and never a session or a command: the session's data-channel part
 //! ([`DataChannel`](super::session::DataChannel)) owns a transfer and runs it.
 
+pub(crate) mod splice;
 pub(crate) mod stream;
 pub mod throttle;
 #[cfg(feature = "tls")]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::PollFlags;
 
+use super::splice::{Received, SplicePipe};
 use super::stream::Stream;
 use super::throttle::Throttle;
 use super::writer::{FileWriter, PIPELINE_AFTER};
@@ -340,6 +341,14 @@ enum Sink {
 }
 
 impl Sink {
+    /// The regular file a direct sink writes, for splice(2).
+    fn file(&self) -> Option<&std::fs::File> {
+        match self {
+            Sink::Direct(f) => f.file(),
+            Sink::Piped(_) | Sink::Gone => None,
+        }
+    }
+
     fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
         match self {
             Sink::Direct(f) => f.write_all(b),
@@ -407,6 +416,9 @@ pub(crate) struct Upload {
     conv: Vec<u8>,
     /// Reads in a row that filled their grant (see [`CTRL_EVERY`]).
     flowing: u32,
+    /// Binary uploads from plain TCP into a regular file: the pipe they are spliced
+    /// through (splice.rs); `buf` stays empty then.
+    splice: Option<SplicePipe>,
     /// Bytes received so far.
     pub(crate) received: u64,
 }
@@ -426,10 +438,20 @@ impl Upload {
     ) -> io::Result<Upload> {
         conn.tcp().set_nonblocking(true)?;
         conn.hold_output();
+        let splice = match (set.ascii, conn.sendfile_socket(), sink.file()) {
+            (false, Some(_), Some(file)) => SplicePipe::for_file(file),
+            _ => None,
+        };
+        let buf = if splice.is_some() {
+            Vec::new()
+        } else {
+            vec![0u8; set.buf_size]
+        };
         Ok(Upload {
             conn,
             sink: Sink::Direct(sink),
-            buf: vec![0u8; set.buf_size],
+            buf,
+            splice,
             pace: Pace {
                 throttle,
                 stall: set.stall,
@@ -453,7 +475,10 @@ impl Upload {
     pub(crate) fn run(&mut self, ctl: BorrowedFd<'_>) -> io::Result<Step> {
         loop {
             let trust_ready = self.flowing > 0 && self.flowing % CTRL_EVERY != 0;
-            let room = self.buf.len() - self.filled;
+            let room = match &self.splice {
+                Some(p) => p.capacity(),
+                None => self.buf.len() - self.filled,
+            };
             let grant =
                 match self
                     .pace
@@ -463,30 +488,65 @@ impl Upload {
                     Gate::Again => continue,
                     Gate::Stop(s) => return Ok(s),
                 };
-            let n = match self
-                .conn
-                .read(&mut self.buf[self.filled..self.filled + grant])
-            {
-                Ok(0) => return Ok(Step::Done(Outcome::Complete)),
-                Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                    ) =>
-                {
+            let n = match self.receive(grant) {
+                Ok(Some(n)) => n,
+                Ok(None) => {
                     self.pace.account(grant, 0);
                     self.flowing = 0;
                     continue;
                 }
-                Err(_) => return Ok(Step::Done(Outcome::PeerClosed)),
+                Err(o) => return Ok(Step::Done(o)),
             };
             self.flowing = if n == grant { self.flowing + 1 } else { 0 };
             self.pace.account(grant, n);
             self.received += n as u64;
-            if let Err(e) = self.store(n) {
-                return Ok(Step::Done(Outcome::LocalError(e)));
+        }
+    }
+
+    /// Receives up to `grant` bytes and stores them: `Some(n)`, `None` when nothing was
+    /// waiting, or the outcome that ends the upload.
+    fn receive(&mut self, grant: usize) -> Result<Option<usize>, Outcome> {
+        if let (Some(p), Some(sock), Some(file)) = (
+            self.splice.as_mut(),
+            self.conn.sendfile_socket(),
+            self.sink.file(),
+        ) {
+            return match p.receive(sock, file, grant) {
+                Received::Bytes(n) => Ok(Some(n)),
+                Received::WouldBlock => Ok(None),
+                Received::Eof => Err(Outcome::Complete),
+                Received::PeerClosed => Err(Outcome::PeerClosed),
+                Received::Local(e) => Err(Outcome::LocalError(e)),
+                Received::Unsupported(back) => {
+                    log::debug!("{} splice(2) refused; using buffered copy", self.set.log);
+                    self.splice = None;
+                    self.buf = vec![0u8; self.set.buf_size];
+                    match self.sink.write_all(&back) {
+                        Ok(()) => Ok(Some(back.len())),
+                        Err(e) => Err(Outcome::LocalError(e)),
+                    }
+                }
+            };
+        }
+        let n = match self
+            .conn
+            .read(&mut self.buf[self.filled..self.filled + grant])
+        {
+            Ok(0) => return Err(Outcome::Complete),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                return Ok(None)
             }
+            Err(_) => return Err(Outcome::PeerClosed),
+        };
+        match self.store(n) {
+            Ok(()) => Ok(Some(n)),
+            Err(e) => Err(Outcome::LocalError(e)),
         }
     }
 
@@ -511,7 +571,8 @@ impl Upload {
             return Ok(());
         }
         self.sink.write_all(&self.buf[..n])?;
-        if self.received >= PIPELINE_AFTER && self.received - (n as u64) < PIPELINE_AFTER {
+        // `received` does not count these `n` bytes yet.
+        if self.received < PIPELINE_AFTER && self.received + n as u64 >= PIPELINE_AFTER {
             self.sink.pipeline(self.buf.len());
         }
         Ok(())

@@ -1,11 +1,11 @@
-//! Pipelined uploads: once a binary upload is past [`PIPELINE_AFTER`] bytes, its file
-//! writes move to a helper thread, so receiving from the network (the session thread) and
-//! writing the file (the helper) run on two cores at once. A single large upload is bound
-//! by one core doing both copies otherwise; small uploads, and the many concurrent ones
-//! that keep every core busy anyway, never start a helper. Buffers go round between the two
-//! threads through two crossbeam channels, so nothing is allocated per chunk. The helper
-//! hands the upload back when it has written everything, so the session decides whether
-//! to commit it or abandon it.
+//! Pipelined uploads: once a binary upload that cannot be spliced (splice.rs: TLS, or a
+//! sink that is no plain file) is past [`PIPELINE_AFTER`] bytes, its file writes move to a
+//! helper thread, so receiving from the network (the session thread: decryption, for TLS)
+//! and writing the file (the helper) run on two cores at once. A single large upload is
+//! bound by one core doing both otherwise; small uploads never start a helper. Buffers go
+//! round between the two threads through two crossbeam channels, so nothing is allocated
+//! per chunk. The helper hands the upload back when it has written everything, so the
+//! session decides whether to commit it or abandon it.
 
 use std::io;
 use std::thread::JoinHandle;
