@@ -151,8 +151,14 @@ fn worker_main(server: &FtpServer) -> i32 {
             return 1;
         }
     };
+    // The parent's tables, made before the fork in shared memory: one admission count and
+    // one set of rate buckets for every worker (a table of the worker's own would make
+    // `max_*_rate` and `user_*_limit` hold per worker).
     if let Some(table) = server.shared.admission.get() {
         let _ = shared.admission.set(table.clone());
+    }
+    if let Some(rates) = server.shared.rates.get() {
+        let _ = shared.rates.set(rates.clone());
     }
     let limits = AcceptLimits {
         max_cons: server.max_cons,
