@@ -188,6 +188,9 @@ fn worker_main(server: &FtpServer, slot: usize) -> i32 {
             return 1;
         }
     };
+    // The parent's tables, made before the fork in shared memory: one admission count, one
+    // set of rate buckets and one set of counters for every worker (a table of the
+    // worker's own would make `max_*_rate` and `user_*_limit` hold per worker).
     shared.adopt(&server.shared);
     let gauge = shared.gauges.get().and_then(|g| g.slot(slot));
     let limits = AcceptLimits {
