@@ -113,6 +113,49 @@ fn handshake_before_stor() {
     }
 }
 
+/// A client that began its handshake before STOR and ends it only after the 125, then
+/// sends the file and closes at once without reading: nothing may be written to it
+/// meanwhile (a session ticket reaching its closed socket would make its kernel reset the
+/// connection and drop the end of the upload still in flight). The ticket waits for the
+/// upload's end.
+#[test]
+fn upload_after_a_late_handshake_gets_nothing_written() {
+    let c = need!(certs());
+    let s = tls_server(&c);
+    let data = pattern(4_000_000);
+    let mut ctl = protected(&s, false);
+    let cfg = ctl.cfg.clone();
+    for name in ["late1.bin", "late2.bin", "late3.bin"] {
+        let mut sock = ctl.epsv();
+        let mut conn =
+            ClientConnection::new(cfg.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+        // ClientHello out; the server's flight in; the client's Finished held back.
+        while conn.wants_write() {
+            conn.write_tls(&mut sock).expect("ClientHello");
+        }
+        while conn.is_handshaking() {
+            conn.read_tls(&mut sock).expect("server flight");
+            conn.process_new_packets().expect("server flight");
+        }
+        start(&mut ctl, &format!("STOR {name}"));
+        // The Finished, then the file, then close_notify, and the socket closed unread.
+        for chunk in data.chunks(16 * 1024) {
+            conn.writer().write_all(chunk).unwrap();
+            while conn.wants_write() {
+                conn.write_tls(&mut sock).unwrap();
+            }
+        }
+        conn.send_close_notify();
+        while conn.wants_write() {
+            conn.write_tls(&mut sock).unwrap();
+        }
+        drop(sock);
+        let (code, text) = read_reply(&mut ctl.s);
+        assert_eq!(code, 226, "{name}: {text}");
+        assert!(s.read(name) == data, "{name}");
+    }
+}
+
 #[test]
 fn handshake_before_list() {
     let c = need!(certs());

@@ -45,8 +45,6 @@ pub(crate) struct Handshake {
     conn: ServerConnection,
     sock: TcpStream,
     deadline: Option<Instant>,
-    /// Records have come from the client.
-    heard: bool,
 }
 
 impl Handshake {
@@ -65,13 +63,7 @@ impl Handshake {
             conn,
             sock,
             deadline,
-            heard: false,
         })
-    }
-
-    /// True when the client has begun its handshake: records came, or wait to be read.
-    pub(crate) fn heard(&self) -> bool {
-        self.heard || self.sock.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0)
     }
 
     /// When the handshake must be over.
@@ -138,7 +130,6 @@ impl Handshake {
                     ))
                 }
                 Ok(_) => {
-                    self.heard = true;
                     if let Err(e) = self.conn.process_new_packets() {
                         // The alert rustls queued: one attempt, the connection is over.
                         let _ = self.conn.write_tls(&mut self.sock);

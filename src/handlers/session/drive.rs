@@ -13,7 +13,7 @@ use std::time::Instant;
 use nix::poll::PollFlags;
 
 use super::data::{Ending, Phase, Plan, Running, Setup, Work, Xfer};
-use super::tls::Protection;
+use super::tls::{Protection, Securing};
 use super::Session;
 use crate::handlers::dtp::{self, Download, Outcome, Settings, Step, Stream, Upload};
 use crate::handlers::rates::Direction;
@@ -76,14 +76,7 @@ impl Session {
                 self.cancel(plan);
                 return self.ctrl.reply(code, text);
             }
-            Setup::Securing(mut sec) => {
-                if reply {
-                    self.preliminary(&plan, true)?;
-                }
-                sec.eager = sec.hs.heard();
-                self.data.phase = Phase::Securing(plan, sec);
-                return Ok(());
-            }
+            Setup::Securing(sec) => return self.connect_securing(plan, sec, reply),
             Setup::Active(s) => {
                 if reply {
                     self.preliminary(&plan, true)?;
@@ -108,6 +101,41 @@ impl Session {
                 Ok(())
             }
             Err(e) => self.refuse_connection(plan, e),
+        }
+    }
+
+    /// Takes a passive connection whose handshake began before its transfer command. One
+    /// step first: the client's last handshake flight usually came before the command, and a
+    /// handshake over before the 125 lets the session ticket go at once (the client has not
+    /// begun an upload: see [`secured`](Self::secured)); else it goes on as a phase.
+    fn connect_securing(
+        &mut self,
+        plan: Plan,
+        mut sec: Box<Securing>,
+        reply: bool,
+    ) -> io::Result<()> {
+        let secured = match sec.hs.step() {
+            Ok(false) => {
+                if reply {
+                    self.preliminary(&plan, true)?;
+                }
+                self.data.phase = Phase::Securing(plan, sec);
+                return Ok(());
+            }
+            Ok(true) => self.secured(*sec, true),
+            Err(e) => Err(self.handshake_failed(&e)),
+        };
+        match secured {
+            Ok(conn) => {
+                if reply {
+                    self.preliminary(&plan, true)?;
+                }
+                self.begin_moving(plan, conn)
+            }
+            Err((code, text)) => {
+                self.cancel(plan);
+                self.ctrl.reply(code, text)
+            }
         }
     }
 
@@ -223,10 +251,7 @@ impl Session {
             return Ok(());
         };
         let secured = match step {
-            Ok(_) => {
-                let eager = sec.eager;
-                self.secured(*sec, eager)
-            }
+            Ok(_) => self.secured(*sec, false),
             Err(e) => Err(self.handshake_failed(&e)),
         };
         match secured {

@@ -147,9 +147,11 @@ impl Session {
             }
             None => (crate::poll::ready([ctl], wait)?[0], false),
         };
+        // The data channel first (an accept, a handshake step: neither waits): a client
+        // that connected and sent its handshake before the command then finds it answered.
         Ok(match (c, d) {
-            (true, _) => Woken::Control,
-            (false, true) => Woken::Data,
+            (_, true) => Woken::Data,
+            (true, false) => Woken::Control,
             _ => Woken::Nothing,
         })
     }

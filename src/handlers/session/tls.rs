@@ -24,9 +24,6 @@ use crate::handlers::tls::{DataTickets, SessionConfigs};
 pub(crate) struct Securing {
     pub(crate) hs: Handshake,
     tickets: DataTickets,
-    /// The client began the handshake before its transfer command (curl does): it reads
-    /// its data connection, so the ticket goes as soon as the handshake is over.
-    pub(crate) eager: bool,
 }
 
 /// What a new data connection needs before bytes move.
@@ -130,20 +127,18 @@ impl Session {
         let (config, tickets) = configs.data_connection();
         let deadline = Instant::now() + cfg.data_handshake_timeout;
         let hs = Handshake::start(sock, config, Some(deadline))?;
-        Ok(Securing {
-            hs,
-            tickets,
-            eager: false,
-        })
+        Ok(Securing { hs, tickets })
     }
 
     /// The stream of a data connection whose handshake is over, once it passes the
     /// session-reuse check (RFC 4217 §10: only the client that logged in can resume the
-    /// control connection's session), or the refusal. `early`: the client began its
-    /// handshake before any transfer command, so what followed the handshake (its next
-    /// session ticket) is sent now; otherwise it goes with a download's first bytes, or at
-    /// an upload's end (a client that handshakes only after STOR may never read its data
-    /// connection: see [`TlsStream::hold_output`]).
+    /// control connection's session), or the refusal. `early`: the handshake ended before
+    /// the transfer's 125/150, so the client has not begun an upload and what followed the
+    /// handshake (its next session ticket) is sent now, for it to read (curl reads what
+    /// waits when it closes). Otherwise the ticket goes with a download's first bytes, or at
+    /// an upload's end: bytes reaching a client that has already closed its socket make the
+    /// kernel reset it and drop the end of the upload still in flight (see
+    /// [`TlsStream::hold_output`]).
     pub(crate) fn secured(&mut self, sec: Securing, early: bool) -> Result<Stream, Refusal> {
         let require_reuse = self.h.tls.as_ref().is_some_and(|c| c.require_session_reuse);
         let mut tls = sec.hs.finish();
