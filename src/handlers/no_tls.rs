@@ -97,9 +97,6 @@ pub(crate) mod stream {
         ) -> io::Result<Handshake> {
             match *config {}
         }
-        pub(crate) fn heard(&self) -> bool {
-            match self.never {}
-        }
         pub(crate) fn deadline(&self) -> Option<Instant> {
             match self.never {}
         }
