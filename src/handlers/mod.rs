@@ -29,7 +29,7 @@ mod session;
 mod table;
 mod tls;
 
-pub use context::{AdmissionHooks, BanRules, DrainToken, ProcessKind, SessionContext};
+pub use context::{AdmissionHooks, BanRules, DrainToken, ProcessKind, SessionContext, Wakeups};
 pub use session::{memory, Session};
 pub use table::{
     Arg, Busy, Channel, Command, CommandFn, CommandTable, Creates, Login, PathArg, Request, Telnet,
@@ -84,6 +84,17 @@ pub type CallbacksFactory = Arc<dyn Fn() -> Box<dyn Callbacks> + Send + Sync>;
 /// receives virtual paths only (see [`filesystems`](crate::filesystems)).
 pub type FilesystemFactory =
     Arc<dyn Fn(&str, &Path) -> io::Result<Box<dyn Filesystem>> + Send + Sync>;
+
+/// The default filesystem factory: an [`OsFilesystem`] beneath each session's root, the
+/// root directory's descriptor shared by the sessions that have the same root, so an idle
+/// session holds one descriptor (its control connection).
+fn os_filesystems() -> FilesystemFactory {
+    let roots = Arc::new(crate::beneath::RootCache::default());
+    Arc::new(move |_, root| {
+        let root = crate::beneath::RootDir::open_shared(root, &roots)?;
+        Ok(Box::new(OsFilesystem::with_root(root)))
+    })
+}
 
 /// Encodings for names on the wire. The filesystem side is always the raw bytes the OS uses
 /// (UTF-8 on any modern system).
@@ -215,7 +226,8 @@ pub struct FtpHandler {
     /// Builds the callbacks of each connection. Default: [`NoCallbacks`].
     pub callbacks: CallbacksFactory,
     /// Builds each session's filesystem at login. Default: [`OsFilesystem`] beneath the
-    /// session's root.
+    /// session's root (the sessions of one root share its descriptor:
+    /// [`RootDir::open_shared`](crate::beneath::RootDir::open_shared)).
     pub filesystem: FilesystemFactory,
     /// The command table; add custom commands with [`FtpHandler::add_command`].
     pub commands: CommandTable,
@@ -307,7 +319,7 @@ impl FtpHandler {
             max_read_rate: 0,
             max_write_rate: 0,
             callbacks: Arc::new(|| Box::new(NoCallbacks)),
-            filesystem: Arc::new(|_, root| Ok(Box::new(OsFilesystem::new(root)?))),
+            filesystem: os_filesystems(),
             commands: CommandTable::builtin(),
             root_dir: None,
             chroot_local_user: false,
@@ -343,7 +355,7 @@ impl FtpHandler {
     /// user in their home instead (vsftpd's `chroot_local_user`).
     pub fn use_unix_filesystem(&mut self) {
         self.root_dir = Some(std::path::PathBuf::from("/"));
-        self.filesystem = Arc::new(|_, root| Ok(Box::new(OsFilesystem::new(root)?)));
+        self.filesystem = os_filesystems();
     }
 
     /// Checks the configuration once, when a server is built.

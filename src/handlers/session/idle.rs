@@ -26,6 +26,8 @@ enum Woken {
     Listener,
     /// A deadline passed (or a signal): the timers decide.
     Nothing,
+    /// The server drains or ends every session now.
+    Server,
 }
 
 impl Session {
@@ -37,6 +39,7 @@ impl Session {
     }
 
     /// Says why the control connection is closing after [`Input::Timeout`] and logs it.
+    #[inline(never)]
     pub(crate) fn timed_out(&mut self) -> io::Result<()> {
         let login_over = self
             .account
@@ -53,11 +56,14 @@ impl Session {
 
     /// Waits for the next command between transfers, running the data channel's timers
     /// (see the module's docs).
+    #[inline(never)]
     pub(crate) fn read_idle(&mut self) -> io::Result<Input> {
         let idle_deadline = self.control_deadline();
         loop {
             if self.ctrl.has_buffered_input() || matches!(self.data.setup, Setup::None) {
-                return self.ctrl.read_input(idle_deadline);
+                return self
+                    .ctrl
+                    .read_input(idle_deadline, self.ctx.drain.wake_fds(true));
             }
             let connected = matches!(self.data.setup, Setup::Active(_));
             let pasv = self.data.passive_deadline(self.h.passive_accept_timeout);
@@ -71,9 +77,16 @@ impl Session {
                     // The idle timer is suspended while a data channel is connected: the
                     // line that starts now gets a full timeout.
                     let deadline = self.control_deadline();
-                    return self.ctrl.read_input(deadline);
+                    return self
+                        .ctrl
+                        .read_input(deadline, self.ctx.drain.wake_fds(true));
                 }
-                Woken::Control => return self.ctrl.read_input(idle_deadline),
+                Woken::Control => {
+                    return self
+                        .ctrl
+                        .read_input(idle_deadline, self.ctx.drain.wake_fds(true))
+                }
+                Woken::Server => return Ok(Input::Woken),
                 Woken::Listener => self.accept_early()?,
                 Woken::Nothing => {
                     let now = Instant::now();
@@ -97,18 +110,31 @@ impl Session {
         }
     }
 
-    /// Polls the control connection and the passive listener, if any, up to `deadline`.
+    /// Polls the control connection, the passive listener if any, and the server's
+    /// wake-up descriptors, up to `deadline`.
     fn wait_idle(&self, deadline: Option<Instant>) -> io::Result<Woken> {
         let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let ctl = (self.ctrl.fd(), PollFlags::POLLIN);
-        let (c, l) = match &self.data.setup {
-            Setup::Passive(l) => {
-                let [c, l] = crate::poll::ready([ctl, (l.as_fd(), PollFlags::POLLIN)], wait)?;
-                (c, l)
-            }
-            _ => (crate::poll::ready([ctl], wait)?[0], false),
+        let fd = self.ctrl.fd();
+        let wake = self.ctx.drain.wake_fds(true);
+        let [end, drain] = wake.or(fd);
+        // Without a passive listener, the control connection stands in for it.
+        let listener = match &self.data.setup {
+            Setup::Passive(l) => Some(l.as_fd()),
+            _ => None,
         };
-        Ok(match (c, l) {
+        let [c, l, e, d] = crate::poll::ready(
+            [
+                (fd, PollFlags::POLLIN),
+                (listener.unwrap_or(fd), PollFlags::POLLIN),
+                (end, PollFlags::POLLIN),
+                (drain, PollFlags::POLLIN),
+            ],
+            wait,
+        )?;
+        if (e && wake.end.is_some()) || (d && wake.drain.is_some()) {
+            return Ok(Woken::Server);
+        }
+        Ok(match (c, l && listener.is_some()) {
             (true, _) => Woken::Control,
             (false, true) => Woken::Listener,
             _ => Woken::Nothing,
