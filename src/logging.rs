@@ -92,9 +92,64 @@ pub(crate) fn init(verbosity: u8, file: Option<&Path>) -> io::Result<Option<LogF
         .parse_env(env)
         .format(|buf, rec| {
             let l = rec.level().as_str().chars().next().unwrap_or('?');
-            writeln!(buf, "[{l} {}] {}", buf.timestamp_seconds(), rec.args())
+            let (y, mo, d, h, mi, s) = utc(std::time::SystemTime::now());
+            writeln!(
+                buf,
+                "[{l} {y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z] {}",
+                rec.args()
+            )
         })
         .target(target)
         .try_init();
     Ok(log_file)
+}
+
+/// The UTC calendar date and time of `t`, to the second (RFC 3339's fields; the proleptic
+/// Gregorian calendar, H. Hinnant's `civil_from_days`). Written out here rather than through
+/// env_logger's timestamp: a log line is written from the deepest frames of a session, and
+/// that formatter's call chain alone took an idle session's thread a stack page further.
+fn utc(t: std::time::SystemTime) -> (i64, u32, u32, u32, u32, u32) {
+    let secs = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    };
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    // Every field is within its range by construction: the casts cannot truncate.
+    let f = |v: i64| u32::try_from(v).unwrap_or(0);
+    (
+        y,
+        f(m),
+        f(d),
+        f(rem / 3600),
+        f(rem % 3600 / 60),
+        f(rem % 60),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn utc_fields() {
+        let at = |s: u64| utc(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(at(951_782_400), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(at(1_796_567_521), (2026, 12, 6, 14, 32, 1));
+        assert_eq!(at(4_107_542_399), (2100, 2, 28, 23, 59, 59));
+        assert_eq!(
+            utc(UNIX_EPOCH - Duration::from_secs(1)),
+            (1969, 12, 31, 23, 59, 59)
+        );
+    }
 }

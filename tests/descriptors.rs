@@ -166,3 +166,39 @@ fn emfile_data_pool() {
 fn emfile_data_thread() {
     data_channel_and_file_without_descriptors(Executor::Thread);
 }
+
+/// Descriptors of `pid` (its /proc/PID/fd entries).
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc/PID/fd")
+        .count()
+}
+
+/// An idle logged-in session holds one descriptor, its control connection (the server's
+/// wake-ups and the session's root directory are shared): 10,000 sessions fit a process
+/// limit of 20,000 with room for their data connections.
+fn idle_sessions_hold_one_descriptor_each(ex: Executor) {
+    let args = model_args(ex);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let bin = BinServer::start(&refs);
+    let pid = bin.child.id();
+    let first = login(&bin);
+    let before = open_descriptors(pid);
+    let sessions: Vec<Raw> = (0..20).map(|_| login(&bin)).collect();
+    let after = open_descriptors(pid);
+    assert!(
+        after - before <= 20 + 2,
+        "20 idle sessions took {} descriptors",
+        after - before
+    );
+    drop((first, sessions));
+}
+
+#[test]
+fn one_descriptor_per_session_pool() {
+    idle_sessions_hold_one_descriptor_each(Executor::Pool);
+}
+#[test]
+fn one_descriptor_per_session_thread() {
+    idle_sessions_hold_one_descriptor_each(Executor::Thread);
+}

@@ -57,6 +57,26 @@ fn close_all_ends_sessions(ex: Executor) {
     assert!(wait_until(|| s.handle.connection_count() == 0));
 }
 
+/// `close_all` during a download (throttled, so it is still running): that session ends
+/// too, its data and control connections closed without waiting for the transfer.
+fn close_all_ends_a_session_mid_transfer(ex: Executor) {
+    let s = builder()
+        .executor(ex)
+        .handler(|h| h.write_limit = 64 * 1024)
+        .start();
+    s.write("big", &pattern(4 << 20));
+    let mut a = s.raw_login();
+    assert_eq!(a.cmd("TYPE I").0, 200);
+    let mut data = a.pasv();
+    let (code, text) = a.cmd("RETR big");
+    assert!(code == 125 || code == 150, "{text}");
+    let mut head = [0u8; 4096];
+    std::io::Read::read_exact(&mut data, &mut head).unwrap();
+    s.handle.close_all();
+    assert!(a.is_closed());
+    assert!(wait_until(|| s.handle.connection_count() == 0));
+}
+
 /// Whether a new connection to `addr` gets a 220 greeting within a short wait.
 fn greeted(addr: std::net::SocketAddr) -> bool {
     use std::io::Read;
@@ -327,6 +347,7 @@ models!(
     max_cons,
     max_cons_per_ip,
     close_all_ends_sessions,
+    close_all_ends_a_session_mid_transfer,
     close_stops_accepting_but_sessions_go_on,
     panic_ends_only_that_session,
     idle_timeout,

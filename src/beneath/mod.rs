@@ -13,6 +13,7 @@
 //! file system's `/` is no jail: absolute symlinks work there as usual (magic links are still
 //! refused).
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::File;
@@ -20,6 +21,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::SystemTime;
 
 use nix::errno::Errno;
@@ -76,6 +78,34 @@ impl fmt::Display for Escape {
 
 impl std::error::Error for Escape {}
 
+/// Opens `path` as a directory, `O_PATH`. This runs at every login, at the deepest point
+/// of a session thread's stack: the name is copied to the heap (std and nix would copy it
+/// into a buffer on the stack; an idle session keeps every stack page it touched).
+fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(nix::libc::EINVAL))?;
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    Ok(nix::fcntl::open(c.as_c_str(), flags, Mode::empty())?)
+}
+
+/// The root directories a process's sessions hold open, by path, so sessions of the same
+/// root share one descriptor ([`RootDir::open_shared`]): 10,000 sessions of one home need
+/// one descriptor for it, not 10,000. Entries hold no descriptor themselves: the last
+/// session of a root closes it.
+#[derive(Debug, Default)]
+pub struct RootCache {
+    open: Mutex<HashMap<PathBuf, CachedRoot>>,
+}
+
+#[derive(Debug)]
+struct CachedRoot {
+    /// (st_dev, st_ino) of the directory.
+    id: (u64, u64),
+    fd: Weak<OwnedFd>,
+    jailed: bool,
+    resolver: Resolver,
+}
+
 /// How names are resolved beneath the root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolver {
@@ -88,7 +118,8 @@ pub enum Resolver {
 /// A root directory held open; every operation resolves its path beneath it.
 #[derive(Debug)]
 pub struct RootDir {
-    fd: OwnedFd,
+    /// Shared by the sessions of one root when opened through a [`RootCache`].
+    fd: Arc<OwnedFd>,
     /// False when the root is the file system's `/` (nothing to escape from).
     jailed: bool,
     resolver: Resolver,
@@ -103,14 +134,52 @@ impl RootDir {
     /// # Errors
     /// `path` cannot be opened as a directory.
     pub fn open(path: &Path) -> io::Result<RootDir> {
-        use std::os::unix::fs::OpenOptionsExt;
-        // std's open (not nix's): this runs at every login, on a session thread's small
-        // stack, and std copies the path into a smaller stack buffer.
-        let fd: OwnedFd = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY)
-            .open(path)?
-            .into();
+        Ok(RootDir::from_fd(path, open_dir(path)?))
+    }
+
+    /// [`open`](Self::open), sharing the descriptor with the other sessions of `cache` that
+    /// opened the same directory: the path is opened again (it may name another directory
+    /// by now) and, when it still names the directory a live entry holds, that entry's
+    /// descriptor is used and the new one closed. One descriptor per root directory in use,
+    /// not one per session.
+    ///
+    /// # Errors
+    /// `path` cannot be opened as a directory.
+    pub fn open_shared(path: &Path, cache: &RootCache) -> io::Result<RootDir> {
+        let fd = open_dir(path)?;
+        let st = fstat(&fd)?;
+        let id = (st.st_dev, st.st_ino);
+        let Ok(mut open) = cache.open.lock() else {
+            return Ok(RootDir::from_fd(path, fd));
+        };
+        if let Some(e) = open.get(path) {
+            if let (true, Some(fd)) = (e.id == id, e.fd.upgrade()) {
+                return Ok(RootDir {
+                    fd,
+                    jailed: e.jailed,
+                    resolver: e.resolver,
+                    proc_fd: true,
+                });
+            }
+        }
+        let root = RootDir::from_fd(path, fd);
+        if open.len() >= 1024 && open.len().is_power_of_two() {
+            open.retain(|_, e| e.fd.strong_count() > 0);
+        }
+        open.insert(
+            path.to_path_buf(),
+            CachedRoot {
+                id,
+                fd: Arc::downgrade(&root.fd),
+                jailed: root.jailed,
+                resolver: root.resolver,
+            },
+        );
+        Ok(root)
+    }
+
+    /// A root on the descriptor `fd` of `path`.
+    fn from_fd(path: &Path, fd: OwnedFd) -> RootDir {
         // `/` itself is no jail. Judged by the name: another way to name `/` (a symlink to
         // it) gets the stricter resolution, which is safe.
         let jailed = !path.components().eq(Path::new("/").components());
@@ -122,12 +191,12 @@ impl RootDir {
             Err(Errno::ENOSYS | Errno::EPERM) => Resolver::Walk,
             _ => Resolver::Openat2,
         };
-        Ok(RootDir {
-            fd,
+        RootDir {
+            fd: Arc::new(fd),
             jailed,
             resolver,
             proc_fd: true,
-        })
+        }
     }
 
     /// The same root resolved with `resolver` (the walk can be chosen on any kernel, which

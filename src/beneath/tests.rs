@@ -335,3 +335,35 @@ fn trailing_slash_means_a_directory() {
         }
     }
 }
+
+#[test]
+fn shared_roots_share_one_descriptor_while_the_directory_is_the_same() {
+    let t = tree();
+    let cache = RootCache::default();
+    let a = RootDir::open_shared(&t.root, &cache).unwrap();
+    let b = RootDir::open_shared(&t.root, &cache).unwrap();
+    assert_eq!(
+        a.fd.as_raw_fd(),
+        b.fd.as_raw_fd(),
+        "one descriptor for both"
+    );
+    assert!(b.stat(p("sub/f"), true).is_ok());
+    // The path now names another directory: a new descriptor, on the new directory.
+    std::fs::rename(&t.root, t.base.join("moved")).unwrap();
+    std::fs::create_dir(&t.root).unwrap();
+    std::fs::write(t.root.join("new"), b"x").unwrap();
+    let c = RootDir::open_shared(&t.root, &cache).unwrap();
+    assert_ne!(c.fd.as_raw_fd(), a.fd.as_raw_fd());
+    assert!(c.stat(p("new"), true).is_ok());
+    assert!(
+        a.stat(p("sub/f"), true).is_ok(),
+        "the old sessions keep theirs"
+    );
+    // The last holder closes it: the next open makes a new one.
+    let raw = c.fd.as_raw_fd();
+    drop(c);
+    let d = RootDir::open_shared(&t.root, &cache).unwrap();
+    assert!(d.stat(p("new"), true).is_ok());
+    drop((a, b, d));
+    let _ = raw;
+}

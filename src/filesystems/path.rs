@@ -66,6 +66,14 @@ pub fn fs2ftp(root: &Path, path: &Path) -> Vec<u8> {
     }
 }
 
+/// readlink(2) of `path`, its name copied to the heap (std's `read_link` copies it into a
+/// buffer on the stack, the deepest frame of a login).
+fn read_link(path: &Path) -> std::io::Result<PathBuf> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(nix::libc::EINVAL))?;
+    Ok(PathBuf::from(nix::fcntl::readlink(c.as_c_str())?))
+}
+
 /// Resolves every symlink in an absolute path, like Python's `os.path.realpath` (components
 /// that do not exist are kept as they are). Only for the directories the configuration names
 /// (a session's root and home, resolved at login), never for a client's path: the jail is
@@ -85,7 +93,7 @@ pub fn realpath(path: &Path) -> Option<PathBuf> {
         out.push(&c);
         // readlink(2) both tests and reads a link: one call per component, and no stat
         // buffer on the stack (this runs at every login, on a session thread's small stack).
-        let target = match std::fs::read_link(&out) {
+        let target = match read_link(&out) {
             Ok(t) => Some(t),
             // Not a link (EINVAL), or nothing there (kept as it is).
             Err(e)

@@ -7,31 +7,125 @@
 //! thread-local or a static: the session reads only what it was given.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use super::rates::RateTable;
 use super::stats::Counters;
 
+/// How a server ends its sessions now (see [`Wakeups::end`]).
+const RUNNING: u8 = 0;
+const END_WITH_421: u8 = 1;
+const END_SILENTLY: u8 = 2;
+
+/// Two wake-up descriptors (eventfds) a server shares with every session of its process:
+/// one becomes readable when the server drains (idle sessions wait on it beside their
+/// control connection, so they wake and end with 421), the other when it ends every
+/// session now (every session waits on it, transfers included). Once readable they stay
+/// readable. Two descriptors for the whole process, where keeping a duplicate of every
+/// session's socket to shut it down took one descriptor per session: 10,000 sessions need
+/// 10,000 descriptors, not 20,000.
+#[derive(Debug)]
+pub struct Wakeups {
+    drain: OwnedFd,
+    end: OwnedFd,
+    how: AtomicU8,
+}
+
+impl Wakeups {
+    /// Two fresh eventfds.
+    ///
+    /// # Errors
+    /// eventfd(2) failed (out of descriptors).
+    pub fn new() -> io::Result<Wakeups> {
+        let make = || -> io::Result<OwnedFd> {
+            let e = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+            Ok(OwnedFd::from(e))
+        };
+        Ok(Wakeups {
+            drain: make()?,
+            end: make()?,
+            how: AtomicU8::new(RUNNING),
+        })
+    }
+
+    /// Wakes the idle sessions (the drain flag is set first by the caller).
+    pub fn drain(&self) {
+        ring(&self.drain);
+    }
+
+    /// Ends every session now: with `421 Server shutting down.`, or `silently` (pyftpdlib's
+    /// `close_all`: the connection just closes).
+    pub fn end(&self, silently: bool) {
+        let how = if silently { END_SILENTLY } else { END_WITH_421 };
+        let _ = self
+            .how
+            .compare_exchange(RUNNING, how, Ordering::SeqCst, Ordering::SeqCst);
+        ring(&self.end);
+        ring(&self.drain);
+    }
+}
+
+/// Makes an eventfd readable for good (a full counter only refuses more: still readable).
+fn ring(fd: &OwnedFd) {
+    let _ = nix::unistd::write(fd, &1u64.to_ne_bytes());
+}
+
 /// The drain flag of a server and the "running a command" flag of one session, shared with
 /// the server's drainer (graceful shutdown: idle sessions end with `421` at once, busy ones
-/// finish their command first).
+/// finish their command first), and the server's [`Wakeups`].
 ///
-/// The order (the session marks itself idle, then reads the flag; the drainer sets the
-/// flag, then reads the mark, both `SeqCst`) guarantees that either the session sees the
-/// flag or the drainer sees the session idle and wakes it (by shutting its socket for
-/// reading).
+/// An idle session marks itself idle, reads the flag, then waits on its control connection
+/// and the drain descriptor together: a drain that starts after the flag was read still
+/// wakes it. Without wake-ups (a token made with [`new`](Self::new) alone) a drain is seen
+/// when the session next goes idle.
 #[derive(Debug, Clone, Default)]
 pub struct DrainToken {
     draining: Arc<AtomicBool>,
     busy: Arc<AtomicBool>,
+    wakeups: Option<Arc<Wakeups>>,
 }
 
 impl DrainToken {
     /// A token on a server's drain flag and the session's busy flag.
     pub fn new(draining: Arc<AtomicBool>, busy: Arc<AtomicBool>) -> DrainToken {
-        DrainToken { draining, busy }
+        DrainToken {
+            draining,
+            busy,
+            wakeups: None,
+        }
+    }
+
+    /// The token with the server's wake-up descriptors.
+    pub fn with_wakeups(mut self, w: Arc<Wakeups>) -> DrainToken {
+        self.wakeups = Some(w);
+        self
+    }
+
+    /// The descriptors a session waits on beside its control connection: the end one
+    /// always, the drain one too when `idle`.
+    pub(crate) fn wake_fds(&self, idle: bool) -> WakeFds<'_> {
+        match &self.wakeups {
+            Some(w) => WakeFds {
+                end: Some(w.end.as_fd()),
+                drain: idle.then(|| w.drain.as_fd()),
+            },
+            None => WakeFds::default(),
+        }
+    }
+
+    /// `Some(silently)` once the server ends every session now.
+    pub(crate) fn ending(&self) -> Option<bool> {
+        match self.wakeups.as_ref()?.how.load(Ordering::SeqCst) {
+            END_WITH_421 => Some(false),
+            END_SILENTLY => Some(true),
+            _ => None,
+        }
     }
 
     /// The session is about to wait for its next command. True when the server is
@@ -49,6 +143,29 @@ impl DrainToken {
     /// True once the server is shutting down.
     pub(crate) fn draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
+    }
+}
+
+/// The wake-up descriptors a session polls beside what it waits for (see
+/// [`DrainToken::wake_fds`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct WakeFds<'a> {
+    /// Readable once the server ends every session now.
+    pub(crate) end: Option<BorrowedFd<'a>>,
+    /// Readable once the server drains (only while the session is idle).
+    pub(crate) drain: Option<BorrowedFd<'a>>,
+}
+
+impl<'a> WakeFds<'a> {
+    /// The descriptors to add to a poll(2), `fallback` standing in for an absent one (a
+    /// descriptor polled twice is harmless; a fixed-size set keeps the callers simple).
+    pub(crate) fn or(self, fallback: BorrowedFd<'a>) -> [BorrowedFd<'a>; 2] {
+        [self.end.unwrap_or(fallback), self.drain.unwrap_or(fallback)]
+    }
+
+    /// True when any of them is there.
+    pub(crate) fn any(&self) -> bool {
+        self.end.is_some() || self.drain.is_some()
     }
 }
 

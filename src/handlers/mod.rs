@@ -41,7 +41,7 @@ mod tls;
 mod tls;
 pub mod xferlog;
 
-pub use context::{AdmissionHooks, BanRules, DrainToken, ProcessKind, SessionContext};
+pub use context::{AdmissionHooks, BanRules, DrainToken, ProcessKind, SessionContext, Wakeups};
 #[cfg(feature = "fuzzing")]
 pub(crate) use session::memory;
 pub use session::Session;
@@ -174,6 +174,17 @@ pub type CallbacksFactory = Arc<dyn Fn() -> Box<dyn Callbacks> + Send + Sync>;
 pub type FilesystemFactory =
     Arc<dyn Fn(&str, &Path) -> io::Result<Box<dyn Filesystem>> + Send + Sync>;
 
+/// The default filesystem factory: an [`OsFilesystem`] beneath each session's root, the
+/// root directory's descriptor shared by the sessions that have the same root, so an idle
+/// session holds one descriptor (its control connection).
+fn os_filesystems() -> FilesystemFactory {
+    let roots = Arc::new(crate::beneath::RootCache::default());
+    Arc::new(move |_, root| {
+        let root = crate::beneath::RootDir::open_shared(root, &roots)?;
+        Ok(Box::new(OsFilesystem::with_root(root)))
+    })
+}
+
 /// Encodings for names on the wire. The filesystem side is always the raw bytes the OS uses
 /// (UTF-8 on any modern system).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,7 +315,8 @@ pub struct FtpHandler {
     /// Builds the callbacks of each connection. Default: [`NoCallbacks`].
     pub callbacks: CallbacksFactory,
     /// Builds each session's filesystem at login. Default: [`OsFilesystem`] beneath the
-    /// session's root.
+    /// session's root (the sessions of one root share its descriptor:
+    /// [`RootDir::open_shared`](crate::beneath::RootDir::open_shared)).
     pub filesystem: FilesystemFactory,
     /// The command table; add custom commands with [`FtpHandler::add_command`].
     pub commands: CommandTable,
@@ -408,7 +420,7 @@ impl FtpHandler {
             max_read_rate: 0,
             max_write_rate: 0,
             callbacks: Arc::new(|| Box::new(NoCallbacks)),
-            filesystem: Arc::new(|_, root| Ok(Box::new(OsFilesystem::new(root)?))),
+            filesystem: os_filesystems(),
             commands: CommandTable::builtin(),
             root_dir: None,
             chroot_local_user: false,
@@ -446,7 +458,7 @@ impl FtpHandler {
     /// user in their home instead (vsftpd's `chroot_local_user`).
     pub fn use_unix_filesystem(&mut self) {
         self.root_dir = Some(std::path::PathBuf::from("/"));
-        self.filesystem = Arc::new(|_, root| Ok(Box::new(OsFilesystem::new(root)?)));
+        self.filesystem = os_filesystems();
     }
 
     /// Checks the configuration once, when a server is built.

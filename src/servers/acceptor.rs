@@ -386,7 +386,7 @@ pub(crate) fn admit(
 }
 
 /// Registers an admitted session served in this process, or refuses it for lack of
-/// descriptors (its duplicate socket could not be made).
+/// descriptors (see [`Shared::register`]).
 pub(crate) fn register_or_refuse(
     shared: &Arc<Shared>,
     stream: &TcpStream,
@@ -441,10 +441,9 @@ pub(crate) fn serve_guarded_with(
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
+            // The client was told by the control channel as the panic unwound it
+            // (`421 Internal error`, session/control.rs).
             log::error!("session panicked: {what}");
-            // Through the duplicate the server registered for shutdown: the session's
-            // own socket went down with the panic.
-            guard.send(b"421 Internal error; closing connection.\r\n");
         }
     }
     drop(guard);

@@ -7,8 +7,9 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use super::Executor;
 
 /// Descriptors one session may hold at once in a process serving many: its control
-/// connection and the server's duplicate of it (for shutdown), a passive listener, the
-/// data connection and the file. TLS (rustls) adds none.
+/// connection, the data connection (or the passive listener before it), the file and,
+/// during a spliced upload, a pipe's two ends. An idle session holds only the first; TLS
+/// (rustls) adds none.
 pub const DESCRIPTORS_PER_SESSION: u64 = 5;
 
 /// Descriptors a serving process holds besides its sessions: standard streams, listeners,

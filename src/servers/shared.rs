@@ -4,7 +4,6 @@
 //!
 //! [`ServerHandle`]: super::ServerHandle
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpStream;
 use std::os::fd::OwnedFd;
@@ -13,14 +12,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signalfd::SignalFd;
-use nix::sys::socket;
 
 use super::admission::{Admission, Admitted};
 use super::stats::{Gauges, Reporter, ServerStats};
 use crate::error::Error;
 use crate::handlers::stats::Counters;
 use crate::handlers::throttle::RateTable;
-use crate::handlers::{AdmissionHooks, DrainToken, ProcessKind, SessionContext};
+use crate::handlers::{AdmissionHooks, DrainToken, ProcessKind, SessionContext, Wakeups};
 
 /// State shared by the acceptor, the sessions' guards and every `ServerHandle`.
 pub(crate) struct Shared {
@@ -30,9 +28,11 @@ pub(crate) struct Shared {
     pub(super) signals: Option<SignalFd>,
     /// Sessions served by this process (graceful shutdown waits for them).
     pub(super) count: AtomicUsize,
-    /// A duplicate of each session's socket, only to shut it down for `close_all` and
-    /// graceful shutdown, with the session's "running a command" flag.
-    pub(super) sessions: Mutex<HashMap<u64, (TcpStream, Arc<AtomicBool>)>>,
+    /// The wake-up descriptors every session of this process waits on: a drain wakes
+    /// the idle ones, `close_all` and the hard close end them all (shutdown.rs). Two
+    /// descriptors for the process, none per session.
+    pub(super) wakeups: Arc<Wakeups>,
+    /// Sessions counted so far (the idle timeout of inetd "wait" sees a change as activity).
     pub(super) next_id: AtomicU64,
     /// Graceful shutdown in progress (see `shutdown.rs`); every session's drain token
     /// reads it.
@@ -78,7 +78,7 @@ impl Shared {
             wake_tx: Mutex::new(std::fs::File::from(tx)),
             signals,
             count: AtomicUsize::new(0),
-            sessions: Mutex::new(HashMap::new()),
+            wakeups: Arc::new(Wakeups::new()?),
             next_id: AtomicU64::new(1),
             draining: Arc::new(AtomicBool::new(false)),
             grace: Mutex::new(None),
@@ -162,37 +162,30 @@ impl Shared {
         self.rates.get_or_init(|| Arc::new(RateTable::new()))
     }
 
-    /// Counts a new session served in this process and keeps a duplicate of its socket;
-    /// the guard uncounts it (and releases its admission) when dropped, even after a
-    /// panic. `None` when the duplicate cannot be made (out of descriptors): the caller
-    /// refuses the connection.
+    /// Counts a new session served in this process; the guard uncounts it (and releases
+    /// its admission) when dropped, even after a panic. The session is reached through
+    /// the process's wake-up descriptors, so nothing of its socket is kept here. `None`
+    /// when not even one more descriptor is free (a duplicate of the socket, made and
+    /// closed at once, is the probe): a session that could not open its files or its data
+    /// connections is refused with 421 instead.
     pub(crate) fn register(
         self: &Arc<Self>,
         stream: &TcpStream,
         admitted: Option<Admitted>,
     ) -> Option<ConnGuard> {
-        let dup = match stream.try_clone() {
-            Ok(d) => d,
-            Err(e) => {
-                log::debug!("cannot register a session: {e}");
-                return None;
-            }
-        };
-        let guard = self.count_only(admitted);
-        if let Ok(mut m) = self.sessions.lock() {
-            m.insert(guard.id, (dup, guard.busy.clone()));
+        if let Err(e) = stream.try_clone() {
+            log::debug!("cannot register a session: {e}");
+            return None;
         }
-        Some(guard)
+        Some(self.count_only(admitted))
     }
 
-    /// Counts a session served elsewhere (a forked child) without keeping its socket: the
-    /// parent must not hold the connection open once the child has closed it.
+    /// Counts a session, served here ([`register`](Self::register)) or in a forked child.
     pub(crate) fn count_only(self: &Arc<Self>, admitted: Option<Admitted>) -> ConnGuard {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.next_id.fetch_add(1, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::SeqCst);
         ConnGuard {
             shared: self.clone(),
-            id,
             busy: Arc::new(AtomicBool::new(false)),
             admitted: admitted.map(Arc::new),
         }
@@ -205,12 +198,10 @@ impl Shared {
         }
     }
 
+    /// Ends every session of this process now, without a reply (pyftpdlib's `close_all`).
     pub(super) fn close_sessions(&self) {
-        if let Ok(m) = self.sessions.lock() {
-            for (s, _) in m.values() {
-                let _ = s.shutdown(std::net::Shutdown::Both);
-            }
-        }
+        self.draining.store(true, Ordering::SeqCst);
+        self.wakeups.end(true);
     }
 
     /// Sessions admitted by the whole server (every process), or by this process when it
@@ -226,7 +217,6 @@ impl Shared {
 /// Counts a session while it runs (see [`Shared::register`]).
 pub(crate) struct ConnGuard {
     pub(super) shared: Arc<Shared>,
-    id: u64,
     pub(super) busy: Arc<AtomicBool>,
     /// The session's place in the admission table (none in inetd "nowait" mode).
     pub(super) admitted: Option<Arc<Admitted>>,
@@ -238,25 +228,12 @@ impl ConnGuard {
     /// buckets, and the kind of process it runs in.
     pub(crate) fn context(&self, process: ProcessKind) -> SessionContext {
         SessionContext {
-            drain: DrainToken::new(self.shared.draining.clone(), self.busy.clone()),
+            drain: DrainToken::new(self.shared.draining.clone(), self.busy.clone())
+                .with_wakeups(self.shared.wakeups.clone()),
             process,
             admission: self.admitted.clone().map(|a| a as Arc<dyn AdmissionHooks>),
             rates: self.shared.rates().clone(),
             stats: self.shared.stats().clone(),
-        }
-    }
-
-    /// Writes `msg` to the session's socket through the registered duplicate, without
-    /// blocking (nothing happens for a session counted with `count_only`).
-    pub(crate) fn send(&self, msg: &[u8]) {
-        if let Ok(m) = self.shared.sessions.lock() {
-            if let Some((s, _)) = m.get(&self.id) {
-                let _ = socket::send(
-                    std::os::fd::AsRawFd::as_raw_fd(s),
-                    msg,
-                    socket::MsgFlags::MSG_DONTWAIT | socket::MsgFlags::MSG_NOSIGNAL,
-                );
-            }
         }
     }
 }
@@ -267,9 +244,6 @@ impl Drop for ConnGuard {
             a.release();
         }
         self.shared.count.fetch_sub(1, Ordering::SeqCst);
-        if let Ok(mut m) = self.shared.sessions.lock() {
-            m.remove(&self.id);
-        }
     }
 }
 

@@ -7,51 +7,32 @@
 //! the drain token of its [`SessionContext`](crate::handlers::SessionContext) (its busy flag
 //! and this server's drain flag; see [`ConnGuard::context`](super::ConnGuard::context)).
 
-use std::net::{Shutdown, TcpListener};
-use std::os::fd::{AsFd, AsRawFd};
+use std::net::TcpListener;
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nix::poll::PollFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{self, MsgFlags};
 
 use super::admission::Refusal;
 use super::{acceptor, FtpServer, Shared};
 use crate::error::Error;
 
-/// The reply a session gets when the server closes it.
-pub(crate) const SHUTDOWN_REPLY: &[u8] = b"421 Server shutting down.\r\n";
-
 impl Shared {
-    /// Starts draining: idle sessions are woken (their control socket is shut for reading,
-    /// so their read ends and they reply 421); busy ones finish their command first.
+    /// Starts draining: idle sessions are woken (they wait on the drain descriptor beside
+    /// their control connection) and reply 421; busy ones finish their command first.
     pub(crate) fn drain(&self) {
         self.draining.store(true, Ordering::SeqCst);
-        if let Ok(m) = self.sessions.lock() {
-            for (stream, busy) in m.values() {
-                if !busy.load(Ordering::SeqCst) {
-                    let _ = stream.shutdown(Shutdown::Read);
-                }
-            }
-        }
+        self.wakeups.drain();
     }
 
-    /// Ends every session now with a 421 (written without blocking: a client that does not
-    /// read cannot hold the shutdown up).
+    /// Ends every session now with a 421 (each session writes it without blocking: a
+    /// client that does not read cannot hold the shutdown up), transfers included.
     pub(crate) fn hard_close(&self) {
         self.draining.store(true, Ordering::SeqCst);
-        if let Ok(m) = self.sessions.lock() {
-            for (stream, _) in m.values() {
-                let _ = socket::send(
-                    stream.as_raw_fd(),
-                    SHUTDOWN_REPLY,
-                    MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
-                );
-                let _ = stream.shutdown(Shutdown::Both);
-            }
-        }
+        self.wakeups.end(false);
     }
 
     /// Waits until no session of this process is left or `limit` has passed, refusing

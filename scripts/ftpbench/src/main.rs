@@ -181,12 +181,14 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     }
     let what = m.opt_str("b").unwrap_or_else(|| "transfer".into());
     let sel = Selection::parse(&what).map_err(|e| format!("{e}\n{}", usage(&o)))?;
-    let most = if sel.sessions {
+    // A client holds its control connection, and one data connection while it transfers;
+    // the many-sessions phase has only `--list-batch` of them transferring at once.
+    let need = if sel.sessions {
         sessions::steps(&cfg).last().copied().unwrap_or(0) + cfg.list_batch
     } else {
-        cfg.clients.max(cfg.tls_clients)
+        cfg.clients.max(cfg.tls_clients) * 2
     };
-    raise_fd_limit(most * 2 + 64, &rep);
+    raise_fd_limit(need + 64, &rep);
     // Fail early and clearly when the server is not there or refuses the login.
     Ftp::open_with(
         cfg.addr,

@@ -136,7 +136,24 @@ impl Stream {
                 t.conn.write_tls(&mut t.sock)?;
             }
         }
-        self.tcp().shutdown(Shutdown::Write)
+        self.tcp().shutdown(Shutdown::Write)?;
+        if let Stream::Tls(t) = self {
+            // What the server sent meanwhile (OpenSSL sends TLS 1.3 session tickets on every
+            // data connection; an upload never reads them) must be read before the socket
+            // closes: closing with unread bytes sends a reset, which can reach the server
+            // before the last records and the close_notify, and the upload fails (vsftpd:
+            // `426 Failure reading network stream.`). Read until the server closes.
+            let mut sink = [0u8; 4096];
+            loop {
+                match t.sock.read(&mut sink) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -16,4 +16,4 @@ pub(crate) mod transfer;
 pub(crate) mod writer;
 
 pub(crate) use stream::{accept_from, limit_socket_buffers, out_of_descriptors, Stream};
-pub(crate) use transfer::{Download, Outcome, Settings, Source, Step, Upload};
+pub(crate) use transfer::{Download, Outcome, Settings, Source, Step, Upload, Watch};

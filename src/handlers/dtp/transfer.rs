@@ -4,7 +4,9 @@
 //! control socket together and returns [`Step::Control`] as soon as the client sent
 //! something, so the session answers ABOR/STAT/NOOP (RFC 1123 §4.1.3.4) with its one thread
 //! and then calls [`run`](Download::run) again: the transfer is a value the session loop
-//! drives, never a loop that runs commands itself. Nothing here knows a session or a command.
+//! drives, never a loop that runs commands itself. It returns [`Step::Control`] too when
+//! the server's end-of-sessions descriptor fires (the session then ends). Nothing here
+//! knows a session or a command.
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -90,6 +92,36 @@ enum Gate {
     Stop(Step),
 }
 
+/// What a transfer watches beside its data connection: the control connection, and the
+/// server's descriptor that says every session ends now (when there is one).
+#[derive(Clone, Copy)]
+pub(crate) struct Watch<'a> {
+    /// The control connection.
+    pub(crate) ctl: BorrowedFd<'a>,
+    /// Readable once the server ends every session.
+    pub(crate) end: Option<BorrowedFd<'a>>,
+}
+
+impl<'a> Watch<'a> {
+    /// Polls the control connection and the end descriptor, with `first` ahead of them;
+    /// whether `first` is ready, and whether the others are.
+    fn poll(
+        &self,
+        first: (BorrowedFd<'a>, PollFlags),
+        wait: Option<Duration>,
+    ) -> io::Result<(bool, bool)> {
+        let [f, c, e] = crate::poll::ready(
+            [
+                first,
+                (self.ctl, PollFlags::POLLIN),
+                (self.end.unwrap_or(self.ctl), PollFlags::POLLIN),
+            ],
+            wait,
+        )?;
+        Ok((f, c || e))
+    }
+}
+
 /// The throttle and the stall timer of a transfer.
 struct Pace {
     throttle: Throttle,
@@ -106,12 +138,12 @@ impl Pace {
         want: usize,
         events: PollFlags,
         trust_ready: bool,
-        ctl: BorrowedFd<'_>,
+        watch: Watch<'_>,
     ) -> io::Result<Gate> {
         let grant = self.throttle.take(want);
         if grant == 0 {
             let wait = self.throttle.wait(want);
-            let [c] = crate::poll::ready([(ctl, PollFlags::POLLIN)], Some(wait))?;
+            let (_, c) = watch.poll((watch.ctl, PollFlags::POLLIN), Some(wait))?;
             return Ok(if c {
                 Gate::Stop(Step::Control)
             } else {
@@ -121,10 +153,7 @@ impl Pace {
         if trust_ready || (events.contains(PollFlags::POLLIN) && conn.has_buffered_input()) {
             return Ok(Gate::Go(grant));
         }
-        let [d, c] = crate::poll::ready(
-            [(conn.as_fd(), events), (ctl, PollFlags::POLLIN)],
-            self.stall,
-        )?;
+        let (d, c) = watch.poll((conn.as_fd(), events), self.stall)?;
         if c {
             self.throttle.refund(grant);
             return Ok(Gate::Stop(Step::Control));
@@ -205,11 +234,7 @@ impl Download {
     ///
     /// # Errors
     /// Polling failed (the caller ends the transfer with a local error).
-    pub(crate) fn run(
-        &mut self,
-        ctl: BorrowedFd<'_>,
-        mut fill: Option<Fill<'_>>,
-    ) -> io::Result<Step> {
+    pub(crate) fn run(&mut self, watch: Watch<'_>, mut fill: Option<Fill<'_>>) -> io::Result<Step> {
         loop {
             if !self.set.sendfile && self.pos >= self.out.len() {
                 if let Some(o) = self.refill(&mut fill) {
@@ -224,7 +249,7 @@ impl Download {
             };
             let grant = match self
                 .pace
-                .gate(&self.conn, want, PollFlags::POLLOUT, false, ctl)?
+                .gate(&self.conn, want, PollFlags::POLLOUT, false, watch)?
             {
                 Gate::Go(n) => n,
                 Gate::Again => continue,
@@ -472,7 +497,7 @@ impl Upload {
     ///
     /// # Errors
     /// Polling failed (the caller ends the transfer with a local error).
-    pub(crate) fn run(&mut self, ctl: BorrowedFd<'_>) -> io::Result<Step> {
+    pub(crate) fn run(&mut self, watch: Watch<'_>) -> io::Result<Step> {
         loop {
             let trust_ready = self.flowing > 0 && self.flowing % CTRL_EVERY != 0;
             let room = match &self.splice {
@@ -482,7 +507,7 @@ impl Upload {
             let grant =
                 match self
                     .pace
-                    .gate(&self.conn, room, PollFlags::POLLIN, trust_ready, ctl)?
+                    .gate(&self.conn, room, PollFlags::POLLIN, trust_ready, watch)?
                 {
                     Gate::Go(n) => n,
                     Gate::Again => continue,

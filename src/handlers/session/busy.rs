@@ -18,6 +18,7 @@ use crate::proto;
 impl Session {
     /// Reads what the control connection has and serves the complete lines, until the
     /// transfer is no longer busy (ABOR ended it: later lines wait for the session loop).
+    #[inline(never)]
     pub(crate) fn serve_busy(&mut self) -> io::Result<()> {
         if !self.ctrl.has_line() {
             match self.ctrl.read_once() {

@@ -10,7 +10,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
+use nix::poll::PollFlags;
+
 use super::memory::MemoryControl;
+use crate::handlers::context::WakeFds;
 use crate::handlers::dtp::tls_stream::{Cleared, TlsStream};
 use crate::handlers::tls::SessionConfigs;
 use crate::proto;
@@ -148,6 +151,9 @@ pub(crate) enum Input {
     Eof,
     /// Nothing arrived within the idle timeout.
     Timeout,
+    /// A wake-up descriptor of the server ([`WakeFds`]) fired: it drains or ends every
+    /// session now.
+    Woken,
 }
 
 /// The control channel of one session.
@@ -222,11 +228,16 @@ impl ControlChannel {
         matches!(self.transport, Transport::Tls(_))
     }
 
-    /// Reads the next control line, waiting until `deadline` at most. The deadline holds for
-    /// the whole line: bytes that arrive without completing one do not extend it, so a
-    /// client dribbling a byte at a time cannot hold the connection (each read(2) waits only
-    /// for what is left).
-    pub(crate) fn read_input(&mut self, deadline: Option<Instant>) -> io::Result<Input> {
+    /// Reads the next control line, waiting until `deadline` at most, or until one of the
+    /// server's `wake` descriptors fires ([`Input::Woken`]). The deadline holds for the
+    /// whole line: bytes that arrive without completing one do not extend it, so a client
+    /// dribbling a byte at a time cannot hold the connection (each wait is only for what is
+    /// left).
+    pub(crate) fn read_input(
+        &mut self,
+        deadline: Option<Instant>,
+        wake: WakeFds<'_>,
+    ) -> io::Result<Input> {
         loop {
             if let Some(input) = self.take_line() {
                 return Ok(input);
@@ -235,7 +246,12 @@ impl ControlChannel {
             if left.is_some_and(|l| l.is_zero()) {
                 return Ok(Input::Timeout);
             }
-            self.transport.set_read_timeout(left)?;
+            match self.wait_readable(left, wake)? {
+                Some(true) => {}
+                // Woken, or a wait that ended early: the deadline decides.
+                Some(false) => continue,
+                None => return Ok(Input::Woken),
+            }
             match self.read_once() {
                 Ok(0) => return Ok(Input::Eof),
                 Ok(_) => {}
@@ -252,6 +268,36 @@ impl ControlChannel {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Waits up to `left` for input. With wake-up descriptors and a socket, poll(2) waits
+    /// on them all: `Some(true)` input, `Some(false)` nothing yet, `None` woken. Otherwise
+    /// the socket's read timeout is set for the blocking read that follows (`Some(true)`).
+    fn wait_readable(
+        &mut self,
+        left: Option<Duration>,
+        wake: WakeFds<'_>,
+    ) -> io::Result<Option<bool>> {
+        let fd = match self.transport.tcp() {
+            Some(s) if wake.any() && !self.transport.has_buffered_input() => s.as_fd(),
+            _ => {
+                self.transport.set_read_timeout(left)?;
+                return Ok(Some(true));
+            }
+        };
+        let [end, drain] = wake.or(fd);
+        let [c, e, d] = crate::poll::ready(
+            [
+                (fd, PollFlags::POLLIN),
+                (end, PollFlags::POLLIN),
+                (drain, PollFlags::POLLIN),
+            ],
+            left,
+        )?;
+        if (e && wake.end.is_some()) || (d && wake.drain.is_some()) {
+            return Ok(None);
+        }
+        Ok(Some(c))
     }
 
     /// Splits the next complete line off the input buffer, if there is one.
@@ -318,11 +364,46 @@ impl ControlChannel {
         self.send_raw(&out)
     }
 
+    /// Closes a plain TCP control connection for writing now (the client sees its end at
+    /// once). TLS connections are left to their drop, which sends close_notify first.
+    pub(crate) fn hang_up(&mut self) {
+        if let Transport::Tcp(s) = &self.transport {
+            let _ = s.shutdown(std::net::Shutdown::Write);
+        }
+    }
+
+    /// Sends a one-line reply without waiting for the client to read it (the session is
+    /// closing: a client that stopped reading gets nothing more, and holds nothing up).
+    pub(crate) fn reply_now(&mut self, code: u16, text: &str) {
+        if let Some(s) = self.transport.tcp() {
+            let _ = s.set_nonblocking(true);
+        }
+        let _ = self.reply(code, text);
+    }
+
     /// Writes bytes to the control connection as they are: every name in them must have
     /// been through [`proto::escape_line`] (or [`proto::quote_path`]).
     pub(crate) fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.transport.write_all(bytes)?;
         self.transport.flush()
+    }
+}
+
+impl Drop for ControlChannel {
+    /// A command that panicked ends the session (the executors catch the panic): the client
+    /// is told before the socket closes, without waiting (plain bytes even under TLS, whose
+    /// state the panic may have left anywhere).
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        if let Some(s) = self.transport.tcp() {
+            let _ = nix::sys::socket::send(
+                std::os::fd::AsRawFd::as_raw_fd(s),
+                b"421 Internal error; closing connection.\r\n",
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+            );
+        }
     }
 }
 

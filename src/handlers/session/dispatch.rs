@@ -120,7 +120,9 @@ impl Session {
     }
 
     /// The checks of `cmd`'s columns; the request to run, or `None` when a reply already
-    /// refused it.
+    /// refused it. Not inlined: its locals stay off the stack while the command runs (see
+    /// `Session::serve` on stack depth).
+    #[inline(never)]
     fn check(&mut self, cmd: &Command, arg: Vec<u8>) -> io::Result<Option<Request>> {
         if matches!(cmd.channel, Channel::File | Channel::Listing)
             && matches!(self.data.phase, Phase::Awaiting(_))
@@ -251,6 +253,7 @@ impl Session {
 
     /// `500 Command "FOO" not understood.`: pyftpdlib echoes the verb whatever it is; here
     /// only a short plain word is (see [`proto::echoable`]).
+    #[inline(never)]
     fn unknown_command(&mut self, verb: &str) -> io::Result<()> {
         match proto::echoable(verb) {
             Some(v) => self
@@ -275,6 +278,7 @@ impl Session {
     /// Ends a connection whose client speaks HTTP before logging in (a browser made to send
     /// a request to the FTP port): one refusal, as vsftpd sends, then the connection closes
     /// and nothing the client sent after the line runs.
+    #[inline(never)]
     fn refuse_http(&mut self, line: &[u8]) -> io::Result<()> {
         let shown = &line[..line.len().min(120)];
         log::warn!(

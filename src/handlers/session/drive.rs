@@ -15,7 +15,7 @@ use nix::poll::PollFlags;
 use super::data::{Ending, Phase, Plan, Running, Setup, Work, Xfer};
 use super::tls::{Protection, Securing};
 use super::Session;
-use crate::handlers::dtp::{self, Download, Outcome, Settings, Step, Stream, Upload};
+use crate::handlers::dtp::{self, Download, Outcome, Settings, Step, Stream, Upload, Watch};
 use crate::handlers::rates::Direction;
 use crate::handlers::stats::{SessionEnd, TransferResult, TransferStats};
 use crate::handlers::table::Channel;
@@ -54,6 +54,7 @@ impl Session {
 
     /// After a command ran while a transfer awaited its channel: if the command set one up,
     /// the transfer goes on (its 150 is already out).
+    #[inline(never)]
     pub(crate) fn after_command(&mut self) -> io::Result<()> {
         if !matches!(self.data.phase, Phase::Awaiting(_)) || matches!(self.data.setup, Setup::None)
         {
@@ -167,6 +168,7 @@ impl Session {
     /// One step while the passive listener waits for the client: a connection, control
     /// input, or the end of `passive_accept_timeout` (pyftpdlib `PassiveDTP.timeout`, from
     /// PASV on).
+    #[inline(never)]
     pub(crate) fn wait_connection(&mut self) -> io::Result<()> {
         let Phase::Connecting(_, listener) = &self.data.phase else {
             return Ok(());
@@ -178,13 +180,18 @@ impl Session {
             self.cancel_phase();
             return self.ctrl.reply(421, "Passive data channel timed out.");
         }
-        let [l, c] = crate::poll::ready(
+        let end = self.ctx.drain.wake_fds(false).end;
+        let [l, c, e] = crate::poll::ready(
             [
                 (listener.as_fd(), PollFlags::POLLIN),
                 (self.ctrl.fd(), PollFlags::POLLIN),
+                (end.unwrap_or(self.ctrl.fd()), PollFlags::POLLIN),
             ],
             left,
         )?;
+        if e && self.ctx.drain.ending().is_some() {
+            return self.woken(false);
+        }
         if c {
             return self.serve_busy();
         }
@@ -326,11 +333,15 @@ impl Session {
 
     /// One step of a running transfer: it moves bytes until it ends or the client sends a
     /// control line, which is then answered.
+    #[inline(never)]
     pub(crate) fn step_transfer(&mut self) -> io::Result<()> {
         let Phase::Running(r) = &mut self.data.phase else {
             return Ok(());
         };
-        let ctl = self.ctrl.fd();
+        let ctl = Watch {
+            ctl: self.ctrl.fd(),
+            end: self.ctx.drain.wake_fds(false).end,
+        };
         let step = match &mut r.xfer {
             Xfer::Up(u) => u.run(ctl),
             Xfer::Down(d) => {
@@ -345,6 +356,7 @@ impl Session {
             }
         };
         match step {
+            Ok(Step::Control) if self.ctx.drain.ending().is_some() => self.woken(false),
             Ok(Step::Control) => self.serve_busy(),
             Ok(Step::Done(o)) => self.end_transfer(o),
             Err(e) => self.end_transfer(Outcome::LocalError(e)),

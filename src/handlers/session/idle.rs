@@ -28,6 +28,8 @@ enum Woken {
     Data,
     /// A deadline passed (or a signal): the timers decide.
     Nothing,
+    /// The server drains or ends every session now.
+    Server,
 }
 
 impl Session {
@@ -39,6 +41,7 @@ impl Session {
     }
 
     /// Says why the control connection is closing after [`Input::Timeout`] and logs it.
+    #[inline(never)]
     pub(crate) fn timed_out(&mut self) -> io::Result<()> {
         let login_over = self
             .account
@@ -55,13 +58,16 @@ impl Session {
 
     /// Waits for the next command between transfers, running the data channel's timers
     /// and its TLS handshake (see the module's docs).
+    #[inline(never)]
     pub(crate) fn read_idle(&mut self) -> io::Result<Input> {
         let idle_deadline = self.control_deadline();
         loop {
             if self.ctrl.has_buffered_input()
                 || matches!(self.data.setup, Setup::None | Setup::Failed(_))
             {
-                return self.ctrl.read_input(idle_deadline);
+                return self
+                    .ctrl
+                    .read_input(idle_deadline, self.ctx.drain.wake_fds(true));
             }
             let connected = matches!(self.data.setup, Setup::Active(_));
             let pasv = match &self.data.setup {
@@ -79,9 +85,16 @@ impl Session {
                     // The idle timer is suspended while a data channel is connected: the
                     // line that starts now gets a full timeout.
                     let deadline = self.control_deadline();
-                    return self.ctrl.read_input(deadline);
+                    return self
+                        .ctrl
+                        .read_input(deadline, self.ctx.drain.wake_fds(true));
                 }
-                Woken::Control => return self.ctrl.read_input(idle_deadline),
+                Woken::Control => {
+                    return self
+                        .ctrl
+                        .read_input(idle_deadline, self.ctx.drain.wake_fds(true))
+                }
+                Woken::Server => return Ok(Input::Woken),
                 Woken::Data => self.data_ready()?,
                 Woken::Nothing => {
                     if let Some(input) = self.idle_timers(connected, deadline, idle_deadline)? {
@@ -130,26 +143,35 @@ impl Session {
         Ok(None)
     }
 
-    /// Polls the control connection and the data channel being set up, if any (the
-    /// passive listener, or the socket of a TLS handshake), up to `deadline`.
+    /// Polls the control connection, the data channel being set up, if any (the passive
+    /// listener, or the socket of a TLS handshake), and the server's wake-up descriptors, up
+    /// to `deadline`.
     fn wait_idle(&self, deadline: Option<Instant>) -> io::Result<Woken> {
         let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let ctl = (self.ctrl.fd(), PollFlags::POLLIN);
+        let fd = self.ctrl.fd();
+        let wake = self.ctx.drain.wake_fds(true);
+        let [end, drain] = wake.or(fd);
         let data = match &self.data.setup {
             Setup::Passive(l) => Some((l.as_fd(), PollFlags::POLLIN)),
             Setup::Securing(sec) => Some((sec.hs.tcp().as_fd(), sec.hs.interest())),
             _ => None,
         };
-        let (c, d) = match data {
-            Some(data) => {
-                let [c, d] = crate::poll::ready([ctl, data], wait)?;
-                (c, d)
-            }
-            None => (crate::poll::ready([ctl], wait)?[0], false),
-        };
+        // Without a data channel being set up, the control connection stands in for it.
+        let [c, ready, e, d] = crate::poll::ready(
+            [
+                (fd, PollFlags::POLLIN),
+                data.unwrap_or((fd, PollFlags::POLLIN)),
+                (end, PollFlags::POLLIN),
+                (drain, PollFlags::POLLIN),
+            ],
+            wait,
+        )?;
+        if (e && wake.end.is_some()) || (d && wake.drain.is_some()) {
+            return Ok(Woken::Server);
+        }
         // The data channel first (an accept, a handshake step: neither waits): a client
         // that connected and sent its handshake before the command then finds it answered.
-        Ok(match (c, d) {
+        Ok(match (c, ready && data.is_some()) {
             (_, true) => Woken::Data,
             (true, false) => Woken::Control,
             _ => Woken::Nothing,

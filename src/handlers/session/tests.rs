@@ -402,7 +402,7 @@ fn auth_discards_plaintext_pipelined_behind_it() {
     client
         .send(b"AUTH TLS\r\nUSER evil\r\nPASS x\r\n")
         .expect("send");
-    let line = match s.ctrl.read_input(None).expect("read") {
+    let line = match s.ctrl.read_input(None, Default::default()).expect("read") {
         super::Input::Line(l) => l,
         _ => panic!("no line"),
     };
