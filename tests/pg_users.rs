@@ -3,7 +3,6 @@
 //! that try SQL injection, slow queries (`pg_sleep`) bounded by the pool while a logged-in
 //! session is not delayed, and a server that goes down (421, one log line) and comes back.
 //! Skipped with a message without PostgreSQL; failing instead when CI=true.
-#![cfg(feature = "postgres")]
 
 mod common;
 

@@ -3,7 +3,6 @@
 //! per-directory overrides, messages and limits from the row, names that try SQL
 //! injection, and a database that is slow (a writer's lock) or unavailable (421, logged
 //! once, recovery) while logged-in sessions go on untouched.
-#![cfg(feature = "sqlite")]
 
 mod common;
 

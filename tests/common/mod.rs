@@ -34,15 +34,18 @@ macro_rules! models {
     };
     // `models!(a, b; bin: c, d)`: a..d under the in-process models; c and d (whose
     // configuration is expressible as CLI flags: the default users, no closures) also under
-    // Fork and PreFork, through the built binary.
+    // Fork and PreFork, through the built binary (cargo feature `cli`; without it the
+    // in-process models alone).
     (bin: $($bname:ident),* $(,)?) => {
         $crate::models!(; bin: $($bname),*);
     };
     ($($name:ident),* ; bin: $($bname:ident),* $(,)?) => {
         $crate::models!($($name,)* $($bname),*);
+        #[cfg(feature = "cli")]
         mod fork {
             $( #[test] fn $bname() { super::$bname(ftpdlib::servers::Executor::Fork) } )*
         }
+        #[cfg(feature = "cli")]
         mod prefork {
             $( #[test] fn $bname() {
                 super::$bname(ftpdlib::servers::Executor::PreFork { workers: 2 })
@@ -242,6 +245,19 @@ pub fn model_args(ex: Executor) -> Vec<String> {
     }
 }
 
+/// The built `ftpdlib` binary. Cargo builds it only with the `cli` feature, so a test target
+/// that starts it outside `models!` names `cli` in its `required-features` (Cargo.toml).
+#[cfg(feature = "cli")]
+pub fn ftpdlib_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ftpdlib")
+}
+
+/// Without `cli` there is no binary to start (see above).
+#[cfg(not(feature = "cli"))]
+pub fn ftpdlib_bin() -> &'static str {
+    panic!("the ftpdlib binary needs the `cli` feature: list it in the test's required-features")
+}
+
 /// The built `ftpdlib` binary on port 0 of 127.0.0.1, serving a fresh temp dir as
 /// `user`/`12345` with write access; the port is learnt from the
 /// `>>> starting FTP server on ADDR, pid=N <<<` log line. Dropping it ends the server
@@ -259,7 +275,7 @@ impl BinServer {
     pub fn start(extra: &[&str]) -> BinServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().canonicalize().expect("canonicalize");
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ftpdlib"));
+        let mut cmd = std::process::Command::new(ftpdlib_bin());
         cmd.args(["-i", "127.0.0.1", "-p", "0", "-d"])
             .arg(&root)
             .args(["-u", USER, "-P", PASS, "-w"])
@@ -627,6 +643,7 @@ pub mod logs;
 /// A throw-away PostgreSQL server (tests of database users, and of several servers sharing one).
 pub mod pg;
 /// FTPS: certificates, servers with TLS, a rustls client.
+#[cfg(feature = "tls")]
 pub mod tls;
 
 /// A TCP connection to `addr` (IPv4) from the loopback address `src`: every address of
