@@ -1,6 +1,6 @@
-//! An FTP server started by inetd, xinetd, launchd or systemd (pyftpdlib-inetd's two
-//! examples): "nowait" serves the connection on stdin and exits; "wait" serves the listening
-//! socket on stdin until idle for ten minutes. Logs go to stderr, never to stdout.
+//! An FTP server started by inetd, xinetd or systemd (pyftpdlib-inetd's two examples):
+//! "nowait" serves the connection on stdin and exits; "wait" serves the listening socket on
+//! stdin until idle for ten minutes. Logs go to stderr, never to stdout.
 //!
 //! inetd.conf lines:
 //! ```text

@@ -34,7 +34,7 @@ fn stdin_socket() -> io::Result<OwnedFd> {
     if getsockopt(&fd, sockopt::SockType).is_err() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "stdin is not a socket (run this mode from inetd, xinetd, launchd or systemd)",
+            "stdin is not a socket (run this mode from inetd, xinetd or systemd)",
         ));
     }
     Ok(fd)

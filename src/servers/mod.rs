@@ -51,7 +51,7 @@
 //! ```
 //!
 //! xinetd services for both modes: `scripts/deploy/xinetd-ftpdlib`,
-//! `scripts/deploy/xinetd-ftpdlib-wait`; a launchd plist: `scripts/deploy/org.ftpdlib.ftpd.plist`.
+//! `scripts/deploy/xinetd-ftpdlib-wait`.
 //! From a program: `servers::inetd::serve_nowait(handler)`, or
 //! `FtpServer::from_listener(servers::inetd::stdin_listener()?, handler)` with
 //! `server.idle_timeout = Some(..)` (see `demo/inetd_ftpd.rs`).
