@@ -51,6 +51,27 @@
 //! [`Command`](handlers::Command) (a `SITE` command) and, for TFTP, `tftp::TftpHandler`
 //! (files generated per machine).
 //!
+//! # pyftpdlib's names
+//!
+//! | pyftpdlib | ftpdlib |
+//! |---|---|
+//! | `DummyAuthorizer`, `UnixAuthorizer`, `AuthenticationFailed`, `AuthorizerError` | `authorizers::{DummyAuthorizer, UnixAuthorizer}`, trait `authorizers::Authorizer`, `ftpdlib::{AuthenticationFailed, AuthorizerError}` |
+//! | `FTPHandler` attributes (`banner`, `timeout`, `passive_ports`, `masquerade_address`, …) | `handlers::FtpHandler` fields, same names and defaults |
+//! | `FTPHandler.on_connect`, `on_login`, `on_file_received`, … | trait `handlers::Callbacks` (one value per connection) |
+//! | `proto_cmds` (custom commands such as `SITE USAGE`) | `handlers::Command`, added with `FtpHandler::add_command` |
+//! | `TLS_FTPHandler` | `FtpHandler.tls: Option<TlsConfig>` |
+//! | `ThrottledDTPHandler.read_limit` / `write_limit` | `FtpHandler.read_limit` / `write_limit` (and per user, per server) |
+//! | `AbstractedFS` | `filesystems::AbstractedFs` around a `filesystems::Filesystem` |
+//! | `FTPServer`, `ThreadedFTPServer`, `MultiprocessFTPServer` | `servers::FtpServer` with `Executor::{Pool, Thread, Fork, PreFork}` |
+//! | `serve_forever`, `close`, `close_all`, `max_cons`, `max_cons_per_ip` | the same names on `FtpServer` / `ServerHandle` |
+//! | `demo/md5_ftpd.py` | `demo/hashed_ftpd.rs`, with argon2id instead of MD5 |
+//!
+//! Permissions are pyftpdlib's letters: read `e` (CWD), `l` (LIST, NLST, STAT, MLSx, SIZE,
+//! MDTM), `r` (RETR); write `a` (APPE), `d` (DELE, RMD), `f` (RNFR/RNTO), `m` (MKD), `w`
+//! (STOR, STOU), `M` (SITE CHMOD), `T` (MFMT). A `Filesystem` receives virtual paths only
+//! (absolute, normalized, `/` is the session's root), never a host path, so a custom one —
+//! content made on the fly, a database — cannot weaken the jail.
+//!
 //! # Cargo features
 //!
 //! | feature | default | what it adds |
@@ -60,15 +81,18 @@
 //! | `unix-users` | yes | `authorizers::UnixAuthorizer` and `crypt`: system accounts, links libcrypt |
 //! | `sqlite` | yes | `authorizers::sql` with SQLite compiled in |
 //! | `postgres` | no | `authorizers::sql` over PostgreSQL |
+//! | `metrics` | yes | the Prometheus endpoint (`servers::FtpServer::serve_metrics`, over tiny_http) |
 //! | `cli` | yes | the `ftpdlib` and `tftpd` binaries (getopts, env_logger) |
 //!
 //! The defaults build everything the binaries need. A program embedding the library can
-//! start from `default-features = false`: the FTP server alone, with nothing linked but libc.
+//! start from `default-features = false`: the FTP server alone, with no C code and no system
+//! library beyond what std links.
 //!
 //! # Platform
 //!
 //! Linux only (openat2, epoll, setfsuid, sendfile with an offset, signalfd): other targets
-//! stop at a `compile_error!`.
+//! stop at a `compile_error!`. The library and binaries build with Rust 1.85 or later (the
+//! `rust-version` in Cargo.toml); the tests need 1.88, as their FTP client suppaftp does.
 
 #![warn(missing_docs)]
 
@@ -107,7 +131,8 @@ pub mod tftp;
 
 pub use error::{AuthenticationFailed, AuthorizerError, Error, FailureKind};
 
-// The README's Rust examples compile as doctests, so they keep matching the API.
-#[cfg(doctest)]
+// The README's Rust examples compile as doctests, so they keep matching the API. One of them
+// is the TFTP framework's, so they are compiled when the `tftp` feature is on (the default).
+#[cfg(all(doctest, feature = "tftp"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeExamples;

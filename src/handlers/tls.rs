@@ -36,6 +36,20 @@ use crate::Error;
 /// under TLS 1.3 (no limit with TLS 1.2). Clients that cannot resume need
 /// `require_session_reuse = false` (`--disable-tls-reuse-check`).
 ///
+/// Python's `ftplib.FTP_TLS` does a full handshake on each data connection (522), unless a
+/// subclass hands it the control connection's session:
+///
+/// ```python
+/// class ReusingFTP_TLS(ftplib.FTP_TLS):
+///     """Data connections resume the control connection's TLS session."""
+///     def ntransfercmd(self, cmd, rest=None):
+///         conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+///         if self._prot_p:
+///             conn = self.context.wrap_socket(conn, server_hostname=self.host,
+///                                             session=self.sock.session)
+///         return conn, size
+/// ```
+///
 /// # What else it protects against
 ///
 /// * **STARTTLS command injection**: anything the client sent in plaintext behind `AUTH TLS`
