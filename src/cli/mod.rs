@@ -518,9 +518,15 @@ mod tests {
         let o = run(&["--unix-users", "--chroot-local-user", "--umask", "077"]);
         assert!(o.chroot_local_user);
         assert_eq!(o.umask, 0o077);
-        let h = build_handler(&o).unwrap();
-        assert!(h.chroot_local_user);
-        assert_eq!(h.umask, 0o077);
+        #[cfg(feature = "unix-users")]
+        {
+            let h = build_handler(&o).unwrap();
+            assert!(h.chroot_local_user);
+            assert_eq!(h.umask, 0o077);
+        }
+        // A build without system accounts refuses the flag rather than ignore it.
+        #[cfg(not(feature = "unix-users"))]
+        assert!(matches!(build_handler(&o), Err(Error::Config(m)) if m.contains("unix-users")));
         assert_eq!(run(&[]).umask, 0o022);
         assert!(!run(&["--unix-users"]).chroot_local_user);
         assert!(
@@ -617,6 +623,15 @@ mod tests {
         assert!(parse(&["--tls-data-required"]).is_err());
     }
 
+    /// A build without FTPS refuses `--tls` rather than serve plaintext.
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn tls_flags_need_the_tls_feature() {
+        let o = run(&["-d", "/tmp", "--tls", "--certfile", "/nonexistent/cert.pem"]);
+        assert!(matches!(build_handler(&o), Err(Error::Config(m)) if m.contains("`tls`")));
+    }
+
+    #[cfg(feature = "tls")]
     #[test]
     fn missing_certificate_is_a_tls_error() {
         let o = run(&["-d", "/tmp", "--tls", "--certfile", "/nonexistent/cert.pem"]);
