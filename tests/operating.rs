@@ -470,6 +470,66 @@ fn abor_mid_transfer_counts_in_the_metric(ex: Executor) {
     assert_eq!(get(&m, "ftpdlib_commands_total"), 7.0, "{m:?}");
 }
 
+/// The pids of the metrics endpoint's processes so far, from the parent's
+/// `metrics endpoint: process N` lines.
+fn metrics_pids(b: &BinServer) -> Vec<i32> {
+    b.log()
+        .lines()
+        .filter_map(|l| l.split("metrics endpoint: process ").nth(1))
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
+}
+
+/// Under Fork and PreFork the endpoint is a process of its own: killed, it is started
+/// again (logged, after a pause that doubles while it keeps dying) on the same listener,
+/// and the next scrape is answered with the live counters.
+fn metrics_process_is_restarted(ex: Executor) {
+    if !cfg!(feature = "metrics") {
+        return missing("built without the `metrics` feature");
+    }
+    if !tool("curl") {
+        return;
+    }
+    let s = builder().executor(ex).metrics().start();
+    let addr = s.metrics.expect("metrics address");
+    let b = s.bin.as_ref().expect("binary");
+    assert!(b.wait_log("metrics endpoint: process"), "{}", b.log());
+    for (round, pause) in [(1, 1), (2, 2)] {
+        let pids = metrics_pids(b);
+        assert_eq!(pids.len(), round, "{}", b.log());
+        let pid = nix::unistd::Pid::from_raw(pids[round - 1]);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill");
+        assert!(
+            b.wait_log(&format!("restarting it in {pause} s")),
+            "{}",
+            b.log()
+        );
+        // Waits in the listener's backlog until the new process accepts it.
+        let mut c = s.login();
+        c.quit().expect("QUIT");
+        let m = scrape_until(addr, |m| {
+            get(m, "ftpdlib_session_ends_total{reason=\"quit\"}") >= round as f64
+        });
+        assert_eq!(
+            get(&m, "ftpdlib_session_ends_total{reason=\"quit\"}"),
+            round as f64,
+            "{m:?}"
+        );
+        assert!(b.wait_log("metrics endpoint restarted"), "{}", b.log());
+    }
+    assert_eq!(metrics_pids(b).len(), 3, "{}", b.log());
+}
+
+#[test]
+fn fork_metrics_process_is_restarted() {
+    metrics_process_is_restarted(Executor::Fork)
+}
+
+#[test]
+fn prefork_metrics_process_is_restarted() {
+    metrics_process_is_restarted(Executor::PreFork { workers: 2 })
+}
+
 /// Under Fork the parent ends its session processes by signal: SIGUSR1 (close every
 /// session now, `close_all`'s meaning) ends an idle session and one mid-download as
 /// server shutdowns, and SIGTERM (graceful) ends an idle one so too.
