@@ -12,7 +12,38 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<String>>>);
+struct Log(Arc<Mutex<Vec<String>>>, Gate);
+
+/// Holds a blocking call (a slow database) until the test opens it, at most a minute: a
+/// test then knows the call is still blocked, whatever the machine's speed.
+#[derive(Clone, Default)]
+struct Gate(Arc<(Mutex<(bool, bool)>, std::sync::Condvar)>);
+
+impl Gate {
+    /// Blocks until the gate opens (at most a minute).
+    fn wait(&self) {
+        let (state, cv) = &*self.0;
+        let mut g = state.lock().unwrap();
+        g.0 = true;
+        cv.notify_all();
+        let _ = cv
+            .wait_timeout_while(g, Duration::from_secs(60), |(_, open)| !*open)
+            .unwrap();
+    }
+    /// Waits until a call blocks at the gate (at most [`IO_TIMEOUT`]); true if one does.
+    fn entered(&self) -> bool {
+        let (state, cv) = &*self.0;
+        let g = state.lock().unwrap();
+        let (g, _) = cv
+            .wait_timeout_while(g, IO_TIMEOUT, |(entered, _)| !*entered)
+            .unwrap();
+        g.0
+    }
+    fn open(&self) {
+        self.0 .0.lock().unwrap().1 = true;
+        self.0 .1.notify_all();
+    }
+}
 
 impl Log {
     fn push(&self, s: String) {
@@ -24,7 +55,7 @@ impl Log {
     /// Waits until `event` is logged (the session thread logs after replying).
     fn wait_for(&self, event: &str) -> bool {
         let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
+        while t.elapsed() < IO_TIMEOUT {
             if self.events().iter().any(|e| e == event) {
                 return true;
             }
@@ -50,7 +81,7 @@ impl Callbacks for Recorder {
     fn on_login(&mut self, u: &str) {
         if u == "slow" {
             // A callback may block (a database call) without stalling other sessions.
-            std::thread::sleep(Duration::from_secs(2));
+            self.0 .1.wait();
         }
         self.0.push(format!("login {u}"));
     }
@@ -141,20 +172,23 @@ fn blocking_callback_does_not_stall_others(ex: Executor) {
         let mut c = FtpStream::connect(addr).unwrap();
         c.login("slow", "pw").unwrap();
     });
-    std::thread::sleep(Duration::from_millis(200));
-    let t = Instant::now();
+    assert!(log.1.entered(), "the slow callback never ran");
     let mut c = s.login();
     c.noop().unwrap();
+    // Served while the other session's callback is still blocked.
     assert!(
-        t.elapsed() < Duration::from_millis(1500),
-        "a second session waited {:?} behind a blocking callback",
-        t.elapsed()
+        !log.events().iter().any(|e| e == "login slow"),
+        "a second session waited behind a blocking callback: {:?}",
+        log.events()
     );
+    log.1.open();
     slow.join().unwrap();
+    assert!(log.wait_for("login slow"));
 }
 
-/// An authorizer whose lookups block (a slow database) for the user "slow".
-struct SlowAuth(ftpdlib::authorizers::DummyAuthorizer);
+/// An authorizer whose lookups block (a slow database) for the user "slow", until its
+/// gate opens.
+struct SlowAuth(ftpdlib::authorizers::DummyAuthorizer, Gate);
 
 impl ftpdlib::authorizers::Authorizer for SlowAuth {
     fn validate_authentication(
@@ -164,7 +198,7 @@ impl ftpdlib::authorizers::Authorizer for SlowAuth {
         peer: std::net::SocketAddr,
     ) -> Result<(), ftpdlib::AuthenticationFailed> {
         if u == "slow" {
-            std::thread::sleep(Duration::from_secs(2));
+            self.1.wait();
         }
         self.0.validate_authentication(u, p, peer)
     }
@@ -186,37 +220,31 @@ impl ftpdlib::authorizers::Authorizer for SlowAuth {
 }
 
 fn blocking_authorizer_does_not_stall_others(ex: Executor) {
+    let gate = Gate::default();
+    let g = gate.clone();
     let s = builder()
         .executor(ex)
-        .handler(|h| {
+        .handler(move |h| {
             let root = h.authorizer.get_home_dir(USER).unwrap();
             let mut d = ftpdlib::authorizers::DummyAuthorizer::new();
             d.add_user(USER, PASS, &root, "elr").unwrap();
             d.add_user("slow", "pw", &root, "elr").unwrap();
-            h.authorizer = Arc::new(SlowAuth(d));
+            h.authorizer = Arc::new(SlowAuth(d, g));
         })
         .start();
     let addr = s.addr;
-    let started = Instant::now();
     let slow = std::thread::spawn(move || {
         let mut c = FtpStream::connect(addr).unwrap();
         c.login("slow", "pw").unwrap();
-        started.elapsed()
     });
-    std::thread::sleep(Duration::from_millis(200));
-    let t = Instant::now();
+    assert!(gate.entered(), "the slow lookup never ran");
     let mut c = s.login();
     c.noop().unwrap();
-    let fast = t.elapsed();
-    let slow_took = slow.join().unwrap();
-    assert!(
-        slow_took >= Duration::from_secs(2),
-        "the slow lookup really blocked"
-    );
-    assert!(
-        fast < Duration::from_millis(1500),
-        "a second login waited {fast:?}"
-    );
+    // The second login went through while the slow lookup is still blocked (it cannot
+    // end before the gate opens).
+    assert!(!slow.is_finished(), "the slow lookup did not block");
+    gate.open();
+    slow.join().unwrap();
 }
 
 fn custom_site_command(ex: Executor) {

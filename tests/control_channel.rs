@@ -15,8 +15,13 @@ use ftpdlib::servers::Executor;
 
 // ---------------------------------------------------------------- helpers
 
+/// How long a test waits for a timer of a few seconds to act before it fails: far beyond
+/// the timer (a client that is never closed would stay for ever), so a slow machine passes.
+const LIVENESS: Duration = Duration::from_secs(60);
+
 /// Reads everything the server sends until it closes the connection (or `limit` passes,
-/// which fails the test: the server was expected to close).
+/// which fails the test: the server was expected to close). Callers pass [`LIVENESS`]: a
+/// timer that works closes long before it, whatever the machine's load.
 fn read_until_closed(s: &mut TcpStream, limit: Duration) -> Vec<u8> {
     let deadline = Instant::now() + limit;
     s.set_read_timeout(Some(Duration::from_millis(200)))
@@ -94,16 +99,12 @@ fn byte_dribbler_is_closed(ex: Executor) {
         .handler(|h| h.timeout = Some(Duration::from_secs(2)))
         .start();
     let mut c = greeted(s.addr);
-    let got = dribble(&mut c, Duration::from_millis(400), Duration::from_secs(6));
+    let got = dribble(&mut c, Duration::from_millis(400), LIVENESS);
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("421 "), "{text:?}");
     // Logged in, the same holds.
     let mut r = s.raw_login();
-    let got = dribble(
-        &mut r.stream,
-        Duration::from_millis(400),
-        Duration::from_secs(6),
-    );
+    let got = dribble(&mut r.stream, Duration::from_millis(400), LIVENESS);
     assert!(String::from_utf8_lossy(&got).starts_with("421 "));
 }
 
@@ -115,7 +116,7 @@ fn login_timeout_closes_busy_unauthenticated_clients(ex: Executor) {
         .handler(|h| h.login_timeout = Some(Duration::from_secs(2)))
         .start();
     let mut r = s.raw();
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + LIVENESS;
     loop {
         r.send("NOOP");
         let (code, text) = r.reply();
@@ -148,7 +149,7 @@ fn login_timeout_flag(ex: Executor) {
     let bin = BinServer::start(&args);
     // The login timer: a silent client never logged in.
     let mut c = greeted(bin.addr);
-    let got = read_until_closed(&mut c, Duration::from_secs(10));
+    let got = read_until_closed(&mut c, LIVENESS);
     assert!(
         String::from_utf8_lossy(&got).starts_with("421 Login timed out"),
         "{:?}",
@@ -156,7 +157,7 @@ fn login_timeout_flag(ex: Executor) {
     );
     // The idle timer of a dribbler holds in every model too.
     let mut c = greeted(bin.addr);
-    let got = dribble(&mut c, Duration::from_millis(300), Duration::from_secs(6));
+    let got = dribble(&mut c, Duration::from_millis(300), LIVENESS);
     assert!(String::from_utf8_lossy(&got).starts_with("421 "));
     assert!(bin.wait_log("timed out"), "{}", bin.log());
 }
@@ -178,7 +179,7 @@ fn http_post_runs_nothing(ex: Executor) {
         body.len()
     );
     c.write_all(req.as_bytes()).unwrap();
-    let got = read_until_closed(&mut c, Duration::from_secs(10));
+    let got = read_until_closed(&mut c, LIVENESS);
     let text = String::from_utf8_lossy(&got);
     assert_eq!(text, "500 HTTP protocol commands not allowed.\r\n");
     assert!(!s.path("created_by_http_post").exists());
@@ -203,7 +204,7 @@ fn http_requests_are_closed(ex: Executor) {
         let mut c = greeted(s.addr);
         let req = format!("{first}\r\nAccept: */*\r\nUser-Agent: x\r\n\r\nNOOP\r\n");
         c.write_all(req.as_bytes()).unwrap();
-        let got = read_until_closed(&mut c, Duration::from_secs(10));
+        let got = read_until_closed(&mut c, LIVENESS);
         assert_eq!(
             String::from_utf8_lossy(&got),
             "500 HTTP protocol commands not allowed.\r\n",
@@ -359,7 +360,7 @@ fn log_lines_escape_control_characters(ex: Executor) {
     assert_eq!(r.reply().0, 553);
     assert_eq!(r.reply().0, 221);
     assert!(r.is_closed());
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + IO_TIMEOUT;
     while !bin.log().contains("logged out") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }

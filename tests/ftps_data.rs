@@ -364,6 +364,37 @@ fn handshake_before_retr_in_forked_sessions() {
     }
 }
 
+/// `--data-handshake-timeout SECS`: a passive client that never completes its data
+/// handshake gets 425 once that many seconds are over, and the log names them.
+#[test]
+fn data_handshake_timeout_flag() {
+    let c = need!(certs());
+    let args = [
+        "--tls",
+        "--certfile",
+        c.cert.to_str().unwrap(),
+        "--keyfile",
+        c.key.to_str().unwrap(),
+        "--data-handshake-timeout",
+        "2",
+    ];
+    let bin = BinServer::start(&args);
+    std::fs::write(bin.root.join("f.txt"), b"x").unwrap();
+    let mut ctl = protected_at(bin.addr);
+    let mut sock = ctl.data_for("RETR f.txt");
+    // Half a ClientHello, never finished.
+    sock.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    let (code, text) = read_reply(&mut ctl.s);
+    assert_eq!(code, 425, "{text}");
+    assert_eq!(ctl.cmd("NOOP").0, 200);
+    assert!(
+        bin.wait_log("TLS handshake on the data connection timed out after 2 s"),
+        "{}",
+        bin.log()
+    );
+}
+
 /// [`protected`] against a server known only by its address.
 fn protected_at(addr: std::net::SocketAddr) -> TlsCtl {
     let mut r = raw_at(addr);

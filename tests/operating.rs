@@ -374,7 +374,203 @@ fn stats_lines_count_every_process(ex: Executor) {
     );
 }
 
-models!(session_transfer_and_server_stats; bin: metrics_count_real_transfers, metrics_pass_promtool);
+/// A server whose downloads crawl (64 KiB/s), holding a 4 MiB `big`, whose sessions'
+/// stats are recorded.
+fn slow_recorded(ex: Executor) -> (Server, Seen) {
+    let seen = Seen::default();
+    let seen2 = seen.clone();
+    let s = builder()
+        .executor(ex)
+        .handler(move |h| {
+            h.write_limit = 64 * 1024;
+            h.set_callbacks(move || Recorder(seen2.clone()));
+        })
+        .start();
+    s.write("big", &pattern(4 << 20));
+    (s, seen)
+}
+
+/// A logged-in session whose download of `big` is under way (its first bytes read).
+fn downloading(s: &Server) -> (Raw, std::net::TcpStream) {
+    let mut r = s.raw_login();
+    assert_eq!(r.cmd("TYPE I").0, 200);
+    let mut d = r.pasv();
+    assert_eq!(r.cmd("RETR big").0, 125);
+    let mut head = [0u8; 4096];
+    std::io::Read::read_exact(&mut d, &mut head).expect("first bytes");
+    (r, d)
+}
+
+/// `close_all` ends an idle session and one in the middle of a download: both end as
+/// server shutdowns, in their own stats and in the server's.
+fn close_all_counts_as_server_shutdown(ex: Executor) {
+    let (s, seen) = slow_recorded(ex);
+    let mut idle = s.raw_login();
+    let (mut busy, _d) = downloading(&s);
+    s.handle.close_all();
+    assert!(idle.is_closed() && busy.is_closed());
+    let all = seen.sessions(2);
+    assert_eq!(all.len(), 2, "{all:?}");
+    for st in &all {
+        assert_eq!(st.end, SessionEnd::ServerShutdown, "{all:?}");
+    }
+    assert_eq!(all.iter().filter(|st| st.failed_transfers == 1).count(), 1);
+    let totals = s.handle.stats().totals;
+    assert_eq!(totals.ended(SessionEnd::ServerShutdown), 2, "{totals:?}");
+    assert_eq!(totals.ended(SessionEnd::ClientClosed), 0, "{totals:?}");
+}
+
+/// ABOR during a transfer is a command like any other: in the session's count and the
+/// server's (the `ftpdlib_commands_total` metric reads the same counter).
+fn abor_mid_transfer_counts_as_a_command(ex: Executor) {
+    let (s, seen) = slow_recorded(ex);
+    let (mut r, _d) = downloading(&s);
+    r.send("ABOR");
+    assert_eq!(r.reply().0, 426);
+    assert_eq!(r.reply().0, 226);
+    assert_eq!(r.cmd("QUIT").0, 221);
+    let all = seen.sessions(1);
+    // USER, PASS, TYPE, PASV, RETR, ABOR, QUIT.
+    assert_eq!(all[0].commands, 7, "{all:?}");
+    assert_eq!(s.handle.stats().totals.commands, 7);
+}
+
+models!(
+    session_transfer_and_server_stats,
+    close_all_counts_as_server_shutdown,
+    abor_mid_transfer_counts_as_a_command;
+    bin: metrics_count_real_transfers,
+    metrics_pass_promtool,
+    abor_mid_transfer_counts_in_the_metric,
+);
+
+/// Under Fork and PreFork, ABOR mid-transfer reaches `ftpdlib_commands_total` too.
+fn abor_mid_transfer_counts_in_the_metric(ex: Executor) {
+    if !cfg!(feature = "metrics") {
+        return missing("built without the `metrics` feature");
+    }
+    if !tool("curl") {
+        return;
+    }
+    let s = builder()
+        .executor(ex)
+        .config(&["--write-limit", "65536"], |h| h.write_limit = 64 * 1024)
+        .metrics()
+        .start();
+    let addr = s.metrics.expect("metrics address");
+    s.write("big", &pattern(4 << 20));
+    let (mut r, _d) = downloading(&s);
+    r.send("ABOR");
+    assert_eq!(r.reply().0, 426);
+    assert_eq!(r.reply().0, 226);
+    assert_eq!(r.cmd("QUIT").0, 221);
+    let m = scrape_until(addr, |m| {
+        get(m, "ftpdlib_session_ends_total{reason=\"quit\"}") >= 1.0
+    });
+    assert_eq!(get(&m, "ftpdlib_commands_total"), 7.0, "{m:?}");
+}
+
+/// The pids of the metrics endpoint's processes so far, from the parent's
+/// `metrics endpoint: process N` lines.
+fn metrics_pids(b: &BinServer) -> Vec<i32> {
+    b.log()
+        .lines()
+        .filter_map(|l| l.split("metrics endpoint: process ").nth(1))
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
+}
+
+/// Under Fork and PreFork the endpoint is a process of its own: killed, it is started
+/// again (logged, after a pause that doubles while it keeps dying) on the same listener,
+/// and the next scrape is answered with the live counters.
+fn metrics_process_is_restarted(ex: Executor) {
+    if !cfg!(feature = "metrics") {
+        return missing("built without the `metrics` feature");
+    }
+    if !tool("curl") {
+        return;
+    }
+    let s = builder().executor(ex).metrics().start();
+    let addr = s.metrics.expect("metrics address");
+    let b = s.bin.as_ref().expect("binary");
+    assert!(b.wait_log("metrics endpoint: process"), "{}", b.log());
+    for (round, pause) in [(1, 1), (2, 2)] {
+        let pids = metrics_pids(b);
+        assert_eq!(pids.len(), round, "{}", b.log());
+        let pid = nix::unistd::Pid::from_raw(pids[round - 1]);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("kill");
+        assert!(
+            b.wait_log(&format!("restarting it in {pause} s")),
+            "{}",
+            b.log()
+        );
+        // Waits in the listener's backlog until the new process accepts it.
+        let mut c = s.login();
+        c.quit().expect("QUIT");
+        let m = scrape_until(addr, |m| {
+            get(m, "ftpdlib_session_ends_total{reason=\"quit\"}") >= round as f64
+        });
+        assert_eq!(
+            get(&m, "ftpdlib_session_ends_total{reason=\"quit\"}"),
+            round as f64,
+            "{m:?}"
+        );
+        assert!(b.wait_log("metrics endpoint restarted"), "{}", b.log());
+    }
+    assert_eq!(metrics_pids(b).len(), 3, "{}", b.log());
+}
+
+#[test]
+fn fork_metrics_process_is_restarted() {
+    metrics_process_is_restarted(Executor::Fork)
+}
+
+#[test]
+fn prefork_metrics_process_is_restarted() {
+    metrics_process_is_restarted(Executor::PreFork { workers: 2 })
+}
+
+/// Under Fork the parent ends its session processes by signal: SIGUSR1 (close every
+/// session now, `close_all`'s meaning) ends an idle session and one mid-download as
+/// server shutdowns, and SIGTERM (graceful) ends an idle one so too.
+#[test]
+fn fork_shutdown_counts_as_server_shutdown() {
+    for (sig, busy) in [
+        (nix::sys::signal::Signal::SIGUSR1, true),
+        (nix::sys::signal::Signal::SIGTERM, false),
+    ] {
+        let s = builder()
+            .executor(Executor::Fork)
+            .config(&["--write-limit", "65536"], |_| {})
+            .start();
+        s.write("big", &pattern(4 << 20));
+        let mut idle = s.raw_login();
+        let mut transfer = busy.then(|| downloading(&s));
+        let b = s.bin.as_ref().expect("binary");
+        b.signal(sig);
+        // Signals end sessions with a 421 (close_all in-process ends them silently).
+        assert_eq!(idle.reply().0, 421);
+        assert!(idle.is_closed());
+        if let Some((r, _)) = &mut transfer {
+            assert_eq!(r.reply().0, 421);
+            assert!(r.is_closed());
+        }
+        let want = 1 + usize::from(busy);
+        let deadline = std::time::Instant::now() + IO_TIMEOUT;
+        while b.log().matches("(disconnect): server_shutdown,").count() < want
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let log = b.log();
+        assert_eq!(
+            log.matches("(disconnect): server_shutdown,").count(),
+            want,
+            "{sig:?}: {log}"
+        );
+        assert!(!log.contains("(disconnect): client_closed"), "{log}");
+    }
+}
 
 #[test]
 fn fork_stats_lines_count_every_process() {

@@ -90,11 +90,12 @@ fn shutdown_lets_transfer_finish(ex: Executor) {
     assert!(code == 150 || code == 125, "{text}");
     let handle = s.handle.clone();
     let started = Instant::now();
-    let stopper = std::thread::spawn(move || handle.shutdown(Duration::from_secs(30)));
+    let stopper = std::thread::spawn(move || handle.shutdown(Duration::from_secs(120)));
     let (code, text) = idle.reply();
     assert_eq!(code, 421, "idle session: {text}");
+    // At once, not when the grace period ends (a liveness limit far below it).
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        started.elapsed() < Duration::from_secs(60),
         "idle close was not prompt"
     );
     assert_eq!(read_all(data), big, "the transfer finished whole");

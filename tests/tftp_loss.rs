@@ -28,9 +28,11 @@ const SETTINGS: [(usize, u16); 9] = [
     (65464, 16),
 ];
 
-/// The longest any one case may take (a loaded 2-core machine included); a transfer that
-/// loses a block needs one round trip or one adaptive timeout per loss, far less.
-const BUDGET: Duration = Duration::from_secs(8);
+/// The longest any one case may take: a liveness limit, not a speed test (a loaded 2-core
+/// machine must not fail it). A transfer that loses a block needs one round trip or one
+/// adaptive timeout per loss, far less; one that stalls (a loss never recovered, a session
+/// waiting for a client that is gone) runs into it. `loss_table` prints the real times.
+const BUDGET: Duration = Duration::from_secs(60);
 
 fn options(bs: usize, w: u16) -> Vec<(String, String)> {
     let mut o = Vec::new();

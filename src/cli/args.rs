@@ -105,6 +105,9 @@ pub struct Options {
     pub implicit_tls: bool,
     /// `--disable-tls-reuse-check`: data connections need not resume the control session.
     pub disable_tls_reuse_check: bool,
+    /// `--data-handshake-timeout` seconds for a data connection's TLS handshake (at least 1).
+    /// Default: 10, as `TlsConfig::data_handshake_timeout`.
+    pub data_handshake_timeout: u64,
     /// `--atomic-uploads`: upload to a hidden temporary file, renamed over the name when
     /// complete.
     pub atomic_uploads: bool,
@@ -176,6 +179,7 @@ impl Default for Options {
             tls_data_required: false,
             implicit_tls: false,
             disable_tls_reuse_check: false,
+            data_handshake_timeout: 10,
             atomic_uploads: false,
             ban_failures: 5,
             ban_find_time: 600,
@@ -415,6 +419,11 @@ fn tls_options(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
     o.tls_control_required = m.opt_present("tls-control-required");
     o.tls_data_required = m.opt_present("tls-data-required");
     o.disable_tls_reuse_check = m.opt_present("disable-tls-reuse-check");
+    o.data_handshake_timeout = num(m, "data-handshake-timeout", o.data_handshake_timeout)?;
+    if o.data_handshake_timeout == 0 {
+        // Zero would time every data handshake out before it starts.
+        return Err("argument --data-handshake-timeout: must be at least 1".into());
+    }
     if o.tls && o.certfile.is_none() {
         return Err("--tls requires --certfile".into());
     }
@@ -423,7 +432,8 @@ fn tls_options(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
             || o.keyfile.is_some()
             || o.tls_control_required
             || o.tls_data_required
-            || o.disable_tls_reuse_check)
+            || o.disable_tls_reuse_check
+            || m.opt_present("data-handshake-timeout"))
     {
         return Err("--certfile, --keyfile and --tls-* options require --tls".into());
     }

@@ -197,6 +197,13 @@ const TLS: &[Flag] = &[
         "accept PROT P data connections that do not resume the control TLS session",
         "",
     ),
+    flag(
+        "",
+        "data-handshake-timeout",
+        "SECS",
+        "time a client has to complete the TLS handshake of a data connection (425 after)",
+        "10",
+    ),
 ];
 
 /// How the server runs: concurrency model, service managers, identity, shutdown.

@@ -122,6 +122,7 @@ fn tls(o: &Options, h: &mut FtpHandler) -> Result<(), Error> {
         t.tls_control_required = o.tls_control_required;
         t.tls_data_required = o.tls_data_required;
         t.require_session_reuse = !o.disable_tls_reuse_check;
+        t.data_handshake_timeout = Duration::from_secs(o.data_handshake_timeout);
         h.tls = Some(t);
     }
     Ok(())
@@ -621,6 +622,20 @@ mod tests {
             "--certfile without --tls"
         );
         assert!(parse(&["--tls-data-required"]).is_err());
+        assert_eq!(o.data_handshake_timeout, 10);
+        let o = run(&[
+            "--tls",
+            "--certfile",
+            "c.pem",
+            "--data-handshake-timeout",
+            "3",
+        ]);
+        assert_eq!(o.data_handshake_timeout, 3);
+        assert!(
+            parse(&["--data-handshake-timeout", "3"]).is_err(),
+            "needs --tls"
+        );
+        assert!(parse(&["--tls", "--certfile", "c", "--data-handshake-timeout", "0"]).is_err());
     }
 
     /// A build without FTPS refuses `--tls` rather than serve plaintext.

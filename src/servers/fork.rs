@@ -79,6 +79,8 @@ impl Dispatch for Forker {
 
     fn tick(&self) {
         self.reap();
+        // Between connections, with no other thread: the endpoint may be forked again.
+        self.shared.keep_metrics();
     }
 
     fn tick_every(&self) -> Option<Duration> {
@@ -95,6 +97,9 @@ impl Forker {
                 Ok(WaitStatus::StillAlive) => break,
                 Ok(status) => {
                     if let Some(pid) = status.pid() {
+                        if self.shared.metrics_reaped(pid, &status) {
+                            continue;
+                        }
                         if let WaitStatus::Signaled(_, sig, _) = status {
                             log::debug!("session process {pid} ended by {sig}");
                         }

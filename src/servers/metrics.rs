@@ -8,12 +8,19 @@
 //! Fork and PreFork models fork, which a process may do only while it runs a single thread,
 //! so there the endpoint is a process of its own, forked first; it reads the same shared
 //! memory as the server (counters, admission table, gauges), dies with its parent
-//! (`PR_SET_PDEATHSIG`) and is ended when the server stops.
+//! (`PR_SET_PDEATHSIG`) and is ended when the server stops. The parent keeps it running
+//! ([`Keeper`]): one that dies is started again on the same listener (connections that
+//! arrive meanwhile wait in its backlog), after a pause that doubles while it keeps dying
+//! soon after starting, so a crash loop costs a fork a minute at most.
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
+use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
 
 use super::stats::ServerStats;
 use super::Shared;
@@ -332,6 +339,109 @@ pub(crate) fn fork_process(
                 Err(e) => log::error!("metrics endpoint: {e}"),
             }
             std::process::exit(0)
+        }
+    }
+}
+
+/// The pause before the first restart of a dead endpoint process.
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+/// The longest pause: a process that keeps dying is forked once a minute at most.
+const LONGEST_PAUSE: Duration = Duration::from_secs(60);
+/// A process that ran this long was healthy: after its death the pauses start over.
+const HEALTHY: Duration = Duration::from_secs(60);
+
+/// The endpoint's process under Fork and PreFork, kept running by the parent (the accept
+/// loop of Fork, the supervisor of PreFork), which reports each child it reaps
+/// ([`reaped`](Self::reaped)) and lets the keeper restart a dead endpoint when its pause
+/// is over ([`tick`](Self::tick)), both while it runs a single thread.
+pub(crate) struct Keeper {
+    listener: TcpListener,
+    /// The parent's descriptors the endpoint's process closes.
+    close: Vec<RawFd>,
+    pid: Option<Pid>,
+    started: Instant,
+    /// When a dead endpoint is started again.
+    restart_at: Option<Instant>,
+    pause: Duration,
+}
+
+impl Keeper {
+    /// Forks the endpoint's process, serving on `listener`.
+    pub(crate) fn start(
+        listener: TcpListener,
+        shared: &Arc<Shared>,
+        close: Vec<RawFd>,
+    ) -> std::io::Result<Keeper> {
+        let mut k = Keeper {
+            listener,
+            close,
+            pid: None,
+            started: Instant::now(),
+            restart_at: None,
+            pause: FIRST_PAUSE,
+        };
+        k.spawn(shared)?;
+        Ok(k)
+    }
+
+    fn spawn(&mut self, shared: &Arc<Shared>) -> std::io::Result<()> {
+        let pid = fork_process(self.listener.try_clone()?, shared, &self.close)?;
+        log::info!("metrics endpoint: process {pid}");
+        self.pid = Some(pid);
+        self.started = Instant::now();
+        self.restart_at = None;
+        Ok(())
+    }
+
+    /// Schedules the next start after the current pause, and doubles the pause.
+    fn schedule(&mut self) -> Duration {
+        let pause = self.pause;
+        self.restart_at = Some(Instant::now() + pause);
+        self.pause = (pause * 2).min(LONGEST_PAUSE);
+        pause
+    }
+
+    /// Whether `pid`, reaped with `status`, was the endpoint's process; if so, its restart
+    /// is scheduled.
+    pub(crate) fn reaped(&mut self, pid: Pid, status: &WaitStatus) -> bool {
+        if self.pid != Some(pid) {
+            return false;
+        }
+        self.pid = None;
+        if self.started.elapsed() >= HEALTHY {
+            self.pause = FIRST_PAUSE;
+        }
+        let pause = self.schedule();
+        log::warn!(
+            "metrics endpoint process {pid} ended ({status:?}); restarting it in {} s",
+            pause.as_secs()
+        );
+        true
+    }
+
+    /// Starts a dead endpoint again once its pause is over (forks: call only while this
+    /// process runs a single thread).
+    pub(crate) fn tick(&mut self, shared: &Arc<Shared>) {
+        if self.restart_at.is_none_or(|at| Instant::now() < at) {
+            return;
+        }
+        match self.spawn(shared) {
+            Ok(()) => log::info!("metrics endpoint restarted"),
+            Err(e) => {
+                let pause = self.schedule();
+                log::error!(
+                    "cannot restart the metrics endpoint: {e}; trying again in {} s",
+                    pause.as_secs()
+                );
+            }
+        }
+    }
+
+    /// Ends the endpoint's process (killed and reaped).
+    pub(crate) fn stop(self) {
+        if let Some(pid) = self.pid {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
         }
     }
 }

@@ -564,7 +564,7 @@ impl FtpServer {
             _ => self.serve_threads(),
         };
         #[cfg(feature = "metrics")]
-        metrics.stop();
+        metrics.stop(&self.shared);
         log::info!("{}", table.summary());
         self.shared.stopped.store(true, Ordering::SeqCst);
         r
@@ -620,8 +620,13 @@ impl FtpServer {
         match self.executor {
             Executor::Fork | Executor::PreFork { .. } => {
                 let close = fork::parent_fds(self, true);
-                let pid = metrics::fork_process(listener, &self.shared, &close)?;
-                Ok(MetricsRunning::Process(pid))
+                let keeper = metrics::Keeper::start(listener, &self.shared, close)?;
+                *self
+                    .shared
+                    .metrics
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(keeper);
+                Ok(MetricsRunning::Process)
             }
             _ => Ok(MetricsRunning::Thread(metrics::Endpoint::start(
                 listener,
@@ -739,18 +744,16 @@ impl FtpServer {
 enum MetricsRunning {
     None,
     Thread(metrics::Endpoint),
-    Process(nix::unistd::Pid),
+    /// A process of its own, kept by `Shared::metrics` (restarted when it dies).
+    Process,
 }
 
 #[cfg(feature = "metrics")]
 impl MetricsRunning {
     /// Ends the endpoint (its process is killed and reaped).
-    fn stop(self) {
+    fn stop(self, shared: &Shared) {
         match self {
-            MetricsRunning::Process(pid) => {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                let _ = nix::sys::wait::waitpid(pid, None);
-            }
+            MetricsRunning::Process => shared.stop_metrics(),
             MetricsRunning::Thread(endpoint) => drop(endpoint),
             MetricsRunning::None => {}
         }

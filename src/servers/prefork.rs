@@ -79,6 +79,7 @@ fn supervise(
             }
         }
         set_processes(server, pids);
+        shared.keep_metrics();
         if shared.shutdown.load(Ordering::SeqCst) {
             return Ok(Stop::Closed);
         }
@@ -143,6 +144,9 @@ fn reap(
             Ok(WaitStatus::StillAlive) => break,
             Ok(status) => {
                 if let Some(pid) = status.pid() {
+                    if server.shared.metrics_reaped(pid, &status) {
+                        continue;
+                    }
                     if let Some(slot) = pids.remove(&pid) {
                         let n = table.release_owned_by(pid.as_raw() as u32);
                         if n > 0 {

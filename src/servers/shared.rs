@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::WaitStatus;
 
 use super::admission::{Admission, Admitted};
 use super::stats::{Gauges, Reporter, ServerStats};
@@ -64,6 +65,9 @@ pub(crate) struct Shared {
     pub(crate) reporter: OnceLock<Reporter>,
     /// What SIGHUP does in this process: reload the TLS certificate, reopen log files.
     pub(crate) reload: OnceLock<ReloadFn>,
+    /// The metrics endpoint's process (Fork, PreFork), kept running by this process.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: Mutex<Option<super::metrics::Keeper>>,
 }
 
 /// What a server does on SIGHUP (see [`FtpServer::on_reload`](super::FtpServer::on_reload)).
@@ -93,6 +97,8 @@ impl Shared {
             started: OnceLock::new(),
             reporter: OnceLock::new(),
             reload: OnceLock::new(),
+            #[cfg(feature = "metrics")]
+            metrics: Mutex::new(None),
         }))
     }
 
@@ -139,6 +145,49 @@ impl Shared {
         let r = self.reporter.get()?;
         r.tick(|| self.server_stats());
         Some(r.due_in())
+    }
+
+    /// A child process was reaped: true if it was the metrics endpoint's (then started
+    /// again by [`keep_metrics`](Self::keep_metrics) after a pause).
+    pub(crate) fn metrics_reaped(&self, pid: nix::unistd::Pid, status: &WaitStatus) -> bool {
+        #[cfg(feature = "metrics")]
+        if let Some(k) = self
+            .metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            return k.reaped(pid, status);
+        }
+        let _ = (pid, status);
+        false
+    }
+
+    /// Restarts the metrics endpoint's process if it died and its pause is over. Forks:
+    /// call only while this process runs a single thread.
+    pub(crate) fn keep_metrics(self: &Arc<Self>) {
+        #[cfg(feature = "metrics")]
+        if let Some(k) = self
+            .metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            k.tick(self);
+        }
+    }
+
+    /// Ends the metrics endpoint's process, if this process keeps one.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn stop_metrics(&self) {
+        if let Some(k) = self
+            .metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            k.stop();
+        }
     }
 
     /// Runs the SIGHUP action of this process.

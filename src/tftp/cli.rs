@@ -66,6 +66,8 @@ pub struct Args {
     pub verbose: bool,
     /// `-V`/`--version`: print the version and exit.
     pub version: bool,
+    /// `--metrics ADDR:PORT`: serve Prometheus metrics there (default: off).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// The flags: (short, long, value placeholder or "" for a switch, help).
@@ -165,6 +167,12 @@ const FLAGS: &[(&str, &str, &str, &str)] = &[
         "user",
         "NAME",
         "run as this user once port 69 is bound (as tftp-hpa -u)",
+    ),
+    (
+        "",
+        "metrics",
+        "ADDR:PORT",
+        "serve Prometheus metrics at http://ADDR:PORT/metrics (default off)",
     ),
     ("v", "verbose", "", "debug logging"),
     ("V", "version", "", "print the version and exit"),
@@ -266,6 +274,12 @@ where
         user: m.opt_str("user"),
         verbose: m.opt_present("verbose"),
         version: false,
+        metrics: match m.opt_str("metrics") {
+            None => None,
+            Some(v) => Some(v.parse().map_err(|_| {
+                format!("--metrics: expected ADDR:PORT (e.g. 127.0.0.1:9169), not {v:?}")
+            })?),
+        },
     }))
 }
 
@@ -295,6 +309,7 @@ impl Args {
             user: None,
             verbose: false,
             version: false,
+            metrics: None,
         }
     }
 }
@@ -349,8 +364,14 @@ pub fn build(args: &Args) -> TftpServer {
         Some(e) => debug!("{}, error: {e}", describe_session(s)),
         None => info!("{}", describe_session(s)),
     }));
-    let server_stats_callback: ServerStatsCallback = Arc::new(|stats: &ServerStats| {
-        let c = stats.get_and_reset_all_counters();
+    // Each line counts one interval: the difference from the last reading. The counters
+    // themselves are never reset, so the metrics endpoint serves them as totals.
+    let last = std::sync::Mutex::new(Counters::default());
+    let server_stats_callback: ServerStatsCallback = Arc::new(move |stats: &ServerStats| {
+        let now = stats.get_all_counters();
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        let c = now.since(&last);
+        *last = now;
         if c == Counters::default() {
             debug!("server stats: no activity");
         } else {
@@ -414,6 +435,23 @@ fn inetd_socket() -> io::Result<UdpSocket> {
     Ok(UdpSocket::from(fd))
 }
 
+/// Binds the `--metrics` listener (its own port, never the TFTP one) and logs where.
+#[cfg(feature = "metrics")]
+fn metrics_listener(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, ExitCode> {
+    match std::net::TcpListener::bind(addr) {
+        Ok(l) => {
+            if let Ok(a) = l.local_addr() {
+                info!(">>> metrics on http://{a}/metrics <<<");
+            }
+            Ok(l)
+        }
+        Err(e) => {
+            error!("--metrics {addr}: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
 /// The `tftpd` program.
 pub fn main() -> ExitCode {
     let args = match parse_args(std::env::args_os().skip(1)) {
@@ -436,7 +474,20 @@ pub fn main() -> ExitCode {
         error!("--root {} is not a directory", args.root.display());
         return ExitCode::from(2);
     }
-    let server = build(&args);
+    #[allow(unused_mut)]
+    let mut server = build(&args);
+    if let Some(addr) = args.metrics {
+        #[cfg(feature = "metrics")]
+        match metrics_listener(addr) {
+            Ok(l) => server.metrics = Some(l),
+            Err(code) => return code,
+        }
+        #[cfg(not(feature = "metrics"))]
+        {
+            error!("--metrics {addr}: this tftpd was built without the `metrics` feature");
+            return ExitCode::from(2);
+        }
+    }
     let bound = if args.inetd_wait {
         inetd_socket().and_then(|s| server.from_socket(s))
     } else {

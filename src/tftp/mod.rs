@@ -166,6 +166,8 @@
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod options;
 pub mod packet;
 mod ratelimit;

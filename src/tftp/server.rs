@@ -84,6 +84,10 @@ pub struct TftpServer {
     /// Stop serving after this long without requests or sessions (inetd "wait" mode).
     /// Default: `None` (serve forever).
     pub idle_timeout: Option<Duration>,
+    /// Serve the server's counters as Prometheus text at `GET /metrics` on this listener
+    /// (see [`metrics`](super::metrics)). Default: none.
+    #[cfg(feature = "metrics")]
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 impl TftpServer {
@@ -107,6 +111,8 @@ impl TftpServer {
             upload_dir: None,
             max_upload: 64 * 1024 * 1024,
             idle_timeout: None,
+            #[cfg(feature = "metrics")]
+            metrics: None,
         }
     }
 
@@ -227,6 +233,8 @@ impl BoundTftpServer {
         if self.shared.cfg.executor == Executor::Fork {
             crate::process::ensure_single_thread("TFTP fork")?;
         }
+        #[cfg(feature = "metrics")]
+        let _metrics = self.start_metrics()?;
         match self.accept_loop()? {
             None => Ok(()),
             Some(job) => {
@@ -250,6 +258,22 @@ impl BoundTftpServer {
                 std::process::exit(if ok { 0 } else { 1 });
             }
         }
+    }
+
+    /// Starts the metrics endpoint, if asked for: a thread, or in Fork mode a process
+    /// forked now, before any session (dropping it stops it).
+    #[cfg(feature = "metrics")]
+    fn start_metrics(&self) -> io::Result<Option<super::metrics::Endpoint>> {
+        use std::os::fd::AsRawFd;
+        let Some(l) = &self.shared.cfg.metrics else {
+            return Ok(None);
+        };
+        let l = l.try_clone()?;
+        let stats = self.shared.stats.clone();
+        Ok(Some(match self.shared.cfg.executor {
+            Executor::Thread => super::metrics::Endpoint::thread(l, stats)?,
+            Executor::Fork => super::metrics::Endpoint::process(l, &stats, self.sock.as_raw_fd())?,
+        }))
     }
 
     fn peers(&self) -> MutexGuard<'_, HashSet<SocketAddr>> {
@@ -517,9 +541,11 @@ impl BoundTftpServer {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&self.2);
                 self.0.fetch_sub(1, Ordering::SeqCst);
+                self.1.stats.sessions_active.fetch_sub(1, Ordering::Relaxed);
             }
         }
         active.fetch_add(1, Ordering::SeqCst);
+        ServerStats::add(&self.shared.stats.sessions_active, 1);
         self.peers().insert(peer);
         let guard = Guard(active.clone(), self.shared.clone(), peer);
         let shared = self.shared.clone();
@@ -569,6 +595,7 @@ impl BoundTftpServer {
                 drop(sockets);
                 debug!("{peer} session in child {child}");
                 children.insert(child, peer);
+                set_active(&self.shared.stats, children);
                 None
             }
             Err(e) => {
@@ -629,12 +656,22 @@ fn reap(stats: &ServerStats, children: &mut HashMap<nix::unistd::Pid, SocketAddr
             Ok(WaitStatus::Exited(pid, _)) => {
                 children.remove(&pid);
             }
+            // Only a session's child counts (not the metrics endpoint's process).
             Ok(WaitStatus::Signaled(pid, ..)) => {
-                stats.session_result(false);
-                children.remove(&pid);
+                if children.remove(&pid).is_some() {
+                    stats.session_result(false);
+                }
             }
             Ok(WaitStatus::StillAlive) | Err(_) => break,
             Ok(_) => {}
         }
     }
+    set_active(stats, children);
+}
+
+/// The active-sessions gauge in Fork mode: the children running.
+fn set_active(stats: &ServerStats, children: &HashMap<nix::unistd::Pid, SocketAddr>) {
+    stats
+        .sessions_active
+        .store(children.len() as u64, Ordering::Relaxed);
 }

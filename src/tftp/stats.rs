@@ -40,6 +40,44 @@ pub struct Counters {
     pub errors_by_code: [u64; ERROR_CODES],
 }
 
+impl Counters {
+    /// What was counted since `earlier`, a previous reading of the same counters.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let mut errors = [0u64; ERROR_CODES];
+        for ((out, now), then) in errors
+            .iter_mut()
+            .zip(&self.errors_by_code)
+            .zip(&earlier.errors_by_code)
+        {
+            *out = now.saturating_sub(*then);
+        }
+        Counters {
+            sessions_started: self
+                .sessions_started
+                .saturating_sub(earlier.sessions_started),
+            sessions_finished: self
+                .sessions_finished
+                .saturating_sub(earlier.sessions_finished),
+            sessions_failed: self.sessions_failed.saturating_sub(earlier.sessions_failed),
+            requests_rate_limited: self
+                .requests_rate_limited
+                .saturating_sub(earlier.requests_rate_limited),
+            requests_over_capacity: self
+                .requests_over_capacity
+                .saturating_sub(earlier.requests_over_capacity),
+            bad_packets: self.bad_packets.saturating_sub(earlier.bad_packets),
+            bytes_sent: self.bytes_sent.saturating_sub(earlier.bytes_sent),
+            bytes_received: self.bytes_received.saturating_sub(earlier.bytes_received),
+            packets_sent: self.packets_sent.saturating_sub(earlier.packets_sent),
+            packets_received: self
+                .packets_received
+                .saturating_sub(earlier.packets_received),
+            retransmits: self.retransmits.saturating_sub(earlier.retransmits),
+            errors_by_code: errors,
+        }
+    }
+}
+
 /// Live server counters, shared by the acceptor and the sessions (fbtftp `ServerStats`).
 ///
 /// They sit in an anonymous shared mapping made with the server, before any fork (see
@@ -68,6 +106,8 @@ pub struct Live {
     pub(crate) packets_received: AtomicU64,
     pub(crate) retransmits: AtomicU64,
     pub(crate) errors_by_code: [AtomicU64; ERROR_CODES],
+    /// Sessions running now (a gauge, never reset): the acceptor's threads or children.
+    pub(crate) sessions_active: AtomicU64,
 }
 
 // SAFETY: `repr(C)`, only atomic integers and an array of them (alignment 8), valid when
@@ -134,6 +174,11 @@ impl ServerStats {
             retransmits: take(&self.retransmits, reset),
             errors_by_code: errors,
         }
+    }
+
+    /// Sessions running now, on threads or in forked children.
+    pub fn active_sessions(&self) -> u64 {
+        self.sessions_active.load(Ordering::Relaxed)
     }
 
     /// The counters as they are now.

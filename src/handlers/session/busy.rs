@@ -83,6 +83,9 @@ impl Session {
         };
         match row {
             Some(c) if urgent => {
+                // Counted as `dispatch` counts every other line (SessionStats, metrics).
+                self.stats.commands += 1;
+                self.ctx.stats.command();
                 log::debug!("{} <- {}", self.ctrl.prefix, c.name);
                 let req = Request {
                     verb: c.name.clone(),
