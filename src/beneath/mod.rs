@@ -94,7 +94,9 @@ fn open_dir(path: &Path) -> io::Result<OwnedFd> {
 /// session of a root closes it.
 #[derive(Debug, Default)]
 pub struct RootCache {
-    open: Mutex<HashMap<PathBuf, CachedRoot>>,
+    /// Keyed by the path's bytes: a `PathBuf` hashes and compares component by component,
+    /// and this runs at every login, the deepest call of a session thread's stack.
+    open: Mutex<HashMap<OsString, CachedRoot>>,
 }
 
 #[derive(Debug)]
@@ -152,7 +154,7 @@ impl RootDir {
         let Ok(mut open) = cache.open.lock() else {
             return Ok(RootDir::from_fd(path, fd));
         };
-        if let Some(e) = open.get(path) {
+        if let Some(e) = open.get(path.as_os_str()) {
             if let (true, Some(fd)) = (e.id == id, e.fd.upgrade()) {
                 return Ok(RootDir {
                     fd,
@@ -167,7 +169,7 @@ impl RootDir {
             open.retain(|_, e| e.fd.strong_count() > 0);
         }
         open.insert(
-            path.to_path_buf(),
+            path.as_os_str().to_os_string(),
             CachedRoot {
                 id,
                 fd: Arc::downgrade(&root.fd),

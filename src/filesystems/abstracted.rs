@@ -24,7 +24,7 @@ impl AbstractedFs {
     /// # Errors
     /// `root` cannot be resolved.
     pub fn new(root: &Path, fs: Box<dyn Filesystem>) -> io::Result<Self> {
-        let root = path::realpath(&std::path::absolute(root)?)
+        let root = path::realpath(&path::absolute(root)?)
             .ok_or_else(|| io::Error::other("symlink loop in root"))?;
         Ok(AbstractedFs {
             root,

@@ -6,7 +6,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// Symlinks followed while resolving one path before giving up (Linux's MAXSYMLINKS).
 const MAX_LINKS: usize = 40;
@@ -66,12 +66,41 @@ pub fn fs2ftp(root: &Path, path: &Path) -> Vec<u8> {
     }
 }
 
-/// readlink(2) of `path`, its name copied to the heap (std's `read_link` copies it into a
-/// buffer on the stack, the deepest frame of a login).
+/// readlink(2) of `path`, its name and the target both on the heap: this is the deepest
+/// call of a login, and an idle session's thread keeps resident every stack page its
+/// deepest call touched (std's `read_link` copies the name into a stack buffer; nix's
+/// keeps a stat buffer in its frame for long targets). A target of `PATH_MAX` bytes or
+/// more is refused (`ENAMETOOLONG`), as an unreadable link.
+#[allow(unsafe_code)]
 fn read_link(path: &Path) -> std::io::Result<PathBuf> {
+    use nix::libc;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from_raw_os_error(nix::libc::EINVAL))?;
-    Ok(PathBuf::from(nix::fcntl::readlink(c.as_c_str())?))
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut buf: Vec<u8> = Vec::with_capacity(libc::PATH_MAX as usize);
+    // SAFETY: `c` is a NUL-terminated string alive for the call, and `buf` has room for
+    // `buf.capacity()` bytes, the most readlink(2) writes.
+    let n = unsafe { libc::readlink(c.as_ptr(), buf.as_mut_ptr().cast(), buf.capacity()) };
+    let n = usize::try_from(n).map_err(|_| std::io::Error::last_os_error())?;
+    if n >= buf.capacity() {
+        return Err(std::io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    // SAFETY: readlink(2) initialized the first `n` bytes (n < capacity).
+    unsafe { buf.set_len(n) };
+    Ok(PathBuf::from(OsString::from_vec(buf)))
+}
+
+/// `path` made absolute against the working directory: `std::path::absolute` without its
+/// walk over the components (the deepest frames of a login; [`realpath`] normalizes what
+/// follows anyway).
+///
+/// # Errors
+/// The working directory is needed and cannot be read.
+pub fn absolute(path: &Path) -> std::io::Result<PathBuf> {
+    if path.as_os_str().as_bytes().first() == Some(&b'/') {
+        Ok(path.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()?.join(path))
+    }
 }
 
 /// Resolves every symlink in an absolute path, like Python's `os.path.realpath` (components
@@ -87,7 +116,7 @@ pub fn realpath(path: &Path) -> Option<PathBuf> {
     let mut links = 0;
     while let Some(c) = todo.pop() {
         if c == ".." {
-            out.pop();
+            pop_last(&mut out);
             continue;
         }
         out.push(&c);
@@ -120,7 +149,7 @@ pub fn realpath(path: &Path) -> Option<PathBuf> {
             if links > MAX_LINKS {
                 return None;
             }
-            out.pop();
+            pop_last(&mut out);
             if target.is_absolute() {
                 out = PathBuf::from("/");
             }
@@ -133,15 +162,29 @@ pub fn realpath(path: &Path) -> Option<PathBuf> {
 /// Pushes the normal and `..` components of `p` onto `todo` in reverse (so `pop` yields them
 /// in order).
 fn push_components(p: &Path, todo: &mut Vec<OsString>) {
-    let comps: Vec<OsString> = p
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(s) => Some(s.to_os_string()),
-            Component::ParentDir => Some(OsString::from("..")),
-            _ => None,
-        })
-        .collect();
-    todo.extend(comps.into_iter().rev());
+    // Split on bytes, not with `Path::components`: its iterator is the deepest frame of a
+    // login (see `read_link`). "." and empty components are dropped, ".." kept, as
+    // `components` does.
+    let start = todo.len();
+    for c in p.as_os_str().as_bytes().split(|&b| b == b'/') {
+        if !c.is_empty() && c != b"." {
+            todo.push(OsString::from_vec(c.to_vec()));
+        }
+    }
+    todo[start..].reverse();
+}
+
+/// `PathBuf::pop` for the absolute, clean paths `realpath` builds, on bytes (the parent of
+/// `/` is `/`).
+fn pop_last(p: &mut PathBuf) {
+    let cut = match p.as_os_str().as_bytes().iter().rposition(|&b| b == b'/') {
+        Some(0) => 1,
+        Some(i) => i,
+        None => return,
+    };
+    let mut v = std::mem::take(p).into_os_string().into_vec();
+    v.truncate(cut);
+    *p = PathBuf::from(OsString::from_vec(v));
 }
 
 /// The last component of a virtual path, as bytes (`/a/b` → `b`, `/` → `/`).

@@ -432,6 +432,18 @@ pub(crate) fn serve_guarded_with(
 ) {
     let ctx = guard.context(process);
     let r = catch_unwind(AssertUnwindSafe(|| session(stream, handler, ctx)));
+    if !matches!(r, Ok(Ok(()))) {
+        report_end(r);
+    }
+    drop(guard);
+}
+
+/// Logs a session that ended with an error or a panic. Not inlined: this frame stays off
+/// the stack under every session (an idle session's thread keeps resident every stack page
+/// its deepest call touched).
+#[cold]
+#[inline(never)]
+fn report_end(r: std::thread::Result<io::Result<()>>) {
     match r {
         Ok(Ok(())) => {}
         Ok(Err(e)) => log::debug!("session ended: {e}"),
@@ -446,7 +458,6 @@ pub(crate) fn serve_guarded_with(
             log::error!("session panicked: {what}");
         }
     }
-    drop(guard);
 }
 
 #[cfg(test)]

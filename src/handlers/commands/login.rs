@@ -57,30 +57,48 @@ pub(super) fn pass(s: &mut Session, req: &Request) -> io::Result<()> {
             if user == "anonymous" {
                 s.account.anonymous_id = Some(password);
             }
-            s.ctrl.set_user(Some(&shown));
-            s.reply_lines(230, &msg)?;
-            s.ctx.stats.login_ok(began.elapsed());
-            s.stats.user = Some(user.clone());
-            log::info!("{} USER '{shown}' logged in.", s.ctrl.prefix);
-            s.cb.on_login(&user);
-            Ok(())
+            welcome(s, user, &shown, &msg, began)
         }
-        Err(e) if e.is_temporary() => {
-            // The authorizer could not decide (its database is down): not a wrong password,
-            // so no delay, no attempt counted (nor towards a ban), no on_login_failed; 421
-            // closes the session (RFC 959 §4.2) and the client may retry later.
-            log::info!("{} USER '{shown}' login deferred: {}", s.ctrl.prefix, e.0);
-            s.account.username.clear();
-            s.ctrl.closing = true;
-            s.ctrl.reply(421, &e.0)
-        }
+        Err(e) if e.is_temporary() => deferred(s, &shown, &e.0),
         Err(e) => failed(s, &user, &shown, &password, e.0),
     }
+}
+
+/// A login accepted: 230, counted, logged, `on_login`. This and the other outcomes are
+/// not inlined into `pass`, whose frame then stays small under the authorizer's call: an
+/// idle logged-in session's thread keeps resident every stack page its login touched.
+#[inline(never)]
+fn welcome(
+    s: &mut Session,
+    user: String,
+    shown: &str,
+    msg: &str,
+    began: std::time::Instant,
+) -> io::Result<()> {
+    s.ctrl.set_user(Some(shown));
+    s.reply_lines(230, msg)?;
+    s.ctx.stats.login_ok(began.elapsed());
+    log::info!("{} USER '{shown}' logged in.", s.ctrl.prefix);
+    s.cb.on_login(&user);
+    s.stats.user = Some(user);
+    Ok(())
+}
+
+/// The authorizer could not decide (its database is down): not a wrong password, so no
+/// delay, no attempt counted (nor towards a ban), no on_login_failed; 421 closes the
+/// session (RFC 959 §4.2) and the client may retry later.
+#[inline(never)]
+fn deferred(s: &mut Session, shown: &str, why: &str) -> io::Result<()> {
+    log::info!("{} USER '{shown}' login deferred: {why}", s.ctrl.prefix);
+    s.account.username.clear();
+    s.ctrl.closing = true;
+    s.ctrl.reply(421, why)
 }
 
 /// A refused password: counted for the address across all its sessions (the server's
 /// admission table), answered after `auth_failed_timeout`, and the session closed after
 /// `max_login_attempts`.
+#[inline(never)]
 fn failed(s: &mut Session, user: &str, shown: &str, password: &str, msg: String) -> io::Result<()> {
     let rules = BanRules {
         failures: s.h.ban_failures,
@@ -113,6 +131,7 @@ fn failed(s: &mut Session, user: &str, shown: &str, password: &str, msg: String)
 
 /// An address banned for failed logins (its own or other sessions') gets 421 and the
 /// session ends; the password is not even tried. `shown` is the user name as logged.
+#[inline(never)]
 fn refuse_banned(s: &mut Session, shown: &str) -> io::Result<()> {
     log::info!("{} USER '{shown}' refused: address banned.", s.ctrl.prefix);
     s.account.username.clear();
@@ -125,6 +144,10 @@ fn refuse_banned(s: &mut Session, shown: &str) -> io::Result<()> {
 }
 
 /// Validates, finds the home, takes on the user's identity and builds the filesystem.
+/// Not inlined: its frame (the authorizer's answer, the home's checks) is gone before the
+/// login is logged, so the deepest stack page an idle logged-in session keeps is not
+/// touched (see `Session::serve`).
+#[inline(never)]
 fn login(
     s: &Session,
     user: &str,
@@ -163,7 +186,7 @@ fn new_fs(s: &Session, user: &str, home: &std::path::Path) -> io::Result<Abstrac
     let fs = (s.h.filesystem)(user, root)?;
     let mut afs = AbstractedFs::new(root, fs)?;
     if root != home {
-        let home = crate::filesystems::path::realpath(&std::path::absolute(home)?)
+        let home = crate::filesystems::path::realpath(&crate::filesystems::path::absolute(home)?)
             .ok_or_else(|| io::Error::other("symlink loop in home"))?;
         if !home.starts_with(afs.root()) {
             return Err(io::Error::other("home directory outside root_dir"));

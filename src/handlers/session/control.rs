@@ -192,7 +192,7 @@ impl ControlChannel {
         (peer, local): (SocketAddr, SocketAddr),
         max_line: usize,
     ) -> ControlChannel {
-        let mut c = ControlChannel {
+        ControlChannel {
             transport,
             inbuf: Vec::new(),
             discarding: false,
@@ -207,9 +207,7 @@ impl ControlChannel {
             implicit_tls: false,
             tls_configs: None,
             last_reply: None,
-        };
-        c.set_user(None);
-        c
+        }
     }
 
     /// Sets the log prefix for a logged-in user (or none).

@@ -40,10 +40,8 @@ impl Session {
         self.ctx.stats.command();
         let line = proto::clean_line(raw);
         let (verb, _) = proto::split_command(&line);
-        if verb == "PASS" {
-            log::debug!("{} <- PASS ******", self.ctrl.prefix);
-        } else {
-            log::debug!("{} <- {}", self.ctrl.prefix, proto::log_escape(&line));
+        if log::log_enabled!(log::Level::Debug) {
+            self.log_received(&verb, &line);
         }
         if !self.account.authenticated
             && proto::is_http_line(&verb)
@@ -75,6 +73,18 @@ impl Session {
         r?;
         self.log_command(&cmd.name, cmd.audit, &req.arg, Some(&req))?;
         self.after_command()
+    }
+
+    /// The line received, in the debug log (a password is not shown). Not inlined: the
+    /// frame under every command stays small (see `Session::serve` on stack depth).
+    #[cold]
+    #[inline(never)]
+    fn log_received(&self, verb: &str, line: &[u8]) {
+        if verb == "PASS" {
+            log::debug!("{} <- PASS ******", self.ctrl.prefix);
+        } else {
+            log::debug!("{} <- {}", self.ctrl.prefix, proto::log_escape(line));
+        }
     }
 
     /// The command's line in the default-level log (pyftpdlib `log_cmd`): `VERB [first

@@ -230,6 +230,7 @@ impl Session {
     /// One step while the data connection's TLS handshake runs after its transfer command:
     /// records from the client, then control input (ABOR, STAT, …), or the end of
     /// `data_handshake_timeout`. Once it is over and passes the reuse check, bytes move.
+    #[inline(never)]
     pub(crate) fn step_securing(&mut self) -> io::Result<()> {
         let Phase::Securing(_, sec) = &self.data.phase else {
             return Ok(());

@@ -178,7 +178,9 @@ impl Session {
     /// The PROXY protocol header of a control connection from `proxy` (before the 220, and
     /// before any TLS): the client it names and how it came, or `None` when the connection
     /// is to be closed (untrusted sender, missing, late or invalid header, or a client the
-    /// admission refuses, which gets its 421 first).
+    /// admission refuses, which gets its 421 first). Not inlined: the header's buffer lives
+    /// in this frame, gone before the session runs (see [`boxed`](Self::boxed)).
+    #[inline(never)]
     fn through_proxy(
         stream: &TcpStream,
         proxy: SocketAddr,
@@ -201,18 +203,36 @@ impl Session {
         }
     }
 
-    /// Not inlined: the `Session` is built in this frame, which is gone before the
-    /// session loop runs (see [`serve`](Self::serve) on stack depth).
-    #[inline(never)]
+    /// The session, on the heap. What formats or calls out (the log prefix, the facts, the
+    /// callbacks' factory) runs here, outside the frame [`assemble`](Self::assemble) builds
+    /// the value in: an idle session's thread keeps resident every stack page its deepest
+    /// call touched, and this is the deepest point of a session's start.
     fn boxed(
         h: Arc<FtpHandler>,
         ctx: SessionContext,
         transport: Transport,
+        addrs: (SocketAddr, SocketAddr),
+    ) -> Box<Session> {
+        let cb = (h.callbacks)();
+        let mut s = Self::assemble(h, ctx, transport, addrs, cb);
+        s.ctrl.set_user(None);
+        s.facts = DEFAULT_FACTS.iter().map(|s| s.to_string()).collect();
+        s
+    }
+
+    /// Not inlined: the `Session` is built in this frame (about 2 KiB), which is gone before
+    /// the session loop runs (see [`serve`](Self::serve) on stack depth); nothing is called
+    /// from it but the allocation.
+    #[inline(never)]
+    fn assemble(
+        h: Arc<FtpHandler>,
+        ctx: SessionContext,
+        transport: Transport,
         (peer, local): (SocketAddr, SocketAddr),
+        cb: Box<dyn Callbacks>,
     ) -> Box<Session> {
         let peer = SocketAddr::new(proto::unmap(peer.ip()), peer.port());
         let local = SocketAddr::new(proto::unmap(local.ip()), local.port());
-        let cb = (h.callbacks)();
         Box::new(Session {
             ctrl: ControlChannel::new(transport, (peer, local), h.max_line_length),
             h,
@@ -220,28 +240,17 @@ impl Session {
             cb,
             account: Account::new(),
             data: DataChannel::new(),
-            facts: DEFAULT_FACTS.iter().map(|s| s.to_string()).collect(),
+            facts: Vec::new(),
             stats: Tally::new(),
         })
     }
 
+    #[inline(never)]
     fn serve_and_end(&mut self) -> io::Result<()> {
-        // A balancer's health checks come every few seconds: their sessions log at debug.
-        log::log!(
-            self.ctrl.via.log_level(),
-            "{} FTP session opened (connect{})",
-            self.ctrl.prefix,
-            self.ctrl.via
-        );
-        self.ctx.stats.session_started();
+        self.opened();
         let r = self.serve();
         if let Err(e) = &r {
-            let end = if control::is_disconnect(e) {
-                SessionEnd::ClientClosed
-            } else {
-                SessionEnd::Error
-            };
-            self.stats.ending(end);
+            self.failed(e);
         }
         // A client that sent QUIT waits for the close: it gets it before the session's
         // callbacks and log lines run.
@@ -351,6 +360,32 @@ impl Session {
             self.ctrl.reply_now(421, "Server shutting down.");
         }
         Ok(())
+    }
+
+    /// The session's first log line and count. Not inlined, as what follows: these frames
+    /// are gone before the session loop runs, and an idle session's thread keeps resident
+    /// only the pages its deepest call touched (see [`serve`](Self::serve)).
+    #[inline(never)]
+    fn opened(&mut self) {
+        // A balancer's health checks come every few seconds: their sessions log at debug.
+        log::log!(
+            self.ctrl.via.log_level(),
+            "{} FTP session opened (connect{})",
+            self.ctrl.prefix,
+            self.ctrl.via
+        );
+        self.ctx.stats.session_started();
+    }
+
+    /// How a session that ended with an error ended: the client went away, or it broke.
+    #[inline(never)]
+    fn failed(&mut self, e: &io::Error) {
+        let end = if control::is_disconnect(e) {
+            SessionEnd::ClientClosed
+        } else {
+            SessionEnd::Error
+        };
+        self.stats.ending(end);
     }
 
     /// The transfer left behind is abandoned, then the logout and disconnect callbacks.
