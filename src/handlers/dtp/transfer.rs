@@ -270,18 +270,26 @@ impl Download {
         if self.eof {
             return Some(Outcome::Complete);
         }
-        self.out.clear();
         self.pos = 0;
         match (&mut self.src, fill.as_mut()) {
             (Source::File(f), _) => {
+                // The two buffers trade places and keep their lengths (`raw` is the one just
+                // sent, its bytes stale and overwritten): a full-length buffer is not zeroed
+                // again before every read (a memset of every byte sent).
                 self.raw.resize(self.set.buf_size, 0);
                 let n = match f.read(&mut self.raw) {
-                    Ok(0) => return Some(Outcome::Complete),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => return None,
-                    Err(e) => return Some(Outcome::LocalError(e)),
+                    Ok(n) if n > 0 => n,
+                    r => {
+                        self.out.clear();
+                        return match r {
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+                            Err(e) => Some(Outcome::LocalError(e)),
+                            Ok(_) => Some(Outcome::Complete),
+                        };
+                    }
                 };
                 if self.set.ascii {
+                    self.out.clear();
                     proto::to_crlf(&self.raw[..n], &mut self.out, &mut self.last_cr);
                 } else {
                     std::mem::swap(&mut self.out, &mut self.raw);
@@ -290,6 +298,7 @@ impl Download {
                 None
             }
             (Source::Lines, Some(fill)) => {
+                self.out.clear();
                 while self.out.len() < self.set.buf_size && !self.eof {
                     match (**fill)(&mut self.out) {
                         Ok(more) => self.eof = !more,
