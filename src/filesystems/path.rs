@@ -110,9 +110,11 @@ pub fn absolute(path: &Path) -> std::io::Result<PathBuf> {
 /// readlink(2) per component and no stat buffer (glibc's realpath(3) keeps several kilobytes
 /// of buffers on a session thread's stack). `None` for a symlink loop or an unreadable link.
 pub fn realpath(path: &Path) -> Option<PathBuf> {
-    let mut todo: Vec<OsString> = Vec::new();
+    // Sized once: growing these (realloc) is the deepest call of a login.
+    let mut todo: Vec<OsString> = Vec::with_capacity(32);
     push_components(path, &mut todo);
-    let mut out = PathBuf::from("/");
+    let mut out = PathBuf::with_capacity(path.as_os_str().len() + 256);
+    out.push("/");
     let mut links = 0;
     while let Some(c) = todo.pop() {
         if c == ".." {

@@ -85,7 +85,9 @@ pub struct TftpServer {
     /// Default: `None` (serve forever).
     pub idle_timeout: Option<Duration>,
     /// Serve the server's counters as Prometheus text at `GET /metrics` on this listener
-    /// (see [`metrics`](super::metrics)). Default: none.
+    /// (see [`metrics`](super::metrics)). Default: none. The endpoint serves totals: a stats
+    /// callback that reads the counters with `get_and_reset_all_counters` makes them restart
+    /// from zero at every call (read them with `since`, as `tftpd` does).
     #[cfg(feature = "metrics")]
     pub metrics: Option<std::net::TcpListener>,
 }

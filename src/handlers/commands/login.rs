@@ -78,7 +78,8 @@ fn welcome(
     s.ctrl.set_user(Some(shown));
     s.reply_lines(230, msg)?;
     s.ctx.stats.login_ok(began.elapsed());
-    log::info!("{} USER '{shown}' logged in.", s.ctrl.prefix);
+    // Logged once PASS returns, from a shallower frame (`Session::announce_login`).
+    s.account.announce = true;
     s.cb.on_login(&user);
     s.stats.user = Some(user);
     Ok(())

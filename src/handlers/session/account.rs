@@ -31,6 +31,8 @@ pub(crate) struct Account {
     pub(crate) anonymous_id: Option<String>,
     /// The user's identity, taken on at login; dropping it ends the impersonation.
     impersonation: Option<Impersonation>,
+    /// A login to log once its command returns (`Session::announce_login`).
+    pub(crate) announce: bool,
 }
 
 impl Account {
@@ -44,6 +46,7 @@ impl Account {
             fs: None,
             rates: SessionRates::default(),
             rnfr: None,
+            announce: false,
             anonymous_id: None,
             impersonation: None,
         }

@@ -71,8 +71,22 @@ impl Session {
             self.data.refused = matches!(self.data.setup, super::data::Setup::None);
         }
         r?;
+        if self.account.announce {
+            self.announce_login();
+        }
         self.log_command(&cmd.name, cmd.audit, &req.arg, Some(&req))?;
         self.after_command()
+    }
+
+    /// The log line of a login, written once PASS has returned: from this frame, not from
+    /// under the authorizer's call, the logger's frames stay above the deepest stack page an
+    /// idle logged-in session keeps (see `Session::serve`).
+    #[cold]
+    #[inline(never)]
+    fn announce_login(&mut self) {
+        self.account.announce = false;
+        let shown = proto::log_escape(self.account.username.as_bytes());
+        log::info!("{} USER '{shown}' logged in.", self.ctrl.prefix);
     }
 
     /// The line received, in the debug log (a password is not shown). Not inlined: the
