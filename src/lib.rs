@@ -110,6 +110,8 @@ pub mod beneath;
 #[doc(hidden)]
 pub mod cli;
 pub mod error;
+#[cfg(feature = "metrics")]
+mod exposition;
 pub mod filesystems;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -246,101 +246,26 @@ fn histogram(out: &mut String, name: &str, help: &str, series: &[(&str, &Histogr
     }
 }
 
-/// The endpoint: answers `GET /metrics` (and `HEAD`) with the server's statistics, 404 for
-/// any other path and 405 for any other method, until the listener's server is unblocked.
-pub(crate) struct Endpoint {
-    http: Arc<tiny_http::Server>,
-    thread: Option<std::thread::JoinHandle<()>>,
+/// Serves the statistics of `shared` on `listener` from a thread of this process (Pool,
+/// Thread); dropping the endpoint stops it.
+pub(crate) fn start(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<Endpoint> {
+    let render = move || render(&shared.server_stats());
+    Endpoint::start(listener, "ftp-metrics", Box::new(render))
 }
 
-impl Endpoint {
-    /// Serves on `listener` from a thread of this process.
-    pub(crate) fn start(listener: TcpListener, shared: Arc<Shared>) -> std::io::Result<Endpoint> {
-        let http = Arc::new(
-            tiny_http::Server::from_listener(listener, None)
-                .map_err(|e| std::io::Error::other(e.to_string()))?,
-        );
-        let h = http.clone();
-        let thread = std::thread::Builder::new()
-            .name("ftp-metrics".into())
-            .stack_size(128 * 1024)
-            .spawn(move || serve(&h, &shared))?;
-        Ok(Endpoint {
-            http,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        self.http.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Answers requests until the server is unblocked.
-fn serve(http: &tiny_http::Server, shared: &Shared) {
-    for req in http.incoming_requests() {
-        let get = matches!(
-            req.method(),
-            tiny_http::Method::Get | tiny_http::Method::Head
-        );
-        let path = req.url().split('?').next().unwrap_or("");
-        let r = if path != "/metrics" {
-            req.respond(
-                tiny_http::Response::from_string("Not Found: try /metrics\n").with_status_code(404),
-            )
-        } else if !get {
-            req.respond(
-                tiny_http::Response::from_string("Method Not Allowed\n").with_status_code(405),
-            )
-        } else {
-            let body = render(&shared.server_stats());
-            let ctype = tiny_http::Header::from_bytes(
-                &b"Content-Type"[..],
-                &b"text/plain; version=0.0.4; charset=utf-8"[..],
-            );
-            let mut resp = tiny_http::Response::from_string(body);
-            if let Ok(h) = ctype {
-                resp = resp.with_header(h);
-            }
-            req.respond(resp)
-        };
-        if let Err(e) = r {
-            log::debug!("metrics: {e}");
-        }
-    }
-}
+/// The endpoint on a thread of this process.
+pub(crate) type Endpoint = crate::exposition::Thread;
 
 /// The endpoint in a process of its own (Fork, PreFork); call while the process runs a
 /// single thread. Returns the child's pid.
 pub(crate) fn fork_process(
     listener: TcpListener,
     shared: &Arc<Shared>,
-    close: &[std::os::fd::RawFd],
+    close: &[RawFd],
 ) -> std::io::Result<nix::unistd::Pid> {
-    use nix::unistd::ForkResult;
-    match crate::process::fork("metrics")? {
-        ForkResult::Parent { child } => Ok(child),
-        ForkResult::Child => {
-            let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-            for fd in close {
-                let _ = nix::unistd::close(*fd);
-            }
-            match Endpoint::start(listener, shared.clone()) {
-                Ok(mut e) => {
-                    if let Some(t) = e.thread.take() {
-                        let _ = t.join();
-                    }
-                }
-                Err(e) => log::error!("metrics endpoint: {e}"),
-            }
-            std::process::exit(0)
-        }
-    }
+    crate::exposition::fork("metrics", listener, close, &|| {
+        render(&shared.server_stats())
+    })
 }
 
 /// The pause before the first restart of a dead endpoint process.

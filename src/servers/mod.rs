@@ -628,7 +628,7 @@ impl FtpServer {
                     .unwrap_or_else(|e| e.into_inner()) = Some(keeper);
                 Ok(MetricsRunning::Process)
             }
-            _ => Ok(MetricsRunning::Thread(metrics::Endpoint::start(
+            _ => Ok(MetricsRunning::Thread(metrics::start(
                 listener,
                 self.shared.clone(),
             )?)),

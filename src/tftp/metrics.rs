@@ -107,53 +107,21 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
     }
 }
 
-/// Answers `GET /metrics` (and `HEAD`) until the server is unblocked; 404 for any other
-/// path, 405 for any other method.
-fn serve(http: &tiny_http::Server, stats: &ServerStats) {
-    for req in http.incoming_requests() {
-        let path = req.url().split('?').next().unwrap_or("");
-        let resp = if path != "/metrics" {
-            tiny_http::Response::from_string("Not Found: try /metrics\n").with_status_code(404)
-        } else if !matches!(
-            req.method(),
-            tiny_http::Method::Get | tiny_http::Method::Head
-        ) {
-            tiny_http::Response::from_string("Method Not Allowed\n").with_status_code(405)
-        } else {
-            let mut r = tiny_http::Response::from_string(render(stats));
-            if let Ok(h) = tiny_http::Header::from_bytes(
-                &b"Content-Type"[..],
-                &b"text/plain; version=0.0.4; charset=utf-8"[..],
-            ) {
-                r = r.with_header(h);
-            }
-            r
-        };
-        if let Err(e) = req.respond(resp) {
-            log::debug!("metrics: {e}");
-        }
-    }
-}
-
 /// The running endpoint; dropping it stops it.
 pub(crate) enum Endpoint {
-    Thread(Arc<tiny_http::Server>, Option<std::thread::JoinHandle<()>>),
+    /// Held for its `Drop`, which stops the thread.
+    Thread {
+        _running: crate::exposition::Thread,
+    },
     Process(nix::unistd::Pid),
 }
 
 impl Endpoint {
     /// Serves on `listener` from a thread of this process.
     pub(crate) fn thread(listener: TcpListener, stats: Arc<ServerStats>) -> std::io::Result<Self> {
-        let http = Arc::new(
-            tiny_http::Server::from_listener(listener, None)
-                .map_err(|e| std::io::Error::other(e.to_string()))?,
-        );
-        let h = http.clone();
-        let t = std::thread::Builder::new()
-            .name("tftp-metrics".into())
-            .stack_size(128 * 1024)
-            .spawn(move || serve(&h, &stats))?;
-        Ok(Endpoint::Thread(http, Some(t)))
+        let render = move || render(&stats);
+        let t = crate::exposition::Thread::start(listener, "tftp-metrics", Box::new(render))?;
+        Ok(Endpoint::Thread { _running: t })
     }
 
     /// Serves on `listener` from a process of its own, forked now (this process must run
@@ -163,35 +131,16 @@ impl Endpoint {
         stats: &ServerStats,
         close: RawFd,
     ) -> std::io::Result<Self> {
-        use nix::unistd::ForkResult;
-        match crate::process::fork("TFTP metrics")? {
-            ForkResult::Parent { child } => Ok(Endpoint::Process(child)),
-            ForkResult::Child => {
-                let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
-                let _ = nix::unistd::close(close);
-                match tiny_http::Server::from_listener(listener, None) {
-                    Ok(http) => serve(&http, stats),
-                    Err(e) => log::error!("metrics endpoint: {e}"),
-                }
-                std::process::exit(0)
-            }
-        }
+        let pid = crate::exposition::fork("TFTP metrics", listener, &[close], &|| render(stats))?;
+        Ok(Endpoint::Process(pid))
     }
 }
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
-        match self {
-            Endpoint::Thread(http, t) => {
-                http.unblock();
-                if let Some(t) = t.take() {
-                    let _ = t.join();
-                }
-            }
-            Endpoint::Process(pid) => {
-                let _ = nix::sys::signal::kill(*pid, nix::sys::signal::Signal::SIGKILL);
-                let _ = nix::sys::wait::waitpid(*pid, None);
-            }
+        if let Endpoint::Process(pid) = self {
+            let _ = nix::sys::signal::kill(*pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(*pid, None);
         }
     }
 }
