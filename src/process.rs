@@ -1,7 +1,8 @@
 //! Facts about the serving process that the FTP and TFTP servers share: what kind of
 //! process a session runs in ([`ProcessKind`], a value the server hands down to whoever
-//! needs it, never a global) and the one `fork(2)` of the crate, allowed only while the
-//! process runs a single thread.
+//! needs it, never a global), the one `fork(2)` of the crate, allowed only while the
+//! process runs a single thread, and the scheduling policy of a session's thread
+//! ([`batch_scheduling`]).
 
 use std::io;
 
@@ -68,9 +69,81 @@ pub(crate) fn fork(model: &str) -> io::Result<ForkResult> {
     Ok(unsafe { nix::unistd::fork() }?)
 }
 
+thread_local! {
+    /// Whether [`batch_scheduling`] put the calling thread under `SCHED_BATCH`.
+    static BATCH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Puts the calling thread under `SCHED_BATCH` (`on`) or back under `SCHED_OTHER`; a
+/// no-op when the thread is already there by this function's doing. Linux applies a
+/// policy set with pid 0 to the calling thread only, and threads started afterwards
+/// inherit it.
+///
+/// Why a logged-in session runs batch: a thread woken by data from its client does not
+/// then preempt the process that woke it. On one host (a client on loopback) the
+/// session's reply otherwise lands before the client's own `send` has even returned, so
+/// each exchange costs the client an extra context switch and each streamed upload
+/// more of them (measured: 35-40 % fewer context switches per uploaded MB, 8-13 % less
+/// server CPU per GB). It also spares curl before 8.4 a stall: when the 227/229 reply is
+/// already readable as curl checks right after sending EPSV, curl waits for its next
+/// timer (200 ms, up to 1 s) before connecting the data socket (curl/curl#12042). A
+/// woken batch thread still runs at once on an idle CPU; on a busy one it waits for the
+/// running thread to block or for the tick. The policy keeps the thread's nice value, so
+/// an unprivileged process may switch either way; a failure (a seccomp filter, say) is
+/// logged at debug level and the session runs on as it was.
+#[allow(unsafe_code)]
+pub(crate) fn batch_scheduling(on: bool) {
+    if BATCH.with(|b| b.get()) == on {
+        return;
+    }
+    let policy = if on {
+        nix::libc::SCHED_BATCH
+    } else {
+        nix::libc::SCHED_OTHER
+    };
+    let param = nix::libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid, initialised sched_param that outlives the call, which
+    // only reads it; pid 0 names the calling thread. Nothing else is touched.
+    let r = unsafe { nix::libc::sched_setscheduler(0, policy, &param) };
+    if r == 0 {
+        BATCH.with(|b| b.set(on));
+    } else {
+        log::debug!(
+            "cannot set the session thread's scheduling policy: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scheduling policy of the calling thread, from /proc (field 41 of `stat`).
+    fn policy() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        after_comm.split(' ').nth(38).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn batch_scheduling_switches_the_calling_thread_only() {
+        std::thread::spawn(|| {
+            assert_eq!(policy(), nix::libc::SCHED_OTHER);
+            batch_scheduling(true);
+            assert_eq!(policy(), nix::libc::SCHED_BATCH);
+            // A thread started now inherits the policy; the test's other threads did not.
+            let child = std::thread::spawn(policy).join().unwrap();
+            assert_eq!(child, nix::libc::SCHED_BATCH);
+            batch_scheduling(true);
+            assert_eq!(policy(), nix::libc::SCHED_BATCH);
+            batch_scheduling(false);
+            assert_eq!(policy(), nix::libc::SCHED_OTHER);
+        })
+        .join()
+        .unwrap();
+        assert_eq!(policy(), nix::libc::SCHED_OTHER);
+    }
 
     #[test]
     fn a_threaded_process_may_not_fork() {

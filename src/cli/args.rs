@@ -52,6 +52,8 @@ pub struct Options {
     pub use_localtime: bool,
     /// `--disable-sendfile`.
     pub disable_sendfile: bool,
+    /// `--no-batch-scheduling` (`FtpHandler::batch_scheduling` off).
+    pub no_batch_scheduling: bool,
     /// `--max-cons`. Default: 512; 0 = unlimited.
     pub max_cons: usize,
     /// `--max-cons-per-ip`. Default: 0 (unlimited).
@@ -154,6 +156,7 @@ impl Default for Options {
             encoding: Encoding::Utf8,
             use_localtime: false,
             disable_sendfile: false,
+            no_batch_scheduling: false,
             max_cons: 512,
             max_cons_per_ip: 0,
             max_login_attempts: 3,
@@ -388,6 +391,7 @@ fn main_options(m: &getopts::Matches, o: &mut Options) -> Result<(), String> {
     }
     o.use_localtime = m.opt_present("use-localtime");
     o.disable_sendfile = m.opt_present("disable-sendfile");
+    o.no_batch_scheduling = m.opt_present("no-batch-scheduling");
     Ok(())
 }
 

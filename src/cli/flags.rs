@@ -144,6 +144,13 @@ const MAIN: &[Flag] = &[
         "copy downloads through a buffer instead of sendfile(2) (zero-copy)",
         "",
     ),
+    flag(
+        "",
+        "no-batch-scheduling",
+        "",
+        "keep logged-in sessions' threads under SCHED_OTHER instead of SCHED_BATCH",
+        "",
+    ),
 ];
 
 /// FTPS: pyftpdlib's `TLS_FTPHandler` settings.

@@ -85,6 +85,7 @@ pub fn build_handler(o: &Options) -> Result<FtpHandler, Error> {
     h.encoding = o.encoding;
     h.use_gmt_times = !o.use_localtime;
     h.use_sendfile = !o.disable_sendfile;
+    h.batch_scheduling = !o.no_batch_scheduling;
     h.max_login_attempts = o.max_login_attempts;
     h.read_limit = o.read_limit;
     h.write_limit = o.write_limit;
@@ -456,6 +457,7 @@ mod tests {
             "latin-1",
             "--use-localtime",
             "--disable-sendfile",
+            "--no-batch-scheduling",
             "--max-cons",
             "10",
             "--max-cons-per-ip",
@@ -474,6 +476,7 @@ mod tests {
         assert_eq!(build_handler(&o).unwrap().login_timeout, None);
         assert_eq!(o.encoding, Encoding::Latin1);
         assert!(o.use_localtime && o.disable_sendfile && o.permit_foreign_addresses);
+        assert!(o.no_batch_scheduling && !build_handler(&o).unwrap().batch_scheduling);
         assert_eq!(
             (o.max_cons, o.max_cons_per_ip, o.max_login_attempts),
             (10, 2, 5)

@@ -435,6 +435,8 @@ pub(crate) fn serve_guarded_with(
     if !matches!(r, Ok(Ok(()))) {
         report_end(r);
     }
+    // A pool worker serves its next client's login under the ordinary policy.
+    crate::process::batch_scheduling(false);
     drop(guard);
 }
 

@@ -80,11 +80,16 @@ impl Session {
 
     /// The log line of a login, written once PASS has returned: from this frame, not from
     /// under the authorizer's call, the logger's frames stay above the deepest stack page an
-    /// idle logged-in session keeps (see `Session::serve`).
+    /// idle logged-in session keeps (see `Session::serve`). From here on the session's
+    /// thread runs batch ([`FtpHandler::batch_scheduling`](crate::handlers::FtpHandler));
+    /// the server puts it back when the session ends.
     #[cold]
     #[inline(never)]
     fn announce_login(&mut self) {
         self.account.announce = false;
+        if self.h.batch_scheduling {
+            crate::process::batch_scheduling(true);
+        }
         let shown = proto::log_escape(self.account.username.as_bytes());
         log::info!("{} USER '{shown}' logged in.", self.ctrl.prefix);
     }
