@@ -215,6 +215,8 @@ fn open_passive(s: &mut Session) -> Result<u16, String> {
     let prefix = &s.ctrl.prefix;
     // Out of descriptors every port fails alike: say so instead of trying them all.
     let no_fds = std::cell::Cell::new(None);
+    // Why the kernel found no port for bind(0): named in the 425.
+    let no_port = std::cell::Cell::new(None);
     let bind = |port: u16| match TcpListener::bind(SocketAddr::new(ip, port)) {
         Ok(l) => Some(l),
         Err(e) => {
@@ -222,6 +224,7 @@ fn open_passive(s: &mut Session) -> Result<u16, String> {
                 no_fds.set(e.raw_os_error());
             } else if port == 0 {
                 log::warn!("{prefix} no passive port available: {e}");
+                no_port.set(e.raw_os_error());
             }
             None
         }
@@ -243,7 +246,7 @@ fn open_passive(s: &mut Session) -> Result<u16, String> {
         }
     };
     let Some(listener) = listener else {
-        return Err(passive_refused(prefix, no_fds.get(), range));
+        return Err(passive_refused(prefix, no_fds.get(), range, no_port.get()));
     };
     let port = listener
         .local_addr()
@@ -255,18 +258,52 @@ fn open_passive(s: &mut Session) -> Result<u16, String> {
 }
 
 /// The 425 text (and the log line) when no passive listener could be opened: out of
-/// descriptors (`errno`), every port of the configured range taken, or the bind failed.
-fn passive_refused(prefix: &str, errno: Option<i32>, range: Option<(u16, u16)>) -> String {
+/// descriptors (`errno`), every port of the configured range taken, or the kernel's choice
+/// of a port failed (`no_port`: EADDRINUSE when its ephemeral range is used up, by
+/// connections and TIME_WAIT alike; logged where it happened).
+fn passive_refused(
+    prefix: &str,
+    errno: Option<i32>,
+    range: Option<(u16, u16)>,
+    no_port: Option<i32>,
+) -> String {
     if let Some(e) = errno.map(io::Error::from_raw_os_error) {
         log::warn!("{prefix} cannot open a passive listener: {e}");
         let why = crate::filesystems::strerror(&e);
         return format!("Can't open passive connection: {why}.");
     }
-    match range {
-        Some((lo, hi)) => {
+    match (range, no_port.map(io::Error::from_raw_os_error)) {
+        (Some((lo, hi)), _) => {
             log::warn!("{prefix} PASV refused: no free port in the passive range {lo}-{hi}");
             RANGE_EXHAUSTED.to_string()
         }
-        None => "Can't open passive connection.".to_string(),
+        (None, Some(e)) => {
+            let why = crate::filesystems::strerror(&e);
+            format!("Can't open passive connection: {why}.")
+        }
+        (None, None) => "Can't open passive connection.".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passive_refusals_say_why() {
+        let emfile = passive_refused("t", Some(nix::libc::EMFILE), None, None);
+        assert_eq!(
+            emfile,
+            "Can't open passive connection: Too many open files."
+        );
+        let range = passive_refused("t", None, Some((60000, 60001)), Some(nix::libc::EADDRINUSE));
+        assert_eq!(range, RANGE_EXHAUSTED);
+        let picked = passive_refused("t", None, None, Some(nix::libc::EADDRINUSE));
+        assert_eq!(
+            picked,
+            "Can't open passive connection: Address already in use."
+        );
+        let unknown = passive_refused("t", None, None, None);
+        assert_eq!(unknown, "Can't open passive connection.");
     }
 }
