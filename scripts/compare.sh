@@ -869,11 +869,25 @@ phase_ftps() {
     done
 }
 
+# Waits (at most 70 s, a little over Linux's 60 s TIME_WAIT) until fewer than 2,000 loopback
+# connections are in TIME_WAIT: the previous server's 10,000 listings leave theirs on ports of
+# the same ephemeral range the next server's passive listeners and ftpbench's connections
+# take, and a server then refuses PASV with 425 for want of a port, not for a fault of its own.
+drain_time_wait() {
+    command -v ss >/dev/null 2>&1 || return 0
+    local n waited=0
+    while n=$(ss -Htan state time-wait 2>/dev/null | wc -l) && [ "$n" -ge 2000 ] && [ "$waited" -lt 70 ]; do
+        [ "$waited" = 0 ] && log "waiting for $n TIME_WAIT connections to drain"
+        sleep 2; waited=$((waited + 2))
+    done
+}
+
 # The many-sessions phase: --sessions steps of logged-in sessions held at once, a LIST from
 # each, for the servers of --session-servers.
 phase_sessions() {
     local s=$1 round=$2
     [ -z "${SKIP[$s]:-}" ] || return 0
+    drain_time_wait
     SERVER_MAXC=$((MAX_SESSIONS * 2 + 100))
     if up "$s"; then
         log "round $round: $s, $SESSIONS sessions (pid $SPID, port $PORT)"
