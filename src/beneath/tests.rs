@@ -367,3 +367,13 @@ fn shared_roots_share_one_descriptor_while_the_directory_is_the_same() {
     drop((a, b, d));
     let _ = raw;
 }
+
+#[test]
+fn names_slash_as_components_do() {
+    for p in [
+        "/", "//", "/.", "/./", "/././/", "/tmp", "/..", "./", ".", "", "/tmp/..", "a/",
+    ] {
+        let by_components = Path::new(p).components().eq(Path::new("/").components());
+        assert_eq!(names_slash(Path::new(p)), by_components, "{p:?}");
+    }
+}
