@@ -211,9 +211,19 @@ impl ControlChannel {
     }
 
     /// Sets the log prefix for a logged-in user (or none).
+    /// Once the address part is there, only the user part is replaced: formatting the
+    /// address again (std's `Ipv4Addr` display nests a second `fmt::write`) ran at the bottom
+    /// of a login's stack, and took an idle session's thread onto a third stack page.
     pub(crate) fn set_user(&mut self, shown: Option<&str>) {
-        let (ip, port) = (self.peer.ip(), self.peer.port());
-        self.prefix = format!("{ip}:{port}-[{}]", shown.unwrap_or(""));
+        // An address and port never hold "-[", so the first one ends the address part.
+        if let Some(i) = self.prefix.find("-[") {
+            self.prefix.truncate(i + 2);
+        } else {
+            let (ip, port) = (self.peer.ip(), self.peer.port());
+            self.prefix = format!("{ip}:{port}-[");
+        }
+        self.prefix.push_str(shown.unwrap_or(""));
+        self.prefix.push(']');
     }
 
     /// The descriptor to poll for input.
