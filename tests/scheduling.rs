@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{BinServer, PASS, USER};
+use common::{wait_for, BinServer, PASS, USER};
 use suppaftp::FtpStream;
 
 const SCHED_BATCH: i32 = 3;
@@ -59,15 +57,6 @@ fn batch_threads(pid: u32) -> Vec<(u32, String)> {
         .collect()
 }
 
-/// Waits (liveness bound only) until `f` holds.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn check_model(model: &[&str]) {
     let srv = BinServer::start(model);
     let pid = srv.child.id();
@@ -110,12 +99,12 @@ fn check_model(model: &[&str]) {
     d.login(USER, PASS).expect("login");
     d.noop().expect("NOOP");
     // The first session's thread is back to ordinary (or gone), the second's is batch.
-    eventually("only the second session runs batch", || {
+    wait_for("only the second session runs batch", || {
         let now = batch_threads(pid);
         now.len() == 1 && now[0] != batch[0]
     });
     d.quit().expect("QUIT");
-    eventually("no thread runs batch once every session ended", || {
+    wait_for("no thread runs batch once every session ended", || {
         batch_threads(pid).is_empty()
     });
 }

@@ -8,7 +8,6 @@ use common::*;
 use ftpdlib::servers::Executor;
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 /// A server with atomic uploads on.
 fn atomic(ex: Executor) -> Server {
@@ -16,15 +15,6 @@ fn atomic(ex: Executor) -> Server {
         .executor(ex)
         .config(&["--atomic-uploads"], |h| h.atomic_uploads = true)
         .start()
-}
-
-/// Waits (at most 20 s) until `f` holds.
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// The names in a directory, sorted.

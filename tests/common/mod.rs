@@ -20,6 +20,24 @@ pub const PASS: &str = "12345";
 /// How long any test client waits for a reply before failing (never a hang).
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Waits until `f` holds, checking every 10 ms, for at most [`IO_TIMEOUT`] (a liveness
+/// bound, not a speed check). True once it holds.
+pub fn wait_until(mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + IO_TIMEOUT;
+    while !f() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// [`wait_until`], failing the test with `what` when `f` never holds.
+pub fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    assert!(wait_until(f), "timed out waiting for {what}");
+}
+
 /// Runs a test body once per in-process concurrency model:
 /// `models!(name1, name2)` expects `fn name1(ex: Executor)` in scope.
 #[macro_export]
