@@ -49,6 +49,7 @@ SMALL_IO=1
 PLAIN_BENCH=all
 unset SECOND_LOAD SESSIONS
 FTPS=1
+FIRST_BYTE=1
 CERTS="ecdsa rsa"
 TLS_CLIENTS=
 SESSION_SERVERS="ftpdlib-pool ftpdlib-pre-fork pyftpdlib"
@@ -84,7 +85,10 @@ Usage: scripts/compare.sh [options]
   --bench WHAT         ftpbench's -b for the plain phase (default all; e.g. many-stor, or
                        stor,retr: with --no-ftps --sessions "" --second-load "" a short
                        run of a few workloads)
-  --no-ftps            skip the FTPS phases (ftpbench -b ftps)
+  --no-ftps            skip the FTPS phases (ftpbench -b ftps) and curl's first byte
+  --no-first-byte      skip curl's FTPS first byte (scripts/ftps_first_byte.sh, run once
+                       after the rounds against ftpdlib's pool and the peers of --servers;
+                       its table is appended to table.md as first_byte.md)
   --certs "ecdsa rsa"  the certificates FTPS runs with (ECDSA P-256, RSA 2048)
   --tls-clients N      concurrent FTPS logins (default 100; quick 50)
   --sessions LIST      steps of the many-sessions curve (default 1000,5000,10000; quick
@@ -123,6 +127,7 @@ while [ $# -gt 0 ]; do
         --no-small-io) SMALL_IO=0 ;;
         --bench) PLAIN_BENCH=$2; shift ;;
         --no-ftps) FTPS=0 ;;
+        --no-first-byte) FIRST_BYTE=0 ;;
         --certs) CERTS=$2; shift ;;
         --tls-clients) TLS_CLIENTS=$2; shift ;;
         --sessions) SESSIONS=$2; shift ;;
@@ -935,6 +940,23 @@ done
 
 [ -n "$(ls -A "$RES/loopback" 2>/dev/null)" ] || loopback_limit 1-none
 
+# curl's FTPS first byte per server (issue: clients that wait for the data handshake), from
+# its own script, which starts each server the way curl needs: once, after the rounds.
+if [ "$FTPS" = 1 ] && [ "$FIRST_BYTE" = 1 ]; then
+    fb_servers=""
+    case " $SERVERS " in *" ftpdlib-"*) fb_servers="ftpdlib" ;; esac
+    for s in pyftpdlib vsftpd proftpd pure-ftpd; do
+        case " $SERVERS " in *" $s "*) fb_servers+=" $s" ;; esac
+    done
+    log "curl's FTPS first byte: $fb_servers"
+    if ! "$ROOT/scripts/ftps_first_byte.sh" --ftpdlib "$FTPDLIB" --servers "$fb_servers" \
+        --runs "$([ "$QUICK" = 1 ] && echo 5 || echo 9)" --rounds 1 \
+        >"$WORK/first_byte.md" 2>"$WORK/first_byte.log"; then
+        log "ftps_first_byte.sh failed: $(tail -n 1 "$WORK/first_byte.log")"
+        : >"$WORK/first_byte.md"
+    fi
+fi
+
 # --- the report --------------------------------------------------------------------------------
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 machine="$(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), Linux $(uname -r)"
@@ -951,6 +973,10 @@ rm -rf "$OUT_DIR/raw" && cp -r "$RES" "$OUT_DIR/raw"
 python3 "$ROOT/scripts/compare-report.py" --results "$RES" --out-dir "$OUT_DIR" \
     --servers "$SERVERS" --machine "$machine" --versions "$versions" --settings "$settings" \
     --clients "$CLIENTS" --size "$SIZE" --second-load "$SECOND_LOAD" --certs "$CERTS" --sessions "$SESSIONS"
+if [ -s "$WORK/first_byte.md" ]; then
+    cp "$WORK/first_byte.md" "$OUT_DIR/first_byte.md"
+    { echo; echo "### curl's FTPS first byte"; cat "$WORK/first_byte.md"; } >>"$OUT_DIR/table.md"
+fi
 cat "$OUT_DIR/table.md"
 if [ -n "$OUT" ]; then cp "$OUT_DIR/table.md" "$OUT"; log "tables written to $OUT"; fi
 log "tables, charts and raw CSV in $OUT_DIR"
